@@ -1,0 +1,424 @@
+//! Every message that technician, relay and streamer exchange, as plain Rust values.
+//!
+//! These are wire types: the relay and the clients convert them to their own domain types at the edge.
+//! The byte layout of each lives in `codec.rs` and is specified in docs/PROTOCOL.md.
+
+use bytes::Bytes;
+
+use crate::error::ErrorCode;
+
+/// Who is speaking on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The technician app or command-line client.
+    Technician,
+    /// The streamer agent on the end user's computer.
+    Streamer,
+}
+
+/// How a session reaches the streamer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccessType {
+    /// The end user runs the streamer on demand and reads out a session code.
+    Attended,
+    /// The streamer runs permanently on a device deployed to the team.
+    Unattended,
+}
+
+/// What a client proves its identity with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A technician's sign-in token, issued by the relay's sign-in API.
+    TechnicianToken {
+        /// The bearer token.
+        token: String,
+    },
+    /// An unattended streamer's device credential, issued at registration.
+    Device {
+        /// The device's id.
+        device_id: String,
+        /// The device's secret.
+        secret: String,
+    },
+    /// An unattended streamer registering for the first time with the team's deployment code.
+    DeploymentCode {
+        /// The deployment code from the console.
+        code: String,
+        /// The computer's name, shown to technicians.
+        device_name: String,
+    },
+    /// An attended streamer started on demand from the team's download.
+    Attended {
+        /// The team's public attended-access key, built into the team's download.
+        team_key: String,
+        /// The computer's name, shown to the technician.
+        device_name: String,
+    },
+}
+
+/// A device as the technician's device list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The device's id.
+    pub id: String,
+    /// The device's name.
+    pub name: String,
+    /// Whether its streamer is connected now.
+    pub online: bool,
+    /// The streamer version it last reported, if it ever connected.
+    pub streamer_version: Option<String>,
+}
+
+/// What a technician asks to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionTarget {
+    /// An unattended device of the technician's team.
+    Device {
+        /// The device's id.
+        device_id: String,
+    },
+    /// An attended streamer, by the 9-digit session code its user read out.
+    Code {
+        /// The session code.
+        code: String,
+    },
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// The technician ended the session.
+    TechnicianLeft,
+    /// The end user ended the session from the streamer.
+    EndUserEnded,
+    /// The technician's connection was lost.
+    TechnicianDisconnected,
+    /// The streamer's connection was lost.
+    StreamerDisconnected,
+    /// A recorded session reached its time limit (24 hours by default).
+    TimeLimitReached,
+    /// The recording could not be written, and a recorded session never goes on unrecorded.
+    RecordingFailed,
+    /// The relay is shutting down.
+    RelayShuttingDown,
+    /// A credential in the session was revoked.
+    CredentialRevoked,
+    /// A peer broke the protocol.
+    ProtocolError,
+    /// A reason this implementation does not know, from a newer peer; the message explains it.
+    Unknown(u8),
+}
+
+/// Video codec of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VideoCodec {
+    /// H.264, access units in Annex B byte-stream format.
+    H264,
+}
+
+/// Orientation of the captured screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Orientation {
+    /// Wider than tall (or square).
+    Landscape,
+    /// Taller than wide.
+    Portrait,
+}
+
+/// Configuration of the video that follows, until the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VideoConfig {
+    /// The codec.
+    pub codec: VideoCodec,
+    /// Width in pixels, 1 to 16384.
+    pub width: u16,
+    /// Height in pixels, 1 to 16384.
+    pub height: u16,
+    /// Frames per second, 1 to 120.
+    pub frame_rate: u16,
+    /// The monitor being captured.
+    pub monitor_id: u32,
+    /// The screen's orientation.
+    pub orientation: Orientation,
+}
+
+/// One encoded video access unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoFrame {
+    /// Whether the unit is a keyframe (IDR) that decoding can start from.
+    pub keyframe: bool,
+    /// Capture time in microseconds since the streamer's stream started.
+    pub timestamp_us: u64,
+    /// The encoded access unit; decoding slices it out of the received buffer without copying.
+    pub payload: Bytes,
+}
+
+/// One monitor of the streamer's computer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorInfo {
+    /// Stable id within the streamer's session.
+    pub id: u32,
+    /// Name for the technician's monitor menu.
+    pub name: String,
+    /// Left edge in the virtual desktop.
+    pub x: i32,
+    /// Top edge in the virtual desktop.
+    pub y: i32,
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+    /// Whether this is the primary monitor.
+    pub primary: bool,
+}
+
+/// Audio codec of the live audio stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AudioCodec {
+    /// Opus packets (RFC 6716).
+    Opus,
+}
+
+/// One encoded audio packet; streamed live, never recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioFrame {
+    /// Capture time in microseconds since the streamer's stream started.
+    pub timestamp_us: u64,
+    /// The encoded packet.
+    pub payload: Bytes,
+}
+
+/// What a mouse event does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MouseAction {
+    /// The pointer moved to (x, y).
+    Move,
+    /// A button went down at (x, y).
+    Down,
+    /// A button went up at (x, y).
+    Up,
+    /// The wheel turned by (wheel_x, wheel_y).
+    Wheel,
+}
+
+/// Which mouse button an event concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MouseButton {
+    /// No button (moves and wheel turns).
+    None,
+    /// The primary button.
+    Left,
+    /// The secondary button.
+    Right,
+    /// The wheel button.
+    Middle,
+    /// The "back" side button.
+    Back,
+    /// The "forward" side button.
+    Forward,
+}
+
+/// A mouse event, in pixels of the monitor being viewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MouseInput {
+    /// What happened.
+    pub action: MouseAction,
+    /// Which button, or `None`.
+    pub button: MouseButton,
+    /// Horizontal position from the monitor's left edge.
+    pub x: u16,
+    /// Vertical position from the monitor's top edge.
+    pub y: u16,
+    /// Horizontal wheel steps (positive: right).
+    pub wheel_x: i16,
+    /// Vertical wheel steps (positive: down).
+    pub wheel_y: i16,
+}
+
+/// Modifier keys held during a key event, as a bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Modifiers(pub u8);
+
+impl Modifiers {
+    /// Shift.
+    pub const SHIFT: u8 = 1;
+    /// Control.
+    pub const CONTROL: u8 = 2;
+    /// Alt or Option.
+    pub const ALT: u8 = 4;
+    /// Windows or Command.
+    pub const META: u8 = 8;
+    /// Every defined bit.
+    pub const ALL: u8 = 0x0f;
+}
+
+/// A physical key going down or up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyInput {
+    /// The physical key as a W3C UI Events `KeyboardEvent.code` value, such as `KeyA` or `Enter`.
+    pub code: String,
+    /// Whether the key went down (true) or up (false).
+    pub down: bool,
+    /// Modifiers held at the time.
+    pub modifiers: Modifiers,
+}
+
+/// One protocol message. See docs/PROTOCOL.md for who sends each and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Client to relay, first message: who I am and what I speak.
+    Hello {
+        /// Technician or streamer.
+        role: Role,
+        /// Four-part product version text, checked by the relay.
+        product_version: String,
+        /// Protocol versions (semver) the client speaks, the highest of each major.
+        protocol_versions: Vec<String>,
+    },
+    /// Relay to client: the hello is accepted and this protocol version is agreed.
+    Welcome {
+        /// The agreed protocol version.
+        protocol_version: String,
+        /// The relay's product version, for diagnostics.
+        relay_version: String,
+    },
+    /// Client to relay: proof of identity.
+    Authenticate(Credential),
+    /// Relay to streamer: a new device was registered; keep this credential.
+    Registered {
+        /// The new device's id.
+        device_id: String,
+        /// The new device's secret.
+        secret: String,
+    },
+    /// Relay to attended streamer: the code to read to the technician.
+    SessionCodeIssued {
+        /// Nine decimal digits.
+        code: String,
+        /// Seconds until the code expires.
+        expires_in_secs: u32,
+    },
+    /// Relay to client: authenticated; the connection is established.
+    Authenticated {
+        /// The team's id.
+        team_id: String,
+        /// The technician's name or the device's name.
+        name: String,
+    },
+    /// Relay to client: the connection is refused and will be closed.
+    Refused {
+        /// Why.
+        code: ErrorCode,
+        /// Why, in words.
+        message: String,
+    },
+    /// Technician to relay: send me my team's devices.
+    ListDevices,
+    /// Relay to technician: the team's devices.
+    DeviceList(Vec<DeviceInfo>),
+    /// Technician to relay: connect me to this target.
+    SessionRequest(SessionTarget),
+    /// Relay to streamer: a technician wants a session.
+    SessionOffer {
+        /// The session's id.
+        session_id: String,
+        /// The technician's name, shown to the end user.
+        technician: String,
+        /// Attended or unattended.
+        access: AccessType,
+        /// Whether the team's policy records the session.
+        recorded: bool,
+    },
+    /// Streamer to relay: the offered session is accepted.
+    SessionAccept {
+        /// The session's id.
+        session_id: String,
+    },
+    /// Streamer to relay: the end user declined the offered session.
+    SessionDecline {
+        /// The session's id.
+        session_id: String,
+    },
+    /// Relay to technician: the session is open; media follows.
+    SessionStarted {
+        /// The session's id.
+        session_id: String,
+        /// The device's name.
+        device_name: String,
+        /// The streamer's product version.
+        streamer_version: String,
+        /// Attended or unattended.
+        access: AccessType,
+        /// Whether the team's policy records the session.
+        recorded: bool,
+    },
+    /// Relay to technician: the session request is refused; the connection stays open.
+    SessionRefused {
+        /// Why.
+        code: ErrorCode,
+        /// Why, in words.
+        message: String,
+    },
+    /// Relay to both sides: whether the session is being recorded by the team's policy.
+    RecordingState {
+        /// True while the relay records the session.
+        recorded: bool,
+    },
+    /// Relay to technician: the recorded session will end at its time limit.
+    LimitWarning {
+        /// Milliseconds until the relay ends the session.
+        time_left_ms: u64,
+    },
+    /// Technician or streamer to relay: I end the session.
+    LeaveSession,
+    /// Relay to both sides: the session is over.
+    SessionEnded {
+        /// Why.
+        reason: EndReason,
+        /// Why, in words.
+        message: String,
+    },
+    /// Streamer to technician: the video that follows has this configuration.
+    VideoConfig(VideoConfig),
+    /// Streamer to technician: one encoded access unit.
+    VideoFrame(VideoFrame),
+    /// Technician or relay to streamer: send a keyframe now.
+    KeyframeRequest,
+    /// Streamer to technician: the computer's monitors.
+    MonitorList(Vec<MonitorInfo>),
+    /// Technician to streamer: capture this monitor.
+    SwitchMonitor {
+        /// The monitor's id from the monitor list.
+        monitor_id: u32,
+    },
+    /// Technician to streamer: capture at this rate.
+    SetFrameRate {
+        /// Frames per second, 1 to 120.
+        frame_rate: u16,
+    },
+    /// Streamer to technician: live audio follows in this format.
+    AudioConfig {
+        /// The codec.
+        codec: AudioCodec,
+        /// Samples per second.
+        sample_rate: u32,
+        /// Channel count, 1 or 2.
+        channels: u8,
+    },
+    /// Streamer to technician: one encoded audio packet.
+    AudioFrame(AudioFrame),
+    /// Streamer to technician: the session goes on without audio, for this reason.
+    AudioUnavailable {
+        /// Why, in words.
+        reason: String,
+    },
+    /// Technician to streamer: a mouse event.
+    MouseInput(MouseInput),
+    /// Technician to streamer: a key event.
+    KeyInput(KeyInput),
+    /// Technician to streamer: text to type as is (IME, paste).
+    TextInput {
+        /// The text.
+        text: String,
+    },
+}
