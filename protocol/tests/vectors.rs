@@ -92,7 +92,10 @@ fn expected() -> BTreeMap<&'static str, Message> {
                 message: spec_text,
             },
         ),
-        ("recording-state-on", Message::RecordingState { recorded: true }),
+        (
+            "recording-state-on",
+            Message::RecordingState { recorded: true },
+        ),
         (
             "limit-warning-5-minutes",
             Message::LimitWarning {
@@ -240,10 +243,18 @@ fn document_vectors_match_the_code() {
         let frame = Bytes::from(v.bytes.clone());
         match &v.refused_with {
             None => {
-                let want = expected
-                    .get(v.name.as_str())
-                    .unwrap_or_else(|| panic!("docs/PROTOCOL.md has vector {} that this test does not know", v.name));
-                assert_eq!(&decode_frame(frame).unwrap(), want, "decoding vector {}", v.name);
+                let want = expected.get(v.name.as_str()).unwrap_or_else(|| {
+                    panic!(
+                        "docs/PROTOCOL.md has vector {} that this test does not know",
+                        v.name
+                    )
+                });
+                assert_eq!(
+                    &decode_frame(frame).unwrap(),
+                    want,
+                    "decoding vector {}",
+                    v.name
+                );
                 let encoded = encode_to_bytes(want).unwrap();
                 assert_eq!(
                     encoded.to_vec(),
