@@ -1,7 +1,7 @@
 //! The handshake driven through bytes on both sides with no IO: success and every refusal.
 
 // Test helpers unwrap on purpose: a failure should stop the test loudly where it happens.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
 use protocol::*;

@@ -1,7 +1,7 @@
 //! Property tests: every message survives encode then decode, and no input makes the decoder panic.
 
 // Test helpers unwrap on purpose: a failure should stop the test loudly where it happens.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
 use proptest::prelude::*;

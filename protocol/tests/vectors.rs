@@ -5,7 +5,7 @@
 //! and encode back to the same bytes; every refused vector must be refused with its error code.
 
 // Test helpers unwrap on purpose: a failure should stop the test loudly where it happens.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 

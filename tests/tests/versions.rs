@@ -1,7 +1,7 @@
 //! One build, one version: every component reports the same product version.
 
 // Test helpers unwrap on purpose: a failure should stop the test loudly where it happens.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[test]
 fn every_component_reports_the_workspace_version() {

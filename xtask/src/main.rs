@@ -156,7 +156,50 @@ fn test() -> Result<()> {
     ]))?;
     fuzz(20)?;
     // Last, so that the test runner's summary is the last thing printed.
-    run(cargo().args(["test", "--workspace"]))
+    run_tests(cargo().args(["test", "--workspace"]))
+}
+
+/// Runs cargo test, echoing its output, and ends with one line that adds up every test binary's
+/// `test result:` line, so the total is the last thing printed.
+fn run_tests(cmd: &mut Command) -> Result<()> {
+    use std::io::BufRead;
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: running {shown}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {shown}"))?;
+    let stdout = child.stdout.take().context("cargo test has no stdout")?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test's output")?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(['.', ';']) {
+                let mut words = part.split_whitespace();
+                if let (Some(n), Some(what)) = (words.next(), words.next()) {
+                    let n: u64 = n.parse().unwrap_or(0);
+                    match what {
+                        "passed" => passed += n,
+                        "failed" => failed += n,
+                        "ignored" => ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {shown}"))?;
+    println!("total: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    if passed == 0 {
+        bail!("cargo test ran no test");
+    }
+    Ok(())
 }
 
 /// Runs every fuzz target for `secs` seconds from the committed corpus, writing new inputs to a
