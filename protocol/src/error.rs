@@ -19,6 +19,8 @@ pub enum ErrorCode {
     MalformedVersion,
     /// Too many attempts or messages; try again later (peer's fault).
     RateLimited,
+    /// The peer took too long: to finish the handshake, or to answer a session offer.
+    Timeout,
     /// The credential is unknown, wrong or expired (user's fault).
     AuthenticationFailed,
     /// The credential was revoked by the team (user's fault).
@@ -61,6 +63,7 @@ const CODES: &[(ErrorCode, u16, &str)] = &[
     ),
     (ErrorCode::MalformedVersion, 104, "MALFORMED_VERSION"),
     (ErrorCode::RateLimited, 105, "RATE_LIMITED"),
+    (ErrorCode::Timeout, 106, "TIMEOUT"),
     (
         ErrorCode::AuthenticationFailed,
         200,

@@ -1,11 +1,135 @@
 //! The relay: authenticates technicians and streamers, pairs them and forwards (and records) sessions.
 //!
-//! Only the version plumbing exists so far; the server arrives with issue 3 and the recorder with
-//! issue 4. The wire protocol it will speak is the `protocol` crate.
+//! `Relay::prepare` opens the data directory (SQLite, recordings store, TLS material) and
+//! `Relay::serve` runs the HTTPS port until the shutdown token is cancelled, then drains. The binary in
+//! `main.rs` only parses settings and signals; tests start the relay in-process on 127.0.0.1:0.
 
+mod agent;
+mod api;
+pub mod bootstrap;
+pub mod clock;
+pub mod config;
+pub mod hub;
+pub mod recording;
+pub mod secrets;
+mod server;
+pub mod store;
+pub mod tls;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
 use protocol::{ProductVersion, VersionError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use api::AGENT_PATH;
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use config::Config;
 
 /// The relay's product version, from the workspace's one version.
 pub fn product_version() -> Result<ProductVersion, VersionError> {
     ProductVersion::this_build()
+}
+
+/// Everything the connection tasks share. Handed down explicitly; there is no global state.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    config: Config,
+    store: store::Store,
+    clock: SharedClock,
+    hub: hub::Hub,
+    recordings: recording::Recordings,
+    version: ProductVersion,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// A relay with its data directory open, ready to serve.
+#[derive(Debug)]
+pub struct Relay {
+    shared: Arc<Shared>,
+    tls: Arc<rustls::ServerConfig>,
+    dev_ca: Option<PathBuf>,
+}
+
+impl Relay {
+    /// Opens (creating on first start) the data directory: database, recordings, TLS material.
+    pub async fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+        let (tls, dev_ca) = tls::server_config(&config)?;
+        let store = store::Store::open(&config.data_dir, clock.clone())
+            .await
+            .context("opening the database")?;
+        let recordings = recording::Recordings::local(&config.data_dir.join("recordings"))
+            .context("opening the recordings store")?;
+        let shared = Arc::new(Shared {
+            version: product_version()?,
+            config,
+            store,
+            clock,
+            hub: hub::Hub::default(),
+            recordings,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        Ok(Self {
+            shared,
+            tls,
+            dev_ca: dev_ca.map(|p| p.ca_cert),
+        })
+    }
+
+    /// The SQL store, for administration and tests.
+    pub fn store(&self) -> &store::Store {
+        &self.shared.store
+    }
+
+    /// The development CA certificate that clients should trust, when no real certificate is set.
+    pub fn dev_ca_cert(&self) -> Option<&Path> {
+        self.dev_ca.as_deref()
+    }
+
+    /// Creates the first team and owner on a fresh relay.
+    pub async fn bootstrap_if_empty(&self) -> anyhow::Result<Option<bootstrap::Bootstrap>> {
+        let ttl = i64::try_from(self.shared.config.deployment_code_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        bootstrap::bootstrap_if_empty(&self.shared.store, &self.shared.config.data_dir, ttl).await
+    }
+
+    /// Serves `listener` until `shutdown` is cancelled, then ends every session with a reason and
+    /// waits up to the drain timeout for connections to close.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let shared = self.shared;
+        let router = api::router(shared.clone());
+        let accept = tokio::spawn(server::accept_loop(
+            listener,
+            self.tls,
+            router,
+            shared.shutdown.clone(),
+            shared.tracker.clone(),
+        ));
+        shutdown.cancelled().await;
+        tracing::info!("shutting down: ending sessions");
+        shared.shutdown.cancel();
+        let _ = accept.await;
+        shared.tracker.close();
+        let drain = Config::ms(shared.config.drain_timeout_ms);
+        if tokio::time::timeout(drain, shared.tracker.wait()).await.is_err() {
+            tracing::warn!(left = shared.tracker.len(), "drain deadline passed; closing the rest");
+        }
+        shared.store.close().await;
+        Ok(())
+    }
+}
+
+/// Runs a relay on `listener` with the system clock until `shutdown`.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    Relay::prepare(config, Arc::new(SystemClock))
+        .await?
+        .serve(listener, shutdown)
+        .await
 }

@@ -1,21 +1,147 @@
-//! The relay's command line. The server itself is issue 3; until then this reports the version.
+//! The relay's command line: settings from defaults, a TOML file, environment and flags; signals.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use relay::{Config, Relay, SystemClock};
+use tokio_util::sync::CancellationToken;
+
+/// Relay for recorded remote support: pairs technicians and streamers, forwards and records sessions.
+#[derive(Debug, Parser)]
+#[command(version = concat!(env!("CARGO_PKG_VERSION"), " (four-part version: see --product-version)"))]
+struct Args {
+    /// TOML settings file (keys as in relay::Config; unset keys keep their defaults).
+    #[arg(long, env = "RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory: database, TLS material, recordings.
+    #[arg(long, env = "RELAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address of the HTTPS port (agents and console).
+    #[arg(long, env = "RELAY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Host names for the development certificate (repeat, or comma-separated in the variable).
+    #[arg(long = "server-name", env = "RELAY_SERVER_NAMES", value_delimiter = ',')]
+    server_names: Vec<String>,
+    /// A real certificate chain (PEM) instead of the development CA.
+    #[arg(long, env = "RELAY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "RELAY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Print the four-part product version and exit.
+    #[arg(long)]
+    product_version: bool,
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_toml_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if !self.server_names.is_empty() {
+            config.server_names = self.server_names;
+        }
+        if self.tls_cert.is_some() {
+            config.tls_cert = self.tls_cert;
+            config.tls_key = self.tls_key;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+async fn shutdown_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                token.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    token.cancel();
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let listen = config.listen;
+    let relay = Relay::prepare(config, Arc::new(SystemClock)).await?;
+    if let Some(first) = relay.bootstrap_if_empty().await? {
+        println!("First start: created a team and its owner.");
+        println!("  sign in as:       {}", first.email);
+        println!("  password:         {}", first.password);
+        println!("  deployment code:  {}", first.deployment_code);
+        println!("  attended key:     {}", first.attended_key);
+        println!("  (also written to {})", first.written_to.display());
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let local = listener.local_addr()?;
+    println!("Relay {} listening on https://{local}", relay::product_version()?);
+    if let Some(ca) = relay.dev_ca_cert() {
+        println!("  clients trust the development CA in {}", ca.display());
+    }
+    let token = CancellationToken::new();
+    tokio::spawn(shutdown_signal(token.clone()));
+    relay.serve(listener, token).await
+}
 
 fn main() -> ExitCode {
-    let version = match relay::product_version() {
-        Ok(v) => v,
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if args.product_version {
+        return match relay::product_version() {
+            Ok(v) => {
+                println!("{v}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("relay: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("relay: {e}");
+            eprintln!("relay: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if std::env::args().nth(1).as_deref() == Some("--version") {
-        println!("relay {version}");
-        return ExitCode::SUCCESS;
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay: {e:#}");
+            ExitCode::FAILURE
+        }
     }
-    eprintln!(
-        "relay {version}: the relay server is not built yet (issue 3); only --version works."
-    );
-    ExitCode::from(2)
 }

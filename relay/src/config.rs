@@ -1,0 +1,124 @@
+//! The relay's settings: defaults, then a TOML file, then environment variables and flags (main.rs).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Every setting of the relay. `Config::default()` is a working relay for a small team.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the database, the TLS material and the recordings live.
+    pub data_dir: PathBuf,
+    /// Address of the HTTPS port that serves agents and the console.
+    pub listen: SocketAddr,
+    /// Host names and addresses the development certificate is issued for.
+    pub server_names: Vec<String>,
+    /// A real certificate chain (PEM) to use instead of the development CA.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// How long a technician's sign-in token is valid.
+    pub token_ttl_secs: u64,
+    /// How long an attended session code is valid.
+    pub session_code_ttl_secs: u64,
+    /// How long a new deployment code is valid.
+    pub deployment_code_ttl_secs: u64,
+    /// How long a new connection has to send `Hello`.
+    pub hello_timeout_ms: u64,
+    /// How long a new connection has to finish the handshake.
+    pub handshake_timeout_ms: u64,
+    /// How long a streamer has to accept or decline a session offer.
+    pub offer_timeout_ms: u64,
+    /// How long shutdown waits for sessions to end before closing connections.
+    pub drain_timeout_ms: u64,
+    /// Bytes queued towards one peer before the relay stops reading from the other (backpressure).
+    pub forward_buffer_bytes: usize,
+    /// How often the relay pings each connection.
+    pub ping_interval_ms: u64,
+    /// How long a connection may stay silent (pongs included) before it is dropped.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("relay-data"),
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            server_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            tls_cert: None,
+            tls_key: None,
+            token_ttl_secs: 12 * 3600,
+            session_code_ttl_secs: 10 * 60,
+            deployment_code_ttl_secs: 7 * 24 * 3600,
+            hello_timeout_ms: 10_000,
+            handshake_timeout_ms: 30_000,
+            offer_timeout_ms: 30_000,
+            drain_timeout_ms: 10_000,
+            forward_buffer_bytes: 16 * 1024 * 1024,
+            ping_interval_ms: 15_000,
+            idle_timeout_ms: 45_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; keys it does not set keep their defaults, unknown keys are an error.
+    pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Checks settings that cannot work together.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            "tls_cert and tls_key go together: set both or neither"
+        );
+        anyhow::ensure!(
+            self.forward_buffer_bytes >= protocol::max_frame_len(),
+            "forward_buffer_bytes must hold at least one largest frame ({} bytes)",
+            protocol::max_frame_len()
+        );
+        anyhow::ensure!(self.hello_timeout_ms > 0 && self.handshake_timeout_ms > 0, "timeouts must be positive");
+        Ok(())
+    }
+
+    pub(crate) fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_only_what_it_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, "data_dir = \"/srv/relay\"\ntoken_ttl_secs = 60\n").unwrap();
+        let cfg = Config::from_toml_file(&path).unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("/srv/relay"));
+        assert_eq!(cfg.token_ttl_secs, 60);
+        assert_eq!(cfg.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn unknown_keys_and_half_tls_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, "data_dri = \"x\"\n").unwrap();
+        let err = Config::from_toml_file(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field `data_dri`"), "{err:#}");
+        let cfg = Config {
+            tls_cert: Some("cert.pem".into()),
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+        assert!(Config::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,287 @@
+//! Who is online and paired: connected streamers, live session codes, and the link of each session.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use protocol::{AccessType, EndReason, ProductVersion};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// One frame queued for a connection's writer. The permit, when present, returns the frame's bytes
+/// to the forwarding budget once the frame is written.
+#[derive(Debug)]
+pub struct OutFrame {
+    /// The encoded frame.
+    pub bytes: Bytes,
+    /// The share of the forwarding budget this frame holds.
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The queue into a connection's writer task.
+pub type Outbound = mpsc::Sender<OutFrame>;
+
+/// How many frames a connection's writer queue holds. Frames from the peer are also bounded in bytes
+/// by the session's forwarding budget; when either bound is reached the sender waits (backpressure).
+pub const WRITER_QUEUE: usize = 1024;
+
+/// The two directions of one session, shared by the technician's and the streamer's tasks.
+#[derive(Debug)]
+pub struct SessionLink {
+    /// The session's id.
+    pub id: String,
+    /// Queue to the technician's connection.
+    pub to_technician: Outbound,
+    /// Queue to the streamer's connection.
+    pub to_streamer: Outbound,
+    /// Bytes that may wait towards the technician.
+    pub budget_to_technician: Arc<Semaphore>,
+    /// Bytes that may wait towards the streamer.
+    pub budget_to_streamer: Arc<Semaphore>,
+    /// Cancelled when the session ends, for whatever reason.
+    pub ended: CancellationToken,
+    reason: Mutex<Option<(EndReason, String)>>,
+}
+
+impl SessionLink {
+    /// A link between two connections' writer queues with `budget` bytes in each direction.
+    pub fn new(id: String, to_technician: Outbound, to_streamer: Outbound, budget: usize) -> Self {
+        Self {
+            id,
+            to_technician,
+            to_streamer,
+            budget_to_technician: Arc::new(Semaphore::new(budget)),
+            budget_to_streamer: Arc::new(Semaphore::new(budget)),
+            ended: CancellationToken::new(),
+            reason: Mutex::new(None),
+        }
+    }
+
+    /// Ends the session. Only the first call sets the reason; it returns true for that call.
+    pub fn end(&self, reason: EndReason, message: impl Into<String>) -> bool {
+        let mut slot = lock(&self.reason);
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some((reason, message.into()));
+        self.ended.cancel();
+        true
+    }
+
+    /// Why the session ended, once it has.
+    pub fn reason(&self) -> Option<(EndReason, String)> {
+        lock(&self.reason).clone()
+    }
+}
+
+/// What a streamer answers to an offer.
+#[derive(Debug)]
+pub enum OfferReply {
+    /// Accepted: the session runs on the link.
+    Accepted,
+    /// Declined by the end user.
+    Declined,
+    /// No answer in time, or the streamer went away.
+    NoAnswer,
+    /// The relay could not start the session (our fault, already logged).
+    Failed(protocol::Refusal),
+}
+
+/// A session offered to a streamer's connection task.
+#[derive(Debug)]
+pub struct Offer {
+    /// The link the session will run on.
+    pub link: Arc<SessionLink>,
+    /// The technician's user id and name.
+    pub technician_id: String,
+    /// The technician's display name.
+    pub technician_name: String,
+    /// Attended or unattended.
+    pub access: AccessType,
+    /// Whether the session is recorded.
+    pub recorded: bool,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<OfferReply>,
+}
+
+/// Orders for a streamer's connection task.
+#[derive(Debug)]
+pub enum StreamerCommand {
+    /// Offer a session.
+    Offer(Offer),
+    /// The device's credential was revoked: end everything and disconnect.
+    Revoke,
+}
+
+/// A connected streamer.
+#[derive(Debug, Clone)]
+pub struct OnlineStreamer {
+    /// The connection's unique number (a device may reconnect while its old connection lingers).
+    pub conn_id: u64,
+    /// The team's id.
+    pub team_id: String,
+    /// The device's id, for unattended streamers.
+    pub device_id: Option<String>,
+    /// The name the technician sees.
+    pub name: String,
+    /// The version it reported.
+    pub version: ProductVersion,
+    /// Attended or unattended.
+    pub access: AccessType,
+    /// Orders to its task.
+    pub commands: mpsc::Sender<StreamerCommand>,
+    /// Its connection's writer queue, for the session link.
+    pub outbound: Outbound,
+    /// Whether it is in a session or has one on offer.
+    pub busy: bool,
+}
+
+#[derive(Debug)]
+struct LiveCode {
+    conn_id: u64,
+    team_id: String,
+    expires_at_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct HubInner {
+    next_conn_id: u64,
+    /// Keyed by connection number.
+    streamers: HashMap<u64, OnlineStreamer>,
+    /// Device id to connection number.
+    devices: HashMap<String, u64>,
+    /// Session code to its attended streamer.
+    codes: HashMap<String, LiveCode>,
+}
+
+/// Why a streamer cannot be claimed for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimError {
+    /// Not connected.
+    Offline,
+    /// Already in a session.
+    Busy,
+    /// The code is unknown, expired, used, or another team's.
+    BadCode,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind, still consistent enough to use:
+    // recover it rather than take the whole relay down.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The relay's registry of connected streamers and live codes.
+#[derive(Debug, Default)]
+pub struct Hub {
+    inner: Mutex<HubInner>,
+}
+
+impl Hub {
+    /// A connection number for a new connection.
+    pub fn next_conn_id(&self) -> u64 {
+        let mut inner = lock(&self.inner);
+        inner.next_conn_id += 1;
+        inner.next_conn_id
+    }
+
+    /// Registers a streamer. A device that connects again replaces its older connection, which is
+    /// told to go away.
+    pub fn add_streamer(&self, streamer: OnlineStreamer) {
+        let mut inner = lock(&self.inner);
+        if let Some(device_id) = &streamer.device_id {
+            if let Some(old) = inner.devices.insert(device_id.clone(), streamer.conn_id) {
+                if let Some(old) = inner.streamers.remove(&old) {
+                    let _ = old.commands.try_send(StreamerCommand::Revoke);
+                }
+            }
+        }
+        inner.streamers.insert(streamer.conn_id, streamer);
+    }
+
+    /// Registers a session code for an attended streamer's connection.
+    pub fn add_code(&self, code: String, conn_id: u64, team_id: String, expires_at_ms: i64) -> bool {
+        let mut inner = lock(&self.inner);
+        if inner.codes.contains_key(&code) {
+            return false;
+        }
+        inner.codes.insert(
+            code,
+            LiveCode {
+                conn_id,
+                team_id,
+                expires_at_ms,
+            },
+        );
+        true
+    }
+
+    /// Removes a streamer's connection and its codes.
+    pub fn remove_streamer(&self, conn_id: u64) {
+        let mut inner = lock(&self.inner);
+        if let Some(s) = inner.streamers.remove(&conn_id) {
+            if let Some(device_id) = s.device_id {
+                if inner.devices.get(&device_id) == Some(&conn_id) {
+                    inner.devices.remove(&device_id);
+                }
+            }
+        }
+        inner.codes.retain(|_, c| c.conn_id != conn_id);
+    }
+
+    /// A connected streamer by connection number.
+    pub fn streamer(&self, conn_id: u64) -> Option<OnlineStreamer> {
+        lock(&self.inner).streamers.get(&conn_id).cloned()
+    }
+
+    /// Whether a device's streamer is connected.
+    pub fn device_online(&self, device_id: &str) -> bool {
+        lock(&self.inner).devices.contains_key(device_id)
+    }
+
+    /// Claims a device's streamer for a session: marks it busy and returns it.
+    pub fn claim_device(&self, device_id: &str) -> Result<OnlineStreamer, ClaimError> {
+        let mut inner = lock(&self.inner);
+        let conn_id = *inner.devices.get(device_id).ok_or(ClaimError::Offline)?;
+        let streamer = inner.streamers.get_mut(&conn_id).ok_or(ClaimError::Offline)?;
+        if streamer.busy {
+            return Err(ClaimError::Busy);
+        }
+        streamer.busy = true;
+        Ok(streamer.clone())
+    }
+
+    /// Claims an attended streamer by its session code, for a technician of `team_id`. The code is
+    /// used up by the claim.
+    pub fn claim_code(&self, code: &str, team_id: &str, now_ms: i64) -> Result<OnlineStreamer, ClaimError> {
+        let mut inner = lock(&self.inner);
+        inner.codes.retain(|_, c| c.expires_at_ms > now_ms);
+        let conn_id = match inner.codes.get(code) {
+            Some(c) if c.team_id == team_id => c.conn_id,
+            _ => return Err(ClaimError::BadCode),
+        };
+        let streamer = inner.streamers.get_mut(&conn_id).ok_or(ClaimError::BadCode)?;
+        if streamer.busy {
+            return Err(ClaimError::Busy);
+        }
+        streamer.busy = true;
+        let claimed = streamer.clone();
+        inner.codes.remove(code);
+        Ok(claimed)
+    }
+
+    /// Marks a streamer free again after a session or a refused offer.
+    pub fn release(&self, conn_id: u64) {
+        if let Some(s) = lock(&self.inner).streamers.get_mut(&conn_id) {
+            s.busy = false;
+        }
+    }
+
+    /// Tells a device's connected streamer, if any, that its credential was revoked.
+    pub fn revoke_device(&self, device_id: &str) {
+        let inner = lock(&self.inner);
+        if let Some(s) = inner.devices.get(device_id).and_then(|c| inner.streamers.get(c)) {
+            let _ = s.commands.try_send(StreamerCommand::Revoke);
+        }
+    }
+}

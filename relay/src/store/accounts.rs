@@ -1,0 +1,512 @@
+//! Teams, users and their roles, sign-in tokens, deployment codes, devices and team settings.
+
+use protocol::ErrorCode;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+use crate::secrets;
+
+/// A person's role in their team.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserRole {
+    /// Can use the product; sees recordings only when the policy allows members.
+    Member,
+    /// Manages settings and devices.
+    Admin,
+    /// The one owner of the team.
+    Owner,
+}
+
+impl UserRole {
+    fn as_str(self) -> &'static str {
+        match self {
+            UserRole::Owner => "owner",
+            UserRole::Admin => "admin",
+            UserRole::Member => "member",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "owner" => Ok(UserRole::Owner),
+            "admin" => Ok(UserRole::Admin),
+            "member" => Ok(UserRole::Member),
+            other => Err(StoreError::Corrupt(format!("role {other:?}"))),
+        }
+    }
+
+    /// Whether this role may change team settings, devices and codes.
+    pub fn manages_team(self) -> bool {
+        matches!(self, UserRole::Owner | UserRole::Admin)
+    }
+}
+
+/// Who may play back and download recordings of one access type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlaybackPolicy {
+    /// `Owner only` (the default).
+    Owner,
+    /// `Admins and Owner`.
+    Admins,
+    /// `Members, Admins, and Owner`.
+    Members,
+}
+
+impl PlaybackPolicy {
+    fn as_str(self) -> &'static str {
+        match self {
+            PlaybackPolicy::Owner => "owner",
+            PlaybackPolicy::Admins => "admins",
+            PlaybackPolicy::Members => "members",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "owner" => Ok(PlaybackPolicy::Owner),
+            "admins" => Ok(PlaybackPolicy::Admins),
+            "members" => Ok(PlaybackPolicy::Members),
+            other => Err(StoreError::Corrupt(format!("playback policy {other:?}"))),
+        }
+    }
+}
+
+/// A team's settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TeamSettings {
+    /// Record every attended session.
+    pub record_attended: bool,
+    /// Record every unattended session.
+    pub record_unattended: bool,
+    /// Who may play back attended recordings.
+    pub playback_attended: PlaybackPolicy,
+    /// Who may play back unattended recordings.
+    pub playback_unattended: PlaybackPolicy,
+    /// IANA time zone for the console's logs.
+    pub time_zone: String,
+}
+
+/// A team as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamRecord {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The public key built into its attended download.
+    pub attended_key: String,
+}
+
+/// A new team with its owner.
+#[derive(Debug, Clone)]
+pub struct NewTeam {
+    /// The team.
+    pub team: TeamRecord,
+    /// The owner's user id.
+    pub owner_id: String,
+}
+
+/// A user as stored (without the password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Its id.
+    pub id: String,
+    /// The team's id.
+    pub team_id: String,
+    /// Sign-in e-mail address.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Role in the team.
+    pub role: UserRole,
+}
+
+/// A successful sign-in.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    /// The bearer token (shown once, stored only as a digest).
+    pub token: String,
+    /// When it expires, Unix milliseconds.
+    pub expires_at: i64,
+    /// Who signed in.
+    pub user: UserRecord,
+}
+
+/// A device as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// Its id.
+    pub id: String,
+    /// The team's id.
+    pub team_id: String,
+    /// Its name.
+    pub name: String,
+    /// The streamer version it last reported.
+    pub streamer_version: Option<String>,
+    /// Whether its credential was revoked.
+    pub revoked: bool,
+}
+
+/// Why a credential was not accepted (the user's fault).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// Unknown, wrong or malformed.
+    #[error("the credential is not valid")]
+    Invalid,
+    /// Known but past its expiry.
+    #[error("the credential has expired")]
+    Expired,
+    /// Known but revoked.
+    #[error("the credential was revoked")]
+    Revoked,
+}
+
+impl Denied {
+    /// The wire code for this denial.
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Denied::Invalid | Denied::Expired => ErrorCode::AuthenticationFailed,
+            Denied::Revoked => ErrorCode::CredentialRevoked,
+        }
+    }
+}
+
+fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
+    Ok(UserRecord {
+        id: row.try_get("id")?,
+        team_id: row.try_get("team_id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        role: UserRole::parse(row.try_get::<&str, _>("role")?)?,
+    })
+}
+
+fn device_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<DeviceRecord, StoreError> {
+    Ok(DeviceRecord {
+        id: row.try_get("id")?,
+        team_id: row.try_get("team_id")?,
+        name: row.try_get("name")?,
+        streamer_version: row.try_get("streamer_version")?,
+        revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+    })
+}
+
+impl Store {
+    /// Creates a team and its owner.
+    pub async fn create_team(
+        &self,
+        name: &str,
+        owner_email: &str,
+        owner_name: &str,
+        owner_password: &str,
+    ) -> Result<NewTeam, StoreError> {
+        let team = TeamRecord {
+            id: secrets::new_id()?,
+            name: name.to_owned(),
+            attended_key: secrets::new_token()?,
+        };
+        let owner_id = secrets::new_id()?;
+        let hash = secrets::hash_password(owner_password)?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO teams (id, name, attended_key, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&team.id)
+            .bind(&team.name)
+            .bind(&team.attended_key)
+            .bind(self.now())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO users (id, team_id, email, name, role, password_hash, created_at) \
+             VALUES (?, ?, ?, ?, 'owner', ?, ?)",
+        )
+        .bind(&owner_id)
+        .bind(&team.id)
+        .bind(owner_email)
+        .bind(owner_name)
+        .bind(&hash)
+        .bind(self.now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(NewTeam { team, owner_id })
+    }
+
+    /// Adds an admin or member to a team (a team has exactly one owner, made with the team).
+    pub async fn add_user(
+        &self,
+        team_id: &str,
+        email: &str,
+        name: &str,
+        role: UserRole,
+        password: &str,
+    ) -> Result<String, StoreError> {
+        let id = secrets::new_id()?;
+        let hash = secrets::hash_password(password)?;
+        sqlx::query(
+            "INSERT INTO users (id, team_id, email, name, role, password_hash, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(team_id)
+        .bind(email)
+        .bind(name)
+        .bind(role.as_str())
+        .bind(&hash)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// How many teams exist (0 on a fresh relay).
+    pub async fn team_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM teams").fetch_one(&self.pool).await?)
+    }
+
+    /// Checks an e-mail and password and issues a sign-in token valid for `ttl_ms`.
+    pub async fn sign_in(&self, email: &str, password: &str, ttl_ms: i64) -> Result<Result<SignIn, Denied>, StoreError> {
+        let row = sqlx::query("SELECT id, team_id, email, name, role, password_hash FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            // Hash anyway so that unknown addresses take as long as wrong passwords.
+            let _ = secrets::verify_password(password, secrets::dummy_hash());
+            return Ok(Err(Denied::Invalid));
+        };
+        let stored: String = row.try_get("password_hash")?;
+        if !secrets::verify_password(password, &stored) {
+            return Ok(Err(Denied::Invalid));
+        }
+        let user = user_from_row(&row)?;
+        let token = secrets::new_token()?;
+        let now = self.now();
+        let expires_at = now.saturating_add(ttl_ms);
+        sqlx::query("INSERT INTO sign_in_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(secrets::digest(&token))
+            .bind(&user.id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(Ok(SignIn { token, expires_at, user }))
+    }
+
+    /// The user a sign-in token belongs to, if it is valid now.
+    pub async fn user_for_token(&self, token: &str) -> Result<Result<UserRecord, Denied>, StoreError> {
+        let row = sqlx::query(
+            "SELECT u.id, u.team_id, u.email, u.name, u.role, t.expires_at, t.revoked_at \
+             FROM sign_in_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
+        )
+        .bind(secrets::digest(token))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Err(Denied::Invalid));
+        };
+        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+            return Ok(Err(Denied::Revoked));
+        }
+        if row.try_get::<i64, _>("expires_at")? <= self.now() {
+            return Ok(Err(Denied::Expired));
+        }
+        Ok(Ok(user_from_row(&row)?))
+    }
+
+    /// Revokes a sign-in token; returns whether it existed and was live.
+    pub async fn revoke_token(&self, token: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE sign_in_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL")
+            .bind(self.now())
+            .bind(secrets::digest(token))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Issues a deployment code for `team_id`, valid for `ttl_ms`.
+    pub async fn create_deployment_code(&self, team_id: &str, ttl_ms: i64) -> Result<String, StoreError> {
+        let code = secrets::new_token()?;
+        let now = self.now();
+        sqlx::query("INSERT INTO deployment_codes (code_hash, team_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(secrets::digest(&code))
+            .bind(team_id)
+            .bind(now)
+            .bind(now.saturating_add(ttl_ms))
+            .execute(&self.pool)
+            .await?;
+        Ok(code)
+    }
+
+    /// Registers a device with a deployment code; returns the device and its secret.
+    pub async fn register_device(
+        &self,
+        code: &str,
+        device_name: &str,
+    ) -> Result<Result<(DeviceRecord, String), Denied>, StoreError> {
+        let row = sqlx::query("SELECT team_id, expires_at, revoked_at FROM deployment_codes WHERE code_hash = ?")
+            .bind(secrets::digest(code))
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Err(Denied::Invalid));
+        };
+        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+            return Ok(Err(Denied::Revoked));
+        }
+        if row.try_get::<i64, _>("expires_at")? <= self.now() {
+            return Ok(Err(Denied::Expired));
+        }
+        let device = DeviceRecord {
+            id: secrets::new_id()?,
+            team_id: row.try_get("team_id")?,
+            name: device_name.to_owned(),
+            streamer_version: None,
+            revoked: false,
+        };
+        let secret = secrets::new_token()?;
+        sqlx::query("INSERT INTO devices (id, team_id, name, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&device.id)
+            .bind(&device.team_id)
+            .bind(&device.name)
+            .bind(secrets::digest(&secret))
+            .bind(self.now())
+            .execute(&self.pool)
+            .await?;
+        Ok(Ok((device, secret)))
+    }
+
+    /// The device a device credential belongs to, if it is valid.
+    pub async fn authenticate_device(
+        &self,
+        device_id: &str,
+        secret: &str,
+    ) -> Result<Result<DeviceRecord, Denied>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, team_id, name, streamer_version, revoked_at, secret_hash FROM devices WHERE id = ?",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Err(Denied::Invalid));
+        };
+        let stored: String = row.try_get("secret_hash")?;
+        if stored != secrets::digest(secret) {
+            return Ok(Err(Denied::Invalid));
+        }
+        let device = device_from_row(&row)?;
+        if device.revoked {
+            return Ok(Err(Denied::Revoked));
+        }
+        Ok(Ok(device))
+    }
+
+    /// Records the streamer version a device reported and when it was seen.
+    pub async fn device_seen(&self, device_id: &str, version: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE devices SET streamer_version = ?, last_seen_at = ? WHERE id = ?")
+            .bind(version)
+            .bind(self.now())
+            .bind(device_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes a device of `team_id`; returns false when the team has no such live device.
+    pub async fn revoke_device(&self, team_id: &str, device_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ? AND team_id = ? AND revoked_at IS NULL")
+            .bind(self.now())
+            .bind(device_id)
+            .bind(team_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A team's devices, revoked ones included.
+    pub async fn devices(&self, team_id: &str) -> Result<Vec<DeviceRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, team_id, name, streamer_version, revoked_at FROM devices WHERE team_id = ? ORDER BY name, id",
+        )
+        .bind(team_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    /// One device of one team.
+    pub async fn device(&self, team_id: &str, device_id: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, team_id, name, streamer_version, revoked_at FROM devices WHERE id = ? AND team_id = ?",
+        )
+        .bind(device_id)
+        .bind(team_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    /// The team whose attended download carries `key`.
+    pub async fn team_by_attended_key(&self, key: &str) -> Result<Option<TeamRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, name, attended_key FROM teams WHERE attended_key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(TeamRecord {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                attended_key: r.try_get("attended_key")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// A team's attended-access key.
+    pub async fn attended_key(&self, team_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT attended_key FROM teams WHERE id = ?")
+            .bind(team_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// A team's settings.
+    pub async fn team_settings(&self, team_id: &str) -> Result<Option<TeamSettings>, StoreError> {
+        let row = sqlx::query(
+            "SELECT record_attended, record_unattended, playback_attended, playback_unattended, time_zone \
+             FROM teams WHERE id = ?",
+        )
+        .bind(team_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(TeamSettings {
+                record_attended: r.try_get("record_attended")?,
+                record_unattended: r.try_get("record_unattended")?,
+                playback_attended: PlaybackPolicy::parse(r.try_get::<&str, _>("playback_attended")?)?,
+                playback_unattended: PlaybackPolicy::parse(r.try_get::<&str, _>("playback_unattended")?)?,
+                time_zone: r.try_get("time_zone")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Replaces a team's settings.
+    pub async fn set_team_settings(&self, team_id: &str, s: &TeamSettings) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE teams SET record_attended = ?, record_unattended = ?, playback_attended = ?, \
+             playback_unattended = ?, time_zone = ? WHERE id = ?",
+        )
+        .bind(s.record_attended)
+        .bind(s.record_unattended)
+        .bind(s.playback_attended.as_str())
+        .bind(s.playback_unattended.as_str())
+        .bind(&s.time_zone)
+        .bind(team_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,116 @@
+//! Session rows: who connected to what, when, whether it was recorded, and how it ended.
+
+use protocol::AccessType;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// A session about to start.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Its id.
+    pub id: String,
+    /// The team's id.
+    pub team_id: String,
+    /// The technician's user id.
+    pub technician_id: String,
+    /// The device's id (unattended) or none (attended).
+    pub device_id: Option<String>,
+    /// The device's name.
+    pub device_name: String,
+    /// Attended or unattended.
+    pub access: AccessType,
+    /// Whether the team's policy records it.
+    pub recorded: bool,
+    /// The streamer's version.
+    pub streamer_version: String,
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Its id.
+    pub id: String,
+    /// The technician's user id.
+    pub technician_id: String,
+    /// The device's id, for unattended sessions.
+    pub device_id: Option<String>,
+    /// The device's name.
+    pub device_name: String,
+    /// `attended` or `unattended`.
+    pub access: String,
+    /// Whether it was recorded.
+    pub recorded: bool,
+    /// Start, Unix milliseconds.
+    pub started_at: i64,
+    /// End, Unix milliseconds, while it is over.
+    pub ended_at: Option<i64>,
+    /// Why it ended, as the wire's end-reason name.
+    pub end_reason: Option<String>,
+}
+
+pub(crate) fn access_str(access: AccessType) -> &'static str {
+    match access {
+        AccessType::Attended => "attended",
+        AccessType::Unattended => "unattended",
+    }
+}
+
+impl Store {
+    /// Records the start of a session.
+    pub async fn insert_session(&self, s: &NewSession) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id, team_id, technician_id, device_id, device_name, access, recorded, \
+             streamer_version, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(&s.team_id)
+        .bind(&s.technician_id)
+        .bind(&s.device_id)
+        .bind(&s.device_name)
+        .bind(access_str(s.access))
+        .bind(s.recorded)
+        .bind(&s.streamer_version)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records the end of a session, once: a second call leaves the first reason in place.
+    pub async fn end_session(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL")
+            .bind(self.now())
+            .bind(reason)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A team's sessions, newest first.
+    pub async fn sessions(&self, team_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, technician_id, device_id, device_name, access, recorded, started_at, ended_at, end_reason \
+             FROM sessions WHERE team_id = ? ORDER BY started_at DESC, id",
+        )
+        .bind(team_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SessionRecord {
+                    id: r.try_get("id")?,
+                    technician_id: r.try_get("technician_id")?,
+                    device_id: r.try_get("device_id")?,
+                    device_name: r.try_get("device_name")?,
+                    access: r.try_get("access")?,
+                    recorded: r.try_get("recorded")?,
+                    started_at: r.try_get("started_at")?,
+                    ended_at: r.try_get("ended_at")?,
+                    end_reason: r.try_get("end_reason")?,
+                })
+            })
+            .collect()
+    }
+}

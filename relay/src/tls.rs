@@ -1,0 +1,137 @@
+//! TLS: the development CA and server certificate created on first start, or a configured pair.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::Config;
+
+/// Where the development CA and server certificate live inside the data directory.
+#[derive(Debug, Clone)]
+pub struct DevCaPaths {
+    /// The CA certificate that clients are given to trust.
+    pub ca_cert: PathBuf,
+    ca_key: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    names: PathBuf,
+}
+
+impl DevCaPaths {
+    /// The paths under `data_dir/tls`.
+    pub fn new(data_dir: &Path) -> Self {
+        let dir = data_dir.join("tls");
+        Self {
+            ca_cert: dir.join("dev-ca.pem"),
+            ca_key: dir.join("dev-ca-key.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server-key.pem"),
+            names: dir.join("server-names.txt"),
+        }
+    }
+}
+
+/// The CA's parameters. They are rebuilt identically on every start, so the stored CA key can sign a
+/// new server certificate without parsing the CA certificate back.
+fn ca_params() -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "Remote support relay development CA");
+    dn.push(DnType::OrganizationName, "Remote support relay (development)");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2044, 1, 1);
+    Ok(params)
+}
+
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Creates the development CA (once) and a server certificate for `names` (again whenever the names
+/// change). Returns the paths.
+pub fn ensure_dev_ca(data_dir: &Path, names: &[String]) -> Result<DevCaPaths> {
+    let paths = DevCaPaths::new(data_dir);
+    let dir = paths.ca_cert.parent().context("tls directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    let ca_key = if paths.ca_key.exists() && paths.ca_cert.exists() {
+        let pem = std::fs::read_to_string(&paths.ca_key).with_context(|| format!("reading {}", paths.ca_key.display()))?;
+        KeyPair::from_pem(&pem).context("parsing the development CA key")?
+    } else {
+        let key = KeyPair::generate().context("generating the development CA key")?;
+        let cert = ca_params()?.self_signed(&key).context("signing the development CA")?;
+        write_private(&paths.ca_key, &key.serialize_pem())?;
+        std::fs::write(&paths.ca_cert, cert.pem()).with_context(|| format!("writing {}", paths.ca_cert.display()))?;
+        tracing::info!(ca = %paths.ca_cert.display(), "created a development CA; give this file to clients to trust");
+        // A new CA invalidates any older server certificate.
+        let _ = std::fs::remove_file(&paths.server_cert);
+        key
+    };
+
+    let wanted = names.join("\n");
+    let current = std::fs::read_to_string(&paths.names).unwrap_or_default();
+    if current != wanted || !paths.server_cert.exists() || !paths.server_key.exists() {
+        let issuer = Issuer::new(ca_params()?, ca_key);
+        let mut params = CertificateParams::new(names.to_vec()).context("server certificate names")?;
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().map_or("localhost", String::as_str));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2044, 1, 1);
+        let key = KeyPair::generate().context("generating the server key")?;
+        let cert = params.signed_by(&key, &issuer).context("signing the server certificate")?;
+        write_private(&paths.server_key, &key.serialize_pem())?;
+        std::fs::write(&paths.server_cert, cert.pem())
+            .with_context(|| format!("writing {}", paths.server_cert.display()))?;
+        std::fs::write(&paths.names, &wanted).with_context(|| format!("writing {}", paths.names.display()))?;
+    }
+    Ok(paths)
+}
+
+/// Builds the server's TLS configuration: the configured pair, or the development CA's.
+pub fn server_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, Option<DevCaPaths>)> {
+    let (cert_path, key_path, dev) = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone(), None),
+        _ => {
+            let paths = ensure_dev_ca(&config.data_dir, &config.server_names)?;
+            (paths.server_cert.clone(), paths.server_key.clone(), Some(paths))
+        }
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .with_context(|| format!("reading {}", cert_path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", cert_path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", cert_path.display());
+    let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not match")?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((Arc::new(server), dev))
+}
