@@ -13,16 +13,19 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
-    decode_frame, encode_to_bytes, recorded_session_gate, AccessType, Credential, DeviceInfo, EndReason,
-    ErrorCode, Issued, Message, MessageKind, Peer, Refusal, RelayAction, RelayHandshake, Role, Sender,
-    SessionTarget, Verified,
+    decode_frame, encode_to_bytes, recorded_session_gate, AccessType, Credential, DeviceInfo,
+    EndReason, ErrorCode, Issued, Message, MessageKind, Peer, Refusal, RelayAction, RelayHandshake,
+    Role, Sender, SessionTarget, Verified,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::hub::{ClaimError, Offer, OfferReply, OnlineStreamer, OutFrame, Outbound, SessionLink, StreamerCommand, WRITER_QUEUE};
+use crate::hub::{
+    ClaimError, Offer, OfferReply, OnlineStreamer, OutFrame, Outbound, SessionLink,
+    StreamerCommand, WRITER_QUEUE,
+};
 use crate::store::{DeviceRecord, NewSession, TeamRecord, UserRecord};
 use crate::{secrets, Shared};
 
@@ -45,7 +48,12 @@ enum Next {
 enum Identity {
     Technician(UserRecord),
     Device(DeviceRecord),
-    Attended { team: TeamRecord, device_name: String, code: String, expires_at_ms: i64 },
+    Attended {
+        team: TeamRecord,
+        device_name: String,
+        code: String,
+        expires_at_ms: i64,
+    },
 }
 
 struct Conn {
@@ -78,7 +86,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
     let (out, out_rx) = mpsc::channel(WRITER_QUEUE);
     let writer_dead = CancellationToken::new();
     let close = CancellationToken::new();
-    let writer = tokio::spawn(writer(sink, out_rx, shared.config.clone(), writer_dead.clone(), close.clone()));
+    let writer = tokio::spawn(writer(
+        sink,
+        out_rx,
+        shared.config.clone(),
+        writer_dead.clone(),
+        close.clone(),
+    ));
     let conn_id = shared.hub.next_conn_id();
     let mut conn = Conn {
         shared,
@@ -123,7 +137,10 @@ async fn writer(
                 break;
             }
         };
-        if !matches!(tokio::time::timeout(write_timeout, sink.send(item)).await, Ok(Ok(()))) {
+        if !matches!(
+            tokio::time::timeout(write_timeout, sink.send(item)).await,
+            Ok(Ok(()))
+        ) {
             tracing::debug!("write failed or stalled; closing the connection");
             dead.cancel();
             return;
@@ -135,7 +152,12 @@ async fn writer(
 
 /// Takes a share of a forwarding budget and queues `bytes` for the other side. Returns false when the
 /// session ended first or the other side's connection is gone.
-async fn forward(link: &SessionLink, to: &Outbound, budget: &Arc<tokio::sync::Semaphore>, bytes: Bytes) -> bool {
+async fn forward(
+    link: &SessionLink,
+    to: &Outbound,
+    budget: &Arc<tokio::sync::Semaphore>,
+    bytes: Bytes,
+) -> bool {
     // A frame is at most `max_frame_len()`, and the budget at least that (Config::validate).
     let n = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     let permit = tokio::select! {
@@ -165,10 +187,19 @@ impl Conn {
         match identity {
             Identity::Technician(user) => self.technician(peer, user).await,
             Identity::Device(device) => {
-                let _ = self.streamer(peer, Some(device.id.clone()), device.team_id, device.name).await;
+                let _ = self
+                    .streamer(peer, Some(device.id.clone()), device.team_id, device.name)
+                    .await;
             }
-            Identity::Attended { team, device_name, code, expires_at_ms } => {
-                self.shared.hub.add_code(code, self.conn_id, team.id.clone(), expires_at_ms);
+            Identity::Attended {
+                team,
+                device_name,
+                code,
+                expires_at_ms,
+            } => {
+                self.shared
+                    .hub
+                    .add_code(code, self.conn_id, team.id.clone(), expires_at_ms);
                 let _ = self.streamer(peer, None, team.id, device_name).await;
             }
         }
@@ -179,7 +210,13 @@ impl Conn {
             tracing::error!(error = %e, kind = msg.kind().name(), "the relay built a message it cannot encode");
             Closed
         })?;
-        self.out.send(OutFrame { bytes, permit: None }).await.map_err(|_| Closed)
+        self.out
+            .send(OutFrame {
+                bytes,
+                permit: None,
+            })
+            .await
+            .map_err(|_| Closed)
     }
 
     async fn refuse(&self, refusal: Refusal) {
@@ -226,7 +263,11 @@ impl Conn {
         let mut machine = RelayHandshake::new(self.shared.version);
         let mut first = true;
         loop {
-            let deadline = if first { hello_by.min(done_by) } else { done_by };
+            let deadline = if first {
+                hello_by.min(done_by)
+            } else {
+                done_by
+            };
             first = false;
             let frame = match self.next(Some(deadline)).await {
                 Next::Frame(f) => f,
@@ -243,7 +284,10 @@ impl Conn {
                 RelayAction::Reply(msg) => self.send(&msg).await.map_err(|_| None)?,
                 RelayAction::Refuse(r) => return Err(Some(r)),
                 RelayAction::Established { .. } => {
-                    return Err(Some(Refusal::new(ErrorCode::InternalError, "handshake out of order")))
+                    return Err(Some(Refusal::new(
+                        ErrorCode::InternalError,
+                        "handshake out of order",
+                    )))
                 }
                 RelayAction::Verify { role, credential } => {
                     let (verdict, identity) = match self.verify(role, credential).await {
@@ -253,7 +297,12 @@ impl Conn {
                     return match (machine.verdict(verdict), identity) {
                         (RelayAction::Established { replies, peer }, Some(identity)) => {
                             if let Identity::Device(device) = &identity {
-                                if let Err(e) = self.shared.store.device_seen(&device.id, &peer.product_version.to_string()).await {
+                                if let Err(e) = self
+                                    .shared
+                                    .store
+                                    .device_seen(&device.id, &peer.product_version.to_string())
+                                    .await
+                                {
                                     tracing::warn!(error = %e, "could not record the device's version");
                                 }
                             }
@@ -263,7 +312,10 @@ impl Conn {
                             Ok((peer, identity))
                         }
                         (RelayAction::Refuse(r), _) => Err(Some(r)),
-                        _ => Err(Some(Refusal::new(ErrorCode::InternalError, "handshake out of order"))),
+                        _ => Err(Some(Refusal::new(
+                            ErrorCode::InternalError,
+                            "handshake out of order",
+                        ))),
                     };
                 }
             }
@@ -271,17 +323,33 @@ impl Conn {
     }
 
     /// Checks a credential against the store.
-    async fn verify(&self, _role: Role, credential: Credential) -> Result<(Verified, Identity), Refusal> {
+    async fn verify(
+        &self,
+        _role: Role,
+        credential: Credential,
+    ) -> Result<(Verified, Identity), Refusal> {
         let store = &self.shared.store;
         let internal = |e: crate::store::StoreError| {
             tracing::error!(error = %e, "credential check failed");
-            Refusal::new(ErrorCode::InternalError, "the relay could not check the credential; try again")
+            Refusal::new(
+                ErrorCode::InternalError,
+                "the relay could not check the credential; try again",
+            )
         };
-        let denied = |d: crate::store::Denied, what: &str| Refusal::new(d.code(), format!("{what}: {d}"));
+        let denied =
+            |d: crate::store::Denied, what: &str| Refusal::new(d.code(), format!("{what}: {d}"));
         match credential {
             Credential::TechnicianToken { token } => {
-                let user = store.user_for_token(&token).await.map_err(internal)?.map_err(|d| denied(d, "sign-in token"))?;
-                let verified = Verified { team_id: user.team_id.clone(), name: user.name.clone(), issued: None };
+                let user = store
+                    .user_for_token(&token)
+                    .await
+                    .map_err(internal)?
+                    .map_err(|d| denied(d, "sign-in token"))?;
+                let verified = Verified {
+                    team_id: user.team_id.clone(),
+                    name: user.name.clone(),
+                    issued: None,
+                };
                 Ok((verified, Identity::Technician(user)))
             }
             Credential::Device { device_id, secret } => {
@@ -290,7 +358,11 @@ impl Conn {
                     .await
                     .map_err(internal)?
                     .map_err(|d| denied(d, "device credential"))?;
-                let verified = Verified { team_id: device.team_id.clone(), name: device.name.clone(), issued: None };
+                let verified = Verified {
+                    team_id: device.team_id.clone(),
+                    name: device.name.clone(),
+                    issued: None,
+                };
                 Ok((verified, Identity::Device(device)))
             }
             Credential::DeploymentCode { code, device_name } => {
@@ -303,28 +375,57 @@ impl Conn {
                 let verified = Verified {
                     team_id: device.team_id.clone(),
                     name: device.name.clone(),
-                    issued: Some(Issued::Device { device_id: device.id.clone(), secret }),
+                    issued: Some(Issued::Device {
+                        device_id: device.id.clone(),
+                        secret,
+                    }),
                 };
                 Ok((verified, Identity::Device(device)))
             }
-            Credential::Attended { team_key, device_name } => {
+            Credential::Attended {
+                team_key,
+                device_name,
+            } => {
                 let team = store
                     .team_by_attended_key(&team_key)
                     .await
                     .map_err(internal)?
-                    .ok_or_else(|| Refusal::new(ErrorCode::AuthenticationFailed, "attended access key: unknown team"))?;
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            ErrorCode::AuthenticationFailed,
+                            "attended access key: unknown team",
+                        )
+                    })?;
                 let ttl = self.shared.config.session_code_ttl_secs;
-                let expires_at_ms = self.shared.clock.now_ms().saturating_add((ttl * 1000) as i64);
+                let expires_at_ms = self
+                    .shared
+                    .clock
+                    .now_ms()
+                    .saturating_add((ttl * 1000) as i64);
                 let code = secrets::new_digits(9).map_err(|e| {
                     tracing::error!(error = %e, "no session code");
-                    Refusal::new(ErrorCode::InternalError, "the relay could not make a session code")
+                    Refusal::new(
+                        ErrorCode::InternalError,
+                        "the relay could not make a session code",
+                    )
                 })?;
                 let verified = Verified {
                     team_id: team.id.clone(),
                     name: device_name.clone(),
-                    issued: Some(Issued::SessionCode { code: code.clone(), expires_in_secs: ttl.try_into().unwrap_or(u32::MAX) }),
+                    issued: Some(Issued::SessionCode {
+                        code: code.clone(),
+                        expires_in_secs: ttl.try_into().unwrap_or(u32::MAX),
+                    }),
                 };
-                Ok((verified, Identity::Attended { team, device_name, code, expires_at_ms }))
+                Ok((
+                    verified,
+                    Identity::Attended {
+                        team,
+                        device_name,
+                        code,
+                        expires_at_ms,
+                    },
+                ))
             }
         }
     }
@@ -393,7 +494,11 @@ impl Conn {
                     Ok(link) => self.technician_session(&user, link).await,
                     Err(r) => {
                         tracing::info!(code = %r.code, user = %user.id, "session refused");
-                        self.send(&Message::SessionRefused { code: r.code, message: r.message }).await
+                        self.send(&Message::SessionRefused {
+                            code: r.code,
+                            message: r.message,
+                        })
+                        .await
                     }
                 },
                 // Nothing to leave: harmless.
@@ -413,30 +518,54 @@ impl Conn {
         }
     }
 
-    async fn start_session(&self, user: &UserRecord, target: SessionTarget) -> Result<Arc<SessionLink>, Refusal> {
+    async fn start_session(
+        &self,
+        user: &UserRecord,
+        target: SessionTarget,
+    ) -> Result<Arc<SessionLink>, Refusal> {
         let shared = &self.shared;
         let internal = |e: crate::store::StoreError| {
             tracing::error!(error = %e, "starting a session");
-            Refusal::new(ErrorCode::InternalError, "the relay could not start the session; try again")
+            Refusal::new(
+                ErrorCode::InternalError,
+                "the relay could not start the session; try again",
+            )
         };
         let (streamer, access) = match target {
             SessionTarget::Device { device_id } => {
-                let device = shared.store.device(&user.team_id, &device_id).await.map_err(internal)?;
+                let device = shared
+                    .store
+                    .device(&user.team_id, &device_id)
+                    .await
+                    .map_err(internal)?;
                 match device {
                     Some(d) if !d.revoked => {}
                     // Other teams' devices look exactly like missing ones.
-                    _ => return Err(Refusal::new(ErrorCode::DeviceNotFound, "Your team has no such device.")),
+                    _ => {
+                        return Err(Refusal::new(
+                            ErrorCode::DeviceNotFound,
+                            "Your team has no such device.",
+                        ))
+                    }
                 }
                 let streamer = shared.hub.claim_device(&device_id).map_err(|e| match e {
-                    ClaimError::Busy => Refusal::new(ErrorCode::DeviceBusy, "This computer is already in a session."),
-                    _ => Refusal::new(ErrorCode::DeviceOffline, "This computer's streamer is not connected."),
+                    ClaimError::Busy => Refusal::new(
+                        ErrorCode::DeviceBusy,
+                        "This computer is already in a session.",
+                    ),
+                    _ => Refusal::new(
+                        ErrorCode::DeviceOffline,
+                        "This computer's streamer is not connected.",
+                    ),
                 })?;
                 (streamer, AccessType::Unattended)
             }
             SessionTarget::Code { code } => {
                 let well_formed = code.len() == 9 && code.bytes().all(|b| b.is_ascii_digit());
                 let claim = if well_formed {
-                    shared.hub.claim_code(&code, &user.team_id, shared.clock.now_ms())
+                    shared
+                        .hub
+                        .claim_code(&code, &user.team_id, shared.clock.now_ms())
                 } else {
                     Err(ClaimError::BadCode)
                 };
@@ -458,7 +587,12 @@ impl Conn {
         result
     }
 
-    async fn offer(&self, user: &UserRecord, streamer: &OnlineStreamer, access: AccessType) -> Result<Arc<SessionLink>, Refusal> {
+    async fn offer(
+        &self,
+        user: &UserRecord,
+        streamer: &OnlineStreamer,
+        access: AccessType,
+    ) -> Result<Arc<SessionLink>, Refusal> {
         let shared = &self.shared;
         let settings = shared
             .store
@@ -466,9 +600,14 @@ impl Conn {
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "reading team settings");
-                Refusal::new(ErrorCode::InternalError, "the relay could not read the team's settings")
+                Refusal::new(
+                    ErrorCode::InternalError,
+                    "the relay could not read the team's settings",
+                )
             })?
-            .ok_or_else(|| Refusal::new(ErrorCode::InternalError, "the technician's team is missing"))?;
+            .ok_or_else(|| {
+                Refusal::new(ErrorCode::InternalError, "the technician's team is missing")
+            })?;
         let recorded = match access {
             AccessType::Attended => settings.record_attended,
             AccessType::Unattended => settings.record_unattended,
@@ -483,7 +622,8 @@ impl Conn {
                 )
             })?;
         }
-        let id = secrets::new_id().map_err(|_| Refusal::new(ErrorCode::InternalError, "no session id"))?;
+        let id = secrets::new_id()
+            .map_err(|_| Refusal::new(ErrorCode::InternalError, "no session id"))?;
         let link = Arc::new(SessionLink::new(
             id,
             self.out.clone(),
@@ -499,22 +639,38 @@ impl Conn {
             recorded,
             reply,
         };
-        if streamer.commands.send(StreamerCommand::Offer(offer)).await.is_err() {
-            return Err(Refusal::new(ErrorCode::DeviceOffline, "This computer's streamer is not connected."));
+        if streamer
+            .commands
+            .send(StreamerCommand::Offer(offer))
+            .await
+            .is_err()
+        {
+            return Err(Refusal::new(
+                ErrorCode::DeviceOffline,
+                "This computer's streamer is not connected.",
+            ));
         }
         // The streamer's task enforces the offer timeout; this one only guards against a lost task.
         let guard = Config::ms(shared.config.offer_timeout_ms) + Duration::from_secs(5);
         match tokio::time::timeout(guard, answer).await {
             Ok(Ok(OfferReply::Accepted)) => Ok(link),
-            Ok(Ok(OfferReply::Declined)) => Err(Refusal::new(ErrorCode::SessionDeclined, "The person at that computer declined the session.")),
+            Ok(Ok(OfferReply::Declined)) => Err(Refusal::new(
+                ErrorCode::SessionDeclined,
+                "The person at that computer declined the session.",
+            )),
             Ok(Ok(OfferReply::Failed(r))) => Err(r),
-            Ok(Ok(OfferReply::NoAnswer)) | Ok(Err(_)) | Err(_) => {
-                Err(Refusal::new(ErrorCode::Timeout, "The computer did not answer the session request."))
-            }
+            Ok(Ok(OfferReply::NoAnswer)) | Ok(Err(_)) | Err(_) => Err(Refusal::new(
+                ErrorCode::Timeout,
+                "The computer did not answer the session request.",
+            )),
         }
     }
 
-    async fn technician_session(&mut self, user: &UserRecord, link: Arc<SessionLink>) -> Result<(), Closed> {
+    async fn technician_session(
+        &mut self,
+        user: &UserRecord,
+        link: Arc<SessionLink>,
+    ) -> Result<(), Closed> {
         tracing::info!(session = %link.id, user = %user.id, "session started");
         let shutdown = self.shared.shutdown.clone();
         loop {
@@ -533,11 +689,17 @@ impl Conn {
             let bytes = match next {
                 Next::Frame(b) => b,
                 Next::Gone | Next::TimedOut => {
-                    link.end(EndReason::TechnicianDisconnected, "The technician's connection was lost.");
+                    link.end(
+                        EndReason::TechnicianDisconnected,
+                        "The technician's connection was lost.",
+                    );
                     return Err(Closed);
                 }
                 Next::Bad(r) => {
-                    link.end(EndReason::ProtocolError, "The technician's app broke the protocol.");
+                    link.end(
+                        EndReason::ProtocolError,
+                        "The technician's app broke the protocol.",
+                    );
                     self.refuse(r).await;
                     return Err(Closed);
                 }
@@ -545,14 +707,20 @@ impl Conn {
             let msg = match self.decode_from(bytes.clone(), Sender::Technician) {
                 Ok(m) => m,
                 Err(r) => {
-                    link.end(EndReason::ProtocolError, "The technician's app broke the protocol.");
+                    link.end(
+                        EndReason::ProtocolError,
+                        "The technician's app broke the protocol.",
+                    );
                     self.refuse(r).await;
                     return Err(Closed);
                 }
             };
             match msg.kind() {
                 MessageKind::LeaveSession => {
-                    link.end(EndReason::TechnicianLeft, "The technician ended the session.");
+                    link.end(
+                        EndReason::TechnicianLeft,
+                        "The technician ended the session.",
+                    );
                 }
                 MessageKind::ListDevices => {
                     let list = self.device_list(&user.team_id).await;
@@ -575,9 +743,19 @@ impl Conn {
 
     // ----- streamer -----
 
-    async fn streamer(&mut self, peer: Peer, device_id: Option<String>, team_id: String, name: String) -> Result<(), Closed> {
+    async fn streamer(
+        &mut self,
+        peer: Peer,
+        device_id: Option<String>,
+        team_id: String,
+        name: String,
+    ) -> Result<(), Closed> {
         let (commands_tx, mut commands) = mpsc::channel(4);
-        let access = if device_id.is_some() { AccessType::Unattended } else { AccessType::Attended };
+        let access = if device_id.is_some() {
+            AccessType::Unattended
+        } else {
+            AccessType::Attended
+        };
         self.shared.hub.add_streamer(OnlineStreamer {
             conn_id: self.conn_id,
             team_id,
@@ -601,7 +779,10 @@ impl Conn {
         result
     }
 
-    async fn streamer_idle(&mut self, commands: &mut mpsc::Receiver<StreamerCommand>) -> Result<(), Closed> {
+    async fn streamer_idle(
+        &mut self,
+        commands: &mut mpsc::Receiver<StreamerCommand>,
+    ) -> Result<(), Closed> {
         let shutdown = self.shared.shutdown.clone();
         loop {
             tokio::select! {
@@ -643,7 +824,11 @@ impl Conn {
         }
     }
 
-    async fn handle_offer(&mut self, offer: Offer, commands: &mut mpsc::Receiver<StreamerCommand>) -> Result<(), Closed> {
+    async fn handle_offer(
+        &mut self,
+        offer: Offer,
+        commands: &mut mpsc::Receiver<StreamerCommand>,
+    ) -> Result<(), Closed> {
         let link = offer.link.clone();
         let sent = self
             .send(&Message::SessionOffer {
@@ -661,14 +846,25 @@ impl Conn {
         let accepted = loop {
             match self.next(Some(deadline)).await {
                 Next::Frame(bytes) => match self.decode_from(bytes, Sender::Streamer) {
-                    Ok(Message::SessionAccept { session_id }) if session_id == link.id => break true,
-                    Ok(Message::SessionDecline { session_id }) if session_id == link.id => break false,
-                    Ok(Message::LeaveSession | Message::SessionAccept { .. } | Message::SessionDecline { .. }) => {}
+                    Ok(Message::SessionAccept { session_id }) if session_id == link.id => {
+                        break true
+                    }
+                    Ok(Message::SessionDecline { session_id }) if session_id == link.id => {
+                        break false
+                    }
+                    Ok(
+                        Message::LeaveSession
+                        | Message::SessionAccept { .. }
+                        | Message::SessionDecline { .. },
+                    ) => {}
                     Ok(other) => {
                         let _ = offer.reply.send(OfferReply::NoAnswer);
                         self.refuse(Refusal::new(
                             ErrorCode::UnexpectedMessage,
-                            format!("{} is not an answer to a session offer", other.kind().name()),
+                            format!(
+                                "{} is not an answer to a session offer",
+                                other.kind().name()
+                            ),
                         ))
                         .await;
                         return Err(Closed);
@@ -732,17 +928,32 @@ impl Conn {
             access: offer.access,
             recorded: offer.recorded,
         };
-        let state = Message::RecordingState { recorded: offer.recorded };
+        let state = Message::RecordingState {
+            recorded: offer.recorded,
+        };
         for msg in [&started, &state] {
             if let Ok(bytes) = encode_to_bytes(msg) {
-                let _ = link.to_technician.send(OutFrame { bytes, permit: None }).await;
+                let _ = link
+                    .to_technician
+                    .send(OutFrame {
+                        bytes,
+                        permit: None,
+                    })
+                    .await;
             }
         }
         self.send(&state).await?;
         let _ = offer.reply.send(OfferReply::Accepted);
         let result = self.streamer_session(&link, commands).await;
-        let (reason, _) = link.reason().unwrap_or((EndReason::ProtocolError, String::new()));
-        if let Err(e) = self.shared.store.end_session(&link.id, &end_reason_name(reason)).await {
+        let (reason, _) = link
+            .reason()
+            .unwrap_or((EndReason::ProtocolError, String::new()));
+        if let Err(e) = self
+            .shared
+            .store
+            .end_session(&link.id, &end_reason_name(reason))
+            .await
+        {
             tracing::error!(error = %e, session = %link.id, "recording the session end");
         }
         tracing::info!(session = %link.id, reason = %end_reason_name(reason), "session ended");
@@ -750,7 +961,11 @@ impl Conn {
         result
     }
 
-    async fn streamer_session(&mut self, link: &Arc<SessionLink>, commands: &mut mpsc::Receiver<StreamerCommand>) -> Result<(), Closed> {
+    async fn streamer_session(
+        &mut self,
+        link: &Arc<SessionLink>,
+        commands: &mut mpsc::Receiver<StreamerCommand>,
+    ) -> Result<(), Closed> {
         let shutdown = self.shared.shutdown.clone();
         let mut revoked = false;
         loop {
@@ -784,11 +999,17 @@ impl Conn {
             let bytes = match next {
                 Next::Frame(b) => b,
                 Next::Gone | Next::TimedOut => {
-                    link.end(EndReason::StreamerDisconnected, "The remote computer's connection was lost.");
+                    link.end(
+                        EndReason::StreamerDisconnected,
+                        "The remote computer's connection was lost.",
+                    );
                     return Err(Closed);
                 }
                 Next::Bad(r) => {
-                    link.end(EndReason::ProtocolError, "The remote computer's streamer broke the protocol.");
+                    link.end(
+                        EndReason::ProtocolError,
+                        "The remote computer's streamer broke the protocol.",
+                    );
                     self.refuse(r).await;
                     return Err(Closed);
                 }
@@ -796,14 +1017,20 @@ impl Conn {
             let msg = match self.decode_from(bytes.clone(), Sender::Streamer) {
                 Ok(m) => m,
                 Err(r) => {
-                    link.end(EndReason::ProtocolError, "The remote computer's streamer broke the protocol.");
+                    link.end(
+                        EndReason::ProtocolError,
+                        "The remote computer's streamer broke the protocol.",
+                    );
                     self.refuse(r).await;
                     return Err(Closed);
                 }
             };
             match msg {
                 Message::LeaveSession => {
-                    link.end(EndReason::EndUserEnded, "The person at the remote computer ended the session.");
+                    link.end(
+                        EndReason::EndUserEnded,
+                        "The person at the remote computer ended the session.",
+                    );
                 }
                 Message::SessionAccept { .. } | Message::SessionDecline { .. } => {}
                 // Media for the technician, forwarded as received. Recording of the video frames

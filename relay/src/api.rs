@@ -64,14 +64,22 @@ impl ApiError {
     }
 
     fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", "Your role does not allow this.")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "Your role does not allow this.",
+        )
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "API request failed in the store");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "The relay failed; try again.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "The relay failed; try again.",
+        )
     }
 }
 
@@ -97,9 +105,17 @@ pub(crate) struct Caller {
 impl FromRequestParts<Arc<Shared>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, Self::Rejection> {
-        let unauthorized =
-            |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED", m.to_owned());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = |m: &str| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "AUTHENTICATION_FAILED",
+                m.to_owned(),
+            )
+        };
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -143,8 +159,13 @@ async fn sign_in(
     body: Result<Json<SignInRequest>, JsonRejection>,
 ) -> Result<Json<SignInResponse>, ApiError> {
     let Json(req) = body?;
-    let ttl_ms = i64::try_from(shared.config.token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    match shared.store.sign_in(&req.email, &req.password, ttl_ms).await? {
+    let ttl_ms =
+        i64::try_from(shared.config.token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    match shared
+        .store
+        .sign_in(&req.email, &req.password, ttl_ms)
+        .await?
+    {
         Ok(s) => Ok(Json(SignInResponse {
             token: s.token,
             expires_at: s.expires_at,
@@ -161,12 +182,18 @@ async fn sign_in(
     }
 }
 
-async fn sign_out(State(shared): State<Arc<Shared>>, caller: Caller) -> Result<StatusCode, ApiError> {
+async fn sign_out(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
     shared.store.revoke_token(&caller.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn team(State(shared): State<Arc<Shared>>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+async fn team(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let settings = shared.store.team_settings(&caller.user.team_id).await?;
     let key = if caller.user.role.manages_team() {
         shared.store.attended_key(&caller.user.team_id).await?
@@ -180,7 +207,10 @@ async fn team(State(shared): State<Arc<Shared>>, caller: Caller) -> Result<Json<
     })))
 }
 
-async fn get_settings(State(shared): State<Arc<Shared>>, caller: Caller) -> Result<Json<TeamSettings>, ApiError> {
+async fn get_settings(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> Result<Json<TeamSettings>, ApiError> {
     let settings = shared
         .store
         .team_settings(&caller.user.team_id)
@@ -205,7 +235,10 @@ async fn put_settings(
             "time_zone must be an IANA time zone name such as Europe/Paris.",
         ));
     }
-    shared.store.set_team_settings(&caller.user.team_id, &settings).await?;
+    shared
+        .store
+        .set_team_settings(&caller.user.team_id, &settings)
+        .await?;
     tracing::info!(team = %caller.user.team_id, user = %caller.user.id, ?settings, "team settings changed");
     Ok(Json(settings))
 }
@@ -219,7 +252,10 @@ struct DeviceView {
     revoked: bool,
 }
 
-async fn devices(State(shared): State<Arc<Shared>>, caller: Caller) -> Result<Json<Vec<DeviceView>>, ApiError> {
+async fn devices(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> Result<Json<Vec<DeviceView>>, ApiError> {
     let devices = shared.store.devices(&caller.user.team_id).await?;
     Ok(Json(
         devices
@@ -243,28 +279,46 @@ async fn revoke_device(
     if !caller.user.role.manages_team() {
         return Err(ApiError::forbidden());
     }
-    if !shared.store.revoke_device(&caller.user.team_id, &id).await? {
+    if !shared
+        .store
+        .revoke_device(&caller.user.team_id, &id)
+        .await?
+    {
         // Another team's device is indistinguishable from a missing one.
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "DEVICE_NOT_FOUND", "Your team has no such device."));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "DEVICE_NOT_FOUND",
+            "Your team has no such device.",
+        ));
     }
     shared.hub.revoke_device(&id);
     tracing::info!(device = %id, user = %caller.user.id, "device revoked");
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn deployment_code(State(shared): State<Arc<Shared>>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+async fn deployment_code(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
     if !caller.user.role.manages_team() {
         return Err(ApiError::forbidden());
     }
-    let ttl_ms = i64::try_from(shared.config.deployment_code_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let code = shared.store.create_deployment_code(&caller.user.team_id, ttl_ms).await?;
+    let ttl_ms = i64::try_from(shared.config.deployment_code_ttl_secs.saturating_mul(1000))
+        .unwrap_or(i64::MAX);
+    let code = shared
+        .store
+        .create_deployment_code(&caller.user.team_id, ttl_ms)
+        .await?;
     Ok(Json(serde_json::json!({
         "code": code,
         "expires_at": shared.clock.now_ms().saturating_add(ttl_ms),
     })))
 }
 
-async fn sessions(State(shared): State<Arc<Shared>>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+async fn sessions(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let rows = shared.store.sessions(&caller.user.team_id).await?;
     let rows: Vec<_> = rows
         .into_iter()

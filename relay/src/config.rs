@@ -68,7 +68,8 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML file; keys it does not set keep their defaults, unknown keys are an error.
     pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
@@ -83,7 +84,10 @@ impl Config {
             "forward_buffer_bytes must hold at least one largest frame ({} bytes)",
             protocol::max_frame_len()
         );
-        anyhow::ensure!(self.hello_timeout_ms > 0 && self.handshake_timeout_ms > 0, "timeouts must be positive");
+        anyhow::ensure!(
+            self.hello_timeout_ms > 0 && self.handshake_timeout_ms > 0,
+            "timeouts must be positive"
+        );
         Ok(())
     }
 
@@ -113,7 +117,10 @@ mod tests {
         let path = dir.path().join("relay.toml");
         std::fs::write(&path, "data_dri = \"x\"\n").unwrap();
         let err = Config::from_toml_file(&path).unwrap_err();
-        assert!(format!("{err:#}").contains("unknown field `data_dri`"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("unknown field `data_dri`"),
+            "{err:#}"
+        );
         let cfg = Config {
             tls_cert: Some("cert.pem".into()),
             ..Config::default()

@@ -200,7 +200,13 @@ impl Hub {
     }
 
     /// Registers a session code for an attended streamer's connection.
-    pub fn add_code(&self, code: String, conn_id: u64, team_id: String, expires_at_ms: i64) -> bool {
+    pub fn add_code(
+        &self,
+        code: String,
+        conn_id: u64,
+        team_id: String,
+        expires_at_ms: i64,
+    ) -> bool {
         let mut inner = lock(&self.inner);
         if inner.codes.contains_key(&code) {
             return false;
@@ -243,7 +249,10 @@ impl Hub {
     pub fn claim_device(&self, device_id: &str) -> Result<OnlineStreamer, ClaimError> {
         let mut inner = lock(&self.inner);
         let conn_id = *inner.devices.get(device_id).ok_or(ClaimError::Offline)?;
-        let streamer = inner.streamers.get_mut(&conn_id).ok_or(ClaimError::Offline)?;
+        let streamer = inner
+            .streamers
+            .get_mut(&conn_id)
+            .ok_or(ClaimError::Offline)?;
         if streamer.busy {
             return Err(ClaimError::Busy);
         }
@@ -253,14 +262,22 @@ impl Hub {
 
     /// Claims an attended streamer by its session code, for a technician of `team_id`. The code is
     /// used up by the claim.
-    pub fn claim_code(&self, code: &str, team_id: &str, now_ms: i64) -> Result<OnlineStreamer, ClaimError> {
+    pub fn claim_code(
+        &self,
+        code: &str,
+        team_id: &str,
+        now_ms: i64,
+    ) -> Result<OnlineStreamer, ClaimError> {
         let mut inner = lock(&self.inner);
         inner.codes.retain(|_, c| c.expires_at_ms > now_ms);
         let conn_id = match inner.codes.get(code) {
             Some(c) if c.team_id == team_id => c.conn_id,
             _ => return Err(ClaimError::BadCode),
         };
-        let streamer = inner.streamers.get_mut(&conn_id).ok_or(ClaimError::BadCode)?;
+        let streamer = inner
+            .streamers
+            .get_mut(&conn_id)
+            .ok_or(ClaimError::BadCode)?;
         if streamer.busy {
             return Err(ClaimError::Busy);
         }
@@ -280,7 +297,11 @@ impl Hub {
     /// Tells a device's connected streamer, if any, that its credential was revoked.
     pub fn revoke_device(&self, device_id: &str) {
         let inner = lock(&self.inner);
-        if let Some(s) = inner.devices.get(device_id).and_then(|c| inner.streamers.get(c)) {
+        if let Some(s) = inner
+            .devices
+            .get(device_id)
+            .and_then(|c| inner.streamers.get(c))
+        {
             let _ = s.commands.try_send(StreamerCommand::Revoke);
         }
     }

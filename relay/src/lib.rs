@@ -59,8 +59,9 @@ impl Relay {
     /// Opens (creating on first start) the data directory: database, recordings, TLS material.
     pub async fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         config.validate()?;
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("creating the data directory {}", config.data_dir.display())
+        })?;
         let (tls, dev_ca) = tls::server_config(&config)?;
         let store = store::Store::open(&config.data_dir, clock.clone())
             .await
@@ -96,13 +97,23 @@ impl Relay {
 
     /// Creates the first team and owner on a fresh relay.
     pub async fn bootstrap_if_empty(&self) -> anyhow::Result<Option<bootstrap::Bootstrap>> {
-        let ttl = i64::try_from(self.shared.config.deployment_code_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let ttl = i64::try_from(
+            self.shared
+                .config
+                .deployment_code_ttl_secs
+                .saturating_mul(1000),
+        )
+        .unwrap_or(i64::MAX);
         bootstrap::bootstrap_if_empty(&self.shared.store, &self.shared.config.data_dir, ttl).await
     }
 
     /// Serves `listener` until `shutdown` is cancelled, then ends every session with a reason and
     /// waits up to the drain timeout for connections to close.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let shared = self.shared;
         let router = api::router(shared.clone());
         let accept = tokio::spawn(server::accept_loop(
@@ -118,8 +129,14 @@ impl Relay {
         let _ = accept.await;
         shared.tracker.close();
         let drain = Config::ms(shared.config.drain_timeout_ms);
-        if tokio::time::timeout(drain, shared.tracker.wait()).await.is_err() {
-            tracing::warn!(left = shared.tracker.len(), "drain deadline passed; closing the rest");
+        if tokio::time::timeout(drain, shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = shared.tracker.len(),
+                "drain deadline passed; closing the rest"
+            );
         }
         shared.store.close().await;
         Ok(())
@@ -127,7 +144,11 @@ impl Relay {
 }
 
 /// Runs a relay on `listener` with the system clock until `shutdown`.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     Relay::prepare(config, Arc::new(SystemClock))
         .await?
         .serve(listener, shutdown)

@@ -24,7 +24,11 @@ struct Args {
     #[arg(long, env = "RELAY_LISTEN")]
     listen: Option<SocketAddr>,
     /// Host names for the development certificate (repeat, or comma-separated in the variable).
-    #[arg(long = "server-name", env = "RELAY_SERVER_NAMES", value_delimiter = ',')]
+    #[arg(
+        long = "server-name",
+        env = "RELAY_SERVER_NAMES",
+        value_delimiter = ','
+    )]
     server_names: Vec<String>,
     /// A real certificate chain (PEM) instead of the development CA.
     #[arg(long, env = "RELAY_TLS_CERT", requires = "tls_key")]
@@ -65,15 +69,16 @@ async fn shutdown_signal(token: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                let _ = ctrl_c.await;
-                token.cancel();
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -100,7 +105,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let local = listener.local_addr()?;
-    println!("Relay {} listening on https://{local}", relay::product_version()?);
+    println!(
+        "Relay {} listening on https://{local}",
+        relay::product_version()?
+    );
     if let Some(ca) = relay.dev_ca_cert() {
         println!("  clients trust the development CA in {}", ca.display());
     }

@@ -40,7 +40,8 @@ pub(crate) async fn accept_loop(
         let router = router.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(%remote, error = %e, "TLS handshake failed");
@@ -53,6 +54,7 @@ pub(crate) async fn accept_loop(
             };
             let service = TowerToHyperService::new(router);
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(tls), service)
                 .with_upgrades();

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -44,7 +44,10 @@ fn ca_params() -> Result<CertificateParams> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "Remote support relay development CA");
-    dn.push(DnType::OrganizationName, "Remote support relay (development)");
+    dn.push(
+        DnType::OrganizationName,
+        "Remote support relay (development)",
+    );
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -61,7 +64,9 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     options.mode(0o600);
-    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(contents.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
@@ -74,13 +79,17 @@ pub fn ensure_dev_ca(data_dir: &Path, names: &[String]) -> Result<DevCaPaths> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
 
     let ca_key = if paths.ca_key.exists() && paths.ca_cert.exists() {
-        let pem = std::fs::read_to_string(&paths.ca_key).with_context(|| format!("reading {}", paths.ca_key.display()))?;
+        let pem = std::fs::read_to_string(&paths.ca_key)
+            .with_context(|| format!("reading {}", paths.ca_key.display()))?;
         KeyPair::from_pem(&pem).context("parsing the development CA key")?
     } else {
         let key = KeyPair::generate().context("generating the development CA key")?;
-        let cert = ca_params()?.self_signed(&key).context("signing the development CA")?;
+        let cert = ca_params()?
+            .self_signed(&key)
+            .context("signing the development CA")?;
         write_private(&paths.ca_key, &key.serialize_pem())?;
-        std::fs::write(&paths.ca_cert, cert.pem()).with_context(|| format!("writing {}", paths.ca_cert.display()))?;
+        std::fs::write(&paths.ca_cert, cert.pem())
+            .with_context(|| format!("writing {}", paths.ca_cert.display()))?;
         tracing::info!(ca = %paths.ca_cert.display(), "created a development CA; give this file to clients to trust");
         // A new CA invalidates any older server certificate.
         let _ = std::fs::remove_file(&paths.server_cert);
@@ -91,21 +100,29 @@ pub fn ensure_dev_ca(data_dir: &Path, names: &[String]) -> Result<DevCaPaths> {
     let current = std::fs::read_to_string(&paths.names).unwrap_or_default();
     if current != wanted || !paths.server_cert.exists() || !paths.server_key.exists() {
         let issuer = Issuer::new(ca_params()?, ca_key);
-        let mut params = CertificateParams::new(names.to_vec()).context("server certificate names")?;
+        let mut params =
+            CertificateParams::new(names.to_vec()).context("server certificate names")?;
         params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().map_or("localhost", String::as_str));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().map_or("localhost", String::as_str),
+        );
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.not_before = rcgen::date_time_ymd(2024, 1, 1);
         params.not_after = rcgen::date_time_ymd(2044, 1, 1);
         let key = KeyPair::generate().context("generating the server key")?;
-        let cert = params.signed_by(&key, &issuer).context("signing the server certificate")?;
+        let cert = params
+            .signed_by(&key, &issuer)
+            .context("signing the server certificate")?;
         write_private(&paths.server_key, &key.serialize_pem())?;
         std::fs::write(&paths.server_cert, cert.pem())
             .with_context(|| format!("writing {}", paths.server_cert.display()))?;
-        std::fs::write(&paths.names, &wanted).with_context(|| format!("writing {}", paths.names.display()))?;
+        std::fs::write(&paths.names, &wanted)
+            .with_context(|| format!("writing {}", paths.names.display()))?;
     }
     Ok(paths)
 }
@@ -116,15 +133,24 @@ pub fn server_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, Opti
         (Some(cert), Some(key)) => (cert.clone(), key.clone(), None),
         _ => {
             let paths = ensure_dev_ca(&config.data_dir, &config.server_names)?;
-            (paths.server_cert.clone(), paths.server_key.clone(), Some(paths))
+            (
+                paths.server_cert.clone(),
+                paths.server_key.clone(),
+                Some(paths),
+            )
         }
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
         .with_context(|| format!("reading {}", cert_path.display()))?
         .collect::<Result<_, _>>()
         .with_context(|| format!("parsing {}", cert_path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", cert_path.display());
-    let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{} holds no certificate",
+        cert_path.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .with_context(|| format!("reading {}", key_path.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -7,7 +7,9 @@ use super::{Store, StoreError};
 use crate::secrets;
 
 /// A person's role in their team.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum UserRole {
     /// Can use the product; sees recordings only when the policy allows members.
@@ -262,15 +264,24 @@ impl Store {
 
     /// How many teams exist (0 on a fresh relay).
     pub async fn team_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM teams").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM teams")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Checks an e-mail and password and issues a sign-in token valid for `ttl_ms`.
-    pub async fn sign_in(&self, email: &str, password: &str, ttl_ms: i64) -> Result<Result<SignIn, Denied>, StoreError> {
-        let row = sqlx::query("SELECT id, team_id, email, name, role, password_hash FROM users WHERE email = ?")
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        ttl_ms: i64,
+    ) -> Result<Result<SignIn, Denied>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, team_id, email, name, role, password_hash FROM users WHERE email = ?",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else {
             // Hash anyway so that unknown addresses take as long as wrong passwords.
             let _ = secrets::verify_password(password, secrets::dummy_hash());
@@ -291,11 +302,18 @@ impl Store {
             .bind(expires_at)
             .execute(&self.pool)
             .await?;
-        Ok(Ok(SignIn { token, expires_at, user }))
+        Ok(Ok(SignIn {
+            token,
+            expires_at,
+            user,
+        }))
     }
 
     /// The user a sign-in token belongs to, if it is valid now.
-    pub async fn user_for_token(&self, token: &str) -> Result<Result<UserRecord, Denied>, StoreError> {
+    pub async fn user_for_token(
+        &self,
+        token: &str,
+    ) -> Result<Result<UserRecord, Denied>, StoreError> {
         let row = sqlx::query(
             "SELECT u.id, u.team_id, u.email, u.name, u.role, t.expires_at, t.revoked_at \
              FROM sign_in_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
@@ -317,16 +335,22 @@ impl Store {
 
     /// Revokes a sign-in token; returns whether it existed and was live.
     pub async fn revoke_token(&self, token: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE sign_in_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL")
-            .bind(self.now())
-            .bind(secrets::digest(token))
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE sign_in_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(self.now())
+        .bind(secrets::digest(token))
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Issues a deployment code for `team_id`, valid for `ttl_ms`.
-    pub async fn create_deployment_code(&self, team_id: &str, ttl_ms: i64) -> Result<String, StoreError> {
+    pub async fn create_deployment_code(
+        &self,
+        team_id: &str,
+        ttl_ms: i64,
+    ) -> Result<String, StoreError> {
         let code = secrets::new_token()?;
         let now = self.now();
         sqlx::query("INSERT INTO deployment_codes (code_hash, team_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
@@ -345,10 +369,12 @@ impl Store {
         code: &str,
         device_name: &str,
     ) -> Result<Result<(DeviceRecord, String), Denied>, StoreError> {
-        let row = sqlx::query("SELECT team_id, expires_at, revoked_at FROM deployment_codes WHERE code_hash = ?")
-            .bind(secrets::digest(code))
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT team_id, expires_at, revoked_at FROM deployment_codes WHERE code_hash = ?",
+        )
+        .bind(secrets::digest(code))
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else {
             return Ok(Err(Denied::Invalid));
         };
@@ -416,12 +442,14 @@ impl Store {
 
     /// Revokes a device of `team_id`; returns false when the team has no such live device.
     pub async fn revoke_device(&self, team_id: &str, device_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ? AND team_id = ? AND revoked_at IS NULL")
-            .bind(self.now())
-            .bind(device_id)
-            .bind(team_id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE devices SET revoked_at = ? WHERE id = ? AND team_id = ? AND revoked_at IS NULL",
+        )
+        .bind(self.now())
+        .bind(device_id)
+        .bind(team_id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -437,7 +465,11 @@ impl Store {
     }
 
     /// One device of one team.
-    pub async fn device(&self, team_id: &str, device_id: &str) -> Result<Option<DeviceRecord>, StoreError> {
+    pub async fn device(
+        &self,
+        team_id: &str,
+        device_id: &str,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, team_id, name, streamer_version, revoked_at FROM devices WHERE id = ? AND team_id = ?",
         )
@@ -466,10 +498,12 @@ impl Store {
 
     /// A team's attended-access key.
     pub async fn attended_key(&self, team_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT attended_key FROM teams WHERE id = ?")
-            .bind(team_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT attended_key FROM teams WHERE id = ?")
+                .bind(team_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// A team's settings.
@@ -485,8 +519,12 @@ impl Store {
             Ok(TeamSettings {
                 record_attended: r.try_get("record_attended")?,
                 record_unattended: r.try_get("record_unattended")?,
-                playback_attended: PlaybackPolicy::parse(r.try_get::<&str, _>("playback_attended")?)?,
-                playback_unattended: PlaybackPolicy::parse(r.try_get::<&str, _>("playback_unattended")?)?,
+                playback_attended: PlaybackPolicy::parse(
+                    r.try_get::<&str, _>("playback_attended")?,
+                )?,
+                playback_unattended: PlaybackPolicy::parse(
+                    r.try_get::<&str, _>("playback_unattended")?,
+                )?,
                 time_zone: r.try_get("time_zone")?,
             })
         })
@@ -494,7 +532,11 @@ impl Store {
     }
 
     /// Replaces a team's settings.
-    pub async fn set_team_settings(&self, team_id: &str, s: &TeamSettings) -> Result<(), StoreError> {
+    pub async fn set_team_settings(
+        &self,
+        team_id: &str,
+        s: &TeamSettings,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE teams SET record_attended = ?, record_unattended = ?, playback_attended = ?, \
              playback_unattended = ?, time_zone = ? WHERE id = ?",

@@ -6,13 +6,16 @@ mod sessions;
 use std::path::Path;
 use std::str::FromStr;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::clock::SharedClock;
 use crate::secrets::SecretError;
 
 pub use accounts::{
-    Denied, DeviceRecord, NewTeam, PlaybackPolicy, SignIn, TeamRecord, TeamSettings, UserRecord, UserRole,
+    Denied, DeviceRecord, NewTeam, PlaybackPolicy, SignIn, TeamRecord, TeamSettings, UserRecord,
+    UserRole,
 };
 pub use sessions::{NewSession, SessionRecord};
 
@@ -52,7 +55,10 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool, clock })
     }

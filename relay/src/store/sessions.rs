@@ -79,12 +79,14 @@ impl Store {
 
     /// Records the end of a session, once: a second call leaves the first reason in place.
     pub async fn end_session(&self, id: &str, reason: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL")
-            .bind(self.now())
-            .bind(reason)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
+        )
+        .bind(self.now())
+        .bind(reason)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

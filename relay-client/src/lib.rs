@@ -1,0 +1,223 @@
+//! The client side of a relay connection, shared by the technician and the streamer.
+//!
+//! It opens TCP, completes TLS against a CA the caller trusts (the relay's development CA, or the
+//! system's roots for a real certificate; never "accept any certificate"), upgrades to WebSocket at
+//! the agent path, and sends and receives protocol frames, one per binary WebSocket message.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use protocol::{
+    decode_frame, encode_to_bytes, ClientEvent, ClientHandshake, ClientHandshakeError, Credential,
+    Message, ProductVersion, Refusal, Role, WireError,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+/// The agent endpoint's path on the relay (docs/PROTOCOL.md, Transport).
+pub const AGENT_PATH: &str = "/v1/agent";
+
+/// What went wrong on a relay connection.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The CA file could not be read or holds no certificate (user's fault).
+    #[error("trusted CA: {0}")]
+    Trust(String),
+    /// TCP or TLS failed: unreachable, or the certificate is not trusted.
+    #[error("connecting to the relay: {0}")]
+    Connect(#[source] std::io::Error),
+    /// The WebSocket layer failed.
+    #[error("WebSocket: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    /// The relay sent bytes that are not a valid frame (relay's fault).
+    #[error("the relay sent an invalid frame: {0}")]
+    Wire(#[from] WireError),
+    /// A message could not be encoded (caller's fault).
+    #[error("cannot send: {0}")]
+    Encode(WireError),
+    /// The relay refused the connection.
+    #[error("the relay refused the connection: {0}")]
+    Refused(Refusal),
+    /// The relay broke the protocol (relay's fault).
+    #[error("the relay broke the protocol: {0}")]
+    Protocol(String),
+    /// The connection is closed.
+    #[error("the connection is closed")]
+    Closed,
+}
+
+/// TLS settings for reaching a relay.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl Connector {
+    /// Trusts exactly the CA certificates in a PEM file (the relay's development CA).
+    pub fn trusting_ca_file(path: &std::path::Path) -> Result<Self, LinkError> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| LinkError::Trust(format!("{}: {e}", path.display())))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| LinkError::Trust(format!("{}: {e}", path.display())))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| LinkError::Trust(format!("{}: {e}", path.display())))?;
+        }
+        if roots.is_empty() {
+            return Err(LinkError::Trust(format!(
+                "{} holds no certificate",
+                path.display()
+            )));
+        }
+        Self::trusting(roots)
+    }
+
+    /// Trusts the given roots.
+    pub fn trusting(roots: rustls::RootCertStore) -> Result<Self, LinkError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| LinkError::Trust(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self { tls: Arc::new(tls) })
+    }
+
+    /// Connects to the relay at `addr` (`host:port`), checking its certificate for `host`.
+    pub async fn connect(&self, addr: &str) -> Result<Connection, LinkError> {
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let server_name = ServerName::try_from(host.clone()).map_err(|e| {
+            LinkError::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        })?;
+        let tcp = TcpStream::connect(addr).await.map_err(LinkError::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        let tls = TlsConnector::from(self.tls.clone())
+            .connect(server_name, tcp)
+            .await
+            .map_err(LinkError::Connect)?;
+        let url = format!("wss://{addr}{AGENT_PATH}");
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(protocol::max_frame_len()))
+            .max_frame_size(Some(protocol::max_frame_len()));
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url, tls, Some(config)).await?;
+        Ok(Connection { ws })
+    }
+}
+
+/// An open connection to the relay.
+#[derive(Debug)]
+pub struct Connection {
+    ws: WebSocketStream<TlsStream<TcpStream>>,
+}
+
+/// What the handshake established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Established {
+    /// The agreed protocol version.
+    pub protocol_version: String,
+    /// The team's id.
+    pub team_id: String,
+    /// The name the relay knows this client by.
+    pub name: String,
+    /// A device credential issued during the handshake (deployment-code registration).
+    pub registered: Option<(String, String)>,
+    /// A session code issued during the handshake (attended streamer), with seconds to expiry.
+    pub session_code: Option<(String, u32)>,
+}
+
+impl Connection {
+    /// Sends one message.
+    pub async fn send(&mut self, msg: &Message) -> Result<(), LinkError> {
+        let bytes = encode_to_bytes(msg).map_err(LinkError::Encode)?;
+        self.send_raw(bytes).await
+    }
+
+    /// Sends bytes as one binary WebSocket message, whatever they hold (tests of bad input).
+    pub async fn send_raw(&mut self, bytes: Bytes) -> Result<(), LinkError> {
+        self.ws.send(WsMessage::Binary(bytes)).await?;
+        Ok(())
+    }
+
+    /// Sends a text WebSocket message (tests of bad input).
+    pub async fn send_text(&mut self, text: &str) -> Result<(), LinkError> {
+        self.ws.send(WsMessage::Text(text.into())).await?;
+        Ok(())
+    }
+
+    /// Receives the next message; `LinkError::Closed` when the relay closed the connection.
+    pub async fn recv(&mut self) -> Result<Message, LinkError> {
+        loop {
+            match self.ws.next().await {
+                None | Some(Ok(WsMessage::Close(_))) => return Err(LinkError::Closed),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(WsMessage::Binary(bytes))) => return Ok(decode_frame(bytes)?),
+                Some(Ok(WsMessage::Text(_))) => {
+                    return Err(LinkError::Protocol("the relay sent a text message".into()))
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Runs the handshake as `role` with `credential`.
+    pub async fn handshake(
+        &mut self,
+        role: Role,
+        version: ProductVersion,
+        credential: Credential,
+    ) -> Result<Established, LinkError> {
+        let (mut machine, hello) = ClientHandshake::start(role, version, credential);
+        self.send(&hello).await?;
+        let mut registered = None;
+        let mut session_code = None;
+        loop {
+            let msg = self.recv().await?;
+            match machine.receive(msg) {
+                Ok(ClientEvent::Send(next)) => self.send(&next).await?,
+                Ok(ClientEvent::Registered { device_id, secret }) => {
+                    registered = Some((device_id, secret))
+                }
+                Ok(ClientEvent::SessionCode {
+                    code,
+                    expires_in_secs,
+                }) => session_code = Some((code, expires_in_secs)),
+                Ok(ClientEvent::Established {
+                    protocol_version,
+                    team_id,
+                    name,
+                }) => {
+                    return Ok(Established {
+                        protocol_version: protocol_version.to_string(),
+                        team_id,
+                        name,
+                        registered,
+                        session_code,
+                    })
+                }
+                Err(ClientHandshakeError::Refused(r)) => return Err(LinkError::Refused(r)),
+                Err(ClientHandshakeError::Protocol(r)) => {
+                    return Err(LinkError::Protocol(r.to_string()))
+                }
+            }
+        }
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}

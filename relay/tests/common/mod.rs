@@ -1,0 +1,313 @@
+//! A relay started in-process on 127.0.0.1:0 with a fresh data directory, and clients to drive it.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use protocol::{Credential, Message, ProductVersion, Role, SessionTarget};
+use relay::store::{Store, TeamSettings};
+use relay::{Config, ManualClock, Relay};
+use relay_client::{Connection, Connector, Established, LinkError};
+use tokio_util::sync::CancellationToken;
+
+pub const CURRENT: ProductVersion = ProductVersion::new(3, 5, 8, 0);
+pub const OLD: ProductVersion = ProductVersion::new(3, 5, 7, 9);
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A team made for a test, with its owner signed in.
+pub struct Team {
+    pub id: String,
+    pub attended_key: String,
+    pub owner_email: String,
+    pub token: String,
+}
+
+pub struct TestRelay {
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+    pub connector: Connector,
+    pub store: Store,
+    pub clock: ManualClock,
+    pub shutdown: CancellationToken,
+    pub served: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub config: Config,
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        offer_timeout_ms: 5_000,
+        drain_timeout_ms: 5_000,
+        ..Config::default()
+    }
+}
+
+impl TestRelay {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let clock = ManualClock::new(1_800_000_000_000);
+        let relay = Relay::prepare(config.clone(), Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        let ca = relay.dev_ca_cert().expect("a development CA").to_path_buf();
+        let connector = Connector::trusting_ca_file(&ca).unwrap();
+        let store = relay.store().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shutdown = CancellationToken::new();
+        let served = tokio::spawn(relay.serve(listener, shutdown.clone()));
+        Self {
+            dir,
+            addr: format!("localhost:{port}"),
+            connector,
+            store,
+            clock,
+            shutdown,
+            served,
+            config,
+        }
+    }
+
+    pub async fn team(&self, name: &str) -> Team {
+        let email = format!("owner@{name}.example");
+        let created = self
+            .store
+            .create_team(name, &email, "Owner", PASSWORD)
+            .await
+            .unwrap();
+        let token = self.sign_in(&email).await;
+        Team {
+            id: created.team.id,
+            attended_key: created.team.attended_key,
+            owner_email: email,
+            token,
+        }
+    }
+
+    pub async fn sign_in(&self, email: &str) -> String {
+        self.store
+            .sign_in(email, PASSWORD, 3_600_000)
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+    }
+
+    pub async fn set_recording(&self, team: &Team, attended: bool, unattended: bool) {
+        let mut s: TeamSettings = self.store.team_settings(&team.id).await.unwrap().unwrap();
+        s.record_attended = attended;
+        s.record_unattended = unattended;
+        self.store.set_team_settings(&team.id, &s).await.unwrap();
+    }
+
+    pub async fn connect(&self) -> Connection {
+        self.connector.connect(&self.addr).await.unwrap()
+    }
+
+    pub async fn technician(&self, team: &Team) -> Connection {
+        let mut c = self.connect().await;
+        c.handshake(
+            Role::Technician,
+            CURRENT,
+            Credential::TechnicianToken {
+                token: team.token.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        c
+    }
+
+    /// Registers a new device with a deployment code; returns its connected streamer and id.
+    pub async fn device(
+        &self,
+        team: &Team,
+        version: ProductVersion,
+    ) -> (Connection, String, String) {
+        let code = self
+            .store
+            .create_deployment_code(&team.id, 3_600_000)
+            .await
+            .unwrap();
+        let mut c = self.connect().await;
+        let est: Established = c
+            .handshake(
+                Role::Streamer,
+                version,
+                Credential::DeploymentCode {
+                    code,
+                    device_name: "Front desk".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let (id, secret) = est.registered.expect("a device credential");
+        (c, id, secret)
+    }
+
+    pub async fn attended(&self, team: &Team, version: ProductVersion) -> (Connection, String) {
+        let mut c = self.connect().await;
+        let est = c
+            .handshake(
+                Role::Streamer,
+                version,
+                Credential::Attended {
+                    team_key: team.attended_key.clone(),
+                    device_name: "Laptop".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let (code, _) = est.session_code.expect("a session code");
+        (c, code)
+    }
+
+    /// An HTTPS request to the relay's API; returns the status and the JSON body (Null when empty).
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let tcp = tokio::net::TcpStream::connect(&self.addr).await.unwrap();
+        let tls =
+            tokio_rustls::TlsConnector::from(client_tls(&self.dir.path().join("tls/dev-ca.pem")))
+                .connect("localhost".try_into().unwrap(), tcp)
+                .await
+                .unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(v.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let resp = sender
+            .send_request(req.body(Full::new(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let json = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::String(
+                String::from_utf8_lossy(&bytes).into(),
+            ))
+        };
+        (status, json)
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.served)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+pub fn client_tls(ca: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
+/// Receives the next message within 10 seconds.
+pub async fn recv(c: &mut Connection) -> Message {
+    tokio::time::timeout(Duration::from_secs(10), c.recv())
+        .await
+        .expect("a message within 10 s")
+        .unwrap()
+}
+
+/// Receives until the relay closes the connection; returns the last refusal seen, if any.
+pub async fn refused(c: &mut Connection) -> (protocol::ErrorCode, String) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), c.recv())
+            .await
+            .expect("an answer within 10 s")
+        {
+            Ok(Message::Refused { code, message }) => return (code, message),
+            Ok(_) => continue,
+            Err(e) => panic!("connection ended without a refusal: {e}"),
+        }
+    }
+}
+
+/// Expects the handshake to be refused; returns the refusal.
+pub fn handshake_refusal(result: Result<Established, LinkError>) -> protocol::Refusal {
+    match result {
+        Err(LinkError::Refused(r)) => r,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// A technician asks for `target`; the streamer accepts. Returns the technician's `SessionStarted`.
+pub async fn pair(
+    tech: &mut Connection,
+    streamer: &mut Connection,
+    target: SessionTarget,
+) -> Message {
+    tech.send(&Message::SessionRequest(target)).await.unwrap();
+    let Message::SessionOffer { session_id, .. } = recv(streamer).await else {
+        panic!("no offer")
+    };
+    streamer
+        .send(&Message::SessionAccept { session_id })
+        .await
+        .unwrap();
+    let started = recv(tech).await;
+    assert!(
+        matches!(started, Message::SessionStarted { .. }),
+        "{started:?}"
+    );
+    started
+}
+
+/// A technician's session request that must be refused; returns the refusal.
+pub async fn request_refused(
+    tech: &mut Connection,
+    target: SessionTarget,
+) -> (protocol::ErrorCode, String) {
+    tech.send(&Message::SessionRequest(target)).await.unwrap();
+    match recv(tech).await {
+        Message::SessionRefused { code, message } => (code, message),
+        other => panic!("expected SessionRefused, got {other:?}"),
+    }
+}
