@@ -1,0 +1,578 @@
+//! Bad credentials and bad input are refused clearly, and nothing else is disturbed: a session that is
+//! running alongside keeps forwarding. Also backpressure against a slow technician, and shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use protocol::*;
+use relay_client::Connection;
+
+/// A running session to prove that refusals elsewhere do not disturb it.
+struct Bystander {
+    tech: Connection,
+    streamer: Connection,
+    sent: u64,
+}
+
+impl Bystander {
+    async fn start(relay: &TestRelay) -> Self {
+        let team = relay.team("bystanders").await;
+        let (mut streamer, id, _) = relay.device(&team, CURRENT).await;
+        let mut tech = relay.technician(&team).await;
+        pair(
+            &mut tech,
+            &mut streamer,
+            SessionTarget::Device { device_id: id },
+        )
+        .await;
+        recv(&mut tech).await;
+        recv(&mut streamer).await;
+        Self {
+            tech,
+            streamer,
+            sent: 0,
+        }
+    }
+
+    async fn still_forwards(&mut self) {
+        self.sent += 1;
+        let msg = Message::AudioFrame(AudioFrame {
+            timestamp_us: self.sent,
+            payload: Bytes::from_static(b"opus"),
+        });
+        self.streamer.send(&msg).await.unwrap();
+        assert_eq!(recv(&mut self.tech).await, msg);
+        let key = Message::KeyInput(KeyInput {
+            code: "Enter".into(),
+            down: true,
+            modifiers: Modifiers::default(),
+        });
+        self.tech.send(&key).await.unwrap();
+        assert_eq!(recv(&mut self.streamer).await, key);
+    }
+}
+
+#[tokio::test]
+async fn bad_credentials_are_refused_with_their_code() {
+    let relay = TestRelay::start().await;
+    let mut bystander = Bystander::start(&relay).await;
+    let team = relay.team("acme").await;
+
+    // Wrong password, through the sign-in API.
+    let (status, body) = relay
+        .api(
+            "POST",
+            "/api/v1/sign-in",
+            None,
+            Some(serde_json::json!({"email": team.owner_email, "password": "nope"})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "AUTHENTICATION_FAILED");
+    let (status, body) = relay
+        .api(
+            "POST",
+            "/api/v1/sign-in",
+            None,
+            Some(serde_json::json!({"email": team.owner_email, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let api_token = body["token"].as_str().unwrap().to_owned();
+    bystander.still_forwards().await;
+
+    // Unknown token.
+    let mut c = relay.connect().await;
+    let r = handshake_refusal(
+        c.handshake(
+            Role::Technician,
+            CURRENT,
+            Credential::TechnicianToken {
+                token: "forged".into(),
+            },
+        )
+        .await,
+    );
+    assert_eq!(r.code, ErrorCode::AuthenticationFailed);
+
+    // Revoked token (signed out).
+    let (status, _) = relay
+        .api("POST", "/api/v1/sign-out", Some(&api_token), None)
+        .await;
+    assert_eq!(status, 204);
+    let mut c = relay.connect().await;
+    let r = handshake_refusal(
+        c.handshake(
+            Role::Technician,
+            CURRENT,
+            Credential::TechnicianToken {
+                token: api_token.clone(),
+            },
+        )
+        .await,
+    );
+    assert_eq!(r.code, ErrorCode::CredentialRevoked);
+    let (status, body) = relay
+        .api("GET", "/api/v1/devices", Some(&api_token), None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("CREDENTIAL_REVOKED"))
+    );
+
+    // Expired token: the relay's clock moves past the token's life.
+    let short = relay
+        .store
+        .sign_in(&team.owner_email, PASSWORD, 60_000)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    relay.clock.advance(Duration::from_secs(61));
+    let mut c = relay.connect().await;
+    let r = handshake_refusal(
+        c.handshake(
+            Role::Technician,
+            CURRENT,
+            Credential::TechnicianToken { token: short },
+        )
+        .await,
+    );
+    assert_eq!(r.code, ErrorCode::AuthenticationFailed);
+    assert!(r.message.contains("expired"), "{}", r.message);
+
+    // A streamer credential presented by a technician, and the reverse.
+    let mut c = relay.connect().await;
+    let r = handshake_refusal(
+        c.handshake(
+            Role::Streamer,
+            CURRENT,
+            Credential::TechnicianToken {
+                token: team.token.clone(),
+            },
+        )
+        .await,
+    );
+    assert_eq!(r.code, ErrorCode::CredentialNotAllowed);
+
+    // Unknown attended key, wrong device secret, unknown deployment code.
+    let mut c = relay.connect().await;
+    let r = handshake_refusal(
+        c.handshake(
+            Role::Streamer,
+            CURRENT,
+            Credential::Attended {
+                team_key: "nope".into(),
+                device_name: "x".into(),
+            },
+        )
+        .await,
+    );
+    assert_eq!(r.code, ErrorCode::AuthenticationFailed);
+    let (_s, device_id, _) = relay.device(&team, CURRENT).await;
+    let mut c = relay.connect().await;
+    let r = handshake_refusal(
+        c.handshake(
+            Role::Streamer,
+            CURRENT,
+            Credential::Device {
+                device_id,
+                secret: "wrong".into(),
+            },
+        )
+        .await,
+    );
+    assert_eq!(r.code, ErrorCode::AuthenticationFailed);
+    let mut c = relay.connect().await;
+    let r = handshake_refusal(
+        c.handshake(
+            Role::Streamer,
+            CURRENT,
+            Credential::DeploymentCode {
+                code: "nope".into(),
+                device_name: "x".into(),
+            },
+        )
+        .await,
+    );
+    assert_eq!(r.code, ErrorCode::AuthenticationFailed);
+
+    bystander.still_forwards().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn other_teams_devices_and_codes_are_not_found() {
+    let relay = TestRelay::start().await;
+    let mut bystander = Bystander::start(&relay).await;
+    let ours = relay.team("ours").await;
+    let theirs = relay.team("theirs").await;
+    let (_their_streamer, their_device, _) = relay.device(&theirs, CURRENT).await;
+    let (their_attended, their_code) = relay.attended(&theirs, CURRENT).await;
+    let mut tech = relay.technician(&ours).await;
+
+    let (code, message) = request_refused(
+        &mut tech,
+        SessionTarget::Device {
+            device_id: their_device.clone(),
+        },
+    )
+    .await;
+    assert_eq!(code, ErrorCode::DeviceNotFound);
+    assert_eq!(message, "Your team has no such device.");
+    let (code, _) = request_refused(
+        &mut tech,
+        SessionTarget::Device {
+            device_id: "no-such-device".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        code,
+        ErrorCode::DeviceNotFound,
+        "indistinguishable from another team's device"
+    );
+    let (code, _) = request_refused(
+        &mut tech,
+        SessionTarget::Code {
+            code: their_code.clone(),
+        },
+    )
+    .await;
+    assert_eq!(code, ErrorCode::SessionCodeInvalid);
+
+    // Nor can our owner revoke their device through the API.
+    let (status, body) = relay
+        .api(
+            "POST",
+            &format!("/api/v1/devices/{their_device}/revoke"),
+            Some(&ours.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("DEVICE_NOT_FOUND"))
+    );
+
+    // Their technician can still use both.
+    let mut their_tech = relay.technician(&theirs).await;
+    let mut their_attended = their_attended;
+    pair(
+        &mut their_tech,
+        &mut their_attended,
+        SessionTarget::Code { code: their_code },
+    )
+    .await;
+    bystander.still_forwards().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn revoked_device_is_disconnected_and_cannot_return() {
+    let relay = TestRelay::start().await;
+    let mut bystander = Bystander::start(&relay).await;
+    let team = relay.team("acme").await;
+    let (mut streamer, device_id, secret) = relay.device(&team, CURRENT).await;
+    let mut tech = relay.technician(&team).await;
+    pair(
+        &mut tech,
+        &mut streamer,
+        SessionTarget::Device {
+            device_id: device_id.clone(),
+        },
+    )
+    .await;
+
+    let (status, _) = relay
+        .api(
+            "POST",
+            &format!("/api/v1/devices/{device_id}/revoke"),
+            Some(&team.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    // The session ends with that reason on both sides, and the device is refused.
+    loop {
+        match recv(&mut tech).await {
+            Message::SessionEnded { reason, .. } => {
+                assert_eq!(reason, EndReason::CredentialRevoked);
+                break;
+            }
+            _ => continue,
+        }
+    }
+    let (code, _) = refused(&mut streamer).await;
+    assert_eq!(code, ErrorCode::CredentialRevoked);
+
+    let mut again = relay.connect().await;
+    let r = handshake_refusal(
+        again
+            .handshake(
+                Role::Streamer,
+                CURRENT,
+                Credential::Device {
+                    device_id: device_id.clone(),
+                    secret,
+                },
+            )
+            .await,
+    );
+    assert_eq!(r.code, ErrorCode::CredentialRevoked);
+    let (code, _) = request_refused(&mut tech, SessionTarget::Device { device_id }).await;
+    assert_eq!(code, ErrorCode::DeviceNotFound);
+
+    // A member may not revoke devices.
+    let member_email = "member@acme.example";
+    relay
+        .store
+        .add_user(
+            &team.id,
+            member_email,
+            "Mem",
+            relay::store::UserRole::Member,
+            PASSWORD,
+        )
+        .await
+        .unwrap();
+    let member = relay.sign_in(member_email).await;
+    let (_s2, other_id, _) = relay.device(&team, CURRENT).await;
+    let (status, _) = relay
+        .api(
+            "POST",
+            &format!("/api/v1/devices/{other_id}/revoke"),
+            Some(&member),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    bystander.still_forwards().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_and_expired_session_codes_are_refused() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let (_streamer, code) = relay.attended(&team, CURRENT).await;
+    let mut tech = relay.technician(&team).await;
+    let wrong = if code == "000000000" {
+        "000000001"
+    } else {
+        "000000000"
+    };
+    for bad in [wrong, "12345", "abcdefghi", "1234567890"] {
+        let (c, message) =
+            request_refused(&mut tech, SessionTarget::Code { code: bad.into() }).await;
+        assert_eq!(c, ErrorCode::SessionCodeInvalid, "{bad}");
+        assert!(message.contains("not valid"), "{message}");
+    }
+    // Past its life (10 minutes by default) the right code is refused too.
+    relay.clock.advance(Duration::from_secs(10 * 60 + 1));
+    let (c, _) = request_refused(&mut tech, SessionTarget::Code { code }).await;
+    assert_eq!(c, ErrorCode::SessionCodeInvalid);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_messages_are_refused() {
+    let relay = TestRelay::start().await;
+    let mut bystander = Bystander::start(&relay).await;
+
+    // Garbage instead of a Hello.
+    let mut c = relay.connect().await;
+    c.send_raw(Bytes::from_static(b"GET / HTTP/1.1"))
+        .await
+        .unwrap();
+    let (code, message) = refused(&mut c).await;
+    assert_eq!(code, ErrorCode::MalformedMessage, "{message}");
+
+    // A Hello whose header announces more than its kind allows.
+    let mut c = relay.connect().await;
+    c.send_raw(Bytes::from_static(&[0x01, 0x00, 0x01, 0x00, 0x00]))
+        .await
+        .unwrap();
+    let (code, message) = refused(&mut c).await;
+    assert_eq!(code, ErrorCode::MessageTooLarge);
+    assert!(
+        message.contains("exceeds the limit of 4096 bytes"),
+        "{message}"
+    );
+
+    // Text instead of binary.
+    let mut c = relay.connect().await;
+    c.send_text("hello").await.unwrap();
+    assert_eq!(refused(&mut c).await.0, ErrorCode::MalformedMessage);
+
+    // A malformed product version.
+    let mut c = relay.connect().await;
+    c.send(&Message::Hello {
+        role: Role::Streamer,
+        product_version: "3.5.8".into(),
+        protocol_versions: vec!["1.0.0".into()],
+    })
+    .await
+    .unwrap();
+    let (code, message) = refused(&mut c).await;
+    assert_eq!(code, ErrorCode::MalformedVersion);
+    assert!(message.contains("\"3.5.8\""), "{message}");
+
+    // A WebSocket message over the largest frame is cut off by the WebSocket layer.
+    let mut c = relay.connect().await;
+    let too_big = Bytes::from(vec![0u8; protocol::max_frame_len() + 1]);
+    let _ = c.send_raw(too_big).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), c.recv())
+        .await
+        .expect("closed promptly");
+    assert!(ended.is_err(), "the relay must not accept it: {ended:?}");
+
+    // Inside a session: a technician sending a streamer's kind is refused and the session ends.
+    let team = relay.team("acme").await;
+    let (mut streamer, id, _) = relay.device(&team, CURRENT).await;
+    let mut tech = relay.technician(&team).await;
+    pair(
+        &mut tech,
+        &mut streamer,
+        SessionTarget::Device { device_id: id },
+    )
+    .await;
+    tech.send(&Message::VideoFrame(VideoFrame {
+        keyframe: true,
+        timestamp_us: 0,
+        payload: Bytes::new(),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(refused(&mut tech).await.0, ErrorCode::UnexpectedMessage);
+    loop {
+        if let Message::SessionEnded { reason, .. } = recv(&mut streamer).await {
+            assert_eq!(reason, EndReason::ProtocolError);
+            break;
+        }
+    }
+
+    bystander.still_forwards().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn handshake_timeout_is_refused() {
+    let relay = TestRelay::start_with(|c| {
+        c.hello_timeout_ms = 300;
+        c.handshake_timeout_ms = 600;
+    })
+    .await;
+    // Silent after connecting.
+    let mut c = relay.connect().await;
+    let (code, message) = refused(&mut c).await;
+    assert_eq!(code, ErrorCode::Timeout);
+    assert!(message.contains("handshake took too long"), "{message}");
+    // Hello, then silence.
+    let mut c = relay.connect().await;
+    c.send(&Message::Hello {
+        role: Role::Technician,
+        product_version: "3.5.8.0".into(),
+        protocol_versions: vec!["1.0.0".into()],
+    })
+    .await
+    .unwrap();
+    assert!(matches!(recv(&mut c).await, Message::Welcome { .. }));
+    assert_eq!(refused(&mut c).await.0, ErrorCode::Timeout);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_technician_that_stops_reading_does_not_grow_the_relays_memory() {
+    const BUDGET: usize = 9 * 1024 * 1024;
+    let relay = TestRelay::start_with(|c| c.forward_buffer_bytes = BUDGET).await;
+    let team = relay.team("acme").await;
+    let (mut streamer, id, _) = relay.device(&team, CURRENT).await;
+    let mut tech = relay.technician(&team).await;
+    pair(
+        &mut tech,
+        &mut streamer,
+        SessionTarget::Device { device_id: id },
+    )
+    .await;
+    recv(&mut tech).await;
+    recv(&mut streamer).await;
+
+    // The technician reads nothing more. The streamer pushes 256 KiB frames until its writes stall.
+    let frame = encode_to_bytes(&Message::VideoFrame(VideoFrame {
+        keyframe: false,
+        timestamp_us: 1,
+        payload: Bytes::from(vec![7u8; 256 * 1024]),
+    }))
+    .unwrap();
+    let mut sent = 0usize;
+    let offered = 400 * frame.len(); // 100 MiB
+    while sent < offered {
+        match tokio::time::timeout(Duration::from_secs(2), streamer.send_raw(frame.clone())).await {
+            Ok(Ok(())) => sent += frame.len(),
+            Ok(Err(e)) => panic!("the streamer's connection failed: {e}"),
+            Err(_) => break,
+        }
+    }
+    // What the relay took is its budget plus what the kernel's socket buffers and the WebSocket
+    // layers hold on the way: far below what was offered.
+    assert!(
+        sent < offered,
+        "the relay accepted all {offered} bytes: no backpressure"
+    );
+    assert!(
+        sent < BUDGET + 32 * 1024 * 1024,
+        "the relay took {sent} bytes for a stalled reader"
+    );
+
+    // Once the technician reads again, everything it was sent arrives intact.
+    let mut got = 0usize;
+    while got + frame.len() <= sent {
+        match recv(&mut tech).await {
+            Message::VideoFrame(f) => {
+                assert_eq!(f.payload.len(), 256 * 1024);
+                got += frame.len();
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_sessions_with_a_reason_and_returns() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let (mut streamer, id, _) = relay.device(&team, CURRENT).await;
+    let mut tech = relay.technician(&team).await;
+    pair(
+        &mut tech,
+        &mut streamer,
+        SessionTarget::Device { device_id: id },
+    )
+    .await;
+    let mut idle_tech = relay.technician(&team).await;
+    let started = std::time::Instant::now();
+    relay.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "drained within the deadline"
+    );
+    for c in [&mut tech, &mut streamer] {
+        loop {
+            if let Message::SessionEnded { reason, .. } = recv(c).await {
+                assert_eq!(reason, EndReason::RelayShuttingDown);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        refused(&mut idle_tech).await.0,
+        ErrorCode::RelayShuttingDown
+    );
+}
