@@ -2,7 +2,8 @@
 //!
 //! It opens TCP, completes TLS against a CA the caller trusts (the relay's development CA, or the
 //! system's roots for a real certificate; never "accept any certificate"), upgrades to WebSocket at
-//! the agent path, and sends and receives protocol frames, one per binary WebSocket message.
+//! the agent path, and sends and receives protocol frames, one per binary WebSocket message. It also
+//! makes JSON API calls over the same kind of connection (sign-in, settings).
 
 use std::sync::Arc;
 
@@ -51,6 +52,9 @@ pub enum LinkError {
     /// The connection is closed.
     #[error("the connection is closed")]
     Closed,
+    /// An HTTP API call failed below the JSON level.
+    #[error("API call: {0}")]
+    Api(String),
 }
 
 /// TLS settings for reaching a relay.
@@ -92,23 +96,97 @@ impl Connector {
         Ok(Self { tls: Arc::new(tls) })
     }
 
-    /// Connects to the relay at `addr` (`host:port`), checking its certificate for `host`.
-    pub async fn connect(&self, addr: &str) -> Result<Connection, LinkError> {
+    /// Opens TCP and TLS to `addr` (`host:port`), checking the certificate for `host`.
+    async fn tls(&self, addr: &str) -> Result<TlsStream<TcpStream>, LinkError> {
         let host = addr
             .rsplit_once(':')
             .map_or(addr, |(h, _)| h)
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let server_name = ServerName::try_from(host.clone()).map_err(|e| {
+        let server_name = ServerName::try_from(host).map_err(|e| {
             LinkError::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
         })?;
         let tcp = TcpStream::connect(addr).await.map_err(LinkError::Connect)?;
         let _ = tcp.set_nodelay(true);
-        let tls = TlsConnector::from(self.tls.clone())
+        TlsConnector::from(self.tls.clone())
             .connect(server_name, tcp)
             .await
-            .map_err(LinkError::Connect)?;
+            .map_err(LinkError::Connect)
+    }
+
+    /// One JSON API request; returns the HTTP status and the body as JSON (`Null` when empty).
+    pub async fn api(
+        &self,
+        addr: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value), LinkError> {
+        use http_body_util::BodyExt;
+        let http = |e: hyper::Error| LinkError::Api(e.to_string());
+        let tls = self.tls(addr).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(http)?;
+        tokio::spawn(conn);
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let payload = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(v.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let req = req
+            .body(http_body_util::Full::new(payload))
+            .map_err(|e| LinkError::Api(e.to_string()))?;
+        let resp = sender.send_request(req).await.map_err(http)?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.map_err(http)?.to_bytes();
+        let json = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| LinkError::Api(format!("response is not JSON: {e}")))?
+        };
+        Ok((status, json))
+    }
+
+    /// Signs in with an e-mail address and password; returns the sign-in token.
+    pub async fn sign_in(
+        &self,
+        addr: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<String, LinkError> {
+        let body = serde_json::json!({ "email": email, "password": password });
+        let (status, json) = self
+            .api(addr, "POST", "/api/v1/sign-in", None, Some(&body))
+            .await?;
+        match (status, json["token"].as_str()) {
+            (200, Some(token)) => Ok(token.to_owned()),
+            _ => Err(LinkError::Refused(Refusal::new(
+                protocol::ErrorCode::AuthenticationFailed,
+                json["error"]["message"]
+                    .as_str()
+                    .unwrap_or("sign-in failed")
+                    .to_owned(),
+            ))),
+        }
+    }
+
+    /// Connects to the relay's agent endpoint at `addr` (`host:port`).
+    pub async fn connect(&self, addr: &str) -> Result<Connection, LinkError> {
+        let tls = self.tls(addr).await?;
         let url = format!("wss://{addr}{AGENT_PATH}");
         let config = WebSocketConfig::default()
             .max_message_size(Some(protocol::max_frame_len()))

@@ -128,17 +128,16 @@ fn demo() -> Result<()> {
         "run",
         "--quiet",
         "--package",
-        "protocol",
+        "relay",
         "--example",
-        "conversation",
+        "walkthrough",
     ]))?;
     println!(
         "\nStill missing from the demo, each with its issue:\n\
-         - the relay server with TLS, sign-in, pairing and forwarding (issue 3)\n\
-         - the recorder writing fragmented MP4 files (issue 4)\n\
+         - the recorder writing fragmented MP4 files, the 24-hour limit and retention (issue 4)\n\
          - the streamer agent capturing and encoding real screens (issue 5)\n\
          - the technician library, command-line client and Tauri app (issue 6)\n\
-         - the web console (issue 7)"
+         - the web console pages (issue 7)"
     );
     Ok(())
 }

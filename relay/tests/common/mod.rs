@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use protocol::{Credential, Message, ProductVersion, Role, SessionTarget};
 use relay::store::{Store, TeamSettings};
 use relay::{Config, ManualClock, Relay};
@@ -180,45 +178,10 @@ impl TestRelay {
         token: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
-        let tcp = tokio::net::TcpStream::connect(&self.addr).await.unwrap();
-        let tls =
-            tokio_rustls::TlsConnector::from(client_tls(&self.dir.path().join("tls/dev-ca.pem")))
-                .connect("localhost".try_into().unwrap(), tcp)
-                .await
-                .unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost");
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Bytes::from(v.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let resp = sender
-            .send_request(req.body(Full::new(body)).unwrap())
+        self.connector
+            .api(&self.addr, method, path, token, body.as_ref())
             .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let json = if bytes.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::String(
-                String::from_utf8_lossy(&bytes).into(),
-            ))
-        };
-        (status, json)
+            .unwrap()
     }
 
     pub async fn stop(self) {
@@ -229,23 +192,6 @@ impl TestRelay {
             .unwrap()
             .unwrap();
     }
-}
-
-pub fn client_tls(ca: &std::path::Path) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    )
 }
 
 /// Receives the next message within 10 seconds.
