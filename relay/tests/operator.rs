@@ -1,0 +1,244 @@
+//! The operator's view: the relay binary starts with one command on a fresh data directory, prints how
+//! to sign in, takes settings from a file, the environment and flags, and stops cleanly on SIGTERM.
+//! Also the team settings API under role-based permission.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use protocol::{Credential, ProductVersion, Role};
+use relay_client::Connector;
+
+#[test]
+fn the_binary_reports_its_product_version() {
+    let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .arg("--product-version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let version: ProductVersion = text.trim().parse().unwrap();
+    assert_eq!(version, relay::product_version().unwrap());
+}
+
+#[test]
+fn bad_settings_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("relay.toml");
+    std::fs::write(&file, "listen = \"not an address\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("relay.toml"), "{err}");
+    assert!(!dir.path().join("relay-data").exists());
+}
+
+#[tokio::test]
+async fn one_command_starts_a_usable_relay_and_sigterm_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("relay.toml");
+    // The file sets the listen address; the environment sets the data directory; a flag the names.
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\ntoken_ttl_secs = 600\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .arg("--config")
+        .arg(&file)
+        .arg("--server-name")
+        .arg("localhost")
+        .env("RELAY_DATA_DIR", &data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut email, mut password, mut port) = (None, None, None);
+    while port.is_none() {
+        let line = lines
+            .next()
+            .expect("the relay printed its address")
+            .unwrap();
+        if let Some(v) = line.trim().strip_prefix("sign in as:") {
+            email = Some(v.trim().to_owned());
+        } else if let Some(v) = line.trim().strip_prefix("password:") {
+            password = Some(v.trim().to_owned());
+        } else if let Some(rest) = line.split("listening on https://").nth(1) {
+            port = rest.rsplit(':').next().map(|p| p.trim().to_owned());
+        }
+    }
+    let addr = format!("localhost:{}", port.unwrap());
+    let connector = Connector::trusting_ca_file(&data.join("tls/dev-ca.pem")).unwrap();
+    let token = connector
+        .sign_in(&addr, &email.unwrap(), &password.unwrap())
+        .await
+        .unwrap();
+    let mut tech = connector.connect(&addr).await.unwrap();
+    tech.handshake(
+        Role::Technician,
+        CURRENT,
+        Credential::TechnicianToken { token },
+    )
+    .await
+    .unwrap();
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let (code, _) = refused(&mut tech).await;
+    assert_eq!(code, protocol::ErrorCode::RelayShuttingDown);
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the relay did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(data.join("relay.db").exists());
+    assert!(data.join("first-owner.txt").exists());
+}
+
+#[tokio::test]
+async fn team_settings_are_changed_by_owners_and_admins_only() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    relay
+        .store
+        .add_user(
+            &team.id,
+            "admin@acme.example",
+            "Adm",
+            relay::store::UserRole::Admin,
+            PASSWORD,
+        )
+        .await
+        .unwrap();
+    relay
+        .store
+        .add_user(
+            &team.id,
+            "member@acme.example",
+            "Mem",
+            relay::store::UserRole::Member,
+            PASSWORD,
+        )
+        .await
+        .unwrap();
+    let admin = relay.sign_in("admin@acme.example").await;
+    let member = relay.sign_in("member@acme.example").await;
+
+    let (status, settings) = relay
+        .api("GET", "/api/v1/team/settings", Some(&member), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        settings["record_attended"], false,
+        "recording is off by default"
+    );
+    assert_eq!(settings["record_unattended"], false);
+    assert_eq!(
+        settings["playback_attended"], "owner",
+        "Owner only by default"
+    );
+    assert_eq!(settings["playback_unattended"], "owner");
+
+    let mut on = settings.clone();
+    on["record_attended"] = true.into();
+    let (status, body) = relay
+        .api(
+            "PUT",
+            "/api/v1/team/settings",
+            Some(&member),
+            Some(on.clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("FORBIDDEN"))
+    );
+    let (status, _) = relay
+        .api(
+            "PUT",
+            "/api/v1/team/settings",
+            Some(&admin),
+            Some(on.clone()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    on["playback_attended"] = "members".into();
+    let (status, body) = relay
+        .api("PUT", "/api/v1/team/settings", Some(&team.token), Some(on))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let stored = relay.store.team_settings(&team.id).await.unwrap().unwrap();
+    assert!(stored.record_attended);
+    assert_eq!(
+        stored.playback_attended,
+        relay::store::PlaybackPolicy::Members
+    );
+
+    // Bad input: clear errors, nothing changed.
+    let (status, body) = relay
+        .api(
+            "PUT",
+            "/api/v1/team/settings",
+            Some(&team.token),
+            Some(serde_json::json!({"record_attended": "yes"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("MALFORMED_REQUEST"))
+    );
+    let (status, _) = relay.api("GET", "/api/v1/team/settings", None, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        relay.store.team_settings(&team.id).await.unwrap().unwrap(),
+        stored
+    );
+
+    // Members cannot mint deployment codes; owners can, and the code registers a device.
+    let (status, _) = relay
+        .api("POST", "/api/v1/deployment-codes", Some(&member), None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = relay
+        .api("POST", "/api/v1/deployment-codes", Some(&team.token), None)
+        .await;
+    assert_eq!(status, 200);
+    let mut streamer = relay.connect().await;
+    let est = streamer
+        .handshake(
+            Role::Streamer,
+            CURRENT,
+            Credential::DeploymentCode {
+                code: body["code"].as_str().unwrap().into(),
+                device_name: "Kiosk".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(est.registered.is_some());
+    let (_, devices) = relay
+        .api("GET", "/api/v1/devices", Some(&member), None)
+        .await;
+    assert_eq!(devices[0]["name"], "Kiosk");
+    assert_eq!(devices[0]["online"], true);
+    relay.stop().await;
+}
