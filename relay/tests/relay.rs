@@ -386,3 +386,50 @@ async fn a_refused_gate_releases_the_device() {
     .await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_lost_streamer_ends_the_session_with_that_reason() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let (mut streamer, id, _) = relay.device(&team, CURRENT).await;
+    let mut tech = relay.technician(&team).await;
+    pair(
+        &mut tech,
+        &mut streamer,
+        SessionTarget::Device {
+            device_id: id.clone(),
+        },
+    )
+    .await;
+    drop(streamer); // the connection is gone without a goodbye
+    drain_until_reason(&mut tech, EndReason::StreamerDisconnected).await;
+    let sessions = wait_for_end(&relay, &team).await;
+    assert_eq!(
+        sessions[0].end_reason.as_deref(),
+        Some("STREAMER_DISCONNECTED")
+    );
+    // The device shows offline, and a request says so.
+    let (code, _) = request_refused(&mut tech, SessionTarget::Device { device_id: id }).await;
+    assert_eq!(code, ErrorCode::DeviceOffline);
+
+    // The other way round: the technician's connection is lost.
+    let (mut streamer, id, _) = relay.device(&team, CURRENT).await;
+    pair(
+        &mut tech,
+        &mut streamer,
+        SessionTarget::Device { device_id: id },
+    )
+    .await;
+    drop(tech);
+    drain_until_reason(&mut streamer, EndReason::TechnicianDisconnected).await;
+    relay.stop().await;
+}
+
+async fn drain_until_reason(c: &mut relay_client::Connection, want: EndReason) {
+    loop {
+        if let Message::SessionEnded { reason, .. } = recv(c).await {
+            assert_eq!(reason, want);
+            return;
+        }
+    }
+}
