@@ -26,7 +26,8 @@ use crate::hub::{
     ClaimError, Offer, OfferReply, OnlineStreamer, OutFrame, Outbound, SessionLink,
     StreamerCommand, WRITER_QUEUE,
 };
-use crate::store::{DeviceRecord, NewSession, TeamRecord, UserRecord};
+use crate::recorder::SessionRecorder;
+use crate::store::{DeviceRecord, NewSession, RecordingState, TeamRecord, UserRecord};
 use crate::{secrets, Shared};
 
 /// How a connection came to an end, seen from its reader.
@@ -63,6 +64,19 @@ struct Conn {
     /// Cancelled by the writer when the socket can no longer be written.
     writer_dead: CancellationToken,
     conn_id: u64,
+}
+
+/// "24 hours", "5 minutes", "3 seconds".
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = if secs % 3600 == 0 && secs >= 3600 {
+        (secs / 3600, "hour")
+    } else if secs % 60 == 0 && secs >= 60 {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 fn end_reason_name(reason: EndReason) -> String {
@@ -943,8 +957,31 @@ impl Conn {
             }
         }
         self.send(&state).await?;
+        let recorder = if offer.recorded {
+            if let Err(e) = self
+                .shared
+                .store
+                .set_recording_state(&link.id, RecordingState::Recording)
+                .await
+            {
+                tracing::error!(error = %e, session = %link.id, "recording the recording state");
+            }
+            Some(SessionRecorder::start(
+                self.shared.recorder.clone(),
+                link.id.clone(),
+                streamer.team_id.clone(),
+                link.clone(),
+                &self.shared.tracker,
+            ))
+        } else {
+            None
+        };
         let _ = offer.reply.send(OfferReply::Accepted);
-        let result = self.streamer_session(&link, commands).await;
+        let result = self
+            .streamer_session(&link, commands, recorder.as_ref())
+            .await;
+        // Closing the recorder's queue makes it store the last file.
+        drop(recorder);
         let (reason, _) = link
             .reason()
             .unwrap_or((EndReason::ProtocolError, String::new()));
@@ -965,9 +1002,17 @@ impl Conn {
         &mut self,
         link: &Arc<SessionLink>,
         commands: &mut mpsc::Receiver<StreamerCommand>,
+        recorder: Option<&SessionRecorder>,
     ) -> Result<(), Closed> {
         let shutdown = self.shared.shutdown.clone();
         let mut revoked = false;
+        // A recorded session lasts at most `max_recorded_session_secs`, with a warning before.
+        let config = &self.shared.config;
+        let limit = Duration::from_secs(config.max_recorded_session_secs);
+        let end_at = Instant::now() + limit;
+        let warn_at = end_at - Duration::from_secs(config.limit_warning_secs);
+        let limited = recorder.is_some();
+        let mut warned = false;
         loop {
             let next = tokio::select! {
                 biased;
@@ -982,6 +1027,20 @@ impl Conn {
                 }
                 _ = shutdown.cancelled() => {
                     link.end(EndReason::RelayShuttingDown, "The relay is shutting down.");
+                    continue;
+                }
+                _ = tokio::time::sleep_until(end_at), if limited => {
+                    link.end(EndReason::TimeLimitReached, format!(
+                        "This recorded session reached its time limit of {}.", human_duration(limit)
+                    ));
+                    continue;
+                }
+                _ = tokio::time::sleep_until(warn_at), if limited && !warned => {
+                    warned = true;
+                    let time_left_ms = u64::try_from(end_at.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(u64::MAX);
+                    if let Ok(bytes) = encode_to_bytes(&Message::LimitWarning { time_left_ms }) {
+                        let _ = link.to_technician.send(OutFrame { bytes, permit: None }).await;
+                    }
                     continue;
                 }
                 cmd = commands.recv() => {
@@ -1033,8 +1092,25 @@ impl Conn {
                     );
                 }
                 Message::SessionAccept { .. } | Message::SessionDecline { .. } => {}
-                // Media for the technician, forwarded as received. Recording of the video frames
-                // (issue 4) taps in here, before forwarding.
+                // Video is recorded before it is forwarded; a recorder that has failed has already
+                // ended the session, and nothing more is forwarded.
+                Message::VideoConfig(config) => {
+                    if let Some(r) = recorder {
+                        if r.config(config).await.is_err() {
+                            continue;
+                        }
+                    }
+                    forward(link, &link.to_technician, &link.budget_to_technician, bytes).await;
+                }
+                Message::VideoFrame(frame) => {
+                    if let Some(r) = recorder {
+                        if r.frame(frame).await.is_err() {
+                            continue;
+                        }
+                    }
+                    forward(link, &link.to_technician, &link.budget_to_technician, bytes).await;
+                }
+                // Audio, monitor lists and the rest: forwarded as received, never recorded.
                 _ => {
                     forward(link, &link.to_technician, &link.budget_to_technician, bytes).await;
                 }

@@ -41,6 +41,16 @@ pub struct Config {
     pub ping_interval_ms: u64,
     /// How long a connection may stay silent (pongs included) before it is dropped.
     pub idle_timeout_ms: u64,
+    /// The longest a recorded session may last (24 hours).
+    pub max_recorded_session_secs: u64,
+    /// How long before that limit the technician is warned (5 minutes).
+    pub limit_warning_secs: u64,
+    /// No recording file exceeds this many bytes (512 MiB).
+    pub max_recording_file_bytes: u64,
+    /// Recordings are deleted this many days after they end (90).
+    pub retention_days: u64,
+    /// How often retention looks for recordings to delete.
+    pub retention_sweep_secs: u64,
 }
 
 impl Default for Config {
@@ -61,6 +71,11 @@ impl Default for Config {
             forward_buffer_bytes: 16 * 1024 * 1024,
             ping_interval_ms: 15_000,
             idle_timeout_ms: 45_000,
+            max_recorded_session_secs: 24 * 3600,
+            limit_warning_secs: 5 * 60,
+            max_recording_file_bytes: 512 * 1024 * 1024,
+            retention_days: 90,
+            retention_sweep_secs: 3600,
         }
     }
 }

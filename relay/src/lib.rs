@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod clock;
 pub mod config;
 pub mod hub;
+pub mod recorder;
 pub mod recording;
 pub mod secrets;
 mod server;
@@ -42,6 +43,7 @@ pub(crate) struct Shared {
     clock: SharedClock,
     hub: hub::Hub,
     recordings: recording::Recordings,
+    recorder: recorder::RecorderContext,
     version: ProductVersion,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -68,8 +70,29 @@ impl Relay {
             .context("opening the database")?;
         let recordings = recording::Recordings::local(&config.data_dir.join("recordings"))
             .context("opening the recordings store")?;
+        let spool_dir = config.data_dir.join("spool");
+        std::fs::create_dir_all(&spool_dir)
+            .with_context(|| format!("creating the recording spool {}", spool_dir.display()))?;
+        let recorder = recorder::RecorderContext {
+            store: store.clone(),
+            recordings: recordings.clone(),
+            spool_dir,
+            clock: clock.clone(),
+            max_file_bytes: config.max_recording_file_bytes,
+        };
+        let recovered = recorder::recovery::recover(&recorder)
+            .await
+            .context("closing recordings left open by the last run")?;
+        if recovered != recorder::recovery::Recovered::default() {
+            tracing::warn!(
+                files = recovered.files,
+                sessions = recovered.sessions,
+                "recovered from an unclean stop"
+            );
+        }
         let shared = Arc::new(Shared {
             version: product_version()?,
+            recorder,
             config,
             store,
             clock,
@@ -93,6 +116,11 @@ impl Relay {
     /// The development CA certificate that clients should trust, when no real certificate is set.
     pub fn dev_ca_cert(&self) -> Option<&Path> {
         self.dev_ca.as_deref()
+    }
+
+    /// The recorder's context, for administration and tests (retention sweeps).
+    pub fn recorder(&self) -> &recorder::RecorderContext {
+        &self.shared.recorder
     }
 
     /// Creates the first team and owner on a fresh relay.
@@ -123,10 +151,17 @@ impl Relay {
             shared.shutdown.clone(),
             shared.tracker.clone(),
         ));
+        let retention = tokio::spawn(recorder::retention::run(
+            shared.recorder.clone(),
+            std::time::Duration::from_secs(shared.config.retention_days.saturating_mul(86_400)),
+            std::time::Duration::from_secs(shared.config.retention_sweep_secs),
+            shared.shutdown.clone(),
+        ));
         shutdown.cancelled().await;
         tracing::info!("shutting down: ending sessions");
         shared.shutdown.cancel();
         let _ = accept.await;
+        let _ = retention.await;
         shared.tracker.close();
         let drain = Config::ms(shared.config.drain_timeout_ms);
         if tokio::time::timeout(drain, shared.tracker.wait())

@@ -1,6 +1,7 @@
 //! Metadata in SQL: teams, people, credentials, devices, settings and sessions (SQLite by default).
 
 mod accounts;
+mod recordings;
 mod sessions;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ pub use accounts::{
     Denied, DeviceRecord, NewTeam, PlaybackPolicy, SignIn, TeamRecord, TeamSettings, UserRecord,
     UserRole,
 };
+pub use recordings::{ClosedFile, NewRecordingFile, RecordingFile, RecordingState};
 pub use sessions::{NewSession, SessionRecord};
 
 /// A failure of the store itself (our fault), as opposed to a denied credential.

@@ -1,0 +1,328 @@
+//! One recording file as fragmented MP4: an init segment, then one `moof`+`mdat` fragment per
+//! keyframe interval (or per 2 seconds or 2 MiB, whichever comes first).
+//!
+//! The H.264 access units are stored as received: only their framing changes, from Annex B start
+//! codes to the length prefixes MP4 wants, and the parameter sets move into the init segment. Nothing
+//! is decoded or re-encoded. The boxes are built by `shiguredo_mp4`.
+
+use std::num::NonZeroU32;
+
+use shiguredo_mp4::bitstream::h264::{
+    build_avc1_box, parse_annexb_nal_units, H264NalUnitType, H264SampleEntryConfig, LengthSize,
+};
+use shiguredo_mp4::boxes::SampleEntry;
+use shiguredo_mp4::mux::{Fmp4SegmentMuxer, Sample};
+use shiguredo_mp4::TrackKind;
+
+/// Media timescale: the usual 90 kHz video clock.
+pub const TIMESCALE: u32 = 90_000;
+/// A fragment is flushed when it spans this long...
+const FRAGMENT_MAX_US: u64 = 2_000_000;
+/// ...or holds this many bytes.
+const FRAGMENT_MAX_BYTES: usize = 2 * 1024 * 1024;
+/// Bytes of `moof` metadata per sample, and per fragment, for size estimates.
+const PER_SAMPLE_OVERHEAD: usize = 16;
+const PER_FRAGMENT_OVERHEAD: usize = 256;
+
+/// Why an access unit cannot be written (the streamer's fault, or a muxer failure).
+#[derive(Debug, thiserror::Error)]
+pub enum Fmp4Error {
+    /// The access unit is not valid Annex B H.264.
+    #[error("the video frame is not valid H.264: {0}")]
+    BadBitstream(String),
+    /// A file must start with a keyframe that carries SPS and PPS.
+    #[error("a recording file must start with a keyframe carrying SPS and PPS")]
+    NoParameterSets,
+    /// Timestamps went backwards.
+    #[error("video timestamps went backwards ({previous} us, then {current} us)")]
+    TimestampBackwards {
+        /// The previous frame's timestamp.
+        previous: u64,
+        /// This frame's timestamp.
+        current: u64,
+    },
+    /// The MP4 muxer refused the fragment.
+    #[error("building the MP4 fragment failed: {0}")]
+    Mux(String),
+}
+
+/// The parameter sets of an H.264 stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterSets {
+    sps: Vec<Vec<u8>>,
+    pps: Vec<Vec<u8>>,
+}
+
+/// An access unit split into its parameter sets and its sample data (length-prefixed).
+#[derive(Debug)]
+pub struct AccessUnit {
+    /// SPS and PPS, when the unit carries them.
+    pub parameter_sets: Option<ParameterSets>,
+    /// The remaining NAL units with 4-byte length prefixes.
+    pub sample: Vec<u8>,
+}
+
+/// Splits an Annex B access unit into parameter sets and MP4 sample data.
+pub fn split_access_unit(annexb: &[u8]) -> Result<AccessUnit, Fmp4Error> {
+    let nals =
+        parse_annexb_nal_units(annexb).map_err(|e| Fmp4Error::BadBitstream(e.to_string()))?;
+    let (mut sps, mut pps) = (Vec::new(), Vec::new());
+    let mut sample = Vec::with_capacity(annexb.len());
+    for nal in nals {
+        match nal.nal_unit_type {
+            H264NalUnitType::Sps => sps.push(nal.data.to_vec()),
+            H264NalUnitType::Pps => pps.push(nal.data.to_vec()),
+            // Access unit delimiters have no place in MP4 samples.
+            H264NalUnitType::Aud => {}
+            _ => {
+                let len = u32::try_from(nal.data.len())
+                    .map_err(|_| Fmp4Error::BadBitstream("NAL unit over 4 GiB".into()))?;
+                sample.extend_from_slice(&len.to_be_bytes());
+                sample.extend_from_slice(nal.data);
+            }
+        }
+    }
+    if sample.is_empty() {
+        return Err(Fmp4Error::BadBitstream(
+            "the access unit holds no picture".into(),
+        ));
+    }
+    let parameter_sets = (!sps.is_empty() && !pps.is_empty()).then_some(ParameterSets { sps, pps });
+    Ok(AccessUnit {
+        parameter_sets,
+        sample,
+    })
+}
+
+struct Pending {
+    timestamp_us: u64,
+    keyframe: bool,
+    data: Vec<u8>,
+}
+
+/// Builds one fragmented MP4 file, fragment by fragment.
+pub struct Fmp4File {
+    muxer: Fmp4SegmentMuxer,
+    entry: SampleEntry,
+    parameter_sets: ParameterSets,
+    entry_sent: bool,
+    init_written: bool,
+    pending: Vec<Pending>,
+    pending_bytes: usize,
+    first_timestamp_us: Option<u64>,
+    last_timestamp_us: Option<u64>,
+    frames: u64,
+    /// Bytes handed out so far.
+    written: u64,
+    /// Total media duration handed out so far, in timescale ticks.
+    ticks: u64,
+}
+
+impl std::fmt::Debug for Fmp4File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fmp4File")
+            .field("frames", &self.frames)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ticks(us: u64) -> u64 {
+    // Rounded from absolute times, so that durations add up without drift.
+    (u128::from(us) * u128::from(TIMESCALE) / 1_000_000) as u64
+}
+
+impl Fmp4File {
+    /// A file whose codec configuration comes from these parameter sets.
+    pub fn new(parameter_sets: ParameterSets) -> Result<Self, Fmp4Error> {
+        let config = H264SampleEntryConfig {
+            length_size: LengthSize::FourBytes,
+        };
+        let avc1 = build_avc1_box(&parameter_sets.sps, &parameter_sets.pps, &config)
+            .map_err(|e| Fmp4Error::BadBitstream(e.to_string()))?;
+        let muxer = Fmp4SegmentMuxer::new().map_err(|e| Fmp4Error::Mux(e.to_string()))?;
+        Ok(Self {
+            muxer,
+            entry: SampleEntry::Avc1(avc1),
+            parameter_sets,
+            entry_sent: false,
+            init_written: false,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            first_timestamp_us: None,
+            last_timestamp_us: None,
+            frames: 0,
+            written: 0,
+            ticks: 0,
+        })
+    }
+
+    /// The parameter sets this file was configured with.
+    pub fn parameter_sets(&self) -> &ParameterSets {
+        &self.parameter_sets
+    }
+
+    /// Bytes written so far plus a close estimate of what the pending fragment will add.
+    pub fn projected_size(&self) -> u64 {
+        let pending = if self.pending.is_empty() {
+            0
+        } else {
+            self.pending_bytes + self.pending.len() * PER_SAMPLE_OVERHEAD + PER_FRAGMENT_OVERHEAD
+        };
+        let init = if self.init_written { 0 } else { 1024 };
+        self.written + (pending + init) as u64
+    }
+
+    /// What adding a sample of `len` bytes costs at most, for size checks.
+    pub fn sample_cost(len: usize) -> u64 {
+        (len + PER_SAMPLE_OVERHEAD + PER_FRAGMENT_OVERHEAD) as u64
+    }
+
+    /// Frames handed out or pending.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Adds a sample. Returns the bytes to append to the file: a finished fragment (preceded by the
+    /// init segment the first time), when this sample starts a new one.
+    pub fn push(
+        &mut self,
+        timestamp_us: u64,
+        keyframe: bool,
+        sample: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, Fmp4Error> {
+        if let Some(previous) = self.last_timestamp_us {
+            if timestamp_us < previous {
+                return Err(Fmp4Error::TimestampBackwards {
+                    previous,
+                    current: timestamp_us,
+                });
+            }
+        }
+        let span = self
+            .pending
+            .first()
+            .map_or(0, |first| timestamp_us.saturating_sub(first.timestamp_us));
+        let flush = !self.pending.is_empty()
+            && (keyframe
+                || span >= FRAGMENT_MAX_US
+                || self.pending_bytes + sample.len() > FRAGMENT_MAX_BYTES);
+        let out = if flush {
+            self.flush(timestamp_us)?
+        } else {
+            None
+        };
+        self.first_timestamp_us.get_or_insert(timestamp_us);
+        self.last_timestamp_us = Some(timestamp_us);
+        self.pending_bytes += sample.len();
+        self.pending.push(Pending {
+            timestamp_us,
+            keyframe,
+            data: sample,
+        });
+        self.frames += 1;
+        Ok(out)
+    }
+
+    /// Ends the file: flushes the pending fragment, the last frame lasting `last_frame_us`.
+    pub fn finish(&mut self, last_frame_us: u64) -> Result<Option<Vec<u8>>, Fmp4Error> {
+        let Some(last) = self.pending.last() else {
+            return Ok(None);
+        };
+        let end = last.timestamp_us + last_frame_us.max(1);
+        self.flush(end)
+    }
+
+    /// Media duration of what was handed out, in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        self.ticks * 1000 / u64::from(TIMESCALE)
+    }
+
+    /// Writes the pending samples as one fragment; `next_timestamp_us` ends the last one.
+    fn flush(&mut self, next_timestamp_us: u64) -> Result<Option<Vec<u8>>, Fmp4Error> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let timescale =
+            NonZeroU32::new(TIMESCALE).ok_or_else(|| Fmp4Error::Mux("zero timescale".into()))?;
+        let first = self.first_timestamp_us.unwrap_or(0);
+        let mut samples = Vec::with_capacity(self.pending.len());
+        let mut offset = 0u64;
+        for (i, p) in self.pending.iter().enumerate() {
+            let next = self
+                .pending
+                .get(i + 1)
+                .map_or(next_timestamp_us, |n| n.timestamp_us);
+            let start = ticks(p.timestamp_us - first);
+            let end = ticks(next.max(p.timestamp_us) - first);
+            // Every sample lasts at least one tick: zero durations confuse players.
+            let duration = u32::try_from(end.saturating_sub(start).max(1))
+                .map_err(|_| Fmp4Error::Mux("a frame lasting over 13 hours".into()))?;
+            samples.push(Sample {
+                track_kind: TrackKind::Video,
+                sample_entry: if self.entry_sent {
+                    None
+                } else {
+                    Some(self.entry.clone())
+                },
+                keyframe: p.keyframe,
+                timescale,
+                duration,
+                composition_time_offset: None,
+                data_offset: offset,
+                data_size: p.data.len(),
+            });
+            self.entry_sent = true;
+            offset += p.data.len() as u64;
+        }
+        let header = self
+            .muxer
+            .create_media_segment_metadata(&samples)
+            .map_err(|e| Fmp4Error::Mux(e.to_string()))?;
+        let mut out = Vec::with_capacity(header.len() + self.pending_bytes + 1024);
+        if !self.init_written {
+            let init = self
+                .muxer
+                .init_segment_bytes()
+                .map_err(|e| Fmp4Error::Mux(e.to_string()))?;
+            out.extend_from_slice(&init);
+            self.init_written = true;
+        }
+        out.extend_from_slice(&header);
+        for p in self.pending.drain(..) {
+            out.extend_from_slice(&p.data);
+        }
+        self.ticks += samples.iter().map(|s| u64::from(s.duration)).sum::<u64>();
+        self.pending_bytes = 0;
+        self.written += out.len() as u64;
+        Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_units_without_pictures_or_start_codes_are_refused() {
+        // Only an SPS: no picture.
+        let sps_only = [0, 0, 0, 1, 0x67, 0x42, 0x00, 0x1e];
+        assert!(matches!(
+            split_access_unit(&sps_only),
+            Err(Fmp4Error::BadBitstream(_))
+        ));
+        assert!(split_access_unit(&[]).is_err());
+    }
+
+    #[test]
+    fn a_slice_becomes_a_length_prefixed_sample() {
+        let au = [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x41, 0x9a, 0x02];
+        let split = split_access_unit(&au).unwrap();
+        assert!(split.parameter_sets.is_none());
+        assert_eq!(
+            split.sample,
+            vec![0, 0, 0, 3, 0x41, 0x9a, 0x02],
+            "the AUD is dropped"
+        );
+    }
+}

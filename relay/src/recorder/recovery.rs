@@ -1,0 +1,180 @@
+//! After a crash: files left open are cut back to their last complete fragment, stored, and marked
+//! incomplete; sessions that were live are marked ended by the restart.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use shiguredo_mp4::boxes::MoofBox;
+use shiguredo_mp4::{BoxHeader, BoxSize, BoxType, Decode};
+
+use super::{fmp4::TIMESCALE, upload, RecorderContext};
+use crate::store::ClosedFile;
+
+/// What a (possibly cut) recording file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Bytes kept.
+    pub size_bytes: i64,
+    /// Video frames in the complete fragments.
+    pub frame_count: i64,
+    /// Their media duration in milliseconds.
+    pub duration_ms: i64,
+    /// SHA-256 of the bytes kept.
+    pub sha256: String,
+}
+
+fn box_at(
+    file: &mut std::fs::File,
+    offset: u64,
+    file_len: u64,
+) -> std::io::Result<Option<(BoxType, u64)>> {
+    let mut head = [0u8; 16];
+    let available = usize::try_from((file_len - offset).min(16)).unwrap_or(16);
+    if available < 8 {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(&mut head[..available])?;
+    let Ok((header, _)) = BoxHeader::decode(&head[..available]) else {
+        return Ok(None);
+    };
+    let size = match header.box_size {
+        BoxSize::U32(0) => return Ok(None),
+        BoxSize::U32(n) => u64::from(n),
+        BoxSize::U64(n) => n,
+    };
+    if size < 8 || offset + size > file_len {
+        return Ok(None);
+    }
+    Ok(Some((header.box_type, size)))
+}
+
+/// Cuts `path` after its last complete fragment (or its init segment), syncs it, and summarises it.
+pub fn truncate_and_summarise_blocking(path: &Path) -> std::io::Result<Summary> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let file_len = file.metadata()?.len();
+    let (mut offset, mut good_end) = (0u64, 0u64);
+    let (mut frames, mut ticks) = (0u64, 0u64);
+    let mut init_seen = false;
+    let mut pending: Option<(u64, u64)> = None;
+    while let Some((box_type, size)) = box_at(&mut file, offset, file_len)? {
+        match box_type.as_bytes() {
+            b"ftyp" => {}
+            b"moov" => {
+                init_seen = true;
+                good_end = offset + size;
+            }
+            b"moof" if init_seen => {
+                let mut raw = vec![0u8; usize::try_from(size).unwrap_or(0)];
+                file.seek(SeekFrom::Start(offset))?;
+                file.read_exact(&mut raw)?;
+                pending = MoofBox::decode(&raw).ok().map(|(moof, _)| {
+                    let samples = moof
+                        .traf_boxes
+                        .iter()
+                        .flat_map(|t| t.trun_boxes.iter())
+                        .flat_map(|r| r.samples.iter());
+                    samples.fold((0, 0), |(n, d), s| {
+                        (n + 1, d + u64::from(s.duration.unwrap_or(0)))
+                    })
+                });
+                if pending.is_none() {
+                    break;
+                }
+            }
+            b"mdat" => {
+                let Some((n, d)) = pending.take() else { break };
+                frames += n;
+                ticks += d;
+                good_end = offset + size;
+            }
+            _ => break,
+        }
+        offset += size;
+    }
+    if good_end < file_len {
+        file.set_len(good_end)?;
+    }
+    file.flush()?;
+    file.sync_all()?;
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Summary {
+        size_bytes: i64::try_from(good_end).unwrap_or(i64::MAX),
+        frame_count: i64::try_from(frames).unwrap_or(i64::MAX),
+        duration_ms: i64::try_from(ticks * 1000 / u64::from(TIMESCALE)).unwrap_or(i64::MAX),
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// [`truncate_and_summarise_blocking`] off the async threads.
+pub async fn truncate_and_summarise(path: &Path) -> std::io::Result<Summary> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || truncate_and_summarise_blocking(&path))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// What recovery did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Files closed as incomplete.
+    pub files: usize,
+    /// Sessions marked ended by the restart.
+    pub sessions: u64,
+}
+
+/// Closes what a crash left open. Runs at start, before any connection is served.
+pub async fn recover(ctx: &RecorderContext) -> anyhow::Result<Recovered> {
+    let mut recovered = Recovered::default();
+    for f in ctx.store.unfinished_recording_files().await? {
+        let spool = ctx.spool_dir.join(format!("{}.mp4", f.id));
+        let ended_at = std::fs::metadata(&spool)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or_else(
+                || ctx.clock.now_ms(),
+                |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            );
+        let summary = if spool.exists() {
+            let summary = truncate_and_summarise(&spool).await?;
+            upload(ctx, &spool, &f.object_key).await?;
+            summary
+        } else {
+            tracing::warn!(file = %f.id, "an unfinished recording file has no spool file; recording it as empty");
+            Summary {
+                size_bytes: 0,
+                frame_count: 0,
+                duration_ms: 0,
+                sha256: hex::encode(Sha256::digest(b"")),
+            }
+        };
+        let closed = ClosedFile {
+            ended_at,
+            duration_ms: summary.duration_ms,
+            size_bytes: summary.size_bytes,
+            frame_count: summary.frame_count,
+            sha256: summary.sha256,
+            state: "incomplete",
+        };
+        ctx.store.close_recording_file(&f.id, &closed).await?;
+        let _ = std::fs::remove_file(&spool);
+        tracing::warn!(file = %f.id, session = %f.session_id, frames = closed.frame_count, "recording file left open by a crash closed as incomplete");
+        recovered.files += 1;
+    }
+    recovered.sessions = ctx.store.end_interrupted_sessions().await?;
+    Ok(recovered)
+}
