@@ -16,8 +16,9 @@ commands:
   test          install what the tests need, then run every check and test
   fuzz [SECS]   run each fuzz target for SECS seconds (default 20)";
 
-/// Debian packages every build needs: a C toolchain for crates that build C (and libFuzzer).
-const BUILD_PACKAGES: &[&str] = &["build-essential", "pkg-config"];
+/// Debian packages every build needs: a C toolchain for crates that build C (and libFuzzer), and
+/// nasm, without which openh264 builds without its assembly and runs 2.5 times slower.
+const BUILD_PACKAGES: &[&str] = &["build-essential", "pkg-config", "nasm"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -183,6 +183,8 @@ struct OpenFile {
     /// Bytes durably in the spool file.
     synced: u64,
     keyframe_requested: bool,
+    /// The largest sample so far, to judge how much room frames in flight need.
+    largest_sample: u64,
 }
 
 struct RecorderTask {
@@ -297,6 +299,8 @@ impl RecorderTask {
         let cap = self.ctx.max_file_bytes;
         let cost = Fmp4File::sample_cost(au.sample.len());
         if let Some(open) = &mut self.file {
+            open.largest_sample = open.largest_sample.max(cost);
+            let room = headroom(cap, open.largest_sample);
             let projected = open.mp4.projected_size() + cost;
             let new_parameters = frame.keyframe
                 && au
@@ -307,13 +311,14 @@ impl RecorderTask {
                 self.close_file(true).await?;
                 self.next_reason = SplitReason::Resolution;
             } else if frame.keyframe
-                && (projected > cap || (open.keyframe_requested && projected > cap - headroom(cap)))
+                && (projected > cap
+                    || (open.keyframe_requested && projected > cap.saturating_sub(room)))
             {
                 self.close_file(true).await?;
                 self.next_reason = SplitReason::Size;
             } else if projected > cap {
                 return Err(RecordError::NoKeyframeBeforeCap);
-            } else if !open.keyframe_requested && projected > cap - headroom(cap) {
+            } else if !open.keyframe_requested && projected > cap.saturating_sub(room) {
                 open.keyframe_requested = true;
                 if let Ok(bytes) = encode_to_bytes(&Message::KeyframeRequest) {
                     let _ = self
@@ -402,6 +407,7 @@ impl RecorderTask {
             hasher: Sha256::new(),
             synced: 0,
             keyframe_requested: false,
+            largest_sample: 0,
         });
         Ok(())
     }
@@ -459,9 +465,10 @@ impl RecorderTask {
     }
 }
 
-/// The room left before the cap when the recorder asks for a keyframe.
-fn headroom(cap: u64) -> u64 {
-    (cap / 8).max(1)
+/// The room left before the cap when the recorder asks for a keyframe: an eighth of the cap, or room
+/// for four of the largest frames so far (frames already on their way when the streamer is asked).
+fn headroom(cap: u64, largest_sample: u64) -> u64 {
+    (cap / 8).max(largest_sample.saturating_mul(4))
 }
 
 /// Appends bytes to the spool file and syncs them, so that they survive a crash.

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod media;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +34,7 @@ pub struct TestRelay {
     pub shutdown: CancellationToken,
     pub served: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub config: Config,
+    pub recorder: relay::recorder::RecorderContext,
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
@@ -50,6 +53,14 @@ impl TestRelay {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        // The relay's log in the test's output: warnings by default, more with RUST_LOG.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         tweak(&mut config);
@@ -60,6 +71,7 @@ impl TestRelay {
         let ca = relay.dev_ca_cert().expect("a development CA").to_path_buf();
         let connector = Connector::trusting_ca_file(&ca).unwrap();
         let store = relay.store().clone();
+        let recorder = relay.recorder().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let shutdown = CancellationToken::new();
@@ -73,6 +85,7 @@ impl TestRelay {
             shutdown,
             served,
             config,
+            recorder,
         }
     }
 
@@ -182,6 +195,33 @@ impl TestRelay {
             .api(&self.addr, method, path, token, body.as_ref())
             .await
             .unwrap()
+    }
+
+    /// The bytes of a stored recording file, through the object store.
+    pub async fn object(&self, key: &str) -> Vec<u8> {
+        use object_store::ObjectStoreExt;
+        let got = self
+            .recorder
+            .recordings
+            .objects()
+            .get(&object_store::path::Path::from(key))
+            .await
+            .unwrap();
+        got.bytes().await.unwrap().to_vec()
+    }
+
+    /// Waits until a session's recording reaches `want`.
+    pub async fn wait_recording_state(&self, session_id: &str, want: relay::store::RecordingState) {
+        for _ in 0..500 {
+            if self.store.recording_state(session_id).await.unwrap() == Some(want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "the recording of {session_id} never became {want:?}: {:?}",
+            self.store.recording_state(session_id).await
+        );
     }
 
     pub async fn stop(self) {
