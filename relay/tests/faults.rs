@@ -1,0 +1,369 @@
+//! Recording under faults: the relay killed with SIGKILL mid-session, and storage filling up
+//! mid-session. Nothing already finished is lost; what was being written stays playable.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::media::{check_file, TestEncoder};
+use common::*;
+use protocol::*;
+use relay::store::{RecordingState, Store};
+use relay_client::{Connection, Connector};
+use sha2::Digest;
+
+/// The relay binary on a data directory, with what it printed on start.
+struct RelayProcess {
+    child: Child,
+    addr: String,
+    first_owner: Option<(String, String, String)>,
+}
+
+fn spawn_relay(data: &Path) -> RelayProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut email, mut password, mut code) = (None, None, None);
+    loop {
+        let line = lines
+            .next()
+            .expect("the relay printed its address")
+            .unwrap();
+        let line = line.trim().to_owned();
+        if let Some(v) = line.strip_prefix("sign in as:") {
+            email = Some(v.trim().to_owned());
+        } else if let Some(v) = line.strip_prefix("password:") {
+            password = Some(v.trim().to_owned());
+        } else if let Some(v) = line.strip_prefix("deployment code:") {
+            code = Some(v.trim().to_owned());
+        } else if let Some(rest) = line.split("listening on https://").nth(1) {
+            let port = rest.rsplit(':').next().unwrap().trim().to_owned();
+            let first_owner = match (email, password, code) {
+                (Some(e), Some(p), Some(c)) => Some((e, p, c)),
+                _ => None,
+            };
+            // Keep reading stdout so the relay never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines.by_ref() {});
+            return RelayProcess {
+                child,
+                addr: format!("localhost:{port}"),
+                first_owner,
+            };
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child) {
+    for _ in 0..300 {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the relay did not exit");
+}
+
+/// Streams `n` paced frames with a keyframe every `every`; stops early if the session ends.
+async fn stream(
+    streamer: &mut Connection,
+    enc: &mut TestEncoder,
+    n: usize,
+    every: usize,
+) -> Option<Message> {
+    for i in 0..n {
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(5), streamer.recv()).await {
+            if matches!(m, Message::SessionEnded { .. }) {
+                return Some(m);
+            }
+        }
+        let frame = enc.frame(i % every == 0);
+        if streamer.send(&frame).await.is_err() {
+            return None;
+        }
+    }
+    None
+}
+
+fn object_path(data: &Path, key: &str) -> PathBuf {
+    data.join("recordings").join(key)
+}
+
+#[tokio::test]
+async fn sigkill_mid_session_keeps_finished_files_and_closes_the_open_one_as_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut relay = spawn_relay(&data);
+    let (email, password, code) = relay.first_owner.clone().expect("a fresh relay bootstraps");
+    let connector = Connector::trusting_ca_file(&data.join("tls/dev-ca.pem")).unwrap();
+    let token = connector
+        .sign_in(&relay.addr, &email, &password)
+        .await
+        .unwrap();
+    let (_, mut settings) = connector
+        .api(
+            &relay.addr,
+            "GET",
+            "/api/v1/team/settings",
+            Some(&token),
+            None,
+        )
+        .await
+        .unwrap();
+    settings["record_unattended"] = true.into();
+    let (status, _) = connector
+        .api(
+            &relay.addr,
+            "PUT",
+            "/api/v1/team/settings",
+            Some(&token),
+            Some(&settings),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+
+    let mut streamer = connector.connect(&relay.addr).await.unwrap();
+    let est = streamer
+        .handshake(
+            Role::Streamer,
+            CURRENT,
+            Credential::DeploymentCode {
+                code,
+                device_name: "PC".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let (device_id, _) = est.registered.unwrap();
+    let mut tech = connector.connect(&relay.addr).await.unwrap();
+    tech.handshake(
+        Role::Technician,
+        CURRENT,
+        Credential::TechnicianToken { token },
+    )
+    .await
+    .unwrap();
+    let Message::SessionStarted { session_id, .. } = pair(
+        &mut tech,
+        &mut streamer,
+        SessionTarget::Device { device_id },
+    )
+    .await
+    else {
+        panic!()
+    };
+    // The technician reads in the background so that nothing waits on it.
+    let reader = tokio::spawn(async move { while tech.recv().await.is_ok() {} });
+    assert_eq!(
+        recv(&mut streamer).await,
+        Message::RecordingState { recorded: true }
+    );
+
+    // A first file that finishes (the monitor switch closes it)...
+    let mut enc = TestEncoder::new(320, 240, 30, 0);
+    streamer.send(&enc.config()).await.unwrap();
+    stream(&mut streamer, &mut enc, 30, 10).await;
+    // ...and a second one cut short: four complete fragments, then five frames still gathering.
+    let mut enc = TestEncoder::new(320, 240, 30, 1).starting_at(enc.timestamp_us);
+    streamer.send(&enc.config()).await.unwrap();
+    stream(&mut streamer, &mut enc, 45, 10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(Command::new("kill")
+        .args(["-KILL", &relay.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_exit(&mut relay.child);
+    reader.abort();
+
+    // Restart: recovery runs before the relay serves.
+    let mut again = spawn_relay(&data);
+    assert!(again.first_owner.is_none(), "no second bootstrap");
+    assert!(Command::new("kill")
+        .args(["-TERM", &again.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_exit(&mut again.child);
+
+    let store = Store::open(&data, Arc::new(relay::SystemClock))
+        .await
+        .unwrap();
+    let files = store.recording_files(&session_id).await.unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let (finished, cut) = (&files[0], &files[1]);
+    assert_eq!(
+        (finished.state.as_str(), finished.frame_count),
+        ("complete", Some(30))
+    );
+    let bytes = std::fs::read(object_path(&data, &finished.object_key)).unwrap();
+    assert_eq!(
+        finished.sha256.as_deref(),
+        Some(hex::encode(sha2::Sha256::digest(&bytes)).as_str()),
+        "nothing finished is lost"
+    );
+    assert_eq!(check_file(&bytes).decoded, 30);
+
+    assert_eq!(cut.state, "incomplete");
+    assert_eq!(
+        cut.frame_count,
+        Some(40),
+        "the complete fragments survive; the one gathering is lost"
+    );
+    let bytes = std::fs::read(object_path(&data, &cut.object_key)).unwrap();
+    assert_eq!(cut.size_bytes, Some(bytes.len() as i64));
+    assert_eq!(
+        cut.sha256.as_deref(),
+        Some(hex::encode(sha2::Sha256::digest(&bytes)).as_str())
+    );
+    let checked = check_file(&bytes);
+    assert_eq!(
+        (checked.frames, checked.decoded),
+        (40, 40),
+        "it plays up to its last fragment"
+    );
+    assert!(checked.first_is_keyframe);
+    assert_eq!(
+        store.recording_state(&session_id).await.unwrap(),
+        Some(RecordingState::Incomplete)
+    );
+    let session = store
+        .sessions(&files[0].team_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.id == session_id)
+        .unwrap();
+    assert_eq!(session.end_reason.as_deref(), Some("RELAY_RESTARTED"));
+    assert!(
+        std::fs::read_dir(data.join("spool"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "the spool is empty"
+    );
+}
+
+/// A small tmpfs mounted over a directory for the life of the guard.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Self {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs to fill storage: it needs root (CI runs as root)"
+        );
+        Self(at.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn storage_filling_up_ends_the_session_and_keeps_what_was_written() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    relay.set_recording(&team, false, true).await;
+    let _disk = SmallDisk::mount(&relay.dir.path().join("spool"), "320k");
+    let (mut streamer, id, _) = relay.device(&team, CURRENT).await;
+    let mut tech = relay.technician(&team).await;
+    let Message::SessionStarted { session_id, .. } = pair(
+        &mut tech,
+        &mut streamer,
+        SessionTarget::Device { device_id: id },
+    )
+    .await
+    else {
+        panic!()
+    };
+    let tech_reader = tokio::spawn(async move {
+        loop {
+            match tech.recv().await {
+                Ok(Message::SessionEnded { reason, message }) => return (reason, message),
+                Ok(_) => {}
+                Err(e) => panic!("technician: {e}"),
+            }
+        }
+    });
+    assert_eq!(
+        recv(&mut streamer).await,
+        Message::RecordingState { recorded: true }
+    );
+
+    // A first file, closed by a monitor switch: stored before the disk fills.
+    let mut enc = TestEncoder::new(320, 240, 30, 0);
+    streamer.send(&enc.config()).await.unwrap();
+    stream(&mut streamer, &mut enc, 20, 10).await;
+    // Then content that fills the spool.
+    let mut enc = TestEncoder::new(320, 240, 30, 1)
+        .starting_at(enc.timestamp_us)
+        .noisy();
+    streamer.send(&enc.config()).await.unwrap();
+    let ended = stream(&mut streamer, &mut enc, 400, 3).await;
+
+    let (reason, message) = tokio::time::timeout(Duration::from_secs(10), tech_reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reason, EndReason::RecordingFailed);
+    assert!(
+        message.contains("could not store the recording"),
+        "{message}"
+    );
+    if let Some(Message::SessionEnded { reason, .. }) = ended {
+        assert_eq!(reason, EndReason::RecordingFailed);
+    }
+    relay
+        .wait_recording_state(&session_id, RecordingState::Failed)
+        .await;
+    let files = relay.store.recording_files(&session_id).await.unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(
+        (files[0].state.as_str(), files[0].frame_count),
+        ("complete", Some(20))
+    );
+    let bytes = relay.object(&files[0].object_key).await;
+    assert_eq!(
+        files[0].sha256.as_deref(),
+        Some(hex::encode(sha2::Sha256::digest(&bytes)).as_str())
+    );
+    assert_eq!(
+        check_file(&bytes).decoded,
+        20,
+        "the file written before the failure is intact"
+    );
+    // The interrupted file keeps what was synced, and plays.
+    assert_eq!(files[1].state, "incomplete");
+    let bytes = relay.object(&files[1].object_key).await;
+    let checked = check_file(&bytes);
+    assert!(
+        checked.frames > 0,
+        "some fragments were synced before the disk filled"
+    );
+    assert_eq!(Some(checked.frames as i64), files[1].frame_count);
+    assert_eq!(checked.decoded, checked.frames);
+    relay.stop().await;
+}
