@@ -25,6 +25,8 @@ struct RelayProcess {
     first_owner: Option<(String, String, String)>,
 }
 
+// The child is returned to the caller, which always waits for it (`wait_exit`).
+#[allow(clippy::zombie_processes)]
 fn spawn_relay(data: &Path) -> RelayProcess {
     let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
         .arg("--data-dir")
