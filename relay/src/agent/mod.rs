@@ -1,0 +1,450 @@
+//! One agent connection (technician or streamer) over WebSocket: the handshake, then its role's loop.
+//!
+//! Each connection has a reader (this task) and a writer task fed by a bounded queue. Frames a peer
+//! sends for the other side are forwarded as the very bytes received, after they decode and pass the
+//! sender check; the forwarding budget in bytes and the queue length bound what waits for a slow peer,
+//! and when either is reached the reader stops reading (backpressure reaches the sender through TCP).
+
+mod streamer;
+mod technician;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message as WsMessage, WebSocket};
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use protocol::{
+    decode_frame, encode_to_bytes, Credential, DeviceInfo, ErrorCode, Issued, Message, Peer,
+    Refusal, RelayAction, RelayHandshake, Role, Sender, Verified,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::hub::{OutFrame, Outbound, SessionLink, WRITER_QUEUE};
+use crate::store::{DeviceRecord, TeamRecord, UserRecord};
+use crate::{secrets, Shared};
+
+/// How a connection came to an end, seen from its reader.
+#[derive(Debug)]
+struct Closed;
+
+/// What the reader got from the socket.
+enum Next {
+    Frame(Bytes),
+    /// The peer closed or the connection failed.
+    Gone,
+    /// The peer sent something that is not a frame.
+    Bad(Refusal),
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Who the handshake established.
+enum Identity {
+    Technician(UserRecord),
+    Device(DeviceRecord),
+    Attended {
+        team: TeamRecord,
+        device_name: String,
+        code: String,
+        expires_at_ms: i64,
+    },
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    stream: SplitStream<WebSocket>,
+    out: Outbound,
+    /// Cancelled by the writer when the socket can no longer be written.
+    writer_dead: CancellationToken,
+    conn_id: u64,
+}
+
+/// Serves one upgraded WebSocket until it closes.
+pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
+    let (sink, stream) = socket.split();
+    let (out, out_rx) = mpsc::channel(WRITER_QUEUE);
+    let writer_dead = CancellationToken::new();
+    let close = CancellationToken::new();
+    let writer = tokio::spawn(writer(
+        sink,
+        out_rx,
+        shared.config.clone(),
+        writer_dead.clone(),
+        close.clone(),
+    ));
+    let conn_id = shared.hub.next_conn_id();
+    let mut conn = Conn {
+        shared,
+        stream,
+        out,
+        writer_dead,
+        conn_id,
+    };
+    conn.run().await;
+    // Let the writer send what is queued (a refusal, a session end), then close the socket.
+    close.cancel();
+    drop(conn);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+/// Writes queued frames and pings; closes the socket when told to or when a write stalls.
+async fn writer(
+    mut sink: SplitSink<WebSocket, WsMessage>,
+    mut queue: mpsc::Receiver<OutFrame>,
+    config: Config,
+    dead: CancellationToken,
+    close: CancellationToken,
+) {
+    // A write that stalls this long means the peer stopped reading: drop it rather than buffer.
+    let write_timeout = Config::ms(config.idle_timeout_ms);
+    let mut ping = tokio::time::interval(Config::ms(config.ping_interval_ms));
+    ping.tick().await;
+    loop {
+        let item = tokio::select! {
+            frame = queue.recv() => match frame {
+                Some(f) => WsMessage::Binary(f.bytes),
+                None => break,
+            },
+            _ = ping.tick() => WsMessage::Ping(Bytes::new()),
+            _ = close.cancelled() => {
+                // Flush what is already queued, without waiting for more.
+                while let Ok(f) = queue.try_recv() {
+                    if !matches!(tokio::time::timeout(write_timeout, sink.send(WsMessage::Binary(f.bytes))).await, Ok(Ok(()))) {
+                        break;
+                    }
+                }
+                break;
+            }
+        };
+        if !matches!(
+            tokio::time::timeout(write_timeout, sink.send(item)).await,
+            Ok(Ok(()))
+        ) {
+            tracing::debug!("write failed or stalled; closing the connection");
+            dead.cancel();
+            return;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
+    dead.cancel();
+}
+
+/// Takes a share of a forwarding budget and queues `bytes` for the other side. Returns false when the
+/// session ended first or the other side's connection is gone.
+async fn forward(
+    link: &SessionLink,
+    to: &Outbound,
+    budget: &Arc<tokio::sync::Semaphore>,
+    bytes: Bytes,
+) -> bool {
+    // A frame is at most `max_frame_len()`, and the budget at least that (Config::validate).
+    let n = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    let permit = tokio::select! {
+        p = budget.clone().acquire_many_owned(n) => match p {
+            Ok(p) => p,
+            Err(_) => return false,
+        },
+        _ = link.ended.cancelled() => return false,
+    };
+    tokio::select! {
+        r = to.send(OutFrame { bytes, permit: Some(permit) }) => r.is_ok(),
+        _ = link.ended.cancelled() => false,
+    }
+}
+
+impl Conn {
+    async fn run(&mut self) {
+        let (peer, identity) = match self.handshake().await {
+            Ok(v) => v,
+            Err(Some(refusal)) => {
+                tracing::info!(code = %refusal.code, reason = %refusal.message, "connection refused");
+                self.refuse(refusal).await;
+                return;
+            }
+            Err(None) => return,
+        };
+        match identity {
+            Identity::Technician(user) => self.technician(peer, user).await,
+            Identity::Device(device) => {
+                let _ = self
+                    .streamer(peer, Some(device.id.clone()), device.team_id, device.name)
+                    .await;
+            }
+            Identity::Attended {
+                team,
+                device_name,
+                code,
+                expires_at_ms,
+            } => {
+                self.shared
+                    .hub
+                    .add_code(code, self.conn_id, team.id.clone(), expires_at_ms);
+                let _ = self.streamer(peer, None, team.id, device_name).await;
+            }
+        }
+    }
+
+    async fn send(&self, msg: &Message) -> Result<(), Closed> {
+        let bytes = encode_to_bytes(msg).map_err(|e| {
+            tracing::error!(error = %e, kind = msg.kind().name(), "the relay built a message it cannot encode");
+            Closed
+        })?;
+        self.out
+            .send(OutFrame {
+                bytes,
+                permit: None,
+            })
+            .await
+            .map_err(|_| Closed)
+    }
+
+    async fn refuse(&self, refusal: Refusal) {
+        let _ = self
+            .send(&Message::Refused {
+                code: refusal.code,
+                message: refusal.message,
+            })
+            .await;
+    }
+
+    /// The next frame, waiting at most until `deadline` and never longer than the idle timeout.
+    async fn next(&mut self, deadline: Option<Instant>) -> Next {
+        loop {
+            let idle = Instant::now() + Config::ms(self.shared.config.idle_timeout_ms);
+            let until = deadline.map_or(idle, |d| d.min(idle));
+            let item = tokio::select! {
+                item = tokio::time::timeout_at(until, self.stream.next()) => item,
+                _ = self.writer_dead.cancelled() => return Next::Gone,
+            };
+            match item {
+                Err(_) if deadline.is_some_and(|d| d <= idle) => return Next::TimedOut,
+                Err(_) => return Next::Gone,
+                Ok(None | Some(Err(_)) | Some(Ok(WsMessage::Close(_)))) => return Next::Gone,
+                Ok(Some(Ok(WsMessage::Binary(bytes)))) => return Next::Frame(bytes),
+                Ok(Some(Ok(WsMessage::Text(_)))) => {
+                    return Next::Bad(Refusal::new(
+                        ErrorCode::MalformedMessage,
+                        "text WebSocket messages are not part of the protocol; send binary frames",
+                    ))
+                }
+                // Pings are answered by the WebSocket layer; pings and pongs show the peer is alive.
+                Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+            }
+        }
+    }
+
+    /// Runs the handshake. `Err(Some)` is a refusal to send; `Err(None)` means the peer is gone.
+    async fn handshake(&mut self) -> Result<(Peer, Identity), Option<Refusal>> {
+        let config = &self.shared.config;
+        let started = Instant::now();
+        let hello_by = started + Config::ms(config.hello_timeout_ms);
+        let done_by = started + Config::ms(config.handshake_timeout_ms);
+        let mut machine = RelayHandshake::new(self.shared.version);
+        let mut first = true;
+        loop {
+            let deadline = if first {
+                hello_by.min(done_by)
+            } else {
+                done_by
+            };
+            first = false;
+            let frame = match self.next(Some(deadline)).await {
+                Next::Frame(f) => f,
+                Next::Gone => return Err(None),
+                Next::Bad(r) => return Err(Some(r)),
+                Next::TimedOut => {
+                    return Err(Some(Refusal::new(
+                        ErrorCode::Timeout,
+                        "the handshake took too long; connect again",
+                    )))
+                }
+            };
+            match machine.receive_frame(frame) {
+                RelayAction::Reply(msg) => self.send(&msg).await.map_err(|_| None)?,
+                RelayAction::Refuse(r) => return Err(Some(r)),
+                RelayAction::Established { .. } => {
+                    return Err(Some(Refusal::new(
+                        ErrorCode::InternalError,
+                        "handshake out of order",
+                    )))
+                }
+                RelayAction::Verify { role, credential } => {
+                    let (verdict, identity) = match self.verify(role, credential).await {
+                        Ok((verified, identity)) => (Ok(verified), Some(identity)),
+                        Err(refusal) => (Err(refusal), None),
+                    };
+                    return match (machine.verdict(verdict), identity) {
+                        (RelayAction::Established { replies, peer }, Some(identity)) => {
+                            if let Identity::Device(device) = &identity {
+                                if let Err(e) = self
+                                    .shared
+                                    .store
+                                    .device_seen(&device.id, &peer.product_version.to_string())
+                                    .await
+                                {
+                                    tracing::warn!(error = %e, "could not record the device's version");
+                                }
+                            }
+                            for msg in &replies {
+                                self.send(msg).await.map_err(|_| None)?;
+                            }
+                            Ok((peer, identity))
+                        }
+                        (RelayAction::Refuse(r), _) => Err(Some(r)),
+                        _ => Err(Some(Refusal::new(
+                            ErrorCode::InternalError,
+                            "handshake out of order",
+                        ))),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Checks a credential against the store.
+    async fn verify(
+        &self,
+        _role: Role,
+        credential: Credential,
+    ) -> Result<(Verified, Identity), Refusal> {
+        let store = &self.shared.store;
+        let internal = |e: crate::store::StoreError| {
+            tracing::error!(error = %e, "credential check failed");
+            Refusal::new(
+                ErrorCode::InternalError,
+                "the relay could not check the credential; try again",
+            )
+        };
+        let denied =
+            |d: crate::store::Denied, what: &str| Refusal::new(d.code(), format!("{what}: {d}"));
+        match credential {
+            Credential::TechnicianToken { token } => {
+                let user = store
+                    .user_for_token(&token)
+                    .await
+                    .map_err(internal)?
+                    .map_err(|d| denied(d, "sign-in token"))?;
+                let verified = Verified {
+                    team_id: user.team_id.clone(),
+                    name: user.name.clone(),
+                    issued: None,
+                };
+                Ok((verified, Identity::Technician(user)))
+            }
+            Credential::Device { device_id, secret } => {
+                let device = store
+                    .authenticate_device(&device_id, &secret)
+                    .await
+                    .map_err(internal)?
+                    .map_err(|d| denied(d, "device credential"))?;
+                let verified = Verified {
+                    team_id: device.team_id.clone(),
+                    name: device.name.clone(),
+                    issued: None,
+                };
+                Ok((verified, Identity::Device(device)))
+            }
+            Credential::DeploymentCode { code, device_name } => {
+                let (device, secret) = store
+                    .register_device(&code, &device_name)
+                    .await
+                    .map_err(internal)?
+                    .map_err(|d| denied(d, "deployment code"))?;
+                tracing::info!(device = %device.id, team = %device.team_id, "device registered");
+                let verified = Verified {
+                    team_id: device.team_id.clone(),
+                    name: device.name.clone(),
+                    issued: Some(Issued::Device {
+                        device_id: device.id.clone(),
+                        secret,
+                    }),
+                };
+                Ok((verified, Identity::Device(device)))
+            }
+            Credential::Attended {
+                team_key,
+                device_name,
+            } => {
+                let team = store
+                    .team_by_attended_key(&team_key)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            ErrorCode::AuthenticationFailed,
+                            "attended access key: unknown team",
+                        )
+                    })?;
+                let ttl = self.shared.config.session_code_ttl_secs;
+                let expires_at_ms = self
+                    .shared
+                    .clock
+                    .now_ms()
+                    .saturating_add((ttl * 1000) as i64);
+                let code = secrets::new_digits(9).map_err(|e| {
+                    tracing::error!(error = %e, "no session code");
+                    Refusal::new(
+                        ErrorCode::InternalError,
+                        "the relay could not make a session code",
+                    )
+                })?;
+                let verified = Verified {
+                    team_id: team.id.clone(),
+                    name: device_name.clone(),
+                    issued: Some(Issued::SessionCode {
+                        code: code.clone(),
+                        expires_in_secs: ttl.try_into().unwrap_or(u32::MAX),
+                    }),
+                };
+                Ok((
+                    verified,
+                    Identity::Attended {
+                        team,
+                        device_name,
+                        code,
+                        expires_at_ms,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Decodes a frame and checks that this side may send its kind.
+    fn decode_from(&self, bytes: Bytes, role: Sender) -> Result<Message, Refusal> {
+        let msg = decode_frame(bytes).map_err(|e| e.refusal())?;
+        if !msg.kind().may_be_sent_by(role) {
+            return Err(Refusal::new(
+                ErrorCode::UnexpectedMessage,
+                format!("{} may not be sent by this side", msg.kind().name()),
+            ));
+        }
+        Ok(msg)
+    }
+
+    async fn device_list(&self, team_id: &str) -> Message {
+        let devices = match self.shared.store.devices(team_id).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "listing devices");
+                Vec::new()
+            }
+        };
+        Message::DeviceList(
+            devices
+                .into_iter()
+                .filter(|d| !d.revoked)
+                .map(|d| DeviceInfo {
+                    online: self.shared.hub.device_online(&d.id),
+                    id: d.id,
+                    name: d.name,
+                    streamer_version: d.streamer_version,
+                })
+                .collect(),
+        )
+    }
+}

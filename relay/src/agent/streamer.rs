@@ -1,0 +1,406 @@
+//! The streamer's side of a connection: waiting for offers, and its half of a session, where video
+//! is recorded before it is forwarded and recorded sessions meet their time limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::{encode_to_bytes, AccessType, EndReason, ErrorCode, Message, Peer, Refusal, Sender};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{forward, Closed, Conn, Next};
+use crate::config::Config;
+use crate::hub::{Offer, OfferReply, OnlineStreamer, OutFrame, SessionLink, StreamerCommand};
+use crate::recorder::SessionRecorder;
+use crate::store::{NewSession, RecordingState};
+
+impl Conn {
+    pub(super) async fn streamer(
+        &mut self,
+        peer: Peer,
+        device_id: Option<String>,
+        team_id: String,
+        name: String,
+    ) -> Result<(), Closed> {
+        let (commands_tx, mut commands) = mpsc::channel(4);
+        let access = if device_id.is_some() {
+            AccessType::Unattended
+        } else {
+            AccessType::Attended
+        };
+        self.shared.hub.add_streamer(OnlineStreamer {
+            conn_id: self.conn_id,
+            team_id,
+            device_id,
+            name,
+            version: peer.product_version,
+            access,
+            commands: commands_tx,
+            outbound: self.out.clone(),
+            busy: false,
+        });
+        let result = self.streamer_idle(&mut commands).await;
+        self.shared.hub.remove_streamer(self.conn_id);
+        // Refuse offers that raced with the disconnection.
+        commands.close();
+        while let Ok(cmd) = commands.try_recv() {
+            if let StreamerCommand::Offer(o) = cmd {
+                let _ = o.reply.send(OfferReply::NoAnswer);
+            }
+        }
+        result
+    }
+
+    async fn streamer_idle(
+        &mut self,
+        commands: &mut mpsc::Receiver<StreamerCommand>,
+    ) -> Result<(), Closed> {
+        let shutdown = self.shared.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.refuse(Refusal::new(ErrorCode::RelayShuttingDown, "the relay is shutting down; connect again shortly")).await;
+                    return Ok(());
+                }
+                cmd = commands.recv() => match cmd {
+                    Some(StreamerCommand::Offer(offer)) => self.handle_offer(offer, commands).await?,
+                    Some(StreamerCommand::Revoke) | None => {
+                        self.refuse(Refusal::new(ErrorCode::CredentialRevoked, "this device's credential was revoked or replaced")).await;
+                        return Err(Closed);
+                    }
+                },
+                next = self.next(None) => match next {
+                    Next::Frame(bytes) => match self.decode_from(bytes, Sender::Streamer) {
+                        // Nothing to leave, or the answer to an offer that already timed out.
+                        Ok(Message::LeaveSession | Message::SessionAccept { .. } | Message::SessionDecline { .. }) => {}
+                        Ok(other) => {
+                            self.refuse(Refusal::new(
+                                ErrorCode::UnexpectedMessage,
+                                format!("{} is only allowed during a session", other.kind().name()),
+                            ))
+                            .await;
+                            return Err(Closed);
+                        }
+                        Err(r) => {
+                            self.refuse(r).await;
+                            return Err(Closed);
+                        }
+                    },
+                    Next::Gone | Next::TimedOut => return Err(Closed),
+                    Next::Bad(r) => {
+                        self.refuse(r).await;
+                        return Err(Closed);
+                    }
+                },
+            }
+        }
+    }
+
+    async fn handle_offer(
+        &mut self,
+        offer: Offer,
+        commands: &mut mpsc::Receiver<StreamerCommand>,
+    ) -> Result<(), Closed> {
+        let link = offer.link.clone();
+        let sent = self
+            .send(&Message::SessionOffer {
+                session_id: link.id.clone(),
+                technician: offer.technician_name.clone(),
+                access: offer.access,
+                recorded: offer.recorded,
+            })
+            .await;
+        if sent.is_err() {
+            let _ = offer.reply.send(OfferReply::NoAnswer);
+            return Err(Closed);
+        }
+        let deadline = Instant::now() + Config::ms(self.shared.config.offer_timeout_ms);
+        let accepted = loop {
+            match self.next(Some(deadline)).await {
+                Next::Frame(bytes) => match self.decode_from(bytes, Sender::Streamer) {
+                    Ok(Message::SessionAccept { session_id }) if session_id == link.id => {
+                        break true
+                    }
+                    Ok(Message::SessionDecline { session_id }) if session_id == link.id => {
+                        break false
+                    }
+                    Ok(
+                        Message::LeaveSession
+                        | Message::SessionAccept { .. }
+                        | Message::SessionDecline { .. },
+                    ) => {}
+                    Ok(other) => {
+                        let _ = offer.reply.send(OfferReply::NoAnswer);
+                        self.refuse(Refusal::new(
+                            ErrorCode::UnexpectedMessage,
+                            format!(
+                                "{} is not an answer to a session offer",
+                                other.kind().name()
+                            ),
+                        ))
+                        .await;
+                        return Err(Closed);
+                    }
+                    Err(r) => {
+                        let _ = offer.reply.send(OfferReply::NoAnswer);
+                        self.refuse(r).await;
+                        return Err(Closed);
+                    }
+                },
+                Next::TimedOut => {
+                    self.shared.hub.release(self.conn_id);
+                    let _ = offer.reply.send(OfferReply::NoAnswer);
+                    return Ok(());
+                }
+                Next::Gone => {
+                    let _ = offer.reply.send(OfferReply::NoAnswer);
+                    return Err(Closed);
+                }
+                Next::Bad(r) => {
+                    let _ = offer.reply.send(OfferReply::NoAnswer);
+                    self.refuse(r).await;
+                    return Err(Closed);
+                }
+            }
+        };
+        if !accepted {
+            self.shared.hub.release(self.conn_id);
+            let _ = offer.reply.send(OfferReply::Declined);
+            return Ok(());
+        }
+        let Some(streamer) = self.shared.hub.streamer(self.conn_id) else {
+            let _ = offer.reply.send(OfferReply::NoAnswer);
+            return Err(Closed);
+        };
+        let row = NewSession {
+            id: link.id.clone(),
+            team_id: streamer.team_id.clone(),
+            technician_id: offer.technician_id.clone(),
+            device_id: streamer.device_id.clone(),
+            device_name: streamer.name.clone(),
+            access: offer.access,
+            recorded: offer.recorded,
+            streamer_version: streamer.version.to_string(),
+        };
+        if let Err(e) = self.shared.store.insert_session(&row).await {
+            tracing::error!(error = %e, "recording the session start");
+            self.shared.hub.release(self.conn_id);
+            let _ = offer.reply.send(OfferReply::Failed(Refusal::new(
+                ErrorCode::InternalError,
+                "the relay could not start the session; try again",
+            )));
+            return Ok(());
+        }
+        // Both sides learn whether the session is recorded before any media is forwarded: these are
+        // queued ahead of everything this task will forward.
+        let started = Message::SessionStarted {
+            session_id: link.id.clone(),
+            device_name: streamer.name.clone(),
+            streamer_version: streamer.version.to_string(),
+            access: offer.access,
+            recorded: offer.recorded,
+        };
+        let state = Message::RecordingState {
+            recorded: offer.recorded,
+        };
+        for msg in [&started, &state] {
+            if let Ok(bytes) = encode_to_bytes(msg) {
+                let _ = link
+                    .to_technician
+                    .send(OutFrame {
+                        bytes,
+                        permit: None,
+                    })
+                    .await;
+            }
+        }
+        self.send(&state).await?;
+        let recorder = if offer.recorded {
+            if let Err(e) = self
+                .shared
+                .store
+                .set_recording_state(&link.id, RecordingState::Recording)
+                .await
+            {
+                tracing::error!(error = %e, session = %link.id, "recording the recording state");
+            }
+            Some(SessionRecorder::start(
+                self.shared.recorder.clone(),
+                link.id.clone(),
+                streamer.team_id.clone(),
+                link.clone(),
+                &self.shared.tracker,
+            ))
+        } else {
+            None
+        };
+        let _ = offer.reply.send(OfferReply::Accepted);
+        let result = self
+            .streamer_session(&link, commands, recorder.as_ref())
+            .await;
+        // Closing the recorder's queue makes it store the last file.
+        drop(recorder);
+        let (reason, _) = link
+            .reason()
+            .unwrap_or((EndReason::ProtocolError, String::new()));
+        if let Err(e) = self
+            .shared
+            .store
+            .end_session(&link.id, &end_reason_name(reason))
+            .await
+        {
+            tracing::error!(error = %e, session = %link.id, "recording the session end");
+        }
+        tracing::info!(session = %link.id, reason = %end_reason_name(reason), "session ended");
+        self.shared.hub.release(self.conn_id);
+        result
+    }
+
+    async fn streamer_session(
+        &mut self,
+        link: &Arc<SessionLink>,
+        commands: &mut mpsc::Receiver<StreamerCommand>,
+        recorder: Option<&SessionRecorder>,
+    ) -> Result<(), Closed> {
+        let shutdown = self.shared.shutdown.clone();
+        let mut revoked = false;
+        // A recorded session lasts at most `max_recorded_session_secs`, with a warning before.
+        let config = &self.shared.config;
+        let limit = Duration::from_secs(config.max_recorded_session_secs);
+        let end_at = Instant::now() + limit;
+        let warn_at = end_at - Duration::from_secs(config.limit_warning_secs);
+        let limited = recorder.is_some();
+        let mut warned = false;
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = link.ended.cancelled() => {
+                    let (reason, message) = link.reason().unwrap_or((EndReason::ProtocolError, String::new()));
+                    self.send(&Message::SessionEnded { reason, message }).await?;
+                    if revoked {
+                        self.refuse(Refusal::new(ErrorCode::CredentialRevoked, "this device's credential was revoked")).await;
+                        return Err(Closed);
+                    }
+                    return Ok(());
+                }
+                _ = shutdown.cancelled() => {
+                    link.end(EndReason::RelayShuttingDown, "The relay is shutting down.");
+                    continue;
+                }
+                _ = tokio::time::sleep_until(end_at), if limited => {
+                    link.end(EndReason::TimeLimitReached, format!(
+                        "This recorded session reached its time limit of {}.", human_duration(limit)
+                    ));
+                    continue;
+                }
+                _ = tokio::time::sleep_until(warn_at), if limited && !warned => {
+                    warned = true;
+                    let time_left_ms = u64::try_from(end_at.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(u64::MAX);
+                    if let Ok(bytes) = encode_to_bytes(&Message::LimitWarning { time_left_ms }) {
+                        let _ = link.to_technician.send(OutFrame { bytes, permit: None }).await;
+                    }
+                    continue;
+                }
+                cmd = commands.recv() => {
+                    match cmd {
+                        Some(StreamerCommand::Offer(o)) => { let _ = o.reply.send(OfferReply::NoAnswer); }
+                        Some(StreamerCommand::Revoke) | None => {
+                            revoked = true;
+                            link.end(EndReason::CredentialRevoked, "This computer's credential was revoked.");
+                        }
+                    }
+                    continue;
+                }
+                next = self.next(None) => next,
+            };
+            let bytes = match next {
+                Next::Frame(b) => b,
+                Next::Gone | Next::TimedOut => {
+                    link.end(
+                        EndReason::StreamerDisconnected,
+                        "The remote computer's connection was lost.",
+                    );
+                    return Err(Closed);
+                }
+                Next::Bad(r) => {
+                    link.end(
+                        EndReason::ProtocolError,
+                        "The remote computer's streamer broke the protocol.",
+                    );
+                    self.refuse(r).await;
+                    return Err(Closed);
+                }
+            };
+            let msg = match self.decode_from(bytes.clone(), Sender::Streamer) {
+                Ok(m) => m,
+                Err(r) => {
+                    link.end(
+                        EndReason::ProtocolError,
+                        "The remote computer's streamer broke the protocol.",
+                    );
+                    self.refuse(r).await;
+                    return Err(Closed);
+                }
+            };
+            match msg {
+                Message::LeaveSession => {
+                    link.end(
+                        EndReason::EndUserEnded,
+                        "The person at the remote computer ended the session.",
+                    );
+                }
+                Message::SessionAccept { .. } | Message::SessionDecline { .. } => {}
+                // Video is recorded before it is forwarded; a recorder that has failed has already
+                // ended the session, and nothing more is forwarded.
+                Message::VideoConfig(config) => {
+                    if let Some(r) = recorder {
+                        if r.config(config).await.is_err() {
+                            continue;
+                        }
+                    }
+                    forward(link, &link.to_technician, &link.budget_to_technician, bytes).await;
+                }
+                Message::VideoFrame(frame) => {
+                    if let Some(r) = recorder {
+                        if r.frame(frame).await.is_err() {
+                            continue;
+                        }
+                    }
+                    forward(link, &link.to_technician, &link.budget_to_technician, bytes).await;
+                }
+                // Audio, monitor lists and the rest: forwarded as received, never recorded.
+                _ => {
+                    forward(link, &link.to_technician, &link.budget_to_technician, bytes).await;
+                }
+            }
+        }
+    }
+}
+
+/// "24 hours", "5 minutes", "3 seconds".
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = if secs % 3600 == 0 && secs >= 3600 {
+        (secs / 3600, "hour")
+    } else if secs % 60 == 0 && secs >= 60 {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+fn end_reason_name(reason: EndReason) -> String {
+    match reason {
+        EndReason::TechnicianLeft => "TECHNICIAN_LEFT".into(),
+        EndReason::EndUserEnded => "END_USER_ENDED".into(),
+        EndReason::TechnicianDisconnected => "TECHNICIAN_DISCONNECTED".into(),
+        EndReason::StreamerDisconnected => "STREAMER_DISCONNECTED".into(),
+        EndReason::TimeLimitReached => "TIME_LIMIT_REACHED".into(),
+        EndReason::RecordingFailed => "RECORDING_FAILED".into(),
+        EndReason::RelayShuttingDown => "RELAY_SHUTTING_DOWN".into(),
+        EndReason::CredentialRevoked => "CREDENTIAL_REVOKED".into(),
+        EndReason::ProtocolError => "PROTOCOL_ERROR".into(),
+        EndReason::Unknown(n) => format!("UNKNOWN({n})"),
+    }
+}

@@ -1,0 +1,293 @@
+//! The technician's side of a connection: device lists, session requests, and its half of a session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::{
+    recorded_session_gate, AccessType, EndReason, ErrorCode, Message, MessageKind, Peer, Refusal,
+    Sender, SessionTarget,
+};
+use tokio::sync::oneshot;
+
+use super::{forward, Closed, Conn, Next};
+use crate::config::Config;
+use crate::hub::{ClaimError, Offer, OfferReply, OnlineStreamer, SessionLink, StreamerCommand};
+use crate::secrets;
+use crate::store::UserRecord;
+
+impl Conn {
+    pub(super) async fn technician(&mut self, _peer: Peer, user: UserRecord) {
+        let shutdown = self.shared.shutdown.clone();
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.refuse(Refusal::new(ErrorCode::RelayShuttingDown, "the relay is shutting down; connect again shortly")).await;
+                    return;
+                }
+                next = self.next(None) => next,
+            };
+            let bytes = match next {
+                Next::Frame(b) => b,
+                Next::Gone | Next::TimedOut => return,
+                Next::Bad(r) => return self.refuse(r).await,
+            };
+            let msg = match self.decode_from(bytes, Sender::Technician) {
+                Ok(m) => m,
+                Err(r) => return self.refuse(r).await,
+            };
+            let result = match msg {
+                Message::ListDevices => {
+                    let list = self.device_list(&user.team_id).await;
+                    self.send(&list).await
+                }
+                Message::SessionRequest(target) => match self.start_session(&user, target).await {
+                    Ok(link) => self.technician_session(&user, link).await,
+                    Err(r) => {
+                        tracing::info!(code = %r.code, user = %user.id, "session refused");
+                        self.send(&Message::SessionRefused {
+                            code: r.code,
+                            message: r.message,
+                        })
+                        .await
+                    }
+                },
+                // Nothing to leave: harmless.
+                Message::LeaveSession => Ok(()),
+                other => {
+                    return self
+                        .refuse(Refusal::new(
+                            ErrorCode::UnexpectedMessage,
+                            format!("{} is only allowed during a session", other.kind().name()),
+                        ))
+                        .await
+                }
+            };
+            if result.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn start_session(
+        &self,
+        user: &UserRecord,
+        target: SessionTarget,
+    ) -> Result<Arc<SessionLink>, Refusal> {
+        let shared = &self.shared;
+        let internal = |e: crate::store::StoreError| {
+            tracing::error!(error = %e, "starting a session");
+            Refusal::new(
+                ErrorCode::InternalError,
+                "the relay could not start the session; try again",
+            )
+        };
+        let (streamer, access) = match target {
+            SessionTarget::Device { device_id } => {
+                let device = shared
+                    .store
+                    .device(&user.team_id, &device_id)
+                    .await
+                    .map_err(internal)?;
+                match device {
+                    Some(d) if !d.revoked => {}
+                    // Other teams' devices look exactly like missing ones.
+                    _ => {
+                        return Err(Refusal::new(
+                            ErrorCode::DeviceNotFound,
+                            "Your team has no such device.",
+                        ))
+                    }
+                }
+                let streamer = shared.hub.claim_device(&device_id).map_err(|e| match e {
+                    ClaimError::Busy => Refusal::new(
+                        ErrorCode::DeviceBusy,
+                        "This computer is already in a session.",
+                    ),
+                    _ => Refusal::new(
+                        ErrorCode::DeviceOffline,
+                        "This computer's streamer is not connected.",
+                    ),
+                })?;
+                (streamer, AccessType::Unattended)
+            }
+            SessionTarget::Code { code } => {
+                let well_formed = code.len() == 9 && code.bytes().all(|b| b.is_ascii_digit());
+                let claim = if well_formed {
+                    shared
+                        .hub
+                        .claim_code(&code, &user.team_id, shared.clock.now_ms())
+                } else {
+                    Err(ClaimError::BadCode)
+                };
+                let streamer = claim.map_err(|e| match e {
+                    ClaimError::Busy => Refusal::new(ErrorCode::DeviceBusy, "This computer is already in a session."),
+                    _ => Refusal::new(
+                        ErrorCode::SessionCodeInvalid,
+                        "This session code is not valid: it may be mistyped, used or expired. Ask for a new one.",
+                    ),
+                })?;
+                (streamer, AccessType::Attended)
+            }
+        };
+        // The streamer is claimed: every refusal from here on must release it.
+        let result = self.offer(user, &streamer, access).await;
+        if result.is_err() {
+            shared.hub.release(streamer.conn_id);
+        }
+        result
+    }
+
+    async fn offer(
+        &self,
+        user: &UserRecord,
+        streamer: &OnlineStreamer,
+        access: AccessType,
+    ) -> Result<Arc<SessionLink>, Refusal> {
+        let shared = &self.shared;
+        let settings = shared
+            .store
+            .team_settings(&user.team_id)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "reading team settings");
+                Refusal::new(
+                    ErrorCode::InternalError,
+                    "the relay could not read the team's settings",
+                )
+            })?
+            .ok_or_else(|| {
+                Refusal::new(ErrorCode::InternalError, "the technician's team is missing")
+            })?;
+        let recorded = match access {
+            AccessType::Attended => settings.record_attended,
+            AccessType::Unattended => settings.record_unattended,
+        };
+        if recorded {
+            recorded_session_gate(&streamer.version)?;
+            shared.recordings.probe().await.map_err(|e| {
+                tracing::error!(error = %e, "recording storage is failing; refusing a recorded session");
+                Refusal::new(
+                    ErrorCode::RecordingUnavailable,
+                    "Your team records every session, and the relay cannot store recordings right now. Try again later.",
+                )
+            })?;
+        }
+        let id = secrets::new_id()
+            .map_err(|_| Refusal::new(ErrorCode::InternalError, "no session id"))?;
+        let link = Arc::new(SessionLink::new(
+            id,
+            self.out.clone(),
+            streamer.outbound.clone(),
+            shared.config.forward_buffer_bytes,
+        ));
+        let (reply, answer) = oneshot::channel();
+        let offer = Offer {
+            link: link.clone(),
+            technician_id: user.id.clone(),
+            technician_name: user.name.clone(),
+            access,
+            recorded,
+            reply,
+        };
+        if streamer
+            .commands
+            .send(StreamerCommand::Offer(offer))
+            .await
+            .is_err()
+        {
+            return Err(Refusal::new(
+                ErrorCode::DeviceOffline,
+                "This computer's streamer is not connected.",
+            ));
+        }
+        // The streamer's task enforces the offer timeout; this one only guards against a lost task.
+        let guard = Config::ms(shared.config.offer_timeout_ms) + Duration::from_secs(5);
+        match tokio::time::timeout(guard, answer).await {
+            Ok(Ok(OfferReply::Accepted)) => Ok(link),
+            Ok(Ok(OfferReply::Declined)) => Err(Refusal::new(
+                ErrorCode::SessionDeclined,
+                "The person at that computer declined the session.",
+            )),
+            Ok(Ok(OfferReply::Failed(r))) => Err(r),
+            Ok(Ok(OfferReply::NoAnswer)) | Ok(Err(_)) | Err(_) => Err(Refusal::new(
+                ErrorCode::Timeout,
+                "The computer did not answer the session request.",
+            )),
+        }
+    }
+
+    async fn technician_session(
+        &mut self,
+        user: &UserRecord,
+        link: Arc<SessionLink>,
+    ) -> Result<(), Closed> {
+        tracing::info!(session = %link.id, user = %user.id, "session started");
+        let shutdown = self.shared.shutdown.clone();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = link.ended.cancelled() => {
+                    let (reason, message) = link.reason().unwrap_or((EndReason::ProtocolError, String::new()));
+                    return self.send(&Message::SessionEnded { reason, message }).await;
+                }
+                _ = shutdown.cancelled() => {
+                    link.end(EndReason::RelayShuttingDown, "The relay is shutting down.");
+                    continue;
+                }
+                next = self.next(None) => next,
+            };
+            let bytes = match next {
+                Next::Frame(b) => b,
+                Next::Gone | Next::TimedOut => {
+                    link.end(
+                        EndReason::TechnicianDisconnected,
+                        "The technician's connection was lost.",
+                    );
+                    return Err(Closed);
+                }
+                Next::Bad(r) => {
+                    link.end(
+                        EndReason::ProtocolError,
+                        "The technician's app broke the protocol.",
+                    );
+                    self.refuse(r).await;
+                    return Err(Closed);
+                }
+            };
+            let msg = match self.decode_from(bytes.clone(), Sender::Technician) {
+                Ok(m) => m,
+                Err(r) => {
+                    link.end(
+                        EndReason::ProtocolError,
+                        "The technician's app broke the protocol.",
+                    );
+                    self.refuse(r).await;
+                    return Err(Closed);
+                }
+            };
+            match msg.kind() {
+                MessageKind::LeaveSession => {
+                    link.end(
+                        EndReason::TechnicianLeft,
+                        "The technician ended the session.",
+                    );
+                }
+                MessageKind::ListDevices => {
+                    let list = self.device_list(&user.team_id).await;
+                    self.send(&list).await?;
+                }
+                MessageKind::SessionRequest => {
+                    self.send(&Message::SessionRefused {
+                        code: ErrorCode::UnexpectedMessage,
+                        message: "End the current session before starting another.".into(),
+                    })
+                    .await?;
+                }
+                _ => {
+                    // Everything else a technician may send goes to the streamer as received.
+                    forward(&link, &link.to_streamer, &link.budget_to_streamer, bytes).await;
+                }
+            }
+        }
+    }
+}
