@@ -1,7 +1,11 @@
 //! The streamer agent: captures and encodes the end user's screens and takes remote input.
 //!
-//! Only the version plumbing exists so far; capture, encoding and input arrive with issue 5. The
-//! version it reports is the one the relay's recording gate checks.
+//! So far: the H.264 encoder (`encode`) and generated content (`pattern`) for machines without a
+//! display. Screen capture, the connection loop and input arrive with issue 5. The version it reports
+//! is the one the relay's recording gate checks.
+
+pub mod encode;
+pub mod pattern;
 
 use protocol::{ProductVersion, VersionError};
 

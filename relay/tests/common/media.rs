@@ -4,52 +4,41 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
-use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, FrameType, RateControlMode};
-use openh264::formats::YUVBuffer;
-use openh264::OpenH264API;
 use protocol::{Message, Orientation, VideoCodec, VideoConfig, VideoFrame};
 use shiguredo_mp4::bitstream::h264::{length_prefixed_to_annexb, LengthSize};
 use shiguredo_mp4::boxes::SampleEntry;
 use shiguredo_mp4::demux::{DemuxError, Fmp4FileDemuxer, Input};
+use streamer_agent::encode::H264Encoder;
+use streamer_agent::pattern::{PatternKind, TestPattern};
 
-/// Encodes frames of moving content at a fixed size.
+/// A streamer's video: generated content encoded by the streamer agent's H.264 encoder.
 pub struct TestEncoder {
-    encoder: Encoder,
+    encoder: H264Encoder,
+    pattern: TestPattern,
     pub width: u16,
     pub height: u16,
     pub frame_rate: u16,
     pub monitor_id: u32,
-    n: u64,
     /// Microseconds of the next frame.
     pub timestamp_us: u64,
-    noisy: bool,
-    seed: u32,
 }
 
 impl TestEncoder {
     pub fn new(width: u16, height: u16, frame_rate: u16, monitor_id: u32) -> Self {
-        let config = EncoderConfig::new()
-            .skip_frames(false)
-            .rate_control_mode(RateControlMode::Off)
-            .max_frame_rate(FrameRate::from_hz(f32::from(frame_rate)))
-            .bitrate(BitRate::from_bps(2_000_000));
-        let encoder = Encoder::with_api_config(OpenH264API::from_source(), config).unwrap();
         Self {
-            encoder,
+            encoder: H264Encoder::new(width, height, frame_rate).unwrap(),
+            pattern: TestPattern::new(width, height, PatternKind::Moving),
             width,
             height,
             frame_rate,
             monitor_id,
-            n: 0,
             timestamp_us: 0,
-            noisy: false,
-            seed: 1,
         }
     }
 
     /// Content that compresses badly, for size-cap tests.
     pub fn noisy(mut self) -> Self {
-        self.noisy = true;
+        self.pattern = TestPattern::new(self.width, self.height, PatternKind::Noise);
         self
     }
 
@@ -76,47 +65,15 @@ impl TestEncoder {
 
     /// The next frame; a keyframe when `key` is set (and always for the first).
     pub fn frame(&mut self, key: bool) -> Message {
-        let (w, h) = (usize::from(self.width), usize::from(self.height));
-        let mut rgb = vec![0u8; w * h * 3];
-        let shift = (self.n * 4) as usize;
-        for y in 0..h {
-            for x in 0..w {
-                let i = (y * w + x) * 3;
-                if self.noisy {
-                    // A new random value per 4x4 block: detail that compresses badly.
-                    if x % 4 == 0 {
-                        self.seed = self
-                            .seed
-                            .wrapping_mul(1_103_515_245)
-                            .wrapping_add(12345 + (y / 4) as u32);
-                    }
-                    let v = (self.seed >> 16) as u8;
-                    rgb[i..i + 3].copy_from_slice(&[v, v.wrapping_mul(3), v.wrapping_add(91)]);
-                } else {
-                    rgb[i] = ((x + shift) % 256) as u8;
-                    rgb[i + 1] = ((y * 2) % 256) as u8;
-                    rgb[i + 2] = if (x / 16 + y / 16 + self.n as usize) % 2 == 0 {
-                        220
-                    } else {
-                        30
-                    };
-                }
-            }
-        }
-        let yuv = YUVBuffer::from_rgb8_source(openh264::formats::RgbSliceU8::new(&rgb, (w, h)));
-        if key {
-            self.encoder.force_intra_frame();
-        }
-        let stream = self.encoder.encode(&yuv).unwrap();
-        let keyframe = matches!(stream.frame_type(), FrameType::IDR | FrameType::I);
-        let payload = stream.to_vec();
-        assert!(!payload.is_empty(), "the encoder produced a frame");
+        let encoded = self
+            .encoder
+            .encode_rgb(&self.pattern.next_rgb(), key)
+            .unwrap();
         let msg = Message::VideoFrame(VideoFrame {
-            keyframe,
+            keyframe: encoded.keyframe,
             timestamp_us: self.timestamp_us,
-            payload: Bytes::from(payload),
+            payload: Bytes::from(encoded.data),
         });
-        self.n += 1;
         self.timestamp_us += 1_000_000 / u64::from(self.frame_rate);
         msg
     }
