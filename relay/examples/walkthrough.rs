@@ -4,19 +4,23 @@
 //! signs in as the first owner through the HTTPS API, registers two unattended devices with the
 //! deployment code (one with a streamer older than 3.5.8.0), switches recording on, and shows the
 //! recording gate refusing the old streamer and admitting the current one, messages forwarded both
-//! ways, the session log, and a clean shutdown. The clients here speak the protocol for real; what they
-//! send stands in for the screen capture and the technician app that later issues bring.
+//! ways, the recording stored as fragmented MP4 files (split on a monitor switch), the session log, and
+//! a clean shutdown. The clients speak the protocol for real; the "streamer" encodes generated content
+//! with the streamer agent's real H.264 encoder, standing in for the screen capture of issue 5.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use protocol::{
-    AccessType, Credential, KeyInput, Message, Modifiers, MonitorInfo, ProductVersion, Role,
-    SessionTarget,
+    AccessType, Credential, KeyInput, Message, Modifiers, MonitorInfo, Orientation, ProductVersion,
+    Role, SessionTarget, VideoCodec, VideoConfig, VideoFrame,
 };
+use relay::store::RecordingState;
 use relay::{Config, Relay, SystemClock};
 use relay_client::{Connection, Connector};
+use streamer_agent::encode::H264Encoder;
+use streamer_agent::pattern::{PatternKind, TestPattern};
 use tokio_util::sync::CancellationToken;
 
 async fn recv(c: &mut Connection) -> Result<Message> {
@@ -56,6 +60,7 @@ async fn main() -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = format!("localhost:{}", listener.local_addr()?.port());
     let shutdown = CancellationToken::new();
+    let store = relay.store().clone();
     let served = tokio::spawn(relay.serve(listener, shutdown.clone()));
     println!("relay {} on https://{addr}", relay::product_version()?);
     println!("data directory {}", data_dir.display());
@@ -169,10 +174,6 @@ async fn main() -> Result<()> {
         println!("technician <- {:?}", recv(&mut tech).await?);
     }
     println!("streamer   <- {:?}", recv(&mut streamer).await?);
-    println!(
-        "(the recorder that stores the video is issue 4: today the relay enforces the gate and"
-    );
-    println!(" tells both sides, and refuses recorded sessions when storage fails, but writes no files yet)");
 
     step("Messages cross the relay both ways");
     let monitors = Message::MonitorList(vec![MonitorInfo {
@@ -194,6 +195,43 @@ async fn main() -> Result<()> {
     .await?;
     println!("streamer   <- {:?}", recv(&mut streamer).await?);
 
+    step("Video crosses the relay and is recorded as it passes");
+    let mut timestamp_us = 0;
+    for monitor_id in [0u32, 1] {
+        let (width, height, frame_rate) = (640u16, 360u16, 30u16);
+        let mut encoder = H264Encoder::new(width, height, frame_rate)?;
+        let mut pattern = TestPattern::new(width, height, PatternKind::Moving);
+        let config = Message::VideoConfig(VideoConfig {
+            codec: VideoCodec::H264,
+            width,
+            height,
+            frame_rate,
+            monitor_id,
+            orientation: Orientation::Landscape,
+        });
+        streamer.send(&config).await?;
+        let mut bytes = 0;
+        for i in 0..90 {
+            let frame = encoder.encode_rgb(&pattern.next_rgb(), i == 0)?;
+            bytes += frame.data.len();
+            streamer
+                .send(&Message::VideoFrame(VideoFrame {
+                    keyframe: frame.keyframe,
+                    timestamp_us,
+                    payload: frame.data.into(),
+                }))
+                .await?;
+            timestamp_us += 1_000_000 / u64::from(frame_rate);
+        }
+        let mut frames = 0;
+        while frames < 90 {
+            if let Message::VideoFrame(_) = recv(&mut tech).await? {
+                frames += 1;
+            }
+        }
+        println!("monitor {monitor_id}: 3 s of {width}x{height} H.264 ({bytes} bytes) sent; the technician received {frames} frames");
+    }
+
     step("The technician ends the session; the log has it");
     tech.send(&Message::LeaveSession).await?;
     println!("technician <- {:?}", recv(&mut tech).await?);
@@ -206,6 +244,34 @@ async fn main() -> Result<()> {
         println!(
             "  {} {} recorded={} ended: {}",
             s["device_name"], s["access"], s["recorded"], s["end_reason"]
+        );
+    }
+
+    step("The recording: one browser-playable file per monitor, hashed");
+    let session_id = sessions["sessions"][0]["id"]
+        .as_str()
+        .context("a session id")?
+        .to_owned();
+    for _ in 0..100 {
+        if store.recording_state(&session_id).await? == Some(RecordingState::Uploaded) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "recording state: {:?}",
+        store.recording_state(&session_id).await?
+    );
+    for f in store.recording_files(&session_id).await? {
+        println!(
+            "  monitor {} {:<14} {} ms, {} frames, {} bytes, sha256 {}...\n    {}",
+            f.monitor_id,
+            f.split_reason,
+            f.duration_ms.unwrap_or_default(),
+            f.frame_count.unwrap_or_default(),
+            f.size_bytes.unwrap_or_default(),
+            &f.sha256.unwrap_or_default()[..16],
+            data_dir.join("recordings").join(&f.object_key).display()
         );
     }
 

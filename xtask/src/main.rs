@@ -135,8 +135,7 @@ fn demo() -> Result<()> {
     ]))?;
     println!(
         "\nStill missing from the demo, each with its issue:\n\
-         - the recorder writing fragmented MP4 files, the 24-hour limit and retention (issue 4)\n\
-         - the streamer agent capturing and encoding real screens (issue 5)\n\
+         - the streamer agent capturing real screens and taking input (issue 5)\n\
          - the technician library, command-line client and Tauri app (issue 6)\n\
          - the web console pages (issue 7)"
     );
