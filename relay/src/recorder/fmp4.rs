@@ -23,6 +23,9 @@ const FRAGMENT_MAX_BYTES: usize = 2 * 1024 * 1024;
 /// Bytes of `moof` metadata per sample, and per fragment, for size estimates.
 const PER_SAMPLE_OVERHEAD: usize = 16;
 const PER_FRAGMENT_OVERHEAD: usize = 256;
+/// Bytes of the closing `mfra` index: fixed, and per fragment (a 64-bit `tfra` entry is 19 bytes).
+const MFRA_OVERHEAD: usize = 64;
+const MFRA_PER_FRAGMENT: usize = 24;
 
 /// Why an access unit cannot be written (the streamer's fault, or a muxer failure).
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +119,8 @@ pub struct Fmp4File {
     written: u64,
     /// Total media duration handed out so far, in timescale ticks.
     ticks: u64,
+    /// Fragments handed out so far.
+    fragments: usize,
 }
 
 impl std::fmt::Debug for Fmp4File {
@@ -154,6 +159,7 @@ impl Fmp4File {
             frames: 0,
             written: 0,
             ticks: 0,
+            fragments: 0,
         })
     }
 
@@ -170,7 +176,9 @@ impl Fmp4File {
             self.pending_bytes + self.pending.len() * PER_SAMPLE_OVERHEAD + PER_FRAGMENT_OVERHEAD
         };
         let init = if self.init_written { 0 } else { 1024 };
-        self.written + (pending + init) as u64
+        // The closing `mfra` index: a header and one entry per fragment.
+        let index = MFRA_OVERHEAD + MFRA_PER_FRAGMENT * (self.fragments + 1);
+        self.written + (pending + init + index) as u64
     }
 
     /// What adding a sample of `len` bytes costs at most, for size checks.
@@ -224,13 +232,18 @@ impl Fmp4File {
         Ok(out)
     }
 
-    /// Ends the file: flushes the pending fragment, the last frame lasting `last_frame_us`.
+    /// Ends the file: flushes the pending fragment, the last frame lasting `last_frame_us`, and adds
+    /// the random-access index (`mfra`) that lets players seek without reading every fragment.
     pub fn finish(&mut self, last_frame_us: u64) -> Result<Option<Vec<u8>>, Fmp4Error> {
         let Some(last) = self.pending.last() else {
             return Ok(None);
         };
         let end = last.timestamp_us + last_frame_us.max(1);
-        self.flush(end)
+        let mut out = self.flush(end)?.unwrap_or_default();
+        let index = self.muxer.mfra_bytes().map_err(|e| Fmp4Error::Mux(e.to_string()))?;
+        self.written += index.len() as u64;
+        out.extend_from_slice(&index);
+        Ok(Some(out))
     }
 
     /// Media duration of what was handed out, in milliseconds.
@@ -294,6 +307,7 @@ impl Fmp4File {
         }
         self.ticks += samples.iter().map(|s| u64::from(s.duration)).sum::<u64>();
         self.pending_bytes = 0;
+        self.fragments += 1;
         self.written += out.len() as u64;
         Ok(Some(out))
     }
