@@ -183,7 +183,8 @@ async fn sigkill_mid_session_keeps_finished_files_and_closes_the_open_one_as_inc
     let mut enc = TestEncoder::new(320, 240, 30, 1).starting_at(enc.timestamp_us);
     streamer.send(&enc.config()).await.unwrap();
     stream(&mut streamer, &mut enc, 45, 10).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Give the recorder time to sync the fourth fragment, then kill without warning.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(Command::new("kill")
         .args(["-KILL", &relay.child.id().to_string()])
         .status()
