@@ -240,7 +240,10 @@ impl Fmp4File {
         };
         let end = last.timestamp_us + last_frame_us.max(1);
         let mut out = self.flush(end)?.unwrap_or_default();
-        let index = self.muxer.mfra_bytes().map_err(|e| Fmp4Error::Mux(e.to_string()))?;
+        let index = self
+            .muxer
+            .mfra_bytes()
+            .map_err(|e| Fmp4Error::Mux(e.to_string()))?;
         self.written += index.len() as u64;
         out.extend_from_slice(&index);
         Ok(Some(out))
