@@ -4,7 +4,13 @@ use openh264::encoder::{
     BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
     UsageType,
 };
-use openh264::formats::{RgbSliceU8, YUVBuffer};
+use openh264::formats::{RgbSliceU8, YUVBuffer, YUVSlices};
+use yuv::{
+    bgra_to_yuv420, YuvChromaSubsampling, YuvConversionMode, YuvPlanarImageMut, YuvRange,
+    YuvStandardMatrix,
+};
+
+use crate::capture::Frame;
 use openh264::OpenH264API;
 
 /// Encoding failed (our fault: the encoder or its input).
@@ -28,6 +34,15 @@ pub enum EncodeError {
     /// The encoder produced nothing for a frame it was given.
     #[error("the encoder produced no data")]
     Empty,
+    /// Colour conversion failed.
+    #[error("BGRA to I420: {0}")]
+    Convert(String),
+}
+
+/// The size an encoder uses for a `width` x `height` image: 4:2:0 needs even sides, so an odd last
+/// column or row is left out.
+pub fn encoded_size(width: u16, height: u16) -> (u16, u16) {
+    (width & !1, height & !1)
 }
 
 /// One encoded access unit, Annex B.
@@ -44,6 +59,7 @@ pub struct H264Encoder {
     encoder: Encoder,
     width: u16,
     height: u16,
+    i420: YuvPlanarImageMut<'static, u8>,
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -71,16 +87,79 @@ impl H264Encoder {
                 u32::from(frame_rate.max(1)) * 2,
             ));
         let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)?;
+        let (width, height) = encoded_size(width, height);
+        let i420 = YuvPlanarImageMut::alloc(
+            u32::from(width),
+            u32::from(height),
+            YuvChromaSubsampling::Yuv420,
+        );
         Ok(Self {
             encoder,
             width,
             height,
+            i420,
         })
     }
 
     /// Width and height.
     pub fn size(&self) -> (u16, u16) {
         (self.width, self.height)
+    }
+
+    /// Encodes one captured BGRA frame (converted to I420 with the `yuv` crate); a keyframe when
+    /// asked. The frame may be larger than the encoder by an odd last column or row.
+    pub fn encode_bgra(
+        &mut self,
+        frame: &Frame,
+        keyframe: bool,
+    ) -> Result<EncodedFrame, EncodeError> {
+        if frame.width & !1 != self.width || frame.height & !1 != self.height {
+            return Err(EncodeError::WrongSize {
+                got: frame.bgra.len(),
+                want: usize::from(self.width) * usize::from(self.height) * 4,
+                width: self.width,
+                height: self.height,
+            });
+        }
+        bgra_to_yuv420(
+            &mut self.i420,
+            &frame.bgra,
+            u32::try_from(frame.stride)
+                .map_err(|_| EncodeError::Convert("stride too large".into()))?,
+            YuvRange::Limited,
+            YuvStandardMatrix::Bt601,
+            YuvConversionMode::Balanced,
+        )
+        .map_err(|e| EncodeError::Convert(e.to_string()))?;
+        let (w, h) = (usize::from(self.width), usize::from(self.height));
+        let strides = (
+            self.i420.y_stride as usize,
+            self.i420.u_stride as usize,
+            self.i420.v_stride as usize,
+        );
+        let planes = (
+            self.i420.y_plane.borrow(),
+            self.i420.u_plane.borrow(),
+            self.i420.v_plane.borrow(),
+        );
+        let yuv = YUVSlices::new(planes, (w, h), strides);
+        if keyframe {
+            self.encoder.force_intra_frame();
+        }
+        let stream = self.encoder.encode(&yuv)?;
+        Self::finish(&stream)
+    }
+
+    fn finish(
+        stream: &openh264::encoder::EncodedBitStream<'_>,
+    ) -> Result<EncodedFrame, EncodeError> {
+        // Only an IDR picture (with its SPS and PPS) lets decoding, and a recording file, start here.
+        let keyframe = matches!(stream.frame_type(), FrameType::IDR);
+        let data = stream.to_vec();
+        if data.is_empty() {
+            return Err(EncodeError::Empty);
+        }
+        Ok(EncodedFrame { data, keyframe })
     }
 
     /// Encodes one RGB frame (3 bytes per pixel, rows top to bottom); a keyframe when asked.
@@ -99,12 +178,6 @@ impl H264Encoder {
             self.encoder.force_intra_frame();
         }
         let stream = self.encoder.encode(&yuv)?;
-        // Only an IDR picture (with its SPS and PPS) lets decoding, and a recording file, start here.
-        let keyframe = matches!(stream.frame_type(), FrameType::IDR);
-        let data = stream.to_vec();
-        if data.is_empty() {
-            return Err(EncodeError::Empty);
-        }
-        Ok(EncodedFrame { data, keyframe })
+        Self::finish(&stream)
     }
 }

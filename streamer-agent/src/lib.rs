@@ -1,11 +1,17 @@
 //! The streamer agent: captures and encodes the end user's screens and takes remote input.
 //!
-//! So far: the H.264 encoder (`encode`) and generated content (`pattern`) for machines without a
-//! display. Screen capture, the connection loop and input arrive with issue 5. The version it reports
-//! is the one the relay's recording gate checks.
+//! `agent` signs in to the relay and serves sessions; `stream` captures (`capture`), converts and
+//! encodes (`encode`) at the technician's frame rate; `input` injects the technician's mouse and keys.
+//! Platform code sits behind the `ScreenSource` and `InputSink` traits (X11 today). `pattern` generates
+//! content for machines without a display. The version it reports is the one the relay's recording
+//! gate checks.
 
+pub mod agent;
+pub mod capture;
 pub mod encode;
+pub mod input;
 pub mod pattern;
+pub mod stream;
 
 use protocol::{ProductVersion, VersionError};
 

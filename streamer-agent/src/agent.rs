@@ -1,0 +1,376 @@
+//! The streamer's connection to the relay: sign in (device credential, deployment code, or attended),
+//! wait for session offers, stream while a session runs, inject input, and reconnect after any loss.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use protocol::{Credential, EndReason, ErrorCode, Message, ProductVersion, Role};
+use relay_client::{Connection, Connector, LinkError};
+use tokio_util::sync::CancellationToken;
+
+use crate::capture::ScreenSource;
+use crate::input::InputSink;
+use crate::stream::{self, CurrentMonitor, StreamCommand};
+
+/// How the streamer signs in.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Runs permanently for the team; registers once with a deployment code.
+    Unattended {
+        /// Where the device credential is kept (readable by this user only).
+        credential_file: PathBuf,
+        /// The deployment code, needed only until the device is registered.
+        deployment_code: Option<String>,
+    },
+    /// Runs on demand; the relay issues a session code for the end user to read out.
+    Attended {
+        /// The team's attended-access key.
+        team_key: String,
+    },
+}
+
+/// Settings of a running streamer.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The relay, `host:port`.
+    pub relay: String,
+    /// The CA certificate that the relay's certificate chains to.
+    pub ca_file: PathBuf,
+    /// Attended or unattended.
+    pub mode: Mode,
+    /// The computer's name as technicians see it.
+    pub device_name: String,
+    /// The X display to capture (`$DISPLAY` when `None`).
+    pub display: Option<String>,
+    /// Frame rate until the technician chooses one.
+    pub frame_rate: u16,
+}
+
+/// What the streamer tells its user, as it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Connected and signed in.
+    Connected,
+    /// The session code to read to the technician, with seconds until it expires.
+    SessionCode(String, u32),
+    /// A session started; whether the team's policy records it.
+    SessionStarted {
+        /// The technician's name.
+        technician: String,
+        /// Recorded by policy.
+        recorded: bool,
+    },
+    /// The session ended, and why.
+    SessionEnded(String),
+    /// The connection was lost; retrying in this many seconds.
+    Reconnecting(u64, String),
+}
+
+/// The device credential kept on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DeviceCredential {
+    device_id: String,
+    secret: String,
+}
+
+fn read_credential(path: &Path) -> Result<Option<DeviceCredential>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut lines = text.lines();
+    match (lines.next(), lines.next()) {
+        (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+            Ok(Some(DeviceCredential {
+                device_id: id.to_owned(),
+                secret: secret.to_owned(),
+            }))
+        }
+        _ => bail!(
+            "{} is not a device credential (two lines: id, secret)",
+            path.display()
+        ),
+    }
+}
+
+/// Writes the credential readable by this user only, replacing any older one atomically.
+fn write_credential(path: &Path, c: &DeviceCredential) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut f = options
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    writeln!(f, "{}\n{}", c.device_id, c.secret)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The platform's screen and input backends.
+pub trait Platform: Send + Sync {
+    /// A screen source for one session.
+    fn screen(&self) -> Result<Box<dyn ScreenSource>>;
+    /// An input sink for one session.
+    fn input(&self) -> Result<Box<dyn InputSink>>;
+}
+
+/// X11 on Linux.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone)]
+pub struct X11Platform {
+    /// The display, or `$DISPLAY`.
+    pub display: Option<String>,
+}
+
+#[cfg(target_os = "linux")]
+impl Platform for X11Platform {
+    fn screen(&self) -> Result<Box<dyn ScreenSource>> {
+        Ok(Box::new(crate::capture::x11::X11Source::connect(
+            self.display.as_deref(),
+        )?))
+    }
+
+    fn input(&self) -> Result<Box<dyn InputSink>> {
+        Ok(Box::new(crate::input::x11::X11Input::connect(
+            self.display.as_deref(),
+        )?))
+    }
+}
+
+/// Runs the streamer until `shutdown`: connects, serves sessions, and reconnects after any loss with
+/// a backoff from 1 to 30 seconds. Refusals that retrying cannot fix (a revoked device, a used-up
+/// deployment code) end it with an error.
+pub async fn run(
+    config: AgentConfig,
+    platform: std::sync::Arc<dyn Platform>,
+    notices: tokio::sync::mpsc::UnboundedSender<Notice>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let connector = Connector::trusting_ca_file(&config.ca_file)?;
+    let version = ProductVersion::this_build()?;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let attempt = async {
+            let mut conn = connector.connect(&config.relay).await?;
+            let credential = credential(&config)?;
+            let est = conn.handshake(Role::Streamer, version, credential).await?;
+            if let (
+                Some((device_id, secret)),
+                Mode::Unattended {
+                    credential_file, ..
+                },
+            ) = (&est.registered, &config.mode)
+            {
+                write_credential(
+                    credential_file,
+                    &DeviceCredential {
+                        device_id: device_id.clone(),
+                        secret: secret.clone(),
+                    },
+                )?;
+            }
+            let _ = notices.send(Notice::Connected);
+            if let Some((code, ttl)) = est.session_code {
+                let _ = notices.send(Notice::SessionCode(code, ttl));
+            }
+            serve(&mut conn, &config, platform.as_ref(), &notices, &shutdown).await
+        };
+        let result: Result<()> = tokio::select! {
+            r = attempt => r,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        match result {
+            Ok(()) if shutdown.is_cancelled() => return Ok(()),
+            // The attended session is over (codes are single-use): done.
+            Ok(()) if matches!(config.mode, Mode::Attended { .. }) => return Ok(()),
+            Ok(()) => backoff = Duration::from_secs(1),
+            Err(e) => {
+                if let Some(LinkError::Refused(r)) = e.downcast_ref::<LinkError>() {
+                    if matches!(
+                        r.code,
+                        ErrorCode::CredentialRevoked | ErrorCode::CredentialNotAllowed
+                    ) {
+                        return Err(e).context("the relay will not accept this device");
+                    }
+                }
+                let _ = notices.send(Notice::Reconnecting(backoff.as_secs(), format!("{e:#}")));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn credential(config: &AgentConfig) -> Result<Credential> {
+    Ok(match &config.mode {
+        Mode::Attended { team_key } => Credential::Attended {
+            team_key: team_key.clone(),
+            device_name: config.device_name.clone(),
+        },
+        Mode::Unattended {
+            credential_file,
+            deployment_code,
+        } => match read_credential(credential_file)? {
+            Some(c) => Credential::Device {
+                device_id: c.device_id,
+                secret: c.secret,
+            },
+            None => match deployment_code {
+                Some(code) => Credential::DeploymentCode {
+                    code: code.clone(),
+                    device_name: config.device_name.clone(),
+                },
+                None => bail!(
+                    "no device credential in {} and no deployment code to register with",
+                    credential_file.display()
+                ),
+            },
+        },
+    })
+}
+
+/// Serves one connection until it closes. Returns `Ok` when the relay ended an attended session or
+/// the streamer is shutting down.
+async fn serve(
+    conn: &mut Connection,
+    config: &AgentConfig,
+    platform: &dyn Platform,
+    notices: &tokio::sync::mpsc::UnboundedSender<Notice>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    loop {
+        let msg = tokio::select! {
+            m = conn.recv() => m?,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        match msg {
+            Message::SessionOffer {
+                session_id,
+                technician,
+                recorded,
+                ..
+            } => {
+                conn.send(&Message::SessionAccept { session_id }).await?;
+                let _ = notices.send(Notice::SessionStarted {
+                    technician,
+                    recorded,
+                });
+                let ended = session(conn, config, platform, shutdown).await?;
+                let _ = notices.send(Notice::SessionEnded(ended));
+                if matches!(config.mode, Mode::Attended { .. }) {
+                    return Ok(());
+                }
+            }
+            Message::Refused { code, message } => {
+                return Err(LinkError::Refused(protocol::Refusal::new(code, message)).into())
+            }
+            // Nothing else is expected between sessions; ignore it rather than fail.
+            _ => {}
+        }
+    }
+}
+
+/// One session: stream and take input until it ends. Returns why it ended.
+async fn session(
+    conn: &mut Connection,
+    config: &AgentConfig,
+    platform: &dyn Platform,
+    shutdown: &CancellationToken,
+) -> Result<String> {
+    let source = platform.screen()?;
+    let mut input = platform.input()?;
+    let (commands, command_rx) = std_mpsc::channel();
+    // A few frames in flight at most: when the network is slow, capture waits.
+    let (frames_tx, mut frames) = tokio::sync::mpsc::channel(4);
+    let current: CurrentMonitor = Default::default();
+    let capture_current = current.clone();
+    let frame_rate = config.frame_rate;
+    let capture = std::thread::spawn(move || {
+        stream::run(source, command_rx, frames_tx, capture_current, frame_rate)
+    });
+    let result = loop {
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Some(m) => conn.send(&m).await?,
+                None => break Err(anyhow::anyhow!("capture stopped")),
+            },
+            msg = conn.recv() => match msg? {
+                Message::KeyframeRequest => { let _ = commands.send(StreamCommand::Keyframe); }
+                Message::SwitchMonitor { monitor_id } => { let _ = commands.send(StreamCommand::SwitchMonitor(monitor_id)); }
+                Message::SetFrameRate { frame_rate } => { let _ = commands.send(StreamCommand::SetFrameRate(frame_rate)); }
+                Message::MouseInput(m) => {
+                    let monitor = current.lock().ok().and_then(|c| c.clone());
+                    if let Some(monitor) = monitor {
+                        if let Err(e) = input.mouse(&monitor, &m) {
+                            tracing::warn!(error = %e, "mouse input not injected");
+                        }
+                    }
+                }
+                Message::KeyInput(k) => if let Err(e) = input.key(&k) { tracing::warn!(error = %e, "key not injected"); },
+                Message::TextInput { text } => if let Err(e) = input.text(&text) { tracing::warn!(error = %e, "text not injected"); },
+                Message::SessionEnded { reason, message } => break Ok(end_text(reason, &message)),
+                Message::RecordingState { .. } => {}
+                Message::Refused { code, message } => break Err(LinkError::Refused(protocol::Refusal::new(code, message)).into()),
+                _ => {}
+            },
+            _ = shutdown.cancelled() => {
+                // The end user ends the session.
+                let _ = conn.send(&Message::LeaveSession).await;
+                break Ok("You ended the session.".into());
+            }
+        }
+    };
+    // Closing the command channel and the frame receiver stops the capture thread.
+    drop(commands);
+    drop(frames);
+    let _ = tokio::task::spawn_blocking(move || capture.join()).await;
+    result
+}
+
+fn end_text(reason: EndReason, message: &str) -> String {
+    if message.is_empty() {
+        format!("The session ended ({reason:?}).")
+    } else {
+        message.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credential_file_is_private_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.credential");
+        assert_eq!(read_credential(&path).unwrap(), None);
+        let c = DeviceCredential {
+            device_id: "d1".into(),
+            secret: "s3".into(),
+        };
+        write_credential(&path, &c).unwrap();
+        assert_eq!(read_credential(&path).unwrap(), Some(c));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        std::fs::write(&path, "garbage").unwrap();
+        assert!(read_credential(&path).is_err());
+    }
+}

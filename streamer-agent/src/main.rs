@@ -1,0 +1,132 @@
+//! The streamer agent's command line: attended (session code) or unattended (device credential).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use streamer_agent::agent::{self, AgentConfig, Mode, Notice, X11Platform};
+use tokio_util::sync::CancellationToken;
+
+/// Streamer agent for recorded remote support: shares this computer's screens with a technician
+/// through the relay, and takes their mouse and keyboard input.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The relay, host:port.
+    #[arg(long, env = "STREAMER_RELAY")]
+    relay: String,
+    /// The CA certificate the relay's certificate chains to.
+    #[arg(long, env = "STREAMER_CA")]
+    ca: PathBuf,
+    /// Attended: the team's attended-access key (prints a session code to read out).
+    #[arg(long, env = "STREAMER_TEAM_KEY", conflicts_with_all = ["deployment_code", "credential_file"])]
+    team_key: Option<String>,
+    /// Unattended: where the device credential is kept.
+    #[arg(
+        long,
+        env = "STREAMER_CREDENTIAL_FILE",
+        default_value = "streamer-device.credential"
+    )]
+    credential_file: PathBuf,
+    /// Unattended: the deployment code to register with on first start.
+    #[arg(long, env = "STREAMER_DEPLOYMENT_CODE")]
+    deployment_code: Option<String>,
+    /// The computer's name as technicians see it.
+    #[arg(long, env = "STREAMER_NAME")]
+    name: Option<String>,
+    /// The X display to share (default: $DISPLAY).
+    #[arg(long, env = "STREAMER_DISPLAY")]
+    display: Option<String>,
+    /// Frames per second until the technician chooses.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=60))]
+    frame_rate: u16,
+    /// Print the four-part product version and exit.
+    #[arg(long)]
+    product_version: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if std::env::args().any(|a| a == "--product-version") {
+        return match streamer_agent::product_version() {
+            Ok(v) => {
+                println!("{v}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("streamer: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = Args::parse();
+    let name = args.name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "This computer".into())
+    });
+    let mode = match args.team_key {
+        Some(team_key) => Mode::Attended { team_key },
+        None => Mode::Unattended {
+            credential_file: args.credential_file,
+            deployment_code: args.deployment_code,
+        },
+    };
+    let config = AgentConfig {
+        relay: args.relay,
+        ca_file: args.ca,
+        mode,
+        device_name: name,
+        display: args.display.clone(),
+        frame_rate: args.frame_rate,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("streamer: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            on_signal.cancel();
+        });
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(n) = rx.recv().await {
+                match n {
+                    Notice::Connected => println!("Connected to the relay."),
+                    Notice::SessionCode(code, ttl) => println!(
+                        "Your session code is {} {} {}. Read it to your technician (valid {} minutes).",
+                        &code[..3.min(code.len())], &code[3.min(code.len())..6.min(code.len())], &code[6.min(code.len())..], ttl / 60
+                    ),
+                    Notice::SessionStarted { technician, recorded } => {
+                        println!("{technician} is now connected to this computer. Press Ctrl-C to end the session.");
+                        if recorded {
+                            println!("This session is being recorded by your team's policy.");
+                        }
+                    }
+                    Notice::SessionEnded(why) => println!("The session ended: {why}"),
+                    Notice::Reconnecting(secs, why) => println!("Connection lost ({why}); trying again in {secs} s."),
+                }
+            }
+        });
+        agent::run(config, Arc::new(X11Platform { display: args.display }), tx, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streamer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
