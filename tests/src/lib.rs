@@ -1,1 +1,270 @@
-//! Tests across the relay, streamer agent and technician crates; the tests live in `tests/tests/`.
+//! Harnesses for tests across crates: a relay in-process on 127.0.0.1:0, and a virtual X display.
+//!
+//! The display is Xorg with the dummy video driver rather than Xvfb: Xvfb here cannot change its
+//! resolution or define several monitors through RandR, and the streamer must be tested on both.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use relay::{Config, ManualClock, Relay};
+use tokio_util::sync::CancellationToken;
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{ConnectionExt as _, CreateWindowAux, WindowClass};
+use x11rb::rust_connection::RustConnection;
+
+/// A virtual X display for one test.
+#[derive(Debug)]
+pub struct XDisplay {
+    /// Such as `:57`.
+    pub name: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+const DUMMY_CONF: &str = r#"Section "Device"
+    Identifier "dummy"
+    Driver "dummy"
+    VideoRam 256000
+EndSection
+Section "Monitor"
+    Identifier "monitor"
+    HorizSync 5.0-1000.0
+    VertRefresh 5.0-200.0
+EndSection
+Section "Screen"
+    Identifier "screen"
+    Device "dummy"
+    Monitor "monitor"
+    DefaultDepth 24
+    SubSection "Display"
+        Depth 24
+        Virtual 2048 2048
+    EndSubSection
+EndSection
+"#;
+
+impl XDisplay {
+    /// Starts Xorg with the dummy driver on a free display number, at `width` x `height`.
+    pub fn start(width: u16, height: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("dummy.conf");
+        std::fs::write(&conf, DUMMY_CONF).unwrap();
+        for n in 40..200u32 {
+            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            {
+                continue;
+            }
+            let child = Command::new("Xorg")
+                .arg(format!(":{n}"))
+                .args(["-config"])
+                .arg(&conf)
+                .args(["-noreset", "-nolisten", "tcp", "-logfile"])
+                .arg(dir.path().join("Xorg.log"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("Xorg with the dummy driver (xserver-xorg-video-dummy) must be installed");
+            let mut display = Self {
+                name: format!(":{n}"),
+                child,
+                _dir: dir,
+            };
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(15) {
+                if let Ok(Some(_)) = display.child.try_wait() {
+                    break; // Lost a race for this number: try the next.
+                }
+                if x11rb::connect(Some(&display.name)).is_ok() {
+                    display.set_mode(width, height);
+                    return display;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = display.child.kill();
+            let _ = display.child.wait();
+            return Self::start(width, height);
+        }
+        panic!("no free X display number");
+    }
+
+    /// Runs xrandr on this display.
+    pub fn xrandr(&self, args: &[&str]) -> String {
+        let out = Command::new("xrandr")
+            .env("DISPLAY", &self.name)
+            .args(args)
+            .output()
+            .expect("xrandr (x11-xserver-utils)");
+        assert!(
+            out.status.success(),
+            "xrandr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Changes the screen's resolution (adding the mode when the driver lacks it).
+    pub fn set_mode(&self, width: u16, height: u16) {
+        let mode = format!("{width}x{height}");
+        let (w, h) = (width.to_string(), height.to_string());
+        let modes = self.xrandr(&[]);
+        if !modes
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(mode.as_str()))
+        {
+            let (w1, w2, w3) = (
+                (width + 8).to_string(),
+                (width + 16).to_string(),
+                (width + 24).to_string(),
+            );
+            let (h1, h2, h3) = (
+                (height + 1).to_string(),
+                (height + 2).to_string(),
+                (height + 3).to_string(),
+            );
+            self.xrandr(&[
+                "--newmode",
+                &mode,
+                "60.00",
+                &w,
+                &w1,
+                &w2,
+                &w3,
+                &h,
+                &h1,
+                &h2,
+                &h3,
+            ]);
+            self.xrandr(&["--addmode", "DUMMY0", &mode]);
+        }
+        self.xrandr(&["--output", "DUMMY0", "--mode", &mode]);
+    }
+
+    /// Splits the screen into two side-by-side monitors, `left` and `right`.
+    pub fn split_monitors(&self, width: u16, height: u16) {
+        let half = width / 2;
+        self.xrandr(&[
+            "--setmonitor",
+            "left",
+            &format!("{half}/100x{height}/100+0+0"),
+            "DUMMY0",
+        ]);
+        self.xrandr(&[
+            "--setmonitor",
+            "right",
+            &format!("{half}/100x{height}/100+{half}+0"),
+            "none",
+        ]);
+    }
+
+    /// Paints a rectangle of the desktop in one colour, with a window that stays until the returned
+    /// connection is dropped.
+    pub fn paint(
+        &self,
+        x: i16,
+        y: i16,
+        width: u16,
+        height: u16,
+        rgb: (u8, u8, u8),
+    ) -> RustConnection {
+        let (conn, screen) = x11rb::connect(Some(&self.name)).unwrap();
+        let root = conn.setup().roots[screen].root;
+        let window = conn.generate_id().unwrap();
+        let pixel = (u32::from(rgb.0) << 16) | (u32::from(rgb.1) << 8) | u32::from(rgb.2);
+        let aux = CreateWindowAux::new()
+            .background_pixel(pixel)
+            .override_redirect(1);
+        conn.create_window(
+            0,
+            window,
+            root,
+            x,
+            y,
+            width,
+            height,
+            0,
+            WindowClass::INPUT_OUTPUT,
+            0,
+            &aux,
+        )
+        .unwrap();
+        conn.map_window(window).unwrap();
+        conn.flush().unwrap();
+        // A round trip, so that the window is on screen when this returns.
+        conn.get_input_focus().unwrap().reply().unwrap();
+        conn
+    }
+}
+
+impl Drop for XDisplay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A relay in-process with a fresh data directory.
+#[derive(Debug)]
+pub struct TestRelay {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// `localhost:PORT`.
+    pub addr: String,
+    /// Its store.
+    pub store: relay::store::Store,
+    shutdown: CancellationToken,
+    served: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestRelay {
+    /// Starts a relay on `dir` (created if new), on `port` (0 for any).
+    pub async fn start(dir: &Path, port: u16) -> Self {
+        let config = Config {
+            data_dir: dir.to_path_buf(),
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            drain_timeout_ms: 3000,
+            ..Config::default()
+        };
+        let relay = Relay::prepare(config, Arc::new(ManualClock::new(1_800_000_000_000)))
+            .await
+            .unwrap();
+        let store = relay.store().clone();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let addr = format!("localhost:{}", listener.local_addr().unwrap().port());
+        let shutdown = CancellationToken::new();
+        let served = tokio::spawn(relay.serve(listener, shutdown.clone()));
+        Self {
+            dir: dir.to_path_buf(),
+            addr,
+            store,
+            shutdown,
+            served,
+        }
+    }
+
+    /// The development CA to trust.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("tls/dev-ca.pem")
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Stops it and waits for the drain.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.served)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -20,6 +20,14 @@ commands:
 /// nasm, without which openh264 builds without its assembly and runs 2.5 times slower.
 const BUILD_PACKAGES: &[&str] = &["build-essential", "pkg-config", "nasm"];
 
+/// Debian packages the tests need besides: a virtual X display whose resolution and monitors can be
+/// changed (Xorg with the dummy driver, and xrandr).
+const TEST_PACKAGES: &[&str] = &[
+    "xserver-xorg-core",
+    "xserver-xorg-video-dummy",
+    "x11-xserver-utils",
+];
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -144,6 +152,7 @@ fn demo() -> Result<()> {
 
 fn test() -> Result<()> {
     ensure_packages(BUILD_PACKAGES)?;
+    ensure_packages(TEST_PACKAGES)?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",

@@ -1,0 +1,480 @@
+//! The streamer agent on a virtual X display, through a real relay, seen by a test technician that
+//! decodes what arrives: real content at the requested rate, monitor and frame-rate switches, a
+//! resolution and orientation change, injected input, and reconnection after the relay restarts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openh264::formats::YUVSource;
+use protocol::*;
+use relay_client::{Connection, Connector};
+use streamer_agent::agent::{self, AgentConfig, Mode, Notice, X11Platform};
+use system_tests::{TestRelay, XDisplay};
+use tokio_util::sync::CancellationToken;
+use x11rb::connection::Connection as _;
+use x11rb::protocol::xproto::ConnectionExt as _;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Setup {
+    relay: TestRelay,
+    _data: tempfile::TempDir,
+    team_id: String,
+    tech: Connection,
+    streamer_stop: CancellationToken,
+    streamer: tokio::task::JoinHandle<anyhow::Result<()>>,
+    notices: tokio::sync::mpsc::UnboundedReceiver<Notice>,
+    device_id: String,
+}
+
+async fn setup(display: &XDisplay, record: bool) -> Setup {
+    let data = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(data.path(), 0).await;
+    let team = relay
+        .store
+        .create_team("acme", "owner@acme.example", "Owner", PASSWORD)
+        .await
+        .unwrap();
+    if record {
+        let mut s = relay
+            .store
+            .team_settings(&team.team.id)
+            .await
+            .unwrap()
+            .unwrap();
+        s.record_unattended = true;
+        relay
+            .store
+            .set_team_settings(&team.team.id, &s)
+            .await
+            .unwrap();
+    }
+    let code = relay
+        .store
+        .create_deployment_code(&team.team.id, 3_600_000)
+        .await
+        .unwrap();
+    let config = AgentConfig {
+        relay: relay.addr.clone(),
+        ca_file: relay.ca(),
+        mode: Mode::Unattended {
+            credential_file: data.path().join("device.credential"),
+            deployment_code: Some(code),
+        },
+        device_name: "Test PC".into(),
+        display: Some(display.name.clone()),
+        frame_rate: 10,
+    };
+    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    let streamer_stop = CancellationToken::new();
+    let platform = Arc::new(X11Platform {
+        display: Some(display.name.clone()),
+    });
+    let streamer = tokio::spawn(agent::run(config, platform, tx, streamer_stop.clone()));
+    assert_eq!(next_notice(&mut notices).await, Notice::Connected);
+    let device_id = relay.store.devices(&team.team.id).await.unwrap()[0]
+        .id
+        .clone();
+    let token = relay
+        .store
+        .sign_in("owner@acme.example", PASSWORD, 3_600_000)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    let mut tech = Connector::trusting_ca_file(&relay.ca())
+        .unwrap()
+        .connect(&relay.addr)
+        .await
+        .unwrap();
+    tech.handshake(
+        Role::Technician,
+        ProductVersion::new(3, 5, 8, 0),
+        Credential::TechnicianToken { token },
+    )
+    .await
+    .unwrap();
+    Setup {
+        relay,
+        _data: data,
+        team_id: team.team.id,
+        tech,
+        streamer_stop,
+        streamer,
+        notices,
+        device_id,
+    }
+}
+
+async fn next_notice(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Notice>) -> Notice {
+    tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("a notice")
+        .expect("the streamer is running")
+}
+
+async fn recv(c: &mut Connection) -> Message {
+    tokio::time::timeout(Duration::from_secs(15), c.recv())
+        .await
+        .expect("a message within 15 s")
+        .unwrap()
+}
+
+async fn start_session(s: &mut Setup) {
+    s.tech
+        .send(&Message::SessionRequest(SessionTarget::Device {
+            device_id: s.device_id.clone(),
+        }))
+        .await
+        .unwrap();
+    assert!(matches!(
+        recv(&mut s.tech).await,
+        Message::SessionStarted { .. }
+    ));
+    assert!(matches!(
+        recv(&mut s.tech).await,
+        Message::RecordingState { .. }
+    ));
+}
+
+/// Decodes video as it arrives; remembers the latest configuration.
+struct Viewer {
+    decoder: openh264::decoder::Decoder,
+    config: Option<VideoConfig>,
+    monitors: Vec<MonitorInfo>,
+}
+
+impl Viewer {
+    fn new() -> Self {
+        Self {
+            decoder: openh264::decoder::Decoder::new().unwrap(),
+            config: None,
+            monitors: Vec::new(),
+        }
+    }
+
+    /// Reads until a decoded frame; returns it as RGB with its size.
+    async fn frame(&mut self, tech: &mut Connection) -> (Vec<u8>, usize, usize) {
+        loop {
+            match recv(tech).await {
+                Message::VideoConfig(c) => {
+                    self.config = Some(c);
+                    self.decoder = openh264::decoder::Decoder::new().unwrap();
+                }
+                Message::MonitorList(m) => self.monitors = m,
+                Message::VideoFrame(f) => {
+                    if let Some(image) = self.decoder.decode(&f.payload).unwrap() {
+                        let (w, h) = image.dimensions();
+                        let mut rgb = vec![0u8; w * h * 3];
+                        image.write_rgb8(&mut rgb);
+                        return (rgb, w, h);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads frames until their centre is near `rgb`, for at most `within`.
+    async fn until_colour(&mut self, tech: &mut Connection, rgb: (u8, u8, u8), within: Duration) {
+        let started = Instant::now();
+        let mut last = (0, 0, 0);
+        while started.elapsed() < within {
+            let (frame, w, h) = self.frame(tech).await;
+            let i = ((h / 2) * w + w / 2) * 3;
+            last = (frame[i], frame[i + 1], frame[i + 2]);
+            let near = |a: u8, b: u8| a.abs_diff(b) <= 12;
+            if near(last.0, rgb.0) && near(last.1, rgb.1) && near(last.2, rgb.2) {
+                return;
+            }
+        }
+        panic!("the view never showed {rgb:?}; last centre pixel {last:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_technician_sees_the_real_screen_at_the_requested_rate() {
+    let display = XDisplay::start(640, 480);
+    let _red = display.paint(0, 0, 640, 480, (220, 30, 30));
+    let mut s = setup(&display, false).await;
+    start_session(&mut s).await;
+    let mut view = Viewer::new();
+    view.until_colour(&mut s.tech, (220, 30, 30), Duration::from_secs(10))
+        .await;
+    assert_eq!(view.config.unwrap().frame_rate, 10);
+    assert_eq!(
+        (view.config.unwrap().width, view.config.unwrap().height),
+        (640, 480)
+    );
+    assert_eq!(view.monitors.len(), 1);
+
+    // What changes on screen changes in the view.
+    let _green = display.paint(0, 0, 640, 480, (30, 200, 60));
+    view.until_colour(&mut s.tech, (30, 200, 60), Duration::from_secs(10))
+        .await;
+
+    // The rate follows the technician's choice: 5 fps for 3 seconds.
+    s.tech
+        .send(&Message::SetFrameRate { frame_rate: 5 })
+        .await
+        .unwrap();
+    loop {
+        if let Message::VideoConfig(c) = recv(&mut s.tech).await {
+            assert_eq!(c.frame_rate, 5);
+            break;
+        }
+    }
+    let started = Instant::now();
+    let mut frames = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        if let Message::VideoFrame(_) = recv(&mut s.tech).await {
+            frames += 1;
+        }
+    }
+    assert!(
+        (12..=17).contains(&frames),
+        "{frames} frames in 3 s at 5 fps"
+    );
+    s.streamer_stop.cancel();
+    s.streamer.await.unwrap().unwrap();
+    s.relay.stop().await;
+}
+
+#[tokio::test]
+async fn monitor_switch_and_frame_rate_change_each_start_a_recording_file() {
+    let display = XDisplay::start(1280, 720);
+    display.split_monitors(1280, 720);
+    let _left = display.paint(0, 0, 640, 720, (220, 30, 30));
+    let _right = display.paint(640, 0, 640, 720, (30, 30, 220));
+    let mut s = setup(&display, true).await;
+    start_session(&mut s).await;
+    let mut view = Viewer::new();
+    view.until_colour(&mut s.tech, (220, 30, 30), Duration::from_secs(10))
+        .await;
+    assert_eq!(view.monitors.len(), 2, "{:?}", view.monitors);
+    let right = view.monitors.iter().find(|m| m.name == "right").unwrap().id;
+
+    s.tech
+        .send(&Message::SwitchMonitor { monitor_id: right })
+        .await
+        .unwrap();
+    view.until_colour(&mut s.tech, (30, 30, 220), Duration::from_secs(10))
+        .await;
+    assert_eq!(view.config.unwrap().monitor_id, right);
+    assert_eq!(
+        (view.config.unwrap().width, view.config.unwrap().height),
+        (640, 720)
+    );
+
+    s.tech
+        .send(&Message::SetFrameRate { frame_rate: 15 })
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while view.config.unwrap().frame_rate != 15 {
+        view.frame(&mut s.tech).await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    for _ in 0..10 {
+        view.frame(&mut s.tech).await;
+    }
+    s.tech.send(&Message::LeaveSession).await.unwrap();
+    let session_id = s.relay.store.sessions(&s.team_id).await.unwrap()[0]
+        .id
+        .clone();
+    let mut files = Vec::new();
+    for _ in 0..200 {
+        files = s.relay.store.recording_files(&session_id).await.unwrap();
+        if files.len() == 3 && files.iter().all(|f| f.state == "complete") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut reasons: Vec<&str> = files.iter().map(|f| f.split_reason.as_str()).collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        ["frame_rate", "monitor", "session_start"],
+        "{files:?}"
+    );
+    s.streamer_stop.cancel();
+    s.streamer.await.unwrap().unwrap();
+    s.relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_resolution_and_orientation_change_yields_a_new_configuration() {
+    let display = XDisplay::start(800, 600);
+    let mut s = setup(&display, false).await;
+    start_session(&mut s).await;
+    let mut view = Viewer::new();
+    view.frame(&mut s.tech).await;
+    assert_eq!(view.config.unwrap().orientation, Orientation::Landscape);
+    display.set_mode(600, 800);
+    let started = Instant::now();
+    loop {
+        view.frame(&mut s.tech).await;
+        let c = view.config.unwrap();
+        if (c.width, c.height) == (600, 800) {
+            assert_eq!(c.orientation, Orientation::Portrait);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still {c:?}");
+    }
+    s.streamer_stop.cancel();
+    s.streamer.await.unwrap().unwrap();
+    s.relay.stop().await;
+}
+
+#[tokio::test]
+async fn injected_mouse_and_keyboard_input_lands_on_the_display() {
+    let display = XDisplay::start(640, 480);
+    let mut s = setup(&display, false).await;
+    start_session(&mut s).await;
+    let mut view = Viewer::new();
+    view.frame(&mut s.tech).await; // the streamer knows which monitor is shown
+    let (conn, screen) = x11rb::connect(Some(&display.name)).unwrap();
+    let root = conn.setup().roots[screen].root;
+
+    let mouse = |action, button, x, y| {
+        Message::MouseInput(MouseInput {
+            action,
+            button,
+            x,
+            y,
+            wheel_x: 0,
+            wheel_y: 0,
+        })
+    };
+    s.tech
+        .send(&mouse(MouseAction::Move, MouseButton::None, 123, 77))
+        .await
+        .unwrap();
+    s.tech
+        .send(&mouse(MouseAction::Down, MouseButton::Left, 123, 77))
+        .await
+        .unwrap();
+    let key = |down| {
+        Message::KeyInput(KeyInput {
+            code: "KeyA".into(),
+            down,
+            modifiers: Modifiers::default(),
+        })
+    };
+    s.tech.send(&key(true)).await.unwrap();
+    let keycode_a = {
+        let setup = conn.setup();
+        let map = conn
+            .get_keyboard_mapping(setup.min_keycode, setup.max_keycode - setup.min_keycode + 1)
+            .unwrap()
+            .reply()
+            .unwrap();
+        let per = usize::from(map.keysyms_per_keycode);
+        let i = map
+            .keysyms
+            .chunks(per)
+            .position(|c| c.first() == Some(&0x61))
+            .unwrap();
+        setup.min_keycode + u8::try_from(i).unwrap()
+    };
+    let started = Instant::now();
+    loop {
+        let p = conn.query_pointer(root).unwrap().reply().unwrap();
+        let keys = conn.query_keymap().unwrap().reply().unwrap().keys;
+        let a_down = keys[usize::from(keycode_a / 8)] & (1 << (keycode_a % 8)) != 0;
+        let left_down = u16::from(p.mask) & 0x100 != 0;
+        if (p.root_x, p.root_y) == (123, 77) && left_down && a_down {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "pointer {:?} left_down {left_down} a_down {a_down}",
+            (p.root_x, p.root_y)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.tech
+        .send(&mouse(MouseAction::Up, MouseButton::Left, 123, 77))
+        .await
+        .unwrap();
+    s.tech.send(&key(false)).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let p = conn.query_pointer(root).unwrap().reply().unwrap();
+        let keys = conn.query_keymap().unwrap().reply().unwrap().keys;
+        if u16::from(p.mask) & 0x100 == 0
+            && keys[usize::from(keycode_a / 8)] & (1 << (keycode_a % 8)) == 0
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "button or key still down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.streamer_stop.cancel();
+    s.streamer.await.unwrap().unwrap();
+    s.relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_streamer_reconnects_by_itself_after_the_relay_restarts() {
+    let display = XDisplay::start(320, 240);
+    let s = setup(&display, false).await;
+    let port = s.relay.port();
+    let dir = s.relay.dir.clone();
+    let Setup {
+        relay,
+        mut notices,
+        streamer_stop,
+        streamer,
+        device_id,
+        ..
+    } = s;
+    relay.stop().await;
+    // The streamer notices and retries with backoff.
+    loop {
+        if let Notice::Reconnecting(..) = next_notice(&mut notices).await {
+            break;
+        }
+    }
+    let relay = TestRelay::start(&dir, port).await;
+    loop {
+        if next_notice(&mut notices).await == Notice::Connected {
+            break;
+        }
+    }
+    // It signed in with the stored device credential: the same device, online again.
+    let token = relay
+        .store
+        .sign_in("owner@acme.example", PASSWORD, 3_600_000)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    let mut tech = Connector::trusting_ca_file(&relay.ca())
+        .unwrap()
+        .connect(&relay.addr)
+        .await
+        .unwrap();
+    tech.handshake(
+        Role::Technician,
+        ProductVersion::new(3, 5, 8, 0),
+        Credential::TechnicianToken { token },
+    )
+    .await
+    .unwrap();
+    tech.send(&Message::ListDevices).await.unwrap();
+    let Message::DeviceList(devices) = recv(&mut tech).await else {
+        panic!()
+    };
+    assert_eq!(devices.len(), 1, "registered once, not again");
+    assert_eq!(devices[0].id, device_id);
+    assert!(devices[0].online);
+    streamer_stop.cancel();
+    streamer.await.unwrap().unwrap();
+    relay.stop().await;
+}
