@@ -300,12 +300,23 @@ async fn session(
     let capture = std::thread::spawn(move || {
         stream::run(source, command_rx, frames_tx, capture_current, frame_rate)
     });
+    // Live audio on a queue of its own, so that it never waits behind video.
+    let (audio_tx, mut audio) = tokio::sync::mpsc::channel(16);
+    let _live_audio = match crate::audio::start(audio_tx) {
+        Ok(live) => Some(live),
+        Err(reason) => {
+            tracing::info!(%reason, "no live audio in this session");
+            conn.send(&Message::AudioUnavailable { reason }).await?;
+            None
+        }
+    };
     let result = loop {
         tokio::select! {
             frame = frames.recv() => match frame {
                 Some(m) => conn.send(&m).await?,
                 None => break Err(anyhow::anyhow!("capture stopped")),
             },
+            Some(packet) = audio.recv() => conn.send(&packet).await?,
             msg = conn.recv() => match msg? {
                 Message::KeyframeRequest => { let _ = commands.send(StreamCommand::Keyframe); }
                 Message::SwitchMonitor { monitor_id } => { let _ = commands.send(StreamCommand::SwitchMonitor(monitor_id)); }

@@ -1,12 +1,14 @@
 //! The streamer agent: captures and encodes the end user's screens and takes remote input.
 //!
 //! `agent` signs in to the relay and serves sessions; `stream` captures (`capture`), converts and
-//! encodes (`encode`) at the technician's frame rate; `input` injects the technician's mouse and keys.
+//! encodes (`encode`) at the technician's frame rate; `input` injects the technician's mouse and keys;
+//! `audio` streams the microphone live as Opus (never recorded).
 //! Platform code sits behind the `ScreenSource` and `InputSink` traits (X11 today). `pattern` generates
 //! content for machines without a display. The version it reports is the one the relay's recording
 //! gate checks.
 
 pub mod agent;
+pub mod audio;
 pub mod capture;
 pub mod encode;
 pub mod input;

@@ -144,6 +144,8 @@ struct Viewer {
     decoder: openh264::decoder::Decoder,
     config: Option<VideoConfig>,
     monitors: Vec<MonitorInfo>,
+    /// `AudioConfig` or `AudioUnavailable`, whichever the streamer sent.
+    audio: Option<Message>,
 }
 
 impl Viewer {
@@ -152,6 +154,7 @@ impl Viewer {
             decoder: openh264::decoder::Decoder::new().unwrap(),
             config: None,
             monitors: Vec::new(),
+            audio: None,
         }
     }
 
@@ -164,6 +167,9 @@ impl Viewer {
                     self.decoder = openh264::decoder::Decoder::new().unwrap();
                 }
                 Message::MonitorList(m) => self.monitors = m,
+                m @ (Message::AudioConfig { .. } | Message::AudioUnavailable { .. }) => {
+                    self.audio = Some(m)
+                }
                 Message::VideoFrame(f) => {
                     if let Some(image) = self.decoder.decode(&f.payload).unwrap() {
                         let (w, h) = image.dimensions();
@@ -209,6 +215,16 @@ async fn the_technician_sees_the_real_screen_at_the_requested_rate() {
         (640, 480)
     );
     assert_eq!(view.monitors.len(), 1);
+    // Live audio, or the reason there is none (this machine has no audio input device).
+    let started = Instant::now();
+    while view.audio.is_none() && started.elapsed() < Duration::from_secs(5) {
+        view.frame(&mut s.tech).await;
+    }
+    match &view.audio {
+        Some(Message::AudioUnavailable { reason }) => assert!(!reason.is_empty()),
+        Some(Message::AudioConfig { codec, .. }) => assert_eq!(*codec, AudioCodec::Opus),
+        other => panic!("the streamer said nothing about audio: {other:?}"),
+    }
 
     // What changes on screen changes in the view.
     let _green = display.paint(0, 0, 640, 480, (30, 200, 60));

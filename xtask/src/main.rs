@@ -17,8 +17,15 @@ commands:
   fuzz [SECS]   run each fuzz target for SECS seconds (default 20)";
 
 /// Debian packages every build needs: a C toolchain for crates that build C (and libFuzzer), and
-/// nasm, without which openh264 builds without its assembly and runs 2.5 times slower.
-const BUILD_PACKAGES: &[&str] = &["build-essential", "pkg-config", "nasm"];
+/// nasm, without which openh264 builds without its assembly and runs 2.5 times slower; cmake for the
+/// bundled libopus; ALSA's headers for audio capture.
+const BUILD_PACKAGES: &[&str] = &[
+    "build-essential",
+    "pkg-config",
+    "nasm",
+    "cmake",
+    "libasound2-dev",
+];
 
 /// Debian packages the tests need besides: a virtual X display whose resolution and monitors can be
 /// changed (Xorg with the dummy driver, and xrandr).
