@@ -182,11 +182,17 @@ pub async fn run(
             if let Some((code, ttl)) = est.session_code {
                 let _ = notices.send(Notice::SessionCode(code, ttl));
             }
-            serve(&mut conn, &config, platform.as_ref(), &notices, &shutdown).await
+            Ok::<_, anyhow::Error>(conn)
         };
-        let result: Result<()> = tokio::select! {
+        // Connecting is abandoned on shutdown; serving handles shutdown itself, so that a session
+        // in progress is ended with a goodbye rather than dropped.
+        let connected = tokio::select! {
             r = attempt => r,
             _ = shutdown.cancelled() => return Ok(()),
+        };
+        let result = match connected {
+            Ok(mut conn) => serve(&mut conn, &config, platform.as_ref(), &notices, &shutdown).await,
+            Err(e) => Err(e),
         };
         match result {
             Ok(()) if shutdown.is_cancelled() => return Ok(()),

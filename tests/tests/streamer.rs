@@ -494,3 +494,91 @@ async fn the_streamer_reconnects_by_itself_after_the_relay_restarts() {
     streamer.await.unwrap().unwrap();
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn an_attended_streamer_shows_a_session_code_and_the_technician_connects_with_it() {
+    let display = XDisplay::start(320, 240);
+    let data = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(data.path(), 0).await;
+    let team = relay
+        .store
+        .create_team("acme", "owner@acme.example", "Owner", PASSWORD)
+        .await
+        .unwrap();
+    let config = AgentConfig {
+        relay: relay.addr.clone(),
+        ca_file: relay.ca(),
+        mode: Mode::Attended {
+            team_key: team.team.attended_key.clone(),
+        },
+        device_name: "Laptop".into(),
+        display: Some(display.name.clone()),
+        frame_rate: 10,
+    };
+    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let platform = Arc::new(X11Platform {
+        display: Some(display.name.clone()),
+    });
+    let streamer = tokio::spawn(agent::run(config, platform, tx, stop.clone()));
+    assert_eq!(next_notice(&mut notices).await, Notice::Connected);
+    let Notice::SessionCode(code, ttl) = next_notice(&mut notices).await else {
+        panic!("no session code")
+    };
+    assert_eq!(code.len(), 9);
+    assert_eq!(ttl, 600);
+
+    let token = relay
+        .store
+        .sign_in("owner@acme.example", PASSWORD, 3_600_000)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    let mut tech = Connector::trusting_ca_file(&relay.ca())
+        .unwrap()
+        .connect(&relay.addr)
+        .await
+        .unwrap();
+    tech.handshake(
+        Role::Technician,
+        ProductVersion::new(3, 5, 8, 0),
+        Credential::TechnicianToken { token },
+    )
+    .await
+    .unwrap();
+    tech.send(&Message::SessionRequest(SessionTarget::Code { code }))
+        .await
+        .unwrap();
+    let Message::SessionStarted {
+        access,
+        device_name,
+        ..
+    } = recv(&mut tech).await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (access, device_name.as_str()),
+        (AccessType::Attended, "Laptop")
+    );
+    // The end user sees the session and who runs it.
+    assert_eq!(
+        next_notice(&mut notices).await,
+        Notice::SessionStarted {
+            technician: "Owner".into(),
+            recorded: false
+        }
+    );
+    Viewer::new().frame(&mut tech).await;
+    // The end user ends it (Ctrl-C in the command line): the technician is told why.
+    stop.cancel();
+    loop {
+        if let Message::SessionEnded { reason, .. } = recv(&mut tech).await {
+            assert_eq!(reason, EndReason::EndUserEnded);
+            break;
+        }
+    }
+    streamer.await.unwrap().unwrap();
+    relay.stop().await;
+}
