@@ -60,6 +60,8 @@ pub struct H264Encoder {
     width: u16,
     height: u16,
     i420: YuvPlanarImageMut<'static, u8>,
+    frame_rate: u16,
+    frames: u64,
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -98,7 +100,17 @@ impl H264Encoder {
             width,
             height,
             i420,
+            frame_rate: frame_rate.max(1),
+            frames: 0,
         })
+    }
+
+    /// The presentation time of the next frame at the configured rate: the encoder's rate control
+    /// and reference decisions need times that move.
+    fn next_timestamp(&mut self) -> openh264::Timestamp {
+        let ms = self.frames * 1000 / u64::from(self.frame_rate);
+        self.frames += 1;
+        openh264::Timestamp::from_millis(ms)
     }
 
     /// Width and height.
@@ -121,6 +133,7 @@ impl H264Encoder {
                 height: self.height,
             });
         }
+        let timestamp = self.next_timestamp();
         bgra_to_yuv420(
             &mut self.i420,
             &frame.bgra,
@@ -146,7 +159,7 @@ impl H264Encoder {
         if keyframe {
             self.encoder.force_intra_frame();
         }
-        let stream = self.encoder.encode(&yuv)?;
+        let stream = self.encoder.encode_at(&yuv, timestamp)?;
         Self::finish(&stream)
     }
 
@@ -177,7 +190,8 @@ impl H264Encoder {
         if keyframe {
             self.encoder.force_intra_frame();
         }
-        let stream = self.encoder.encode(&yuv)?;
+        let timestamp = self.next_timestamp();
+        let stream = self.encoder.encode_at(&yuv, timestamp)?;
         Self::finish(&stream)
     }
 }
