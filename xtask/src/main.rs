@@ -150,7 +150,8 @@ fn demo() -> Result<()> {
     ]))?;
     println!(
         "\nStill missing from the demo, each with its issue:\n\
-         - the streamer agent capturing real screens and taking input (issue 5)\n\
+         - the streamer agent on a display in the demo (it runs in the tests on a virtual display;\n   \
+           the demo's streamer side still encodes generated content) (issue 6)\n\
          - the technician library, command-line client and Tauri app (issue 6)\n\
          - the web console pages (issue 7)"
     );
