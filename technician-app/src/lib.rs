@@ -1,10 +1,300 @@
 //! The technician's session library: what the Tauri app and the command-line client drive.
 //!
-//! Only the version plumbing exists so far; sign-in, device list and sessions arrive with issue 6.
+//! It signs in to the relay, lists the team's devices, connects by device or session code, and runs a
+//! session as a task that reports typed [`Event`]s (video, recording state, limit warnings, the end
+//! and its reason, refusals) and takes [`Command`]s (input, monitor, frame rate, leave). No window, no
+//! decoding: the app decodes with WebCodecs, the command-line client with openh264.
 
-use protocol::{ProductVersion, VersionError};
+use std::path::Path;
+use std::time::Duration;
+
+use protocol::{
+    AudioFrame, DeviceInfo, EndReason, ErrorCode, KeyInput, Message, MonitorInfo, MouseInput,
+    ProductVersion, Refusal, Role, SessionTarget, VersionError, VideoConfig, VideoFrame,
+};
+use relay_client::{Connection, Connector, LinkError};
+use tokio::sync::mpsc;
 
 /// The technician app's product version, from the workspace's one version.
 pub fn product_version() -> Result<ProductVersion, VersionError> {
     ProductVersion::this_build()
+}
+
+/// What can go wrong for a technician.
+#[derive(Debug, thiserror::Error)]
+pub enum TechnicianError {
+    /// The relay could not be reached or spoke wrongly.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The relay refused, with a stable code and a sentence for people.
+    #[error("{}", .0.message)]
+    Refused(Refusal),
+    /// The relay did not answer in time.
+    #[error("the relay did not answer in time")]
+    Timeout,
+}
+
+impl TechnicianError {
+    /// The refusal code, when the relay refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            TechnicianError::Refused(r) => Some(r.code),
+            TechnicianError::Link(LinkError::Refused(r)) => Some(r.code),
+            _ => None,
+        }
+    }
+}
+
+/// A session's events, in the order the relay sent them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The session is open.
+    Started {
+        /// The session's id.
+        session_id: String,
+        /// The device's name.
+        device_name: String,
+        /// Its streamer's version.
+        streamer_version: String,
+        /// Whether the team's policy records it.
+        recorded: bool,
+    },
+    /// Whether the relay records the session (shown for the whole session).
+    Recording(bool),
+    /// The remote computer's monitors.
+    Monitors(Vec<MonitorInfo>),
+    /// The video that follows has this configuration.
+    VideoConfig(VideoConfig),
+    /// One H.264 access unit.
+    Video(VideoFrame),
+    /// Live audio follows in this format.
+    AudioConfig {
+        /// Samples per second.
+        sample_rate: u32,
+        /// Channels.
+        channels: u8,
+    },
+    /// One Opus packet.
+    Audio(AudioFrame),
+    /// The session goes on without audio.
+    AudioUnavailable(String),
+    /// The recorded session ends at its limit in this long.
+    LimitWarning(Duration),
+    /// The session ended.
+    Ended {
+        /// Why, for programs.
+        reason: EndReason,
+        /// Why, for people.
+        message: String,
+    },
+}
+
+/// What the technician does during a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A mouse event.
+    Mouse(MouseInput),
+    /// A key event.
+    Key(KeyInput),
+    /// Text typed as is.
+    Text(String),
+    /// Show another monitor.
+    SwitchMonitor(u32),
+    /// Capture at another rate.
+    SetFrameRate(u16),
+    /// Ask for a keyframe (after a decoder error, say).
+    Keyframe,
+    /// End the session.
+    Leave,
+}
+
+/// A signed-in technician connection.
+#[derive(Debug)]
+pub struct Technician {
+    conn: Connection,
+    /// The technician's name.
+    pub name: String,
+}
+
+const ANSWER: Duration = Duration::from_secs(30);
+
+async fn recv(conn: &mut Connection) -> Result<Message, TechnicianError> {
+    tokio::time::timeout(ANSWER, conn.recv())
+        .await
+        .map_err(|_| TechnicianError::Timeout)?
+        .map_err(Into::into)
+}
+
+impl Technician {
+    /// Signs in with e-mail and password over the relay's API, then opens the agent connection.
+    pub async fn sign_in(
+        relay: &str,
+        ca_file: &Path,
+        email: &str,
+        password: &str,
+    ) -> Result<Self, TechnicianError> {
+        let connector = Connector::trusting_ca_file(ca_file)?;
+        let token = connector.sign_in(relay, email, password).await?;
+        Self::with_token(&connector, relay, &token).await
+    }
+
+    /// Opens the agent connection with a sign-in token.
+    pub async fn with_token(
+        connector: &Connector,
+        relay: &str,
+        token: &str,
+    ) -> Result<Self, TechnicianError> {
+        let mut conn = connector.connect(relay).await?;
+        let version = product_version().unwrap_or(ProductVersion::new(0, 0, 0, 0));
+        let est = conn
+            .handshake(
+                Role::Technician,
+                version,
+                protocol::Credential::TechnicianToken {
+                    token: token.to_owned(),
+                },
+            )
+            .await?;
+        Ok(Self {
+            conn,
+            name: est.name,
+        })
+    }
+
+    /// The team's devices, with their online state and streamer version.
+    pub async fn devices(&mut self) -> Result<Vec<DeviceInfo>, TechnicianError> {
+        self.conn.send(&Message::ListDevices).await?;
+        loop {
+            match recv(&mut self.conn).await? {
+                Message::DeviceList(d) => return Ok(d),
+                Message::Refused { code, message } => {
+                    return Err(TechnicianError::Refused(Refusal::new(code, message)))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Connects to a device or a session code. On success the session runs on a task of its own:
+    /// events arrive on the returned receiver, commands go through the returned sender, and the
+    /// connection comes back from the task's handle when the session is over.
+    pub async fn connect(
+        mut self,
+        target: SessionTarget,
+    ) -> Result<Session, (Self, TechnicianError)> {
+        if let Err(e) = self.conn.send(&Message::SessionRequest(target)).await {
+            return Err((self, e.into()));
+        }
+        let first = loop {
+            match recv(&mut self.conn).await {
+                Ok(Message::SessionStarted {
+                    session_id,
+                    device_name,
+                    streamer_version,
+                    recorded,
+                    ..
+                }) => {
+                    break Event::Started {
+                        session_id,
+                        device_name,
+                        streamer_version,
+                        recorded,
+                    }
+                }
+                Ok(Message::SessionRefused { code, message })
+                | Ok(Message::Refused { code, message }) => {
+                    return Err((self, TechnicianError::Refused(Refusal::new(code, message))))
+                }
+                Ok(_) => continue,
+                Err(e) => return Err((self, e)),
+            }
+        };
+        // Events are bounded: a technician that stops reading slows the relay's forwarding to it,
+        // which is the backpressure the relay expects.
+        let (events_tx, events) = mpsc::channel(256);
+        let (commands, commands_rx) = mpsc::channel(256);
+        let _ = events_tx.try_send(first);
+        let task = tokio::spawn(run_session(self, events_tx, commands_rx));
+        Ok(Session {
+            events,
+            commands,
+            task,
+        })
+    }
+}
+
+/// A running session.
+#[derive(Debug)]
+pub struct Session {
+    /// The session's events.
+    pub events: mpsc::Receiver<Event>,
+    /// Where commands go.
+    pub commands: mpsc::Sender<Command>,
+    /// Gives the connection back when the session is over.
+    pub task: tokio::task::JoinHandle<Result<Technician, TechnicianError>>,
+}
+
+fn event_of(msg: Message) -> Option<Event> {
+    Some(match msg {
+        Message::RecordingState { recorded } => Event::Recording(recorded),
+        Message::MonitorList(m) => Event::Monitors(m),
+        Message::VideoConfig(c) => Event::VideoConfig(c),
+        Message::VideoFrame(f) => Event::Video(f),
+        Message::AudioConfig {
+            sample_rate,
+            channels,
+            ..
+        } => Event::AudioConfig {
+            sample_rate,
+            channels,
+        },
+        Message::AudioFrame(f) => Event::Audio(f),
+        Message::AudioUnavailable { reason } => Event::AudioUnavailable(reason),
+        Message::LimitWarning { time_left_ms } => {
+            Event::LimitWarning(Duration::from_millis(time_left_ms))
+        }
+        Message::SessionEnded { reason, message } => Event::Ended { reason, message },
+        _ => return None,
+    })
+}
+
+async fn run_session(
+    mut tech: Technician,
+    events: mpsc::Sender<Event>,
+    mut commands: mpsc::Receiver<Command>,
+) -> Result<Technician, TechnicianError> {
+    let mut commands_open = true;
+    loop {
+        tokio::select! {
+            msg = tech.conn.recv() => {
+                let msg = msg?;
+                if let Message::Refused { code, message } = msg {
+                    return Err(TechnicianError::Refused(Refusal::new(code, message)));
+                }
+                if let Some(event) = event_of(msg) {
+                    let ended = matches!(event, Event::Ended { .. });
+                    // The receiver may be gone (the caller stopped watching): the session goes on
+                    // until it ends or is left.
+                    let _ = events.send(event).await;
+                    if ended {
+                        return Ok(tech);
+                    }
+                }
+            }
+            cmd = commands.recv(), if commands_open => {
+                // The caller dropped its sender: it is done with the session, which is left once.
+                commands_open = cmd.is_some();
+                let msg = match cmd {
+                    Some(Command::Mouse(m)) => Message::MouseInput(m),
+                    Some(Command::Key(k)) => Message::KeyInput(k),
+                    Some(Command::Text(text)) => Message::TextInput { text },
+                    Some(Command::SwitchMonitor(monitor_id)) => Message::SwitchMonitor { monitor_id },
+                    Some(Command::SetFrameRate(frame_rate)) => Message::SetFrameRate { frame_rate },
+                    Some(Command::Keyframe) => Message::KeyframeRequest,
+                    Some(Command::Leave) | None => Message::LeaveSession,
+                };
+                tech.conn.send(&msg).await?;
+            }
+        }
+    }
 }

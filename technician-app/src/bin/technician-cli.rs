@@ -1,0 +1,183 @@
+//! The technician's command-line client: sign in, list devices, connect, watch for N seconds, print
+//! events, save the latest frame as PNG. Exits 2 when the relay refuses, with the code and the reason.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use openh264::formats::YUVSource;
+use protocol::SessionTarget;
+use technician::{Command, Event, Technician, TechnicianError};
+
+/// Command-line technician client for recorded remote support.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The relay, host:port.
+    #[arg(long, env = "TECHNICIAN_RELAY")]
+    relay: String,
+    /// The CA certificate the relay's certificate chains to.
+    #[arg(long, env = "TECHNICIAN_CA")]
+    ca: PathBuf,
+    /// Sign-in e-mail address.
+    #[arg(long, env = "TECHNICIAN_EMAIL")]
+    email: String,
+    /// Sign-in password.
+    #[arg(long, env = "TECHNICIAN_PASSWORD", hide_env_values = true)]
+    password: String,
+    /// Connect to this device (an id from the list).
+    #[arg(long, conflicts_with = "code")]
+    device: Option<String>,
+    /// Connect with the 9-digit session code the end user read out.
+    #[arg(long)]
+    code: Option<String>,
+    /// Seconds to watch before leaving.
+    #[arg(long, default_value_t = 10)]
+    watch: u64,
+    /// Frame rate to ask for.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=60))]
+    frame_rate: Option<u16>,
+    /// Save the latest decoded frame here as PNG.
+    #[arg(long)]
+    png: Option<PathBuf>,
+}
+
+async fn run(args: Args) -> Result<(), TechnicianError> {
+    let mut tech = Technician::sign_in(&args.relay, &args.ca, &args.email, &args.password).await?;
+    println!("Signed in as {}.", tech.name);
+    let devices = tech.devices().await?;
+    println!("{} device(s):", devices.len());
+    for d in &devices {
+        println!(
+            "  {}  {:<24} {:<8} streamer {}",
+            d.id,
+            d.name,
+            if d.online { "online" } else { "offline" },
+            d.streamer_version.as_deref().unwrap_or("-")
+        );
+    }
+    let target = match (args.device, args.code) {
+        (Some(device_id), _) => SessionTarget::Device { device_id },
+        (_, Some(code)) => SessionTarget::Code {
+            code: code.replace([' ', '-'], ""),
+        },
+        (None, None) => return Ok(()),
+    };
+    let mut session = tech.connect(target).await.map_err(|(_, e)| e)?;
+    if let Some(rate) = args.frame_rate {
+        let _ = session.commands.send(Command::SetFrameRate(rate)).await;
+    }
+    let mut decoder = openh264::decoder::Decoder::new()
+        .map_err(|e| TechnicianError::Link(relay_client::LinkError::Api(e.to_string())))?;
+    let mut latest: Option<(Vec<u8>, usize, usize)> = None;
+    let (mut frames, mut bytes, mut second) = (0u64, 0usize, Instant::now());
+    let until = tokio::time::Instant::now() + Duration::from_secs(args.watch);
+    let mut left = false;
+    loop {
+        let event = tokio::select! {
+            e = session.events.recv() => e,
+            _ = tokio::time::sleep_until(until), if !left => {
+                left = true;
+                let _ = session.commands.send(Command::Leave).await;
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
+        match event {
+            Event::Started {
+                device_name,
+                streamer_version,
+                recorded,
+                ..
+            } => {
+                println!("Connected to {device_name} (streamer {streamer_version}).");
+                if recorded {
+                    println!("RECORDING: this session is recorded by your team's policy.");
+                }
+            }
+            Event::Recording(on) => println!(
+                "Recording: {}",
+                if on { "on, by team policy" } else { "off" }
+            ),
+            Event::Monitors(m) => println!(
+                "Monitors: {}",
+                m.iter()
+                    .map(|m| format!("{} {}x{}", m.name, m.width, m.height))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Event::VideoConfig(c) => println!(
+                "Video: {}x{} at {} fps, monitor {}, {:?}",
+                c.width, c.height, c.frame_rate, c.monitor_id, c.orientation
+            ),
+            Event::Video(f) => {
+                frames += 1;
+                bytes += f.payload.len();
+                if let Ok(Some(image)) = decoder.decode(&f.payload) {
+                    let (w, h) = image.dimensions();
+                    let mut rgb = vec![0u8; w * h * 3];
+                    image.write_rgb8(&mut rgb);
+                    latest = Some((rgb, w, h));
+                }
+                if second.elapsed() >= Duration::from_secs(1) {
+                    println!("  {frames} frames, {} KB", bytes / 1024);
+                    second = Instant::now();
+                }
+            }
+            Event::AudioConfig {
+                sample_rate,
+                channels,
+            } => println!("Audio: Opus {sample_rate} Hz, {channels} channel(s)"),
+            Event::Audio(_) => {}
+            Event::AudioUnavailable(why) => println!("No audio: {why}"),
+            Event::LimitWarning(left) => println!(
+                "WARNING: this recorded session ends in {} s.",
+                left.as_secs()
+            ),
+            Event::Ended { reason, message } => {
+                println!("Session ended ({reason:?}): {message}");
+                break;
+            }
+        }
+    }
+    let _ = session.task.await;
+    println!("{frames} frames received, {} KB.", bytes / 1024);
+    if let (Some(path), Some((rgb, w, h))) = (args.png, latest) {
+        image::save_buffer(
+            &path,
+            &rgb,
+            w as u32,
+            h as u32,
+            image::ExtendedColorType::Rgb8,
+        )
+        .with_context(|| format!("saving {}", path.display()))
+        .map_err(|e| TechnicianError::Link(relay_client::LinkError::Api(format!("{e:#}"))))?;
+        println!("Latest frame saved to {}.", path.display());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("technician: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.code() {
+            Some(code) => {
+                eprintln!("Refused ({code}): {e}");
+                ExitCode::from(2)
+            }
+            None => {
+                eprintln!("technician: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

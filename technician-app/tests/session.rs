@@ -1,0 +1,290 @@
+//! The technician library and command-line client against a relay in-process and a streamer peer that
+//! sends real H.264: events in order, refusal codes, the CLI's output, PNG and exit codes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::*;
+use relay::{Config, ManualClock, Relay};
+use relay_client::{Connection, Connector};
+use streamer_agent::encode::H264Encoder;
+use streamer_agent::pattern::{PatternKind, TestPattern};
+use technician::{Command, Event, Technician};
+use tokio_util::sync::CancellationToken;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct World {
+    _dir: tempfile::TempDir,
+    addr: String,
+    ca: std::path::PathBuf,
+    store: relay::store::Store,
+    team_id: String,
+    shutdown: CancellationToken,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let relay = Relay::prepare(config, Arc::new(ManualClock::new(1_800_000_000_000)))
+        .await
+        .unwrap();
+    let store = relay.store().clone();
+    let team = store
+        .create_team("acme", "ada@acme.example", "Ada", PASSWORD)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("localhost:{}", listener.local_addr().unwrap().port());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(relay.serve(listener, shutdown.clone()));
+    World {
+        ca: dir.path().join("tls/dev-ca.pem"),
+        _dir: dir,
+        addr,
+        store,
+        team_id: team.team.id,
+        shutdown,
+    }
+}
+
+/// A streamer peer: registers, accepts the first offer, then sends a configuration and frames of
+/// generated content encoded with the agent's encoder, until the session ends.
+async fn streamer(w: &World, version: ProductVersion) -> (String, tokio::task::JoinHandle<()>) {
+    let code = w
+        .store
+        .create_deployment_code(&w.team_id, 3_600_000)
+        .await
+        .unwrap();
+    let mut conn: Connection = Connector::trusting_ca_file(&w.ca)
+        .unwrap()
+        .connect(&w.addr)
+        .await
+        .unwrap();
+    let est = conn
+        .handshake(
+            Role::Streamer,
+            version,
+            Credential::DeploymentCode {
+                code,
+                device_name: "Front desk".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let device_id = est.registered.unwrap().0;
+    let task = tokio::spawn(async move {
+        let Ok(Message::SessionOffer { session_id, .. }) = conn.recv().await else {
+            return;
+        };
+        conn.send(&Message::SessionAccept { session_id })
+            .await
+            .unwrap();
+        let config = VideoConfig {
+            codec: VideoCodec::H264,
+            width: 320,
+            height: 240,
+            frame_rate: 20,
+            monitor_id: 0,
+            orientation: Orientation::Landscape,
+        };
+        conn.send(&Message::MonitorList(vec![MonitorInfo {
+            id: 0,
+            name: "Main".into(),
+            x: 0,
+            y: 0,
+            width: 320,
+            height: 240,
+            primary: true,
+        }]))
+        .await
+        .unwrap();
+        conn.send(&Message::VideoConfig(config)).await.unwrap();
+        let mut encoder = H264Encoder::new(320, 240, 20).unwrap();
+        let mut pattern = TestPattern::new(320, 240, PatternKind::Moving);
+        for i in 0u64.. {
+            let f = encoder.encode_rgb(&pattern.next_rgb(), i == 0).unwrap();
+            let frame = Message::VideoFrame(VideoFrame {
+                keyframe: f.keyframe,
+                timestamp_us: i * 50_000,
+                payload: f.data.into(),
+            });
+            if conn.send(&frame).await.is_err() {
+                return;
+            }
+            if let Ok(Ok(Message::SessionEnded { .. })) =
+                tokio::time::timeout(Duration::from_millis(50), conn.recv()).await
+            {
+                return;
+            }
+        }
+    });
+    (device_id, task)
+}
+
+async fn next(s: &mut technician::Session) -> Event {
+    tokio::time::timeout(Duration::from_secs(10), s.events.recv())
+        .await
+        .expect("an event")
+        .expect("events")
+}
+
+#[tokio::test]
+async fn events_arrive_in_order_and_the_connection_is_reusable() {
+    let w = world().await;
+    let (device_id, _streamer) = streamer(&w, ProductVersion::new(3, 5, 8, 0)).await;
+    let tech = Technician::sign_in(&w.addr, &w.ca, "ada@acme.example", PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(tech.name, "Ada");
+    let mut tech = tech;
+    let devices = tech.devices().await.unwrap();
+    assert_eq!((devices.len(), devices[0].online), (1, true));
+
+    let mut s = tech
+        .connect(SessionTarget::Device {
+            device_id: device_id.clone(),
+        })
+        .await
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let Event::Started {
+        device_name,
+        recorded,
+        ..
+    } = next(&mut s).await
+    else {
+        panic!("Started first")
+    };
+    assert_eq!((device_name.as_str(), recorded), ("Front desk", false));
+    assert_eq!(next(&mut s).await, Event::Recording(false));
+    assert!(matches!(next(&mut s).await, Event::Monitors(m) if m.len() == 1));
+    assert!(matches!(next(&mut s).await, Event::VideoConfig(c) if c.width == 320));
+    let Event::Video(first) = next(&mut s).await else {
+        panic!("video after its configuration")
+    };
+    assert!(first.keyframe);
+    s.commands
+        .send(Command::Key(KeyInput {
+            code: "KeyA".into(),
+            down: true,
+            modifiers: Modifiers::default(),
+        }))
+        .await
+        .unwrap();
+    s.commands.send(Command::Leave).await.unwrap();
+    loop {
+        if let Event::Ended { reason, .. } = next(&mut s).await {
+            assert_eq!(reason, EndReason::TechnicianLeft);
+            break;
+        }
+    }
+    let mut tech = s.task.await.unwrap().unwrap();
+    // The same connection serves the next request.
+    assert_eq!(tech.devices().await.unwrap().len(), 1);
+    w.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn refusals_carry_their_codes() {
+    let w = world().await;
+    let wrong = Technician::sign_in(&w.addr, &w.ca, "ada@acme.example", "nope")
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Some(ErrorCode::AuthenticationFailed));
+
+    let tech = Technician::sign_in(&w.addr, &w.ca, "ada@acme.example", PASSWORD)
+        .await
+        .unwrap();
+    let (tech, err) = tech
+        .connect(SessionTarget::Device {
+            device_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::DeviceNotFound));
+
+    let mut s = w.store.team_settings(&w.team_id).await.unwrap().unwrap();
+    s.record_unattended = true;
+    w.store.set_team_settings(&w.team_id, &s).await.unwrap();
+    let (old, _task) = streamer(&w, ProductVersion::new(3, 5, 7, 9)).await;
+    let (_, err) = tech
+        .connect(SessionTarget::Device { device_id: old })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::StreamerVersionUnsupported));
+    assert_eq!(
+        err.to_string(),
+        "This computer's streamer is version 3.5.7.9. Your team records every session, which needs streamer version \
+         3.5.8.0 or later. Update the streamer on that computer, then connect again."
+    );
+    w.shutdown.cancel();
+}
+
+fn cli(w: &World) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_technician-cli"));
+    c.args(["--relay", &w.addr, "--email", "ada@acme.example"])
+        .arg("--ca")
+        .arg(&w.ca);
+    c
+}
+
+// Multi-threaded: the client runs as a child process whose output this test waits for, while the
+// relay in-process must keep serving it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_client_watches_saves_a_png_and_exits_2_on_refusal() {
+    let w = world().await;
+    let (device_id, _streamer) = streamer(&w, ProductVersion::new(3, 5, 8, 0)).await;
+    let png = w._dir.path().join("latest.png");
+    let out = cli(&w)
+        .args([
+            "--password",
+            PASSWORD,
+            "--device",
+            &device_id,
+            "--watch",
+            "2",
+            "--png",
+        ])
+        .arg(&png)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Connected to Front desk (streamer 3.5.8.0)."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Video: 320x240 at 20 fps"), "{stdout}");
+    assert!(
+        stdout.contains("Session ended (TechnicianLeft)"),
+        "{stdout}"
+    );
+    let image = image::open(&png).unwrap();
+    assert_eq!((image.width(), image.height()), (320, 240));
+
+    let out = cli(&w)
+        .args(["--password", "wrong", "--device", &device_id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AUTHENTICATION_FAILED"));
+
+    let out = cli(&w)
+        .args(["--password", PASSWORD, "--code", "123 456 789"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SESSION_CODE_INVALID"));
+    w.shutdown.cancel();
+}
