@@ -9,6 +9,8 @@ use crate::store::Store;
 /// What the first start created, to print for the operator.
 #[derive(Debug, Clone)]
 pub struct Bootstrap {
+    /// The team's id.
+    pub team_id: String,
     /// The owner's sign-in e-mail.
     pub email: String,
     /// The owner's generated password.
@@ -50,6 +52,7 @@ pub async fn bootstrap_if_empty(
     );
     crate::tls::write_private(&written_to, &text)?;
     Ok(Some(Bootstrap {
+        team_id: created.team.id.clone(),
         email: FIRST_OWNER_EMAIL.to_owned(),
         password,
         deployment_code,
