@@ -6,6 +6,7 @@
 //! callers feed with messages. docs/PROTOCOL.md is its specification; `tests/vectors.rs` holds the
 //! two together.
 
+mod body;
 pub mod codec;
 pub mod error;
 pub mod handshake;

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
-    decode_frame, encode_to_bytes, Credential, DeviceInfo, ErrorCode, Issued, Message, Peer,
-    Refusal, RelayAction, RelayHandshake, Role, Sender, Verified,
+    decode_frame, encode_to_bytes, Credential, DeviceInfo, EndReason, ErrorCode, Issued, Message,
+    Peer, Refusal, RelayAction, RelayHandshake, Role, Sender, Verified,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -27,6 +27,14 @@ use crate::config::Config;
 use crate::hub::{OutFrame, Outbound, SessionLink, WRITER_QUEUE};
 use crate::store::{DeviceRecord, TeamRecord, UserRecord};
 use crate::{secrets, Shared};
+
+/// One side of a session, and how the session ends when that side fails.
+struct SessionSide {
+    sender: Sender,
+    lost: EndReason,
+    lost_text: &'static str,
+    broke: &'static str,
+}
 
 /// How a connection came to an end, seen from its reader.
 #[derive(Debug)]
@@ -410,6 +418,38 @@ impl Conn {
                         expires_at_ms,
                     },
                 ))
+            }
+        }
+    }
+
+    /// Turns what the reader got during a session into the frame and its message. When the connection
+    /// was lost or broke the protocol, the session ends with the matching reason (told to both sides)
+    /// and the connection closes.
+    async fn session_message(
+        &mut self,
+        next: Next,
+        link: &SessionLink,
+        side: &SessionSide,
+    ) -> Result<(Bytes, Message), Closed> {
+        let broke = |link: &SessionLink| link.end(EndReason::ProtocolError, side.broke);
+        let bytes = match next {
+            Next::Frame(b) => b,
+            Next::Gone | Next::TimedOut => {
+                link.end(side.lost, side.lost_text);
+                return Err(Closed);
+            }
+            Next::Bad(r) => {
+                broke(link);
+                self.refuse(r).await;
+                return Err(Closed);
+            }
+        };
+        match self.decode_from(bytes.clone(), side.sender) {
+            Ok(msg) => Ok((bytes, msg)),
+            Err(r) => {
+                broke(link);
+                self.refuse(r).await;
+                Err(Closed)
             }
         }
     }

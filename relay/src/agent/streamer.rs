@@ -8,11 +8,18 @@ use protocol::{encode_to_bytes, AccessType, EndReason, ErrorCode, Message, Peer,
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{forward, Closed, Conn, Next};
+use super::{forward, Closed, Conn, Next, SessionSide};
 use crate::config::Config;
 use crate::hub::{Offer, OfferReply, OnlineStreamer, OutFrame, SessionLink, StreamerCommand};
 use crate::recorder::SessionRecorder;
 use crate::store::{NewSession, RecordingState};
+
+const STREAMER_SIDE: SessionSide = SessionSide {
+    sender: Sender::Streamer,
+    lost: EndReason::StreamerDisconnected,
+    lost_text: "The remote computer's connection was lost.",
+    broke: "The remote computer's streamer broke the protocol.",
+};
 
 impl Conn {
     pub(super) async fn streamer(
@@ -313,35 +320,7 @@ impl Conn {
                 }
                 next = self.next(None) => next,
             };
-            let bytes = match next {
-                Next::Frame(b) => b,
-                Next::Gone | Next::TimedOut => {
-                    link.end(
-                        EndReason::StreamerDisconnected,
-                        "The remote computer's connection was lost.",
-                    );
-                    return Err(Closed);
-                }
-                Next::Bad(r) => {
-                    link.end(
-                        EndReason::ProtocolError,
-                        "The remote computer's streamer broke the protocol.",
-                    );
-                    self.refuse(r).await;
-                    return Err(Closed);
-                }
-            };
-            let msg = match self.decode_from(bytes.clone(), Sender::Streamer) {
-                Ok(m) => m,
-                Err(r) => {
-                    link.end(
-                        EndReason::ProtocolError,
-                        "The remote computer's streamer broke the protocol.",
-                    );
-                    self.refuse(r).await;
-                    return Err(Closed);
-                }
-            };
+            let (bytes, msg) = self.session_message(next, link, &STREAMER_SIDE).await?;
             match msg {
                 Message::LeaveSession => {
                     link.end(

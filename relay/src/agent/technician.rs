@@ -9,11 +9,18 @@ use protocol::{
 };
 use tokio::sync::oneshot;
 
-use super::{forward, Closed, Conn, Next};
+use super::{forward, Closed, Conn, Next, SessionSide};
 use crate::config::Config;
 use crate::hub::{ClaimError, Offer, OfferReply, OnlineStreamer, SessionLink, StreamerCommand};
 use crate::secrets;
 use crate::store::UserRecord;
+
+const TECHNICIAN_SIDE: SessionSide = SessionSide {
+    sender: Sender::Technician,
+    lost: EndReason::TechnicianDisconnected,
+    lost_text: "The technician's connection was lost.",
+    broke: "The technician's app broke the protocol.",
+};
 
 impl Conn {
     pub(super) async fn technician(&mut self, _peer: Peer, user: UserRecord) {
@@ -236,35 +243,7 @@ impl Conn {
                 }
                 next = self.next(None) => next,
             };
-            let bytes = match next {
-                Next::Frame(b) => b,
-                Next::Gone | Next::TimedOut => {
-                    link.end(
-                        EndReason::TechnicianDisconnected,
-                        "The technician's connection was lost.",
-                    );
-                    return Err(Closed);
-                }
-                Next::Bad(r) => {
-                    link.end(
-                        EndReason::ProtocolError,
-                        "The technician's app broke the protocol.",
-                    );
-                    self.refuse(r).await;
-                    return Err(Closed);
-                }
-            };
-            let msg = match self.decode_from(bytes.clone(), Sender::Technician) {
-                Ok(m) => m,
-                Err(r) => {
-                    link.end(
-                        EndReason::ProtocolError,
-                        "The technician's app broke the protocol.",
-                    );
-                    self.refuse(r).await;
-                    return Err(Closed);
-                }
-            };
+            let (bytes, msg) = self.session_message(next, &link, &TECHNICIAN_SIDE).await?;
             match msg.kind() {
                 MessageKind::LeaveSession => {
                     link.end(
