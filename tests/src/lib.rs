@@ -202,6 +202,18 @@ impl XDisplay {
 
 impl Drop for XDisplay {
     fn drop(&mut self) {
+        // SIGTERM lets Xorg remove its lock file and socket, so the display number can be used again;
+        // SIGKILL only if it does not stop.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(3) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
