@@ -47,6 +47,14 @@ Section "Screen"
 EndSection
 "#;
 
+/// Whether the X server named in a lock file is still running.
+fn lock_is_live(lock: &Path) -> bool {
+    std::fs::read_to_string(lock)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
 impl XDisplay {
     /// Starts Xorg with the dummy driver on a free display number, at `width` x `height`.
     pub fn start(width: u16, height: u16) -> Self {
@@ -54,9 +62,14 @@ impl XDisplay {
         let conf = dir.path().join("dummy.conf");
         std::fs::write(&conf, DUMMY_CONF).unwrap();
         for n in 40..200u32 {
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            {
+            let lock = PathBuf::from(format!("/tmp/.X{n}-lock"));
+            let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+            if lock.exists() && !lock_is_live(&lock) {
+                // Left by a server that died without cleaning up: the number is free again.
+                let _ = std::fs::remove_file(&lock);
+                let _ = std::fs::remove_file(&socket);
+            }
+            if lock.exists() || socket.exists() {
                 continue;
             }
             let child = Command::new("Xorg")
