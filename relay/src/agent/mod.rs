@@ -389,11 +389,10 @@ impl Conn {
                         )
                     })?;
                 let ttl = self.shared.config.session_code_ttl_secs;
-                let expires_at_ms = self
-                    .shared
-                    .clock
-                    .now_ms()
-                    .saturating_add((ttl * 1000) as i64);
+                let expires_at_ms =
+                    self.shared.clock.now_ms().saturating_add(
+                        i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX),
+                    );
                 let code = secrets::new_digits(9).map_err(|e| {
                     tracing::error!(error = %e, "no session code");
                     Refusal::new(

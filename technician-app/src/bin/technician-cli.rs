@@ -43,7 +43,7 @@ struct Args {
     png: Option<PathBuf>,
 }
 
-async fn run(args: Args) -> Result<(), TechnicianError> {
+async fn run(args: Args) -> anyhow::Result<()> {
     let mut tech = Technician::sign_in(&args.relay, &args.ca, &args.email, &args.password).await?;
     println!("Signed in as {}.", tech.name);
     let devices = tech.devices().await?;
@@ -68,8 +68,7 @@ async fn run(args: Args) -> Result<(), TechnicianError> {
     if let Some(rate) = args.frame_rate {
         let _ = session.commands.send(Command::SetFrameRate(rate)).await;
     }
-    let mut decoder = openh264::decoder::Decoder::new()
-        .map_err(|e| TechnicianError::Link(relay_client::LinkError::Api(e.to_string())))?;
+    let mut decoder = openh264::decoder::Decoder::new().context("starting the H.264 decoder")?;
     let mut latest: Option<(Vec<u8>, usize, usize)> = None;
     let (mut frames, mut bytes, mut second) = (0u64, 0usize, Instant::now());
     let until = tokio::time::Instant::now() + Duration::from_secs(args.watch);
@@ -151,8 +150,7 @@ async fn run(args: Args) -> Result<(), TechnicianError> {
             h as u32,
             image::ExtendedColorType::Rgb8,
         )
-        .with_context(|| format!("saving {}", path.display()))
-        .map_err(|e| TechnicianError::Link(relay_client::LinkError::Api(format!("{e:#}"))))?;
+        .with_context(|| format!("saving {}", path.display()))?;
         println!("Latest frame saved to {}.", path.display());
     }
     Ok(())
@@ -169,13 +167,17 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => match e.code() {
+        // A refusal keeps its stable code; anything else is an error of ours or the network's.
+        Err(e) => match e
+            .downcast_ref::<TechnicianError>()
+            .and_then(TechnicianError::code)
+        {
             Some(code) => {
                 eprintln!("Refused ({code}): {e}");
                 ExitCode::from(2)
             }
             None => {
-                eprintln!("technician: {e}");
+                eprintln!("technician: {e:#}");
                 ExitCode::FAILURE
             }
         },
