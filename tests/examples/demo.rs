@@ -2,7 +2,9 @@
 //!
 //! A relay starts on a fresh data directory with recording switched on; the streamer agent shares a
 //! display (the real one in `$DISPLAY`, or a virtual one with moving content when there is none); the
-//! technician session library connects, watches, switches the frame rate and leaves; the relay's
+//! command-line client is refused by an old streamer (the version gate); then the technician app opens
+//! on a real display, or, without one, the command-line client watches for 10 s at 5 fps (a
+//! frame-rate change, so two recording files) and saves the latest frame as PNG; the relay's
 //! recording files are listed. Ctrl-C stops everything cleanly at any point, recordings finalised.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -11,14 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use protocol::{Credential, ErrorCode, Message, ProductVersion, Role, SessionTarget};
+use protocol::{Credential, Message, ProductVersion, Role};
 use relay::store::RecordingState;
 use relay::{Config, Relay, SystemClock};
 use relay_client::Connector;
 use streamer_agent::agent::{self, AgentConfig, Mode, Notice, X11Platform};
 use streamer_agent::pattern::{PatternKind, TestPattern};
 use system_tests::XDisplay;
-use technician::{Command, Event, Technician};
+use tokio::io::AsyncBufReadExt as _;
 use tokio_util::sync::CancellationToken;
 use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::{
@@ -90,7 +92,7 @@ async fn main() -> Result<()> {
 
     // The display: the real one, or a virtual one with moving content.
     let (display_name, _virtual) = match std::env::var("DISPLAY") {
-        Ok(d) if !d.is_empty() && x11rb::connect(Some(&d)).is_ok() => (d, None),
+        Ok(d) if !d.is_empty() && x11rb::connect(Some(&d)).is_ok() => (d, None::<XDisplay>),
         _ => {
             println!(
                 "No display: starting a virtual one (Xorg, dummy driver) with moving content."
@@ -100,6 +102,8 @@ async fn main() -> Result<()> {
             (x.name.clone(), Some(x))
         }
     };
+
+    let real_display = _virtual.is_none();
 
     // The relay on embedded defaults, fresh.
     let data_dir = std::env::temp_dir().join("remote-support-demo");
@@ -208,84 +212,84 @@ async fn main() -> Result<()> {
         .await?;
     let old_id = est.registered.context("registered")?.0;
 
-    // The technician.
-    let mut tech = Technician::sign_in(&addr, &ca, &first.email, &first.password).await?;
+    // The technician: the desktop app on a real display, else the command-line client.
     let device_id = loop {
-        let devices = tech.devices().await?;
-        if let Some(d) = devices.iter().find(|d| d.name == "Demo PC" && d.online) {
+        let devices = store.devices(&first.team_id).await?;
+        if let Some(d) = devices.iter().find(|d| d.name == "Demo PC") {
             break d.id.clone();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    match tech
-        .connect(SessionTarget::Device { device_id: old_id })
-        .await
-    {
-        Err((t, e)) if e.code() == Some(ErrorCode::StreamerVersionUnsupported) => {
-            println!("Technician asks for the 3.5.7.9 laptop: refused, STREAMER_VERSION_UNSUPPORTED:\n  \"{e}\"");
-            tech = t;
-        }
-        Err((_, e)) => return Err(e.into()),
-        Ok(_) => anyhow::bail!("the old streamer was admitted"),
-    }
+    let cli = technician_binary("DEMO_TECHNICIAN_CLI", "technician-cli")?;
+    let technician = |extra: &[&str]| {
+        let mut cmd = tokio::process::Command::new(&cli);
+        cmd.args(["--relay", &addr, "--email", &first.email])
+            .arg("--ca")
+            .arg(&ca)
+            .env("TECHNICIAN_PASSWORD", &first.password)
+            .args(extra)
+            .kill_on_drop(true);
+        cmd
+    };
+
+    // The recording gate: the old streamer is refused before anything is forwarded.
+    println!("Technician (command-line client) asks for the 3.5.7.9 laptop:");
+    let refused = technician(&["--device", &old_id]).output().await?;
+    print_indented("technician-cli", &refused.stdout);
+    print_indented("technician-cli", &refused.stderr);
+    anyhow::ensure!(
+        refused.status.code() == Some(2)
+            && String::from_utf8_lossy(&refused.stderr).contains("STREAMER_VERSION_UNSUPPORTED"),
+        "the old streamer was not refused with STREAMER_VERSION_UNSUPPORTED"
+    );
     old.send(&Message::LeaveSession).await.ok();
 
-    println!("Technician connects to Demo PC for 10 seconds (Ctrl-C to stop earlier).");
-    let mut session = tech
-        .connect(SessionTarget::Device { device_id })
-        .await
-        .map_err(|(_, e)| e)?;
-    let (mut frames, mut bytes) = (0u64, 0usize);
-    let watch = tokio::time::sleep(Duration::from_secs(10));
-    tokio::pin!(watch);
-    let mut switched = false;
-    let mut left = false;
-    loop {
-        let event = tokio::select! {
-            e = session.events.recv() => e,
-            _ = &mut watch, if !left => { left = true; session.commands.send(Command::Leave).await.ok(); continue; }
-            _ = stop.cancelled(), if !left => { left = true; session.commands.send(Command::Leave).await.ok(); continue; }
-        };
-        let Some(event) = event else { break };
-        match event {
-            Event::Started {
-                device_name,
-                recorded,
-                ..
-            } => println!("  [technician] connected to {device_name}; recorded: {recorded}"),
-            Event::Recording(on) => println!(
-                "  [technician] recording indicator: {}",
-                if on { "ON (team policy)" } else { "off" }
-            ),
-            Event::VideoConfig(c) => println!(
-                "  [technician] video {}x{} at {} fps, monitor {}",
-                c.width, c.height, c.frame_rate, c.monitor_id
-            ),
-            Event::Video(f) => {
-                frames += 1;
-                bytes += f.payload.len();
-                if frames == 60 && !switched {
-                    switched = true;
-                    println!("  [technician] switches to 5 fps (a new recording file starts)");
-                    session.commands.send(Command::SetFrameRate(5)).await.ok();
-                }
+    match (real_display, std::env::var_os("DEMO_TECHNICIAN_APP")) {
+        (true, Some(app)) => {
+            println!(
+                "Starting the technician app on {display_name}: sign in with the password above, \
+                 connect to Demo PC. Close the window or press Ctrl-C to stop."
+            );
+            let mut window = tokio::process::Command::new(app)
+                .args(["--relay", &addr, "--email", &first.email])
+                .arg("--ca")
+                .arg(&ca)
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting the technician app")?;
+            tokio::select! {
+                _ = window.wait() => println!("The technician app closed."),
+                _ = stop.cancelled() => { window.kill().await.ok(); }
             }
-            Event::AudioUnavailable(why) => println!("  [technician] no audio: {why}"),
-            Event::LimitWarning(left) => {
-                println!("  [technician] warning: {} s left", left.as_secs())
+        }
+        _ => {
+            println!(
+                "Technician (command-line client) connects to Demo PC for 10 seconds at 5 fps \
+                 (Ctrl-C to stop earlier):"
+            );
+            let png = data_dir.join("latest-frame.png");
+            let mut child = technician(&[
+                "--device",
+                &device_id,
+                "--watch",
+                "10",
+                "--frame-rate",
+                "5",
+                "--png",
+            ])
+            .arg(&png)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting technician-cli")?;
+            let out = child.stdout.take().context("technician-cli's output")?;
+            let mut lines = tokio::io::BufReader::new(out).lines();
+            while let Some(line) = lines.next_line().await? {
+                println!("  [technician-cli] {line}");
             }
-            Event::Ended { reason, message } => {
-                println!("  [technician] session ended ({reason:?}): {message}");
-                break;
-            }
-            _ => {}
+            let status = child.wait().await?;
+            anyhow::ensure!(status.success(), "technician-cli failed: {status}");
         }
     }
-    let _ = session.task.await;
-    println!(
-        "Technician received {frames} frames, {} KB of H.264.",
-        bytes / 1024
-    );
 
     // The recording, once stored.
     let session_id = store
@@ -321,4 +325,31 @@ async fn main() -> Result<()> {
     stop.cancel();
     println!("Stopped cleanly.");
     Ok(())
+}
+
+/// A technician binary built beside this demo (`cargo xtask demo` builds them), or the one that `var`
+/// names.
+fn technician_binary(var: &str, name: &str) -> Result<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os(var) {
+        return Ok(path.into());
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/examples/demo -> target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|profile| profile.join(name))
+        .context("where the demo runs from")?;
+    anyhow::ensure!(
+        path.exists(),
+        "{} is not built: run the demo with `cargo xtask demo`",
+        path.display()
+    );
+    Ok(path)
+}
+
+fn print_indented(who: &str, text: &[u8]) {
+    for line in String::from_utf8_lossy(text).lines() {
+        println!("  [{who}] {line}");
+    }
 }

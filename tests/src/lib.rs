@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use relay::{Config, ManualClock, Relay};
 use tokio_util::sync::CancellationToken;
+
+pub mod webdriver;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{ConnectionExt as _, CreateWindowAux, WindowClass};
 use x11rb::rust_connection::RustConnection;
@@ -248,12 +250,19 @@ pub struct TestRelay {
 impl TestRelay {
     /// Starts a relay on `dir` (created if new), on `port` (0 for any).
     pub async fn start(dir: &Path, port: u16) -> Self {
-        let config = Config {
+        Self::start_with(dir, port, |_| {}).await
+    }
+
+    /// Starts a relay on `dir` (created if new), on `port` (0 for any), with `tweak` applied to its
+    /// settings (second-scale limits, say).
+    pub async fn start_with(dir: &Path, port: u16, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
             data_dir: dir.to_path_buf(),
             listen: format!("127.0.0.1:{port}").parse().unwrap(),
             drain_timeout_ms: 3000,
             ..Config::default()
         };
+        tweak(&mut config);
         let relay = Relay::prepare(config, Arc::new(ManualClock::new(1_800_000_000_000)))
             .await
             .unwrap();

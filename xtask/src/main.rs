@@ -25,6 +25,9 @@ const BUILD_PACKAGES: &[&str] = &[
     "nasm",
     "cmake",
     "libasound2-dev",
+    // The technician app (Tauri v2): WebKitGTK and the libraries Tauri links on Linux.
+    "libwebkit2gtk-4.1-dev",
+    "librsvg2-dev",
 ];
 
 /// Debian packages the tests need besides: a virtual X display whose resolution and monitors can be
@@ -33,6 +36,16 @@ const TEST_PACKAGES: &[&str] = &[
     "xserver-xorg-core",
     "xserver-xorg-video-dummy",
     "x11-xserver-utils",
+    // The app's window under test: Xvfb (xvfb-run), WebKit's WebDriver, and the GStreamer plugins
+    // behind WebCodecs' H.264 decoder in WebKitGTK.
+    "xvfb",
+    "xauth",
+    "webkit2gtk-driver",
+    "gstreamer1.0-plugins-base",
+    "gstreamer1.0-plugins-good",
+    "gstreamer1.0-plugins-bad",
+    "gstreamer1.0-libav",
+    "gstreamer1.0-gl",
 ];
 
 fn main() -> ExitCode {
@@ -142,8 +155,32 @@ fn demo() -> Result<()> {
     ensure_packages(BUILD_PACKAGES)?;
     // A virtual display for machines without one.
     ensure_packages(TEST_PACKAGES)?;
-    // Release: capture and H.264 at full speed (the first build takes a few minutes).
+    // Release: capture and H.264 at full speed (the first build takes a few minutes). The technician
+    // app is built only where there is a display to show it on.
     run(cargo().args([
+        "build",
+        "--release",
+        "--quiet",
+        "--package",
+        "technician-app",
+        "--bin",
+        "technician-cli",
+    ]))?;
+    let mut demo = cargo();
+    if std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty()) {
+        run(cargo().args([
+            "build",
+            "--release",
+            "--quiet",
+            "--package",
+            "technician-desktop",
+        ]))?;
+        demo.env(
+            "DEMO_TECHNICIAN_APP",
+            workspace_root().join("target/release/technician-app"),
+        );
+    }
+    run(demo.args([
         "run",
         "--release",
         "--quiet",
@@ -153,8 +190,7 @@ fn demo() -> Result<()> {
         "demo",
     ]))?;
     println!(
-        "\nStill missing from the demo, each with its issue:\n\
-         - the Tauri technician app (the demo's technician is the session library; issue 6)\n\
+        "\nStill missing from the demo, with its issue:\n\
          - the web console pages for settings, sessions and playback (issue 7)"
     );
     Ok(())
@@ -172,6 +208,7 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    ensure_cargo_tool("tauri-driver", &["tauri-driver", "--version", "2.1.0"])?;
     fuzz(20)?;
     // Last, so that the test runner's summary is the last thing printed.
     run_tests(cargo().args(["test", "--workspace"]))
@@ -224,14 +261,7 @@ fn run_tests(cmd: &mut Command) -> Result<()> {
 /// scratch directory so that the work tree stays clean.
 fn fuzz(secs: u32) -> Result<()> {
     ensure_packages(BUILD_PACKAGES)?;
-    let has_cargo_fuzz = cargo()
-        .args(["fuzz", "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !has_cargo_fuzz {
-        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
-    }
+    ensure_cargo_tool("cargo-fuzz", &["cargo-fuzz"])?;
     let fuzz_dir = workspace_root().join("fuzz");
     let scratch = std::env::temp_dir().join(format!("fuzz-corpus-{}", std::process::id()));
     for target in ["decode", "handshake"] {
@@ -252,4 +282,19 @@ fn fuzz(secs: u32) -> Result<()> {
     }
     std::fs::remove_dir_all(&scratch).ok();
     Ok(())
+}
+
+/// Installs a tool from crates.io with `cargo install --locked` when `bin` is not on the PATH (or in
+/// cargo's bin directory).
+fn ensure_cargo_tool(bin: &str, install: &[&str]) -> Result<()> {
+    let found = Command::new(bin)
+        .arg("--help")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if found {
+        return Ok(());
+    }
+    run(cargo().args(["install", "--locked"]).args(install))
 }

@@ -81,6 +81,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let _ = session.commands.send(Command::Leave).await;
                 continue;
             }
+            // Ctrl-C leaves the session cleanly, so the relay ends it "technician left".
+            _ = tokio::signal::ctrl_c(), if !left => {
+                left = true;
+                println!("Ctrl-C: leaving the session.");
+                let _ = session.commands.send(Command::Leave).await;
+                continue;
+            }
         };
         let Some(event) = event else { break };
         match event {

@@ -1,0 +1,5 @@
+//! Tauri's build step: reads tauri.conf.json and the capabilities, and embeds the pages.
+
+fn main() {
+    tauri_build::build();
+}

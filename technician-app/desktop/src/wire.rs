@@ -1,0 +1,198 @@
+//! What crosses from the app's Rust side to its webview: one binary message per session event, in
+//! the order the relay sent them, on one Tauri channel (so that a configuration change can never
+//! overtake the frames before it).
+//!
+//! Video travels as raw bytes, never base64 or JSON:
+//!
+//! ```text
+//! 0x01 | flags u8 (bit 0: keyframe) | timestamp_us u64 LE | H.264 access unit (Annex B)
+//! ```
+//!
+//! Every other event is small and rare, and travels as UTF-8 JSON after a 0x02 byte:
+//!
+//! ```text
+//! 0x02 | {"type": "...", ...}
+//! ```
+
+use protocol::{EndReason, MonitorInfo, Orientation, VideoConfig};
+use serde_json::{json, Value};
+use technician::Event;
+
+/// First byte of a video message.
+pub const VIDEO: u8 = 1;
+/// First byte of a JSON event.
+pub const JSON: u8 = 2;
+
+/// The message for one event, or `None` for events the app does not show (audio).
+pub fn encode(event: &Event) -> Option<Vec<u8>> {
+    let value = match event {
+        Event::Video(frame) => {
+            let mut out = Vec::with_capacity(10 + frame.payload.len());
+            out.push(VIDEO);
+            out.push(u8::from(frame.keyframe));
+            out.extend_from_slice(&frame.timestamp_us.to_le_bytes());
+            out.extend_from_slice(&frame.payload);
+            return Some(out);
+        }
+        Event::Started {
+            session_id,
+            device_name,
+            streamer_version,
+            recorded,
+        } => json!({
+            "type": "started",
+            "sessionId": session_id,
+            "deviceName": device_name,
+            "streamerVersion": streamer_version,
+            "recorded": recorded,
+        }),
+        Event::Recording(recorded) => json!({"type": "recording", "recorded": recorded}),
+        Event::Monitors(monitors) => json!({
+            "type": "monitors",
+            "monitors": monitors.iter().map(monitor_json).collect::<Vec<_>>(),
+        }),
+        Event::VideoConfig(config) => config_json(config),
+        Event::LimitWarning(left) => json!({
+            "type": "limitWarning",
+            "timeLeftMs": u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+        }),
+        Event::Ended { reason, message } => json!({
+            "type": "ended",
+            "reason": reason_name(*reason),
+            "message": message,
+        }),
+        Event::AudioUnavailable(reason) => json!({"type": "audioUnavailable", "reason": reason}),
+        // The app does not play audio yet; the command-line client and library report it.
+        Event::AudioConfig { .. } | Event::Audio(_) => return None,
+    };
+    Some(json_message(&value))
+}
+
+/// A JSON event message.
+pub fn json_message(value: &Value) -> Vec<u8> {
+    let text = value.to_string();
+    let mut out = Vec::with_capacity(1 + text.len());
+    out.push(JSON);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+fn monitor_json(m: &MonitorInfo) -> Value {
+    json!({
+        "id": m.id,
+        "name": m.name,
+        "x": m.x,
+        "y": m.y,
+        "width": m.width,
+        "height": m.height,
+        "primary": m.primary,
+    })
+}
+
+fn config_json(c: &VideoConfig) -> Value {
+    json!({
+        "type": "videoConfig",
+        "codec": "h264",
+        "width": c.width,
+        "height": c.height,
+        "frameRate": c.frame_rate,
+        "monitorId": c.monitor_id,
+        "orientation": match c.orientation {
+            Orientation::Landscape => "landscape",
+            Orientation::Portrait => "portrait",
+        },
+    })
+}
+
+/// A stable name for an end reason, which the page turns into words.
+pub fn reason_name(reason: EndReason) -> String {
+    match reason {
+        EndReason::TechnicianLeft => "TECHNICIAN_LEFT".into(),
+        EndReason::EndUserEnded => "END_USER_ENDED".into(),
+        EndReason::TechnicianDisconnected => "TECHNICIAN_DISCONNECTED".into(),
+        EndReason::StreamerDisconnected => "STREAMER_DISCONNECTED".into(),
+        EndReason::TimeLimitReached => "TIME_LIMIT_REACHED".into(),
+        EndReason::RecordingFailed => "RECORDING_FAILED".into(),
+        EndReason::RelayShuttingDown => "RELAY_SHUTTING_DOWN".into(),
+        EndReason::CredentialRevoked => "CREDENTIAL_REVOKED".into(),
+        EndReason::ProtocolError => "PROTOCOL_ERROR".into(),
+        EndReason::Unknown(n) => format!("UNKNOWN_{n}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use protocol::{VideoCodec, VideoFrame};
+
+    use super::*;
+
+    #[test]
+    fn video_is_raw_bytes_after_a_ten_byte_header() {
+        let payload = Bytes::from_static(&[0, 0, 0, 1, 0x65, 0xaa, 0xbb]);
+        let msg = encode(&Event::Video(VideoFrame {
+            keyframe: true,
+            timestamp_us: 0x0102_0304_0506_0708,
+            payload: payload.clone(),
+        }))
+        .unwrap();
+        assert_eq!(msg[0], VIDEO);
+        assert_eq!(msg[1], 1);
+        assert_eq!(&msg[2..10], &0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(&msg[10..], &payload[..]);
+
+        let delta = encode(&Event::Video(VideoFrame {
+            keyframe: false,
+            timestamp_us: 5,
+            payload,
+        }))
+        .unwrap();
+        assert_eq!(delta[1], 0);
+    }
+
+    #[test]
+    fn other_events_are_tagged_json() {
+        let msg = encode(&Event::VideoConfig(VideoConfig {
+            codec: VideoCodec::H264,
+            width: 1920,
+            height: 1080,
+            frame_rate: 30,
+            monitor_id: 2,
+            orientation: Orientation::Portrait,
+        }))
+        .unwrap();
+        assert_eq!(msg[0], JSON);
+        let v: Value = serde_json::from_slice(&msg[1..]).unwrap();
+        assert_eq!(v["type"], "videoConfig");
+        assert_eq!(v["width"], 1920);
+        assert_eq!(v["orientation"], "portrait");
+
+        let warn = encode(&Event::LimitWarning(Duration::from_secs(300))).unwrap();
+        let v: Value = serde_json::from_slice(&warn[1..]).unwrap();
+        assert_eq!(v["timeLeftMs"], 300_000);
+
+        let ended = encode(&Event::Ended {
+            reason: EndReason::Unknown(77),
+            message: "bye".into(),
+        })
+        .unwrap();
+        let v: Value = serde_json::from_slice(&ended[1..]).unwrap();
+        assert_eq!(v["reason"], "UNKNOWN_77");
+        assert_eq!(v["message"], "bye");
+    }
+
+    #[test]
+    fn audio_is_not_sent_to_the_page() {
+        assert_eq!(
+            encode(&Event::AudioConfig {
+                sample_rate: 48_000,
+                channels: 1
+            }),
+            None
+        );
+    }
+}

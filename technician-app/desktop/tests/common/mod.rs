@@ -1,0 +1,182 @@
+//! The stage for driving the app's real window: a relay in-process with recording on, the real
+//! streamer agent sharing a virtual Xorg display, and the app started by tauri-driver on a display of
+//! its own (xvfb-run). Shared by the window test and the glass-to-glass benchmark.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay::Config;
+use streamer_agent::agent::{self, AgentConfig, Mode, X11Platform};
+use system_tests::webdriver::{AppWindow, TauriDriver};
+use system_tests::{TestRelay, XDisplay};
+use tokio_util::sync::CancellationToken;
+
+pub const EMAIL: &str = "ada@acme.example";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Everything one app test needs, torn down in order when dropped.
+pub struct Stage {
+    pub window: AppWindow,
+    pub driver: TauriDriver,
+    pub relay: TestRelay,
+    pub team_id: String,
+    pub display: XDisplay,
+    pub agent_stop: CancellationToken,
+    pub agent: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+/// Sets up the stage with a `width` x `height` streamer display and `tweak` applied to the relay's
+/// settings, and signs the app in. The streamer's device is called "Test PC".
+pub async fn stage(
+    width: u16,
+    height: u16,
+    frame_rate: u16,
+    tweak: impl FnOnce(&mut Config),
+) -> Stage {
+    let display = XDisplay::start(width, height);
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start_with(&dir.path().join("relay"), 0, tweak).await;
+    let team = relay
+        .store
+        .create_team("acme", EMAIL, "Ada", PASSWORD)
+        .await
+        .unwrap();
+    let team_id = team.team.id;
+    let mut settings = relay.store.team_settings(&team_id).await.unwrap().unwrap();
+    settings.record_unattended = true;
+    relay
+        .store
+        .set_team_settings(&team_id, &settings)
+        .await
+        .unwrap();
+    let code = relay
+        .store
+        .create_deployment_code(&team_id, 3_600_000)
+        .await
+        .unwrap();
+
+    let agent_stop = CancellationToken::new();
+    let (notices, mut notices_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move { while notices_rx.recv().await.is_some() {} });
+    let agent = tokio::spawn(agent::run(
+        AgentConfig {
+            relay: relay.addr.clone(),
+            ca_file: relay.ca(),
+            mode: Mode::Unattended {
+                credential_file: dir.path().join("device.credential"),
+                deployment_code: Some(code),
+            },
+            device_name: "Test PC".into(),
+            display: Some(display.name.clone()),
+            frame_rate,
+        },
+        Arc::new(X11Platform {
+            display: Some(display.name.clone()),
+        }),
+        notices,
+        agent_stop.clone(),
+    ));
+
+    let driver = TauriDriver::start().await.unwrap();
+    let app = PathBuf::from(env!("CARGO_BIN_EXE_technician-app"));
+    let args = vec![
+        "--relay".to_owned(),
+        relay.addr.clone(),
+        "--ca".to_owned(),
+        relay.ca().display().to_string(),
+        "--email".to_owned(),
+        EMAIL.to_owned(),
+    ];
+    let window = driver.open(&app, &args).await.unwrap();
+    window
+        .wait_text("#signin-view h1", Duration::from_secs(30), |t| {
+            t == "Sign in"
+        })
+        .await
+        .unwrap();
+    window.type_into("#password", PASSWORD).await.unwrap();
+    window.click("#signin-button").await.unwrap();
+    if let Err(e) = window
+        .wait_text("#devices-view h1", Duration::from_secs(30), |t| {
+            t == "Devices"
+        })
+        .await
+    {
+        let notice = window.visible_text("#notice").await.unwrap_or_default();
+        panic!("sign-in did not reach the device list: {e}; notice: {notice:?}");
+    }
+    Stage {
+        window,
+        driver,
+        relay,
+        team_id,
+        display,
+        agent_stop,
+        agent,
+        dir,
+    }
+}
+
+impl Stage {
+    /// Waits until the device list shows "Test PC" online, then connects to it.
+    pub async fn connect_to_test_pc(&self) {
+        self.window
+            .wait_text("#device-rows", Duration::from_secs(30), |t| {
+                t.lines()
+                    .any(|l| l.contains("Test PC") && l.contains("Online"))
+            })
+            .await
+            .unwrap();
+        // Button rows are in list order; pick Test PC's.
+        let clicked = self
+            .window
+            .script(
+                "for (const tr of document.querySelectorAll('#device-rows tr')) {
+                   if (tr.cells[0].innerText === 'Test PC') { tr.querySelector('button').click(); return true; }
+                 }
+                 return false;",
+                serde_json::json!([]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(clicked, true);
+    }
+
+    /// Waits until the view has drawn at least `n` frames.
+    pub async fn wait_frames(&self, n: u64) {
+        let started = std::time::Instant::now();
+        loop {
+            let v = self
+                .window
+                .script("return window.__view.frames;", serde_json::json!([]))
+                .await
+                .unwrap();
+            if v.as_u64().unwrap_or(0) >= n {
+                return;
+            }
+            let errors = self
+                .window
+                .script("return window.__view.decodeErrors;", serde_json::json!([]))
+                .await
+                .unwrap();
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the view drew {v} frames in 30 s (decoder errors: {errors})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the app, the agent and the relay.
+    pub async fn finish(self) {
+        let _ = self.window.close().await;
+        drop(self.driver);
+        self.agent_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.agent).await;
+        self.relay.stop().await;
+    }
+}

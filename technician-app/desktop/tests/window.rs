@@ -1,0 +1,202 @@
+//! The app's real window end to end (tauri-driver with WebKitWebDriver under xvfb-run): sign in,
+//! the version error for an old streamer, then a recorded session through a real relay to the real
+//! streamer agent on another virtual display: the remote content in the view (pixels of a
+//! screenshot), a click forwarded to the remote pointer, the recording indicator, the limit warning
+//! with its live countdown, and the end at the limit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use protocol::{Credential, Message, ProductVersion, Role};
+use relay_client::Connector;
+use x11rb::connection::Connection as _;
+use x11rb::protocol::xproto::ConnectionExt as _;
+
+/// Colours painted on the streamer's screen: left half and right half.
+const LEFT: (u8, u8, u8) = (220, 40, 150);
+const RIGHT: (u8, u8, u8) = (30, 200, 90);
+
+fn close(px: &[u8], rgb: (u8, u8, u8)) -> bool {
+    let d = |a: u8, b: u8| i16::from(a).abs_diff(i16::from(b));
+    d(px[0], rgb.0) <= 30 && d(px[1], rgb.1) <= 30 && d(px[2], rgb.2) <= 30
+}
+
+fn mmss(text: &str) -> u32 {
+    let (m, s) = text.trim().split_once(':').expect("m:ss");
+    m.parse::<u32>().unwrap() * 60 + s.parse::<u32>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_window_shows_the_version_error_then_a_recorded_session_with_its_warning() {
+    // Second-scale limits: the session lasts 20 s, with the warning 12 s before the end.
+    let stage = common::stage(1024, 768, 30, |c| {
+        c.max_recorded_session_secs = 20;
+        c.limit_warning_secs = 12;
+    })
+    .await;
+    let _left = stage.display.paint(0, 0, 512, 768, LEFT);
+    let _right = stage.display.paint(512, 0, 512, 768, RIGHT);
+    let w = &stage.window;
+
+    // An old streamer of the same team, online.
+    let code = stage
+        .relay
+        .store
+        .create_deployment_code(&stage.team_id, 600_000)
+        .await
+        .unwrap();
+    let mut old = Connector::trusting_ca_file(&stage.relay.ca())
+        .unwrap()
+        .connect(&stage.relay.addr)
+        .await
+        .unwrap();
+    old.handshake(
+        Role::Streamer,
+        ProductVersion::new(3, 5, 7, 9),
+        Credential::DeploymentCode {
+            code,
+            device_name: "Old PC".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let old_keepalive = tokio::spawn(async move {
+        // Answers nothing: the relay must refuse before offering it a session.
+        while let Ok(msg) = old.recv().await {
+            assert!(
+                !matches!(msg, Message::SessionOffer { .. }),
+                "an old streamer was offered a recorded session"
+            );
+        }
+    });
+
+    // Signed in: the device list shows both; the old one's connect gives the version error.
+    w.click("#refresh").await.unwrap();
+    w.wait_text("#device-rows", Duration::from_secs(30), |t| {
+        t.contains("Old PC") && t.contains("3.5.7.9") && t.contains("Test PC")
+    })
+    .await
+    .unwrap();
+    w.script(
+        "for (const tr of document.querySelectorAll('#device-rows tr'))
+           if (tr.cells[0].innerText === 'Old PC') tr.querySelector('button').click();",
+        serde_json::json!([]),
+    )
+    .await
+    .unwrap();
+    let refusal = w
+        .wait_text("#notice", Duration::from_secs(15), |t| {
+            t.contains("3.5.7.9")
+        })
+        .await
+        .unwrap();
+    assert!(
+        refusal.contains("must be updated")
+            && refusal.contains(
+                "This computer's streamer is version 3.5.7.9. Your team records every session, \
+                 which needs streamer version 3.5.8.0 or later."
+            )
+            && refusal.contains("STREAMER_VERSION_UNSUPPORTED"),
+        "{refusal}"
+    );
+    old_keepalive.abort();
+
+    // The recorded session with the real streamer.
+    stage.connect_to_test_pc().await;
+    w.wait_text("#recording-indicator", Duration::from_secs(15), |t| {
+        t.contains("Recording")
+    })
+    .await
+    .unwrap();
+    stage.wait_frames(5).await;
+
+    // The remote content is in the view: both halves, in their places, in a screenshot.
+    let rect = w
+        .script(
+            "const r = document.getElementById('screen').getBoundingClientRect();
+             return [r.left, r.top, r.width, r.height, window.devicePixelRatio];",
+            serde_json::json!([]),
+        )
+        .await
+        .unwrap();
+    let n: Vec<f64> = rect
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let shot = image::load_from_memory(&w.screenshot().await.unwrap())
+        .unwrap()
+        .to_rgb8();
+    std::fs::write(
+        std::env::temp_dir().join("technician-app-window.png"),
+        w.screenshot().await.unwrap(),
+    )
+    .ok();
+    let at = |fx: f64, fy: f64| {
+        let x = ((n[0] + n[2] * fx) * n[4]) as u32;
+        let y = ((n[1] + n[3] * fy) * n[4]) as u32;
+        shot.get_pixel(x, y).0
+    };
+    for fy in [0.2, 0.5, 0.8] {
+        let (l, r) = (at(0.25, fy), at(0.75, fy));
+        assert!(close(&l, LEFT), "left half at {fy}: {l:?}");
+        assert!(close(&r, RIGHT), "right half at {fy}: {r:?}");
+    }
+
+    // A click in the middle of the view lands in the middle of the remote screen.
+    w.click("#screen").await.unwrap();
+    let (conn, screen) = x11rb::connect(Some(&stage.display.name)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    let mut pointer = (0, 0);
+    for _ in 0..50 {
+        let p = conn.query_pointer(root).unwrap().reply().unwrap();
+        pointer = (p.root_x, p.root_y);
+        if (i32::from(pointer.0) - 512).abs() <= 4 && (i32::from(pointer.1) - 384).abs() <= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        (i32::from(pointer.0) - 512).abs() <= 4 && (i32::from(pointer.1) - 384).abs() <= 4,
+        "remote pointer at {pointer:?}"
+    );
+
+    // The warning, 8 s in, with a countdown that goes down live.
+    let first = w
+        .wait_text("#limit-warning", Duration::from_secs(15), |t| {
+            t.contains("will end in")
+        })
+        .await
+        .unwrap();
+    let a = mmss(&w.visible_text("#countdown").await.unwrap().unwrap());
+    assert!((9..=12).contains(&a), "countdown {a} s in: {first}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let b = mmss(&w.visible_text("#countdown").await.unwrap().unwrap());
+    assert!((2..=4).contains(&(a - b)), "countdown went from {a} to {b}");
+    assert!(
+        w.visible_text("#recording-indicator")
+            .await
+            .unwrap()
+            .is_some(),
+        "the recording indicator stays for the whole session"
+    );
+
+    // The end at the limit, in plain words; back to the device list.
+    let ended = w
+        .wait_text("#notice", Duration::from_secs(20), |t| {
+            t.contains("reached its time limit")
+        })
+        .await
+        .unwrap();
+    assert!(ended.contains("TIME_LIMIT_REACHED"), "{ended}");
+    w.wait_text("#devices-view h1", Duration::from_secs(10), |t| {
+        t == "Devices"
+    })
+    .await
+    .unwrap();
+    stage.finish().await;
+}

@@ -1,0 +1,344 @@
+// The technician app's page: sign-in, devices, and the live session view.
+//
+// Session events arrive on one Tauri channel as binary messages (see src/wire.rs): 0x01 + H.264 access
+// unit (raw bytes, decoded here with WebCodecs and drawn on a canvas), or 0x02 + a JSON event.
+'use strict';
+
+const { invoke, Channel } = window.__TAURI__.core;
+const $ = (id) => document.getElementById(id);
+
+// Refusals and failures, in plain words. The relay's own sentence is shown under the headline; for
+// the version error it is the headline's text itself, since it names both versions.
+const WORDS = {
+  STREAMER_VERSION_UNSUPPORTED: ['This computer\'s streamer must be updated before you can connect', null],
+  AUTHENTICATION_FAILED: ['Sign-in failed', 'The e-mail address or password is wrong, or your sign-in has expired.'],
+  CREDENTIAL_REVOKED: ['Access was revoked', 'Your team revoked this sign-in or device. Sign in again, or ask an admin.'],
+  CREDENTIAL_NOT_ALLOWED: ['Not allowed here', 'This kind of sign-in cannot be used for that.'],
+  FORBIDDEN: ['Not allowed', 'Your role in the team does not allow this.'],
+  DEVICE_NOT_FOUND: ['Device not found', 'The device was removed from your team, or belongs to another team.'],
+  DEVICE_OFFLINE: ['The computer is offline', 'Its streamer is not connected to the relay right now.'],
+  DEVICE_BUSY: ['The computer is already in a session', 'Only one technician can be connected at a time.'],
+  SESSION_CODE_INVALID: ['That session code does not work', 'Codes are 9 digits and expire after 10 minutes. Ask the end user for the code on their screen.'],
+  RECORDING_UNAVAILABLE: ['The session cannot be recorded right now', 'Your team records every session, so the relay will not connect until recording works again.'],
+  SESSION_DECLINED: ['The end user declined the session', 'They chose not to share their screen.'],
+  RATE_LIMITED: ['Too many attempts', 'Wait a moment, then try again.'],
+  RELAY_SHUTTING_DOWN: ['The relay is restarting', 'Try again in a minute.'],
+  PROTOCOL_VERSION_UNSUPPORTED: ['This app must be updated', 'The relay no longer speaks this app\'s protocol version.'],
+  MALFORMED_VERSION: ['Version not understood', 'The relay could not read a version number.'],
+  TIMEOUT: ['The relay did not answer in time', 'Check your network connection and try again.'],
+  LINK: ['Cannot reach the relay', 'Check the relay\'s address and your network connection.'],
+  CA_FILE: ['The relay\'s certificate authority file cannot be used', null],
+  TLS: ['Secure connection failed', null],
+  INPUT: ['Check what you entered', null],
+  NOT_SIGNED_IN: ['You are signed out', 'Sign in again.'],
+  NO_SESSION: ['The session has ended', null],
+  INTERNAL_ERROR: ['The relay had a problem', 'Try again; if it keeps happening, tell your relay\'s operator.'],
+};
+
+const ENDED = {
+  TECHNICIAN_LEFT: 'You ended the session.',
+  END_USER_ENDED: 'The end user ended the session.',
+  TECHNICIAN_DISCONNECTED: 'Your connection to the relay was lost.',
+  STREAMER_DISCONNECTED: 'The remote computer disconnected.',
+  TIME_LIMIT_REACHED: 'The recorded session reached its time limit.',
+  RECORDING_FAILED: 'The recording could not be saved, and a recorded session never goes on unrecorded.',
+  RELAY_SHUTTING_DOWN: 'The relay is restarting.',
+  CREDENTIAL_REVOKED: 'A sign-in or device in the session was revoked.',
+  PROTOCOL_ERROR: 'The remote computer sent something the relay could not accept.',
+};
+
+function show(view) {
+  for (const v of ['signin-view', 'devices-view', 'session-view']) $(v).classList.toggle('hidden', v !== view);
+}
+
+function notice(title, text, detail, kind) {
+  $('notice-title').textContent = title;
+  $('notice-text').textContent = text || '';
+  $('notice-detail').textContent = detail || '';
+  $('notice').className = 'notice' + (kind === 'info' ? ' info' : '');
+  $('notice').dataset.code = kind || '';
+}
+
+function failure(f) {
+  const code = (f && f.code) || 'INTERNAL_ERROR';
+  const message = (f && f.message) || String(f);
+  const [title, text] = WORDS[code] || ['Something went wrong', null];
+  if (text) notice(title, text, `${message} (${code})`, code);
+  else notice(title, message, code, code);
+}
+
+function hideNotice() { $('notice').classList.add('hidden'); }
+$('notice-close').onclick = hideNotice;
+
+// ---- Sign-in and devices -------------------------------------------------------------------------
+
+async function start() {
+  const d = await invoke('defaults');
+  $('relay').value = d.relay || '';
+  $('email').value = d.email || '';
+  $('version').textContent = `Version ${d.version}`;
+  show('signin-view');
+  (d.email ? $('password') : $('relay')).focus();
+}
+
+$('signin-form').onsubmit = async (e) => {
+  e.preventDefault();
+  hideNotice();
+  $('signin-button').disabled = true;
+  try {
+    const me = await invoke('sign_in', { relay: $('relay').value, email: $('email').value, password: $('password').value });
+    $('password').value = '';
+    $('who').textContent = `${me.name} · ${$('relay').value}`;
+    await loadDevices();
+  } catch (f) {
+    failure(f);
+  } finally {
+    $('signin-button').disabled = false;
+  }
+};
+
+async function loadDevices() {
+  const devices = await invoke('devices');
+  const rows = $('device-rows');
+  rows.textContent = '';
+  for (const d of devices) {
+    const tr = document.createElement('tr');
+    tr.dataset.deviceId = d.id;
+    const cells = [d.name, d.online ? 'Online' : 'Offline', d.streamerVersion || '—'];
+    cells.forEach((text, i) => {
+      const td = document.createElement('td');
+      td.textContent = text;
+      if (i === 1) td.className = 'status' + (d.online ? ' online' : '');
+      tr.appendChild(td);
+    });
+    const td = document.createElement('td');
+    const b = document.createElement('button');
+    b.textContent = 'Connect';
+    b.className = 'primary connect';
+    b.disabled = !d.online;
+    b.onclick = () => connect({ device: d.id }, d.name);
+    td.appendChild(b);
+    tr.appendChild(td);
+    rows.appendChild(tr);
+  }
+  $('no-devices').classList.toggle('hidden', devices.length > 0);
+  show('devices-view');
+}
+
+$('refresh').onclick = () => loadDevices().catch(failure);
+$('code-form').onsubmit = (e) => {
+  e.preventDefault();
+  connect({ code: $('code').value }, 'Attended session');
+};
+
+// ---- The session ---------------------------------------------------------------------------------
+
+const canvas = $('screen');
+const ctx = canvas.getContext('2d', { alpha: false, willReadFrequently: false });
+// What tests and the latency benchmark read (frames drawn, decoder errors, a pixel probe).
+const view = (window.__view = { frames: 0, decodeErrors: 0, probe: null });
+let decoder = null;
+let needKey = true;
+let session = null;
+let countdown = null;
+
+function resetDecoder() {
+  if (decoder && decoder.state !== 'closed') decoder.close();
+  decoder = null;
+  needKey = true;
+}
+
+// The codec string (avc1.PPCCLL) from the stream's sequence parameter set.
+function codecOf(au) {
+  for (let i = 0; i + 7 < au.length; i++) {
+    if (au[i] === 0 && au[i + 1] === 0 && au[i + 2] === 1 && (au[i + 3] & 0x1f) === 7) {
+      const hex = (b) => b.toString(16).padStart(2, '0');
+      return `avc1.${hex(au[i + 4])}${hex(au[i + 5])}${hex(au[i + 6])}`;
+    }
+  }
+  return 'avc1.42c01f';
+}
+
+function drawn(frame) {
+  if (canvas.width !== frame.displayWidth || canvas.height !== frame.displayHeight) {
+    canvas.width = frame.displayWidth;
+    canvas.height = frame.displayHeight;
+  }
+  ctx.drawImage(frame, 0, 0);
+  frame.close();
+  view.frames++;
+  $('waiting').classList.add('hidden');
+  const p = view.probe;
+  if (p && p.changedAt === null) {
+    const [r, g, b] = ctx.getImageData(p.x, p.y, 1, 1).data;
+    if (Math.abs(r - p.base[0]) + Math.abs(g - p.base[1]) + Math.abs(b - p.base[2]) > 90) {
+      p.changedAt = performance.timeOrigin + performance.now();
+    }
+  }
+}
+
+// Starts watching one canvas pixel: `changedAt` (ms since the epoch) is set when it changes.
+window.__watchPixel = (x, y) => {
+  const d = ctx.getImageData(x, y, 1, 1).data;
+  view.probe = { x, y, base: [d[0], d[1], d[2]], changedAt: null };
+};
+
+function video(bytes) {
+  const key = (bytes[1] & 1) === 1;
+  const timestamp = Number(new DataView(bytes.buffer, bytes.byteOffset + 2, 8).getBigUint64(0, true));
+  const data = bytes.subarray(10);
+  if (needKey && !key) return;
+  if (!decoder) {
+    decoder = new VideoDecoder({
+      output: drawn,
+      error: (e) => {
+        view.decodeErrors++;
+        console.error('decoder', e);
+        resetDecoder();
+        invoke('request_keyframe').catch(() => {});
+      },
+    });
+    // No description: the access units are Annex B, with parameter sets in every keyframe.
+    decoder.configure({ codec: codecOf(data), optimizeForLatency: true, hardwareAcceleration: 'no-preference' });
+  }
+  needKey = false;
+  decoder.decode(new EncodedVideoChunk({ type: key ? 'key' : 'delta', timestamp, data }));
+}
+
+function event(e) {
+  switch (e.type) {
+    case 'started':
+      $('session-device').textContent = `${e.deviceName} · streamer ${e.streamerVersion}`;
+      recording(e.recorded);
+      break;
+    case 'recording':
+      recording(e.recorded);
+      break;
+    case 'monitors': {
+      const sel = $('monitor');
+      const current = sel.value;
+      sel.textContent = '';
+      for (const m of e.monitors) {
+        const o = document.createElement('option');
+        o.value = m.id;
+        o.textContent = `${m.name} (${m.width}×${m.height})${m.primary ? ' · primary' : ''}`;
+        sel.appendChild(o);
+      }
+      if (current) sel.value = current;
+      break;
+    }
+    case 'videoConfig':
+      // A new stream (monitor, size, rate or orientation): start again from its keyframe.
+      resetDecoder();
+      $('monitor').value = String(e.monitorId);
+      $('frame-rate').value = String(e.frameRate);
+      $('stats').textContent = `${e.width}×${e.height}, ${e.frameRate} fps, ${e.orientation}, H.264`;
+      break;
+    case 'limitWarning':
+      startCountdown(e.timeLeftMs);
+      break;
+    case 'audioUnavailable':
+      break;
+    case 'ended':
+      endSession(ENDED[e.reason] || 'The session ended.', e.message, e.reason);
+      break;
+    case 'disconnected':
+      endSession('The connection to the relay was lost.', e.message, e.code);
+      break;
+  }
+}
+
+function recording(on) {
+  $('recording-indicator').classList.toggle('hidden', !on);
+  $('not-recorded').classList.toggle('hidden', on);
+}
+
+function startCountdown(ms) {
+  const until = performance.now() + ms;
+  const tick = () => {
+    const left = Math.max(0, Math.round((until - performance.now()) / 1000));
+    $('countdown').textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}`;
+  };
+  clearInterval(countdown);
+  tick();
+  countdown = setInterval(tick, 250);
+  $('limit-warning').classList.remove('hidden');
+}
+
+function endSession(text, detail, code) {
+  clearInterval(countdown);
+  resetDecoder();
+  session = null;
+  notice('Session ended', text, detail ? `${detail} (${code})` : code, 'info');
+  loadDevices().catch(failure);
+}
+
+async function connect(target, name) {
+  hideNotice();
+  const channel = new Channel();
+  channel.onmessage = (m) => {
+    const bytes = new Uint8Array(m);
+    if (bytes[0] === 1) video(bytes);
+    else if (bytes[0] === 2) event(JSON.parse(new TextDecoder().decode(bytes.subarray(1))));
+  };
+  resetDecoder();
+  view.frames = 0;
+  $('waiting').classList.remove('hidden');
+  $('limit-warning').classList.add('hidden');
+  recording(false);
+  $('not-recorded').classList.add('hidden');
+  $('session-device').textContent = name;
+  try {
+    await invoke('connect', { target, onEvent: channel });
+    session = channel;
+    show('session-view');
+    $('stage').focus();
+  } catch (f) {
+    failure(f);
+  }
+}
+
+$('leave').onclick = () => invoke('leave').catch(failure);
+$('monitor').onchange = () => invoke('switch_monitor', { monitorId: Number($('monitor').value) }).catch(failure);
+$('frame-rate').onchange = () => invoke('set_frame_rate', { frameRate: Number($('frame-rate').value) }).catch(failure);
+
+// ---- Input ---------------------------------------------------------------------------------------
+
+function remotePoint(e) {
+  const r = canvas.getBoundingClientRect();
+  const x = Math.round(((e.clientX - r.left) * canvas.width) / r.width);
+  const y = Math.round(((e.clientY - r.top) * canvas.height) / r.height);
+  return { x: Math.min(Math.max(x, 0), canvas.width - 1), y: Math.min(Math.max(y, 0), canvas.height - 1) };
+}
+
+function mouse(action, e, extra) {
+  if (!session) return;
+  invoke('mouse', { event: { action, button: e.button || 0, ...remotePoint(e), ...extra } }).catch(() => {});
+}
+
+// Moves are coalesced to one per animation frame.
+let pendingMove = null;
+canvas.addEventListener('mousemove', (e) => {
+  if (pendingMove === null) requestAnimationFrame(() => { mouse('move', pendingMove); pendingMove = null; });
+  pendingMove = e;
+});
+canvas.addEventListener('mousedown', (e) => { e.preventDefault(); $('stage').focus(); mouse('down', e); });
+canvas.addEventListener('mouseup', (e) => { e.preventDefault(); mouse('up', e); });
+canvas.addEventListener('contextmenu', (e) => e.preventDefault());
+canvas.addEventListener('wheel', (e) => {
+  e.preventDefault();
+  mouse('wheel', e, { wheelX: Math.sign(e.deltaX), wheelY: Math.sign(e.deltaY) });
+}, { passive: false });
+
+function modifiers(e) {
+  return (e.shiftKey ? 1 : 0) | (e.ctrlKey ? 2 : 0) | (e.altKey ? 4 : 0) | (e.metaKey ? 8 : 0);
+}
+for (const [type, down] of [['keydown', true], ['keyup', false]]) {
+  $('stage').addEventListener(type, (e) => {
+    if (!session || !e.code) return;
+    e.preventDefault();
+    invoke('key', { code: e.code, down, modifiers: modifiers(e) }).catch(() => {});
+  });
+}
+
+start().catch(failure);

@@ -1,0 +1,259 @@
+//! A small WebDriver client for the technician app's window: `tauri-driver` (which starts
+//! WebKitWebDriver, which starts the app) on a virtual display of its own made by `xvfb-run`.
+//!
+//! Only the commands the tests use: new session, find, click, type, text, script, screenshot.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+/// `tauri-driver` under `xvfb-run`, in a process group of its own so that it, WebKitWebDriver, the
+/// app and Xvfb all stop together.
+#[derive(Debug)]
+pub struct TauriDriver {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+/// `tauri-driver`: on the PATH, or in cargo's bin directory where `cargo install` puts it.
+fn tauri_driver() -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join("tauri-driver"))
+        .find(|p| p.exists());
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    on_path
+        .or_else(|| cargo_home.map(|c| c.join("bin/tauri-driver")))
+        .unwrap_or_else(|| "tauri-driver".into())
+}
+
+/// A free port on 127.0.0.1 (bound on port 0, then released for the driver to take).
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl TauriDriver {
+    /// Starts the driver and waits until it answers.
+    pub async fn start() -> Result<Self> {
+        use std::os::unix::process::CommandExt as _;
+        let (port, native) = (free_port()?, free_port()?);
+        let child = Command::new("xvfb-run")
+            .args(["-a", "-s", "-screen 0 1400x900x24"])
+            .arg(tauri_driver())
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--native-port")
+            .arg(native.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .context(
+                "xvfb-run (package xvfb) and tauri-driver (cargo install tauri-driver) are needed; \
+                 `cargo xtask test` installs both",
+            )?;
+        let driver = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = driver
+                .http
+                .get(format!("{}/status", driver.base))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return Ok(driver);
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("tauri-driver did not answer on port {port} within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Starts the app (`application` with `args`) and opens a WebDriver session on its window.
+    pub async fn open(&self, application: &Path, args: &[String]) -> Result<AppWindow> {
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "tauri:options": {"application": application, "args": args}
+        }}});
+        let v = call(
+            &self.http,
+            "POST",
+            &format!("{}/session", self.base),
+            Some(caps),
+        )
+        .await?;
+        let id = v["sessionId"]
+            .as_str()
+            .context("the driver answered without a session id")?;
+        Ok(AppWindow {
+            base: format!("{}/session/{id}", self.base),
+            http: self.http.clone(),
+        })
+    }
+}
+
+impl Drop for TauriDriver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(3) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: &str,
+    url: &str,
+    body: Option<Value>,
+) -> Result<Value> {
+    let req = match method {
+        "GET" => http.get(url),
+        "DELETE" => http.delete(url),
+        _ => http.post(url).json(&body.unwrap_or_else(|| json!({}))),
+    };
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("{method} {url}"))?;
+    let status = resp.status();
+    let v: Value = resp
+        .json()
+        .await
+        .with_context(|| format!("{method} {url}"))?;
+    if !status.is_success() {
+        bail!("{method} {url}: {status}: {}", v["value"]);
+    }
+    Ok(v.get("value").cloned().unwrap_or(Value::Null))
+}
+
+/// The app's window, driven through WebDriver.
+#[derive(Debug)]
+pub struct AppWindow {
+    base: String,
+    http: reqwest::Client,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl AppWindow {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
+        call(&self.http, method, &format!("{}{path}", self.base), body).await
+    }
+
+    /// The element that `css` selects, or an error.
+    pub async fn find(&self, css: &str) -> Result<String> {
+        let v = self
+            .call(
+                "POST",
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await?;
+        v[ELEMENT]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no element for {css}: {v}"))
+    }
+
+    /// Clicks what `css` selects.
+    pub async fn click(&self, css: &str) -> Result<()> {
+        let el = self.find(css).await?;
+        self.call("POST", &format!("/element/{el}/click"), None)
+            .await
+            .map(drop)
+    }
+
+    /// Types `text` into what `css` selects, after clearing it.
+    pub async fn type_into(&self, css: &str, text: &str) -> Result<()> {
+        let el = self.find(css).await?;
+        self.call("POST", &format!("/element/{el}/clear"), None)
+            .await?;
+        self.call(
+            "POST",
+            &format!("/element/{el}/value"),
+            Some(json!({"text": text})),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) in the page and returns its value.
+    pub async fn script(&self, script: &str, args: Value) -> Result<Value> {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
+    }
+
+    /// The visible text of what `css` selects, or `None` when nothing is selected or it is hidden.
+    pub async fn visible_text(&self, css: &str) -> Result<Option<String>> {
+        let v = self
+            .script(
+                "const e = document.querySelector(arguments[0]);
+                 if (!e || e.offsetParent === null) return null;
+                 return e.innerText;",
+                json!([css]),
+            )
+            .await?;
+        Ok(v.as_str().map(str::to_owned))
+    }
+
+    /// Waits until what `css` selects is visible with text for which `ok` holds; returns the text.
+    pub async fn wait_text(
+        &self,
+        css: &str,
+        timeout: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        let started = Instant::now();
+        let mut last = None;
+        while started.elapsed() < timeout {
+            last = self.visible_text(css).await?;
+            if let Some(t) = &last {
+                if ok(t) {
+                    return Ok(t.clone());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("{css} did not show the expected text within {timeout:?}; last seen: {last:?}")
+    }
+
+    /// A PNG screenshot of the window's page.
+    pub async fn screenshot(&self) -> Result<Vec<u8>> {
+        let v = self.call("GET", "/screenshot", None).await?;
+        let b64 = v.as_str().context("screenshot is not text")?;
+        Ok(base64::engine::general_purpose::STANDARD.decode(b64)?)
+    }
+
+    /// Ends the WebDriver session, which closes the app.
+    pub async fn close(self) -> Result<()> {
+        self.call("DELETE", "", None).await.map(drop)
+    }
+}
