@@ -8,7 +8,7 @@
 // No console window on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
-mod wire;
+use technician_desktop::wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -32,6 +32,9 @@ const WORDS = {
   INPUT: ['Check what you entered', null],
   NOT_SIGNED_IN: ['You are signed out', 'Sign in again.'],
   NO_SESSION: ['The session has ended', null],
+  MALFORMED_MESSAGE: ['The relay could not read what this app sent', 'Update the app; if that does not help, tell your relay\'s operator.'],
+  UNEXPECTED_MESSAGE: ['The relay did not expect what this app sent', 'Update the app; if that does not help, tell your relay\'s operator.'],
+  MESSAGE_TOO_LARGE: ['Too much data at once', 'The relay refused a message larger than it accepts.'],
   INTERNAL_ERROR: ['The relay had a problem', 'Try again; if it keeps happening, tell your relay\'s operator.'],
 };
 
@@ -134,9 +137,15 @@ $('code-form').onsubmit = (e) => {
 // ---- The session ---------------------------------------------------------------------------------
 
 const canvas = $('screen');
-const ctx = canvas.getContext('2d', { alpha: false, willReadFrequently: false });
 // What tests and the latency benchmark read (frames drawn, decoder errors, a pixel probe).
-const view = (window.__view = { frames: 0, decodeErrors: 0, probe: null });
+const view = (window.__view = {
+  messages: 0, chunks: 0, decoded: 0, decodeMs: 0, frames: 0, drawMs: 0,
+  skipped: 0, decodeErrors: 0, drawErrors: 0, probe: null,
+});
+const renderer = window.makeRenderer(canvas, view);
+view.renderer = renderer.kind;
+// The remote screen's size in pixels (what input coordinates refer to).
+const remote = { width: 1280, height: 720 };
 let decoder = null;
 let needKey = true;
 let session = null;
@@ -159,38 +168,110 @@ function codecOf(au) {
   return 'avc1.42c01f';
 }
 
-function drawn(frame) {
-  if (canvas.width !== frame.displayWidth || canvas.height !== frame.displayHeight) {
-    canvas.width = frame.displayWidth;
-    canvas.height = frame.displayHeight;
+// Decoded frames wait here for the next animation frame (or the end of the draw under way); when
+// several arrive meanwhile, only the latest is drawn (the others are closed unseen), so that drawing
+// never makes the view fall behind. (Drawing each frame at once was measured worse: see
+// docs/PERFORMANCE.md.)
+let pending = null;
+
+const decodeStarted = new Map();
+
+let drawing = false;
+
+function decoded(frame) {
+  view.decoded++;
+  const started = decodeStarted.get(frame.timestamp);
+  if (started !== undefined) {
+    decodeStarted.delete(frame.timestamp);
+    view.decodeMs += performance.now() - started;
   }
-  ctx.drawImage(frame, 0, 0);
-  frame.close();
-  view.frames++;
-  $('waiting').classList.add('hidden');
-  const p = view.probe;
-  if (p && p.changedAt === null) {
-    const [r, g, b] = ctx.getImageData(p.x, p.y, 1, 1).data;
-    if (Math.abs(r - p.base[0]) + Math.abs(g - p.base[1]) + Math.abs(b - p.base[2]) > 90) {
-      p.changedAt = performance.timeOrigin + performance.now();
-    }
+  if (pending) pending.close();
+  else if (!drawing) requestAnimationFrame(draw);
+  pending = frame;
+}
+
+function draw() {
+  const frame = pending;
+  pending = null;
+  if (!frame || drawing) return;
+  drawing = true;
+  remote.width = frame.displayWidth;
+  remote.height = frame.displayHeight;
+  fitCanvas();
+  const t = performance.now();
+  const p = view.probe && view.probe.changedAt === null ? view.probe : null;
+  renderer
+    .draw(frame, p)
+    .then((px) => {
+      view.drawMs += performance.now() - t;
+      view.frames++;
+      $('waiting').classList.add('hidden');
+      if (p && px) {
+        p.seen = px;
+        if (Math.abs(px[0] - p.rgb[0]) + Math.abs(px[1] - p.rgb[1]) + Math.abs(px[2] - p.rgb[2]) < 60) {
+          p.changedAt = performance.timeOrigin + performance.now();
+        }
+      }
+    })
+    .catch((e) => {
+      view.drawErrors++;
+      console.error('draw', e);
+    })
+    .finally(() => {
+      drawing = false;
+      if (pending) requestAnimationFrame(draw);
+    });
+}
+
+// The canvas's pixel size: the remote screen fitted into the stage, on this display's pixels.
+function fitCanvas() {
+  const stage = $('stage');
+  const dpr = window.devicePixelRatio || 1;
+  const scale = Math.min(1, (stage.clientWidth * dpr) / remote.width, (stage.clientHeight * dpr) / remote.height);
+  const w = Math.max(1, Math.round(remote.width * scale));
+  const h = Math.max(1, Math.round(remote.height * scale));
+  if (canvas.width !== w || canvas.height !== h) {
+    canvas.width = w;
+    canvas.height = h;
+    canvas.style.width = `${w / dpr}px`;
+    canvas.style.height = `${h / dpr}px`;
   }
 }
 
-// Starts watching one canvas pixel: `changedAt` (ms since the epoch) is set when it changes.
-window.__watchPixel = (x, y) => {
-  const d = ctx.getImageData(x, y, 1, 1).data;
-  view.probe = { x, y, base: [d[0], d[1], d[2]], changedAt: null };
+// Starts watching the view at one remote pixel: `changedAt` (ms since the epoch) is set when a frame
+// drawn shows it in the colour `rgb` (within a small tolerance).
+window.__watchPixel = (rx, ry, rgb) => {
+  const x = Math.floor((rx * canvas.width) / remote.width);
+  const y = Math.floor((ry * canvas.height) / remote.height);
+  view.probe = { x, y, rgb, seen: null, changedAt: null };
 };
+
+// Latency stays bounded: when this many access units wait in the decoder (the machine cannot decode
+// and draw as fast as the streamer sends), the view skips to the next keyframe and asks for one
+// (at most once a second) instead of falling further behind.
+const BEHIND = 4;
+let catchingUp = false;
+let lastKeyRequest = -Infinity;
 
 function video(bytes) {
   const key = (bytes[1] & 1) === 1;
   const timestamp = Number(new DataView(bytes.buffer, bytes.byteOffset + 2, 8).getBigUint64(0, true));
   const data = bytes.subarray(10);
   if (needKey && !key) return;
+  if (key) catchingUp = false;
+  if (!key && (catchingUp || (decoder && decoder.decodeQueueSize > BEHIND))) {
+    catchingUp = true;
+    view.skipped++;
+    const now = performance.now();
+    if (now - lastKeyRequest > 1000) {
+      lastKeyRequest = now;
+      invoke('request_keyframe').catch(() => {});
+    }
+    return;
+  }
   if (!decoder) {
     decoder = new VideoDecoder({
-      output: drawn,
+      output: decoded,
       error: (e) => {
         view.decodeErrors++;
         console.error('decoder', e);
@@ -202,7 +283,10 @@ function video(bytes) {
     decoder.configure({ codec: codecOf(data), optimizeForLatency: true, hardwareAcceleration: 'no-preference' });
   }
   needKey = false;
+  if (decodeStarted.size < 64) decodeStarted.set(timestamp, performance.now());
   decoder.decode(new EncodedVideoChunk({ type: key ? 'key' : 'delta', timestamp, data }));
+  view.chunks++;
+  view.queue = decoder.decodeQueueSize;
 }
 
 function event(e) {
@@ -278,6 +362,7 @@ async function connect(target, name) {
   const channel = new Channel();
   channel.onmessage = (m) => {
     const bytes = new Uint8Array(m);
+    view.messages++;
     if (bytes[0] === 1) video(bytes);
     else if (bytes[0] === 2) event(JSON.parse(new TextDecoder().decode(bytes.subarray(1))));
   };
@@ -306,9 +391,9 @@ $('frame-rate').onchange = () => invoke('set_frame_rate', { frameRate: Number($(
 
 function remotePoint(e) {
   const r = canvas.getBoundingClientRect();
-  const x = Math.round(((e.clientX - r.left) * canvas.width) / r.width);
-  const y = Math.round(((e.clientY - r.top) * canvas.height) / r.height);
-  return { x: Math.min(Math.max(x, 0), canvas.width - 1), y: Math.min(Math.max(y, 0), canvas.height - 1) };
+  const x = Math.round(((e.clientX - r.left) * remote.width) / r.width);
+  const y = Math.round(((e.clientY - r.top) * remote.height) / r.height);
+  return { x: Math.min(Math.max(x, 0), remote.width - 1), y: Math.min(Math.max(y, 0), remote.height - 1) };
 }
 
 function mouse(action, e, extra) {
@@ -340,5 +425,7 @@ for (const [type, down] of [['keydown', true], ['keyup', false]]) {
     invoke('key', { code: e.code, down, modifiers: modifiers(e) }).catch(() => {});
   });
 }
+
+window.addEventListener('resize', () => { if (session) fitCanvas(); });
 
 start().catch(failure);
