@@ -115,15 +115,15 @@ impl Connector {
             .map_err(LinkError::Connect)
     }
 
-    /// One JSON API request; returns the HTTP status and the body as JSON (`Null` when empty).
-    pub async fn api(
+    /// One HTTPS request with the given headers and body; returns the status, headers and body.
+    pub async fn request(
         &self,
         addr: &str,
         method: &str,
         path: &str,
-        token: Option<&str>,
-        body: Option<&serde_json::Value>,
-    ) -> Result<(u16, serde_json::Value), LinkError> {
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), LinkError> {
         use http_body_util::BodyExt;
         let http = |e: hyper::Error| LinkError::Api(e.to_string());
         let tls = self.tls(addr).await?;
@@ -136,22 +136,41 @@ impl Connector {
             .method(method)
             .uri(path)
             .header("host", addr);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(http_body_util::Full::new(body))
+            .map_err(|e| LinkError::Api(e.to_string()))?;
+        let resp = sender.send_request(req).await.map_err(http)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.map_err(http)?.to_bytes();
+        Ok((status, headers, bytes))
+    }
+
+    /// One JSON API request; returns the HTTP status and the body as JSON (`Null` when empty).
+    pub async fn api(
+        &self,
+        addr: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value), LinkError> {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = Vec::new();
+        if let Some(b) = &bearer {
+            headers.push(("authorization", b.as_str()));
         }
         let payload = match body {
             Some(v) => {
-                req = req.header("content-type", "application/json");
+                headers.push(("content-type", "application/json"));
                 Bytes::from(v.to_string())
             }
             None => Bytes::new(),
         };
-        let req = req
-            .body(http_body_util::Full::new(payload))
-            .map_err(|e| LinkError::Api(e.to_string()))?;
-        let resp = sender.send_request(req).await.map_err(http)?;
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.map_err(http)?.to_bytes();
+        let (status, _, bytes) = self.request(addr, method, path, &headers, payload).await?;
         let json = if bytes.is_empty() {
             serde_json::Value::Null
         } else {

@@ -33,6 +33,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/devices/{id}/revoke", post(revoke_device))
         .route("/api/v1/deployment-codes", post(deployment_code))
         .route("/api/v1/sessions", get(sessions))
+        .route("/api/v1/sessions/{id}/recordings", get(session_recordings))
+        .route("/api/v1/recordings/{id}/links", post(recording_links))
+        .merge(crate::console::routes())
         .with_state(shared)
 }
 
@@ -96,7 +99,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The signed-in caller, from `Authorization: Bearer <token>`.
+/// The signed-in caller, from `Authorization: Bearer <token>`, or the console's sign-in cookie (the
+/// console's pages call the API too).
 pub(crate) struct Caller {
     user: UserRecord,
     token: String,
@@ -116,14 +120,17 @@ impl FromRequestParts<Arc<Shared>> for Caller {
                 m.to_owned(),
             )
         };
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| unauthorized("Sign in first: this request has no bearer token."))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| unauthorized("The Authorization header must be `Bearer <token>`."))?;
+        let token = match parts.headers.get(header::AUTHORIZATION) {
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or_else(|| unauthorized("The Authorization header must be `Bearer <token>`."))?
+                .to_owned(),
+            None => crate::console::cookie_token(&parts.headers)
+                .ok_or_else(|| unauthorized("Sign in first: this request has no bearer token."))?,
+        };
+        let token = token.as_str();
         match shared.store.user_for_token(token).await? {
             Ok(user) => Ok(Caller {
                 user,
@@ -228,7 +235,7 @@ async fn put_settings(
         return Err(ApiError::forbidden());
     }
     let Json(settings) = body?;
-    if settings.time_zone.is_empty() || settings.time_zone.len() > 64 {
+    if settings.time_zone.parse::<chrono_tz::Tz>().is_err() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "MALFORMED_REQUEST",
@@ -337,4 +344,96 @@ async fn sessions(
         })
         .collect();
     Ok(Json(serde_json::json!({ "sessions": rows })))
+}
+
+fn session_not_found() -> ApiError {
+    // Another team's session or file is indistinguishable from a missing one.
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "Your team has no such session or recording.",
+    )
+}
+
+async fn session_recordings(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session = shared
+        .store
+        .session(&caller.user.team_id, &id)
+        .await?
+        .ok_or_else(session_not_found)?;
+    let may_play = crate::console::may_play(&shared, &caller.user, &session).await?;
+    let files = shared.store.recording_files(&session.id).await?;
+    let files: Vec<_> = files
+        .into_iter()
+        .map(|f| {
+            let mut v = serde_json::json!({
+                "id": f.id,
+                "monitor_id": f.monitor_id,
+                "seq": f.seq,
+                "split_reason": f.split_reason,
+                "width": f.width,
+                "height": f.height,
+                "frame_rate": f.frame_rate,
+                "orientation": f.orientation,
+                "started_at": f.started_at,
+                "ended_at": f.ended_at,
+                "duration_ms": f.duration_ms,
+                "size_bytes": f.size_bytes,
+                "frame_count": f.frame_count,
+                "sha256": f.sha256,
+                "state": f.state,
+            });
+            if may_play && (f.state == "complete" || f.state == "incomplete") {
+                let (play, download, expires) =
+                    crate::console::links_for(&shared, &caller.user, &f.id);
+                v["play_url"] = play.into();
+                v["download_url"] = download.into();
+                v["links_expire_at"] = expires.into();
+            }
+            v
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "session_id": session.id,
+        "recorded": session.recorded,
+        "may_play": may_play,
+        "files": files,
+    })))
+}
+
+async fn recording_links(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if crate::console::file_for_user(&shared, &caller.user.id, &id)
+        .await?
+        .is_none()
+    {
+        // Either not the team's, or the policy does not let this role play it: the same answer
+        // for a file the caller may not know exists.
+        if shared
+            .store
+            .recording_file(&caller.user.team_id, &id)
+            .await?
+            .is_none()
+        {
+            return Err(session_not_found());
+        }
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "Your team's playback policy does not let your role play this recording.",
+        ));
+    }
+    let (play, download, expires) = crate::console::links_for(&shared, &caller.user, &id);
+    Ok(Json(serde_json::json!({
+        "play_url": play,
+        "download_url": download,
+        "expires_at": expires,
+    })))
 }

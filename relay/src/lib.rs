@@ -9,7 +9,9 @@ mod api;
 pub mod bootstrap;
 pub mod clock;
 pub mod config;
+mod console;
 pub mod hub;
+pub mod links;
 pub mod recorder;
 pub mod recording;
 pub mod secrets;
@@ -44,6 +46,7 @@ pub(crate) struct Shared {
     hub: hub::Hub,
     recordings: recording::Recordings,
     recorder: recorder::RecorderContext,
+    links: links::LinkKey,
     version: ProductVersion,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -90,7 +93,10 @@ impl Relay {
                 "recovered from an unclean stop"
             );
         }
+        let links = links::LinkKey::load_or_create(&config.data_dir)
+            .context("opening the link-signing key")?;
         let shared = Arc::new(Shared {
+            links,
             version: product_version()?,
             recorder,
             config,

@@ -21,7 +21,8 @@ pub enum UserRole {
 }
 
 impl UserRole {
-    fn as_str(self) -> &'static str {
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
         match self {
             UserRole::Owner => "owner",
             UserRole::Admin => "admin",
@@ -57,7 +58,33 @@ pub enum PlaybackPolicy {
 }
 
 impl PlaybackPolicy {
-    fn as_str(self) -> &'static str {
+    /// Whether someone of `role` may play back and download under this policy.
+    pub fn allows(self, role: UserRole) -> bool {
+        match self {
+            PlaybackPolicy::Owner => role == UserRole::Owner,
+            PlaybackPolicy::Admins => role != UserRole::Member,
+            PlaybackPolicy::Members => true,
+        }
+    }
+
+    /// Its wording in the console.
+    pub fn label(self) -> &'static str {
+        match self {
+            PlaybackPolicy::Owner => "Owner only",
+            PlaybackPolicy::Admins => "Admins and Owner",
+            PlaybackPolicy::Members => "Members, Admins, and Owner",
+        }
+    }
+
+    /// Every policy, in the console's order.
+    pub const ALL: [PlaybackPolicy; 3] = [
+        PlaybackPolicy::Owner,
+        PlaybackPolicy::Admins,
+        PlaybackPolicy::Members,
+    ];
+
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
         match self {
             PlaybackPolicy::Owner => "owner",
             PlaybackPolicy::Admins => "admins",
@@ -65,7 +92,7 @@ impl PlaybackPolicy {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
         match s {
             "owner" => Ok(PlaybackPolicy::Owner),
             "admins" => Ok(PlaybackPolicy::Admins),
@@ -331,6 +358,27 @@ impl Store {
             return Ok(Err(Denied::Expired));
         }
         Ok(Ok(user_from_row(&row)?))
+    }
+
+    /// A user by id.
+    pub async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, team_id, email, name, role FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// A team's users, owner first, then by name.
+    pub async fn team_users(&self, team_id: &str) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, team_id, email, name, role FROM users WHERE team_id = ? \
+             ORDER BY CASE role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, name",
+        )
+        .bind(team_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
     }
 
     /// Revokes a sign-in token; returns whether it existed and was live.

@@ -241,6 +241,22 @@ impl Store {
         rows.iter().map(file_from_row).collect()
     }
 
+    /// One of a team's recording files; another team's file is `None`, as a missing one is.
+    pub async fn recording_file(
+        &self,
+        team_id: &str,
+        id: &str,
+    ) -> Result<Option<RecordingFile>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {FILE_COLUMNS} FROM recording_files WHERE team_id = ? AND id = ?"
+        )))
+        .bind(team_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(file_from_row).transpose()
+    }
+
     /// Files left in `recording` state, as a crash leaves them.
     pub async fn unfinished_recording_files(&self) -> Result<Vec<RecordingFile>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

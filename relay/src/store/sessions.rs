@@ -99,20 +99,37 @@ impl Store {
         .bind(team_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SessionRecord {
-                    id: r.try_get("id")?,
-                    technician_id: r.try_get("technician_id")?,
-                    device_id: r.try_get("device_id")?,
-                    device_name: r.try_get("device_name")?,
-                    access: r.try_get("access")?,
-                    recorded: r.try_get("recorded")?,
-                    started_at: r.try_get("started_at")?,
-                    ended_at: r.try_get("ended_at")?,
-                    end_reason: r.try_get("end_reason")?,
-                })
-            })
-            .collect()
+        rows.iter().map(session_from_row).collect()
     }
+
+    /// One of a team's sessions; another team's session is `None`, as a missing one is.
+    pub async fn session(
+        &self,
+        team_id: &str,
+        id: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, technician_id, device_id, device_name, access, recorded, started_at, ended_at, end_reason \
+             FROM sessions WHERE team_id = ? AND id = ?",
+        )
+        .bind(team_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+}
+
+fn session_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        id: r.try_get("id")?,
+        technician_id: r.try_get("technician_id")?,
+        device_id: r.try_get("device_id")?,
+        device_name: r.try_get("device_name")?,
+        access: r.try_get("access")?,
+        recorded: r.try_get("recorded")?,
+        started_at: r.try_get("started_at")?,
+        ended_at: r.try_get("ended_at")?,
+        end_reason: r.try_get("end_reason")?,
+    })
 }

@@ -1,0 +1,25 @@
+// The console's little JavaScript: the player, and copying fresh playback and download links.
+'use strict';
+
+for (const b of document.querySelectorAll('button.play')) {
+  b.addEventListener('click', () => {
+    const box = document.getElementById('player-box');
+    const player = document.getElementById('player');
+    box.classList.remove('hidden');
+    player.src = b.dataset.src;
+    document.getElementById('player-title').textContent = b.dataset.title;
+    player.play().catch(() => {});
+  });
+}
+
+// Links work for 10 minutes; the button always asks the relay for fresh ones.
+for (const b of document.querySelectorAll('button.copy')) {
+  b.addEventListener('click', async () => {
+    const r = await fetch(`/api/v1/recordings/${b.dataset.file}/links`, { method: 'POST', credentials: 'same-origin' });
+    if (!r.ok) { b.textContent = 'Not allowed'; return; }
+    const links = await r.json();
+    const text = `Play: ${location.origin}${links.play_url}\nDownload: ${location.origin}${links.download_url}\n(valid 10 minutes)`;
+    try { await navigator.clipboard.writeText(text); b.textContent = 'Copied'; } catch { window.prompt('Copy these links', text); }
+    setTimeout(() => { b.textContent = 'Copy links'; }, 2000);
+  });
+}

@@ -1,0 +1,254 @@
+//! Recording files over HTTP: signed links, byte ranges (so browsers can seek), and meaningful names.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, ObjectStoreExt};
+use serde::Deserialize;
+
+use crate::links::{Link, LinkRefused, Purpose};
+use crate::store::{RecordingFile, SessionRecord};
+use crate::Shared;
+
+/// A link's query: the user it was issued to, when, and its signature.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LinkQuery {
+    u: String,
+    t: i64,
+    s: String,
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    (status, axum::Json(body)).into_response()
+}
+
+/// The first byte range of a `Range` header over a file of `size` bytes: `Ok(None)` for no header,
+/// `Err(())` for a range that cannot be served (416).
+pub(crate) fn parse_range(
+    value: Option<&HeaderValue>,
+    size: u64,
+) -> Result<Option<(u64, u64)>, ()> {
+    let Some(value) = value else { return Ok(None) };
+    let text = value.to_str().map_err(|_| ())?;
+    let spec = text.strip_prefix("bytes=").ok_or(())?;
+    // Several ranges in one request are answered with the first (browsers ask for one).
+    let first = spec.split(',').next().ok_or(())?.trim();
+    let (a, b) = first.split_once('-').ok_or(())?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", "") => return Err(()),
+        ("", n) => {
+            let n: u64 = n.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (size.saturating_sub(n), size.checked_sub(1).ok_or(())?)
+        }
+        (a, "") => (a.parse().map_err(|_| ())?, size.checked_sub(1).ok_or(())?),
+        (a, b) => {
+            let (a, b): (u64, u64) = (a.parse().map_err(|_| ())?, b.parse().map_err(|_| ())?);
+            (a, b.min(size.saturating_sub(1)))
+        }
+    };
+    if start > end || start >= size {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+/// The name a downloaded file gets: device, start time, monitor and part, with nothing that a file
+/// system or a header could misread.
+pub(crate) fn download_name(session: &SessionRecord, file: &RecordingFile, when: &str) -> String {
+    let device: String = session
+        .device_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let when: String = when
+        .chars()
+        .map(|c| if c.is_ascii_digit() { c } else { '-' })
+        .collect();
+    format!(
+        "{}_{when}_monitor-{}_part-{}.mp4",
+        device.trim_matches('-'),
+        file.monitor_id,
+        file.seq
+    )
+}
+
+/// `GET /files/{id}/{purpose}?u=&t=&s=`: a recording file through a signed, 10-minute link.
+pub(crate) async fn serve(
+    State(shared): State<Arc<Shared>>,
+    Path((file_id, purpose)): Path<(String, String)>,
+    query: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let (Some(purpose), Ok(Query(q))) = (Purpose::parse(&purpose), query) else {
+        return refuse(StatusCode::NOT_FOUND, "NOT_FOUND", "No such link.");
+    };
+    let link = Link {
+        file_id: file_id.clone(),
+        purpose,
+        user_id: q.u,
+        issued_at: q.t,
+    };
+    match shared.links.verify(&link, &q.s, shared.clock.now_ms()) {
+        Ok(()) => {}
+        Err(e @ LinkRefused::Tampered) => {
+            tracing::warn!(file = %file_id, "refused a tampered link");
+            return refuse(StatusCode::FORBIDDEN, "LINK_INVALID", &e.to_string());
+        }
+        Err(e @ LinkRefused::Expired) => {
+            return refuse(StatusCode::GONE, "LINK_EXPIRED", &e.to_string());
+        }
+    }
+    // The link is genuine; the permission behind it must still hold.
+    let allowed = match super::file_for_user(&shared, &link.user_id, &file_id).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, "file lookup failed");
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "The relay failed; try again.",
+            );
+        }
+    };
+    let Some((session, file, when)) = allowed else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "The user who issued this link may no longer play this recording.",
+        );
+    };
+    if file.state == "deleted" || file.state == "recording" {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "This recording file is not available.",
+        );
+    }
+    let path = ObjectPath::from(file.object_key.as_str());
+    let objects = shared.recordings.objects();
+    let size = match objects.head(&path).await {
+        Ok(meta) => meta.size,
+        Err(e) => {
+            tracing::error!(error = %e, file = %file.id, "recording file missing from storage");
+            return refuse(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "This recording file is missing from storage.",
+            );
+        }
+    };
+    let range = match parse_range(headers.get(header::RANGE), size) {
+        Ok(r) => r,
+        Err(()) => {
+            let mut r = refuse(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BAD_RANGE",
+                "That byte range is not in the file.",
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
+    let options = GetOptions {
+        range: (size > 0).then_some(GetRange::Bounded(start..end + 1)),
+        ..GetOptions::default()
+    };
+    let got = match objects.get_opts(&path, options).await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!(error = %e, file = %file.id, "reading a recording file failed");
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "The relay could not read this file.",
+            );
+        }
+    };
+    let body = Body::from_stream(got.into_stream());
+    let disposition = match purpose {
+        Purpose::Play => "inline".to_owned(),
+        Purpose::Download => format!(
+            "attachment; filename=\"{}\"",
+            download_name(&session, &file, &when)
+        ),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    let length = if size == 0 { 0 } else { end - start + 1 };
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if range.is_some() {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Some(sha) = &file.sha256 {
+        if let Ok(v) = HeaderValue::from_str(sha) {
+            h.insert("x-content-sha256", v);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(s: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+        parse_range(
+            Some(&HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("x"))),
+            size,
+        )
+    }
+
+    #[test]
+    fn ranges_are_read_as_browsers_send_them() {
+        assert_eq!(parse_range(None, 10), Ok(None));
+        assert_eq!(range("bytes=0-", 10), Ok(Some((0, 9))));
+        assert_eq!(range("bytes=2-5", 10), Ok(Some((2, 5))));
+        assert_eq!(range("bytes=2-50", 10), Ok(Some((2, 9))));
+        assert_eq!(range("bytes=-3", 10), Ok(Some((7, 9))));
+        assert_eq!(range("bytes=-30", 10), Ok(Some((0, 9))));
+        assert_eq!(range("bytes=4-6, 8-9", 10), Ok(Some((4, 6))));
+    }
+
+    #[test]
+    fn impossible_ranges_are_refused() {
+        for bad in [
+            "bytes=10-",
+            "bytes=5-2",
+            "bytes=-0",
+            "bytes=-",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=0",
+        ] {
+            assert_eq!(range(bad, 10), Err(()), "{bad}");
+        }
+        assert_eq!(range("bytes=0-", 0), Err(()));
+    }
+}

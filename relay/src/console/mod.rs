@@ -1,0 +1,157 @@
+//! The web console: server-rendered pages over the relay's store, signed file links, and the JSON
+//! calls under them. Every page, call and file request is authorised here, on the server, against the
+//! caller's team and role (and, for recordings, the team's playback policy for that kind of access).
+
+mod files;
+mod pages;
+
+pub(crate) use pages::cookie_token;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::links::{Link, Purpose, LINK_TTL_MS};
+use crate::store::{
+    PlaybackPolicy, RecordingFile, SessionRecord, StoreError, TeamSettings, UserRecord,
+};
+use crate::Shared;
+
+/// The console's name for the sign-in cookie.
+pub(crate) const COOKIE: &str = "relay_console";
+
+/// The console's routes (pages, their static assets, and files through signed links).
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/", get(pages::root))
+        .route("/console", get(pages::root))
+        .route("/console/style.css", get(pages::style))
+        .route("/console/console.js", get(pages::script))
+        .route(
+            "/console/sign-in",
+            get(pages::sign_in_page).post(pages::sign_in),
+        )
+        .route("/console/sign-out", post(pages::sign_out))
+        .route("/console/sessions", get(pages::sessions))
+        .route("/console/active", get(pages::active))
+        .route("/console/sessions/{id}", get(pages::session))
+        .route(
+            "/console/settings",
+            get(pages::settings).post(pages::save_settings),
+        )
+        .route("/console/team", get(pages::team))
+        .route(
+            "/console/team/deployment-code",
+            post(pages::new_deployment_code),
+        )
+        .route("/console/devices/{id}/revoke", post(pages::revoke_device))
+        .route("/files/{id}/{purpose}", get(files::serve))
+}
+
+/// The playback policy that governs a session's recordings.
+pub(crate) fn policy_for(settings: &TeamSettings, session: &SessionRecord) -> PlaybackPolicy {
+    if session.access == "attended" {
+        settings.playback_attended
+    } else {
+        settings.playback_unattended
+    }
+}
+
+/// Whether `user` may play back and download `session`'s recordings.
+pub(crate) async fn may_play(
+    shared: &Shared,
+    user: &UserRecord,
+    session: &SessionRecord,
+) -> Result<bool, StoreError> {
+    let Some(settings) = shared.store.team_settings(&user.team_id).await? else {
+        return Ok(false);
+    };
+    Ok(policy_for(&settings, session).allows(user.role))
+}
+
+/// The file, its session and its start in the team's time zone, when `user_id` may play it now.
+pub(crate) async fn file_for_user(
+    shared: &Shared,
+    user_id: &str,
+    file_id: &str,
+) -> Result<Option<(SessionRecord, RecordingFile, String)>, StoreError> {
+    let Some(user) = shared.store.user(user_id).await? else {
+        return Ok(None);
+    };
+    let Some(file) = shared.store.recording_file(&user.team_id, file_id).await? else {
+        return Ok(None);
+    };
+    let Some(session) = shared
+        .store
+        .session(&user.team_id, &file.session_id)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if !may_play(shared, &user, &session).await? {
+        return Ok(None);
+    }
+    let tz = time_zone(shared, &user.team_id).await?;
+    let when = local_time(file.started_at, &tz);
+    Ok(Some((session, file, when)))
+}
+
+/// Fresh play and download links for `file_id`, issued to `user`, with their expiry.
+pub(crate) fn links_for(
+    shared: &Shared,
+    user: &UserRecord,
+    file_id: &str,
+) -> (String, String, i64) {
+    let now = shared.clock.now_ms();
+    let link = |purpose| Link {
+        file_id: file_id.to_owned(),
+        purpose,
+        user_id: user.id.clone(),
+        issued_at: now,
+    };
+    (
+        shared.links.url(&link(Purpose::Play)),
+        shared.links.url(&link(Purpose::Download)),
+        now.saturating_add(LINK_TTL_MS),
+    )
+}
+
+/// The team's time zone (UTC when unset or unknown).
+pub(crate) async fn time_zone(shared: &Shared, team_id: &str) -> Result<chrono_tz::Tz, StoreError> {
+    Ok(shared
+        .store
+        .team_settings(team_id)
+        .await?
+        .and_then(|s| s.time_zone.parse().ok())
+        .unwrap_or(chrono_tz::UTC))
+}
+
+/// A wall-clock time in a time zone, with the zone's abbreviation: `2026-11-27 14:03:05 CET`.
+pub(crate) fn local_time(ms: i64, tz: &chrono_tz::Tz) -> String {
+    use chrono::TimeZone as _;
+    match tz.timestamp_millis_opt(ms) {
+        chrono::LocalResult::Single(t) => t.format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        _ => "—".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_show_in_the_team_zone_with_its_name() {
+        // 2026-11-27 12:00:00 UTC.
+        let ms = 1_795_780_800_000;
+        assert_eq!(local_time(ms, &chrono_tz::UTC), "2026-11-27 12:00:00 UTC");
+        assert_eq!(
+            local_time(ms, &chrono_tz::Europe::Paris),
+            "2026-11-27 13:00:00 CET"
+        );
+        assert_eq!(
+            local_time(ms, &chrono_tz::America::New_York),
+            "2026-11-27 07:00:00 EST"
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! Recordings through the console's HTTP side: listed per session, played with byte ranges, downloaded
+//! intact with a meaningful name, under the team's playback policy, through links that stop working
+//! after 10 minutes and cannot be changed, never across teams.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::media::TestEncoder;
+use common::recorded::*;
+use common::*;
+use relay::clock::Clock as _;
+use relay::links::{Link, LinkKey, Purpose};
+use relay::store::{PlaybackPolicy, UserRole};
+use sha2::{Digest, Sha256};
+
+async fn get(
+    relay: &TestRelay,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, hyper::HeaderMap, Bytes) {
+    relay
+        .connector
+        .request(&relay.addr, "GET", path, headers, Bytes::new())
+        .await
+        .unwrap()
+}
+
+fn error_code(body: &Bytes) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    v["error"]["code"].as_str().unwrap().to_owned()
+}
+
+/// A team with one recorded unattended session of 30 frames, stored; returns the session id.
+async fn recorded(relay: &TestRelay, team: &Team) -> String {
+    relay.set_recording(team, false, true).await;
+    let mut r = recorded_session(relay, team).await;
+    let mut enc = TestEncoder::new(320, 240, 10, 0);
+    r.streamer.send(&enc.config()).await.unwrap();
+    stream(&mut r.streamer, &mut enc, 30, 10).await;
+    let id = r.session_id.clone();
+    finish(relay, r).await;
+    id
+}
+
+async fn set_policy(relay: &TestRelay, team: &Team, policy: PlaybackPolicy) {
+    let mut s = relay.store.team_settings(&team.id).await.unwrap().unwrap();
+    s.playback_unattended = policy;
+    relay.store.set_team_settings(&team.id, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn recordings_play_with_ranges_and_download_intact_under_the_policy() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let session = recorded(&relay, &team).await;
+
+    // The owner (default policy: Owner only) sees the files with links.
+    let (status, listed) = relay
+        .api(
+            "GET",
+            &format!("/api/v1/sessions/{session}/recordings"),
+            Some(&team.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["may_play"], true);
+    let file = &listed["files"][0];
+    let stored = relay.store.recording_files(&session).await.unwrap();
+    let object = relay.object(&stored[0].object_key).await;
+    assert!(object.len() > 1000);
+
+    // A seek: the player asks for a range and gets exactly those bytes.
+    let play = file["play_url"].as_str().unwrap();
+    let (status, headers, body) = get(&relay, play, &[("range", "bytes=100-199")]).await;
+    assert_eq!(status, 206);
+    assert_eq!(&body[..], &object[100..200]);
+    assert_eq!(
+        headers["content-range"].to_str().unwrap(),
+        format!("bytes 100-199/{}", object.len())
+    );
+    assert_eq!(headers["accept-ranges"], "bytes");
+    assert_eq!(headers["content-type"], "video/mp4");
+    let (status, _, _) = get(
+        &relay,
+        play,
+        &[("range", &format!("bytes={}-", object.len()))],
+    )
+    .await;
+    assert_eq!(status, 416);
+
+    // The download is the whole file, intact, named for people.
+    let (status, headers, body) = get(&relay, file["download_url"].as_str().unwrap(), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], &object[..]);
+    assert_eq!(
+        hex::encode(Sha256::digest(&body)),
+        stored[0].sha256.clone().unwrap()
+    );
+    let disposition = headers["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=\"")
+            && disposition.contains("_monitor-0_part-1.mp4"),
+        "{disposition}"
+    );
+
+    // A member, under the default policy: no links, and the server refuses them.
+    let member_id = relay
+        .store
+        .add_user(
+            &team.id,
+            "max@acme.example",
+            "Max",
+            UserRole::Member,
+            PASSWORD,
+        )
+        .await
+        .unwrap();
+    let member = relay.sign_in("max@acme.example").await;
+    let (status, listed) = relay
+        .api(
+            "GET",
+            &format!("/api/v1/sessions/{session}/recordings"),
+            Some(&member),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["may_play"], false);
+    assert!(listed["files"][0].get("play_url").is_none());
+    let file_id = stored[0].id.clone();
+    let (status, body) = relay
+        .api(
+            "POST",
+            &format!("/api/v1/recordings/{file_id}/links"),
+            Some(&member),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("FORBIDDEN"))
+    );
+    // Even a genuine link made out to the member (signed with the relay's own key) is refused.
+    let key = std::fs::read_to_string(relay.dir.path().join("link-key")).unwrap();
+    let key: [u8; 32] = hex::decode(key.trim()).unwrap().try_into().unwrap();
+    let forged_for_member = LinkKey::from_bytes(key).url(&Link {
+        file_id: file_id.clone(),
+        purpose: Purpose::Play,
+        user_id: member_id.clone(),
+        issued_at: relay.clock.now_ms(),
+    });
+    let (status, _, body) = get(&relay, &forged_for_member, &[]).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "FORBIDDEN"));
+
+    // After the owner lets members play, the member gets links that work.
+    set_policy(&relay, &team, PlaybackPolicy::Members).await;
+    let (status, links) = relay
+        .api(
+            "POST",
+            &format!("/api/v1/recordings/{file_id}/links"),
+            Some(&member),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{links}");
+    let (status, _, body) = get(
+        &relay,
+        links["play_url"].as_str().unwrap(),
+        &[("range", "bytes=0-9")],
+    )
+    .await;
+    assert_eq!((status, &body[..]), (206, &object[..10]));
+    // And the same link stops working when the policy is taken back.
+    set_policy(&relay, &team, PlaybackPolicy::Owner).await;
+    let (status, _, _) = get(&relay, links["play_url"].as_str().unwrap(), &[]).await;
+    assert_eq!(status, 403);
+    relay.stop().await;
+}
+
+async fn links(relay: &TestRelay, token: &str, file_id: &str) -> serde_json::Value {
+    let path = format!("/api/v1/recordings/{file_id}/links");
+    let (status, v) = relay.api("POST", &path, Some(token), None).await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+#[tokio::test]
+async fn links_expire_after_ten_minutes_and_cannot_be_changed() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let session = recorded(&relay, &team).await;
+    let file_id = relay.store.recording_files(&session).await.unwrap()[0]
+        .id
+        .clone();
+    let old = links(&relay, &team.token, &file_id).await;
+    let play = old["play_url"].as_str().unwrap().to_owned();
+    relay.clock.advance(Duration::from_secs(9 * 60 + 59));
+    assert_eq!(get(&relay, &play, &[("range", "bytes=0-0")]).await.0, 206);
+    relay.clock.advance(Duration::from_secs(2));
+    let (status, _, body) = get(&relay, &play, &[]).await;
+    assert_eq!((status, error_code(&body).as_str()), (410, "LINK_EXPIRED"));
+    // The page issues fresh ones, which work.
+    let fresh = links(&relay, &team.token, &file_id).await;
+    assert_eq!(
+        get(&relay, fresh["play_url"].as_str().unwrap(), &[])
+            .await
+            .0,
+        200
+    );
+
+    // Tampering: the time pushed forward, the signature changed, the purpose or file swapped.
+    let url = fresh["play_url"].as_str().unwrap().to_owned();
+    let t: i64 = url
+        .split("t=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tampered = [
+        url.replace(&format!("t={t}"), &format!("t={}", t + 60_000)),
+        format!(
+            "{}{}",
+            &url[..url.len() - 1],
+            if url.ends_with('0') { '1' } else { '0' }
+        ),
+        url.replace("/play?", "/download?"),
+        url.replace(&file_id, "0123456789abcdef0123456789abcdef"),
+        url.split("&s=").next().unwrap().to_owned(),
+        "/files/x/play?u=&t=0&s=".to_owned(),
+    ];
+    for bad in tampered {
+        let (status, _, _) = get(&relay, &bad, &[]).await;
+        assert!(status == 403 || status == 404, "{bad}: {status}");
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn another_teams_sessions_and_recordings_are_not_there() {
+    let relay = TestRelay::start().await;
+    let acme = relay.team("acme").await;
+    let other = relay.team("other").await;
+    let session = recorded(&relay, &acme).await;
+    let file_id = relay.store.recording_files(&session).await.unwrap()[0]
+        .id
+        .clone();
+
+    let (status, v) = relay
+        .api(
+            "GET",
+            &format!("/api/v1/sessions/{session}/recordings"),
+            Some(&other.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
+    let (status, v) = relay
+        .api(
+            "POST",
+            &format!("/api/v1/recordings/{file_id}/links"),
+            Some(&other.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
+    // The console page too, with the other team's sign-in cookie.
+    let cookie = format!("relay_console={}", other.token);
+    let (status, _, body) = get(
+        &relay,
+        &format!("/console/sessions/{session}"),
+        &[("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("no such session"));
+    // Without a sign-in, pages send people to sign in, and the API refuses.
+    let (status, headers, _) = get(&relay, "/console/sessions", &[]).await;
+    assert_eq!(
+        (status, headers["location"].to_str().unwrap()),
+        (303, "/console/sign-in")
+    );
+    let (status, _) = relay
+        .api(
+            "GET",
+            &format!("/api/v1/sessions/{session}/recordings"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+    relay.stop().await;
+}
