@@ -12,7 +12,9 @@ use bytes::Bytes;
 use common::*;
 
 fn documented() -> (serde_json::Value, BTreeSet<(String, String)>) {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
+            .unwrap();
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut ops = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -27,7 +29,8 @@ fn documented() -> (serde_json::Value, BTreeSet<(String, String)>) {
 fn served() -> BTreeSet<(String, String)> {
     let mut ops = BTreeSet::new();
     for file in ["src/api.rs", "src/console/mod.rs"] {
-        let text = std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let text =
+            std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
         for chunk in text.split(".route(\"").skip(1) {
             let (path, rest) = chunk.split_once('"').unwrap();
             if !(path.starts_with("/api/") || path.starts_with("/files/")) {
@@ -58,7 +61,9 @@ async fn live_answers_are_documented() {
     let team = relay.team("acme").await;
     let (doc, ops) = documented();
     for (method, path) in ops {
-        let concrete = path.replace("{id}", "0123456789abcdef").replace("{purpose}", "play");
+        let concrete = path
+            .replace("{id}", "0123456789abcdef")
+            .replace("{purpose}", "play");
         let op = &doc["paths"][&path][method.to_lowercase()];
         let responses = op["responses"].as_object().unwrap();
         for token in [None, Some(team.token.as_str())] {
@@ -71,7 +76,11 @@ async fn live_answers_are_documented() {
             if let Some(b) = &bearer {
                 headers.push(("authorization", b.as_str()));
             }
-            let body = if method == "GET" { Bytes::new() } else { Bytes::from_static(b"{}") };
+            let body = if method == "GET" {
+                Bytes::new()
+            } else {
+                Bytes::from_static(b"{}")
+            };
             let (status, _, _) = relay
                 .connector
                 .request(&relay.addr, &method, &concrete, &headers, body)

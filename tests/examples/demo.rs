@@ -125,6 +125,7 @@ async fn main() -> Result<()> {
     let served = tokio::spawn(relay.serve(listener, relay_stop.clone()));
     let ca = data_dir.join("tls/dev-ca.pem");
     println!("Relay {} at https://{addr}", relay::product_version()?);
+    println!("  web console: https://{addr}/console");
     println!(
         "  console and API sign-in: {} / {}",
         first.email, first.password
@@ -315,6 +316,44 @@ async fn main() -> Result<()> {
             f.frame_count.unwrap_or_default(),
             f.size_bytes.unwrap_or_default(),
             data_dir.join("recordings").join(&f.object_key).display()
+        );
+    }
+
+    // The recording in the console, as the owner's browser gets it (and a file through its link).
+    let cookie = format!("relay_console={token}");
+    let page = format!("/console/sessions/{session_id}");
+    let (status, _, html) = connector
+        .request(
+            &addr,
+            "GET",
+            &page,
+            &[("cookie", &cookie)],
+            Default::default(),
+        )
+        .await?;
+    let html = String::from_utf8_lossy(&html);
+    let players = html.matches("button class=\"primary play\"").count();
+    println!("Console: https://{addr}{page} answers {status}, with {players} playable file(s).");
+    let (_, listed) = connector
+        .api(
+            &addr,
+            "GET",
+            &format!("/api/v1/sessions/{session_id}/recordings"),
+            Some(&token),
+            None,
+        )
+        .await?;
+    if let Some(url) = listed["files"][0]["download_url"].as_str() {
+        let (status, headers, body) = connector
+            .request(&addr, "GET", url, &[], Default::default())
+            .await?;
+        println!(
+            "  download link (valid 10 minutes): {status}, {} bytes, {}",
+            body.len(),
+            headers
+                .get("content-disposition")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
         );
     }
 

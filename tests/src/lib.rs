@@ -243,6 +243,8 @@ pub struct TestRelay {
     pub addr: String,
     /// Its store.
     pub store: relay::store::Store,
+    /// Its clock (starts at 2027-01-15 08:00 UTC; moves only when a test moves it).
+    pub clock: ManualClock,
     shutdown: CancellationToken,
     served: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -263,7 +265,8 @@ impl TestRelay {
             ..Config::default()
         };
         tweak(&mut config);
-        let relay = Relay::prepare(config, Arc::new(ManualClock::new(1_800_000_000_000)))
+        let clock = ManualClock::new(1_800_000_000_000);
+        let relay = Relay::prepare(config, Arc::new(clock.clone()))
             .await
             .unwrap();
         let store = relay.store().clone();
@@ -277,6 +280,7 @@ impl TestRelay {
             dir: dir.to_path_buf(),
             addr,
             store,
+            clock,
             shutdown,
             served,
         }

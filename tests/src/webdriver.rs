@@ -1,7 +1,9 @@
-//! A small WebDriver client for the technician app's window: `tauri-driver` (which starts
-//! WebKitWebDriver, which starts the app) on a virtual display of its own made by `xvfb-run`.
+//! A small WebDriver client for the technician app's window (`tauri-driver`, which starts
+//! WebKitWebDriver, which starts the app, on a virtual display of its own made by `xvfb-run`) and
+//! for the console in headless Chromium (`chromedriver`).
 //!
-//! Only the commands the tests use: new session, find, click, type, text, script, screenshot.
+//! Only the commands the tests use: new session, navigate, find, click, type, text, script,
+//! screenshot.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,10 +13,10 @@ use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-/// `tauri-driver` under `xvfb-run`, in a process group of its own so that it, WebKitWebDriver, the
-/// app and Xvfb all stop together.
+/// A WebDriver server (`tauri-driver` under `xvfb-run`, or `chromedriver`) in a process group of its
+/// own, so that it and everything it starts (WebKitWebDriver, the app, Xvfb, Chromium) stop together.
 #[derive(Debug)]
-pub struct TauriDriver {
+pub struct Driver {
     child: Child,
     base: String,
     http: reqwest::Client,
@@ -42,26 +44,51 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-impl TauriDriver {
-    /// Starts the driver and waits until it answers.
+/// The technician app's driver.
+pub type TauriDriver = Driver;
+
+impl Driver {
+    /// Starts `tauri-driver` under `xvfb-run` and waits until it answers.
     pub async fn start() -> Result<Self> {
-        use std::os::unix::process::CommandExt as _;
         let (port, native) = (free_port()?, free_port()?);
-        let child = Command::new("xvfb-run")
-            .args(["-a", "-s", "-screen 0 1400x900x24"])
+        let mut cmd = Command::new("xvfb-run");
+        cmd.args(["-a", "-s", "-screen 0 1400x900x24"])
             .arg(tauri_driver())
             .arg("--port")
             .arg(port.to_string())
             .arg("--native-port")
-            .arg(native.to_string())
+            .arg(native.to_string());
+        Self::spawn(
+            cmd,
+            port,
+            "xvfb-run (package xvfb) and tauri-driver (cargo install tauri-driver) are needed; \
+             `cargo xtask test` installs both",
+        )
+        .await
+    }
+
+    /// Starts `chromedriver` with `home` as the browser's home directory (where its certificate
+    /// database is) and waits until it answers.
+    pub async fn chromium(home: &Path) -> Result<Self> {
+        let port = free_port()?;
+        let mut cmd = Command::new("chromedriver");
+        cmd.arg(format!("--port={port}")).env("HOME", home);
+        Self::spawn(
+            cmd,
+            port,
+            "chromedriver (package chromium-driver) is needed; `cargo xtask test` installs it",
+        )
+        .await
+    }
+
+    async fn spawn(mut cmd: Command, port: u16, missing: &'static str) -> Result<Self> {
+        use std::os::unix::process::CommandExt as _;
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .process_group(0)
             .spawn()
-            .context(
-                "xvfb-run (package xvfb) and tauri-driver (cargo install tauri-driver) are needed; \
-                 `cargo xtask test` installs both",
-            )?;
+            .context(missing)?;
         let driver = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -80,7 +107,7 @@ impl TauriDriver {
                 }
             }
             if started.elapsed() > Duration::from_secs(30) {
-                bail!("tauri-driver did not answer on port {port} within 30 s");
+                bail!("the WebDriver server did not answer on port {port} within 30 s");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -88,9 +115,31 @@ impl TauriDriver {
 
     /// Starts the app (`application` with `args`) and opens a WebDriver session on its window.
     pub async fn open(&self, application: &Path, args: &[String]) -> Result<AppWindow> {
-        let caps = json!({"capabilities": {"alwaysMatch": {
+        self.session(json!({"capabilities": {"alwaysMatch": {
             "tauri:options": {"application": application, "args": args}
-        }}});
+        }}}))
+        .await
+    }
+
+    /// Starts headless Chromium (Debian's) with a fresh profile in `profile`.
+    pub async fn open_chromium(&self, profile: &Path) -> Result<AppWindow> {
+        self.session(json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--window-size=1280,900",
+                    "--autoplay-policy=no-user-gesture-required",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        }}}))
+        .await
+    }
+
+    async fn session(&self, caps: Value) -> Result<AppWindow> {
         let v = call(
             &self.http,
             "POST",
@@ -108,7 +157,7 @@ impl TauriDriver {
     }
 }
 
-impl Drop for TauriDriver {
+impl Drop for Driver {
     fn drop(&mut self) {
         let group = format!("-{}", self.child.id());
         let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
@@ -162,6 +211,24 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 impl AppWindow {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
         call(&self.http, method, &format!("{}{path}", self.base), body).await
+    }
+
+    /// Goes to `url`.
+    pub async fn goto(&self, url: &str) -> Result<()> {
+        self.call("POST", "/url", Some(json!({"url": url})))
+            .await
+            .map(drop)
+    }
+
+    /// Runs `script` (an async function body; `arguments` holds `args`, and the last argument is the
+    /// callback that returns the value) in the page.
+    pub async fn script_async(&self, script: &str, args: Value) -> Result<Value> {
+        self.call(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
     }
 
     /// The element that `css` selects, or an error.
@@ -256,4 +323,37 @@ impl AppWindow {
     pub async fn close(self) -> Result<()> {
         self.call("DELETE", "", None).await.map(drop)
     }
+}
+
+/// Makes `home` a home directory whose certificate database (NSS, which Chromium reads) trusts the CA
+/// in `ca_pem` for servers, as an operator would install a relay's development CA.
+pub fn trust_ca_for_chromium(home: &Path, ca_pem: &Path) -> Result<()> {
+    let db = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&db)?;
+    let db = format!("sql:{}", db.display());
+    let run = |args: &[&str]| -> Result<()> {
+        let out = Command::new("certutil").args(args).output().context(
+            "certutil (package libnss3-tools) is needed; `cargo xtask test` installs it",
+        )?;
+        if !out.status.success() {
+            bail!(
+                "certutil {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    run(&["-d", &db, "-N", "--empty-password"])?;
+    let ca = ca_pem.display().to_string();
+    run(&[
+        "-d",
+        &db,
+        "-A",
+        "-t",
+        "C,,",
+        "-n",
+        "relay-dev-ca",
+        "-i",
+        &ca,
+    ])
 }

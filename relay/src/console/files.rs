@@ -68,9 +68,15 @@ pub(crate) fn download_name(session: &SessionRecord, file: &RecordingFile, when:
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
+    // "2026-11-27 14:03:05 CET" -> "2026-11-27_14-03-05" (the zone's name is left out of file names).
     let when: String = when
         .chars()
-        .map(|c| if c.is_ascii_digit() { c } else { '-' })
+        .take(19)
+        .map(|c| match c {
+            '0'..='9' | '-' => c,
+            ' ' => '_',
+            _ => '-',
+        })
         .collect();
     format!(
         "{}_{when}_monitor-{}_part-{}.mp4",
@@ -234,6 +240,45 @@ mod tests {
         assert_eq!(range("bytes=-3", 10), Ok(Some((7, 9))));
         assert_eq!(range("bytes=-30", 10), Ok(Some((0, 9))));
         assert_eq!(range("bytes=4-6, 8-9", 10), Ok(Some((4, 6))));
+    }
+
+    #[test]
+    fn download_names_say_what_the_file_is() {
+        let session = SessionRecord {
+            id: "s".into(),
+            technician_id: "t".into(),
+            device_id: None,
+            device_name: "Front desk / PC \"2\"".into(),
+            access: "unattended".into(),
+            recorded: true,
+            started_at: 0,
+            ended_at: None,
+            end_reason: None,
+        };
+        let file = RecordingFile {
+            id: "f".into(),
+            session_id: "s".into(),
+            team_id: "t".into(),
+            monitor_id: 1,
+            seq: 3,
+            split_reason: "monitor".into(),
+            width: 1,
+            height: 1,
+            frame_rate: 30,
+            orientation: "landscape".into(),
+            started_at: 0,
+            ended_at: None,
+            duration_ms: None,
+            size_bytes: None,
+            frame_count: None,
+            sha256: None,
+            state: "complete".into(),
+            object_key: "k".into(),
+        };
+        assert_eq!(
+            download_name(&session, &file, "2026-11-27 14:03:05 CET"),
+            "Front-desk---PC--2_2026-11-27_14-03-05_monitor-1_part-3.mp4"
+        );
     }
 
     #[test]

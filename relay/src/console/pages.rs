@@ -362,7 +362,11 @@ async fn session_body(
     let settings = shared.store.team_settings(&viewer.user.team_id).await?;
     let mut body = format!(
         "<p class=\"muted\">{access} session, started {start}{end}. Times in {zone}.</p>",
-        access = esc(&s.access),
+        access = if s.access == "attended" {
+            "Attended"
+        } else {
+            "Unattended"
+        },
         start = esc(&local_time(s.started_at, &tz)),
         end = s
             .ended_at
@@ -381,7 +385,8 @@ async fn session_body(
             .unwrap_or("Owner only");
         let _ = write!(
             body,
-            "<p class=\"notice\" id=\"not-allowed\">Your team lets <strong>{}</strong> play back and download these recordings.</p>",
+            "<p class=\"notice\" id=\"not-allowed\">Your team's playback policy for these recordings is <strong>{}</strong>: \
+             your role cannot play them back or download them.</p>",
             esc(policy)
         );
     } else {

@@ -1,0 +1,419 @@
+//! The web console in headless Chromium (Debian's, through chromedriver), against a relay in-process
+//! over real TLS (the relay's development CA installed in the browser's certificate database): the
+//! owner switches recording on; a session of the real streamer agent is recorded; its files are
+//! listed; one plays (time advances, a seek lands) and downloads intact; a member under the default
+//! policy gets no controls and is refused by the server, then can play once the policy allows; links
+//! expire after 10 minutes and cannot be changed; another team's ids are refused. Screenshots of each
+//! page are written to `target/console-screenshots/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::SessionTarget;
+use relay::store::{PlaybackPolicy, RecordingState, UserRole};
+use serde_json::json;
+use streamer_agent::agent::{self, AgentConfig, Mode, X11Platform};
+use system_tests::webdriver::{trust_ca_for_chromium, AppWindow, Driver};
+use system_tests::{TestRelay, XDisplay};
+use technician::{Event, Technician};
+use tokio_util::sync::CancellationToken;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn shot(page: &AppWindow, name: &str) {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.png")),
+        page.screenshot().await.unwrap(),
+    )
+    .unwrap();
+}
+
+async fn sign_in(page: &AppWindow, base: &str, email: &str) {
+    page.goto(&format!("{base}/console/sign-in")).await.unwrap();
+    page.type_into("#email", email).await.unwrap();
+    page.type_into("#password", PASSWORD).await.unwrap();
+    page.click("#sign-in").await.unwrap();
+    page.wait_text("main h1", Duration::from_secs(10), |t| t == "Sessions")
+        .await
+        .unwrap();
+}
+
+/// `fetch` from the page (same origin, the page's cookie): the status, and for 2xx the SHA-256 of
+/// the body and its Content-Disposition.
+async fn fetch(page: &AppWindow, method: &str, url: &str) -> serde_json::Value {
+    page.script_async(
+        "const [method, url, done] = arguments;
+         fetch(url, { method, credentials: 'same-origin' }).then(async (r) => {
+           const out = { status: r.status, disposition: r.headers.get('content-disposition') };
+           const body = await r.arrayBuffer();
+           const hash = await crypto.subtle.digest('SHA-256', body);
+           out.sha256 = Array.from(new Uint8Array(hash)).map((b) => b.toString(16).padStart(2, '0')).join('');
+           out.size = body.byteLength;
+           try { out.json = JSON.parse(new TextDecoder().decode(body)); } catch (e) {}
+           done(out);
+         }, (e) => done({ status: 0, error: String(e) }));",
+        json!([method, url]),
+    )
+    .await
+    .unwrap()
+}
+
+/// Records a session of the real streamer agent on a virtual display: about 4 seconds of video.
+async fn record_a_session(relay: &TestRelay, team_id: &str, dir: &std::path::Path) -> String {
+    let display = XDisplay::start(640, 480);
+    let _paint = display.paint(0, 0, 320, 480, (200, 40, 150));
+    let code = relay
+        .store
+        .create_deployment_code(team_id, 600_000)
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let (notices, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let agent = tokio::spawn(agent::run(
+        AgentConfig {
+            relay: relay.addr.clone(),
+            ca_file: relay.ca(),
+            mode: Mode::Unattended {
+                credential_file: dir.join("device.credential"),
+                deployment_code: Some(code),
+            },
+            device_name: "Front desk PC".into(),
+            display: Some(display.name.clone()),
+            frame_rate: 15,
+        },
+        Arc::new(X11Platform {
+            display: Some(display.name.clone()),
+        }),
+        notices,
+        stop.clone(),
+    ));
+    let mut tech = Technician::sign_in(&relay.addr, &relay.ca(), "owner@acme.example", PASSWORD)
+        .await
+        .unwrap();
+    let device = loop {
+        let devices = tech.devices().await.unwrap();
+        if let Some(d) = devices.into_iter().find(|d| d.online) {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut session = tech
+        .connect(SessionTarget::Device {
+            device_id: device.id,
+        })
+        .await
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let Some(Event::Started {
+        session_id,
+        recorded,
+        ..
+    }) = session.events.recv().await
+    else {
+        panic!("no start")
+    };
+    assert!(recorded);
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < until {
+        let _ = tokio::time::timeout_at(until, session.events.recv()).await;
+    }
+    drop(session.commands);
+    while session.events.recv().await.is_some() {}
+    let _ = session.task.await;
+    for _ in 0..200 {
+        if relay.store.recording_state(&session_id).await.unwrap() == Some(RecordingState::Uploaded)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    let _ = agent.await;
+    session_id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_records_plays_downloads_and_guards_recordings() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&dir.path().join("relay"), 0).await;
+    let base = format!("https://{}", relay.addr);
+    let acme = relay
+        .store
+        .create_team("acme", "owner@acme.example", "Olivia Owner", PASSWORD)
+        .await
+        .unwrap()
+        .team
+        .id;
+    relay
+        .store
+        .add_user(
+            &acme,
+            "max@acme.example",
+            "Max Member",
+            UserRole::Member,
+            PASSWORD,
+        )
+        .await
+        .unwrap();
+    let other = relay
+        .store
+        .create_team("other", "owner@other.example", "Otto", PASSWORD)
+        .await
+        .unwrap()
+        .team
+        .id;
+    let home = dir.path().join("home");
+    trust_ca_for_chromium(&home, &relay.ca()).unwrap();
+    let driver = Driver::chromium(&home).await.unwrap();
+    let page = driver
+        .open_chromium(&dir.path().join("profile"))
+        .await
+        .unwrap();
+
+    // The owner switches recording on for unattended access.
+    page.goto(&format!("{base}/console/sign-in")).await.unwrap();
+    shot(&page, "1-sign-in").await;
+    sign_in(&page, &base, "owner@acme.example").await;
+    page.goto(&format!("{base}/console/settings"))
+        .await
+        .unwrap();
+    let on = page
+        .script(
+            "return document.getElementById('record_unattended').checked;",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(on, false, "recording starts off");
+    page.click("#record_unattended").await.unwrap();
+    page.click("#save").await.unwrap();
+    page.wait_text(".saved", Duration::from_secs(10), |t| {
+        t.contains("Settings saved")
+    })
+    .await
+    .unwrap();
+    shot(&page, "2-settings").await;
+    assert!(
+        relay
+            .store
+            .team_settings(&acme)
+            .await
+            .unwrap()
+            .unwrap()
+            .record_unattended
+    );
+
+    // A recorded session appears, with its files.
+    let session = record_a_session(&relay, &acme, dir.path()).await;
+    page.goto(&format!("{base}/console/sessions"))
+        .await
+        .unwrap();
+    let row = page
+        .wait_text(
+            &format!("tr[data-session='{session}']"),
+            Duration::from_secs(10),
+            |t| t.contains("Front desk PC") && t.contains("Recorded"),
+        )
+        .await
+        .unwrap();
+    assert!(row.contains("Olivia Owner"), "{row}");
+    assert!(page
+        .visible_text("main .muted.small")
+        .await
+        .unwrap()
+        .unwrap()
+        .contains("Times in UTC"));
+    shot(&page, "3-sessions").await;
+    page.click(&format!("tr[data-session='{session}'] a.rec-link"))
+        .await
+        .unwrap();
+    let files = relay.store.recording_files(&session).await.unwrap();
+    assert!(!files.is_empty());
+    let table = page
+        .wait_text("table.files", Duration::from_secs(10), |t| {
+            t.contains("session start")
+        })
+        .await
+        .unwrap();
+    assert!(
+        page.visible_text("main h2")
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("Monitor 0"),
+        "{table}"
+    );
+
+    // It plays: time advances; a seek lands.
+    page.click(&format!("tr[data-file='{}'] button.play", files[0].id))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut t = 0.0;
+    while started.elapsed() < Duration::from_secs(15) {
+        t = page
+            .script(
+                "return document.getElementById('player').currentTime;",
+                json!([]),
+            )
+            .await
+            .unwrap()
+            .as_f64()
+            .unwrap();
+        if t > 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(t > 1.0, "currentTime stayed at {t}");
+    shot(&page, "4-session-playing").await;
+    let landed = page
+        .script_async(
+            "const done = arguments[0]; const v = document.getElementById('player');
+             v.pause(); v.addEventListener('seeked', () => done(v.currentTime), { once: true });
+             v.currentTime = 0.5;",
+            json!([]),
+        )
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!((landed - 0.5).abs() < 0.2, "the seek landed at {landed}");
+
+    // It downloads intact, with a meaningful name.
+    let href = page
+        .script(
+            &format!("return document.querySelector(\"tr[data-file='{}'] a.download\").getAttribute('href');", files[0].id),
+            json!([]),
+        )
+        .await
+        .unwrap();
+    let download = href.as_str().unwrap().to_owned();
+    let got = fetch(&page, "GET", &download).await;
+    assert_eq!(got["status"], 200, "{got}");
+    assert_eq!(got["sha256"].as_str(), files[0].sha256.as_deref());
+    assert!(
+        got["disposition"]
+            .as_str()
+            .unwrap()
+            .contains("Front-desk-PC_2027-01-15_08-00-00_monitor-0_part-1.mp4"),
+        "{got}"
+    );
+
+    // Links stop working 10 minutes after they were issued; fresh ones work; changed ones do not.
+    relay.clock.advance(Duration::from_secs(10 * 60 + 1));
+    let got = fetch(&page, "GET", &download).await;
+    assert_eq!(
+        (
+            got["status"].as_u64(),
+            got["json"]["error"]["code"].as_str()
+        ),
+        (Some(410), Some("LINK_EXPIRED"))
+    );
+    let fresh = fetch(
+        &page,
+        "POST",
+        &format!("/api/v1/recordings/{}/links", files[0].id),
+    )
+    .await;
+    assert_eq!(fresh["status"], 200, "{fresh}");
+    let play = fresh["json"]["play_url"].as_str().unwrap().to_owned();
+    assert_eq!(fetch(&page, "GET", &play).await["status"], 200);
+    let tampered = play.replace("/play?", "/download?");
+    assert_eq!(fetch(&page, "GET", &tampered).await["status"], 403);
+
+    // A member, under the default policy (Owner only): no controls, and the server refuses.
+    page.click("#sign-out").await.unwrap();
+    sign_in(&page, &base, "max@acme.example").await;
+    page.goto(&format!("{base}/console/sessions/{session}"))
+        .await
+        .unwrap();
+    page.wait_text("#not-allowed", Duration::from_secs(10), |t| {
+        t.contains("Owner only")
+    })
+    .await
+    .unwrap();
+    let controls = page
+        .script(
+            "return document.querySelectorAll('button.play, a.download, button.copy').length;",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(controls, 0);
+    shot(&page, "5-session-member").await;
+    let refused = fetch(
+        &page,
+        "POST",
+        &format!("/api/v1/recordings/{}/links", files[0].id),
+    )
+    .await;
+    assert_eq!(refused["status"], 403, "{refused}");
+    let listed = fetch(
+        &page,
+        "GET",
+        &format!("/api/v1/sessions/{session}/recordings"),
+    )
+    .await;
+    assert_eq!(listed["json"]["may_play"], false);
+    assert!(listed["json"]["files"][0].get("play_url").is_none());
+
+    // After the owner lets members play, the member can.
+    let mut s = relay.store.team_settings(&acme).await.unwrap().unwrap();
+    s.playback_unattended = PlaybackPolicy::Members;
+    relay.store.set_team_settings(&acme, &s).await.unwrap();
+    page.goto(&format!("{base}/console/sessions/{session}"))
+        .await
+        .unwrap();
+    page.click(&format!("tr[data-file='{}'] button.play", files[0].id))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut t = 0.0;
+    while started.elapsed() < Duration::from_secs(15) && t <= 0.5 {
+        t = page
+            .script(
+                "return document.getElementById('player').currentTime;",
+                json!([]),
+            )
+            .await
+            .unwrap()
+            .as_f64()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(t > 0.5, "the member's player stayed at {t}");
+
+    // Another team sees none of it.
+    page.click("#sign-out").await.unwrap();
+    sign_in(&page, &base, "owner@other.example").await;
+    let got = fetch(&page, "GET", &format!("/console/sessions/{session}")).await;
+    assert_eq!(got["status"], 404);
+    let got = fetch(
+        &page,
+        "GET",
+        &format!("/api/v1/sessions/{session}/recordings"),
+    )
+    .await;
+    assert_eq!(got["status"], 404);
+    let got = fetch(
+        &page,
+        "POST",
+        &format!("/api/v1/recordings/{}/links", files[0].id),
+    )
+    .await;
+    assert_eq!(got["status"], 404);
+    assert!(relay.store.sessions(&other).await.unwrap().is_empty());
+    page.goto(&format!("{base}/console/team")).await.unwrap();
+    shot(&page, "6-team-other").await;
+
+    page.close().await.unwrap();
+    drop(driver);
+    relay.stop().await;
+}
