@@ -192,6 +192,12 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
         .unwrap();
     assert_eq!(on, false, "recording starts off");
     page.click("#record_unattended").await.unwrap();
+    page.script(
+        "document.getElementById('time_zone').value = 'Europe/Paris';",
+        json!([]),
+    )
+    .await
+    .unwrap();
     page.click("#save").await.unwrap();
     page.wait_text(".saved", Duration::from_secs(10), |t| {
         t.contains("Settings saved")
@@ -199,15 +205,9 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
     .await
     .unwrap();
     shot(&page, "2-settings").await;
-    assert!(
-        relay
-            .store
-            .team_settings(&acme)
-            .await
-            .unwrap()
-            .unwrap()
-            .record_unattended
-    );
+    let saved = relay.store.team_settings(&acme).await.unwrap().unwrap();
+    assert!(saved.record_unattended);
+    assert_eq!(saved.time_zone, "Europe/Paris");
 
     // A recorded session appears, with its files.
     let session = record_a_session(&relay, &acme, dir.path()).await;
@@ -222,13 +222,17 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
         )
         .await
         .unwrap();
-    assert!(row.contains("Olivia Owner"), "{row}");
+    // Times in the team's zone, named: the relay's clock reads 08:00 UTC.
+    assert!(
+        row.contains("Olivia Owner") && row.contains("2027-01-15 09:00:00 CET"),
+        "{row}"
+    );
     assert!(page
         .visible_text("main .muted.small")
         .await
         .unwrap()
         .unwrap()
-        .contains("Times in UTC"));
+        .contains("Times in Europe/Paris"));
     shot(&page, "3-sessions").await;
     page.click(&format!("tr[data-session='{session}'] a.rec-link"))
         .await
@@ -302,7 +306,7 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
         got["disposition"]
             .as_str()
             .unwrap()
-            .contains("Front-desk-PC_2027-01-15_08-00-00_monitor-0_part-1.mp4"),
+            .contains("Front-desk-PC_2027-01-15_09-00-00_monitor-0_part-1.mp4"),
         "{got}"
     );
 
