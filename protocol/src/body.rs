@@ -41,22 +41,35 @@ wire_enum!(AudioCodec { Opus = 1 });
 wire_enum!(MouseAction { Move = 1, Down = 2, Up = 3, Wheel = 4 });
 wire_enum!(MouseButton { None = 0, Left = 1, Right = 2, Middle = 3, Back = 4, Forward = 5 });
 
-const END_REASONS: &[(EndReason, u8)] = &[
-    (EndReason::TechnicianLeft, 1),
-    (EndReason::EndUserEnded, 2),
-    (EndReason::TechnicianDisconnected, 3),
-    (EndReason::StreamerDisconnected, 4),
-    (EndReason::TimeLimitReached, 5),
-    (EndReason::RecordingFailed, 6),
-    (EndReason::RelayShuttingDown, 7),
-    (EndReason::CredentialRevoked, 8),
-    (EndReason::ProtocolError, 9),
+const END_REASONS: &[(EndReason, u8, &str)] = &[
+    (EndReason::TechnicianLeft, 1, "TECHNICIAN_LEFT"),
+    (EndReason::EndUserEnded, 2, "END_USER_ENDED"),
+    (
+        EndReason::TechnicianDisconnected,
+        3,
+        "TECHNICIAN_DISCONNECTED",
+    ),
+    (EndReason::StreamerDisconnected, 4, "STREAMER_DISCONNECTED"),
+    (EndReason::TimeLimitReached, 5, "TIME_LIMIT_REACHED"),
+    (EndReason::RecordingFailed, 6, "RECORDING_FAILED"),
+    (EndReason::RelayShuttingDown, 7, "RELAY_SHUTTING_DOWN"),
+    (EndReason::CredentialRevoked, 8, "CREDENTIAL_REVOKED"),
+    (EndReason::ProtocolError, 9, "PROTOCOL_ERROR"),
 ];
 
 impl EndReason {
     /// Every known reason, for documentation and tests.
     pub fn all() -> impl Iterator<Item = EndReason> {
-        END_REASONS.iter().map(|(r, _)| *r)
+        END_REASONS.iter().map(|(r, _, _)| *r)
+    }
+
+    /// The reason's stable name, as logs, session rows and clients show it: `TIME_LIMIT_REACHED`,
+    /// or `UNKNOWN(n)` for a reason this side does not know.
+    pub fn name(self) -> String {
+        END_REASONS.iter().find(|(r, _, _)| *r == self).map_or_else(
+            || format!("UNKNOWN({})", self.number()),
+            |(_, _, s)| (*s).to_owned(),
+        )
     }
 
     /// The reason's byte on the wire.
@@ -65,8 +78,8 @@ impl EndReason {
             EndReason::Unknown(n) => n,
             known => END_REASONS
                 .iter()
-                .find(|(r, _)| *r == known)
-                .map_or(0, |(_, n)| *n),
+                .find(|(r, _, _)| *r == known)
+                .map_or(0, |(_, n, _)| *n),
         }
     }
 
@@ -74,8 +87,8 @@ impl EndReason {
     pub fn from_number(n: u8) -> EndReason {
         END_REASONS
             .iter()
-            .find(|(_, num)| *num == n)
-            .map_or(EndReason::Unknown(n), |(r, _)| *r)
+            .find(|(_, num, _)| *num == n)
+            .map_or(EndReason::Unknown(n), |(r, _, _)| *r)
     }
 }
 

@@ -43,6 +43,25 @@ async fn sign_in(page: &AppWindow, base: &str, email: &str) {
         .unwrap();
 }
 
+/// Waits up to 15 s for the page's player to pass `seconds`; returns where it got to.
+async fn player_time_passes(page: &AppWindow, seconds: f64) -> f64 {
+    let started = std::time::Instant::now();
+    let mut t = 0.0;
+    while started.elapsed() < Duration::from_secs(15) && t <= seconds {
+        t = page
+            .script(
+                "return document.getElementById('player').currentTime;",
+                json!([]),
+            )
+            .await
+            .unwrap()
+            .as_f64()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    t
+}
+
 /// `fetch` from the page (same origin, the page's cookie): the status, and for 2xx the SHA-256 of
 /// the body and its Content-Disposition.
 async fn fetch(page: &AppWindow, method: &str, url: &str) -> serde_json::Value {
@@ -258,23 +277,7 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
     page.click(&format!("tr[data-file='{}'] button.play", files[0].id))
         .await
         .unwrap();
-    let started = std::time::Instant::now();
-    let mut t = 0.0;
-    while started.elapsed() < Duration::from_secs(15) {
-        t = page
-            .script(
-                "return document.getElementById('player').currentTime;",
-                json!([]),
-            )
-            .await
-            .unwrap()
-            .as_f64()
-            .unwrap();
-        if t > 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let t = player_time_passes(&page, 1.0).await;
     assert!(t > 1.0, "currentTime stayed at {t}");
     shot(&page, "4-session-playing").await;
     let landed = page
@@ -378,20 +381,7 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
     page.click(&format!("tr[data-file='{}'] button.play", files[0].id))
         .await
         .unwrap();
-    let started = std::time::Instant::now();
-    let mut t = 0.0;
-    while started.elapsed() < Duration::from_secs(15) && t <= 0.5 {
-        t = page
-            .script(
-                "return document.getElementById('player').currentTime;",
-                json!([]),
-            )
-            .await
-            .unwrap()
-            .as_f64()
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let t = player_time_passes(&page, 0.5).await;
     assert!(t > 0.5, "the member's player stayed at {t}");
 
     // Another team sees none of it.

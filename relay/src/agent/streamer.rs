@@ -253,12 +253,12 @@ impl Conn {
         if let Err(e) = self
             .shared
             .store
-            .end_session(&link.id, &end_reason_name(reason))
+            .end_session(&link.id, &EndReason::name(reason))
             .await
         {
             tracing::error!(error = %e, session = %link.id, "recording the session end");
         }
-        tracing::info!(session = %link.id, reason = %end_reason_name(reason), "session ended");
+        tracing::info!(session = %link.id, reason = %EndReason::name(reason), "session ended");
         self.shared.hub.release(self.conn_id);
         result
     }
@@ -367,19 +367,4 @@ fn human_duration(d: Duration) -> String {
         (secs, "second")
     };
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
-}
-
-fn end_reason_name(reason: EndReason) -> String {
-    match reason {
-        EndReason::TechnicianLeft => "TECHNICIAN_LEFT".into(),
-        EndReason::EndUserEnded => "END_USER_ENDED".into(),
-        EndReason::TechnicianDisconnected => "TECHNICIAN_DISCONNECTED".into(),
-        EndReason::StreamerDisconnected => "STREAMER_DISCONNECTED".into(),
-        EndReason::TimeLimitReached => "TIME_LIMIT_REACHED".into(),
-        EndReason::RecordingFailed => "RECORDING_FAILED".into(),
-        EndReason::RelayShuttingDown => "RELAY_SHUTTING_DOWN".into(),
-        EndReason::CredentialRevoked => "CREDENTIAL_REVOKED".into(),
-        EndReason::ProtocolError => "PROTOCOL_ERROR".into(),
-        EndReason::Unknown(n) => format!("UNKNOWN({n})"),
-    }
 }

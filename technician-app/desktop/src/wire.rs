@@ -14,7 +14,7 @@
 //! 0x02 | {"type": "...", ...}
 //! ```
 
-use protocol::{EndReason, MonitorInfo, Orientation, VideoConfig};
+use protocol::{MonitorInfo, Orientation, VideoConfig};
 use serde_json::{json, Value};
 use technician::Event;
 
@@ -58,7 +58,7 @@ pub fn encode(event: &Event) -> Option<Vec<u8>> {
         }),
         Event::Ended { reason, message } => json!({
             "type": "ended",
-            "reason": reason_name(*reason),
+            "reason": reason.name(),
             "message": message,
         }),
         Event::AudioUnavailable(reason) => json!({"type": "audioUnavailable", "reason": reason}),
@@ -104,22 +104,6 @@ fn config_json(c: &VideoConfig) -> Value {
     })
 }
 
-/// A stable name for an end reason, which the page turns into words.
-pub fn reason_name(reason: EndReason) -> String {
-    match reason {
-        EndReason::TechnicianLeft => "TECHNICIAN_LEFT".into(),
-        EndReason::EndUserEnded => "END_USER_ENDED".into(),
-        EndReason::TechnicianDisconnected => "TECHNICIAN_DISCONNECTED".into(),
-        EndReason::StreamerDisconnected => "STREAMER_DISCONNECTED".into(),
-        EndReason::TimeLimitReached => "TIME_LIMIT_REACHED".into(),
-        EndReason::RecordingFailed => "RECORDING_FAILED".into(),
-        EndReason::RelayShuttingDown => "RELAY_SHUTTING_DOWN".into(),
-        EndReason::CredentialRevoked => "CREDENTIAL_REVOKED".into(),
-        EndReason::ProtocolError => "PROTOCOL_ERROR".into(),
-        EndReason::Unknown(n) => format!("UNKNOWN_{n}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -127,7 +111,7 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use protocol::{VideoCodec, VideoFrame};
+    use protocol::{EndReason, VideoCodec, VideoFrame};
 
     use super::*;
 
@@ -181,7 +165,7 @@ mod tests {
         })
         .unwrap();
         let v: Value = serde_json::from_slice(&ended[1..]).unwrap();
-        assert_eq!(v["reason"], "UNKNOWN_77");
+        assert_eq!(v["reason"], "UNKNOWN(77)");
         assert_eq!(v["message"], "bye");
     }
 

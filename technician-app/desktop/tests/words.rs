@@ -2,7 +2,6 @@
 //! so that no refusal reaches a technician as a bare code.
 
 use protocol::{EndReason, ErrorCode};
-use technician_desktop::wire::reason_name;
 
 const PAGE: &str = include_str!("../ui/app.js");
 
@@ -35,19 +34,8 @@ fn every_error_code_has_words() {
 #[test]
 fn every_end_reason_has_words() {
     let keys = table_keys("ENDED");
-    let reasons = [
-        EndReason::TechnicianLeft,
-        EndReason::EndUserEnded,
-        EndReason::TechnicianDisconnected,
-        EndReason::StreamerDisconnected,
-        EndReason::TimeLimitReached,
-        EndReason::RecordingFailed,
-        EndReason::RelayShuttingDown,
-        EndReason::CredentialRevoked,
-        EndReason::ProtocolError,
-    ];
-    for r in reasons {
-        let name = reason_name(r);
+    for r in EndReason::all() {
+        let name = r.name();
         assert!(keys.contains(&name), "no plain words for {name}");
     }
 }
