@@ -211,6 +211,7 @@ fn test() -> Result<()> {
     ]))?;
     ensure_cargo_tool("tauri-driver", &["tauri-driver", "--version", "2.1.0"])?;
     fuzz(20)?;
+    linux_packages()?;
     // Last, so that the test runner's summary is the last thing printed.
     run_tests(cargo().args(["test", "--workspace"]))
 }
@@ -298,4 +299,20 @@ fn ensure_cargo_tool(bin: &str, install: &[&str]) -> Result<()> {
         return Ok(());
     }
     run(cargo().args(["install", "--locked"]).args(install))
+}
+
+/// Builds the relay's and the streamer's Debian packages, installs them, checks their systemd units
+/// (`systemd-analyze verify`), starts the installed binaries, and removes and purges them
+/// (`installers/linux/`). Installing packages needs root; elsewhere this says so and stops the run.
+fn linux_packages() -> Result<()> {
+    if !is_root() {
+        bail!(
+            "installing the Debian packages under test needs root: run `cargo xtask test` as root \
+             (CI does), or `sudo installers/linux/smoke-test.sh` after `installers/linux/build-debs.sh`"
+        );
+    }
+    ensure_packages(&["systemd", "adduser"])?;
+    let dir = workspace_root().join("installers/linux");
+    run(Command::new("bash").arg(dir.join("build-debs.sh")))?;
+    run(Command::new("bash").arg(dir.join("smoke-test.sh")))
 }
