@@ -38,11 +38,13 @@ rm -f "$log"
 
 # Removal keeps configuration until purge; purge keeps the relay's data (recordings are evidence).
 dpkg -r remote-support-relay remote-support-streamer >/dev/null
-[ ! -e /usr/bin/relay ] && [ ! -e /usr/bin/streamer-agent ] || fail "binaries left after remove"
+if [ -e /usr/bin/relay ] || [ -e /usr/bin/streamer-agent ]; then fail "binaries left after remove"; fi
 [ ! -e /lib/systemd/system/relay.service ] || fail "unit left after remove"
 [ -f /etc/relay/relay.toml ] || fail "configuration removed before purge"
 dpkg -P remote-support-relay remote-support-streamer >/dev/null
-[ ! -e /etc/relay/relay.toml ] && [ ! -e /etc/streamer-agent/streamer-agent.env ] || fail "configuration left after purge"
+if [ -e /etc/relay/relay.toml ] || [ -e /etc/streamer-agent/streamer-agent.env ]; then
+  fail "configuration left after purge"
+fi
 [ -d /var/lib/relay ] || fail "purge removed the relay's data"
 rm -rf /var/lib/relay
 echo "smoke test: $version installs, verifies, starts, reports its version and uninstalls cleanly"

@@ -14,7 +14,9 @@ usage: cargo xtask <command>
 commands:
   demo          run the demo of what exists (see README)
   test          install what the tests need, then run every check and test
-  fuzz [SECS]   run each fuzz target for SECS seconds (default 20)";
+  fuzz [SECS]   run each fuzz target for SECS seconds (default 20)
+  installers    check the release workflow, build every Linux installer (relay, streamer, app),
+                install, smoke-test and remove each (root; part of `test`)";
 
 /// Debian packages every build needs: a C toolchain for crates that build C (and libFuzzer), and
 /// nasm, without which openh264 builds without its assembly and runs 2.5 times slower; cmake for the
@@ -53,11 +55,26 @@ const TEST_PACKAGES: &[&str] = &[
     "libnss3-tools",
 ];
 
+/// Debian packages the installers' checks need: systemd (`systemd-analyze verify`) and adduser for
+/// the packages' scripts, rpm to read the app's rpm, shellcheck for the scripts, desktop-file-utils
+/// for the app's desktop entry, x11-utils (xwininfo) to see the installed app's window.
+const INSTALLER_PACKAGES: &[&str] = &[
+    "systemd",
+    "adduser",
+    "rpm",
+    "shellcheck",
+    "desktop-file-utils",
+    "x11-utils",
+    "xvfb",
+    "xauth",
+];
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("test") => test(),
+        Some("installers") => ensure_packages(BUILD_PACKAGES).and_then(|()| installers()),
         Some("fuzz") => match args.get(1).map(|s| s.parse::<u32>()) {
             None => fuzz(20),
             Some(Ok(secs)) => fuzz(secs),
@@ -211,7 +228,7 @@ fn test() -> Result<()> {
     ]))?;
     ensure_cargo_tool("tauri-driver", &["tauri-driver", "--version", "2.1.0"])?;
     fuzz(20)?;
-    linux_packages()?;
+    installers()?;
     // Last, so that the test runner's summary is the last thing printed.
     run_tests(cargo().args(["test", "--workspace"]))
 }
@@ -301,18 +318,58 @@ fn ensure_cargo_tool(bin: &str, install: &[&str]) -> Result<()> {
     run(cargo().args(["install", "--locked"]).args(install))
 }
 
-/// Builds the relay's and the streamer's Debian packages, installs them, checks their systemd units
-/// (`systemd-analyze verify`), starts the installed binaries, and removes and purges them
-/// (`installers/linux/`). Installing packages needs root; elsewhere this says so and stops the run.
-fn linux_packages() -> Result<()> {
+/// The release engineers' installers, as far as Linux can build them (`installers/`): checks the
+/// release workflow with actionlint and the installer scripts with shellcheck; builds the relay's and
+/// the streamer's Debian packages, installs them, checks their systemd units (`systemd-analyze
+/// verify`), starts the installed binaries, and removes and purges them; builds the technician app's
+/// deb and rpm with the Tauri bundler, installs the deb, opens the installed app's window, and purges
+/// it. Installing packages needs root; elsewhere this says so and stops the run.
+fn installers() -> Result<()> {
     if !is_root() {
         bail!(
-            "installing the Debian packages under test needs root: run `cargo xtask test` as root \
-             (CI does), or `sudo installers/linux/smoke-test.sh` after `installers/linux/build-debs.sh`"
+            "installing the packages under test needs root: run `cargo xtask test` as root (CI \
+             does), or the scripts in installers/linux/ by hand (see installers/README.md)"
         );
     }
-    ensure_packages(&["systemd", "adduser"])?;
-    let dir = workspace_root().join("installers/linux");
-    run(Command::new("bash").arg(dir.join("build-debs.sh")))?;
-    run(Command::new("bash").arg(dir.join("smoke-test.sh")))
+    ensure_packages(INSTALLER_PACKAGES)?;
+    ensure_npm()?;
+    let root = workspace_root();
+    let tools = root.join("installers/tools");
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&tools))?;
+    run(Command::new("node").arg(tools.join("lint-workflows.mjs")))?;
+    let linux = root.join("installers/linux");
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(&linux)
+        .with_context(|| format!("reading {}", linux.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sh"))
+        .collect();
+    scripts.sort();
+    run(Command::new("shellcheck").args(&scripts))?;
+    for script in [
+        "build-debs.sh",
+        "smoke-test.sh",
+        "build-app.sh",
+        "smoke-test-app.sh",
+    ] {
+        run(Command::new("bash").arg(linux.join(script)))?;
+    }
+    Ok(())
+}
+
+/// Node.js and npm for the installers' tools. A machine that has them (from any source) keeps them;
+/// otherwise Debian's packages are installed.
+fn ensure_npm() -> Result<()> {
+    let works = |bin: &str| {
+        Command::new(bin)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if works("node") && works("npm") {
+        return Ok(());
+    }
+    ensure_packages(&["nodejs", "npm"])
 }

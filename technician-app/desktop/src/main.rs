@@ -37,6 +37,9 @@ struct Args {
     /// The e-mail address to fill in on the sign-in page.
     #[arg(long, env = "TECHNICIAN_EMAIL", default_value = "")]
     email: String,
+    /// Print the four-part product version and exit.
+    #[arg(long)]
+    product_version: bool,
 }
 
 /// The app's state: at most one signed-in technician, at most one session.
@@ -355,6 +358,16 @@ async fn leave(app: State<'_, Arc<App>>) -> Result<(), Failure> {
 
 fn main() {
     let args = Args::parse();
+    if args.product_version {
+        match technician::product_version() {
+            Ok(v) => println!("{v}"),
+            Err(e) => {
+                eprintln!("technician-app: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let app = Arc::new(App {
         args,
         inner: Mutex::new(Inner::default()),
