@@ -233,6 +233,11 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Bytes received and not yet returned as a message: at the end of a stream, a cut-off frame.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The next complete message, `Ok(None)` when more bytes are needed.
     ///
     /// After an error the stream cannot be resynchronised: the caller closes the connection.

@@ -284,10 +284,12 @@ proptest! {
         stream.feed(&frame[..cut]);
         if cut < HEADER_LEN + header.body_len as usize {
             prop_assert_eq!(stream.next_message().unwrap(), None);
+            prop_assert_eq!(stream.buffered(), cut);
         }
         stream.feed(&frame[cut..]);
         prop_assert_eq!(stream.next_message().unwrap(), Some(msg));
         prop_assert_eq!(stream.next_message().unwrap(), None);
+        prop_assert_eq!(stream.buffered(), 0);
     }
 
     #[test]

@@ -39,12 +39,42 @@ impl Recordings {
     }
 
     /// Writes and deletes a small object: proves storage takes writes right now.
+    ///
+    /// Each probe writes its own object: sessions starting together probe at once, and with one
+    /// shared name one probe's delete could remove another's object before that one's delete (which
+    /// then failed with "not found" and refused a recorded session; found by the load benchmark).
     pub async fn probe(&self) -> Result<(), StorageFailing> {
-        let path = ObjectPath::from("health/probe");
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = ObjectPath::from(format!("health/probe-{}-{n}", std::process::id()));
         self.objects
             .put(&path, PutPayload::from(Bytes::from_static(b"ok")))
             .await?;
         self.objects.delete(&path).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn probes_at_once_all_pass_and_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let recordings = Recordings::local(dir.path()).unwrap();
+        let mut probes = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let r = recordings.clone();
+            probes.spawn(async move { r.probe().await });
+        }
+        while let Some(p) = probes.join_next().await {
+            p.unwrap().unwrap();
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("health"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "probe objects left: {left:?}");
     }
 }

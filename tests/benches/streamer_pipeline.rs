@@ -12,11 +12,8 @@ use std::time::{Duration, Instant};
 use streamer_agent::capture::x11::X11Source;
 use streamer_agent::capture::ScreenSource;
 use streamer_agent::encode::H264Encoder;
+use system_tests::content::{draw, Canvas, Content};
 use system_tests::XDisplay;
-use x11rb::connection::Connection;
-use x11rb::protocol::xproto::{
-    ConnectionExt as _, CreateGCAux, CreateWindowAux, ImageFormat, WindowClass,
-};
 
 const W: u16 = 1920;
 const H: u16 = 1080;
@@ -27,63 +24,6 @@ fn cpu_time() -> Duration {
     cpu_time::ThreadTime::now().as_duration()
 }
 
-#[derive(Clone, Copy)]
-enum Content {
-    Typing,
-    Scrolling,
-    Video,
-}
-
-/// Draws frame `n` of the content into a BGRX buffer.
-fn draw(content: Content, n: usize, seed: &mut u32, out: &mut [u8]) {
-    let (w, h) = (usize::from(W), usize::from(H));
-    let text_pixel = |x: usize, y: usize| -> bool {
-        // Lines of "words": dark blocks 7x11 on a white page, with gaps.
-        let (line, row) = (y / 18, y % 18);
-        let (col, cx) = (x / 9, x % 9);
-        row < 11 && cx < 7 && (col * 7 + line * 13) % 11 != 0 && (col + line) % 17 != 0
-    };
-    for y in 0..h {
-        for x in 0..w {
-            let i = (y * w + x) * 4;
-            let (r, g, b) = match content {
-                Content::Typing => {
-                    // A page whose text grows by one character per frame.
-                    let typed = (y / 18) * (w / 9) + x / 9 < 3000 + n;
-                    if text_pixel(x, y) && typed {
-                        (30, 30, 30)
-                    } else {
-                        (250, 250, 250)
-                    }
-                }
-                Content::Scrolling => {
-                    if text_pixel(x, y + n * 12) {
-                        (20, 20, 60)
-                    } else {
-                        (245, 245, 240)
-                    }
-                }
-                Content::Video => {
-                    if (320..1600).contains(&x) && (180..900).contains(&y) {
-                        if x % 2 == 0 {
-                            *seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                        }
-                        let v = (*seed >> 16) as u8;
-                        (
-                            v,
-                            v.wrapping_add((x + n * 3) as u8),
-                            v.wrapping_add((y + n * 5) as u8),
-                        )
-                    } else {
-                        (40, 40, 48)
-                    }
-                }
-            };
-            out[i..i + 4].copy_from_slice(&[b, g, r, 0]);
-        }
-    }
-}
-
 struct Figures {
     fps: f64,
     cpu_ms_per_frame: f64,
@@ -92,26 +32,7 @@ struct Figures {
 
 fn main() {
     let display = XDisplay::start(W, H);
-    let (conn, screen) = x11rb::connect(Some(&display.name)).unwrap();
-    let root = conn.setup().roots[screen].root;
-    let window = conn.generate_id().unwrap();
-    conn.create_window(
-        0,
-        window,
-        root,
-        0,
-        0,
-        W,
-        H,
-        0,
-        WindowClass::INPUT_OUTPUT,
-        0,
-        &CreateWindowAux::new().override_redirect(1),
-    )
-    .unwrap();
-    conn.map_window(window).unwrap();
-    let gc = conn.generate_id().unwrap();
-    conn.create_gc(gc, window, &CreateGCAux::new()).unwrap();
+    let canvas = Canvas::open(&display.name, W, H).unwrap();
     let mut source = X11Source::connect(Some(&display.name)).unwrap();
     let monitor = source.monitors().unwrap().remove(0);
     assert_eq!((monitor.width, monitor.height), (W, H));
@@ -120,11 +41,7 @@ fn main() {
     println!("| content | pipeline | fps | CPU ms/frame | bytes/frame | capture ms | convert+encode ms |");
     println!("|---|---|---:|---:|---:|---:|---:|");
     let mut image = vec![0u8; usize::from(W) * usize::from(H) * 4];
-    for (name, content) in [
-        ("typing", Content::Typing),
-        ("scrolling", Content::Scrolling),
-        ("video-like", Content::Video),
-    ] {
+    for (name, content) in Content::ALL {
         let mut seed = 7u32;
         let mut encoder = H264Encoder::new(W, H, 30).unwrap();
         let (mut h264, mut jpeg) = (Vec::new(), Vec::new());
@@ -133,28 +50,9 @@ fn main() {
         let (mut capture_cpu, mut h264_cpu, mut jpeg_cpu) =
             (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         for n in 0..FRAMES {
-            // Put the frame on screen (not measured): rows in chunks under the request size limit.
-            draw(content, n, &mut seed, &mut image);
-            let rows = 100usize;
-            for top in (0..usize::from(H)).step_by(rows) {
-                let count = rows.min(usize::from(H) - top);
-                let start = top * usize::from(W) * 4;
-                let bytes = &image[start..start + count * usize::from(W) * 4];
-                conn.put_image(
-                    ImageFormat::Z_PIXMAP,
-                    window,
-                    gc,
-                    W,
-                    count as u16,
-                    0,
-                    top as i16,
-                    0,
-                    24,
-                    bytes,
-                )
-                .unwrap();
-            }
-            conn.get_input_focus().unwrap().reply().unwrap();
+            // Put the frame on screen (not measured).
+            draw(content, n, W, H, &mut seed, &mut image);
+            canvas.show(&image).unwrap();
 
             // The streamer's pipeline.
             let cpu0 = cpu_time();

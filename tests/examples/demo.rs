@@ -19,62 +19,23 @@ use relay::{Config, Relay, SystemClock};
 use relay_client::Connector;
 use streamer_agent::agent::{self, AgentConfig, Mode, Notice, X11Platform};
 use streamer_agent::pattern::{PatternKind, TestPattern};
+use system_tests::content::Canvas;
 use system_tests::XDisplay;
 use tokio::io::AsyncBufReadExt as _;
 use tokio_util::sync::CancellationToken;
-use x11rb::connection::Connection as _;
-use x11rb::protocol::xproto::{
-    ConnectionExt as _, CreateGCAux, CreateWindowAux, ImageFormat, WindowClass,
-};
 
-/// Paints moving content on a virtual display until `stop`.
+/// Paints moving content (the streamer's moving test pattern) on a virtual display until `stop`.
 fn paint_moving_content(display: String, width: u16, height: u16, stop: CancellationToken) {
     std::thread::spawn(move || {
-        let (conn, screen) = x11rb::connect(Some(&display)).unwrap();
-        let root = conn.setup().roots[screen].root;
-        let window = conn.generate_id().unwrap();
-        conn.create_window(
-            0,
-            window,
-            root,
-            0,
-            0,
-            width,
-            height,
-            0,
-            WindowClass::INPUT_OUTPUT,
-            0,
-            &CreateWindowAux::new().override_redirect(1),
-        )
-        .unwrap();
-        conn.map_window(window).unwrap();
-        let gc = conn.generate_id().unwrap();
-        conn.create_gc(gc, window, &CreateGCAux::new()).unwrap();
+        let canvas = Canvas::open(&display, width, height).unwrap();
         let mut pattern = TestPattern::new(width, height, PatternKind::Moving);
         while !stop.is_cancelled() {
-            let rgb = pattern.next_rgb();
-            let bgrx: Vec<u8> = rgb
+            let bgrx: Vec<u8> = pattern
+                .next_rgb()
                 .chunks_exact(3)
                 .flat_map(|p| [p[2], p[1], p[0], 0])
                 .collect();
-            let rows = 64usize;
-            for top in (0..usize::from(height)).step_by(rows) {
-                let n = rows.min(usize::from(height) - top);
-                let start = top * usize::from(width) * 4;
-                let _ = conn.put_image(
-                    ImageFormat::Z_PIXMAP,
-                    window,
-                    gc,
-                    width,
-                    n as u16,
-                    0,
-                    top as i16,
-                    0,
-                    24,
-                    &bgrx[start..start + n * usize::from(width) * 4],
-                );
-            }
-            let _ = conn.flush();
+            let _ = canvas.show(&bgrx);
             std::thread::sleep(Duration::from_millis(100));
         }
     });

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use relay::{Config, ManualClock, Relay};
 use tokio_util::sync::CancellationToken;
 
+pub mod content;
+pub mod load;
 pub mod webdriver;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{ConnectionExt as _, CreateWindowAux, WindowClass};

@@ -1,0 +1,353 @@
+//! Benchmark: the relay under many concurrent recorded sessions, beside a plain TCP forwarder run in
+//! the same process on the same load (the baseline), and the recording's size per hour for typing,
+//! scrolling and video-like content at 1920x1080.
+//!
+//! Run: `cargo bench -p system-tests --bench relay_load [-- --sessions N --seconds S]`
+//! (defaults: 500 sessions, 30 s). Method and results: docs/PERFORMANCE.md.
+//!
+//! The relay is the release binary (`target/release/relay`, built first), a child process on a fresh
+//! data directory with recording on for the team; the forwarder is this program started again with
+//! `--forwarder`. Each server's CPU and memory come from `/proc`. The load (both sides of every
+//! session) runs in this process on two worker threads: on a 2-core machine it competes with the
+//! server, which the figures include, and the report says how many frames the generator sent late.
+//!
+//! `--record-fixture` re-creates `tests/fixtures/typing-1080p30.h264` (the stream the sessions replay):
+//! the typing content drawn at 1920x1080 and encoded by the streamer's own encoder, 10 s at 30 fps.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use protocol::{Orientation, VideoCodec, VideoConfig, VideoFrame};
+use relay_client::Connector;
+use streamer_agent::capture::Frame;
+use streamer_agent::encode::H264Encoder;
+use system_tests::content::{draw, Content};
+use system_tests::load::{self, Fixture, Forwarder, Options, ProcSample, Report, Target};
+
+const W: u16 = 1920;
+const H: u16 = 1080;
+const FPS: u16 = 30;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn fixture_path() -> PathBuf {
+    workspace().join("tests/fixtures/typing-1080p30.h264")
+}
+
+/// `seconds` of `content` encoded by the streamer's encoder at 1920x1080, 30 fps.
+fn encode(content: Content, seconds: usize) -> Fixture {
+    let mut encoder = H264Encoder::new(W, H, FPS).unwrap();
+    let mut frame = Frame {
+        width: W,
+        height: H,
+        stride: usize::from(W) * 4,
+        bgra: vec![0; usize::from(W) * usize::from(H) * 4],
+    };
+    let mut seed = 7;
+    let mut frames = Vec::new();
+    for n in 0..seconds * usize::from(FPS) {
+        draw(content, n, W, H, &mut seed, &mut frame.bgra);
+        let e = encoder.encode_bgra(&frame, n == 0).unwrap();
+        frames.push(VideoFrame {
+            keyframe: e.keyframe,
+            timestamp_us: n as u64 * 1_000_000 / u64::from(FPS),
+            payload: e.data.into(),
+        });
+    }
+    Fixture {
+        config: VideoConfig {
+            codec: VideoCodec::H264,
+            width: W,
+            height: H,
+            frame_rate: FPS,
+            monitor_id: 0,
+            orientation: Orientation::Landscape,
+        },
+        frames,
+    }
+}
+
+/// A server child process, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    /// Starts `cmd` and waits for the line that names its port (`...127.0.0.1:PORT`).
+    fn start(mut cmd: Command, marker: &str) -> Result<Self> {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().context("starting")?;
+        let out = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(out).lines();
+        let port = loop {
+            let Some(line) = lines.next() else {
+                bail!("the server ended before listening");
+            };
+            let line = line?;
+            if let Some(rest) = line.split(marker).nth(1) {
+                break rest.trim().trim_start_matches("127.0.0.1:").parse()?;
+            }
+        };
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Self { child, port })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM (the relay drains its sessions and finishes its recordings), then waits.
+    fn stop(mut self) -> Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn relay_binary() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "relay",
+            "--bin",
+            "relay",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("building the relay failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace().join("target"), PathBuf::from);
+    Ok(target.join("release/relay"))
+}
+
+/// A relay child on a fresh data directory, recording attended sessions when `record`: the sessions
+/// run, the relay is stopped (finishing its recordings), and the recorded bytes are counted.
+async fn through_relay(
+    binary: &Path,
+    fixture: Arc<Fixture>,
+    options: Options,
+    record: bool,
+) -> Result<(Report, u64)> {
+    let data = tempfile::tempdir()?;
+    // Provision the team before the relay starts, through its own store.
+    let clock: relay::clock::SharedClock = Arc::new(relay::clock::SystemClock);
+    let store = relay::store::Store::open(data.path(), clock).await?;
+    let (token, team_key) = load::provision(&store, record).await?;
+    store.close().await;
+
+    let mut cmd = Command::new(binary);
+    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("RUST_LOG", "warn");
+    let server = Server::start(cmd, "listening on https://")?;
+    let connector = Connector::trusting_ca_file(&data.path().join("tls/dev-ca.pem"))?;
+    let target = Target::Relay {
+        addr: format!("localhost:{}", server.port),
+        connector,
+        token,
+        team_key,
+    };
+    let pid = server.pid();
+    let report = load::run(target, fixture, options, || {
+        ProcSample::of(pid).unwrap_or_default()
+    })
+    .await?;
+    server.stop()?;
+    let recorded = load::dir_bytes(&data.path().join("recordings"));
+    Ok((report, recorded))
+}
+
+async fn through_forwarder(fixture: Arc<Fixture>, options: Options) -> Result<Report> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("--forwarder");
+    let server = Server::start(cmd, "forwarding on ")?;
+    let pid = server.pid();
+    let target = Target::Plain {
+        addr: format!("127.0.0.1:{}", server.port),
+    };
+    load::run(target, fixture, options, || {
+        ProcSample::of(pid).unwrap_or_default()
+    })
+    .await
+}
+
+fn arg(args: &[String], name: &str, default: u64) -> u64 {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map_or(default, |v| v.parse().expect("a number"))
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    if args.iter().any(|a| a == "--forwarder") {
+        return runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            println!("forwarding on {}", listener.local_addr()?);
+            Forwarder::serve(listener).await
+        });
+    }
+    if args.iter().any(|a| a == "--record-fixture") {
+        let fixture = encode(Content::Typing, 10);
+        fixture.write(&fixture_path())?;
+        println!(
+            "wrote {} ({} frames, {:.0} kbit/s)",
+            fixture_path().display(),
+            fixture.frames.len(),
+            fixture.bytes_per_second() * 8.0 / 1000.0
+        );
+        return Ok(());
+    }
+    let sessions = usize::try_from(arg(&args, "--sessions", 500))?;
+    let seconds = arg(&args, "--seconds", 30);
+    let options = Options {
+        sessions,
+        window: Duration::from_secs(seconds),
+        setup_concurrency: 16,
+    };
+    let binary = relay_binary()?;
+    let fixture = Arc::new(Fixture::read(&fixture_path())?);
+    println!(
+        "relay load: {sessions} sessions, {seconds} s window, replaying {} ({}x{} at {} fps, {:.0} kbit/s)\n",
+        fixture_path().strip_prefix(workspace())?.display(),
+        fixture.config.width,
+        fixture.config.height,
+        fixture.config.frame_rate,
+        fixture.bytes_per_second() * 8.0 / 1000.0
+    );
+    runtime.block_on(async {
+        let baseline = through_forwarder(fixture.clone(), options).await?;
+        let (unrecorded, _) = through_relay(&binary, fixture.clone(), options, false).await?;
+        let (relay, recorded) = through_relay(&binary, fixture.clone(), options, true).await?;
+        print_table(&baseline, &unrecorded, &relay, recorded);
+
+        println!(
+            "\nrecording size per hour at 1920x1080, 30 fps (one recorded session each, 20 s):\n"
+        );
+        println!("| content | stream kbit/s | recorded bytes | recorded / received | per hour |");
+        println!("|---|---:|---:|---:|---:|");
+        for (name, content) in Content::ALL {
+            let f = Arc::new(if content == Content::Typing {
+                (*fixture).clone()
+            } else {
+                encode(content, 10)
+            });
+            let one = Options {
+                sessions: 1,
+                window: Duration::from_secs(20),
+                setup_concurrency: 1,
+            };
+            let (r, bytes) = through_relay(&binary, f.clone(), one, true).await?;
+            let streamed_secs = r.frames_sent as f64 / f64::from(f.config.frame_rate);
+            println!(
+                "| {name} | {:.0} | {bytes} | {:.3} | {:.2} GB |",
+                f.bytes_per_second() * 8.0 / 1000.0,
+                bytes as f64 / r.payload_bytes as f64,
+                bytes as f64 / streamed_secs * 3600.0 / 1e9
+            );
+        }
+        anyhow::Ok(())
+    })
+}
+
+fn print_table(base: &Report, plain: &Report, relay: &Report, recorded: u64) {
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}", a / b)
+        } else {
+            "-".into()
+        }
+    };
+    let row = |name: &str, f: &dyn Fn(&Report) -> f64, digits: usize| {
+        println!(
+            "| {name} | {:.digits$} | {:.digits$} | {:.digits$} | {} | {} |",
+            f(relay),
+            f(plain),
+            f(base),
+            ratio(f(relay), f(plain)),
+            ratio(f(relay), f(base)),
+        );
+    };
+    println!(
+        "| figure | relay, recording | relay, not recording | plain TCP forwarder | recording / not | relay recording / forwarder |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| sessions held / asked | {} / {} | {} / {} | {} / {} | | |",
+        relay.held, relay.sessions, plain.held, plain.sessions, base.held, base.sessions
+    );
+    row(
+        "server CPU per session (% of a core)",
+        &|r| r.cpu_per_session() * 100.0,
+        3,
+    );
+    row(
+        "server CPU, all sessions (% of a core)",
+        &|r| r.cpu_per_session() * 100.0 * r.sessions as f64,
+        1,
+    );
+    row("transit latency p50 (ms)", &|r| r.latency_ms(0.5), 2);
+    row("transit latency p99 (ms)", &|r| r.latency_ms(0.99), 2);
+    row("transit latency max (ms)", &|r| r.latency_ms(1.0), 2);
+    row("frames sent", &|r| r.frames_sent as f64, 0);
+    row("frames lost", &|r| r.frames_lost() as f64, 0);
+    row(
+        "generator sends late (> 1 frame)",
+        &|r| r.late_sends as f64,
+        0,
+    );
+    row(
+        "server memory per session (KiB)",
+        &|r| r.memory_per_session() / 1024.0,
+        0,
+    );
+    row("setup of all sessions (s)", &|r| r.setup.as_secs_f64(), 1);
+    println!(
+        "\nbytes recorded / video bytes received: {recorded} / {} = {:.3}",
+        relay.payload_bytes,
+        recorded as f64 / relay.payload_bytes as f64
+    );
+    for (who, r) in [
+        ("relay, recording", relay),
+        ("relay, not recording", plain),
+        ("forwarder", base),
+    ] {
+        for f in r.failures.iter().take(5) {
+            println!("{who} failure: {f}");
+        }
+        if r.failures.len() > 5 {
+            println!("{who}: {} failures in all", r.failures.len());
+        }
+    }
+}
