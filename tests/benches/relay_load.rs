@@ -3,7 +3,8 @@
 //! scrolling and video-like content at 1920x1080.
 //!
 //! Run: `cargo bench -p system-tests --bench relay_load [-- --sessions N --seconds S]`
-//! (defaults: 500 sessions, 30 s). Method and results: docs/PERFORMANCE.md.
+//! (defaults: 500 sessions, 30 s; `--no-content` skips the size-per-hour part). Method and results:
+//! docs/PERFORMANCE.md.
 //!
 //! The relay is the release binary (`target/release/relay`, built first), a child process on a fresh
 //! data directory with recording on for the team; the forwarder is this program started again with
@@ -162,10 +163,14 @@ async fn through_relay(
     let (token, team_key) = load::provision(&store, record).await?;
     store.close().await;
 
+    // The relay's log (warnings and errors) goes to a file; the report counts its lines.
+    let log_path = data.path().join("relay.log");
     let mut cmd = Command::new(binary);
     cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stderr(std::fs::File::create(&log_path)?);
     let server = Server::start(cmd, "listening on https://")?;
     let connector = Connector::trusting_ca_file(&data.path().join("tls/dev-ca.pem"))?;
     let target = Target::Relay {
@@ -181,6 +186,15 @@ async fn through_relay(
     .await?;
     server.stop()?;
     let recorded = load::dir_bytes(&data.path().join("recordings"));
+    let log = std::fs::read_to_string(&log_path)?;
+    let count = |level: &str| log.lines().filter(|l| l.contains(level)).count();
+    let (warnings, errors) = (count("WARN"), count("ERROR"));
+    if warnings + errors > 0 {
+        let first = log.lines().next().unwrap_or_default();
+        println!(
+            "relay log (recording {record}): {warnings} warnings, {errors} errors; first: {first}"
+        );
+    }
     Ok((report, recorded))
 }
 
@@ -251,6 +265,9 @@ fn main() -> Result<()> {
         let (unrecorded, _) = through_relay(&binary, fixture.clone(), options, false).await?;
         let (relay, recorded) = through_relay(&binary, fixture.clone(), options, true).await?;
         print_table(&baseline, &unrecorded, &relay, recorded);
+        if args.iter().any(|a| a == "--no-content") {
+            return Ok(());
+        }
 
         println!(
             "\nrecording size per hour at 1920x1080, 30 fps (one recorded session each, 20 s):\n"
@@ -315,6 +332,11 @@ fn print_table(base: &Report, plain: &Report, relay: &Report, recorded: u64) {
     row(
         "server CPU, all sessions (% of a core)",
         &|r| r.cpu_per_session() * 100.0 * r.sessions as f64,
+        1,
+    );
+    row(
+        "generator CPU, both sides (% of a core)",
+        &|r| r.generator_cpu() * 100.0,
         1,
     );
     row("transit latency p50 (ms)", &|r| r.latency_ms(0.5), 2);

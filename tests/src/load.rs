@@ -88,6 +88,13 @@ impl Fixture {
         Duration::from_secs(1) / u32::from(self.config.frame_rate.max(1))
     }
 
+    /// The time from one keyframe to the next (the whole stream when it has one keyframe).
+    pub fn keyframe_period(&self) -> Duration {
+        let next = self.frames.iter().skip(1).position(|f| f.keyframe);
+        let frames = next.map_or(self.frames.len(), |i| i + 1) as u64;
+        Duration::from_secs(frames) / u32::from(self.config.frame_rate.max(1))
+    }
+
     /// Encoded bytes a second at the stream's frame rate.
     pub fn bytes_per_second(&self) -> f64 {
         let total: usize = self.frames.iter().map(|f| f.payload.len()).sum();
@@ -202,6 +209,8 @@ pub struct Report {
     pub window_end: ProcSample,
     /// The server before any session.
     pub idle: ProcSample,
+    /// This process (the generator: both sides of every session) at the start and end of the window.
+    pub generator: (ProcSample, ProcSample),
     /// The window's real length.
     pub window: Duration,
     /// Time to set every session up.
@@ -222,6 +231,12 @@ impl Report {
     pub fn cpu_per_session(&self) -> f64 {
         let cpu = self.window_end.cpu.saturating_sub(self.window_start.cpu);
         cpu.as_secs_f64() / self.window.as_secs_f64() / self.sessions.max(1) as f64
+    }
+
+    /// The generator's CPU in the window, as a share of one core.
+    pub fn generator_cpu(&self) -> f64 {
+        let cpu = self.generator.1.cpu.saturating_sub(self.generator.0.cpu);
+        cpu.as_secs_f64() / self.window.as_secs_f64()
     }
 
     /// Server memory added per session (resident at the end of the window over idle).
@@ -502,15 +517,21 @@ pub async fn run(
     }
     report.setup = setup_started.elapsed();
 
-    // Stream: every session starts at once; the window opens after one fixture loop's warm-up.
+    // Stream. Sessions start spread evenly over one keyframe period, as sessions that began at
+    // different times are: started together, every session's keyframes would arrive in the same
+    // instant, a burst real traffic does not have. The window opens once all have streamed a second.
     let stop = tokio_util::sync::CancellationToken::new();
+    let spread = fixture.keyframe_period();
+    let count = u32::try_from(paired.len().max(1))?;
     let mut sessions = tokio::task::JoinSet::new();
     let mut all_shared = Vec::new();
     for (i, p) in paired {
         let shared = Arc::new(Shared::default());
         all_shared.push(shared.clone());
         let (fixture, stop) = (fixture.clone(), stop.clone());
+        let offset = spread * u32::try_from(all_shared.len() - 1)? / count;
         sessions.spawn(async move {
+            tokio::time::sleep(offset).await;
             let Paired {
                 mut streamer,
                 mut technician,
@@ -539,15 +560,20 @@ pub async fn run(
             outcome
         });
     }
-    let warm_up = fixture.frame_interval() * 30;
+    let warm_up = spread + Duration::from_secs(1);
     tokio::time::sleep(warm_up).await;
     for s in &all_shared {
         s.measuring.store(true, Ordering::Relaxed);
     }
     let window_started = Instant::now();
     report.window_start = probe();
+    let generator_start = ProcSample::of(std::process::id()).unwrap_or_default();
     tokio::time::sleep(options.window).await;
     report.window_end = probe();
+    report.generator = (
+        generator_start,
+        ProcSample::of(std::process::id()).unwrap_or_default(),
+    );
     report.window = window_started.elapsed();
     for s in &all_shared {
         s.measuring.store(false, Ordering::Relaxed);

@@ -41,6 +41,7 @@ fn the_committed_fixture_is_a_real_1080p_stream() {
     // A keyframe every 2 s, as the streamer's encoder makes them, each with its SPS.
     let keyframes: Vec<usize> = (0..300).filter(|&i| f.frames[i].keyframe).collect();
     assert_eq!(keyframes, [0, 60, 120, 180, 240]);
+    assert_eq!(f.keyframe_period(), Duration::from_secs(2));
     for &i in &keyframes {
         assert_eq!(
             f.frames[i].payload[..5],

@@ -129,10 +129,16 @@ async fn writer(
                 break;
             }
         };
-        if !matches!(
-            tokio::time::timeout(write_timeout, sink.send(item)).await,
-            Ok(Ok(()))
-        ) {
+        // Whatever else is queued goes out in the same flush: under load, one write (and one TLS
+        // record batch) for many frames instead of one each.
+        let batch = async {
+            sink.feed(item).await?;
+            while let Ok(f) = queue.try_recv() {
+                sink.feed(WsMessage::Binary(f.bytes)).await?;
+            }
+            sink.flush().await
+        };
+        if !matches!(tokio::time::timeout(write_timeout, batch).await, Ok(Ok(()))) {
             tracing::debug!("write failed or stalled; closing the connection");
             dead.cancel();
             return;
