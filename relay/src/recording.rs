@@ -1,18 +1,36 @@
-//! Recording storage: the object store that recordings go to, and its health check.
-//!
-//! Issue 4 writes the recorded video here; today the relay uses it to refuse a recorded session when
-//! storage cannot take writes, so that no recorded session ever starts unrecordable.
+//! Recording storage: the object store that recordings go to, its health check, and the integrity
+//! check of stored files against the SHA-256 recorded when each was closed.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
 
 /// The recordings' object store.
 #[derive(Debug, Clone)]
 pub struct Recordings {
     objects: Arc<dyn ObjectStore>,
+    /// Verdicts of [`Recordings::verify`] by object key, with the object's size and modification
+    /// time (and ETag) they were reached on: a file is hashed again only when it changed.
+    verified: Arc<Mutex<HashMap<String, (Stamp, Integrity)>>>,
+}
+
+type Stamp = (u64, chrono::DateTime<chrono::Utc>, Option<String>);
+
+/// What a stored file's bytes say against the checksum recorded when it was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Integrity {
+    /// The bytes hash to the recorded SHA-256.
+    Intact,
+    /// The bytes do not: the file was changed after it was stored.
+    Altered {
+        /// The stored bytes' SHA-256 now (hex).
+        actual: String,
+    },
 }
 
 /// Storage cannot take recordings now (our fault).
@@ -23,7 +41,50 @@ pub struct StorageFailing(#[from] object_store::Error);
 impl Recordings {
     /// Recordings in `objects`.
     pub fn new(objects: Arc<dyn ObjectStore>) -> Self {
-        Self { objects }
+        Self {
+            objects,
+            verified: Arc::default(),
+        }
+    }
+
+    /// Checks the object `key` against the SHA-256 (hex) recorded when it was stored, reading it
+    /// whole unless it is unchanged since an earlier check (same size, modification time and ETag).
+    pub async fn verify(
+        &self,
+        key: &str,
+        expected: &str,
+    ) -> Result<Integrity, object_store::Error> {
+        let path = ObjectPath::from(key);
+        let meta = self.objects.head(&path).await?;
+        let stamp: Stamp = (meta.size, meta.last_modified, meta.e_tag.clone());
+        if let Some((seen, verdict)) = self.lock_verified().get(key) {
+            if *seen == stamp {
+                return Ok(verdict.clone());
+            }
+        }
+        let mut hasher = Sha256::new();
+        let mut stream = self.objects.get(&path).await?.into_stream();
+        while let Some(chunk) = stream.next().await {
+            hasher.update(&chunk?);
+        }
+        let actual = hex::encode(hasher.finalize());
+        let verdict = if actual.eq_ignore_ascii_case(expected) {
+            Integrity::Intact
+        } else {
+            Integrity::Altered { actual }
+        };
+        self.lock_verified()
+            .insert(key.to_owned(), (stamp, verdict.clone()));
+        Ok(verdict)
+    }
+
+    fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Stamp, Integrity)>> {
+        // A poisoned map only loses cached verdicts; files are hashed again.
+        self.verified.lock().unwrap_or_else(|e| {
+            let mut map = e.into_inner();
+            map.clear();
+            map
+        })
     }
 
     /// Recordings on local disk under `dir` (created if missing).

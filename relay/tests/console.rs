@@ -304,3 +304,59 @@ async fn another_teams_sessions_and_recordings_are_not_there() {
     assert_eq!(status, 401);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_file_changed_on_disk_is_reported_not_served() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let session = recorded(&relay, &team).await;
+    let (_, listed) = relay
+        .api(
+            "GET",
+            &format!("/api/v1/sessions/{session}/recordings"),
+            Some(&team.token),
+            None,
+        )
+        .await;
+    let file = &listed["files"][0];
+    let play = file["play_url"].as_str().unwrap().to_owned();
+    let download = file["download_url"].as_str().unwrap().to_owned();
+    let stored = relay.store.recording_files(&session).await.unwrap();
+    let on_disk = relay
+        .dir
+        .path()
+        .join("recordings")
+        .join(&stored[0].object_key);
+    let genuine = std::fs::read(&on_disk).unwrap();
+    assert_eq!(
+        hex::encode(Sha256::digest(&genuine)),
+        stored[0].sha256.clone().unwrap()
+    );
+
+    // Intact: served (checked once, then remembered for the player's range requests).
+    assert_eq!(get(&relay, &download, &[]).await.0, 200);
+    assert_eq!(get(&relay, &play, &[("range", "bytes=0-99")]).await.0, 206);
+
+    // One byte changed in place, the size unchanged: neither a download nor a range is served.
+    let mut altered = genuine.clone();
+    let middle = altered.len() / 2;
+    altered[middle] ^= 0xff;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    std::fs::write(&on_disk, &altered).unwrap();
+    for (url, headers) in [
+        (&download, &[][..]),
+        (&play, &[("range", "bytes=0-99")][..]),
+    ] {
+        let (status, _, body) = get(&relay, url, headers).await;
+        assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(error_code(&body), "INTEGRITY_FAILED");
+        assert!(String::from_utf8_lossy(&body).contains("SHA-256"));
+    }
+
+    // Put back as it was stored: served again, byte for byte.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    std::fs::write(&on_disk, &genuine).unwrap();
+    let (status, _, body) = get(&relay, &download, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], &genuine[..]);
+}

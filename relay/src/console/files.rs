@@ -11,6 +11,7 @@ use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use serde::Deserialize;
 
 use crate::links::{Link, LinkRefused, Purpose};
+use crate::recording::Integrity;
 use crate::store::{RecordingFile, SessionRecord};
 use crate::Shared;
 
@@ -137,6 +138,33 @@ pub(crate) async fn serve(
             "NOT_FOUND",
             "This recording file is not available.",
         );
+    }
+    // Audit evidence: a file whose bytes no longer hash to the SHA-256 recorded when it was stored is
+    // reported, never served as if genuine.
+    if let Some(expected) = &file.sha256 {
+        match shared.recordings.verify(&file.object_key, expected).await {
+            Ok(Integrity::Intact) => {}
+            Ok(Integrity::Altered { actual }) => {
+                tracing::error!(
+                    file = %file.id, %expected, %actual,
+                    "recording file changed on disk since it was stored; refusing to serve it"
+                );
+                return refuse(
+                    StatusCode::CONFLICT,
+                    "INTEGRITY_FAILED",
+                    "This recording file no longer matches the SHA-256 recorded when it was \
+                     stored: it was changed on disk and is not served. Tell your relay's operator.",
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, file = %file.id, "recording file missing from storage");
+                return refuse(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    "This recording file is missing from storage.",
+                );
+            }
+        }
     }
     let path = ObjectPath::from(file.object_key.as_str());
     let objects = shared.recordings.objects();
