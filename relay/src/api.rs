@@ -177,11 +177,23 @@ async fn sign_in(
     let Json(req) = body?;
     let ttl_ms =
         i64::try_from(shared.config.token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    match shared
+    let now = shared.clock.now_ms();
+    if let Err(locked) = shared.sign_ins.check(&req.email, now) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_ATTEMPTS",
+            locked.message(),
+        ));
+    }
+    let signed_in = shared
         .store
         .sign_in(&req.email, &req.password, ttl_ms)
-        .await?
-    {
+        .await?;
+    match &signed_in {
+        Ok(_) => shared.sign_ins.succeeded(&req.email),
+        Err(_) => shared.sign_ins.failed(&req.email, now),
+    }
+    match signed_in {
         Ok(s) => Ok(Json(SignInResponse {
             token: s.token,
             expires_at: s.expires_at,

@@ -17,6 +17,7 @@ pub mod recording;
 pub mod secrets;
 mod server;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ pub(crate) struct Shared {
     recordings: recording::Recordings,
     recorder: recorder::RecorderContext,
     links: links::LinkKey,
+    sign_ins: throttle::SignInThrottle,
     version: ProductVersion,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -97,6 +99,7 @@ impl Relay {
             .context("opening the link-signing key")?;
         let shared = Arc::new(Shared {
             links,
+            sign_ins: throttle::SignInThrottle::default(),
             version: product_version()?,
             recorder,
             config,

@@ -247,6 +247,10 @@ impl Conn {
             .await;
         // Closing the recorder's queue makes it store the last file.
         drop(recorder);
+        // Free for the next session at once: both sides have been told the session ended, and a
+        // technician who connects again right away must not find the computer busy while the end
+        // is written to the database (seen as a rare DEVICE_BUSY under load in relay/tests/relay.rs).
+        self.shared.hub.release(self.conn_id);
         let (reason, _) = link
             .reason()
             .unwrap_or((EndReason::ProtocolError, String::new()));
@@ -259,7 +263,6 @@ impl Conn {
             tracing::error!(error = %e, session = %link.id, "recording the session end");
         }
         tracing::info!(session = %link.id, reason = %EndReason::name(reason), "session ended");
-        self.shared.hub.release(self.conn_id);
         result
     }
 

@@ -166,11 +166,24 @@ pub(crate) async fn sign_in(
 ) -> Response {
     let ttl_ms =
         i64::try_from(shared.config.token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    match shared
+    let now = shared.clock.now_ms();
+    if let Err(locked) = shared.sign_ins.check(&f.email, now) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            Html(sign_in_form(Some(&locked.message()))),
+        )
+            .into_response();
+    }
+    let signed_in = shared
         .store
         .sign_in(f.email.trim(), &f.password, ttl_ms)
-        .await
-    {
+        .await;
+    match &signed_in {
+        Ok(Ok(_)) => shared.sign_ins.succeeded(&f.email),
+        Ok(Err(_)) => shared.sign_ins.failed(&f.email, now),
+        Err(_) => {}
+    }
+    match signed_in {
         Ok(Ok(s)) => {
             let max_age = shared.config.token_ttl_secs;
             let cookie = format!(
