@@ -46,6 +46,22 @@ async fn recorded(relay: &TestRelay, team: &Team) -> String {
     id
 }
 
+/// A session's recording files through the API, as `token` (or no one) sees them.
+async fn list_files(
+    relay: &TestRelay,
+    token: Option<&str>,
+    session: &str,
+) -> (u16, serde_json::Value) {
+    relay
+        .api(
+            "GET",
+            &format!("/api/v1/sessions/{session}/recordings"),
+            token,
+            None,
+        )
+        .await
+}
+
 async fn set_policy(relay: &TestRelay, team: &Team, policy: PlaybackPolicy) {
     let mut s = relay.store.team_settings(&team.id).await.unwrap().unwrap();
     s.playback_unattended = policy;
@@ -59,14 +75,7 @@ async fn recordings_play_with_ranges_and_download_intact_under_the_policy() {
     let session = recorded(&relay, &team).await;
 
     // The owner (default policy: Owner only) sees the files with links.
-    let (status, listed) = relay
-        .api(
-            "GET",
-            &format!("/api/v1/sessions/{session}/recordings"),
-            Some(&team.token),
-            None,
-        )
-        .await;
+    let (status, listed) = list_files(&relay, Some(&team.token), &session).await;
     assert_eq!(status, 200, "{listed}");
     assert_eq!(listed["may_play"], true);
     let file = &listed["files"][0];
@@ -121,14 +130,7 @@ async fn recordings_play_with_ranges_and_download_intact_under_the_policy() {
         .await
         .unwrap();
     let member = relay.sign_in("max@acme.example").await;
-    let (status, listed) = relay
-        .api(
-            "GET",
-            &format!("/api/v1/sessions/{session}/recordings"),
-            Some(&member),
-            None,
-        )
-        .await;
+    let (status, listed) = list_files(&relay, Some(&member), &session).await;
     assert_eq!(status, 200);
     assert_eq!(listed["may_play"], false);
     assert!(listed["files"][0].get("play_url").is_none());
@@ -253,14 +255,7 @@ async fn another_teams_sessions_and_recordings_are_not_there() {
         .id
         .clone();
 
-    let (status, v) = relay
-        .api(
-            "GET",
-            &format!("/api/v1/sessions/{session}/recordings"),
-            Some(&other.token),
-            None,
-        )
-        .await;
+    let (status, v) = list_files(&relay, Some(&other.token), &session).await;
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (404, Some("NOT_FOUND"))
@@ -293,14 +288,7 @@ async fn another_teams_sessions_and_recordings_are_not_there() {
         (status, headers["location"].to_str().unwrap()),
         (303, "/console/sign-in")
     );
-    let (status, _) = relay
-        .api(
-            "GET",
-            &format!("/api/v1/sessions/{session}/recordings"),
-            None,
-            None,
-        )
-        .await;
+    let (status, _) = list_files(&relay, None, &session).await;
     assert_eq!(status, 401);
     relay.stop().await;
 }
@@ -310,14 +298,7 @@ async fn a_file_changed_on_disk_is_reported_not_served() {
     let relay = TestRelay::start().await;
     let team = relay.team("acme").await;
     let session = recorded(&relay, &team).await;
-    let (_, listed) = relay
-        .api(
-            "GET",
-            &format!("/api/v1/sessions/{session}/recordings"),
-            Some(&team.token),
-            None,
-        )
-        .await;
+    let (_, listed) = list_files(&relay, Some(&team.token), &session).await;
     let file = &listed["files"][0];
     let play = file["play_url"].as_str().unwrap().to_owned();
     let download = file["download_url"].as_str().unwrap().to_owned();

@@ -23,22 +23,7 @@ impl Canvas {
     /// Opens the window on `display` (an X display name such as `:99`).
     pub fn open(display: &str, width: u16, height: u16) -> anyhow::Result<Self> {
         let (conn, screen) = x11rb::connect(Some(display))?;
-        let root = conn.setup().roots[screen].root;
-        let window = conn.generate_id()?;
-        conn.create_window(
-            0,
-            window,
-            root,
-            0,
-            0,
-            width,
-            height,
-            0,
-            WindowClass::INPUT_OUTPUT,
-            0,
-            &CreateWindowAux::new().override_redirect(1),
-        )?;
-        conn.map_window(window)?;
+        let window = top_window(&conn, screen, (0, 0, width, height), CreateWindowAux::new())?;
         let gc = conn.generate_id()?;
         conn.create_gc(gc, window, &CreateGCAux::new())?;
         Ok(Self {
@@ -73,6 +58,33 @@ impl Canvas {
         self.conn.get_input_focus()?.reply()?;
         Ok(())
     }
+}
+
+/// Maps an override-redirect window (above everything, no window manager) at `(x, y, width, height)`
+/// on `screen`'s root, with `aux` for anything else (a background colour, say).
+pub fn top_window(
+    conn: &RustConnection,
+    screen: usize,
+    (x, y, width, height): (i16, i16, u16, u16),
+    aux: CreateWindowAux,
+) -> anyhow::Result<Window> {
+    let root = conn.setup().roots[screen].root;
+    let window = conn.generate_id()?;
+    conn.create_window(
+        0,
+        window,
+        root,
+        x,
+        y,
+        width,
+        height,
+        0,
+        WindowClass::INPUT_OUTPUT,
+        0,
+        &aux.override_redirect(1),
+    )?;
+    conn.map_window(window)?;
+    Ok(window)
 }
 
 /// What is on the screen.

@@ -17,7 +17,7 @@ pub mod content;
 pub mod load;
 pub mod webdriver;
 use x11rb::connection::Connection;
-use x11rb::protocol::xproto::{ConnectionExt as _, CreateWindowAux, WindowClass};
+use x11rb::protocol::xproto::{ConnectionExt as _, CreateWindowAux};
 use x11rb::rust_connection::RustConnection;
 
 /// A virtual X display for one test.
@@ -189,27 +189,14 @@ impl XDisplay {
         rgb: (u8, u8, u8),
     ) -> RustConnection {
         let (conn, screen) = x11rb::connect(Some(&self.name)).unwrap();
-        let root = conn.setup().roots[screen].root;
-        let window = conn.generate_id().unwrap();
         let pixel = (u32::from(rgb.0) << 16) | (u32::from(rgb.1) << 8) | u32::from(rgb.2);
-        let aux = CreateWindowAux::new()
-            .background_pixel(pixel)
-            .override_redirect(1);
-        conn.create_window(
-            0,
-            window,
-            root,
-            x,
-            y,
-            width,
-            height,
-            0,
-            WindowClass::INPUT_OUTPUT,
-            0,
-            &aux,
+        content::top_window(
+            &conn,
+            screen,
+            (x, y, width, height),
+            CreateWindowAux::new().background_pixel(pixel),
         )
         .unwrap();
-        conn.map_window(window).unwrap();
         conn.flush().unwrap();
         // A round trip, so that the window is on screen when this returns.
         conn.get_input_focus().unwrap().reply().unwrap();

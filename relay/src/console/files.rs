@@ -87,6 +87,16 @@ pub(crate) fn download_name(session: &SessionRecord, file: &RecordingFile, when:
     )
 }
 
+/// A file the database lists and storage does not have: logged, and refused as not found.
+fn missing_from_storage(file_id: &str, e: &object_store::Error) -> Response {
+    tracing::error!(error = %e, file = %file_id, "recording file missing from storage");
+    refuse(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "This recording file is missing from storage.",
+    )
+}
+
 /// `GET /files/{id}/{purpose}?u=&t=&s=`: a recording file through a signed, 10-minute link.
 pub(crate) async fn serve(
     State(shared): State<Arc<Shared>>,
@@ -156,28 +166,14 @@ pub(crate) async fn serve(
                      stored: it was changed on disk and is not served. Tell your relay's operator.",
                 );
             }
-            Err(e) => {
-                tracing::error!(error = %e, file = %file.id, "recording file missing from storage");
-                return refuse(
-                    StatusCode::NOT_FOUND,
-                    "NOT_FOUND",
-                    "This recording file is missing from storage.",
-                );
-            }
+            Err(e) => return missing_from_storage(&file.id, &e),
         }
     }
     let path = ObjectPath::from(file.object_key.as_str());
     let objects = shared.recordings.objects();
     let size = match objects.head(&path).await {
         Ok(meta) => meta.size,
-        Err(e) => {
-            tracing::error!(error = %e, file = %file.id, "recording file missing from storage");
-            return refuse(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                "This recording file is missing from storage.",
-            );
-        }
+        Err(e) => return missing_from_storage(&file.id, &e),
     };
     let range = match parse_range(headers.get(header::RANGE), size) {
         Ok(r) => r,
