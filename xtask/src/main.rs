@@ -283,7 +283,7 @@ fn fuzz(secs: u32) -> Result<()> {
     ensure_cargo_tool("cargo-fuzz", &["cargo-fuzz"])?;
     let fuzz_dir = workspace_root().join("fuzz");
     let scratch = std::env::temp_dir().join(format!("fuzz-corpus-{}", std::process::id()));
-    for target in ["decode", "handshake"] {
+    for target in ["decode", "handshake", "record"] {
         let new_inputs = scratch.join(target);
         std::fs::create_dir_all(&new_inputs).with_context(|| format!("creating {new_inputs:?}"))?;
         let corpus = fuzz_dir.join("corpus").join(target);

@@ -9,7 +9,8 @@
 //! change, or before the size cap: the recorder asks the streamer for a keyframe ahead of the cap and
 //! splits on it, so that every file starts with its own init segment and a keyframe.
 
-pub mod fmp4;
+/// The file format, in its own crate so that it can be fuzzed without the relay around it.
+pub use recording_fmp4 as fmp4;
 pub mod recovery;
 pub mod retention;
 

@@ -44,6 +44,14 @@ pub enum Fmp4Error {
         /// This frame's timestamp.
         current: u64,
     },
+    /// One frame would last longer than a sample can say (over 13 hours at 90 kHz).
+    #[error("a video frame lasts over 13 hours (timestamps {start} us, then {end} us)")]
+    FrameTooLong {
+        /// The frame's timestamp.
+        start: u64,
+        /// The next frame's.
+        end: u64,
+    },
     /// The MP4 muxer refused the fragment.
     #[error("building the MP4 fragment failed: {0}")]
     Mux(String),
@@ -238,7 +246,7 @@ impl Fmp4File {
         let Some(last) = self.pending.last() else {
             return Ok(None);
         };
-        let end = last.timestamp_us + last_frame_us.max(1);
+        let end = last.timestamp_us.saturating_add(last_frame_us.max(1));
         let mut out = self.flush(end)?.unwrap_or_default();
         let index = self
             .muxer
@@ -272,8 +280,12 @@ impl Fmp4File {
             let start = ticks(p.timestamp_us - first);
             let end = ticks(next.max(p.timestamp_us) - first);
             // Every sample lasts at least one tick: zero durations confuse players.
-            let duration = u32::try_from(end.saturating_sub(start).max(1))
-                .map_err(|_| Fmp4Error::Mux("a frame lasting over 13 hours".into()))?;
+            let duration = u32::try_from(end.saturating_sub(start).max(1)).map_err(|_| {
+                Fmp4Error::FrameTooLong {
+                    start: p.timestamp_us,
+                    end: next,
+                }
+            })?;
             samples.push(Sample {
                 track_kind: TrackKind::Video,
                 sample_entry: if self.entry_sent {
@@ -316,6 +328,92 @@ impl Fmp4File {
     }
 }
 
+/// One sample read back from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadSample {
+    /// Decode time in [`TIMESCALE`] ticks from the file's start.
+    pub timestamp: u64,
+    /// Duration in ticks.
+    pub duration: u32,
+    /// Whether the sample is marked as a sync sample.
+    pub keyframe: bool,
+    /// The sample's bytes (length-prefixed NAL units).
+    pub data: Vec<u8>,
+}
+
+/// Reads a whole file back as a player would: its one video track and every sample in order.
+/// Used to check what the writer produced (tests, fuzzing); the relay serves files as they are.
+pub fn read_samples(file: &[u8]) -> Result<Vec<ReadSample>, Fmp4Error> {
+    use shiguredo_mp4::demux::{DemuxError, Fmp4FileDemuxer, Input, RequiredInput};
+    let bad = |e: DemuxError| Fmp4Error::Mux(format!("the file does not read back: {e}"));
+    let mut demuxer = Fmp4FileDemuxer::new();
+    let mut last: Option<RequiredInput> = None;
+    // Hands the demuxer what it asks for; asking twice for the same means the file ends early.
+    let mut feed = |demuxer: &mut Fmp4FileDemuxer, required: RequiredInput| {
+        if last == Some(required) {
+            return Err(Fmp4Error::Mux(format!(
+                "the file ends before the {} bytes at {} a reader needs",
+                required.size.unwrap_or(0),
+                required.position
+            )));
+        }
+        last = Some(required);
+        let start = usize::try_from(required.position)
+            .unwrap_or(usize::MAX)
+            .min(file.len());
+        let end = required.size.map_or(file.len(), |size| {
+            start.saturating_add(size).min(file.len())
+        });
+        demuxer.handle_input(Input {
+            position: start as u64,
+            data: &file[start..end],
+        });
+        Ok(())
+    };
+    let tracks = loop {
+        match demuxer.tracks() {
+            Err(DemuxError::InputRequired(required)) => feed(&mut demuxer, required)?,
+            Err(e) => return Err(bad(e)),
+            Ok(tracks) => break tracks.to_vec(),
+        }
+    };
+    if tracks.len() != 1 || tracks[0].timescale.get() != TIMESCALE {
+        return Err(Fmp4Error::Mux(format!(
+            "the file should hold one video track at {TIMESCALE} Hz, not {tracks:?}"
+        )));
+    }
+    let mut samples = Vec::new();
+    loop {
+        let sample = match demuxer.next_sample() {
+            Err(DemuxError::InputRequired(required)) => {
+                feed(&mut demuxer, required)?;
+                continue;
+            }
+            Err(e) => return Err(bad(e)),
+            Ok(None) => return Ok(samples),
+            Ok(Some(s)) => (
+                s.timestamp,
+                s.duration,
+                s.keyframe,
+                s.data_offset,
+                s.data_size,
+            ),
+        };
+        let (timestamp, duration, keyframe, offset, size) = sample;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let data = start
+            .checked_add(size)
+            .and_then(|end| file.get(start..end))
+            .ok_or_else(|| Fmp4Error::Mux("a sample lies outside the file".into()))?;
+        samples.push(ReadSample {
+            timestamp,
+            duration,
+            keyframe,
+            data: data.to_vec(),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +427,77 @@ mod tests {
             Err(Fmp4Error::BadBitstream(_))
         ));
         assert!(split_access_unit(&[]).is_err());
+    }
+
+    /// The load tests' fixture: 10 s of a real 1080p stream from the streamer's encoder.
+    fn fixture() -> Vec<protocol::VideoFrame> {
+        let mut decoder = protocol::FrameDecoder::new();
+        decoder.feed(include_bytes!("../../tests/fixtures/typing-1080p30.h264"));
+        let mut frames = Vec::new();
+        while let Some(m) = decoder.next_message().unwrap() {
+            if let protocol::Message::VideoFrame(f) = m {
+                frames.push(f);
+            }
+        }
+        frames
+    }
+
+    #[test]
+    fn what_is_written_reads_back_sample_for_sample() {
+        let frames = fixture();
+        assert!(
+            frames.len() > 90,
+            "the fixture holds {} frames",
+            frames.len()
+        );
+        let first = split_access_unit(&frames[0].payload).unwrap();
+        let mut file = Fmp4File::new(first.parameter_sets.clone().unwrap()).unwrap();
+        let mut bytes = Vec::new();
+        let mut expected = Vec::new();
+        for f in &frames[..90] {
+            let au = split_access_unit(&f.payload).unwrap();
+            expected.push((f.keyframe, au.sample.clone()));
+            bytes.extend(
+                file.push(f.timestamp_us, f.keyframe, au.sample)
+                    .unwrap()
+                    .unwrap_or_default(),
+            );
+        }
+        bytes.extend(file.finish(33_333).unwrap().unwrap());
+        let read = read_samples(&bytes).unwrap();
+        assert_eq!(read.len(), expected.len());
+        for (i, (r, (keyframe, data))) in read.iter().zip(&expected).enumerate() {
+            assert_eq!(r.keyframe, *keyframe, "sample {i}");
+            assert_eq!(&r.data, data, "sample {i}");
+            let at = ticks(frames[i].timestamp_us - frames[0].timestamp_us);
+            assert_eq!(r.timestamp, at, "sample {i} is at its capture time");
+        }
+        // Cut in the middle of a fragment, the file does not read back.
+        assert!(read_samples(&bytes[..bytes.len() / 2]).is_err());
+    }
+
+    /// Found by the `record` fuzz target: a timestamp near the top of `u64` overflowed at finish.
+    #[test]
+    fn timestamps_at_the_edge_are_refused_or_written_never_a_panic() {
+        let frames = fixture();
+        let first = split_access_unit(&frames[0].payload).unwrap();
+        let sets = first.parameter_sets.clone().unwrap();
+        let mut file = Fmp4File::new(sets.clone()).unwrap();
+        assert!(file
+            .push(u64::MAX - 5, true, first.sample.clone())
+            .unwrap()
+            .is_none());
+        let tail = file.finish(33_333).unwrap().unwrap();
+        assert_eq!(read_samples(&tail).unwrap().len(), 1);
+
+        // A frame lasting 14 hours cannot be said in a sample: the streamer's fault, not storage's.
+        let mut file = Fmp4File::new(sets).unwrap();
+        assert!(file.push(0, true, first.sample.clone()).unwrap().is_none());
+        let hours_14 = 14 * 3600 * 1_000_000;
+        assert!(matches!(
+            file.push(hours_14, true, first.sample),
+            Err(Fmp4Error::FrameTooLong { start: 0, end }) if end == hours_14
+        ));
     }
 
     #[test]
