@@ -41,6 +41,15 @@ pub struct Config {
     pub ping_interval_ms: u64,
     /// How long a connection may stay silent (pongs included) before it is dropped.
     pub idle_timeout_ms: u64,
+    /// Messages a second one agent connection may send, sustained (twice as many in a burst); more
+    /// is a flood and the connection is refused with `RATE_LIMITED`.
+    pub max_messages_per_sec: u32,
+    /// Device lists and session requests a second one technician connection may send, sustained
+    /// (twice as many in a burst): the relay answers these itself, from the database.
+    pub max_requests_per_sec: u32,
+    /// How long an HTTP client has to send a request's headers, and then its body; also how long an
+    /// idle kept-alive connection stays open (slow clients are cut off, not waited for).
+    pub http_request_timeout_ms: u64,
     /// The longest a recorded session may last (24 hours).
     pub max_recorded_session_secs: u64,
     /// How long before that limit the technician is warned (5 minutes).
@@ -71,6 +80,9 @@ impl Default for Config {
             forward_buffer_bytes: 16 * 1024 * 1024,
             ping_interval_ms: 15_000,
             idle_timeout_ms: 45_000,
+            max_messages_per_sec: 1_000,
+            max_requests_per_sec: 5,
+            http_request_timeout_ms: 10_000,
             max_recorded_session_secs: 24 * 3600,
             limit_warning_secs: 5 * 60,
             max_recording_file_bytes: 512 * 1024 * 1024,
@@ -100,8 +112,15 @@ impl Config {
             protocol::max_frame_len()
         );
         anyhow::ensure!(
-            self.hello_timeout_ms > 0 && self.handshake_timeout_ms > 0,
+            self.hello_timeout_ms > 0
+                && self.handshake_timeout_ms > 0
+                && self.http_request_timeout_ms > 0,
             "timeouts must be positive"
+        );
+        anyhow::ensure!(
+            self.max_messages_per_sec >= 200 && self.max_requests_per_sec >= 1,
+            "max_messages_per_sec must be at least 200 (video, audio and input of one session) and \
+             max_requests_per_sec at least 1"
         );
         Ok(())
     }

@@ -12,6 +12,7 @@ pub mod config;
 mod console;
 pub mod hub;
 pub mod links;
+pub mod rate;
 pub mod recorder;
 pub mod recording;
 pub mod secrets;

@@ -576,3 +576,119 @@ async fn shutdown_ends_sessions_with_a_reason_and_returns() {
         ErrorCode::RelayShuttingDown
     );
 }
+
+/// Sends `msg` until the connection fails or `count` went out; returns how many went out.
+async fn flood(c: &mut Connection, msg: &Message, count: usize) -> usize {
+    let bytes = encode_to_bytes(msg).unwrap();
+    for i in 0..count {
+        if c.send_raw(bytes.clone()).await.is_err() {
+            return i;
+        }
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_floods_are_refused_and_others_keep_going() {
+    let relay = TestRelay::start_with(|c| c.max_messages_per_sec = 200).await;
+    let mut bystander = Bystander::start(&relay).await;
+    let team = relay.team("floods").await;
+
+    // Outside a session: a harmless message, far faster than 200 a second (400 in a burst).
+    let mut tech = relay.technician(&team).await;
+    flood(&mut tech, &Message::LeaveSession, 2_000).await;
+    let (code, message) = refused(&mut tech).await;
+    assert_eq!(code, ErrorCode::RateLimited, "{message}");
+    assert!(message.contains("200 messages a second"), "{message}");
+    bystander.still_forwards().await;
+
+    // In a session: input floods the streamer. The session ends, the streamer is told why, and
+    // its connection stays up for the next session.
+    let (mut streamer, id, _) = relay.device(&team, CURRENT).await;
+    let mut tech = relay.technician(&team).await;
+    pair(
+        &mut tech,
+        &mut streamer,
+        SessionTarget::Device {
+            device_id: id.clone(),
+        },
+    )
+    .await;
+    let move_to = |x| {
+        Message::MouseInput(MouseInput {
+            action: MouseAction::Move,
+            button: MouseButton::None,
+            x,
+            y: 1,
+            wheel_x: 0,
+            wheel_y: 0,
+        })
+    };
+    let reader = tokio::spawn(async move {
+        // The streamer takes what is forwarded until the session ends.
+        let mut moves = 0usize;
+        loop {
+            match recv(&mut streamer).await {
+                Message::MouseInput(_) => moves += 1,
+                Message::SessionEnded { reason, .. } => return (streamer, moves, reason),
+                _ => {}
+            }
+        }
+    });
+    flood(&mut tech, &move_to(5), 5_000).await;
+    let (code, _) = refused(&mut tech).await;
+    assert_eq!(code, ErrorCode::RateLimited);
+    let (mut streamer, moves, reason) = reader.await.unwrap();
+    assert_eq!(reason, EndReason::ProtocolError);
+    assert!(
+        (300..=600).contains(&moves),
+        "{moves} moves were forwarded: the burst, not the flood"
+    );
+    bystander.still_forwards().await;
+
+    // A technician within the rate is never refused: 150 moves a second for 3 seconds, to a
+    // streamer that is still online after the flood.
+    let mut tech = relay.technician(&team).await;
+    pair(
+        &mut tech,
+        &mut streamer,
+        SessionTarget::Device { device_id: id },
+    )
+    .await;
+    recv(&mut tech).await;
+    recv(&mut streamer).await;
+    let mut tick = tokio::time::interval(Duration::from_micros(6_667));
+    for x in 0..450 {
+        tick.tick().await;
+        tech.send(&move_to(x)).await.unwrap();
+    }
+    for x in 0..450 {
+        assert_eq!(recv(&mut streamer).await, move_to(x));
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn device_list_and_session_request_floods_are_refused() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("lists").await;
+    let mut tech = relay.technician(&team).await;
+    // 5 a second, 10 in a burst: the relay answers these from its database.
+    let mut answered = 0;
+    let code = loop {
+        tech.send(&Message::ListDevices).await.unwrap();
+        match recv(&mut tech).await {
+            Message::DeviceList(_) => answered += 1,
+            Message::Refused { code, .. } => break code,
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(answered < 100, "never refused");
+    };
+    assert_eq!(code, ErrorCode::RateLimited);
+    assert!((10..=15).contains(&answered), "{answered} lists answered");
+    // A new connection starts with a full allowance.
+    let mut tech = relay.technician(&team).await;
+    tech.send(&Message::ListDevices).await.unwrap();
+    assert!(matches!(recv(&mut tech).await, Message::DeviceList(_)));
+    relay.stop().await;
+}

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::hub::{OutFrame, Outbound, SessionLink, WRITER_QUEUE};
+use crate::rate::TokenBucket;
 use crate::store::{DeviceRecord, TeamRecord, UserRecord};
 use crate::{secrets, Shared};
 
@@ -70,6 +71,10 @@ struct Conn {
     /// Cancelled by the writer when the socket can no longer be written.
     writer_dead: CancellationToken,
     conn_id: u64,
+    /// Every message this peer sends takes a token (floods are refused).
+    messages: TokenBucket,
+    /// Requests the relay answers itself take one more.
+    requests: TokenBucket,
 }
 
 /// Serves one upgraded WebSocket until it closes.
@@ -86,7 +91,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
         close.clone(),
     ));
     let conn_id = shared.hub.next_conn_id();
+    let now = Instant::now();
     let mut conn = Conn {
+        messages: TokenBucket::new(shared.config.max_messages_per_sec, now),
+        requests: TokenBucket::new(shared.config.max_requests_per_sec, now),
         shared,
         stream,
         out,
@@ -96,8 +104,15 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
     conn.run().await;
     // Let the writer send what is queued (a refusal, a session end), then close the socket.
     close.cancel();
-    drop(conn);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    let Conn { mut stream, .. } = conn;
+    // A lingering close: what the peer still sends is read and dropped until it closes or 2 s
+    // pass. Closing a socket with unread input resets it, and a reset can make the peer lose the
+    // refusal it was about to read.
+    let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+    let _ = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(5), writer),
+        tokio::time::timeout(Duration::from_secs(2), drain),
+    );
 }
 
 /// Writes queued frames and pings; closes the socket when told to or when a write stalls.
@@ -235,6 +250,15 @@ impl Conn {
                 item = tokio::time::timeout_at(until, self.stream.next()) => item,
                 _ = self.writer_dead.cancelled() => return Next::Gone,
             };
+            if matches!(item, Ok(Some(Ok(_)))) && !self.messages.take(Instant::now()) {
+                return Next::Bad(Refusal::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "more than {} messages a second: the connection is closed as a flood",
+                        self.shared.config.max_messages_per_sec
+                    ),
+                ));
+            }
             match item {
                 Err(_) if deadline.is_some_and(|d| d <= idle) => return Next::TimedOut,
                 Err(_) => return Next::Gone,
@@ -456,6 +480,21 @@ impl Conn {
                 self.refuse(r).await;
                 Err(Closed)
             }
+        }
+    }
+
+    /// Takes a token for a request the relay answers itself; a refusal when they come too fast.
+    fn request_allowed(&mut self) -> Result<(), Refusal> {
+        if self.requests.take(Instant::now()) {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} device lists or session requests a second: the connection is closed",
+                    self.shared.config.max_requests_per_sec
+                ),
+            ))
         }
     }
 

@@ -42,6 +42,11 @@ impl Conn {
                 Ok(m) => m,
                 Err(r) => return self.refuse(r).await,
             };
+            if matches!(msg, Message::ListDevices | Message::SessionRequest(_)) {
+                if let Err(r) = self.request_allowed() {
+                    return self.refuse(r).await;
+                }
+            }
             let result = match msg {
                 Message::ListDevices => {
                     let list = self.device_list(&user.team_id).await;
@@ -244,6 +249,16 @@ impl Conn {
                 next = self.next(None) => next,
             };
             let (bytes, msg) = self.session_message(next, &link, &TECHNICIAN_SIDE).await?;
+            if matches!(
+                msg.kind(),
+                MessageKind::ListDevices | MessageKind::SessionRequest
+            ) {
+                if let Err(r) = self.request_allowed() {
+                    link.end(EndReason::ProtocolError, TECHNICIAN_SIDE.broke);
+                    self.refuse(r).await;
+                    return Err(Closed);
+                }
+            }
             match msg.kind() {
                 MessageKind::LeaveSession => {
                     link.end(
