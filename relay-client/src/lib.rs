@@ -96,8 +96,9 @@ impl Connector {
         Ok(Self { tls: Arc::new(tls) })
     }
 
-    /// Opens TCP and TLS to `addr` (`host:port`), checking the certificate for `host`.
-    async fn tls(&self, addr: &str) -> Result<TlsStream<TcpStream>, LinkError> {
+    /// Opens TCP and TLS to `addr` (`host:port`), checking the certificate for `host`. The stream
+    /// speaks no HTTP yet (tests use it to send raw bytes).
+    pub async fn tls(&self, addr: &str) -> Result<TlsStream<TcpStream>, LinkError> {
         let host = addr
             .rsplit_once(':')
             .map_or(addr, |(h, _)| h)

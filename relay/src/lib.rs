@@ -158,6 +158,7 @@ impl Relay {
             listener,
             self.tls,
             router,
+            Config::ms(shared.config.http_request_timeout_ms),
             shared.shutdown.clone(),
             shared.tracker.clone(),
         ));

@@ -1,23 +1,37 @@
 //! The HTTPS port: accepts TCP, completes TLS within a deadline, and serves HTTP/1.1 with upgrades.
+//!
+//! Slow clients are cut off, not waited for: the TLS handshake, a request's headers (also the wait
+//! for the next request on a kept-alive connection) and then its body each get the request timeout
+//! (`http_request_timeout_ms`, 10 s by default). Request bodies (forms and JSON) are read whole
+//! before the handler runs, at most [`MAX_REQUEST_BODY`] bytes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+use axum::http::{header, Request, Response, StatusCode};
+use axum::response::IntoResponse;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
-/// How long a client has to complete the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body the relay reads (its requests are forms and small JSON documents).
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
 
 /// Accepts connections until `shutdown`; each runs in `tracker`.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: axum::Router,
+    timeout: Duration,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -40,8 +54,7 @@ pub(crate) async fn accept_loop(
         let router = router.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            {
+            let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(%remote, error = %e, "TLS handshake failed");
@@ -52,10 +65,11 @@ pub(crate) async fn accept_loop(
                     return;
                 }
             };
-            let service = TowerToHyperService::new(router);
+            let service =
+                hyper::service::service_fn(move |req| handle(router.clone(), req, remote, timeout));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(timeout)
                 .serve_connection(TokioIo::new(tls), service)
                 .with_upgrades();
             tokio::pin!(conn);
@@ -72,4 +86,60 @@ pub(crate) async fn accept_loop(
             }
         });
     }
+}
+
+/// Reads the request's body whole within `timeout` (and at most [`MAX_REQUEST_BODY`] bytes), adds
+/// the client's address, and hands the request to the router.
+async fn handle(
+    router: axum::Router,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+    timeout: Duration,
+) -> Result<Response<axum::body::Body>, Infallible> {
+    let (mut parts, body) = req.into_parts();
+    let read = http_body_util::Limited::new(body, MAX_REQUEST_BODY).collect();
+    let bytes = match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "REQUEST_TOO_LARGE",
+                &format!("Request bodies are at most {MAX_REQUEST_BODY} bytes."),
+            ))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "reading a request body failed");
+            return Ok(refusal(
+                StatusCode::BAD_REQUEST,
+                "MALFORMED_REQUEST",
+                "The request's body could not be read.",
+            ));
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "a request body took too long");
+            return Ok(refusal(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                &format!(
+                    "The request's body did not arrive within {} seconds.",
+                    timeout.as_secs_f64()
+                ),
+            ));
+        }
+    };
+    parts.extensions.insert(ConnectInfo(remote));
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    Ok(router.oneshot(req).await.unwrap_or_else(|e| match e {}))
+}
+
+/// An error answer in the API's JSON shape that also closes the connection (the rest of a body that
+/// was refused may still be on its way).
+fn refusal(status: StatusCode, code: &str, message: &str) -> Response<axum::body::Body> {
+    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
 }
