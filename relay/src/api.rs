@@ -17,6 +17,24 @@ use serde::{Deserialize, Serialize};
 use crate::store::{StoreError, TeamSettings, UserRecord, UserRole};
 use crate::Shared;
 
+/// The client's IP address, as the accept loop recorded it (none when the router is called
+/// without it, as in unit tests).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
 /// The agent endpoint's path (docs/PROTOCOL.md, Transport).
 pub const AGENT_PATH: &str = "/v1/agent";
 
@@ -172,17 +190,18 @@ struct SignInResponse {
 
 async fn sign_in(
     State(shared): State<Arc<Shared>>,
+    ClientAddress(address): ClientAddress,
     body: Result<Json<SignInRequest>, JsonRejection>,
 ) -> Result<Json<SignInResponse>, ApiError> {
     let Json(req) = body?;
     let ttl_ms =
         i64::try_from(shared.config.token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let now = shared.clock.now_ms();
-    if let Err(locked) = shared.sign_ins.check(&req.email, now) {
+    if let Err(paused) = shared.sign_ins.check(&req.email, address, now) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "TOO_MANY_ATTEMPTS",
-            locked.message(),
+            paused,
         ));
     }
     let signed_in = shared
@@ -191,7 +210,7 @@ async fn sign_in(
         .await?;
     match &signed_in {
         Ok(_) => shared.sign_ins.succeeded(&req.email),
-        Err(_) => shared.sign_ins.failed(&req.email, now),
+        Err(_) => shared.sign_ins.failed(&req.email, address, now),
     }
     match signed_in {
         Ok(s) => Ok(Json(SignInResponse {

@@ -50,6 +50,7 @@ pub(crate) struct Shared {
     recorder: recorder::RecorderContext,
     links: links::LinkKey,
     sign_ins: throttle::SignInThrottle,
+    codes: throttle::CodeThrottle,
     version: ProductVersion,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -101,6 +102,7 @@ impl Relay {
         let shared = Arc::new(Shared {
             links,
             sign_ins: throttle::SignInThrottle::default(),
+            codes: throttle::CodeThrottle::default(),
             version: product_version()?,
             recorder,
             config,

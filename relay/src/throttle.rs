@@ -1,60 +1,79 @@
-//! Sign-in throttling against password guessing: after [`MAX_FAILURES`] wrong passwords for one
-//! account within [`WINDOW_MS`], signing in to that account is refused, even with the right password,
-//! until the oldest of those failures leaves the window. Another account is not affected, and a
-//! successful sign-in clears the account's count.
+//! Throttling of guesses. A [`FailureThrottle`] counts failures per key in a sliding window; at the
+//! limit the key is paused, even for a right answer, until the oldest of those failures leaves the
+//! window.
+//!
+//! - Sign-in ([`SignInThrottle`]): 5 wrong passwords for one account in 15 minutes pause that
+//!   account, and 50 from one client address pause that address (credential stuffing across many
+//!   accounts). A successful sign-in clears the account's count, never the address's.
+//! - Session codes ([`CodeThrottle`]): 10 wrong codes from one technician in 15 minutes pause their
+//!   code entry, and 50 across one team pause the team's (many accounts cannot multiply the
+//!   guesses). A code that works clears the technician's count.
 //!
 //! Kept in memory, per relay: a fleet behind a load balancer multiplies the allowance by its relays.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 /// Wrong passwords allowed for one account in the window.
 pub const MAX_FAILURES: usize = 5;
+/// Wrong passwords allowed from one client address in the window, whatever the accounts.
+pub const MAX_ADDRESS_FAILURES: usize = 50;
+/// Wrong session codes allowed from one technician in the window.
+pub const MAX_CODE_FAILURES: usize = 10;
+/// Wrong session codes allowed across one team in the window.
+pub const MAX_TEAM_CODE_FAILURES: usize = 50;
 /// The window, in milliseconds: 15 minutes.
 pub const WINDOW_MS: i64 = 15 * 60 * 1000;
-/// Accounts tracked at most; past this, entries with no failure in the window are dropped, and if
-/// none can be, the oldest entries are (a flood of made-up addresses cannot grow memory without end).
+/// Keys tracked at most per throttle; past this, keys with no failure in the window are dropped, and
+/// if none can be, all are (a flood of made-up keys cannot grow memory without end).
 const MAX_TRACKED: usize = 100_000;
 
-/// Failed sign-ins by account.
-#[derive(Debug, Default)]
-pub struct SignInThrottle {
+/// Failures by key, at most `max_failures` in `WINDOW_MS`.
+#[derive(Debug)]
+pub struct FailureThrottle {
+    max_failures: usize,
     failures: Mutex<HashMap<String, Vec<i64>>>,
 }
 
-/// Sign-in to this account is refused for now.
+/// Tries are refused for now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Locked {
-    /// Seconds until the account may try again.
+    /// Seconds until a try is allowed again.
     pub retry_after_secs: u64,
 }
 
 impl Locked {
-    /// The refusal in words.
-    pub fn message(&self) -> String {
+    /// "N minute(s)", rounded up, at least one.
+    pub fn wait(&self) -> String {
         let minutes = self.retry_after_secs.div_ceil(60).max(1);
-        format!(
-            "Too many wrong passwords for this account: sign-in is paused. Try again in {minutes} minute{}.",
-            if minutes == 1 { "" } else { "s" }
-        )
+        format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
     }
 }
 
-fn key(email: &str) -> String {
-    email.trim().to_lowercase()
+fn key(k: &str) -> String {
+    k.trim().to_lowercase()
 }
 
-impl SignInThrottle {
+impl FailureThrottle {
+    /// A throttle allowing `max_failures` per key in the window.
+    pub fn new(max_failures: usize) -> Self {
+        Self {
+            max_failures,
+            failures: Mutex::default(),
+        }
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<i64>>> {
         self.failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether `email` may try to sign in at `now_ms`.
-    pub fn check(&self, email: &str, now_ms: i64) -> Result<(), Locked> {
+    /// Whether `k` may try at `now_ms`.
+    pub fn check(&self, k: &str, now_ms: i64) -> Result<(), Locked> {
         let map = self.map();
-        let Some(times) = map.get(&key(email)) else {
+        let Some(times) = map.get(&key(k)) else {
             return Ok(());
         };
         let recent: Vec<i64> = times
@@ -62,18 +81,18 @@ impl SignInThrottle {
             .copied()
             .filter(|t| now_ms - t < WINDOW_MS)
             .collect();
-        if recent.len() < MAX_FAILURES {
+        if recent.len() < self.max_failures {
             return Ok(());
         }
         // Free again when enough failures have left the window to go under the limit.
-        let frees_at = recent[recent.len() - MAX_FAILURES] + WINDOW_MS;
+        let frees_at = recent[recent.len() - self.max_failures] + WINDOW_MS;
         Err(Locked {
             retry_after_secs: u64::try_from((frees_at - now_ms).max(1_000) / 1_000).unwrap_or(1),
         })
     }
 
-    /// Records a wrong password for `email` at `now_ms`.
-    pub fn failed(&self, email: &str, now_ms: i64) {
+    /// Records a failure for `k` at `now_ms`.
+    pub fn failed(&self, k: &str, now_ms: i64) {
         let mut map = self.map();
         if map.len() >= MAX_TRACKED {
             map.retain(|_, times| times.iter().any(|t| now_ms - t < WINDOW_MS));
@@ -81,14 +100,114 @@ impl SignInThrottle {
                 map.clear();
             }
         }
-        let times = map.entry(key(email)).or_default();
+        let times = map.entry(key(k)).or_default();
         times.retain(|t| now_ms - t < WINDOW_MS);
         times.push(now_ms);
+        // Only the newest `max_failures` decide; older ones need not be kept.
+        if times.len() > self.max_failures {
+            let extra = times.len() - self.max_failures;
+            times.drain(..extra);
+        }
     }
 
-    /// A successful sign-in: the account's count starts again.
+    /// A success: `k`'s count starts again.
+    pub fn succeeded(&self, k: &str) {
+        self.map().remove(&key(k));
+    }
+}
+
+/// Sign-in throttling by account and by client address.
+#[derive(Debug)]
+pub struct SignInThrottle {
+    accounts: FailureThrottle,
+    addresses: FailureThrottle,
+}
+
+impl Default for SignInThrottle {
+    fn default() -> Self {
+        Self {
+            accounts: FailureThrottle::new(MAX_FAILURES),
+            addresses: FailureThrottle::new(MAX_ADDRESS_FAILURES),
+        }
+    }
+}
+
+impl SignInThrottle {
+    /// Whether `email` may try to sign in from `address` at `now_ms`; the refusal in words if not.
+    pub fn check(&self, email: &str, address: Option<IpAddr>, now_ms: i64) -> Result<(), String> {
+        if let Some(a) = address {
+            self.addresses.check(&a.to_string(), now_ms).map_err(|l| {
+                format!(
+                    "Too many wrong passwords from your network: sign-in from it is paused. Try again in {}.",
+                    l.wait()
+                )
+            })?;
+        }
+        self.accounts.check(email, now_ms).map_err(|l| {
+            format!(
+                "Too many wrong passwords for this account: sign-in is paused. Try again in {}.",
+                l.wait()
+            )
+        })
+    }
+
+    /// Records a wrong password for `email` from `address` at `now_ms`.
+    pub fn failed(&self, email: &str, address: Option<IpAddr>, now_ms: i64) {
+        self.accounts.failed(email, now_ms);
+        if let Some(a) = address {
+            self.addresses.failed(&a.to_string(), now_ms);
+        }
+    }
+
+    /// A successful sign-in: the account's count starts again (the address's does not: one good
+    /// account must not reset the count of guesses at others).
     pub fn succeeded(&self, email: &str) {
-        self.map().remove(&key(email));
+        self.accounts.succeeded(email);
+    }
+}
+
+/// Session-code throttling by technician and by team.
+#[derive(Debug)]
+pub struct CodeThrottle {
+    users: FailureThrottle,
+    teams: FailureThrottle,
+}
+
+impl Default for CodeThrottle {
+    fn default() -> Self {
+        Self {
+            users: FailureThrottle::new(MAX_CODE_FAILURES),
+            teams: FailureThrottle::new(MAX_TEAM_CODE_FAILURES),
+        }
+    }
+}
+
+impl CodeThrottle {
+    /// Whether technician `user` of `team` may enter a code at `now_ms`; the refusal in words if not.
+    pub fn check(&self, user: &str, team: &str, now_ms: i64) -> Result<(), String> {
+        let paused = |whose: &str, l: Locked| {
+            format!(
+                "Too many wrong session codes {whose}: entering codes is paused. Try again in {}, or connect to a computer from your device list.",
+                l.wait()
+            )
+        };
+        self.users
+            .check(user, now_ms)
+            .map_err(|l| paused("from you", l))?;
+        self.teams
+            .check(team, now_ms)
+            .map_err(|l| paused("in your team", l))
+    }
+
+    /// Records a wrong code.
+    pub fn failed(&self, user: &str, team: &str, now_ms: i64) {
+        self.users.failed(user, now_ms);
+        self.teams.failed(team, now_ms);
+    }
+
+    /// A code that worked: the technician's count starts again (not the team's).
+    pub fn succeeded(&self, user: &str) {
+        self.users.succeeded(user);
     }
 }
 
@@ -101,35 +220,91 @@ mod tests {
         let t = SignInThrottle::default();
         let start = 1_000_000;
         for i in 0..5 {
-            assert_eq!(t.check("Ann@Example.com", start + i), Ok(()));
-            t.failed("ann@example.com ", start + i);
+            assert_eq!(t.check("Ann@Example.com", None, start + i), Ok(()));
+            t.failed("ann@example.com ", None, start + i);
         }
-        let locked = t.check("ann@example.com", start + 10).unwrap_err();
+        let locked = t.accounts.check("ann@example.com", start + 10).unwrap_err();
         assert_eq!(locked.retry_after_secs, 899);
-        assert!(
-            locked.message().contains("15 minutes"),
-            "{}",
-            locked.message()
-        );
+        let message = t.check("ann@example.com", None, start + 10).unwrap_err();
+        assert!(message.contains("15 minutes"), "{message}");
         assert_eq!(
-            t.check("bob@example.com", start + 10),
+            t.check("bob@example.com", None, start + 10),
             Ok(()),
             "others unaffected"
         );
         // The first failure leaves the window: one more try is allowed.
-        assert_eq!(t.check("ann@example.com", start + WINDOW_MS), Ok(()));
-        t.failed("ann@example.com", start + WINDOW_MS);
-        assert!(t.check("ann@example.com", start + WINDOW_MS).is_err());
+        assert_eq!(t.check("ann@example.com", None, start + WINDOW_MS), Ok(()));
+        t.failed("ann@example.com", None, start + WINDOW_MS);
+        assert!(t.check("ann@example.com", None, start + WINDOW_MS).is_err());
         t.succeeded("ann@example.com");
-        assert_eq!(t.check("ann@example.com", start + WINDOW_MS + 2), Ok(()));
+        assert_eq!(
+            t.check("ann@example.com", None, start + WINDOW_MS + 2),
+            Ok(())
+        );
     }
 
     #[test]
-    fn made_up_addresses_cannot_grow_memory_without_end() {
+    fn one_address_guessing_across_accounts_is_paused_and_success_does_not_clear_it() {
         let t = SignInThrottle::default();
+        let (guesser, other): (IpAddr, IpAddr) = (
+            "203.0.113.7".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+        );
+        for i in 0..MAX_ADDRESS_FAILURES {
+            let email = format!("user{i}@example.com");
+            assert_eq!(t.check(&email, Some(guesser), 1_000), Ok(()));
+            t.failed(&email, Some(guesser), 1_000);
+            if i % 4 == 0 {
+                // A right password in between does not reset the address's count.
+                t.succeeded("own@example.com");
+            }
+        }
+        let message = t
+            .check("fresh@example.com", Some(guesser), 2_000)
+            .unwrap_err();
+        assert!(message.contains("from your network"), "{message}");
+        assert_eq!(t.check("fresh@example.com", Some(other), 2_000), Ok(()));
+        assert_eq!(
+            t.check("fresh@example.com", Some(guesser), 1_000 + WINDOW_MS),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn wrong_codes_pause_the_technician_then_the_team() {
+        let t = CodeThrottle::default();
+        for i in 0..MAX_CODE_FAILURES {
+            assert_eq!(t.check("ann", "acme", i as i64), Ok(()));
+            t.failed("ann", "acme", i as i64);
+        }
+        let message = t.check("ann", "acme", 100).unwrap_err();
+        assert!(message.contains("from you"), "{message}");
+        assert_eq!(t.check("bob", "acme", 100), Ok(()), "a colleague still may");
+        // Many technicians of one team cannot multiply the guesses.
+        for i in 0..(MAX_TEAM_CODE_FAILURES - MAX_CODE_FAILURES) {
+            t.failed(&format!("tech{}", i % 5), "acme", 200);
+        }
+        let message = t.check("bob", "acme", 300).unwrap_err();
+        assert!(message.contains("in your team"), "{message}");
+        assert_eq!(t.check("carol", "other", 300), Ok(()));
+        t.succeeded("ann");
+        assert!(
+            t.check("ann", "acme", 300).is_err(),
+            "the team is still paused"
+        );
+    }
+
+    #[test]
+    fn made_up_keys_cannot_grow_memory_without_end() {
+        let t = FailureThrottle::new(MAX_FAILURES);
         for i in 0..(MAX_TRACKED + 10) {
             t.failed(&format!("nobody{i}@example.com"), 1_000);
         }
         assert!(t.map().len() <= MAX_TRACKED);
+        // A single key keeps only what decides.
+        for i in 0..1_000 {
+            t.failed("busy", 2_000 + i);
+        }
+        assert_eq!(t.map()["busy"].len(), MAX_FAILURES);
     }
 }

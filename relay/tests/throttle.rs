@@ -1,6 +1,8 @@
 //! Password guessing is throttled: after five wrong passwords for an account, its sign-in pauses for
 //! 15 minutes, through the API and the console alike, even for the right password; other accounts sign
-//! in meanwhile; the pause ends on time.
+//! in meanwhile; the pause ends on time. One client address guessing across many accounts is paused
+//! after 50 wrong passwords. A technician guessing session codes is paused after 10 wrong codes, and a
+//! team after 50.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use protocol::{Credential, ErrorCode, Role, SessionTarget};
 
 async fn api_sign_in(relay: &TestRelay, email: &str, password: &str) -> (u16, serde_json::Value) {
     relay
@@ -98,4 +101,93 @@ async fn five_wrong_passwords_pause_the_accounts_sign_in_for_15_minutes() {
         200,
         "four fresh failures do not pause the account"
     );
+}
+
+#[tokio::test]
+async fn one_address_guessing_across_accounts_is_paused() {
+    let relay = TestRelay::start().await;
+    let acme = relay.team("acme").await;
+    // 50 wrong passwords from this address (127.0.0.1), each for another account: no account
+    // reaches its own limit.
+    for i in 0..relay::throttle::MAX_ADDRESS_FAILURES {
+        let email = format!("guess{i}@example.com");
+        let (status, body) = if i % 2 == 0 {
+            api_sign_in(&relay, &email, "guess").await
+        } else {
+            let (status, page) = console_sign_in(&relay, &email, "guess").await;
+            (status, serde_json::Value::String(page))
+        };
+        assert_eq!(status, 401, "attempt {i}: {body}");
+    }
+    // The address is paused, even for a real account's right password, on both doors.
+    let (status, body) = api_sign_in(&relay, &acme.owner_email, PASSWORD).await;
+    assert_eq!(status, 429, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("from your network"), "{message}");
+    let (status, page) = console_sign_in(&relay, &acme.owner_email, PASSWORD).await;
+    assert_eq!(status, 429);
+    assert!(page.contains("from your network"), "{page}");
+    relay.clock.advance(Duration::from_secs(15 * 60));
+    assert_eq!(
+        api_sign_in(&relay, &acme.owner_email, PASSWORD).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn session_code_guessing_is_paused_per_technician_and_colleagues_are_not() {
+    // Requests faster than the per-connection request rate, to reach the code throttle quickly.
+    let relay = TestRelay::start_with(|c| c.max_requests_per_sec = 100).await;
+    let team = relay.team("acme").await;
+    let (mut streamer, code) = relay.attended(&team, CURRENT).await;
+    let mut guesser = relay.technician(&team).await;
+    let wrong = |i: usize| {
+        let w = format!("{:09}", 100_000_000 + i);
+        assert_ne!(w, code);
+        w
+    };
+    for i in 0..relay::throttle::MAX_CODE_FAILURES {
+        let (c, _) = request_refused(&mut guesser, SessionTarget::Code { code: wrong(i) }).await;
+        assert_eq!(c, ErrorCode::SessionCodeInvalid);
+    }
+    // Paused: even the right code is refused, and the code is not used up by it.
+    let (c, message) =
+        request_refused(&mut guesser, SessionTarget::Code { code: code.clone() }).await;
+    assert_eq!(c, ErrorCode::RateLimited, "{message}");
+    assert!(message.contains("Try again in 15 minutes"), "{message}");
+
+    // A colleague with the right code starts the session.
+    relay
+        .store
+        .add_user(
+            &team.id,
+            "colleague@example.com",
+            "Colleague",
+            relay::store::UserRole::Member,
+            PASSWORD,
+        )
+        .await
+        .unwrap();
+    let token = relay.sign_in("colleague@example.com").await;
+    let mut colleague = relay.connect().await;
+    colleague
+        .handshake(
+            Role::Technician,
+            CURRENT,
+            Credential::TechnicianToken { token },
+        )
+        .await
+        .unwrap();
+    pair(
+        &mut colleague,
+        &mut streamer,
+        SessionTarget::Code { code: code.clone() },
+    )
+    .await;
+
+    // 15 minutes on, the guesser may try again: the code, used by the colleague, is refused as
+    // invalid, no longer as paused.
+    relay.clock.advance(Duration::from_secs(15 * 60));
+    let (c, _) = request_refused(&mut guesser, SessionTarget::Code { code }).await;
+    assert_eq!(c, ErrorCode::SessionCodeInvalid);
 }

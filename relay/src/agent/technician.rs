@@ -123,14 +123,23 @@ impl Conn {
                 (streamer, AccessType::Unattended)
             }
             SessionTarget::Code { code } => {
+                let now = shared.clock.now_ms();
+                shared
+                    .codes
+                    .check(&user.id, &user.team_id, now)
+                    .map_err(|paused| Refusal::new(ErrorCode::RateLimited, paused))?;
                 let well_formed = code.len() == 9 && code.bytes().all(|b| b.is_ascii_digit());
                 let claim = if well_formed {
-                    shared
-                        .hub
-                        .claim_code(&code, &user.team_id, shared.clock.now_ms())
+                    shared.hub.claim_code(&code, &user.team_id, now)
                 } else {
                     Err(ClaimError::BadCode)
                 };
+                match &claim {
+                    Ok(_) => shared.codes.succeeded(&user.id),
+                    // A busy computer's code was right.
+                    Err(ClaimError::Busy) => {}
+                    Err(_) => shared.codes.failed(&user.id, &user.team_id, now),
+                }
                 let streamer = claim.map_err(|e| match e {
                     ClaimError::Busy => Refusal::new(ErrorCode::DeviceBusy, "This computer is already in a session."),
                     _ => Refusal::new(

@@ -13,6 +13,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::{links_for, local_time, may_play, policy_for, time_zone, COOKIE};
+use crate::api::ClientAddress;
 use crate::store::{PlaybackPolicy, SessionRecord, StoreError, TeamSettings, UserRecord, UserRole};
 use crate::Shared;
 
@@ -162,15 +163,16 @@ pub(crate) struct SignInForm {
 
 pub(crate) async fn sign_in(
     State(shared): State<Arc<Shared>>,
+    ClientAddress(address): ClientAddress,
     Form(f): Form<SignInForm>,
 ) -> Response {
     let ttl_ms =
         i64::try_from(shared.config.token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let now = shared.clock.now_ms();
-    if let Err(locked) = shared.sign_ins.check(&f.email, now) {
+    if let Err(paused) = shared.sign_ins.check(&f.email, address, now) {
         return (
             StatusCode::TOO_MANY_REQUESTS,
-            Html(sign_in_form(Some(&locked.message()))),
+            Html(sign_in_form(Some(&paused))),
         )
             .into_response();
     }
@@ -180,7 +182,7 @@ pub(crate) async fn sign_in(
         .await;
     match &signed_in {
         Ok(Ok(_)) => shared.sign_ins.succeeded(&f.email),
-        Ok(Err(_)) => shared.sign_ins.failed(&f.email, now),
+        Ok(Err(_)) => shared.sign_ins.failed(&f.email, address, now),
         Err(_) => {}
     }
     match signed_in {
