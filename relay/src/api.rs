@@ -234,6 +234,9 @@ async fn sign_out(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     shared.store.revoke_token(&caller.token).await?;
+    shared
+        .hub
+        .revoke_technician_token(&crate::secrets::digest(&caller.token));
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -152,6 +152,9 @@ struct HubInner {
     devices: HashMap<String, u64>,
     /// Session code to its attended streamer.
     codes: HashMap<String, LiveCode>,
+    /// Signed-in technicians' connections by the digest of their sign-in token, with the token
+    /// that cuts each off when the sign-in is revoked.
+    technicians: HashMap<String, HashMap<u64, CancellationToken>>,
 }
 
 /// Why a streamer cannot be claimed for a session.
@@ -292,6 +295,39 @@ impl Hub {
         if let Some(s) = lock(&self.inner).streamers.get_mut(&conn_id) {
             s.busy = false;
         }
+    }
+
+    /// Registers a technician's connection under the digest of its sign-in token; the returned
+    /// token is cancelled when that sign-in is revoked. [`Hub::remove_technician`] at the end.
+    pub fn add_technician(&self, token_digest: &str, conn_id: u64) -> CancellationToken {
+        let revoked = CancellationToken::new();
+        lock(&self.inner)
+            .technicians
+            .entry(token_digest.to_owned())
+            .or_default()
+            .insert(conn_id, revoked.clone());
+        revoked
+    }
+
+    /// Forgets a technician's connection.
+    pub fn remove_technician(&self, token_digest: &str, conn_id: u64) {
+        let mut inner = lock(&self.inner);
+        if let Some(conns) = inner.technicians.get_mut(token_digest) {
+            conns.remove(&conn_id);
+            if conns.is_empty() {
+                inner.technicians.remove(token_digest);
+            }
+        }
+    }
+
+    /// Cuts off every connection signed in with this token (the sign-in was revoked); returns how many.
+    pub fn revoke_technician_token(&self, token_digest: &str) -> usize {
+        let inner = lock(&self.inner);
+        let conns = inner.technicians.get(token_digest);
+        for revoked in conns.into_iter().flat_map(|c| c.values()) {
+            revoked.cancel();
+        }
+        conns.map_or(0, HashMap::len)
     }
 
     /// Tells a device's connected streamer, if any, that its credential was revoked.

@@ -357,6 +357,78 @@ async fn revoked_device_is_disconnected_and_cannot_return() {
 }
 
 #[tokio::test]
+async fn signing_out_cuts_off_the_tokens_live_connections_at_once() {
+    let relay = TestRelay::start().await;
+    let mut bystander = Bystander::start(&relay).await;
+    let team = relay.team("acme").await;
+    // The owner has a second sign-in (another computer) that must not be affected.
+    let other_sign_in = relay.sign_in(&team.owner_email).await;
+    let (mut streamer, device_id, _) = relay.device(&team, CURRENT).await;
+    let mut in_session = relay.technician(&team).await;
+    let mut idle = relay.technician(&team).await;
+    pair(
+        &mut in_session,
+        &mut streamer,
+        SessionTarget::Device {
+            device_id: device_id.clone(),
+        },
+    )
+    .await;
+
+    let (status, _) = relay
+        .api("POST", "/api/v1/sign-out", Some(&team.token), None)
+        .await;
+    assert_eq!(status, 204);
+    // Both connections of that sign-in are refused and closed; the session ends with the reason.
+    for c in [&mut in_session, &mut idle] {
+        let (code, message) = refused(c).await;
+        assert_eq!(code, ErrorCode::CredentialRevoked, "{message}");
+        assert!(message.contains("signed out"), "{message}");
+    }
+    loop {
+        if let Message::SessionEnded { reason, message } = recv(&mut streamer).await {
+            assert_eq!(reason, EndReason::CredentialRevoked);
+            assert!(message.contains("signed out"), "{message}");
+            break;
+        }
+    }
+    // Replaying the token is refused; the other sign-in connects and reaches the same computer,
+    // whose streamer stayed online.
+    let mut again = relay.connect().await;
+    let r = handshake_refusal(
+        again
+            .handshake(
+                Role::Technician,
+                CURRENT,
+                Credential::TechnicianToken {
+                    token: team.token.clone(),
+                },
+            )
+            .await,
+    );
+    assert_eq!(r.code, ErrorCode::CredentialRevoked);
+    let mut other = relay.connect().await;
+    other
+        .handshake(
+            Role::Technician,
+            CURRENT,
+            Credential::TechnicianToken {
+                token: other_sign_in,
+            },
+        )
+        .await
+        .unwrap();
+    pair(
+        &mut other,
+        &mut streamer,
+        SessionTarget::Device { device_id },
+    )
+    .await;
+    bystander.still_forwards().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn wrong_and_expired_session_codes_are_refused() {
     let relay = TestRelay::start().await;
     let team = relay.team("acme").await;

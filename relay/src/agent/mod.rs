@@ -54,7 +54,11 @@ enum Next {
 
 /// Who the handshake established.
 enum Identity {
-    Technician(UserRecord),
+    Technician {
+        user: UserRecord,
+        /// The sign-in token, so that revoking it cuts this connection off.
+        token: String,
+    },
     Device(DeviceRecord),
     Attended {
         team: TeamRecord,
@@ -198,7 +202,18 @@ impl Conn {
             Err(None) => return,
         };
         match identity {
-            Identity::Technician(user) => self.technician(peer, user).await,
+            Identity::Technician { user, token } => {
+                let digest = secrets::digest(&token);
+                let hub = &self.shared.hub;
+                let revoked = hub.add_technician(&digest, self.conn_id);
+                // A sign-out between the credential check and the line above would be missed:
+                // check once more now that a later one cannot be.
+                if !matches!(self.shared.store.user_for_token(&token).await, Ok(Ok(_))) {
+                    revoked.cancel();
+                }
+                self.technician(peer, user, revoked).await;
+                self.shared.hub.remove_technician(&digest, self.conn_id);
+            }
             Identity::Device(device) => {
                 let _ = self
                     .streamer(peer, Some(device.id.clone()), device.team_id, device.name)
@@ -372,7 +387,7 @@ impl Conn {
                     name: user.name.clone(),
                     issued: None,
                 };
-                Ok((verified, Identity::Technician(user)))
+                Ok((verified, Identity::Technician { user, token }))
             }
             Credential::Device { device_id, secret } => {
                 let device = store

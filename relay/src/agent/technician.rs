@@ -8,12 +8,21 @@ use protocol::{
     Sender, SessionTarget,
 };
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use super::{forward, Closed, Conn, Next, SessionSide};
 use crate::config::Config;
 use crate::hub::{ClaimError, Offer, OfferReply, OnlineStreamer, SessionLink, StreamerCommand};
 use crate::secrets;
 use crate::store::UserRecord;
+
+/// The refusal a technician's connection gets when its sign-in is revoked.
+fn signed_out() -> Refusal {
+    Refusal::new(
+        ErrorCode::CredentialRevoked,
+        "This sign-in was ended (signed out): sign in again to continue.",
+    )
+}
 
 const TECHNICIAN_SIDE: SessionSide = SessionSide {
     sender: Sender::Technician,
@@ -23,10 +32,16 @@ const TECHNICIAN_SIDE: SessionSide = SessionSide {
 };
 
 impl Conn {
-    pub(super) async fn technician(&mut self, _peer: Peer, user: UserRecord) {
+    pub(super) async fn technician(
+        &mut self,
+        _peer: Peer,
+        user: UserRecord,
+        revoked: CancellationToken,
+    ) {
         let shutdown = self.shared.shutdown.clone();
         loop {
             let next = tokio::select! {
+                _ = revoked.cancelled() => return self.refuse(signed_out()).await,
                 _ = shutdown.cancelled() => {
                     self.refuse(Refusal::new(ErrorCode::RelayShuttingDown, "the relay is shutting down; connect again shortly")).await;
                     return;
@@ -53,7 +68,7 @@ impl Conn {
                     self.send(&list).await
                 }
                 Message::SessionRequest(target) => match self.start_session(&user, target).await {
-                    Ok(link) => self.technician_session(&user, link).await,
+                    Ok(link) => self.technician_session(&user, link, &revoked).await,
                     Err(r) => {
                         tracing::info!(code = %r.code, user = %user.id, "session refused");
                         self.send(&Message::SessionRefused {
@@ -241,6 +256,7 @@ impl Conn {
         &mut self,
         user: &UserRecord,
         link: Arc<SessionLink>,
+        revoked: &CancellationToken,
     ) -> Result<(), Closed> {
         tracing::info!(session = %link.id, user = %user.id, "session started");
         let shutdown = self.shared.shutdown.clone();
@@ -254,6 +270,11 @@ impl Conn {
                 _ = shutdown.cancelled() => {
                     link.end(EndReason::RelayShuttingDown, "The relay is shutting down.");
                     continue;
+                }
+                _ = revoked.cancelled() => {
+                    link.end(EndReason::CredentialRevoked, "The technician signed out.");
+                    self.refuse(signed_out()).await;
+                    return Err(Closed);
                 }
                 next = self.next(None) => next,
             };

@@ -213,6 +213,9 @@ pub(crate) async fn sign_out(State(shared): State<Arc<Shared>>, viewer: Viewer) 
     if let Err(e) = shared.store.revoke_token(&viewer.token).await {
         return failed(e);
     }
+    shared
+        .hub
+        .revoke_technician_token(&crate::secrets::digest(&viewer.token));
     let mut r = Redirect::to("/console/sign-in").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
