@@ -142,6 +142,12 @@ kinds! {
 }
 
 impl MessageKind {
+    /// Whether this kind is session traffic (media and remote control, 0x20 to 0x3f): what the
+    /// relay forwards between the two sides of a session.
+    pub fn is_session_traffic(self) -> bool {
+        (0x20..=0x3f).contains(&(self as u8))
+    }
+
     /// Whether `sender` may send this kind. Receivers refuse misdirected kinds.
     pub fn may_be_sent_by(self, sender: Sender) -> bool {
         let bit = match sender {

@@ -662,3 +662,30 @@ fn only_the_right_side_may_send_each_kind() {
         assert_eq!(MessageKind::from_u8(*kind as u8), Some(*kind));
     }
 }
+
+#[test]
+fn session_traffic_is_media_and_remote_control_only() {
+    use MessageKind as K;
+    let traffic: Vec<K> = MessageKind::ALL
+        .iter()
+        .copied()
+        .filter(|k| k.is_session_traffic())
+        .collect();
+    assert_eq!(
+        traffic,
+        [
+            K::VideoConfig,
+            K::VideoFrame,
+            K::KeyframeRequest,
+            K::MonitorList,
+            K::SwitchMonitor,
+            K::SetFrameRate,
+            K::AudioConfig,
+            K::AudioFrame,
+            K::AudioUnavailable,
+            K::MouseInput,
+            K::KeyInput,
+            K::TextInput,
+        ]
+    );
+}

@@ -111,6 +111,9 @@ pub enum StreamerCommand {
     Offer(Offer),
     /// The device's credential was revoked: end everything and disconnect.
     Revoke,
+    /// The device connected again (its earlier connection was lost without the relay noticing):
+    /// end this connection's session as lost, and disconnect.
+    Replaced,
 }
 
 /// A connected streamer.
@@ -195,7 +198,7 @@ impl Hub {
         if let Some(device_id) = &streamer.device_id {
             if let Some(old) = inner.devices.insert(device_id.clone(), streamer.conn_id) {
                 if let Some(old) = inner.streamers.remove(&old) {
-                    let _ = old.commands.try_send(StreamerCommand::Revoke);
+                    let _ = old.commands.try_send(StreamerCommand::Replaced);
                 }
             }
         }

@@ -433,3 +433,55 @@ async fn drain_until_reason(c: &mut relay_client::Connection, want: EndReason) {
         }
     }
 }
+
+#[tokio::test]
+async fn traffic_in_flight_when_a_session_ends_is_dropped_not_refused() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    relay.set_recording(&team, false, false).await;
+    let (mut streamer, device_id, _) = relay.device(&team, CURRENT).await;
+    let mut tech = relay.technician(&team).await;
+    let target = SessionTarget::Device { device_id };
+    let audio = |t| {
+        Message::AudioFrame(AudioFrame {
+            timestamp_us: t,
+            payload: Bytes::from_static(b"opus"),
+        })
+    };
+    let key = Message::KeyInput(KeyInput {
+        code: "KeyA".into(),
+        down: true,
+        modifiers: Modifiers::default(),
+    });
+    for round in 0..2 {
+        pair(&mut tech, &mut streamer, target.clone()).await;
+        recv(&mut tech).await;
+        recv(&mut streamer).await;
+        // One side leaves; the other keeps sending before it reads that the session ended, as a
+        // streamer capturing at 30 frames a second or a technician typing does.
+        let (leaver, stayer, late) = if round == 0 {
+            (&mut tech, &mut streamer, audio(1))
+        } else {
+            (&mut streamer, &mut tech, key.clone())
+        };
+        leaver.send(&Message::LeaveSession).await.unwrap();
+        loop {
+            if let Message::SessionEnded { .. } = recv(leaver).await {
+                break;
+            }
+        }
+        for _ in 0..5 {
+            stayer.send(&late).await.unwrap();
+        }
+        loop {
+            match recv(stayer).await {
+                Message::SessionEnded { .. } => break,
+                Message::Refused { code, message } => panic!("refused: {code} {message}"),
+                _ => {}
+            }
+        }
+    }
+    // Both connections are still good for another session.
+    pair(&mut tech, &mut streamer, target).await;
+    relay.stop().await;
+}

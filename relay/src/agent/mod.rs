@@ -29,6 +29,9 @@ use crate::rate::TokenBucket;
 use crate::store::{DeviceRecord, TeamRecord, UserRecord};
 use crate::{secrets, Shared};
 
+/// How long after a session's end its traffic still in flight is dropped rather than refused.
+const LATE_TRAFFIC_GRACE: Duration = Duration::from_secs(5);
+
 /// One side of a session, and how the session ends when that side fails.
 struct SessionSide {
     sender: Sender,
@@ -79,6 +82,8 @@ struct Conn {
     messages: TokenBucket,
     /// Requests the relay answers itself take one more.
     requests: TokenBucket,
+    /// When this connection's last session ended, to let traffic already in flight then through.
+    session_ended_at: Option<Instant>,
 }
 
 /// Serves one upgraded WebSocket until it closes.
@@ -99,6 +104,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
     let mut conn = Conn {
         messages: TokenBucket::new(shared.config.max_messages_per_sec, now),
         requests: TokenBucket::new(shared.config.max_requests_per_sec, now),
+        session_ended_at: None,
         shared,
         stream,
         out,
@@ -496,6 +502,16 @@ impl Conn {
                 Err(Closed)
             }
         }
+    }
+
+    /// Whether `msg` is session traffic the peer sent before it learnt that its session ended (it
+    /// was in flight then): dropped, not refused. A streamer capturing at 30 frames a second always
+    /// has frames on the way when the technician leaves.
+    fn late_for_ended_session(&self, msg: &Message) -> bool {
+        msg.kind().is_session_traffic()
+            && self
+                .session_ended_at
+                .is_some_and(|at| at.elapsed() < LATE_TRAFFIC_GRACE)
     }
 
     /// Takes a token for a request the relay answers itself; a refusal when they come too fast.

@@ -71,8 +71,8 @@ impl Conn {
                 }
                 cmd = commands.recv() => match cmd {
                     Some(StreamerCommand::Offer(offer)) => self.handle_offer(offer, commands).await?,
-                    Some(StreamerCommand::Revoke) | None => {
-                        self.refuse(Refusal::new(ErrorCode::CredentialRevoked, "this device's credential was revoked or replaced")).await;
+                    Some(StreamerCommand::Revoke | StreamerCommand::Replaced) | None => {
+                        self.refuse(Refusal::new(ErrorCode::CredentialRevoked, "this device's credential was revoked, or the device connected again")).await;
                         return Err(Closed);
                     }
                 },
@@ -80,6 +80,7 @@ impl Conn {
                     Next::Frame(bytes) => match self.decode_from(bytes, Sender::Streamer) {
                         // Nothing to leave, or the answer to an offer that already timed out.
                         Ok(Message::LeaveSession | Message::SessionAccept { .. } | Message::SessionDecline { .. }) => {}
+                        Ok(late) if self.late_for_ended_session(&late) => {}
                         Ok(other) => {
                             self.refuse(Refusal::new(
                                 ErrorCode::UnexpectedMessage,
@@ -245,6 +246,7 @@ impl Conn {
         let result = self
             .streamer_session(&link, commands, recorder.as_ref())
             .await;
+        self.session_ended_at = Some(Instant::now());
         // Closing the recorder's queue makes it store the last file.
         drop(recorder);
         // Free for the next session at once: both sides have been told the session ended, and a
@@ -288,7 +290,7 @@ impl Conn {
                     let (reason, message) = link.reason().unwrap_or((EndReason::ProtocolError, String::new()));
                     self.send(&Message::SessionEnded { reason, message }).await?;
                     if revoked {
-                        self.refuse(Refusal::new(ErrorCode::CredentialRevoked, "this device's credential was revoked")).await;
+                        self.refuse(Refusal::new(ErrorCode::CredentialRevoked, "this device's credential was revoked, or the device connected again")).await;
                         return Err(Closed);
                     }
                     return Ok(());
@@ -317,6 +319,10 @@ impl Conn {
                         Some(StreamerCommand::Revoke) | None => {
                             revoked = true;
                             link.end(EndReason::CredentialRevoked, "This computer's credential was revoked.");
+                        }
+                        Some(StreamerCommand::Replaced) => {
+                            revoked = true;
+                            link.end(EndReason::StreamerDisconnected, "The remote computer's connection was lost, and it has connected again: start the session again.");
                         }
                     }
                     continue;

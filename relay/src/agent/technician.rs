@@ -68,7 +68,11 @@ impl Conn {
                     self.send(&list).await
                 }
                 Message::SessionRequest(target) => match self.start_session(&user, target).await {
-                    Ok(link) => self.technician_session(&user, link, &revoked).await,
+                    Ok(link) => {
+                        let result = self.technician_session(&user, link, &revoked).await;
+                        self.session_ended_at = Some(tokio::time::Instant::now());
+                        result
+                    }
                     Err(r) => {
                         tracing::info!(code = %r.code, user = %user.id, "session refused");
                         self.send(&Message::SessionRefused {
@@ -80,6 +84,7 @@ impl Conn {
                 },
                 // Nothing to leave: harmless.
                 Message::LeaveSession => Ok(()),
+                late if self.late_for_ended_session(&late) => Ok(()),
                 other => {
                     return self
                         .refuse(Refusal::new(

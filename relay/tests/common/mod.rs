@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod media;
+pub mod netcut;
 pub mod recorded;
 
 use std::sync::Arc;
@@ -127,7 +128,12 @@ impl TestRelay {
     }
 
     pub async fn technician(&self, team: &Team) -> Connection {
-        let mut c = self.connect().await;
+        self.technician_at(team, &self.addr).await
+    }
+
+    /// A technician connected to `addr` (the relay, or a path to it such as a [`netcut::NetPath`]).
+    pub async fn technician_at(&self, team: &Team, addr: &str) -> Connection {
+        let mut c = self.connector.connect(addr).await.unwrap();
         c.handshake(
             Role::Technician,
             CURRENT,
