@@ -341,3 +341,110 @@ async fn a_file_changed_on_disk_is_reported_not_served() {
     assert_eq!(status, 200);
     assert_eq!(&body[..], &genuine[..]);
 }
+
+#[tokio::test]
+async fn path_traversal_in_any_name_reaches_no_file() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    relay.set_recording(&team, false, true).await;
+    // A device whose name is a path, recorded.
+    let code = relay
+        .store
+        .create_deployment_code(&team.id, 3_600_000)
+        .await
+        .unwrap();
+    let mut streamer = relay.connect().await;
+    let est = streamer
+        .handshake(
+            protocol::Role::Streamer,
+            CURRENT,
+            protocol::Credential::DeploymentCode {
+                code,
+                device_name: "../../../../etc/passwd".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let (device_id, _) = est.registered.unwrap();
+    let mut tech = relay.technician(&team).await;
+    let protocol::Message::SessionStarted { session_id, .. } = pair(
+        &mut tech,
+        &mut streamer,
+        protocol::SessionTarget::Device { device_id },
+    )
+    .await
+    else {
+        panic!()
+    };
+    recv(&mut tech).await;
+    recv(&mut streamer).await;
+    let mut enc = TestEncoder::new(320, 240, 10, 0);
+    streamer.send(&enc.config()).await.unwrap();
+    stream(&mut streamer, &mut enc, 10, 10).await;
+    tech.send(&protocol::Message::LeaveSession).await.unwrap();
+    relay
+        .wait_recording_state(&session_id, relay::store::RecordingState::Uploaded)
+        .await;
+
+    // The file is where the relay's own ids put it, inside the recordings directory.
+    let stored = relay.store.recording_files(&session_id).await.unwrap();
+    let key = &stored[0].object_key;
+    assert!(
+        key.starts_with(&format!("{}/{}/monitor-0/", team.id, session_id)) && !key.contains(".."),
+        "{key}"
+    );
+    let root = relay.dir.path().join("recordings").canonicalize().unwrap();
+    let on_disk = root.join(key).canonicalize().unwrap();
+    assert!(on_disk.starts_with(&root), "{on_disk:?}");
+    // Its download name carries the device's name without a path in it.
+    let (_, listed) = list_files(&relay, Some(&team.token), &session_id).await;
+    let download = listed["files"][0]["download_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, headers, _) = get(&relay, &download, &[]).await;
+    assert_eq!(status, 200);
+    let disposition = headers["content-disposition"].to_str().unwrap();
+    let name = disposition.split("filename=").nth(1).unwrap();
+    assert!(
+        !name.contains('/') && !name.contains('\\') && !name.contains(".."),
+        "{disposition}"
+    );
+
+    // Made-up ids that are paths, in every route that takes an id or a name, signed in or not:
+    // refused, and never a byte of a file.
+    let secret = std::fs::read(relay.dir.path().join("link-key")).unwrap();
+    let bearer = format!("Bearer {}", team.token);
+    let cookie = format!("relay_console={}", team.token);
+    for path in [
+        "/files/..%2F..%2Flink-key/download",
+        "/files/..%2F..%2Flink-key/play",
+        "/files/%2e%2e/%2e%2e",
+        "/console/sessions/..%2F..%2Flink-key",
+        "/console/sessions/%2e%2e%2f%2e%2e%2fdb.sqlite",
+        "/api/v1/sessions/..%2F..%2Flink-key/recordings",
+        "/api/v1/devices/..%2F..%2Flink-key/revoke",
+        "/console/style.css/..%2F..%2Flink-key",
+        "/console/../link-key",
+        "/../../link-key",
+        "/recordings/..%2Flink-key",
+    ] {
+        for headers in [
+            &[][..],
+            &[("authorization", bearer.as_str())][..],
+            &[("cookie", cookie.as_str())][..],
+        ] {
+            let (status, answer, body) = get(&relay, path, headers).await;
+            let to_sign_in = status == 303 && answer["location"] == "/console/sign-in";
+            assert!(
+                matches!(status, 400 | 401 | 403 | 404 | 405) || to_sign_in,
+                "{path} answered {status} {answer:?}"
+            );
+            assert!(
+                !body.windows(secret.len()).any(|w| w == secret.as_slice()),
+                "{path} served the link key"
+            );
+        }
+    }
+    relay.stop().await;
+}
