@@ -1,5 +1,5 @@
 //! Recording under faults: the relay killed with SIGKILL mid-session, storage filling up
-//! mid-session, and the technician's or the streamer's network failing mid-session (no close, no
+//! mid-session, the recordings store turning read-only mid-session, and the technician's or the streamer's network failing mid-session (no close, no
 //! reset: only timeouts tell). Nothing already finished is lost; what was being written stays
 //! playable; both sides can start again.
 
@@ -549,4 +549,82 @@ async fn a_streamer_lost_mid_session_that_reconnects_replaces_its_silent_connect
     let second = session_id(pair(&mut tech, &mut again, target).await);
     assert_ne!(second, first);
     relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_storage_ends_the_session_refuses_new_ones_and_loses_nothing() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    relay.set_recording(&team, false, true).await;
+    let (mut streamer, device_id, _) = relay.device(&team, CURRENT).await;
+    let mut tech = relay.technician(&team).await;
+    let target = SessionTarget::Device { device_id };
+    let first = session_id(pair(&mut tech, &mut streamer, target.clone()).await);
+    let reader = tokio::spawn(async move {
+        loop {
+            match tech.recv().await {
+                Ok(Message::SessionEnded { reason, message }) => return (tech, reason, message),
+                Ok(_) => {}
+                Err(e) => panic!("technician: {e}"),
+            }
+        }
+    });
+    assert_eq!(
+        recv(&mut streamer).await,
+        Message::RecordingState { recorded: true }
+    );
+    let mut enc = TestEncoder::new(320, 240, 30, 0);
+    streamer.send(&enc.config()).await.unwrap();
+    assert_eq!(stream(&mut streamer, &mut enc, 20, 10).await, None);
+
+    // The recordings store turns read-only (an empty read-only file system over it); the monitor
+    // switch closes the first file, whose upload now fails.
+    let recordings = relay.dir.path().join("recordings");
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+        .arg(&recordings)
+        .status()
+        .expect("running mount");
+    assert!(
+        status.success(),
+        "this test mounts a read-only tmpfs: it needs root (CI runs as root)"
+    );
+    let _unmount = SmallDisk(recordings.clone());
+    let mut enc = TestEncoder::new(320, 240, 30, 1).starting_at(enc.timestamp_us);
+    streamer.send(&enc.config()).await.unwrap();
+    let (_, reason, message) = stream_until_ended(&mut streamer, &mut enc).await;
+    assert_eq!(reason, EndReason::RecordingFailed);
+    assert!(
+        message.contains("could not store the recording"),
+        "{message}"
+    );
+    let (mut tech, tech_reason, _) = reader.await.unwrap();
+    assert_eq!(tech_reason, EndReason::RecordingFailed);
+
+    // While storage cannot take writes, a recorded session is refused before it starts...
+    let (code, message) = request_refused(&mut tech, target.clone()).await;
+    assert_eq!(code, ErrorCode::RecordingUnavailable, "{message}");
+    // ...and a team that does not record is unaffected.
+    let other = relay.team("unrecorded").await;
+    relay.set_recording(&other, false, false).await;
+    let (mut s2, d2, _) = relay.device(&other, CURRENT).await;
+    let mut t2 = relay.technician(&other).await;
+    pair(&mut t2, &mut s2, SessionTarget::Device { device_id: d2 }).await;
+
+    // Storage comes back; at the next start the first file, kept in the spool, is stored whole.
+    drop(_unmount);
+    let (dir, config, clock) = relay.stop_keeping_data().await;
+    let again = relay::Relay::prepare(config, Arc::new(clock))
+        .await
+        .unwrap();
+    let files = again.store().recording_files(&first).await.unwrap();
+    assert!(!files.is_empty(), "no file of the session was kept");
+    assert_eq!(files[0].frame_count, Some(20), "{files:?}");
+    let bytes = std::fs::read(object_path(dir.path(), &files[0].object_key)).unwrap();
+    assert_eq!(
+        files[0].sha256.as_deref(),
+        Some(hex::encode(sha2::Sha256::digest(&bytes)).as_str())
+    );
+    assert_eq!(check_file(&bytes).decoded, 20, "every frame of it plays");
+    drop(again);
 }

@@ -232,12 +232,18 @@ impl TestRelay {
     }
 
     pub async fn stop(self) {
+        self.stop_keeping_data().await;
+    }
+
+    /// Stops the relay and returns its data directory, for a test to start another relay on it.
+    pub async fn stop_keeping_data(self) -> (tempfile::TempDir, Config, ManualClock) {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.served)
             .await
             .unwrap()
             .unwrap()
             .unwrap();
+        (self.dir, self.config, self.clock)
     }
 }
 
