@@ -102,6 +102,20 @@ async fn stream(
     None
 }
 
+/// The technician reads in the background (so that nothing waits on it) until its session ends;
+/// returns the connection and the end's reason and message.
+fn until_ended(mut tech: Connection) -> tokio::task::JoinHandle<(Connection, EndReason, String)> {
+    tokio::spawn(async move {
+        loop {
+            match tech.recv().await {
+                Ok(Message::SessionEnded { reason, message }) => return (tech, reason, message),
+                Ok(_) => {}
+                Err(e) => panic!("technician: {e}"),
+            }
+        }
+    })
+}
+
 fn object_path(data: &Path, key: &str) -> PathBuf {
     data.join("recordings").join(key)
 }
@@ -304,15 +318,7 @@ async fn storage_filling_up_ends_the_session_and_keeps_what_was_written() {
     else {
         panic!()
     };
-    let tech_reader = tokio::spawn(async move {
-        loop {
-            match tech.recv().await {
-                Ok(Message::SessionEnded { reason, message }) => return (reason, message),
-                Ok(_) => {}
-                Err(e) => panic!("technician: {e}"),
-            }
-        }
-    });
+    let tech_reader = until_ended(tech);
     assert_eq!(
         recv(&mut streamer).await,
         Message::RecordingState { recorded: true }
@@ -329,7 +335,7 @@ async fn storage_filling_up_ends_the_session_and_keeps_what_was_written() {
     streamer.send(&enc.config()).await.unwrap();
     let ended = stream(&mut streamer, &mut enc, 400, 3).await;
 
-    let (reason, message) = tokio::time::timeout(Duration::from_secs(10), tech_reader)
+    let (_, reason, message) = tokio::time::timeout(Duration::from_secs(10), tech_reader)
         .await
         .unwrap()
         .unwrap();
@@ -556,19 +562,10 @@ async fn read_only_storage_ends_the_session_refuses_new_ones_and_loses_nothing()
     let relay = TestRelay::start().await;
     let team = relay.team("acme").await;
     relay.set_recording(&team, false, true).await;
-    let (mut streamer, device_id, _) = relay.device(&team, CURRENT).await;
-    let mut tech = relay.technician(&team).await;
+    let (tech, mut streamer, device_id, started) = relay.in_session(&team).await;
     let target = SessionTarget::Device { device_id };
-    let first = session_id(pair(&mut tech, &mut streamer, target.clone()).await);
-    let reader = tokio::spawn(async move {
-        loop {
-            match tech.recv().await {
-                Ok(Message::SessionEnded { reason, message }) => return (tech, reason, message),
-                Ok(_) => {}
-                Err(e) => panic!("technician: {e}"),
-            }
-        }
-    });
+    let first = session_id(started);
+    let reader = until_ended(tech);
     assert_eq!(
         recv(&mut streamer).await,
         Message::RecordingState { recorded: true }

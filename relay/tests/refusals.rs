@@ -22,14 +22,7 @@ struct Bystander {
 impl Bystander {
     async fn start(relay: &TestRelay) -> Self {
         let team = relay.team("bystanders").await;
-        let (mut streamer, id, _) = relay.device(&team, CURRENT).await;
-        let mut tech = relay.technician(&team).await;
-        pair(
-            &mut tech,
-            &mut streamer,
-            SessionTarget::Device { device_id: id },
-        )
-        .await;
+        let (mut tech, mut streamer, _, _) = relay.in_session(&team).await;
         recv(&mut tech).await;
         recv(&mut streamer).await;
         Self {
@@ -363,17 +356,8 @@ async fn signing_out_cuts_off_the_tokens_live_connections_at_once() {
     let team = relay.team("acme").await;
     // The owner has a second sign-in (another computer) that must not be affected.
     let other_sign_in = relay.sign_in(&team.owner_email).await;
-    let (mut streamer, device_id, _) = relay.device(&team, CURRENT).await;
-    let mut in_session = relay.technician(&team).await;
+    let (mut in_session, mut streamer, device_id, _) = relay.in_session(&team).await;
     let mut idle = relay.technician(&team).await;
-    pair(
-        &mut in_session,
-        &mut streamer,
-        SessionTarget::Device {
-            device_id: device_id.clone(),
-        },
-    )
-    .await;
 
     let (status, _) = relay
         .api("POST", "/api/v1/sign-out", Some(&team.token), None)
@@ -394,30 +378,16 @@ async fn signing_out_cuts_off_the_tokens_live_connections_at_once() {
     }
     // Replaying the token is refused; the other sign-in connects and reaches the same computer,
     // whose streamer stayed online.
-    let mut again = relay.connect().await;
-    let r = handshake_refusal(
-        again
-            .handshake(
-                Role::Technician,
-                CURRENT,
-                Credential::TechnicianToken {
-                    token: team.token.clone(),
-                },
-            )
-            .await,
-    );
+    let replay = Credential::TechnicianToken {
+        token: team.token.clone(),
+    };
+    let r = handshake_refusal(relay.handshake_as(Role::Technician, replay).await.1);
     assert_eq!(r.code, ErrorCode::CredentialRevoked);
-    let mut other = relay.connect().await;
-    other
-        .handshake(
-            Role::Technician,
-            CURRENT,
-            Credential::TechnicianToken {
-                token: other_sign_in,
-            },
-        )
-        .await
-        .unwrap();
+    let fresh = Credential::TechnicianToken {
+        token: other_sign_in,
+    };
+    let (mut other, result) = relay.handshake_as(Role::Technician, fresh).await;
+    result.unwrap();
     pair(
         &mut other,
         &mut streamer,
@@ -676,16 +646,7 @@ async fn message_floods_are_refused_and_others_keep_going() {
 
     // In a session: input floods the streamer. The session ends, the streamer is told why, and
     // its connection stays up for the next session.
-    let (mut streamer, id, _) = relay.device(&team, CURRENT).await;
-    let mut tech = relay.technician(&team).await;
-    pair(
-        &mut tech,
-        &mut streamer,
-        SessionTarget::Device {
-            device_id: id.clone(),
-        },
-    )
-    .await;
+    let (mut tech, mut streamer, id, _) = relay.in_session(&team).await;
     let move_to = |x| {
         Message::MouseInput(MouseInput {
             action: MouseAction::Move,

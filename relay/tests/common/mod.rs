@@ -173,6 +173,33 @@ impl TestRelay {
         (c, id, secret)
     }
 
+    /// A new device's streamer and a technician of `team` in a session by device; returns the
+    /// technician, the streamer, the device's id and the `SessionStarted`.
+    pub async fn in_session(&self, team: &Team) -> (Connection, Connection, String, Message) {
+        let (mut streamer, device_id, _) = self.device(team, CURRENT).await;
+        let mut tech = self.technician(team).await;
+        let started = pair(
+            &mut tech,
+            &mut streamer,
+            SessionTarget::Device {
+                device_id: device_id.clone(),
+            },
+        )
+        .await;
+        (tech, streamer, device_id, started)
+    }
+
+    /// Connects and runs the handshake as `role` with `credential`, at the current version.
+    pub async fn handshake_as(
+        &self,
+        role: Role,
+        credential: Credential,
+    ) -> (Connection, Result<Established, LinkError>) {
+        let mut c = self.connect().await;
+        let result = c.handshake(role, CURRENT, credential).await;
+        (c, result)
+    }
+
     pub async fn attended(&self, team: &Team, version: ProductVersion) -> (Connection, String) {
         let mut c = self.connect().await;
         let est = c
