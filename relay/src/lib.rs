@@ -161,6 +161,7 @@ impl Relay {
             self.tls,
             router,
             Config::ms(shared.config.http_request_timeout_ms),
+            Config::ms(shared.config.idle_timeout_ms),
             shared.shutdown.clone(),
             shared.tracker.clone(),
         ));

@@ -3,13 +3,17 @@
 //! Slow clients are cut off, not waited for: the TLS handshake, a request's headers (also the wait
 //! for the next request on a kept-alive connection) and then its body each get the request timeout
 //! (`http_request_timeout_ms`, 10 s by default). Request bodies (forms and JSON) are read whole
-//! before the handler runs, at most [`MAX_REQUEST_BODY`] bytes.
+//! before the handler runs, at most [`MAX_REQUEST_BODY`] bytes. A client that stops reading (a
+//! download, a WebSocket) is dropped when a write makes no progress for `idle_timeout_ms`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::extract::ConnectInfo;
 use axum::http::{header, Request, Response, StatusCode};
@@ -17,6 +21,7 @@ use axum::response::IntoResponse;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +37,7 @@ pub(crate) async fn accept_loop(
     tls: Arc<rustls::ServerConfig>,
     router: axum::Router,
     timeout: Duration,
+    write_stall: Duration,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -70,7 +76,7 @@ pub(crate) async fn accept_loop(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(timeout)
-                .serve_connection(TokioIo::new(tls), service)
+                .serve_connection(TokioIo::new(StallGuard::new(tls, write_stall)), service)
                 .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
@@ -142,4 +148,88 @@ fn refusal(status: StatusCode, code: &str, message: &str) -> Response<axum::body
         header::HeaderValue::from_static("close"),
     );
     response
+}
+
+/// A connection whose writes fail when they make no progress for `limit`: a peer that stops
+/// reading would otherwise hold its connection (and a download's file) forever.
+struct StallGuard<T> {
+    inner: T,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> StallGuard<T> {
+    fn new(inner: T, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Passes a write's result on; while it is pending, fails it once the stall lasts `limit`.
+    fn watch<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let stall = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

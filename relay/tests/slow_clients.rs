@@ -191,3 +191,82 @@ async fn an_agent_that_dribbles_a_message_is_cut_off() {
     );
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_a_download_is_dropped() {
+    use common::media::TestEncoder;
+    use common::recorded::*;
+    use sha2::Digest;
+
+    let relay = slow_relay().await;
+    let team = relay.team("acme").await;
+    relay.set_recording(&team, false, true).await;
+    let mut r = recorded_session(&relay, &team).await;
+    let mut enc = TestEncoder::new(320, 240, 10, 0);
+    r.streamer.send(&enc.config()).await.unwrap();
+    stream(&mut r.streamer, &mut enc, 10, 10).await;
+    let session = r.session_id.clone();
+    finish(&relay, r).await;
+
+    // The file is made far larger than any socket buffer (64 MiB), its row kept true.
+    let file = relay
+        .store
+        .recording_files(&session)
+        .await
+        .unwrap()
+        .remove(0);
+    let big: Vec<u8> = (0..64 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(
+        relay.dir.path().join("recordings").join(&file.object_key),
+        &big,
+    )
+    .unwrap();
+    relay
+        .store
+        .close_recording_file(
+            &file.id,
+            &relay::store::ClosedFile {
+                ended_at: file.ended_at.unwrap(),
+                duration_ms: file.duration_ms.unwrap(),
+                size_bytes: big.len() as i64,
+                frame_count: file.frame_count.unwrap(),
+                sha256: hex::encode(sha2::Sha256::digest(&big)),
+                state: "complete",
+            },
+        )
+        .await
+        .unwrap();
+    let (_, listed) = relay
+        .api(
+            "GET",
+            &format!("/api/v1/sessions/{session}/recordings"),
+            Some(&team.token),
+            None,
+        )
+        .await;
+    let download = listed["files"][0]["download_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The client asks for it, reads the first bytes, then stops reading for longer than the
+    // relay's stall limit (the idle timeout, 2 s here).
+    let mut tls = relay.connector.tls(&relay.addr).await.unwrap();
+    tls.write_all(format!("GET {download} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    tls.read_exact(&mut first).await.unwrap();
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // What was already in the socket buffers arrives, then the connection is over: far from the
+    // whole file.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut rest)).await;
+    assert!(
+        rest.len() < big.len() / 2,
+        "the relay kept sending to a client that had stopped reading ({} bytes)",
+        rest.len()
+    );
+    relay.stop().await;
+}
