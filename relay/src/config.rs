@@ -47,6 +47,10 @@ pub struct Config {
     /// Device lists and session requests a second one technician connection may send, sustained
     /// (twice as many in a burst): the relay answers these itself, from the database.
     pub max_requests_per_sec: u32,
+    /// Wrong passwords from one client address, across accounts, that pause sign-ins from it for
+    /// 15 minutes; 0 turns the limit off (behind a balancer that hides client addresses every
+    /// client would share one).
+    pub max_sign_in_failures_per_address: u32,
     /// How long an HTTP client has to send a request's headers, and then its body; also how long an
     /// idle kept-alive connection stays open (slow clients are cut off, not waited for).
     pub http_request_timeout_ms: u64,
@@ -83,6 +87,7 @@ impl Default for Config {
             max_messages_per_sec: 1_000,
             max_requests_per_sec: 5,
             http_request_timeout_ms: 10_000,
+            max_sign_in_failures_per_address: 50,
             max_recorded_session_secs: 24 * 3600,
             limit_warning_secs: 5 * 60,
             max_recording_file_bytes: 512 * 1024 * 1024,

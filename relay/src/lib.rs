@@ -101,7 +101,9 @@ impl Relay {
             .context("opening the link-signing key")?;
         let shared = Arc::new(Shared {
             links,
-            sign_ins: throttle::SignInThrottle::default(),
+            sign_ins: throttle::SignInThrottle::new(
+                usize::try_from(config.max_sign_in_failures_per_address).unwrap_or(usize::MAX),
+            ),
             codes: throttle::CodeThrottle::default(),
             version: product_version()?,
             recorder,

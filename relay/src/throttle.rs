@@ -120,23 +120,30 @@ impl FailureThrottle {
 #[derive(Debug)]
 pub struct SignInThrottle {
     accounts: FailureThrottle,
-    addresses: FailureThrottle,
+    /// None when the operator turned the per-address limit off (a balancer in front that hides
+    /// client addresses would make every client one address).
+    addresses: Option<FailureThrottle>,
 }
 
 impl Default for SignInThrottle {
     fn default() -> Self {
-        Self {
-            accounts: FailureThrottle::new(MAX_FAILURES),
-            addresses: FailureThrottle::new(MAX_ADDRESS_FAILURES),
-        }
+        Self::new(MAX_ADDRESS_FAILURES)
     }
 }
 
 impl SignInThrottle {
+    /// Per-account limit [`MAX_FAILURES`]; per-address `address_failures`, 0 for none.
+    pub fn new(address_failures: usize) -> Self {
+        Self {
+            accounts: FailureThrottle::new(MAX_FAILURES),
+            addresses: (address_failures > 0).then(|| FailureThrottle::new(address_failures)),
+        }
+    }
+
     /// Whether `email` may try to sign in from `address` at `now_ms`; the refusal in words if not.
     pub fn check(&self, email: &str, address: Option<IpAddr>, now_ms: i64) -> Result<(), String> {
-        if let Some(a) = address {
-            self.addresses.check(&a.to_string(), now_ms).map_err(|l| {
+        if let (Some(a), Some(addresses)) = (address, &self.addresses) {
+            addresses.check(&a.to_string(), now_ms).map_err(|l| {
                 format!(
                     "Too many wrong passwords from your network: sign-in from it is paused. Try again in {}.",
                     l.wait()
@@ -154,8 +161,8 @@ impl SignInThrottle {
     /// Records a wrong password for `email` from `address` at `now_ms`.
     pub fn failed(&self, email: &str, address: Option<IpAddr>, now_ms: i64) {
         self.accounts.failed(email, now_ms);
-        if let Some(a) = address {
-            self.addresses.failed(&a.to_string(), now_ms);
+        if let (Some(a), Some(addresses)) = (address, &self.addresses) {
+            addresses.failed(&a.to_string(), now_ms);
         }
     }
 
@@ -268,6 +275,21 @@ mod tests {
             t.check("fresh@example.com", Some(guesser), 1_000 + WINDOW_MS),
             Ok(())
         );
+    }
+
+    #[test]
+    fn the_address_limit_can_be_turned_off() {
+        let t = SignInThrottle::new(0);
+        let address: IpAddr = "203.0.113.7".parse().unwrap();
+        for i in 0..(MAX_ADDRESS_FAILURES * 2) {
+            t.failed(&format!("user{i}@example.com"), Some(address), 1_000);
+        }
+        assert_eq!(t.check("fresh@example.com", Some(address), 2_000), Ok(()));
+        // The per-account limit stays.
+        for _ in 0..MAX_FAILURES {
+            t.failed("ann@example.com", Some(address), 1_000);
+        }
+        assert!(t.check("ann@example.com", Some(address), 2_000).is_err());
     }
 
     #[test]
