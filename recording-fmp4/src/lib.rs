@@ -207,20 +207,17 @@ impl Fmp4File {
         keyframe: bool,
         sample: Vec<u8>,
     ) -> Result<Option<Vec<u8>>, Fmp4Error> {
-        if let Some(previous) = self.last_timestamp_us {
-            if timestamp_us < previous {
-                return Err(Fmp4Error::TimestampBackwards {
-                    previous,
-                    current: timestamp_us,
-                });
-            }
-        }
+        self.check(timestamp_us)?;
         let span = self
             .pending
             .first()
             .map_or(0, |first| timestamp_us.saturating_sub(first.timestamp_us));
+        // The first fragment holds the first frame alone, so that a file holds media (its init
+        // segment and its keyframe) as soon as that frame's duration is known: a file is never
+        // left with nothing playable in it for long.
         let flush = !self.pending.is_empty()
-            && (keyframe
+            && (self.fragments == 0
+                || keyframe
                 || span >= FRAGMENT_MAX_US
                 || self.pending_bytes + sample.len() > FRAGMENT_MAX_BYTES);
         let out = if flush {
@@ -238,6 +235,30 @@ impl Fmp4File {
         });
         self.frames += 1;
         Ok(out)
+    }
+
+    /// Whether a frame at `timestamp_us` can be added: time must not go backwards, and the frame
+    /// before it must not last longer than a sample can say. Checked by [`Fmp4File::push`] too;
+    /// callers that must decide before they act (the relay forwards only what it records) ask first.
+    pub fn check(&self, timestamp_us: u64) -> Result<(), Fmp4Error> {
+        let Some(previous) = self.last_timestamp_us else {
+            return Ok(());
+        };
+        if timestamp_us < previous {
+            return Err(Fmp4Error::TimestampBackwards {
+                previous,
+                current: timestamp_us,
+            });
+        }
+        let first = self.first_timestamp_us.unwrap_or(previous);
+        let lasts = ticks(timestamp_us - first) - ticks(previous - first);
+        if u32::try_from(lasts).is_err() {
+            return Err(Fmp4Error::FrameTooLong {
+                start: previous,
+                end: timestamp_us,
+            });
+        }
+        Ok(())
     }
 
     /// Ends the file: flushes the pending fragment, the last frame lasting `last_frame_us`, and adds

@@ -115,7 +115,20 @@ impl From<StoreError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "MALFORMED_REQUEST", e.body_text())
+        // Our own sentences: the parser's text names its internals (types, line and column).
+        let message = match &e {
+            JsonRejection::MissingJsonContentType(_) => {
+                "The request body must be JSON, sent with Content-Type: application/json."
+            }
+            JsonRejection::JsonSyntaxError(_) => "The request body is not valid JSON.",
+            JsonRejection::JsonDataError(_) => {
+                "The request body is JSON, but not with the fields and types this call takes \
+                 (see docs/openapi.json)."
+            }
+            _ => "The request body could not be read.",
+        };
+        tracing::debug!(error = %e.body_text(), "malformed API request body");
+        Self::new(StatusCode::BAD_REQUEST, "MALFORMED_REQUEST", message)
     }
 }
 
@@ -380,6 +393,7 @@ async fn sessions(
                 "device_name": s.device_name,
                 "access": s.access,
                 "recorded": s.recorded,
+                "recording_state": s.recording_state.as_str(),
                 "started_at": s.started_at,
                 "ended_at": s.ended_at,
                 "end_reason": s.end_reason,
@@ -443,6 +457,7 @@ async fn session_recordings(
     Ok(Json(serde_json::json!({
         "session_id": session.id,
         "recorded": session.recorded,
+        "recording_state": session.recording_state.as_str(),
         "may_play": may_play,
         "files": files,
     })))

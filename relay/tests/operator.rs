@@ -242,3 +242,75 @@ async fn team_settings_are_changed_by_owners_and_admins_only() {
     assert_eq!(devices[0]["online"], true);
     relay.stop().await;
 }
+
+/// Sends one raw request over TLS and returns the status and the JSON body of the answer.
+async fn raw_request(relay: &TestRelay, request: &str) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = relay.connector.tls(&relay.addr).await.unwrap();
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.read_to_end(&mut got),
+    )
+    .await
+    .expect("answered within 10 s")
+    .ok();
+    let text = String::from_utf8_lossy(&got);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).expect("a JSON body"))
+}
+
+#[tokio::test]
+async fn malformed_api_bodies_get_the_documented_error_in_our_words() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let post = |body: &str, content_type: &str| {
+        format!(
+            "POST /api/v1/sign-in HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let cases = [
+        (
+            post(r#"{"email": "owner@acme.test"}"#, "application/json"),
+            "not with the fields and types this call takes",
+        ),
+        (
+            post(
+                r#"{"email": "owner@acme.test", "password": "#,
+                "application/json",
+            ),
+            "not valid JSON",
+        ),
+        (
+            post(r#"{"email": "a", "password": "b"}"#, "text/plain"),
+            "must be JSON",
+        ),
+    ];
+    for (request, want) in cases {
+        let (status, body) = raw_request(&relay, &request).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "MALFORMED_REQUEST", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(want), "{message}");
+        for internal in ["line", "column", "missing field", "deserialize", "`"] {
+            assert!(
+                !message.contains(internal),
+                "the parser's words leak: {message}"
+            );
+        }
+    }
+    // Nothing was changed by them: the owner still signs in.
+    let (status, _) = relay
+        .api("GET", "/api/v1/team", Some(&team.token), None)
+        .await;
+    assert_eq!(status, 200);
+    relay.stop().await;
+}

@@ -118,7 +118,20 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
     // A lingering close: what the peer still sends is read and dropped until it closes or 2 s
     // pass. Closing a socket with unread input resets it, and a reset can make the peer lose the
     // refusal it was about to read.
-    let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+    // Read errors do not stop it: after an oversized message, the rest of that message is still
+    // on its way and must be read too.
+    let drain = async {
+        let mut errors = 0;
+        while let Some(item) = stream.next().await {
+            if item.is_err() {
+                errors += 1;
+                // A connection that only fails (closed, broken) has nothing more to drain.
+                if errors > 3 {
+                    break;
+                }
+            }
+        }
+    };
     let _ = tokio::join!(
         tokio::time::timeout(Duration::from_secs(5), writer),
         tokio::time::timeout(Duration::from_secs(2), drain),
@@ -171,6 +184,22 @@ async fn writer(
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
     dead.cancel();
+}
+
+/// The refusal for a WebSocket message larger than the largest frame, which the WebSocket layer
+/// stops reading at its header; `None` for any other read error (the connection is gone).
+fn too_large(e: axum::Error) -> Option<Refusal> {
+    let inner = e.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
+            size,
+            max_size,
+        })) => Some(Refusal::new(
+            ErrorCode::MessageTooLarge,
+            format!("a WebSocket message of {size} bytes is larger than the largest frame ({max_size} bytes)"),
+        )),
+        _ => None,
+    }
 }
 
 /// Takes a share of a forwarding budget and queues `bytes` for the other side. Returns false when the
@@ -283,7 +312,13 @@ impl Conn {
             match item {
                 Err(_) if deadline.is_some_and(|d| d <= idle) => return Next::TimedOut,
                 Err(_) => return Next::Gone,
-                Ok(None | Some(Err(_)) | Some(Ok(WsMessage::Close(_)))) => return Next::Gone,
+                Ok(Some(Err(e))) => {
+                    return match too_large(e) {
+                        Some(refusal) => Next::Bad(refusal),
+                        None => Next::Gone,
+                    }
+                }
+                Ok(None | Some(Ok(WsMessage::Close(_)))) => return Next::Gone,
                 Ok(Some(Ok(WsMessage::Binary(bytes)))) => return Next::Frame(bytes),
                 Ok(Some(Ok(WsMessage::Text(_)))) => {
                     return Next::Bad(Refusal::new(

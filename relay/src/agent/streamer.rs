@@ -223,7 +223,7 @@ impl Conn {
             }
         }
         self.send(&state).await?;
-        let recorder = if offer.recorded {
+        let mut recorder = if offer.recorded {
             if let Err(e) = self
                 .shared
                 .store
@@ -244,11 +244,13 @@ impl Conn {
         };
         let _ = offer.reply.send(OfferReply::Accepted);
         let result = self
-            .streamer_session(&link, commands, recorder.as_ref())
+            .streamer_session(&link, commands, recorder.as_mut())
             .await;
         self.session_ended_at = Some(Instant::now());
-        // Closing the recorder's queue makes it store the last file.
-        drop(recorder);
+        // The last file is finished with every frame that was forwarded, and stored.
+        if let Some(recorder) = recorder {
+            recorder.finish().await;
+        }
         // Free for the next session at once: both sides have been told the session ended, and a
         // technician who connects again right away must not find the computer busy while the end
         // is written to the database (seen as a rare DEVICE_BUSY under load in relay/tests/relay.rs).
@@ -272,7 +274,7 @@ impl Conn {
         &mut self,
         link: &Arc<SessionLink>,
         commands: &mut mpsc::Receiver<StreamerCommand>,
-        recorder: Option<&SessionRecorder>,
+        mut recorder: Option<&mut SessionRecorder>,
     ) -> Result<(), Closed> {
         let shutdown = self.shared.shutdown.clone();
         let mut revoked = false;
@@ -338,10 +340,10 @@ impl Conn {
                     );
                 }
                 Message::SessionAccept { .. } | Message::SessionDecline { .. } => {}
-                // Video is recorded before it is forwarded; a recorder that has failed has already
-                // ended the session, and nothing more is forwarded.
+                // Video is forwarded only once it is in the recording: a frame the recording
+                // refuses has ended the session, and nothing more is forwarded.
                 Message::VideoConfig(config) => {
-                    if let Some(r) = recorder {
+                    if let Some(r) = recorder.as_deref_mut() {
                         if r.config(config).await.is_err() {
                             continue;
                         }
@@ -349,8 +351,8 @@ impl Conn {
                     forward(link, &link.to_technician, &link.budget_to_technician, bytes).await;
                 }
                 Message::VideoFrame(frame) => {
-                    if let Some(r) = recorder {
-                        if r.frame(frame).await.is_err() {
+                    if let Some(r) = recorder.as_deref_mut() {
+                        if r.frame(&frame).await.is_err() {
                             continue;
                         }
                     }

@@ -278,6 +278,7 @@ mod tests {
             started_at: 0,
             ended_at: None,
             end_reason: None,
+            recording_state: crate::store::RecordingState::Recording,
         };
         let file = RecordingFile {
             id: "f".into(),

@@ -14,7 +14,9 @@ use serde::Deserialize;
 
 use super::{links_for, local_time, may_play, policy_for, time_zone, COOKIE};
 use crate::api::ClientAddress;
-use crate::store::{PlaybackPolicy, SessionRecord, StoreError, TeamSettings, UserRecord, UserRole};
+use crate::store::{
+    PlaybackPolicy, RecordingState, SessionRecord, StoreError, TeamSettings, UserRecord, UserRole,
+};
 use crate::Shared;
 
 /// Text made safe for HTML.
@@ -244,6 +246,28 @@ fn size(bytes: i64) -> String {
     }
 }
 
+/// The Recording column's word for a state.
+pub(crate) fn recording_label(state: RecordingState) -> &'static str {
+    match state {
+        RecordingState::NotRecorded => "Not recorded",
+        RecordingState::Recording => "Recording",
+        RecordingState::Uploaded => "Uploaded",
+        RecordingState::Incomplete => "Incomplete",
+        RecordingState::Failed => "Failed",
+    }
+}
+
+/// What a recording state means, on the session's page.
+pub(crate) fn recording_sentence(state: RecordingState) -> &'static str {
+    match state {
+        RecordingState::NotRecorded => "The team's policy did not record this session.",
+        RecordingState::Recording => "The session is being recorded; its files are listed as each one is stored, the open one when it ends.",
+        RecordingState::Uploaded => "Every recording file was finished and stored: the files hold every frame the technician was shown.",
+        RecordingState::Incomplete => "The relay stopped during the session (a crash or power loss): each file was kept up to its last synced fragment, so up to the last 2 seconds before the stop may be missing.",
+        RecordingState::Failed => "The relay could not store the recording, so the session was ended: the files written before the failure are kept, and frames after their last synced fragment (at most 2 seconds) may be missing.",
+    }
+}
+
 async fn session_rows(
     shared: &Shared,
     viewer: &Viewer,
@@ -262,12 +286,15 @@ async fn session_rows(
     for s in sessions {
         let recording = if s.recorded {
             format!(
-                "<a class=\"rec-link\" href=\"/console/sessions/{id}\" title=\"Recording files\" aria-label=\"Recording files\">\
-                 <span class=\"rec-dot\"></span>Recorded</a>",
-                id = esc(&s.id)
+                "<a class=\"rec-link rec-{state}\" href=\"/console/sessions/{id}\" title=\"Recording files\" aria-label=\"Recording files\" data-recording-state=\"{state}\">\
+                 <span class=\"rec-dot\"></span>{label}</a>",
+                id = esc(&s.id),
+                state = s.recording_state.as_str(),
+                label = recording_label(s.recording_state),
             )
         } else {
-            "<span class=\"muted\">Not recorded</span>".to_owned()
+            "<span class=\"muted\" data-recording-state=\"not_recorded\">Not recorded</span>"
+                .to_owned()
         };
         let ended = match (&s.ended_at, &s.end_reason) {
             (Some(end), reason) => format!(
@@ -392,8 +419,14 @@ async fn session_body(
             .unwrap_or_default(),
         zone = esc(tz.name()),
     );
+    let _ = write!(
+        body,
+        "<p id=\"recording-state\" data-recording-state=\"{state}\"><strong>{label}.</strong> {sentence}</p>",
+        state = s.recording_state.as_str(),
+        label = recording_label(s.recording_state),
+        sentence = recording_sentence(s.recording_state),
+    );
     if !s.recorded {
-        body.push_str("<p>This session was not recorded.</p>");
         return Ok(Some((format!("Session with {}", s.device_name), body)));
     }
     if !allowed {

@@ -93,64 +93,71 @@ impl SplitReason {
     }
 }
 
-enum Input {
-    Config(VideoConfig),
-    Frame(VideoFrame),
+fn orientation_name(o: Orientation) -> &'static str {
+    match o {
+        Orientation::Landscape => "landscape",
+        Orientation::Portrait => "portrait",
+    }
 }
 
-/// The streamer task's handle on its session's recorder.
+/// What the streamer's task hands the recorder's task: a file to open, bytes to append, a file to
+/// close. The muxing itself happens on the streamer's task, before a frame is forwarded.
+enum Write {
+    /// A new file: create its spool file. Its row is written once its first fragment is synced,
+    /// so that no file without media is ever listed.
+    Open(NewRecordingFile),
+    /// Bytes for the open file, written and synced in order.
+    Append(Vec<u8>),
+    /// The open file is finished: the last bytes (the pending fragment and the index), then store it.
+    Close {
+        last: Vec<u8>,
+        frames: u64,
+        duration_ms: u64,
+    },
+}
+
+/// The streamer task's handle on its session's recorder. Every video frame goes through
+/// [`SessionRecorder::frame`] before it is forwarded, and is forwarded only when it was accepted
+/// into the recording: so the recording holds every frame the technician was sent, whatever ends
+/// the session.
 #[derive(Debug)]
 pub struct SessionRecorder {
-    queue: mpsc::Sender<Input>,
+    queue: mpsc::Sender<Write>,
+    link: Arc<SessionLink>,
+    session_id: String,
+    team_id: String,
+    clock: SharedClock,
+    max_file_bytes: u64,
+    config: Option<VideoConfig>,
+    file: Option<MuxFile>,
+    seq: u32,
+    next_reason: SplitReason,
 }
 
-/// The recorder ended the session: the caller stops forwarding.
+/// The file being muxed, on the streamer's task.
+struct MuxFile {
+    config: VideoConfig,
+    mp4: Fmp4File,
+    keyframe_requested: bool,
+    /// The largest sample so far, to judge how much room frames in flight need.
+    largest_sample: u64,
+}
+
+impl std::fmt::Debug for MuxFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MuxFile")
+            .field("config", &self.config)
+            .field("mp4", &self.mp4)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The frame was not recorded, so it must not be forwarded: the session has ended (the reason is on
+/// the link).
 #[derive(Debug)]
-pub struct RecorderGone;
+pub struct NotRecorded;
 
-impl SessionRecorder {
-    /// Starts recording `session_id` on its own task, tracked by `tracker` so that shutdown waits for
-    /// the last file to be stored.
-    pub fn start(
-        ctx: RecorderContext,
-        session_id: String,
-        team_id: String,
-        link: Arc<SessionLink>,
-        tracker: &tokio_util::task::TaskTracker,
-    ) -> Self {
-        let (queue, inputs) = mpsc::channel(QUEUE);
-        let task = RecorderTask {
-            ctx,
-            session_id,
-            team_id,
-            link,
-            config: None,
-            file: None,
-            seq: 0,
-            next_reason: SplitReason::SessionStart,
-        };
-        tracker.spawn(task.run(inputs));
-        Self { queue }
-    }
-
-    /// Records a video configuration.
-    pub async fn config(&self, config: VideoConfig) -> Result<(), RecorderGone> {
-        self.queue
-            .send(Input::Config(config))
-            .await
-            .map_err(|_| RecorderGone)
-    }
-
-    /// Records a video frame.
-    pub async fn frame(&self, frame: VideoFrame) -> Result<(), RecorderGone> {
-        self.queue
-            .send(Input::Frame(frame))
-            .await
-            .map_err(|_| RecorderGone)
-    }
-}
-
-/// What went wrong while recording.
+/// Why a frame cannot go into the recording.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RecordError {
     /// The streamer sent video that cannot be recorded (its fault).
@@ -173,102 +180,101 @@ impl From<Fmp4Error> for RecordError {
     }
 }
 
-struct OpenFile {
-    id: String,
-    config: VideoConfig,
-    mp4: Fmp4File,
-    spool: tokio::fs::File,
-    spool_path: PathBuf,
-    object_key: String,
-    hasher: Sha256,
-    /// Bytes durably in the spool file.
-    synced: u64,
-    keyframe_requested: bool,
-    /// The largest sample so far, to judge how much room frames in flight need.
-    largest_sample: u64,
-}
-
-struct RecorderTask {
-    ctx: RecorderContext,
-    session_id: String,
-    team_id: String,
-    link: Arc<SessionLink>,
-    config: Option<VideoConfig>,
-    file: Option<OpenFile>,
-    seq: u32,
-    next_reason: SplitReason,
-}
-
-fn orientation_name(o: Orientation) -> &'static str {
-    match o {
-        Orientation::Landscape => "landscape",
-        Orientation::Portrait => "portrait",
+impl RecordError {
+    /// How the session ends because of this error.
+    fn end_reason(&self) -> (EndReason, String) {
+        match self {
+            RecordError::Stream(m) => (
+                EndReason::ProtocolError,
+                format!("The remote computer sent video that cannot be recorded ({m}), and this session must be recorded."),
+            ),
+            RecordError::Storage(_) => (
+                EndReason::RecordingFailed,
+                "The relay could not store the recording, and this session must be recorded, so it was ended.".to_owned(),
+            ),
+            RecordError::NoKeyframeBeforeCap => (
+                EndReason::RecordingFailed,
+                "The recording could not be split within its size limit, and this session must be recorded, so it was ended.".to_owned(),
+            ),
+        }
     }
 }
 
-impl RecorderTask {
-    async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
-        let result = loop {
-            let input = tokio::select! {
-                biased;
-                input = inputs.recv() => input,
-                // The session ended: take what is already queued, then stop.
-                _ = self.link.ended.cancelled() => {
-                    inputs.close();
-                    inputs.recv().await
-                }
-            };
-            let Some(input) = input else { break Ok(()) };
-            let step = match input {
-                Input::Config(c) => self.on_config(c).await,
-                Input::Frame(f) => self.on_frame(f).await,
-            };
-            if let Err(e) = step {
-                break Err(e);
-            }
+impl SessionRecorder {
+    /// Starts recording `session_id`: the storage side runs on its own task, tracked by `tracker`
+    /// so that shutdown waits for the last file to be stored.
+    pub fn start(
+        ctx: RecorderContext,
+        session_id: String,
+        team_id: String,
+        link: Arc<SessionLink>,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> Self {
+        let (queue, writes) = mpsc::channel(QUEUE);
+        let recorder = Self {
+            queue,
+            link: link.clone(),
+            session_id: session_id.clone(),
+            team_id,
+            clock: ctx.clock.clone(),
+            max_file_bytes: ctx.max_file_bytes,
+            config: None,
+            file: None,
+            seq: 0,
+            next_reason: SplitReason::SessionStart,
         };
-        // Stop the streamer's task from queueing more, whatever happened.
-        drop(inputs);
-        let state = match result {
-            Ok(()) => match self.close_file(true).await {
-                Ok(()) => RecordingState::Uploaded,
-                Err(e) => {
-                    tracing::error!(session = %self.session_id, error = %e, "storing the last recording file failed");
-                    RecordingState::Failed
-                }
-            },
-            Err(e) => {
-                let (reason, message) = match &e {
-                    RecordError::Stream(m) => (
-                        EndReason::ProtocolError,
-                        format!("The remote computer sent video that cannot be recorded ({m}), and this session must be recorded."),
-                    ),
-                    RecordError::Storage(_) => (
-                        EndReason::RecordingFailed,
-                        "The relay could not store the recording, and this session must be recorded, so it was ended.".to_owned(),
-                    ),
-                    RecordError::NoKeyframeBeforeCap => (
-                        EndReason::RecordingFailed,
-                        "The recording could not be split within its size limit, and this session must be recorded, so it was ended.".to_owned(),
-                    ),
-                };
-                tracing::error!(session = %self.session_id, error = %e, "recording failed; ending the session");
-                self.link.end(reason, message);
-                // Keep what was durably written: the open file is closed as it is.
-                if let Err(e) = self.close_file(false).await {
-                    tracing::error!(session = %self.session_id, error = %e, "the interrupted file stays in the spool for recovery");
-                }
-                RecordingState::Failed
-            }
+        let task = StorageTask {
+            ctx,
+            session_id,
+            link,
+            file: None,
         };
-        if let Err(e) = self
-            .ctx
-            .store
-            .set_recording_state(&self.session_id, state)
-            .await
-        {
-            tracing::error!(session = %self.session_id, error = %e, "recording the recording state");
+        tracker.spawn(task.run(writes));
+        recorder
+    }
+
+    /// Records a video configuration; a change that needs a new file closes the current one.
+    pub async fn config(&mut self, config: VideoConfig) -> Result<(), NotRecorded> {
+        let result = self.on_config(config).await;
+        self.settle(result)
+    }
+
+    /// Records a video frame. Only an accepted frame may be forwarded.
+    pub async fn frame(&mut self, frame: &VideoFrame) -> Result<(), NotRecorded> {
+        let result = self.on_frame(frame).await;
+        self.settle(result)
+    }
+
+    /// Ends the recording after the session ended: the open file is finished with every frame
+    /// accepted so far, and stored.
+    pub async fn finish(mut self) {
+        if let Err(e) = self.close_file().await {
+            tracing::error!(session = %self.session_id, error = %e, "the last recording file could not be finished");
         }
+    }
+
+    /// A frame or configuration that cannot be recorded ends the session. Whatever was accepted
+    /// before it (and so forwarded) is kept: the open file is finished as complete.
+    fn settle(&mut self, result: Result<(), RecordError>) -> Result<(), NotRecorded> {
+        let Err(e) = result else {
+            // The storage task stops only when storage failed (and it ended the session).
+            return if self.queue.is_closed() {
+                Err(NotRecorded)
+            } else {
+                Ok(())
+            };
+        };
+        let (reason, message) = e.end_reason();
+        tracing::error!(session = %self.session_id, error = %e, "recording refused the stream; ending the session");
+        self.link.end(reason, message);
+        Err(NotRecorded)
+    }
+
+    async fn write(&self, w: Write) -> Result<(), RecordError> {
+        self.queue
+            .send(w)
+            .await
+            .map_err(|_| RecordError::Storage("the recording's storage task has stopped".into()))
     }
 
     async fn on_config(&mut self, config: VideoConfig) -> Result<(), RecordError> {
@@ -279,7 +285,7 @@ impl RecorderTask {
                     return Ok(());
                 }
                 Some(reason) => {
-                    self.close_file(true).await?;
+                    self.close_file().await?;
                     self.next_reason = reason;
                 }
             }
@@ -292,14 +298,16 @@ impl RecorderTask {
         Ok(())
     }
 
-    async fn on_frame(&mut self, frame: VideoFrame) -> Result<(), RecordError> {
+    async fn on_frame(&mut self, frame: &VideoFrame) -> Result<(), RecordError> {
         let config = self.config.ok_or_else(|| {
             RecordError::Stream("a video frame came before any video configuration".into())
         })?;
         let au = split_access_unit(&frame.payload)?;
-        let cap = self.ctx.max_file_bytes;
+        let cap = self.max_file_bytes;
         let cost = Fmp4File::sample_cost(au.sample.len());
         if let Some(open) = &mut self.file {
+            // Checked before anything is closed: a frame refused leaves the file as it was.
+            open.mp4.check(frame.timestamp_us)?;
             open.largest_sample = open.largest_sample.max(cost);
             let room = headroom(cap, open.largest_sample);
             let projected = open.mp4.projected_size() + cost;
@@ -309,13 +317,13 @@ impl RecorderTask {
                     .as_ref()
                     .is_some_and(|p| p != open.mp4.parameter_sets());
             if new_parameters {
-                self.close_file(true).await?;
+                self.close_file().await?;
                 self.next_reason = SplitReason::Resolution;
             } else if frame.keyframe
                 && (projected > cap
                     || (open.keyframe_requested && projected > cap.saturating_sub(room)))
             {
-                self.close_file(true).await?;
+                self.close_file().await?;
                 self.next_reason = SplitReason::Size;
             } else if projected > cap {
                 return Err(RecordError::NoKeyframeBeforeCap);
@@ -356,7 +364,7 @@ impl RecorderTask {
             .mp4
             .push(frame.timestamp_us, frame.keyframe, au.sample)?
         {
-            append(open, &bytes).await?;
+            self.write(Write::Append(bytes)).await?;
         }
         Ok(())
     }
@@ -366,17 +374,15 @@ impl RecorderTask {
         config: VideoConfig,
         parameter_sets: fmp4::ParameterSets,
     ) -> Result<(), RecordError> {
-        let storage = |e: &dyn std::fmt::Display| RecordError::Storage(e.to_string());
-        let id = crate::secrets::new_id().map_err(|e| storage(&e))?;
+        let id = crate::secrets::new_id().map_err(|e| RecordError::Storage(e.to_string()))?;
         self.seq += 1;
-        let started_at = self.ctx.clock.now_ms();
+        let started_at = self.clock.now_ms();
         let object_key = format!(
             "{}/{}/monitor-{}/{:013}-{:04}.mp4",
             self.team_id, self.session_id, config.monitor_id, started_at, self.seq
         );
-        let spool_path = self.ctx.spool_dir.join(format!("{id}.mp4"));
         let row = NewRecordingFile {
-            id: id.clone(),
+            id,
             session_id: self.session_id.clone(),
             team_id: self.team_id.clone(),
             monitor_id: config.monitor_id,
@@ -387,81 +393,205 @@ impl RecorderTask {
             frame_rate: config.frame_rate,
             orientation: orientation_name(config.orientation),
             started_at,
-            object_key: object_key.clone(),
-        };
-        let spool = tokio::fs::File::create(&spool_path)
-            .await
-            .map_err(|e| storage(&e))?;
-        self.ctx
-            .store
-            .insert_recording_file(&row)
-            .await
-            .map_err(|e| storage(&e))?;
-        tracing::info!(session = %self.session_id, file = %id, reason = row.split_reason, "recording file started");
-        self.file = Some(OpenFile {
-            id,
-            config,
-            mp4: Fmp4File::new(parameter_sets)?,
-            spool,
-            spool_path,
             object_key,
-            hasher: Sha256::new(),
-            synced: 0,
+        };
+        let mp4 = Fmp4File::new(parameter_sets)?;
+        self.write(Write::Open(row)).await?;
+        self.file = Some(MuxFile {
+            config,
+            mp4,
             keyframe_requested: false,
             largest_sample: 0,
         });
         Ok(())
     }
 
-    /// Closes the open file, if any: `finish` flushes the pending fragment first (a clean close);
-    /// otherwise the file keeps only what was already synced (a failure). Then it is uploaded.
-    async fn close_file(&mut self, finish: bool) -> Result<(), RecordError> {
+    /// Finishes the open file, if any, with every frame it was given.
+    async fn close_file(&mut self) -> Result<(), RecordError> {
         let Some(mut open) = self.file.take() else {
             return Ok(());
         };
-        if finish {
-            let last_frame_us = 1_000_000 / u64::from(open.config.frame_rate.max(1));
-            if let Some(bytes) = open.mp4.finish(last_frame_us)? {
-                append(&mut open, &bytes).await?;
+        let last_frame_us = 1_000_000 / u64::from(open.config.frame_rate.max(1));
+        let last = open.mp4.finish(last_frame_us)?.unwrap_or_default();
+        self.write(Write::Close {
+            last,
+            frames: open.mp4.frames(),
+            duration_ms: open.mp4.duration_ms(),
+        })
+        .await
+    }
+}
+
+/// The storage side of one session's recording: spool files, syncs, uploads and rows.
+struct StorageTask {
+    ctx: RecorderContext,
+    session_id: String,
+    link: Arc<SessionLink>,
+    file: Option<SpoolFile>,
+}
+
+struct SpoolFile {
+    row: NewRecordingFile,
+    spool: tokio::fs::File,
+    spool_path: PathBuf,
+    hasher: Sha256,
+    /// Bytes durably in the spool file.
+    synced: u64,
+    /// Whether the file's row is written (after its first synced fragment).
+    listed: bool,
+}
+
+impl StorageTask {
+    async fn run(mut self, mut writes: mpsc::Receiver<Write>) {
+        let mut failed = false;
+        while let Some(w) = writes.recv().await {
+            if let Err(e) = self.on_write(w).await {
+                let (reason, message) = e.end_reason();
+                tracing::error!(session = %self.session_id, error = %e, "recording failed; ending the session");
+                self.link.end(reason, message);
+                failed = true;
+                break;
             }
         }
-        let state = if finish { "complete" } else { "incomplete" };
-        let closed = ClosedFile {
-            ended_at: self.ctx.clock.now_ms(),
-            duration_ms: i64::try_from(open.mp4.duration_ms()).unwrap_or(i64::MAX),
-            size_bytes: i64::try_from(open.synced).unwrap_or(i64::MAX),
-            frame_count: 0,
-            sha256: hex::encode(open.hasher.clone().finalize()),
-            state,
-        };
-        drop(open.spool);
-        let stored = if finish {
-            // Everything handed out was written: the frame count is exact.
-            ClosedFile {
-                frame_count: i64::try_from(open.mp4.frames()).unwrap_or(i64::MAX),
-                ..closed
-            }
+        // Stop the streamer's task from handing over more, whatever happened.
+        drop(writes);
+        // A file still open here was not finished (a failure, or the streamer's task stopped
+        // without finishing it): it keeps what was synced.
+        if let Err(e) = self.close_interrupted().await {
+            failed = true;
+            tracing::error!(session = %self.session_id, error = %e, "the interrupted file stays in the spool for recovery");
+        }
+        let state = if failed {
+            RecordingState::Failed
         } else {
-            // Truncated to the synced bytes: count what the file really holds.
-            let summary = recovery::truncate_and_summarise(&open.spool_path)
+            RecordingState::Uploaded
+        };
+        if let Err(e) = self
+            .ctx
+            .store
+            .set_recording_state(&self.session_id, state)
+            .await
+        {
+            tracing::error!(session = %self.session_id, error = %e, "recording the recording state");
+        }
+    }
+
+    async fn on_write(&mut self, w: Write) -> Result<(), RecordError> {
+        let storage = |e: &dyn std::fmt::Display| RecordError::Storage(e.to_string());
+        match w {
+            Write::Open(row) => {
+                let spool_path = self.ctx.spool_dir.join(format!("{}.mp4", row.id));
+                let spool = tokio::fs::File::create(&spool_path)
+                    .await
+                    .map_err(|e| storage(&e))?;
+                self.file = Some(SpoolFile {
+                    row,
+                    spool,
+                    spool_path,
+                    hasher: Sha256::new(),
+                    synced: 0,
+                    listed: false,
+                });
+                Ok(())
+            }
+            Write::Append(bytes) => self.append(&bytes).await,
+            Write::Close {
+                last,
+                frames,
+                duration_ms,
+            } => {
+                self.append(&last).await?;
+                let Some(open) = self.file.take() else {
+                    return Err(RecordError::Storage("no open file to close".into()));
+                };
+                let closed = ClosedFile {
+                    ended_at: self.ctx.clock.now_ms(),
+                    duration_ms: i64::try_from(duration_ms).unwrap_or(i64::MAX),
+                    size_bytes: i64::try_from(open.synced).unwrap_or(i64::MAX),
+                    frame_count: i64::try_from(frames).unwrap_or(i64::MAX),
+                    sha256: hex::encode(open.hasher.clone().finalize()),
+                    state: "complete",
+                };
+                self.store(open, closed).await
+            }
+        }
+    }
+
+    /// Appends bytes to the spool file and syncs them, so that they survive a crash; the file's
+    /// row is written once it first holds media.
+    async fn append(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
+        let Some(open) = self.file.as_mut() else {
+            return Err(RecordError::Storage("no open file to write to".into()));
+        };
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let storage = |e: std::io::Error| {
+            RecordError::Storage(format!("writing {}: {e}", open.spool_path.display()))
+        };
+        open.spool.write_all(bytes).await.map_err(storage)?;
+        open.spool.sync_data().await.map_err(storage)?;
+        open.hasher.update(bytes);
+        open.synced += bytes.len() as u64;
+        if !open.listed {
+            self.ctx
+                .store
+                .insert_recording_file(&open.row)
                 .await
                 .map_err(|e| RecordError::Storage(e.to_string()))?;
-            ClosedFile {
-                duration_ms: summary.duration_ms,
-                size_bytes: summary.size_bytes,
-                frame_count: summary.frame_count,
-                sha256: summary.sha256,
-                ..closed
-            }
+            open.listed = true;
+            tracing::info!(session = %self.session_id, file = %open.row.id, reason = open.row.split_reason, "recording file started");
+        }
+        Ok(())
+    }
+
+    /// Closes a file that was not finished: cut to what was synced, stored as `incomplete`; a file
+    /// that never held media is removed.
+    async fn close_interrupted(&mut self) -> Result<(), RecordError> {
+        let Some(open) = self.file.take() else {
+            return Ok(());
         };
-        upload(&self.ctx, &open.spool_path, &open.object_key).await?;
-        self.ctx
-            .store
-            .close_recording_file(&open.id, &stored)
+        if !open.listed {
+            let _ = tokio::fs::remove_file(&open.spool_path).await;
+            return Ok(());
+        }
+        let summary = recovery::truncate_and_summarise(&open.spool_path)
             .await
             .map_err(|e| RecordError::Storage(e.to_string()))?;
-        let _ = tokio::fs::remove_file(&open.spool_path).await;
-        tracing::info!(session = %self.session_id, file = %open.id, state, size = stored.size_bytes, frames = stored.frame_count, "recording file stored");
+        let closed = ClosedFile {
+            ended_at: self.ctx.clock.now_ms(),
+            duration_ms: summary.duration_ms,
+            size_bytes: summary.size_bytes,
+            frame_count: summary.frame_count,
+            sha256: summary.sha256,
+            state: "incomplete",
+        };
+        self.store(open, closed).await
+    }
+
+    /// Uploads a closed spool file, closes its row, and removes it from the spool.
+    async fn store(&mut self, open: SpoolFile, closed: ClosedFile) -> Result<(), RecordError> {
+        let SpoolFile {
+            row,
+            spool,
+            spool_path,
+            listed,
+            ..
+        } = open;
+        drop(spool);
+        if !listed {
+            // Finished before any byte was written: there is nothing to keep.
+            let _ = tokio::fs::remove_file(&spool_path).await;
+            return Ok(());
+        }
+        upload(&self.ctx, &spool_path, &row.object_key).await?;
+        self.ctx
+            .store
+            .close_recording_file(&row.id, &closed)
+            .await
+            .map_err(|e| RecordError::Storage(e.to_string()))?;
+        let _ = tokio::fs::remove_file(&spool_path).await;
+        tracing::info!(session = %self.session_id, file = %row.id, state = closed.state, size = closed.size_bytes, frames = closed.frame_count, "recording file stored");
         Ok(())
     }
 }
@@ -470,18 +600,6 @@ impl RecorderTask {
 /// for four of the largest frames so far (frames already on their way when the streamer is asked).
 fn headroom(cap: u64, largest_sample: u64) -> u64 {
     (cap / 8).max(largest_sample.saturating_mul(4))
-}
-
-/// Appends bytes to the spool file and syncs them, so that they survive a crash.
-async fn append(open: &mut OpenFile, bytes: &[u8]) -> Result<(), RecordError> {
-    let storage = |e: std::io::Error| {
-        RecordError::Storage(format!("writing {}: {e}", open.spool_path.display()))
-    };
-    open.spool.write_all(bytes).await.map_err(storage)?;
-    open.spool.sync_data().await.map_err(storage)?;
-    open.hasher.update(bytes);
-    open.synced += bytes.len() as u64;
-    Ok(())
 }
 
 /// Copies a spool file into the object store under `key`, streaming it in parts.

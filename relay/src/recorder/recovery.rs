@@ -132,15 +132,20 @@ pub async fn truncate_and_summarise(path: &Path) -> std::io::Result<Summary> {
 pub struct Recovered {
     /// Files closed as incomplete.
     pub files: usize,
+    /// Files removed because they held no frame (a crash before their first fragment was synced).
+    pub removed: usize,
     /// Sessions marked ended by the restart.
     pub sessions: u64,
 }
 
-/// Closes what a crash left open. Runs at start, before any connection is served.
+/// Closes what a crash left open, keeping what plays and removing what holds no frame. Runs at
+/// start, before any connection is served.
 pub async fn recover(ctx: &RecorderContext) -> anyhow::Result<Recovered> {
     let mut recovered = Recovered::default();
+    let mut known = std::collections::HashSet::new();
     for f in ctx.store.unfinished_recording_files().await? {
         let spool = ctx.spool_dir.join(format!("{}.mp4", f.id));
+        known.insert(spool.clone());
         let ended_at = std::fs::metadata(&spool)
             .and_then(|m| m.modified())
             .ok()
@@ -150,18 +155,19 @@ pub async fn recover(ctx: &RecorderContext) -> anyhow::Result<Recovered> {
                 |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
             );
         let summary = if spool.exists() {
-            let summary = truncate_and_summarise(&spool).await?;
-            upload(ctx, &spool, &f.object_key).await?;
-            summary
+            Some(truncate_and_summarise(&spool).await?)
         } else {
-            tracing::warn!(file = %f.id, "an unfinished recording file has no spool file; recording it as empty");
-            Summary {
-                size_bytes: 0,
-                frame_count: 0,
-                duration_ms: 0,
-                sha256: hex::encode(Sha256::digest(b"")),
-            }
+            None
         };
+        let Some(summary) = summary.filter(|s| s.frame_count > 0) else {
+            // Nothing playable: not a recording. Its row goes, so that it is never listed.
+            ctx.store.remove_recording_file(&f.id).await?;
+            let _ = std::fs::remove_file(&spool);
+            tracing::warn!(file = %f.id, session = %f.session_id, "recording file left open by a crash held no frame; removed");
+            recovered.removed += 1;
+            continue;
+        };
+        upload(ctx, &spool, &f.object_key).await?;
         let closed = ClosedFile {
             ended_at,
             duration_ms: summary.duration_ms,
@@ -174,6 +180,17 @@ pub async fn recover(ctx: &RecorderContext) -> anyhow::Result<Recovered> {
         let _ = std::fs::remove_file(&spool);
         tracing::warn!(file = %f.id, session = %f.session_id, frames = closed.frame_count, "recording file left open by a crash closed as incomplete");
         recovered.files += 1;
+    }
+    // Spool files without a row: a crash came before their first fragment was synced and listed.
+    if let Ok(entries) = std::fs::read_dir(&ctx.spool_dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "mp4") && !known.contains(&path) {
+                let _ = std::fs::remove_file(&path);
+                tracing::warn!(spool = %path.display(), "spool file of a recording that never held a synced frame removed");
+                recovered.removed += 1;
+            }
+        }
     }
     recovered.sessions = ctx.store.end_interrupted_sessions().await?;
     Ok(recovered)

@@ -32,7 +32,7 @@ impl RecordingState {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
             "not_recorded" => RecordingState::NotRecorded,
             "recording" => RecordingState::Recording,
@@ -255,6 +255,15 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(file_from_row).transpose()
+    }
+
+    /// Removes a file's row: only for a file that never held a frame (recovery).
+    pub async fn remove_recording_file(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM recording_files WHERE id = ? AND state = 'recording'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Files left in `recording` state, as a crash leaves them.

@@ -3,7 +3,7 @@
 use protocol::AccessType;
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::{RecordingState, Store, StoreError};
 
 /// A session about to start.
 #[derive(Debug, Clone)]
@@ -47,7 +47,20 @@ pub struct SessionRecord {
     pub ended_at: Option<i64>,
     /// Why it ended, as the wire's end-reason name.
     pub end_reason: Option<String>,
+    /// Where its recording stands, derived from the recorder's outcome and the session's files.
+    pub recording_state: RecordingState,
 }
+
+/// The columns of a session row, with its recording state derived: not recorded by policy; failed
+/// when storage failed; incomplete when a file was cut (a crash, or a file the recorder could not
+/// finish); recording while the session is live or its last file is being stored; else uploaded.
+const SESSION_COLUMNS: &str = "id, technician_id, device_id, device_name, access, recorded, started_at, ended_at, end_reason, \
+     CASE WHEN recorded = 0 THEN 'not_recorded' \
+          WHEN recording_state = 'failed' THEN 'failed' \
+          WHEN recording_state = 'incomplete' OR EXISTS (SELECT 1 FROM recording_files f \
+               WHERE f.session_id = sessions.id AND f.state = 'incomplete') THEN 'incomplete' \
+          WHEN ended_at IS NULL OR recording_state = 'recording' THEN 'recording' \
+          ELSE 'uploaded' END AS derived_recording_state";
 
 pub(crate) fn access_str(access: AccessType) -> &'static str {
     match access {
@@ -92,10 +105,9 @@ impl Store {
 
     /// A team's sessions, newest first.
     pub async fn sessions(&self, team_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, technician_id, device_id, device_name, access, recorded, started_at, ended_at, end_reason \
-             FROM sessions WHERE team_id = ? ORDER BY started_at DESC, id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE team_id = ? ORDER BY started_at DESC, id"
+        )))
         .bind(team_id)
         .fetch_all(&self.pool)
         .await?;
@@ -108,10 +120,9 @@ impl Store {
         team_id: &str,
         id: &str,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, technician_id, device_id, device_name, access, recorded, started_at, ended_at, end_reason \
-             FROM sessions WHERE team_id = ? AND id = ?",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE team_id = ? AND id = ?"
+        )))
         .bind(team_id)
         .bind(id)
         .fetch_optional(&self.pool)
@@ -131,5 +142,6 @@ fn session_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<SessionRecord, StoreE
         started_at: r.try_get("started_at")?,
         ended_at: r.try_get("ended_at")?,
         end_reason: r.try_get("end_reason")?,
+        recording_state: RecordingState::parse(r.try_get("derived_recording_state")?)?,
     })
 }
