@@ -30,11 +30,18 @@ struct RelayProcess {
 // The child is returned to the caller, which always waits for it (`wait_exit`).
 #[allow(clippy::zombie_processes)]
 fn spawn_relay(data: &Path) -> RelayProcess {
+    spawn_relay_with(data, &[])
+}
+
+/// [`spawn_relay`] with more arguments.
+#[allow(clippy::zombie_processes)]
+fn spawn_relay_with(data: &Path, args: &[&std::ffi::OsStr]) -> RelayProcess {
     let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
         .arg("--data-dir")
         .arg(data)
         .arg("--listen")
         .arg("127.0.0.1:0")
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -624,4 +631,200 @@ async fn read_only_storage_ends_the_session_refuses_new_ones_and_loses_nothing()
     );
     assert_eq!(check_file(&bytes).decoded, 20, "every frame of it plays");
     drop(again);
+}
+
+/// A fresh relay process with recording on, a device streamer and a signed-in technician in a
+/// session; returns the relay, the streamer, the technician's background reader and the session.
+async fn recorded_pair_on(
+    relay: RelayProcess,
+    data: &Path,
+) -> (
+    RelayProcess,
+    Connection,
+    tokio::task::JoinHandle<()>,
+    String,
+) {
+    let (email, password, code) = relay.first_owner.clone().expect("a fresh relay bootstraps");
+    let connector = Connector::trusting_ca_file(&data.join("tls/dev-ca.pem")).unwrap();
+    let token = connector
+        .sign_in(&relay.addr, &email, &password)
+        .await
+        .unwrap();
+    let (_, mut settings) = connector
+        .api(
+            &relay.addr,
+            "GET",
+            "/api/v1/team/settings",
+            Some(&token),
+            None,
+        )
+        .await
+        .unwrap();
+    settings["record_unattended"] = true.into();
+    let (status, _) = connector
+        .api(
+            &relay.addr,
+            "PUT",
+            "/api/v1/team/settings",
+            Some(&token),
+            Some(&settings),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let mut streamer = connector.connect(&relay.addr).await.unwrap();
+    let est = streamer
+        .handshake(
+            Role::Streamer,
+            CURRENT,
+            Credential::DeploymentCode {
+                code,
+                device_name: "PC".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let (device_id, _) = est.registered.unwrap();
+    let mut tech = connector.connect(&relay.addr).await.unwrap();
+    tech.handshake(
+        Role::Technician,
+        CURRENT,
+        Credential::TechnicianToken { token },
+    )
+    .await
+    .unwrap();
+    let Message::SessionStarted { session_id, .. } = pair(
+        &mut tech,
+        &mut streamer,
+        SessionTarget::Device { device_id },
+    )
+    .await
+    else {
+        panic!()
+    };
+    let reader = tokio::spawn(async move { while tech.recv().await.is_ok() {} });
+    assert_eq!(
+        recv(&mut streamer).await,
+        Message::RecordingState { recorded: true }
+    );
+    (relay, streamer, reader, session_id)
+}
+
+/// Killed within the first fragment of a new file, at session start and right after a size split,
+/// again and again: after the restart no listed file is empty or without a frame, every listed file
+/// plays, and the spool holds nothing.
+#[tokio::test]
+async fn sigkill_in_a_new_files_first_fragment_never_lists_a_file_without_media() {
+    const CAP: u64 = 1024 * 1024;
+    let mut listed_files = 0;
+    for (case, frames_after_open) in [
+        ("start", 1),
+        ("start", 2),
+        ("start", 3),
+        ("size", 1),
+        ("size", 2),
+        ("size", 3),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config = dir.path().join("relay.toml");
+        std::fs::write(&config, format!("max_recording_file_bytes = {CAP}\n")).unwrap();
+        let relay = spawn_relay_with(&data, &["--config".as_ref(), config.as_os_str()]);
+        let (mut relay, mut streamer, reader, session_id) = recorded_pair_on(relay, &data).await;
+        let mut enc = TestEncoder::new(320, 240, 30, 0);
+        let mut sent = 0usize;
+        if case == "size" {
+            // Noisy content fills the file; the relay asks for a keyframe ahead of the cap, and
+            // that keyframe starts the next file.
+            enc = enc.noisy();
+            streamer.send(&enc.config()).await.unwrap();
+            let mut asked = false;
+            for i in 0..400 {
+                while let Ok(Ok(m)) =
+                    tokio::time::timeout(Duration::from_millis(2), streamer.recv()).await
+                {
+                    asked |= m == Message::KeyframeRequest;
+                }
+                if asked && i > 0 {
+                    break;
+                }
+                streamer.send(&enc.frame(i == 0)).await.unwrap();
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(asked, "the size cap asked for a keyframe");
+        } else {
+            streamer.send(&enc.config()).await.unwrap();
+        }
+        // The new file's keyframe and a few frames, then a kill without warning at once. After a
+        // size split, the full file is given time to be stored first: only the new one is open.
+        for i in 0..frames_after_open {
+            streamer.send(&enc.frame(i == 0)).await.unwrap();
+            sent += 1;
+            if i == 0 && case == "size" {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        assert!(Command::new("kill")
+            .args(["-KILL", &relay.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        wait_exit(&mut relay.child);
+        reader.abort();
+
+        let mut again = spawn_relay(&data);
+        assert!(Command::new("kill")
+            .args(["-TERM", &again.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        wait_exit(&mut again.child);
+        let store = Store::open(&data, Arc::new(relay::SystemClock))
+            .await
+            .unwrap();
+        let files = store.recording_files(&session_id).await.unwrap();
+        let mut recorded = 0;
+        for f in &files {
+            let what = format!("{case} +{frames_after_open}: {f:?}");
+            assert!(
+                f.size_bytes.unwrap_or(0) > 0,
+                "an empty file is listed: {what}"
+            );
+            assert!(
+                f.frame_count.unwrap_or(0) > 0,
+                "a file without frames: {what}"
+            );
+            let bytes = std::fs::read(object_path(&data, &f.object_key)).unwrap();
+            assert_eq!(f.size_bytes, Some(bytes.len() as i64), "{what}");
+            let samples = recording_fmp4::read_samples(&bytes).expect("it plays");
+            assert_eq!(Some(samples.len() as i64), f.frame_count, "{what}");
+            assert_eq!(check_file(&bytes).decoded, samples.len(), "{what}");
+            recorded += samples.len();
+        }
+        assert!(
+            recorded <= sent,
+            "{recorded} frames recorded of {sent} sent"
+        );
+        if case == "size" {
+            // The full file before the split was finished and stored whole.
+            assert_eq!(files[0].state, "complete", "{files:?}");
+            assert!(
+                recorded + frames_after_open >= sent,
+                "only the new file's frames may be lost: {recorded} of {sent}"
+            );
+        }
+        assert!(
+            std::fs::read_dir(data.join("spool"))
+                .unwrap()
+                .next()
+                .is_none(),
+            "the spool is empty"
+        );
+        listed_files += files.len();
+    }
+    assert!(
+        listed_files >= 3,
+        "the size cases keep their finished files"
+    );
 }

@@ -53,6 +53,8 @@ const TEST_PACKAGES: &[&str] = &[
     "chromium",
     "chromium-driver",
     "libnss3-tools",
+    // ffprobe, which checks that recording files play (relay/tests/evidence.rs).
+    "ffmpeg",
 ];
 
 /// Debian packages the installers' checks need: systemd (`systemd-analyze verify`) and adduser for
