@@ -1,4 +1,5 @@
-//! Live audio: the default input device captured with cpal, encoded as Opus in 20 ms packets.
+//! Live audio: the default input device captured with cpal, encoded as Opus in 20 ms packets, held
+//! to real time (a device faster than real time has its surplus dropped).
 //! Audio is streamed to the technician only; the relay never records it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,6 +77,35 @@ impl OpusPackets {
     }
 }
 
+/// Holds live audio to real time: a packet is let through only while the audio sent so far is no
+/// more than [`AudioPacer::MAX_AHEAD_MS`] ahead of the wall clock. A capture device that delivers
+/// faster than real time (a null device, a broken driver) would otherwise flood the connection
+/// (the relay refuses more than 1000 messages a second); what it delivers too early is dropped.
+/// A source that falls behind is not made up for with a burst. Sans-IO: time is passed in.
+#[derive(Debug, Default)]
+pub struct AudioPacer {
+    /// Milliseconds of audio let through, on the wall clock's scale.
+    sent_ms: u64,
+}
+
+impl AudioPacer {
+    /// How far audio may run ahead of the clock (jitter in the device's delivery).
+    pub const MAX_AHEAD_MS: u64 = 100;
+
+    /// Whether a packet of `PACKET_MS` may go now, `elapsed_ms` after capture started.
+    pub fn admit(&mut self, elapsed_ms: u64) -> bool {
+        // Behind (a pause in delivery): start again from now rather than catch up in a burst.
+        if self.sent_ms + Self::MAX_AHEAD_MS < elapsed_ms {
+            self.sent_ms = elapsed_ms;
+        }
+        if self.sent_ms > elapsed_ms + Self::MAX_AHEAD_MS {
+            return false;
+        }
+        self.sent_ms += u64::from(PACKET_MS);
+        true
+    }
+}
+
 /// Live audio capture; stops when dropped.
 #[derive(Debug)]
 pub struct LiveAudio {
@@ -126,11 +156,16 @@ pub fn start(out: tokio::sync::mpsc::Sender<Message>) -> Result<LiveAudio, Strin
             })
             .map_err(|_| "the session ended".to_owned())?;
             let out = out.clone();
+            let mut pacer = AudioPacer::default();
             let mut send = move |pcm: &[i16]| {
                 if let Ok(done) = packets.push(pcm) {
                     for p in done {
-                        let timestamp_us =
-                            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        let elapsed = started.elapsed();
+                        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+                        if !pacer.admit(elapsed_ms) {
+                            continue;
+                        }
+                        let timestamp_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
                         let _ = out.try_send(Message::AudioFrame(AudioFrame {
                             timestamp_us,
                             payload: Bytes::from(p),
@@ -217,6 +252,30 @@ mod tests {
         }
         let rms = (energy / (25.0 * 960.0)).sqrt();
         assert!(rms > 3000.0, "the tone survives encoding: rms {rms}");
+    }
+
+    #[test]
+    fn a_source_faster_than_real_time_is_held_to_real_time() {
+        let mut pacer = AudioPacer::default();
+        // A device delivering 1000 packets (20 s of audio) in the first 10 ms.
+        let early = (0..1000).filter(|i| pacer.admit(i / 100)).count();
+        assert!(
+            (5..=7).contains(&early),
+            "{early} packets let through in 10 ms"
+        );
+        // Then 100 packets every 20 ms for 2 s: 50 a second get through, no more.
+        let mut through = 0;
+        for tick in 1..=100u64 {
+            through += (0..100).filter(|_| pacer.admit(10 + tick * 20)).count();
+        }
+        assert!((99..=101).contains(&through), "{through} packets in 2 s");
+        // A real-time source loses nothing, even after a pause in delivery.
+        let mut pacer = AudioPacer::default();
+        let mut at = 0;
+        for i in 0..200u64 {
+            at = if i == 100 { at + 1_000 } else { at + 20 };
+            assert!(pacer.admit(at), "packet {i} at {at} ms");
+        }
     }
 
     #[test]
