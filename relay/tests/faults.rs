@@ -219,6 +219,22 @@ async fn sigkill_mid_session_keeps_finished_files_and_closes_the_open_one_as_inc
     // Restart: recovery runs before the relay serves.
     let mut again = spawn_relay(&data);
     assert!(again.first_owner.is_none(), "no second bootstrap");
+    // The API tells the session's recording is incomplete (the console's column reads the same).
+    let token = connector
+        .sign_in(&again.addr, &email, &password)
+        .await
+        .unwrap();
+    let (status, body) = connector
+        .api(&again.addr, "GET", "/api/v1/sessions", Some(&token), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let row = &body["sessions"][0];
+    assert_eq!(
+        (row["id"].as_str(), row["recording_state"].as_str()),
+        (Some(session_id.as_str()), Some("incomplete")),
+        "{body}"
+    );
     assert!(Command::new("kill")
         .args(["-TERM", &again.child.id().to_string()])
         .status()

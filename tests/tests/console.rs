@@ -83,78 +83,129 @@ async fn fetch(page: &AppWindow, method: &str, url: &str) -> serde_json::Value {
 }
 
 /// Records a session of the real streamer agent on a virtual display: about 4 seconds of video.
-async fn record_a_session(relay: &TestRelay, team_id: &str, dir: &std::path::Path) -> String {
-    let display = XDisplay::start(640, 480);
-    let _paint = display.paint(0, 0, 320, 480, (200, 40, 150));
-    let code = relay
-        .store
-        .create_deployment_code(team_id, 600_000)
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    let (notices, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let agent = tokio::spawn(agent::run(
-        AgentConfig {
-            relay: relay.addr.clone(),
-            ca_file: relay.ca(),
-            mode: Mode::Unattended {
-                credential_file: dir.join("device.credential"),
-                deployment_code: Some(code),
+/// A recorded session of the real streamer agent on a virtual display, seen by the technician
+/// library, kept live until [`LiveSession::end`].
+struct LiveSession {
+    session_id: String,
+    session: technician::Session,
+    stop: CancellationToken,
+    agent: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The painted window: the display's content while it lives.
+    _paint: x11rb::rust_connection::RustConnection,
+    _display: XDisplay,
+}
+
+impl LiveSession {
+    async fn start(relay: &TestRelay, team_id: &str, dir: &std::path::Path) -> Self {
+        let display = XDisplay::start(640, 480);
+        let paint = display.paint(0, 0, 320, 480, (200, 40, 150));
+        let code = relay
+            .store
+            .create_deployment_code(team_id, 600_000)
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let (notices, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let credential_file = dir.join(format!("device-{}.credential", code));
+        let agent = tokio::spawn(agent::run(
+            AgentConfig {
+                relay: relay.addr.clone(),
+                ca_file: relay.ca(),
+                mode: Mode::Unattended {
+                    credential_file,
+                    deployment_code: Some(code),
+                },
+                device_name: "Front desk PC".into(),
+                display: Some(display.name.clone()),
+                frame_rate: 15,
             },
-            device_name: "Front desk PC".into(),
-            display: Some(display.name.clone()),
-            frame_rate: 15,
-        },
-        Arc::new(X11Platform {
-            display: Some(display.name.clone()),
-        }),
-        notices,
-        stop.clone(),
-    ));
-    let mut tech = Technician::sign_in(&relay.addr, &relay.ca(), "owner@acme.example", PASSWORD)
-        .await
-        .unwrap();
-    let device = loop {
-        let devices = tech.devices().await.unwrap();
-        if let Some(d) = devices.into_iter().find(|d| d.online) {
-            break d;
+            Arc::new(X11Platform {
+                display: Some(display.name.clone()),
+            }),
+            notices,
+            stop.clone(),
+        ));
+        let mut tech =
+            Technician::sign_in(&relay.addr, &relay.ca(), "owner@acme.example", PASSWORD)
+                .await
+                .unwrap();
+        let device = loop {
+            let devices = tech.devices().await.unwrap();
+            if let Some(d) = devices.into_iter().find(|d| d.online) {
+                break d;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut session = tech
+            .connect(SessionTarget::Device {
+                device_id: device.id,
+            })
+            .await
+            .map_err(|(_, e)| e)
+            .unwrap();
+        let Some(Event::Started {
+            session_id,
+            recorded,
+            ..
+        }) = session.events.recv().await
+        else {
+            panic!("no start")
+        };
+        assert!(recorded);
+        Self {
+            session_id,
+            session,
+            stop,
+            agent,
+            _paint: paint,
+            _display: display,
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut session = tech
-        .connect(SessionTarget::Device {
-            device_id: device.id,
-        })
-        .await
-        .map_err(|(_, e)| e)
-        .unwrap();
-    let Some(Event::Started {
-        session_id,
-        recorded,
-        ..
-    }) = session.events.recv().await
-    else {
-        panic!("no start")
-    };
-    assert!(recorded);
-    let until = tokio::time::Instant::now() + Duration::from_secs(4);
-    while tokio::time::Instant::now() < until {
-        let _ = tokio::time::timeout_at(until, session.events.recv()).await;
     }
-    drop(session.commands);
-    while session.events.recv().await.is_some() {}
-    let _ = session.task.await;
-    for _ in 0..200 {
-        if relay.store.recording_state(&session_id).await.unwrap() == Some(RecordingState::Uploaded)
-        {
-            break;
+
+    /// Watches the session for `secs` seconds; returns how it ended, if it did.
+    async fn watch(&mut self, secs: u64) -> Option<Event> {
+        let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while tokio::time::Instant::now() < until {
+            if let Ok(Some(e @ Event::Ended { .. })) =
+                tokio::time::timeout_at(until, self.session.events.recv()).await
+            {
+                return Some(e);
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        None
     }
-    stop.cancel();
-    let _ = agent.await;
-    session_id
+
+    /// Leaves the session and waits until its recording is settled.
+    async fn end(self, relay: &TestRelay) -> String {
+        let LiveSession {
+            session_id,
+            mut session,
+            stop,
+            agent,
+            ..
+        } = self;
+        drop(session.commands);
+        while session.events.recv().await.is_some() {}
+        let _ = session.task.await;
+        for _ in 0..200 {
+            if relay.store.recording_state(&session_id).await.unwrap()
+                != Some(RecordingState::Recording)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.cancel();
+        let _ = agent.await;
+        session_id
+    }
+}
+
+async fn record_a_session(relay: &TestRelay, team_id: &str, dir: &std::path::Path) -> String {
+    let mut live = LiveSession::start(relay, team_id, dir).await;
+    assert!(live.watch(4).await.is_none(), "the session went on");
+    live.end(relay).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -237,7 +288,7 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
         .wait_text(
             &format!("tr[data-session='{session}']"),
             Duration::from_secs(10),
-            |t| t.contains("Front desk PC") && t.contains("Recorded"),
+            |t| t.contains("Front desk PC") && t.contains("Uploaded"),
         )
         .await
         .unwrap();
@@ -410,4 +461,167 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
     page.close().await.unwrap();
     drop(driver);
     relay.stop().await;
+}
+
+/// The Recording column tells where each session's recording stands, in the browser and the API
+/// alike: `Recording` while live, `Uploaded` after, `Failed` after storage failed mid-session; the
+/// session's page says what the state means.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_recording_column_tells_recording_uploaded_and_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&dir.path().join("relay"), 0).await;
+    let base = format!("https://{}", relay.addr);
+    let acme = relay
+        .store
+        .create_team("acme", "owner@acme.example", "Olivia Owner", PASSWORD)
+        .await
+        .unwrap()
+        .team
+        .id;
+    let mut settings = relay.store.team_settings(&acme).await.unwrap().unwrap();
+    settings.record_unattended = true;
+    relay
+        .store
+        .set_team_settings(&acme, &settings)
+        .await
+        .unwrap();
+    let home = dir.path().join("home");
+    trust_ca_for_chromium(&home, &relay.ca()).unwrap();
+    let driver = Driver::chromium(&home).await.unwrap();
+    let page = driver
+        .open_chromium(&dir.path().join("profile"))
+        .await
+        .unwrap();
+    sign_in(&page, &base, "owner@acme.example").await;
+    let token = relay
+        .store
+        .sign_in("owner@acme.example", PASSWORD, 3_600_000)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    let api_state = |id: String| {
+        let (addr, ca, token) = (relay.addr.clone(), relay.ca(), token.clone());
+        async move {
+            let connector = relay_client::Connector::trusting_ca_file(&ca).unwrap();
+            let (status, body) = connector
+                .api(&addr, "GET", "/api/v1/sessions", Some(&token), None)
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+            let row = body["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["id"] == id.as_str())
+                .cloned()
+                .unwrap();
+            row["recording_state"].as_str().unwrap().to_owned()
+        }
+    };
+    let column = |id: String, want: &'static str| {
+        let page = &page;
+        let base = base.clone();
+        async move {
+            page.goto(&format!("{base}/console/sessions"))
+                .await
+                .unwrap();
+            page.wait_text(
+                &format!("tr[data-session='{id}'] td:last-child"),
+                Duration::from_secs(10),
+                |t| t.trim() == want,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("the Recording column never read {want}: {e}"))
+        }
+    };
+
+    // Live: recording.
+    let mut live = LiveSession::start(&relay, &acme, dir.path()).await;
+    assert!(live.watch(2).await.is_none());
+    let id = live.session_id.clone();
+    column(id.clone(), "Recording").await;
+    assert_eq!(api_state(id.clone()).await, "recording");
+    shot(&page, "states-1-recording").await;
+
+    // Over: uploaded, and the session's page says what that means.
+    let id = live.end(&relay).await;
+    column(id.clone(), "Uploaded").await;
+    assert_eq!(api_state(id.clone()).await, "uploaded");
+    page.goto(&format!("{base}/console/sessions/{id}"))
+        .await
+        .unwrap();
+    let sentence = page
+        .wait_text("#recording-state", Duration::from_secs(10), |t| {
+            t.starts_with("Uploaded.")
+        })
+        .await
+        .unwrap();
+    assert!(
+        sentence.contains("every frame the technician was shown"),
+        "{sentence}"
+    );
+
+    // Storage turns read-only mid-session: the session ends RECORDING_FAILED, the column says
+    // Failed, and the page says what may be missing.
+    let mut live = LiveSession::start(&relay, &acme, dir.path()).await;
+    assert!(live.watch(1).await.is_none());
+    let recordings = dir.path().join("relay/recordings");
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+        .arg(&recordings)
+        .status()
+        .expect("running mount");
+    assert!(
+        status.success(),
+        "this test mounts a read-only tmpfs: it needs root (CI runs as root)"
+    );
+    let unmount = Unmount(recordings);
+    // A frame-rate change closes the first file, whose upload now fails.
+    live.session
+        .commands
+        .send(technician::Command::SetFrameRate(5))
+        .await
+        .unwrap();
+    let ended = live.watch(20).await;
+    assert!(
+        matches!(
+            ended,
+            Some(Event::Ended {
+                reason: protocol::EndReason::RecordingFailed,
+                ..
+            })
+        ),
+        "{ended:?}"
+    );
+    let id = live.end(&relay).await;
+    column(id.clone(), "Failed").await;
+    assert_eq!(api_state(id.clone()).await, "failed");
+    shot(&page, "states-2-failed").await;
+    page.goto(&format!("{base}/console/sessions/{id}"))
+        .await
+        .unwrap();
+    let sentence = page
+        .wait_text("#recording-state", Duration::from_secs(10), |t| {
+            t.starts_with("Failed.")
+        })
+        .await
+        .unwrap();
+    assert!(sentence.contains("may be missing"), "{sentence}");
+    drop(unmount);
+    page.close().await.unwrap();
+    drop(driver);
+    relay.stop().await;
+}
+
+/// Unmounts a file system mounted over a directory when dropped.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
 }
