@@ -66,9 +66,12 @@ fn request_recorded_session(streamer: &Peer) -> Result<(), Box<dyn std::error::E
         "\nTechnician asks for a recorded session with a streamer {}:",
         streamer.product_version
     );
-    let request = Message::SessionRequest(SessionTarget::Device {
-        device_id: "dev-1".into(),
-    });
+    let request = Message::SessionRequest {
+        target: SessionTarget::Device {
+            device_id: "dev-1".into(),
+        },
+        view: ViewRequest::default(),
+    };
     decode_frame(show("->", &request)?)?;
     match recorded_session_gate(&streamer.product_version) {
         Ok(()) => {

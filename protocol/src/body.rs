@@ -128,6 +128,38 @@ impl Writer<'_> {
     }
 }
 
+/// `ViewRequest` on the wire: frame_rate `u16` (0 = the streamer's default, else 1 to 120), then
+/// monitor_id `u32` (`NO_MONITOR` = the streamer's first monitor).
+const NO_MONITOR: u32 = u32::MAX;
+
+fn read_view(r: &mut Reader) -> Result<ViewRequest, WireError> {
+    let frame_rate = match r.ranged_u16("view_frame_rate", 0, limits::MAX_FRAME_RATE)? {
+        0 => None,
+        n => Some(n),
+    };
+    let monitor_id = match r.u32("view_monitor_id")? {
+        NO_MONITOR => None,
+        id => Some(id),
+    };
+    Ok(ViewRequest {
+        frame_rate,
+        monitor_id,
+    })
+}
+
+fn write_view(w: &mut Writer<'_>, view: &ViewRequest) -> Result<(), WireError> {
+    match view.frame_rate {
+        None => w.u16(0),
+        Some(n) => w.ranged_u16("view_frame_rate", n, 1, limits::MAX_FRAME_RATE)?,
+    }
+    match view.monitor_id {
+        None => w.u32(NO_MONITOR),
+        Some(NO_MONITOR) => return Err(w.invalid("view_monitor_id", NO_MONITOR.into())),
+        Some(id) => w.u32(id),
+    }
+    Ok(())
+}
+
 pub(crate) fn decode_body(kind: MessageKind, body: Bytes) -> Result<Message, WireError> {
     use limits::*;
     let mut r = Reader::new(kind.name(), body);
@@ -215,13 +247,17 @@ pub(crate) fn decode_body(kind: MessageKind, body: Bytes) -> Result<Message, Wir
                 },
                 other => return Err(r.invalid("target_type", other.into())),
             };
-            Message::SessionRequest(target)
+            Message::SessionRequest {
+                target,
+                view: read_view(&mut r)?,
+            }
         }
         MessageKind::SessionOffer => Message::SessionOffer {
             session_id: r.string("session_id", ID)?,
             technician: r.string("technician", NAME)?,
             access: r.enumeration("access")?,
             recorded: r.bool("recorded")?,
+            view: read_view(&mut r)?,
         },
         MessageKind::SessionAccept => Message::SessionAccept {
             session_id: r.string("session_id", ID)?,
@@ -428,26 +464,31 @@ pub(crate) fn encode_body(msg: &Message, w: &mut Writer<'_>) -> Result<(), WireE
                 }
             }
         }
-        Message::SessionRequest(target) => match target {
-            SessionTarget::Device { device_id } => {
-                w.u8(1);
-                w.string("device_id", device_id, ID)?;
+        Message::SessionRequest { target, view } => {
+            match target {
+                SessionTarget::Device { device_id } => {
+                    w.u8(1);
+                    w.string("device_id", device_id, ID)?;
+                }
+                SessionTarget::Code { code } => {
+                    w.u8(2);
+                    w.string("code", code, SESSION_CODE)?;
+                }
             }
-            SessionTarget::Code { code } => {
-                w.u8(2);
-                w.string("code", code, SESSION_CODE)?;
-            }
-        },
+            write_view(w, view)?;
+        }
         Message::SessionOffer {
             session_id,
             technician,
             access,
             recorded,
+            view,
         } => {
             w.string("session_id", session_id, ID)?;
             w.string("technician", technician, NAME)?;
             w.enumeration(*access);
             w.bool(*recorded);
+            write_view(w, view)?;
         }
         Message::SessionAccept { session_id } | Message::SessionDecline { session_id } => {
             w.string("session_id", session_id, ID)?;

@@ -314,7 +314,7 @@ impl Message {
             Message::Refused { .. } => K::Refused,
             Message::ListDevices => K::ListDevices,
             Message::DeviceList(_) => K::DeviceList,
-            Message::SessionRequest(_) => K::SessionRequest,
+            Message::SessionRequest { .. } => K::SessionRequest,
             Message::SessionOffer { .. } => K::SessionOffer,
             Message::SessionAccept { .. } => K::SessionAccept,
             Message::SessionDecline { .. } => K::SessionDecline,

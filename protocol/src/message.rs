@@ -84,6 +84,18 @@ pub enum SessionTarget {
     },
 }
 
+/// What the technician wants to see from the session's first frame: the streamer starts at this
+/// rate and on this monitor, so that the first recording file is the right one and a `frame_rate`
+/// or `monitor` split only ever records a real change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ViewRequest {
+    /// Frames per second, 1 to 120; `None` for the streamer's own default.
+    pub frame_rate: Option<u16>,
+    /// A monitor's id from the streamer's monitor list; `None` (or an id the streamer does not
+    /// have) for its first monitor.
+    pub monitor_id: Option<u32>,
+}
+
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndReason {
@@ -317,7 +329,12 @@ pub enum Message {
     /// Relay to technician: the team's devices.
     DeviceList(Vec<DeviceInfo>),
     /// Technician to relay: connect me to this target.
-    SessionRequest(SessionTarget),
+    SessionRequest {
+        /// The device or session code.
+        target: SessionTarget,
+        /// The frame rate and monitor to start with.
+        view: ViewRequest,
+    },
     /// Relay to streamer: a technician wants a session.
     SessionOffer {
         /// The session's id.
@@ -328,6 +345,8 @@ pub enum Message {
         access: AccessType,
         /// Whether the team's policy records the session.
         recorded: bool,
+        /// The frame rate and monitor the technician asked to start with.
+        view: ViewRequest,
     },
     /// Streamer to relay: the offered session is accepted.
     SessionAccept {

@@ -7,6 +7,18 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use protocol::*;
 
+/// Any valid `ViewRequest`.
+fn view() -> impl Strategy<Value = ViewRequest> {
+    (
+        proptest::option::of(1u16..=120),
+        proptest::option::of(0u32..u32::MAX),
+    )
+        .prop_map(|(frame_rate, monitor_id)| ViewRequest {
+            frame_rate,
+            monitor_id,
+        })
+}
+
 fn text(max: usize) -> impl Strategy<Value = String> {
     // Mixed ASCII and multi-byte characters, cut to `max` bytes at a character boundary.
     proptest::string::string_regex(".{0,40}")
@@ -180,14 +192,20 @@ fn message() -> impl Strategy<Value = Message> {
             id().prop_map(|device_id| SessionTarget::Device { device_id }),
             text(limits::SESSION_CODE).prop_map(|code| SessionTarget::Code { code }),
         ]
-        .prop_map(Message::SessionRequest),
-        (id(), name(), access(), any::<bool>()).prop_map(
-            |(session_id, technician, access, recorded)| {
+        .prop_flat_map(
+            |target| view().prop_map(move |view| Message::SessionRequest {
+                target: target.clone(),
+                view
+            })
+        ),
+        (id(), name(), access(), any::<bool>(), view()).prop_map(
+            |(session_id, technician, access, recorded, view)| {
                 Message::SessionOffer {
                     session_id,
                     technician,
                     access,
                     recorded,
+                    view,
                 }
             }
         ),
@@ -443,17 +461,27 @@ fn largest_messages() -> Vec<Message> {
         },
         Message::ListDevices,
         Message::DeviceList(vec![device; limits::DEVICES]),
-        Message::SessionRequest(SessionTarget::Device {
-            device_id: s(limits::ID),
-        }),
-        Message::SessionRequest(SessionTarget::Code {
-            code: s(limits::SESSION_CODE),
-        }),
+        Message::SessionRequest {
+            target: SessionTarget::Device {
+                device_id: s(limits::ID),
+            },
+            view: ViewRequest::default(),
+        },
+        Message::SessionRequest {
+            target: SessionTarget::Code {
+                code: s(limits::SESSION_CODE),
+            },
+            view: ViewRequest::default(),
+        },
         Message::SessionOffer {
             session_id: s(limits::ID),
             technician: s(limits::NAME),
             access: AccessType::Attended,
             recorded: true,
+            view: ViewRequest {
+                frame_rate: Some(120),
+                monitor_id: Some(u32::MAX - 1),
+            },
         },
         Message::SessionAccept {
             session_id: s(limits::ID),

@@ -71,9 +71,15 @@ fn expected() -> BTreeMap<&'static str, Message> {
         ),
         (
             "session-request-code",
-            Message::SessionRequest(SessionTarget::Code {
-                code: "123456789".into(),
-            }),
+            Message::SessionRequest {
+                target: SessionTarget::Code {
+                    code: "123456789".into(),
+                },
+                view: ViewRequest {
+                    frame_rate: Some(10),
+                    monitor_id: None,
+                },
+            },
         ),
         (
             "session-started",

@@ -139,9 +139,12 @@ async fn main() -> Result<()> {
 
     step("The technician asks for the old laptop: the relay's recording gate refuses it");
     let (_, old_id) = &devices[1];
-    tech.send(&Message::SessionRequest(SessionTarget::Device {
-        device_id: old_id.clone(),
-    }))
+    tech.send(&Message::SessionRequest {
+        target: SessionTarget::Device {
+            device_id: old_id.clone(),
+        },
+        view: protocol::ViewRequest::default(),
+    })
     .await?;
     match recv(&mut tech).await? {
         Message::SessionRefused { code, message } => {
@@ -152,15 +155,17 @@ async fn main() -> Result<()> {
 
     step("The technician asks for the reception PC: admitted, and recorded by policy");
     let (mut streamer, pc_id) = devices.remove(0);
-    tech.send(&Message::SessionRequest(SessionTarget::Device {
-        device_id: pc_id,
-    }))
+    tech.send(&Message::SessionRequest {
+        target: SessionTarget::Device { device_id: pc_id },
+        view: protocol::ViewRequest::default(),
+    })
     .await?;
     let Message::SessionOffer {
         session_id,
         technician,
         recorded,
         access,
+        ..
     } = recv(&mut streamer).await?
     else {
         bail!("the streamer got no offer")

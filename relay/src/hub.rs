@@ -100,6 +100,8 @@ pub struct Offer {
     pub access: AccessType,
     /// Whether the session is recorded.
     pub recorded: bool,
+    /// The frame rate and monitor the technician asked to start with.
+    pub view: protocol::ViewRequest,
     /// Where the answer goes.
     pub reply: oneshot::Sender<OfferReply>,
 }

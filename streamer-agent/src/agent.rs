@@ -266,6 +266,7 @@ async fn serve(
                 session_id,
                 technician,
                 recorded,
+                view,
                 ..
             } => {
                 conn.send(&Message::SessionAccept { session_id }).await?;
@@ -273,7 +274,7 @@ async fn serve(
                     technician,
                     recorded,
                 });
-                let ended = session(conn, config, platform, shutdown).await?;
+                let ended = session(conn, config, platform, view, shutdown).await?;
                 let _ = notices.send(Notice::SessionEnded(ended));
                 if matches!(config.mode, Mode::Attended { .. }) {
                     return Ok(());
@@ -293,6 +294,7 @@ async fn session(
     conn: &mut Connection,
     config: &AgentConfig,
     platform: &dyn Platform,
+    view: protocol::ViewRequest,
     shutdown: &CancellationToken,
 ) -> Result<String> {
     let source = platform.screen()?;
@@ -304,7 +306,14 @@ async fn session(
     let capture_current = current.clone();
     let frame_rate = config.frame_rate;
     let capture = std::thread::spawn(move || {
-        stream::run(source, command_rx, frames_tx, capture_current, frame_rate)
+        stream::run(
+            source,
+            command_rx,
+            frames_tx,
+            capture_current,
+            view,
+            frame_rate,
+        )
     });
     // Live audio on a queue of its own, so that it never waits behind video.
     let (audio_tx, mut audio) = tokio::sync::mpsc::channel(16);

@@ -74,14 +74,21 @@ pub fn run(
     commands: Receiver<StreamCommand>,
     out: tokio::sync::mpsc::Sender<Message>,
     current: CurrentMonitor,
-    initial_frame_rate: u16,
+    initial: protocol::ViewRequest,
+    default_frame_rate: u16,
 ) -> Result<(), String> {
     let started = Instant::now();
-    let mut frame_rate = initial_frame_rate.clamp(*FRAME_RATES.start(), *FRAME_RATES.end());
+    // The technician's choice from the session request, so that the stream (and its recording)
+    // starts as asked rather than changing after its first frame.
+    let mut frame_rate = initial
+        .frame_rate
+        .unwrap_or(default_frame_rate)
+        .clamp(*FRAME_RATES.start(), *FRAME_RATES.end());
     let mut monitors = source.monitors().map_err(|e| e.to_string())?;
-    let mut selected = monitors
-        .iter()
-        .find(|m| m.primary)
+    let mut selected = initial
+        .monitor_id
+        .and_then(|id| monitors.iter().find(|m| m.id == id))
+        .or_else(|| monitors.iter().find(|m| m.primary))
         .or(monitors.first())
         .cloned()
         .ok_or("no monitor to capture")?;

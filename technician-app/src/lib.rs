@@ -11,6 +11,7 @@ use std::time::Duration;
 use protocol::{
     AudioFrame, DeviceInfo, EndReason, ErrorCode, KeyInput, Message, MonitorInfo, MouseInput,
     ProductVersion, Refusal, Role, SessionTarget, VersionError, VideoConfig, VideoFrame,
+    ViewRequest,
 };
 use relay_client::{Connection, Connector, LinkError};
 use tokio::sync::mpsc;
@@ -178,11 +179,22 @@ impl Technician {
     /// Connects to a device or a session code. On success the session runs on a task of its own:
     /// events arrive on the returned receiver, commands go through the returned sender, and the
     /// connection comes back from the task's handle when the session is over.
-    pub async fn connect(
+    pub async fn connect(self, target: SessionTarget) -> Result<Session, (Self, TechnicianError)> {
+        self.connect_with(target, ViewRequest::default()).await
+    }
+
+    /// [`Technician::connect`], starting at the frame rate and on the monitor of `view`: the stream
+    /// (and its recording) starts as asked, without a change right after its first frame.
+    pub async fn connect_with(
         mut self,
         target: SessionTarget,
+        view: ViewRequest,
     ) -> Result<Session, (Self, TechnicianError)> {
-        if let Err(e) = self.conn.send(&Message::SessionRequest(target)).await {
+        if let Err(e) = self
+            .conn
+            .send(&Message::SessionRequest { target, view })
+            .await
+        {
             return Err((self, e.into()));
         }
         let first = loop {

@@ -56,7 +56,10 @@ async fn world() -> World {
 
 /// A streamer peer: registers, accepts the first offer, then sends a configuration and frames of
 /// generated content encoded with the agent's encoder, until the session ends.
-async fn streamer(w: &World, version: ProductVersion) -> (String, tokio::task::JoinHandle<()>) {
+async fn streamer(
+    w: &World,
+    version: ProductVersion,
+) -> (String, tokio::task::JoinHandle<Vec<Message>>) {
     let code = w
         .store
         .create_deployment_code(&w.team_id, 3_600_000)
@@ -79,10 +82,15 @@ async fn streamer(w: &World, version: ProductVersion) -> (String, tokio::task::J
         .await
         .unwrap();
     let device_id = est.registered.unwrap().0;
+    // The peer returns everything it was sent, the offer first.
     let task = tokio::spawn(async move {
-        let Ok(Message::SessionOffer { session_id, .. }) = conn.recv().await else {
-            return;
+        let mut seen = Vec::new();
+        let offer = conn.recv().await;
+        let Ok(Message::SessionOffer { session_id, .. }) = &offer else {
+            return seen;
         };
+        let session_id = session_id.clone();
+        seen.push(offer.unwrap());
         conn.send(&Message::SessionAccept { session_id })
             .await
             .unwrap();
@@ -116,14 +124,19 @@ async fn streamer(w: &World, version: ProductVersion) -> (String, tokio::task::J
                 payload: f.data.into(),
             });
             if conn.send(&frame).await.is_err() {
-                return;
+                return seen;
             }
-            if let Ok(Ok(Message::SessionEnded { .. })) =
-                tokio::time::timeout(Duration::from_millis(50), conn.recv()).await
-            {
-                return;
+            match tokio::time::timeout(Duration::from_millis(50), conn.recv()).await {
+                Ok(Ok(m @ Message::SessionEnded { .. })) => {
+                    seen.push(m);
+                    return seen;
+                }
+                Ok(Ok(m)) => seen.push(m),
+                Ok(Err(_)) => return seen,
+                Err(_) => {}
             }
         }
+        seen
     });
     (device_id, task)
 }
@@ -286,5 +299,90 @@ async fn the_command_line_client_watches_saves_a_png_and_exits_2_on_refusal() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SESSION_CODE_INVALID"));
+    w.shutdown.cancel();
+}
+
+/// The command-line client sends its starting frame rate with the request, and takes typed
+/// commands on standard input during the session: `rate N` and `monitor N` reach the streamer, a
+/// wrong line is answered, `leave` ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_client_starts_at_its_rate_and_takes_typed_commands() {
+    use std::io::Write;
+    let w = world().await;
+    let (device_id, streamer) = streamer(&w, ProductVersion::new(3, 5, 8, 0)).await;
+    let mut child = cli(&w)
+        .args([
+            "--password",
+            PASSWORD,
+            "--device",
+            &device_id,
+            "--watch",
+            "30",
+            "--frame-rate",
+            "10",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut typed = child.stdin.take().unwrap();
+    let output = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        for line in ["rate 5", "monitor 1", "rate 500", "hello", "", "leave"] {
+            writeln!(typed, "{line}").unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        child.wait_with_output().unwrap()
+    });
+    let out = tokio::task::spawn_blocking(move || output.join().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for answer in [
+        "> rate 5",
+        "> monitor 1",
+        "> rate 500: a frame rate is a number from 1 to 60",
+        "> hello: unknown command",
+        "> leave",
+        "Session ended (TechnicianLeft)",
+    ] {
+        assert!(
+            stdout.contains(answer),
+            "{answer:?} missing from:\n{stdout}"
+        );
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(10), streamer)
+        .await
+        .unwrap()
+        .unwrap();
+    let Message::SessionOffer { view, .. } = &seen[0] else {
+        panic!("{seen:?}")
+    };
+    assert_eq!(
+        *view,
+        ViewRequest {
+            frame_rate: Some(10),
+            monitor_id: None
+        },
+        "the starting rate travels with the request"
+    );
+    let controls: Vec<&Message> = seen
+        .iter()
+        .filter(|m| {
+            matches!(
+                m,
+                Message::SetFrameRate { .. } | Message::SwitchMonitor { .. }
+            )
+        })
+        .collect();
+    assert_eq!(
+        controls,
+        [
+            &Message::SetFrameRate { frame_rate: 5 },
+            &Message::SwitchMonitor { monitor_id: 1 }
+        ],
+        "only the typed changes, none at the start"
+    );
     w.shutdown.cancel();
 }

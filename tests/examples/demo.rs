@@ -3,8 +3,9 @@
 //! A relay starts on a fresh data directory with recording switched on; the streamer agent shares a
 //! display (the real one in `$DISPLAY`, or a virtual one with moving content when there is none); the
 //! command-line client is refused by an old streamer (the version gate); then the technician app opens
-//! on a real display, or, without one, the command-line client watches for 10 s at 5 fps (a
-//! frame-rate change, so two recording files) and saves the latest frame as PNG; the relay's
+//! on a real display, or, without one, the command-line client watches for 10 s, starting at 5 fps
+//! and typing `rate 10` after 5 s (a frame-rate change, so two recording files), and saves the
+//! latest frame as PNG; the relay's
 //! recording files are listed. Ctrl-C stops everything cleanly at any point, recordings finalised.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -226,8 +227,9 @@ async fn main() -> Result<()> {
         }
         _ => {
             println!(
-                "Technician (command-line client) connects to Demo PC for 10 seconds at 5 fps \
-                 (Ctrl-C to stop earlier):"
+                "Technician (command-line client) connects to Demo PC for 10 seconds at 5 fps, \
+                 and types `rate 10` after 5 (a frame-rate change, which starts a new recording \
+                 file; Ctrl-C to stop earlier):"
             );
             let png = data_dir.join("latest-frame.png");
             let mut child = technician(&[
@@ -240,15 +242,26 @@ async fn main() -> Result<()> {
                 "--png",
             ])
             .arg(&png)
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .context("starting technician-cli")?;
+            // The command-line client takes typed commands on its standard input.
+            let mut typed = child.stdin.take().context("technician-cli's input")?;
+            let typist = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let _ = typed.write_all(b"rate 10\n").await;
+                // Kept open until the client ends, so that it reads no end of input early.
+                typed
+            });
             let out = child.stdout.take().context("technician-cli's output")?;
             let mut lines = tokio::io::BufReader::new(out).lines();
             while let Some(line) = lines.next_line().await? {
                 println!("  [technician-cli] {line}");
             }
             let status = child.wait().await?;
+            typist.abort();
             anyhow::ensure!(status.success(), "technician-cli failed: {status}");
         }
     }

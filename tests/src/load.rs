@@ -349,7 +349,10 @@ async fn pair(target: &Target, index: usize) -> Result<Paired> {
                 )
                 .await?;
             technician
-                .send(&Message::SessionRequest(SessionTarget::Code { code }))
+                .send(&Message::SessionRequest {
+                    target: SessionTarget::Code { code },
+                    view: protocol::ViewRequest::default(),
+                })
                 .await?;
             let session_id = match streamer.recv().await? {
                 Message::SessionOffer { session_id, .. } => session_id,

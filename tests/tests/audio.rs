@@ -85,9 +85,10 @@ async fn an_unpaced_audio_source_keeps_its_session_alive() {
     )
     .await
     .unwrap();
-    tech.send(&Message::SessionRequest(SessionTarget::Device {
-        device_id,
-    }))
+    tech.send(&Message::SessionRequest {
+        target: SessionTarget::Device { device_id },
+        view: ViewRequest::default(),
+    })
     .await
     .unwrap();
 

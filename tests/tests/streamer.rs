@@ -123,10 +123,18 @@ async fn recv(c: &mut Connection) -> Message {
 }
 
 async fn start_session(s: &mut Setup) {
+    start_session_with(s, ViewRequest::default()).await;
+}
+
+/// [`start_session`] asking for a frame rate and monitor to start with.
+async fn start_session_with(s: &mut Setup, view: ViewRequest) {
     s.tech
-        .send(&Message::SessionRequest(SessionTarget::Device {
-            device_id: s.device_id.clone(),
-        }))
+        .send(&Message::SessionRequest {
+            target: SessionTarget::Device {
+                device_id: s.device_id.clone(),
+            },
+            view,
+        })
         .await
         .unwrap();
     assert!(matches!(
@@ -143,6 +151,8 @@ async fn start_session(s: &mut Setup) {
 struct Viewer {
     decoder: openh264::decoder::Decoder,
     config: Option<VideoConfig>,
+    /// How many configurations arrived.
+    configs: usize,
     monitors: Vec<MonitorInfo>,
     /// `AudioConfig` or `AudioUnavailable`, whichever the streamer sent.
     audio: Option<Message>,
@@ -153,6 +163,7 @@ impl Viewer {
         Self {
             decoder: openh264::decoder::Decoder::new().unwrap(),
             config: None,
+            configs: 0,
             monitors: Vec::new(),
             audio: None,
         }
@@ -164,6 +175,7 @@ impl Viewer {
             match recv(tech).await {
                 Message::VideoConfig(c) => {
                     self.config = Some(c);
+                    self.configs += 1;
                     self.decoder = openh264::decoder::Decoder::new().unwrap();
                 }
                 Message::MonitorList(m) => self.monitors = m,
@@ -258,6 +270,9 @@ async fn the_technician_sees_the_real_screen_at_the_requested_rate() {
     s.relay.stop().await;
 }
 
+/// The session starts at the frame rate asked for in the request (5 fps, where the streamer's own
+/// default is 10): its first file is at that rate and not a one-frame sliver, and only the real
+/// changes that follow (a monitor switch, a frame-rate change) start new files.
 #[tokio::test]
 async fn monitor_switch_and_frame_rate_change_each_start_a_recording_file() {
     let display = XDisplay::start(1280, 720);
@@ -265,10 +280,28 @@ async fn monitor_switch_and_frame_rate_change_each_start_a_recording_file() {
     let _left = display.paint(0, 0, 640, 720, (220, 30, 30));
     let _right = display.paint(640, 0, 640, 720, (30, 30, 220));
     let mut s = setup(&display, true).await;
-    start_session(&mut s).await;
+    start_session_with(
+        &mut s,
+        ViewRequest {
+            frame_rate: Some(5),
+            monitor_id: None,
+        },
+    )
+    .await;
     let mut view = Viewer::new();
     view.until_colour(&mut s.tech, (220, 30, 30), Duration::from_secs(10))
         .await;
+    assert_eq!(
+        view.config.unwrap().frame_rate,
+        5,
+        "the first configuration"
+    );
+    assert_eq!(view.configs, 1, "no change right after the start");
+    // Two seconds at the first rate.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        view.frame(&mut s.tech).await;
+    }
     assert_eq!(view.monitors.len(), 2, "{:?}", view.monitors);
     let right = view.monitors.iter().find(|m| m.name == "right").unwrap().id;
 
@@ -308,12 +341,20 @@ async fn monitor_switch_and_frame_rate_change_each_start_a_recording_file() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut reasons: Vec<&str> = files.iter().map(|f| f.split_reason.as_str()).collect();
-    reasons.sort();
+    files.sort_by_key(|f| f.seq);
+    let reasons: Vec<(&str, i64)> = files
+        .iter()
+        .map(|f| (f.split_reason.as_str(), f.frame_rate))
+        .collect();
     assert_eq!(
         reasons,
-        ["frame_rate", "monitor", "session_start"],
+        [("session_start", 5), ("monitor", 5), ("frame_rate", 15)],
         "{files:?}"
+    );
+    assert!(
+        files[0].frame_count.unwrap() >= 8,
+        "the first file is not a sliver: {:?}",
+        files[0]
     );
     s.streamer_stop.cancel();
     s.streamer.await.unwrap().unwrap();
@@ -547,9 +588,12 @@ async fn an_attended_streamer_shows_a_session_code_and_the_technician_connects_w
     )
     .await
     .unwrap();
-    tech.send(&Message::SessionRequest(SessionTarget::Code { code }))
-        .await
-        .unwrap();
+    tech.send(&Message::SessionRequest {
+        target: SessionTarget::Code { code },
+        view: ViewRequest::default(),
+    })
+    .await
+    .unwrap();
     let Message::SessionStarted {
         access,
         device_name,

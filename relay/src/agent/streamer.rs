@@ -116,6 +116,7 @@ impl Conn {
                 technician: offer.technician_name.clone(),
                 access: offer.access,
                 recorded: offer.recorded,
+                view: offer.view,
             })
             .await;
         if sent.is_err() {

@@ -57,7 +57,7 @@ impl Conn {
                 Ok(m) => m,
                 Err(r) => return self.refuse(r).await,
             };
-            if matches!(msg, Message::ListDevices | Message::SessionRequest(_)) {
+            if matches!(msg, Message::ListDevices | Message::SessionRequest { .. }) {
                 if let Err(r) = self.request_allowed() {
                     return self.refuse(r).await;
                 }
@@ -67,21 +67,23 @@ impl Conn {
                     let list = self.device_list(&user.team_id).await;
                     self.send(&list).await
                 }
-                Message::SessionRequest(target) => match self.start_session(&user, target).await {
-                    Ok(link) => {
-                        let result = self.technician_session(&user, link, &revoked).await;
-                        self.session_ended_at = Some(tokio::time::Instant::now());
-                        result
+                Message::SessionRequest { target, view } => {
+                    match self.start_session(&user, target, view).await {
+                        Ok(link) => {
+                            let result = self.technician_session(&user, link, &revoked).await;
+                            self.session_ended_at = Some(tokio::time::Instant::now());
+                            result
+                        }
+                        Err(r) => {
+                            tracing::info!(code = %r.code, user = %user.id, "session refused");
+                            self.send(&Message::SessionRefused {
+                                code: r.code,
+                                message: r.message,
+                            })
+                            .await
+                        }
                     }
-                    Err(r) => {
-                        tracing::info!(code = %r.code, user = %user.id, "session refused");
-                        self.send(&Message::SessionRefused {
-                            code: r.code,
-                            message: r.message,
-                        })
-                        .await
-                    }
-                },
+                }
                 // Nothing to leave: harmless.
                 Message::LeaveSession => Ok(()),
                 late if self.late_for_ended_session(&late) => Ok(()),
@@ -104,6 +106,7 @@ impl Conn {
         &self,
         user: &UserRecord,
         target: SessionTarget,
+        view: protocol::ViewRequest,
     ) -> Result<Arc<SessionLink>, Refusal> {
         let shared = &self.shared;
         let internal = |e: crate::store::StoreError| {
@@ -171,7 +174,7 @@ impl Conn {
             }
         };
         // The streamer is claimed: every refusal from here on must release it.
-        let result = self.offer(user, &streamer, access).await;
+        let result = self.offer(user, &streamer, access, view).await;
         if result.is_err() {
             shared.hub.release(streamer.conn_id);
         }
@@ -183,6 +186,7 @@ impl Conn {
         user: &UserRecord,
         streamer: &OnlineStreamer,
         access: AccessType,
+        view: protocol::ViewRequest,
     ) -> Result<Arc<SessionLink>, Refusal> {
         let shared = &self.shared;
         let settings = shared
@@ -226,6 +230,7 @@ impl Conn {
             link: link.clone(),
             technician_id: user.id.clone(),
             technician_name: user.name.clone(),
+            view,
             access,
             recorded,
             reply,

@@ -310,7 +310,12 @@ pub async fn pair(
     streamer: &mut Connection,
     target: SessionTarget,
 ) -> Message {
-    tech.send(&Message::SessionRequest(target)).await.unwrap();
+    tech.send(&Message::SessionRequest {
+        target,
+        view: protocol::ViewRequest::default(),
+    })
+    .await
+    .unwrap();
     let Message::SessionOffer { session_id, .. } = recv(streamer).await else {
         panic!("no offer")
     };
@@ -331,7 +336,12 @@ pub async fn request_refused(
     tech: &mut Connection,
     target: SessionTarget,
 ) -> (protocol::ErrorCode, String) {
-    tech.send(&Message::SessionRequest(target)).await.unwrap();
+    tech.send(&Message::SessionRequest {
+        target,
+        view: protocol::ViewRequest::default(),
+    })
+    .await
+    .unwrap();
     match recv(tech).await {
         Message::SessionRefused { code, message } => (code, message),
         other => panic!("expected SessionRefused, got {other:?}"),

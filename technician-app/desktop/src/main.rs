@@ -166,6 +166,7 @@ enum Target {
 async fn connect(
     app: State<'_, Arc<App>>,
     target: Target,
+    frame_rate: Option<u16>,
     on_event: Channel<InvokeResponseBody>,
 ) -> Result<(), Failure> {
     let target = match target {
@@ -187,7 +188,12 @@ async fn connect(
         .technician
         .take()
         .ok_or_else(|| Failure::new("NOT_SIGNED_IN", "Sign in first."))?;
-    let session = match technician.connect(target).await {
+    // The frame-rate menu's choice travels with the request: the stream starts at it.
+    let view = protocol::ViewRequest {
+        frame_rate: frame_rate.filter(|n| (1..=120).contains(n)),
+        monitor_id: None,
+    };
+    let session = match technician.connect_with(target, view).await {
         Ok(session) => session,
         Err((technician, e)) => {
             inner.technician = Some(technician);

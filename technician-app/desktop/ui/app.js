@@ -374,7 +374,7 @@ async function connect(target, name) {
   $('not-recorded').classList.add('hidden');
   $('session-device').textContent = name;
   try {
-    await invoke('connect', { target, onEvent: channel });
+    await invoke('connect', { target, frameRate: Number($('frame-rate').value) || null, onEvent: channel });
     session = channel;
     show('session-view');
     $('stage').focus();

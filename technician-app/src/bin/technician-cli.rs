@@ -1,5 +1,8 @@
 //! The technician's command-line client: sign in, list devices, connect, watch for N seconds, print
 //! events, save the latest frame as PNG. Exits 2 when the relay refuses, with the code and the reason.
+//!
+//! During a session, lines typed on standard input are commands: `rate N` (frame rate), `monitor N`
+//! (switch to the monitor with that id), `keyframe`, `leave`. Each is answered on standard output.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use openh264::formats::YUVSource;
-use protocol::SessionTarget;
+use protocol::{SessionTarget, ViewRequest};
 use technician::{Command, Event, Technician, TechnicianError};
 
 /// Command-line technician client for recorded remote support.
@@ -35,9 +38,12 @@ struct Args {
     /// Seconds to watch before leaving.
     #[arg(long, default_value_t = 10)]
     watch: u64,
-    /// Frame rate to ask for.
+    /// Frame rate to start at (the streamer's default otherwise).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=60))]
     frame_rate: Option<u16>,
+    /// Monitor to start on, by its id in the monitor list (the streamer's first otherwise).
+    #[arg(long)]
+    monitor: Option<u32>,
     /// Save the latest decoded frame here as PNG.
     #[arg(long)]
     png: Option<PathBuf>,
@@ -64,10 +70,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
         (None, None) => return Ok(()),
     };
-    let mut session = tech.connect(target).await.map_err(|(_, e)| e)?;
-    if let Some(rate) = args.frame_rate {
-        let _ = session.commands.send(Command::SetFrameRate(rate)).await;
-    }
+    // The frame rate and monitor travel with the request: the stream starts as asked.
+    let view = ViewRequest {
+        frame_rate: args.frame_rate,
+        monitor_id: args.monitor,
+    };
+    let mut session = tech.connect_with(target, view).await.map_err(|(_, e)| e)?;
+    // Typed lines come from a thread of their own: a blocking read of standard input never holds up
+    // the session, and a thread still waiting for input does not keep the process from exiting.
+    let (lines_tx, mut typed) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdin_open = true;
     let mut decoder = openh264::decoder::Decoder::new().context("starting the H.264 decoder")?;
     let mut latest: Option<(Vec<u8>, usize, usize)> = None;
     let (mut frames, mut bytes, mut second) = (0u64, 0usize, Instant::now());
@@ -79,6 +99,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
             _ = tokio::time::sleep_until(until), if !left => {
                 left = true;
                 let _ = session.commands.send(Command::Leave).await;
+                continue;
+            }
+            line = typed.recv(), if stdin_open => {
+                match line {
+                    Some(line) => match typed_command(&line) {
+                        Ok(Some(cmd)) => {
+                            left |= matches!(cmd, Command::Leave);
+                            println!("> {}", line.trim());
+                            let _ = session.commands.send(cmd).await;
+                        }
+                        Ok(None) => {}
+                        Err(why) => println!("> {}: {why}", line.trim()),
+                    },
+                    // Standard input closed (or unreadable): watch on until the time is up.
+                    None => stdin_open = false,
+                }
                 continue;
             }
             // Ctrl-C leaves the session cleanly, so the relay ends it "technician left".
@@ -161,6 +197,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("Latest frame saved to {}.", path.display());
     }
     Ok(())
+}
+
+/// A command typed during a session: `rate N`, `monitor N`, `keyframe`, `leave`; `None` for an
+/// empty line.
+fn typed_command(line: &str) -> Result<Option<Command>, &'static str> {
+    let mut words = line.split_whitespace();
+    let (Some(verb), arg) = (words.next(), words.next()) else {
+        return Ok(None);
+    };
+    if words.next().is_some() {
+        return Err("one command a line: rate N, monitor N, keyframe, leave");
+    }
+    Ok(Some(match (verb, arg) {
+        ("rate", Some(n)) => match n.parse::<u16>() {
+            Ok(n) if (1..=60).contains(&n) => Command::SetFrameRate(n),
+            _ => return Err("a frame rate is a number from 1 to 60"),
+        },
+        ("monitor", Some(n)) => {
+            Command::SwitchMonitor(n.parse().map_err(|_| "a monitor is its id, a number")?)
+        }
+        ("keyframe", None) => Command::Keyframe,
+        ("leave", None) => Command::Leave,
+        _ => return Err("unknown command: rate N, monitor N, keyframe, leave"),
+    }))
 }
 
 fn main() -> ExitCode {
