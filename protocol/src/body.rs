@@ -132,6 +132,15 @@ impl Writer<'_> {
 /// monitor_id `u32` (`NO_MONITOR` = the streamer's first monitor).
 const NO_MONITOR: u32 = u32::MAX;
 
+/// A text field that may not be empty (its length, 0, is the invalid value).
+fn nonempty(s: String, r: &Reader, field: &'static str) -> Result<String, WireError> {
+    if s.is_empty() {
+        Err(r.invalid(field, 0))
+    } else {
+        Ok(s)
+    }
+}
+
 fn read_view(r: &mut Reader) -> Result<ViewRequest, WireError> {
     let frame_rate = match r.ranged_u16("view_frame_rate", 0, limits::MAX_FRAME_RATE)? {
         0 => None,
@@ -313,6 +322,7 @@ pub(crate) fn decode_body(kind: MessageKind, body: Bytes) -> Result<Message, Wir
                 .map(|_| {
                     Ok(MonitorInfo {
                         id: r.u32("id")?,
+                        key: nonempty(r.string("key", MONITOR_KEY)?, &r, "key")?,
                         name: r.string("name", NAME)?,
                         x: r.i32("x")?,
                         y: r.i32("y")?,
@@ -529,6 +539,10 @@ pub(crate) fn encode_body(msg: &Message, w: &mut Writer<'_>) -> Result<(), WireE
             w.count("monitors", monitors.len(), MONITORS)?;
             for m in monitors {
                 w.u32(m.id);
+                if m.key.is_empty() {
+                    return Err(w.invalid("key", 0));
+                }
+                w.string("key", &m.key, MONITOR_KEY)?;
                 w.string("name", &m.name, NAME)?;
                 w.i32(m.x);
                 w.i32(m.y);

@@ -39,6 +39,9 @@ pub mod limits {
     pub const NAME: usize = 256;
     /// Version texts.
     pub const VERSION: usize = 64;
+    /// A monitor's identity from its platform (X11: the RandR monitor's name; Windows: the
+    /// output's device name).
+    pub const MONITOR_KEY: usize = 128;
     /// Tokens, secrets and codes.
     pub const SECRET: usize = 512;
     /// A session code as typed by the technician (nine digits when valid).

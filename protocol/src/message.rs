@@ -168,8 +168,13 @@ pub struct VideoFrame {
 /// One monitor of the streamer's computer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitorInfo {
-    /// Stable id within the streamer's session.
+    /// Its index in the streamer's current list: what `SwitchMonitor` and `VideoConfig` name. It
+    /// may stand for another screen after the layout changes.
     pub id: u32,
+    /// Its identity from the platform (X11: the RandR monitor's name; Windows: the output's device
+    /// name), the same for the same screen across layout changes; never empty. Recordings are
+    /// grouped by it.
+    pub key: String,
     /// Name for the technician's monitor menu.
     pub name: String,
     /// Left edge in the virtual desktop.

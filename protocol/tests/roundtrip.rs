@@ -98,7 +98,7 @@ fn device() -> impl Strategy<Value = DeviceInfo> {
 
 fn monitor() -> impl Strategy<Value = MonitorInfo> {
     (
-        any::<u32>(),
+        (any::<u32>(), text(limits::MONITOR_KEY)),
         name(),
         any::<i32>(),
         any::<i32>(),
@@ -106,15 +106,18 @@ fn monitor() -> impl Strategy<Value = MonitorInfo> {
         dimension(),
         any::<bool>(),
     )
-        .prop_map(|(id, name, x, y, width, height, primary)| MonitorInfo {
-            id,
-            name,
-            x,
-            y,
-            width,
-            height,
-            primary,
-        })
+        .prop_map(
+            |((id, key), name, x, y, width, height, primary)| MonitorInfo {
+                id,
+                key: if key.is_empty() { "k".into() } else { key },
+                name,
+                x,
+                y,
+                width,
+                height,
+                primary,
+            },
+        )
 }
 
 fn mouse() -> impl Strategy<Value = MouseInput> {
@@ -410,6 +413,7 @@ fn largest_messages() -> Vec<Message> {
     };
     let monitor = MonitorInfo {
         id: u32::MAX,
+        key: s(limits::MONITOR_KEY),
         name: s(limits::NAME),
         x: i32::MIN,
         y: i32::MIN,

@@ -139,6 +139,7 @@ fn expected() -> BTreeMap<&'static str, Message> {
             "monitor-list",
             Message::MonitorList(vec![MonitorInfo {
                 id: 1,
+                key: "DP-1".into(),
                 name: "A".into(),
                 x: -1920,
                 y: 0,

@@ -183,6 +183,7 @@ async fn main() -> Result<()> {
     step("Messages cross the relay both ways");
     let monitors = Message::MonitorList(vec![MonitorInfo {
         id: 0,
+        key: "DUMMY0".into(),
         name: "Built-in display".into(),
         x: 0,
         y: 0,

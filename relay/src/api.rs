@@ -430,6 +430,8 @@ async fn session_recordings(
             let mut v = serde_json::json!({
                 "id": f.id,
                 "monitor_id": f.monitor_id,
+                "monitor_key": f.monitor_key,
+                "monitor_name": f.monitor_name,
                 "seq": f.seq,
                 "split_reason": f.split_reason,
                 "width": f.width,

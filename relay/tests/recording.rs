@@ -352,3 +352,125 @@ async fn retention_removes_old_files_and_keeps_newer_ones() {
     );
     relay.stop().await;
 }
+
+fn monitor(id: u32, key: &str, name: &str, x: i32) -> MonitorInfo {
+    MonitorInfo {
+        id,
+        key: key.into(),
+        name: name.into(),
+        x,
+        y: 0,
+        width: 320,
+        height: 240,
+        primary: id == 0,
+    }
+}
+
+/// Monitors are known by their identity, not their index: when the layout changes and the viewed
+/// screen moves to another index, its recording goes on in the same file; a switch to another
+/// screen under the old index is a `monitor` split; files are grouped by identity and named.
+#[tokio::test]
+async fn monitors_are_recorded_by_identity_across_layout_changes() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    relay.set_recording(&team, false, true).await;
+    let mut r = recorded_session(&relay, &team).await;
+    let list = |monitors| Message::MonitorList(monitors);
+    r.streamer
+        .send(&list(vec![
+            monitor(0, "DP-1", "Left", 0),
+            monitor(1, "DP-2", "Right", 320),
+        ]))
+        .await
+        .unwrap();
+    let mut enc = TestEncoder::new(320, 240, 30, 0);
+    r.streamer.send(&enc.config()).await.unwrap();
+    stream(&mut r.streamer, &mut enc, 20, 0).await;
+    // A monitor is added on the left: DP-1 is now index 1, and the streamer follows it there.
+    r.streamer
+        .send(&list(vec![
+            monitor(0, "HDMI-1", "New", -320),
+            monitor(1, "DP-1", "Left", 0),
+            monitor(2, "DP-2", "Right", 320),
+        ]))
+        .await
+        .unwrap();
+    let mut enc = TestEncoder::new(320, 240, 30, 1).starting_at(enc.timestamp_us);
+    r.streamer.send(&enc.config()).await.unwrap();
+    stream(&mut r.streamer, &mut enc, 20, 0).await;
+    // The technician switches to index 0, which is another screen now.
+    let mut enc = TestEncoder::new(320, 240, 30, 0).starting_at(enc.timestamp_us);
+    r.streamer.send(&enc.config()).await.unwrap();
+    stream(&mut r.streamer, &mut enc, 20, 0).await;
+    let session_id = r.session_id.clone();
+    finish(&relay, r).await;
+
+    let files = relay.store.recording_files(&session_id).await.unwrap();
+    let summary: Vec<(&str, &str, &str, i64)> = files
+        .iter()
+        .map(|f| {
+            (
+                f.monitor_key.as_str(),
+                f.monitor_name.as_str(),
+                f.split_reason.as_str(),
+                f.frame_count.unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("DP-1", "Left", "session_start", 40),
+            ("HDMI-1", "New", "monitor", 20)
+        ],
+        "the layout change alone did not split; the switch did"
+    );
+    assert!(
+        files[0].object_key.contains("/monitor-DP-1/"),
+        "{}",
+        files[0].object_key
+    );
+    assert!(
+        files[1].object_key.contains("/monitor-HDMI-1/"),
+        "{}",
+        files[1].object_key
+    );
+    let (_, body) = relay
+        .api(
+            "GET",
+            &format!("/api/v1/sessions/{session_id}/recordings"),
+            Some(&team.token),
+            None,
+        )
+        .await;
+    assert_eq!(body["files"][0]["monitor_key"], "DP-1", "{body}");
+    assert_eq!(body["files"][1]["monitor_name"], "New", "{body}");
+    relay.stop().await;
+}
+
+/// A monitor's identity comes from the streamer: one that looks like a path stays inside the
+/// session's folder.
+#[tokio::test]
+async fn a_monitor_identity_like_a_path_stays_in_its_folder() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    relay.set_recording(&team, false, true).await;
+    let mut r = recorded_session(&relay, &team).await;
+    r.streamer
+        .send(&Message::MonitorList(vec![monitor(0, "../../etc", "x", 0)]))
+        .await
+        .unwrap();
+    let mut enc = TestEncoder::new(320, 240, 30, 0);
+    r.streamer.send(&enc.config()).await.unwrap();
+    stream(&mut r.streamer, &mut enc, 5, 0).await;
+    let session_id = r.session_id.clone();
+    finish(&relay, r).await;
+    let files = relay.store.recording_files(&session_id).await.unwrap();
+    assert_eq!(files[0].monitor_key, "../../etc");
+    let key = &files[0].object_key;
+    assert!(
+        key.contains("/monitor-______etc/") && !key.contains(".."),
+        "{key}"
+    );
+    relay.stop().await;
+}

@@ -38,6 +38,11 @@ fn monitor_list(monitors: &[Monitor]) -> Message {
             .iter()
             .map(|m| MonitorInfo {
                 id: m.id,
+                key: m
+                    .key
+                    .chars()
+                    .take(protocol::limits::MONITOR_KEY / 4)
+                    .collect(),
                 name: m.name.chars().take(protocol::limits::NAME / 4).collect(),
                 x: m.x,
                 y: m.y,
@@ -130,10 +135,12 @@ pub fn run(
             if now != monitors {
                 monitors = now;
                 send(monitor_list(&monitors))?;
-                // The selected monitor, found again by id (or the primary if it is gone).
+                // The selected monitor, found again by its identity (its index may have moved),
+                // or the primary if it is gone.
                 let again = monitors
                     .iter()
-                    .find(|m| m.id == selected.id)
+                    .find(|m| m.key == selected.key)
+                    .or_else(|| monitors.iter().find(|m| m.primary))
                     .or(monitors.first())
                     .cloned()
                     .ok_or("no monitor to capture")?;

@@ -104,6 +104,7 @@ async fn streamer(
         };
         conn.send(&Message::MonitorList(vec![MonitorInfo {
             id: 0,
+            key: "DUMMY0".into(),
             name: "Main".into(),
             x: 0,
             y: 0,

@@ -351,6 +351,13 @@ impl Conn {
                     }
                     forward(link, &link.to_technician, &link.budget_to_technician, bytes).await;
                 }
+                // The monitor list tells the recorder which screen each monitor id stands for.
+                Message::MonitorList(list) => {
+                    if let Some(r) = recorder.as_deref_mut() {
+                        r.monitors(&list);
+                    }
+                    forward(link, &link.to_technician, &link.budget_to_technician, bytes).await;
+                }
                 Message::VideoFrame(frame) => {
                     if let Some(r) = recorder.as_deref_mut() {
                         if r.frame(&frame).await.is_err() {

@@ -64,11 +64,16 @@ pub(crate) fn parse_range(
 /// The name a downloaded file gets: device, start time, monitor and part, with nothing that a file
 /// system or a header could misread.
 pub(crate) fn download_name(session: &SessionRecord, file: &RecordingFile, when: &str) -> String {
-    let device: String = session
-        .device_name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(64)
+            .collect::<String>()
+            .trim_matches('-')
+            .to_owned()
+    };
+    let device = safe(&session.device_name);
+    let monitor = safe(&file.monitor_name);
     // "2026-11-27 14:03:05 CET" -> "2026-11-27_14-03-05" (the zone's name is left out of file names).
     let when: String = when
         .chars()
@@ -79,12 +84,7 @@ pub(crate) fn download_name(session: &SessionRecord, file: &RecordingFile, when:
             _ => '-',
         })
         .collect();
-    format!(
-        "{}_{when}_monitor-{}_part-{}.mp4",
-        device.trim_matches('-'),
-        file.monitor_id,
-        file.seq
-    )
+    format!("{device}_{when}_monitor-{monitor}_part-{}.mp4", file.seq)
 }
 
 /// A file the database lists and storage does not have: logged, and refused as not found.
@@ -285,6 +285,8 @@ mod tests {
             session_id: "s".into(),
             team_id: "t".into(),
             monitor_id: 1,
+            monitor_key: "DP-2".into(),
+            monitor_name: "DP-2 (right)".into(),
             seq: 3,
             split_reason: "monitor".into(),
             width: 1,
@@ -302,7 +304,7 @@ mod tests {
         };
         assert_eq!(
             download_name(&session, &file, "2026-11-27 14:03:05 CET"),
-            "Front-desk---PC--2_2026-11-27_14-03-05_monitor-1_part-3.mp4"
+            "Front-desk---PC--2_2026-11-27_14-03-05_monitor-DP-2--right_part-3.mp4"
         );
     }
 

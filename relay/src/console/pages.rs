@@ -449,15 +449,24 @@ async fn session_body(
     if files.is_empty() {
         body.push_str("<p class=\"muted\">No recording file yet.</p>");
     }
-    let mut by_monitor: BTreeMap<i64, Vec<_>> = BTreeMap::new();
+    // Grouped by the monitor's identity, in the order the store gives (first recorded first).
+    let mut by_monitor: Vec<(String, String, Vec<_>)> = Vec::new();
     for f in files {
-        by_monitor.entry(f.monitor_id).or_default().push(f);
+        match by_monitor
+            .iter_mut()
+            .find(|(key, _, _)| *key == f.monitor_key)
+        {
+            Some((_, _, list)) => list.push(f),
+            None => by_monitor.push((f.monitor_key.clone(), f.monitor_name.clone(), vec![f])),
+        }
     }
-    for (monitor, files) in by_monitor {
+    for (key, name, files) in by_monitor {
+        let monitor = esc(&name);
         let _ = write!(
             body,
-            "<h2>Monitor {monitor}</h2><table class=\"card files\"><thead><tr><th>Start</th><th>Duration</th><th>Size</th>\
-             <th>Video</th><th>Why a new file</th><th>State</th><th></th></tr></thead><tbody>"
+            "<h2 data-monitor=\"{key}\">Monitor {monitor}</h2><table class=\"card files\"><thead><tr><th>Start</th><th>Duration</th><th>Size</th>\
+             <th>Video</th><th>Why a new file</th><th>State</th><th></th></tr></thead><tbody>",
+            key = esc(&key),
         );
         for f in files {
             let actions = if allowed && (f.state == "complete" || f.state == "incomplete") {
@@ -469,7 +478,7 @@ async fn session_body(
                     play = esc(&play),
                     download = esc(&download),
                     id = esc(&f.id),
-                    title = esc(&format!("Monitor {monitor}, part {}", f.seq)),
+                    title = esc(&format!("Monitor {name}, part {}", f.seq)),
                 )
             } else {
                 String::new()

@@ -77,9 +77,12 @@ impl SplitReason {
         }
     }
 
-    /// Why `new` cannot continue the file of `old`, if it cannot.
-    pub fn between(old: &VideoConfig, new: &VideoConfig) -> Option<SplitReason> {
-        if old.monitor_id != new.monitor_id {
+    /// Why `new` cannot continue the file of `old`, if it cannot. Monitors are compared by their
+    /// identity: the same screen under another index (the layout changed) is not a switch.
+    pub fn between(old: &Viewed, new: &Viewed) -> Option<SplitReason> {
+        let (old_key, new_key) = (&old.monitor.key, &new.monitor.key);
+        let (old, new) = (&old.config, &new.config);
+        if old_key != new_key {
             Some(SplitReason::Monitor)
         } else if old.orientation != new.orientation {
             Some(SplitReason::Orientation)
@@ -102,6 +105,59 @@ fn orientation_name(o: Orientation) -> &'static str {
 
 /// What the streamer's task hands the recorder's task: a file to open, bytes to append, a file to
 /// close. The muxing itself happens on the streamer's task, before a frame is forwarded.
+/// A monitor as the recording knows it: its identity from the platform and its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorIdentity {
+    /// The platform's identity (`MonitorInfo::key`).
+    pub key: String,
+    /// Its name, for people.
+    pub name: String,
+}
+
+/// What is being viewed: a video configuration and the monitor it shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewed {
+    /// The configuration.
+    pub config: VideoConfig,
+    /// The monitor behind its `monitor_id`, from the streamer's latest monitor list.
+    pub monitor: MonitorIdentity,
+}
+
+/// The monitor `id` names in `list`; one the list lacks is known by its index.
+fn identity(list: &[protocol::MonitorInfo], id: u32) -> MonitorIdentity {
+    list.iter().find(|m| m.id == id).map_or_else(
+        || MonitorIdentity {
+            key: id.to_string(),
+            name: id.to_string(),
+        },
+        |m| MonitorIdentity {
+            key: m.key.clone(),
+            name: m.name.clone(),
+        },
+    )
+}
+
+/// A monitor's identity as a path segment: ASCII letters, digits, `-` and `_` only, anything else
+/// `_` (it comes from the streamer), at most 64 characters, never empty.
+fn path_segment(key: &str) -> String {
+    let clean: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "_".into()
+    } else {
+        clean
+    }
+}
+
 enum Write {
     /// A new file: create its spool file. Its row is written once its first fragment is synced,
     /// so that no file without media is ever listed.
@@ -128,7 +184,9 @@ pub struct SessionRecorder {
     team_id: String,
     clock: SharedClock,
     max_file_bytes: u64,
-    config: Option<VideoConfig>,
+    /// The streamer's latest monitor list.
+    monitors: Vec<protocol::MonitorInfo>,
+    viewed: Option<Viewed>,
     file: Option<MuxFile>,
     seq: u32,
     next_reason: SplitReason,
@@ -136,7 +194,7 @@ pub struct SessionRecorder {
 
 /// The file being muxed, on the streamer's task.
 struct MuxFile {
-    config: VideoConfig,
+    viewed: Viewed,
     mp4: Fmp4File,
     keyframe_requested: bool,
     /// The largest sample so far, to judge how much room frames in flight need.
@@ -146,7 +204,7 @@ struct MuxFile {
 impl std::fmt::Debug for MuxFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MuxFile")
-            .field("config", &self.config)
+            .field("viewed", &self.viewed)
             .field("mp4", &self.mp4)
             .finish_non_exhaustive()
     }
@@ -218,7 +276,8 @@ impl SessionRecorder {
             team_id,
             clock: ctx.clock.clone(),
             max_file_bytes: ctx.max_file_bytes,
-            config: None,
+            monitors: Vec::new(),
+            viewed: None,
             file: None,
             seq: 0,
             next_reason: SplitReason::SessionStart,
@@ -231,6 +290,11 @@ impl SessionRecorder {
         };
         tracker.spawn(task.run(writes));
         recorder
+    }
+
+    /// Takes the streamer's monitor list, which tells the monitors' identities.
+    pub fn monitors(&mut self, list: &[protocol::MonitorInfo]) {
+        self.monitors = list.to_vec();
     }
 
     /// Records a video configuration; a change that needs a new file closes the current one.
@@ -278,10 +342,14 @@ impl SessionRecorder {
     }
 
     async fn on_config(&mut self, config: VideoConfig) -> Result<(), RecordError> {
+        let viewed = Viewed {
+            config,
+            monitor: identity(&self.monitors, config.monitor_id),
+        };
         if let Some(open) = &self.file {
-            match SplitReason::between(&open.config, &config) {
+            match SplitReason::between(&open.viewed, &viewed) {
                 None => {
-                    self.config = Some(config);
+                    self.viewed = Some(viewed);
                     return Ok(());
                 }
                 Some(reason) => {
@@ -289,17 +357,17 @@ impl SessionRecorder {
                     self.next_reason = reason;
                 }
             }
-        } else if let Some(previous) = &self.config {
-            if let Some(reason) = SplitReason::between(previous, &config) {
+        } else if let Some(previous) = &self.viewed {
+            if let Some(reason) = SplitReason::between(previous, &viewed) {
                 self.next_reason = reason;
             }
         }
-        self.config = Some(config);
+        self.viewed = Some(viewed);
         Ok(())
     }
 
     async fn on_frame(&mut self, frame: &VideoFrame) -> Result<(), RecordError> {
-        let config = self.config.ok_or_else(|| {
+        let viewed = self.viewed.clone().ok_or_else(|| {
             RecordError::Stream("a video frame came before any video configuration".into())
         })?;
         let au = split_access_unit(&frame.payload)?;
@@ -354,7 +422,7 @@ impl SessionRecorder {
             if Fmp4File::sample_cost(au.sample.len()) + 1024 > cap {
                 return Err(RecordError::NoKeyframeBeforeCap);
             }
-            self.open_file(config, parameter_sets).await?;
+            self.open_file(viewed, parameter_sets).await?;
         }
         let open = self
             .file
@@ -371,21 +439,28 @@ impl SessionRecorder {
 
     async fn open_file(
         &mut self,
-        config: VideoConfig,
+        viewed: Viewed,
         parameter_sets: fmp4::ParameterSets,
     ) -> Result<(), RecordError> {
+        let config = viewed.config;
         let id = crate::secrets::new_id().map_err(|e| RecordError::Storage(e.to_string()))?;
         self.seq += 1;
         let started_at = self.clock.now_ms();
         let object_key = format!(
             "{}/{}/monitor-{}/{:013}-{:04}.mp4",
-            self.team_id, self.session_id, config.monitor_id, started_at, self.seq
+            self.team_id,
+            self.session_id,
+            path_segment(&viewed.monitor.key),
+            started_at,
+            self.seq
         );
         let row = NewRecordingFile {
             id,
             session_id: self.session_id.clone(),
             team_id: self.team_id.clone(),
             monitor_id: config.monitor_id,
+            monitor_key: viewed.monitor.key.clone(),
+            monitor_name: viewed.monitor.name.clone(),
             seq: self.seq,
             split_reason: self.next_reason.as_str(),
             width: config.width,
@@ -398,7 +473,7 @@ impl SessionRecorder {
         let mp4 = Fmp4File::new(parameter_sets)?;
         self.write(Write::Open(row)).await?;
         self.file = Some(MuxFile {
-            config,
+            viewed,
             mp4,
             keyframe_requested: false,
             largest_sample: 0,
@@ -411,7 +486,7 @@ impl SessionRecorder {
         let Some(mut open) = self.file.take() else {
             return Ok(());
         };
-        let last_frame_us = 1_000_000 / u64::from(open.config.frame_rate.max(1));
+        let last_frame_us = 1_000_000 / u64::from(open.viewed.config.frame_rate.max(1));
         let last = open.mp4.finish(last_frame_us)?.unwrap_or_default();
         self.write(Write::Close {
             last,

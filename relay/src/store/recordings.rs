@@ -53,8 +53,12 @@ pub struct NewRecordingFile {
     pub session_id: String,
     /// The team's id.
     pub team_id: String,
-    /// The monitor it shows.
+    /// The monitor it shows: its index in the streamer's list...
     pub monitor_id: u32,
+    /// ...its identity from the platform...
+    pub monitor_key: String,
+    /// ...and its name.
+    pub monitor_name: String,
     /// Its position in the session, from 1.
     pub seq: u32,
     /// Why it was started.
@@ -99,8 +103,12 @@ pub struct RecordingFile {
     pub session_id: String,
     /// The team's id.
     pub team_id: String,
-    /// The monitor it shows.
+    /// The monitor it shows: its index in the streamer's list when the file started...
     pub monitor_id: i64,
+    /// ...its identity from the platform (files are grouped by it)...
+    pub monitor_key: String,
+    /// ...and its name.
+    pub monitor_name: String,
     /// Its position in the session.
     pub seq: i64,
     /// Why it was started.
@@ -131,7 +139,7 @@ pub struct RecordingFile {
     pub object_key: String,
 }
 
-const FILE_COLUMNS: &str = "id, session_id, team_id, monitor_id, seq, split_reason, width, height, frame_rate, \
+const FILE_COLUMNS: &str = "id, session_id, team_id, monitor_id, monitor_key, monitor_name, seq, split_reason, width, height, frame_rate, \
      orientation, started_at, ended_at, duration_ms, size_bytes, frame_count, sha256, state, object_key";
 
 fn file_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RecordingFile, StoreError> {
@@ -140,6 +148,8 @@ fn file_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RecordingFile, StoreErro
         session_id: r.try_get("session_id")?,
         team_id: r.try_get("team_id")?,
         monitor_id: r.try_get("monitor_id")?,
+        monitor_key: r.try_get("monitor_key")?,
+        monitor_name: r.try_get("monitor_name")?,
         seq: r.try_get("seq")?,
         split_reason: r.try_get("split_reason")?,
         width: r.try_get("width")?,
@@ -188,14 +198,16 @@ impl Store {
     /// Records the start of a recording file.
     pub async fn insert_recording_file(&self, f: &NewRecordingFile) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO recording_files (id, session_id, team_id, monitor_id, seq, split_reason, width, height, \
-             frame_rate, orientation, started_at, state, object_key) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'recording', ?)",
+            "INSERT INTO recording_files (id, session_id, team_id, monitor_id, monitor_key, monitor_name, seq, \
+             split_reason, width, height, frame_rate, orientation, started_at, state, object_key) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'recording', ?)",
         )
         .bind(&f.id)
         .bind(&f.session_id)
         .bind(&f.team_id)
         .bind(f.monitor_id)
+        .bind(&f.monitor_key)
+        .bind(&f.monitor_name)
         .bind(f.seq)
         .bind(f.split_reason)
         .bind(f.width)
@@ -227,13 +239,16 @@ impl Store {
         Ok(())
     }
 
-    /// A session's files, by monitor, then by start time.
+    /// A session's files, by monitor (its identity; monitors in the order they were first
+    /// recorded), then by start time.
     pub async fn recording_files(
         &self,
         session_id: &str,
     ) -> Result<Vec<RecordingFile>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {FILE_COLUMNS} FROM recording_files WHERE session_id = ? ORDER BY monitor_id, started_at, seq"
+            "SELECT {FILE_COLUMNS} FROM recording_files f WHERE session_id = ? \
+             ORDER BY (SELECT MIN(g.seq) FROM recording_files g \
+                       WHERE g.session_id = f.session_id AND g.monitor_key = f.monitor_key), started_at, seq"
         )))
         .bind(session_id)
         .fetch_all(&self.pool)

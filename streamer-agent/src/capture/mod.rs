@@ -8,6 +8,9 @@ pub mod x11;
 pub struct Monitor {
     /// Position in the backend's list, stable while the layout does not change.
     pub id: u32,
+    /// Identity from the platform, the same for the same screen across layout changes (X11: the
+    /// RandR monitor's name; Windows: the output's device name). Never empty.
+    pub key: String,
     /// Name for the technician's menu.
     pub name: String,
     /// Left edge in the desktop.

@@ -83,6 +83,7 @@ impl ScreenSource for X11Source {
                 // No RandR monitors: the whole screen is one monitor.
                 monitors.push(Monitor {
                     id: 0,
+                    key: format!("screen-{}", self.roots.len()),
                     name: format!("Screen {}", self.roots.len()),
                     x: 0,
                     y: 0,
@@ -100,10 +101,15 @@ impl ScreenSource for X11Source {
                     .map_err(server)?
                     .reply()
                     .map(|r| String::from_utf8_lossy(&r.name).into_owned())
-                    .unwrap_or_else(|_| "Monitor".into());
+                    .ok()
+                    .filter(|n| !n.is_empty());
+                // The RandR monitor's name is its identity: the server keeps it for that monitor
+                // whatever else changes in the layout.
+                let key = name.clone().unwrap_or_else(|| format!("randr-{}", m.name));
                 monitors.push(Monitor {
                     id: 0,
-                    name,
+                    key,
+                    name: name.unwrap_or_else(|| "Monitor".into()),
                     x: i32::from(m.x),
                     y: i32::from(m.y),
                     width: m.width,
