@@ -131,72 +131,15 @@ fn object_path(data: &Path, key: &str) -> PathBuf {
 async fn sigkill_mid_session_keeps_finished_files_and_closes_the_open_one_as_incomplete() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut relay = spawn_relay(&data);
-    let (email, password, code) = relay.first_owner.clone().expect("a fresh relay bootstraps");
-    let connector = Connector::trusting_ca_file(&data.join("tls/dev-ca.pem")).unwrap();
-    let token = connector
-        .sign_in(&relay.addr, &email, &password)
-        .await
-        .unwrap();
-    let (_, mut settings) = connector
-        .api(
-            &relay.addr,
-            "GET",
-            "/api/v1/team/settings",
-            Some(&token),
-            None,
-        )
-        .await
-        .unwrap();
-    settings["record_unattended"] = true.into();
-    let (status, _) = connector
-        .api(
-            &relay.addr,
-            "PUT",
-            "/api/v1/team/settings",
-            Some(&token),
-            Some(&settings),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-
-    let mut streamer = connector.connect(&relay.addr).await.unwrap();
-    let est = streamer
-        .handshake(
-            Role::Streamer,
-            CURRENT,
-            Credential::DeploymentCode {
-                code,
-                device_name: "PC".into(),
-            },
-        )
-        .await
-        .unwrap();
-    let (device_id, _) = est.registered.unwrap();
-    let mut tech = connector.connect(&relay.addr).await.unwrap();
-    tech.handshake(
-        Role::Technician,
-        CURRENT,
-        Credential::TechnicianToken { token },
-    )
-    .await
-    .unwrap();
-    let Message::SessionStarted { session_id, .. } = pair(
-        &mut tech,
-        &mut streamer,
-        SessionTarget::Device { device_id },
-    )
-    .await
-    else {
-        panic!()
-    };
-    // The technician reads in the background so that nothing waits on it.
-    let reader = tokio::spawn(async move { while tech.recv().await.is_ok() {} });
-    assert_eq!(
-        recv(&mut streamer).await,
-        Message::RecordingState { recorded: true }
-    );
+    let RecordedPair {
+        mut relay,
+        mut streamer,
+        reader,
+        session_id,
+        connector,
+        email,
+        password,
+    } = recorded_pair_on(spawn_relay(&data), &data).await;
 
     // A first file that finishes (the monitor switch closes it)...
     let mut enc = TestEncoder::new(320, 240, 30, 0);
@@ -649,17 +592,21 @@ async fn read_only_storage_ends_the_session_refuses_new_ones_and_loses_nothing()
     drop(again);
 }
 
-/// A fresh relay process with recording on, a device streamer and a signed-in technician in a
-/// session; returns the relay, the streamer, the technician's background reader and the session.
-async fn recorded_pair_on(
+/// A relay process in a recorded session, from the test's side.
+struct RecordedPair {
     relay: RelayProcess,
-    data: &Path,
-) -> (
-    RelayProcess,
-    Connection,
-    tokio::task::JoinHandle<()>,
-    String,
-) {
+    streamer: Connection,
+    /// The technician, reading in the background so that nothing waits on it.
+    reader: tokio::task::JoinHandle<()>,
+    session_id: String,
+    connector: Connector,
+    email: String,
+    password: String,
+}
+
+/// A fresh relay process with recording on, a device streamer and a signed-in technician in a
+/// session.
+async fn recorded_pair_on(relay: RelayProcess, data: &Path) -> RecordedPair {
     let (email, password, code) = relay.first_owner.clone().expect("a fresh relay bootstraps");
     let connector = Connector::trusting_ca_file(&data.join("tls/dev-ca.pem")).unwrap();
     let token = connector
@@ -723,7 +670,15 @@ async fn recorded_pair_on(
         recv(&mut streamer).await,
         Message::RecordingState { recorded: true }
     );
-    (relay, streamer, reader, session_id)
+    RecordedPair {
+        relay,
+        streamer,
+        reader,
+        session_id,
+        connector,
+        email,
+        password,
+    }
 }
 
 /// Killed within the first fragment of a new file, at session start and right after a size split,
@@ -746,7 +701,13 @@ async fn sigkill_in_a_new_files_first_fragment_never_lists_a_file_without_media(
         let config = dir.path().join("relay.toml");
         std::fs::write(&config, format!("max_recording_file_bytes = {CAP}\n")).unwrap();
         let relay = spawn_relay_with(&data, &["--config".as_ref(), config.as_os_str()]);
-        let (mut relay, mut streamer, reader, session_id) = recorded_pair_on(relay, &data).await;
+        let RecordedPair {
+            mut relay,
+            mut streamer,
+            reader,
+            session_id,
+            ..
+        } = recorded_pair_on(relay, &data).await;
         let mut enc = TestEncoder::new(320, 240, 30, 0);
         let mut sent = 0usize;
         if case == "size" {

@@ -97,10 +97,20 @@ struct LiveSession {
 
 impl LiveSession {
     async fn start(relay: &TestRelay, team_id: &str, dir: &std::path::Path) -> Self {
+        Self::start_at(&relay.addr, &relay.ca(), &relay.store, team_id, dir).await
+    }
+
+    /// [`LiveSession::start`] on a relay given by its address, CA and store.
+    async fn start_at(
+        addr: &str,
+        ca: &std::path::Path,
+        store: &relay::store::Store,
+        team_id: &str,
+        dir: &std::path::Path,
+    ) -> Self {
         let display = XDisplay::start(640, 480);
         let paint = display.paint(0, 0, 320, 480, (200, 40, 150));
-        let code = relay
-            .store
+        let code = store
             .create_deployment_code(team_id, 600_000)
             .await
             .unwrap();
@@ -110,8 +120,8 @@ impl LiveSession {
         let credential_file = dir.join(format!("device-{}.credential", code));
         let agent = tokio::spawn(agent::run(
             AgentConfig {
-                relay: relay.addr.clone(),
-                ca_file: relay.ca(),
+                relay: addr.to_owned(),
+                ca_file: ca.to_path_buf(),
                 mode: Mode::Unattended {
                     credential_file,
                     deployment_code: Some(code),
@@ -126,10 +136,9 @@ impl LiveSession {
             notices,
             stop.clone(),
         ));
-        let mut tech =
-            Technician::sign_in(&relay.addr, &relay.ca(), "owner@acme.example", PASSWORD)
-                .await
-                .unwrap();
+        let mut tech = Technician::sign_in(addr, ca, "owner@acme.example", PASSWORD)
+            .await
+            .unwrap();
         let device = loop {
             let devices = tech.devices().await.unwrap();
             if let Some(d) = devices.into_iter().find(|d| d.online) {
@@ -320,9 +329,11 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
             .await
             .unwrap()
             .unwrap()
-            .contains("Monitor 0"),
+            .contains(&format!("Monitor {}", files[0].monitor_name)),
         "{table}"
     );
+    // The monitor is named by the platform (X11: its RandR name), not by its index.
+    assert!(!files[0].monitor_name.is_empty() && files[0].monitor_name != "0");
 
     // It plays: time advances; a seek lands.
     page.click(&format!("tr[data-file='{}'] button.play", files[0].id))
@@ -624,4 +635,134 @@ impl Drop for Unmount {
             .arg(&self.0)
             .status();
     }
+}
+
+/// The relay in a process of its own (`src/bin/crash-relay.rs`), which the test kills.
+struct RelayProcess(std::process::Child);
+
+impl RelayProcess {
+    /// Starts it on `dir` and `port` (0 for any); returns it and its port once it serves.
+    fn start(dir: &std::path::Path, port: u16) -> (Self, u16) {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_crash-relay"))
+            .arg(dir)
+            .arg(port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("the relay said it listens").unwrap();
+        let port = line
+            .strip_prefix("listening on ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        (Self(child), port)
+    }
+
+    /// SIGKILL: no chance to close anything.
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A relay killed mid-session (SIGKILL) and started again: the Recording column in the browser,
+/// the API and the session's page say `Incomplete`, and what that means.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_recording_column_tells_incomplete_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let (process, port) = RelayProcess::start(&data, 0);
+    let addr = format!("localhost:{port}");
+    let ca = data.join("tls/dev-ca.pem");
+    let store = relay::store::Store::open(&data, Arc::new(relay::SystemClock))
+        .await
+        .unwrap();
+    let acme = store
+        .create_team("acme", "owner@acme.example", "Olivia Owner", PASSWORD)
+        .await
+        .unwrap()
+        .team
+        .id;
+    let mut settings = store.team_settings(&acme).await.unwrap().unwrap();
+    settings.record_unattended = true;
+    store.set_team_settings(&acme, &settings).await.unwrap();
+
+    let mut live = LiveSession::start_at(&addr, &ca, &store, &acme, dir.path()).await;
+    assert!(live.watch(3).await.is_none(), "the session went on");
+    let id = live.session_id.clone();
+    process.kill();
+    live.stop.cancel();
+    let (_again, _) = RelayProcess::start(&data, port);
+
+    let home = dir.path().join("home");
+    trust_ca_for_chromium(&home, &ca).unwrap();
+    let driver = Driver::chromium(&home).await.unwrap();
+    let page = driver
+        .open_chromium(&dir.path().join("profile"))
+        .await
+        .unwrap();
+    let base = format!("https://{addr}");
+    sign_in(&page, &base, "owner@acme.example").await;
+    page.goto(&format!("{base}/console/sessions"))
+        .await
+        .unwrap();
+    page.wait_text(
+        &format!("tr[data-session='{id}'] td:last-child"),
+        Duration::from_secs(10),
+        |t| t.trim() == "Incomplete",
+    )
+    .await
+    .unwrap();
+    shot(&page, "states-3-incomplete").await;
+    let token = store
+        .sign_in("owner@acme.example", PASSWORD, 3_600_000)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    let (status, body) = relay_client::Connector::trusting_ca_file(&ca)
+        .unwrap()
+        .api(&addr, "GET", "/api/v1/sessions", Some(&token), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["sessions"][0]["id"], id.as_str());
+    assert_eq!(
+        body["sessions"][0]["recording_state"], "incomplete",
+        "{body}"
+    );
+    assert_eq!(
+        body["sessions"][0]["end_reason"], "RELAY_RESTARTED",
+        "{body}"
+    );
+    page.goto(&format!("{base}/console/sessions/{id}"))
+        .await
+        .unwrap();
+    let sentence = page
+        .wait_text("#recording-state", Duration::from_secs(10), |t| {
+            t.starts_with("Incomplete.")
+        })
+        .await
+        .unwrap();
+    assert!(sentence.contains("may be missing"), "{sentence}");
+    // The file cut by the crash plays up to its last synced fragment.
+    let files = store.recording_files(&id).await.unwrap();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.state == "incomplete" && f.frame_count.unwrap_or(0) > 0),
+        "{files:?}"
+    );
+    page.close().await.unwrap();
+    drop(driver);
+    drop(live);
 }
