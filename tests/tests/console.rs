@@ -368,10 +368,10 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
     assert_eq!(got["status"], 200, "{got}");
     assert_eq!(got["sha256"].as_str(), files[0].sha256.as_deref());
     assert!(
-        got["disposition"]
-            .as_str()
-            .unwrap()
-            .contains("Front-desk-PC_2027-01-15_09-00-00_monitor-0_part-1.mp4"),
+        got["disposition"].as_str().unwrap().contains(&format!(
+            "Front-desk-PC_2027-01-15_09-00-00_monitor-{}_part-1.mp4",
+            files[0].monitor_name
+        )),
         "{got}"
     );
 
