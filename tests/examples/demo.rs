@@ -284,7 +284,7 @@ async fn main() -> Result<()> {
     for f in store.recording_files(&session_id).await? {
         println!(
             "  monitor {} {:<13} {:>6} ms {:>4} frames {:>9} bytes  {}",
-            f.monitor_id,
+            f.monitor_name,
             f.split_reason,
             f.duration_ms.unwrap_or_default(),
             f.frame_count.unwrap_or_default(),
