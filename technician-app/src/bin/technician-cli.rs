@@ -16,6 +16,10 @@ use technician::{Command, Event, Technician, TechnicianError};
 
 /// Command-line technician client for recorded remote support.
 #[derive(Debug, Parser)]
+#[command(
+    after_help = "During a session, type a command and Enter on standard input: \
+    `rate N` (frame rate, 1 to 60), `monitor N` (the monitor with that id), `keyframe`, `leave`."
+)]
 struct Args {
     /// The relay, host:port.
     #[arg(long, env = "TECHNICIAN_RELAY")]
