@@ -347,3 +347,29 @@ pub async fn request_refused(
         other => panic!("expected SessionRefused, got {other:?}"),
     }
 }
+
+/// Streams `n` paced frames with a keyframe every `every`; stops early if the session ends.
+pub async fn stream_or_end(
+    streamer: &mut Connection,
+    enc: &mut media::TestEncoder,
+    n: usize,
+    every: usize,
+) -> Option<Message> {
+    for i in 0..n {
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(5), streamer.recv()).await {
+            if matches!(m, Message::SessionEnded { .. }) {
+                return Some(m);
+            }
+        }
+        let frame = enc.frame(i % every == 0);
+        if streamer.send(&frame).await.is_err() {
+            return None;
+        }
+    }
+    None
+}
+
+/// Where the default object store keeps a recording object under a data directory.
+pub fn object_path(data: &std::path::Path, key: &str) -> std::path::PathBuf {
+    data.join("recordings").join(key)
+}
