@@ -329,7 +329,7 @@ impl SessionRecorder {
             };
         };
         let (reason, message) = e.end_reason();
-        tracing::error!(session = %self.session_id, error = %e, "recording refused the stream; ending the session");
+        tracing::error!(session = %self.session_id, error = %e, "this frame or configuration cannot be recorded; ending the session");
         self.link.end(reason, message);
         Err(NotRecorded)
     }
