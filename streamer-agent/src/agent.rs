@@ -146,6 +146,44 @@ impl Platform for X11Platform {
     }
 }
 
+/// Windows: DXGI Desktop Duplication, or GDI where duplication is unavailable; `SendInput`.
+#[cfg(windows)]
+#[derive(Debug, Clone, Default)]
+pub struct WindowsPlatform;
+
+#[cfg(windows)]
+impl Platform for WindowsPlatform {
+    fn screen(&self) -> Result<Box<dyn ScreenSource>> {
+        match crate::capture::dxgi::DxgiSource::open() {
+            Ok(dxgi) => Ok(Box::new(dxgi)),
+            Err(why) => {
+                tracing::info!(%why, "desktop duplication unavailable; capturing with GDI");
+                Ok(Box::new(crate::capture::gdi::GdiSource::open()?))
+            }
+        }
+    }
+
+    fn input(&self) -> Result<Box<dyn InputSink>> {
+        Ok(Box::new(crate::input::sendinput::SendInputSink::new()))
+    }
+}
+
+/// This computer's platform: X11 on Linux (`display`, or `$DISPLAY`), Windows on Windows.
+pub fn native_platform(display: Option<String>) -> Result<std::sync::Arc<dyn Platform>> {
+    #[cfg(target_os = "linux")]
+    return Ok(std::sync::Arc::new(X11Platform { display }));
+    #[cfg(windows)]
+    {
+        let _ = display;
+        Ok(std::sync::Arc::new(WindowsPlatform))
+    }
+    #[cfg(not(any(target_os = "linux", windows)))]
+    {
+        let _ = display;
+        bail!("this streamer has no screen capture for this operating system yet")
+    }
+}
+
 /// Runs the streamer until `shutdown`: connects, serves sessions, and reconnects after any loss with
 /// a backoff from 1 to 30 seconds. Refusals that retrying cannot fix (a revoked device, a used-up
 /// deployment code) end it with an error.

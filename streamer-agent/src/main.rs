@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
-use streamer_agent::agent::{self, AgentConfig, Mode, Notice, X11Platform};
+use streamer_agent::agent::{self, AgentConfig, Mode, Notice};
 use tokio_util::sync::CancellationToken;
 
 /// Streamer agent for recorded remote support: shares this computer's screens with a technician
@@ -67,9 +66,12 @@ fn main() -> ExitCode {
     }
     let args = Args::parse();
     let name = args.name.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/etc/hostname")
+        std::env::var("COMPUTERNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
             .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "This computer".into())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "This computer".into())
     });
     let mode = match args.team_key {
         Some(team_key) => Mode::Attended { team_key },
@@ -139,7 +141,8 @@ fn main() -> ExitCode {
                 }
             }
         });
-        agent::run(config, Arc::new(X11Platform { display: args.display }), tx, shutdown).await
+        let platform = agent::native_platform(args.display)?;
+        agent::run(config, platform, tx, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,10 @@
-//! Screen capture behind a small trait, one backend per platform (X11 here; Windows and macOS later).
+//! Screen capture behind a small trait, one backend per platform: X11 on Linux; on Windows DXGI
+//! Desktop Duplication first and GDI where duplication is unavailable (macOS later).
 
+#[cfg(windows)]
+pub mod dxgi;
+#[cfg(windows)]
+pub mod gdi;
 #[cfg(target_os = "linux")]
 pub mod x11;
 
@@ -61,4 +66,67 @@ pub trait ScreenSource: Send {
     fn monitors(&mut self) -> Result<Vec<Monitor>, CaptureError>;
     /// The current image of `monitor`.
     fn capture(&mut self, monitor: &Monitor) -> Result<Frame, CaptureError>;
+}
+
+/// `frame` turned clockwise by `quarter_turns` quarter turns (a rotated output's native image into
+/// the desktop's orientation).
+pub fn rotate_bgra(frame: &Frame, quarter_turns: u8) -> Frame {
+    let (w, h) = (usize::from(frame.width), usize::from(frame.height));
+    let turns = quarter_turns % 4;
+    if turns == 0 {
+        return frame.clone();
+    }
+    let (ow, oh) = if turns == 2 { (w, h) } else { (h, w) };
+    let mut out = vec![0u8; ow * oh * 4];
+    for y in 0..h {
+        for x in 0..w {
+            let (nx, ny) = match turns {
+                1 => (h - 1 - y, x),
+                2 => (w - 1 - x, h - 1 - y),
+                _ => (y, w - 1 - x),
+            };
+            let src = y * frame.stride + x * 4;
+            let dst = (ny * ow + nx) * 4;
+            out[dst..dst + 4].copy_from_slice(&frame.bgra[src..src + 4]);
+        }
+    }
+    Frame {
+        width: u16::try_from(ow).unwrap_or(u16::MAX),
+        height: u16::try_from(oh).unwrap_or(u16::MAX),
+        stride: ow * 4,
+        bgra: out,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 3×2 frame whose pixel at (x, y) has blue = 10·y + x.
+    fn numbered() -> Frame {
+        let mut bgra = Vec::new();
+        for y in 0..2u8 {
+            for x in 0..3u8 {
+                bgra.extend_from_slice(&[10 * y + x, 0, 0, 0]);
+            }
+        }
+        Frame { width: 3, height: 2, stride: 12, bgra }
+    }
+
+    fn blues(f: &Frame) -> Vec<u8> {
+        f.bgra.chunks(4).map(|p| p[0]).collect()
+    }
+
+    #[test]
+    fn rotation_turns_the_image_clockwise() {
+        let f = numbered();
+        let quarter = rotate_bgra(&f, 1);
+        assert_eq!((quarter.width, quarter.height), (2, 3));
+        // Clockwise: the bottom-left pixel comes to the top-left.
+        assert_eq!(blues(&quarter), [10, 0, 11, 1, 12, 2]);
+        assert_eq!(blues(&rotate_bgra(&f, 2)), [12, 11, 10, 2, 1, 0]);
+        assert_eq!(blues(&rotate_bgra(&f, 3)), [2, 12, 1, 11, 0, 10]);
+        assert_eq!(rotate_bgra(&f, 4), f);
+        assert_eq!(rotate_bgra(&rotate_bgra(&f, 1), 3), f);
+    }
 }

@@ -1,5 +1,8 @@
-//! Remote input behind a small trait, one backend per platform (X11 here).
+//! Remote input behind a small trait, one backend per platform: XTEST on X11, `SendInput` on
+//! Windows.
 
+#[cfg(windows)]
+pub mod sendinput;
 #[cfg(target_os = "linux")]
 pub mod x11;
 
