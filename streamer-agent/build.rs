@@ -27,7 +27,9 @@ fn main() {
         let found = Command::new(compiler)
             .arg(format!("-print-file-name={archive}"))
             .output()
-            .unwrap_or_else(|e| panic!("running {compiler} (apt-get install g++-mingw-w64-x86-64): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("running {compiler} (apt-get install g++-mingw-w64-x86-64): {e}")
+            });
         let path = PathBuf::from(String::from_utf8_lossy(&found.stdout).trim());
         if !path.is_absolute() {
             panic!("{compiler} does not know {archive}: install g++-mingw-w64-x86-64");

@@ -122,7 +122,38 @@ impl Drop for LiveAudio {
     }
 }
 
-/// Starts capturing the default input device. On success the `AudioConfig` has been queued on `out`
+/// What the end user's computer plays, where the platform can capture it.
+///
+/// Windows: the default output device in WASAPI loopback (cpal opens an input stream on an output
+/// device as loopback), never a microphone. Linux: the default capture device; on a desktop with
+/// PulseAudio or PipeWire, making the default sink's monitor the default source gives the same
+/// thing as Windows' loopback (not chosen automatically yet). Under Wine loopback fails (`AUDCLNT_E_WRONG_ENDPOINT_TYPE`, no sound card)
+/// and the session goes on without audio, saying why.
+fn capture_device() -> Result<(cpal::Device, cpal::SupportedStreamConfig), String> {
+    let host = cpal::default_host();
+    #[cfg(windows)]
+    {
+        let device = host
+            .default_output_device()
+            .ok_or("this computer has no audio output device to capture")?;
+        let config = device
+            .default_output_config()
+            .map_err(|e| format!("the audio output device: {e}"))?;
+        Ok((device, config))
+    }
+    #[cfg(not(windows))]
+    {
+        let device = host
+            .default_input_device()
+            .ok_or("this computer has no audio input device")?;
+        let config = device
+            .default_input_config()
+            .map_err(|e| format!("the audio input device: {e}"))?;
+        Ok((device, config))
+    }
+}
+
+/// Starts capturing what [`capture_device`] picks. On success the `AudioConfig` has been queued on `out`
 /// and packets follow; on failure the reason is for an `AudioUnavailable` message.
 ///
 /// Packets are dropped, not queued, when `out` is full: live audio that arrives late is useless.
@@ -134,12 +165,7 @@ pub fn start(out: tokio::sync::mpsc::Sender<Message>) -> Result<LiveAudio, Strin
     let thread = std::thread::spawn(move || {
         let started = Instant::now();
         let setup = || -> Result<cpal::Stream, String> {
-            let device = cpal::default_host()
-                .default_input_device()
-                .ok_or("this computer has no audio input device")?;
-            let config = device
-                .default_input_config()
-                .map_err(|e| format!("the audio input device: {e}"))?;
+            let (device, config) = capture_device()?;
             let mut stream_config = config.config();
             // Opus takes 48 kHz (among a few others): ask the device for it when its default is
             // another rate; ALSA's default device converts.

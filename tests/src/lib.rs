@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 pub mod content;
 pub mod load;
 pub mod webdriver;
+pub mod wine;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{ConnectionExt as _, CreateWindowAux};
 use x11rb::rust_connection::RustConnection;

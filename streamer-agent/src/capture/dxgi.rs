@@ -105,7 +105,9 @@ fn enumerate() -> Result<Vec<Output>, CaptureError> {
             )
             .map_err(dxgi("D3D11CreateDevice"))?;
             let (Some(device), Some(context)) = (device, context) else {
-                return Err(CaptureError::Connect("D3D11CreateDevice gave no device".into()));
+                return Err(CaptureError::Connect(
+                    "D3D11CreateDevice gave no device".into(),
+                ));
             };
             for o in 0.. {
                 let output = match adapter.EnumOutputs(o) {
@@ -166,7 +168,9 @@ impl Output {
                     return Ok(last.clone());
                 }
                 // Nothing has changed since the duplication began: wait for the first image.
-                return Err(CaptureError::Server("the desktop has not been drawn yet".into()));
+                return Err(CaptureError::Server(
+                    "the desktop has not been drawn yet".into(),
+                ));
             }
             Err(e) if e.code() == DXGI_ERROR_ACCESS_LOST => {
                 self.duplication = None;
@@ -203,8 +207,8 @@ impl Output {
             self.device
                 .CreateTexture2D(&desc, None, Some(&mut staging))
                 .map_err(dxgi("CreateTexture2D"))?;
-            let staging =
-                staging.ok_or_else(|| CaptureError::Server("CreateTexture2D gave nothing".into()))?;
+            let staging = staging
+                .ok_or_else(|| CaptureError::Server("CreateTexture2D gave nothing".into()))?;
             self.context.CopyResource(&staging, &texture);
             let mut mapped = D3D11_MAPPED_SUBRESOURCE::default();
             self.context
@@ -214,7 +218,8 @@ impl Output {
             let pitch = mapped.RowPitch as usize;
             let mut bgra = vec![0u8; w * 4 * h];
             for row in 0..h {
-                let src = std::slice::from_raw_parts(mapped.pData.cast::<u8>().add(row * pitch), w * 4);
+                let src =
+                    std::slice::from_raw_parts(mapped.pData.cast::<u8>().add(row * pitch), w * 4);
                 bgra[row * w * 4..(row + 1) * w * 4].copy_from_slice(src);
             }
             self.context.Unmap(&staging, 0);
@@ -240,9 +245,10 @@ impl ScreenSource for DxgiSource {
         // A layout change (monitor added, resolution or rotation changed) is seen by listing again.
         let now = enumerate()?;
         let same = now.len() == self.outputs.len()
-            && now.iter().zip(&self.outputs).all(|(a, b)| {
-                a.monitor == b.monitor && a.rotation == b.rotation
-            });
+            && now
+                .iter()
+                .zip(&self.outputs)
+                .all(|(a, b)| a.monitor == b.monitor && a.rotation == b.rotation);
         if !same {
             self.outputs = now;
         }

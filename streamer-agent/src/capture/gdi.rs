@@ -8,9 +8,9 @@
 use windows::core::BOOL;
 use windows::Win32::Foundation::{LPARAM, RECT};
 use windows::Win32::Graphics::Gdi::{
-    BitBlt, CreateCompatibleBitmap, CreateCompatibleDC, DeleteDC, DeleteObject, EnumDisplayMonitors,
-    GetDC, GetDIBits, GetMonitorInfoW, ReleaseDC, SelectObject, BITMAPINFO, BITMAPINFOHEADER,
-    BI_RGB, DIB_RGB_COLORS, HDC, HMONITOR, MONITORINFO, MONITORINFOEXW, SRCCOPY,
+    BitBlt, CreateCompatibleBitmap, CreateCompatibleDC, DeleteDC, DeleteObject,
+    EnumDisplayMonitors, GetDC, GetDIBits, GetMonitorInfoW, ReleaseDC, SelectObject, BITMAPINFO,
+    BITMAPINFOHEADER, BI_RGB, DIB_RGB_COLORS, HDC, HMONITOR, MONITORINFO, MONITORINFOEXW, SRCCOPY,
 };
 use windows::Win32::UI::WindowsAndMessaging::MONITORINFOF_PRIMARY;
 
@@ -33,7 +33,12 @@ pub(crate) fn display_monitors() -> Result<Vec<WindowsMonitor>, CaptureError> {
         let mut info = MONITORINFOEXW::default();
         info.monitorInfo.cbSize = std::mem::size_of::<MONITORINFOEXW>() as u32;
         // SAFETY: `info` is a MONITORINFOEXW with its size set, as GetMonitorInfoW requires.
-        let ok = unsafe { GetMonitorInfoW(monitor, &mut info as *mut MONITORINFOEXW as *mut MONITORINFO) };
+        let ok = unsafe {
+            GetMonitorInfoW(
+                monitor,
+                &mut info as *mut MONITORINFOEXW as *mut MONITORINFO,
+            )
+        };
         if ok.as_bool() {
             found.push(WindowsMonitor {
                 device: wide_to_string(&info.szDevice),
@@ -46,7 +51,12 @@ pub(crate) fn display_monitors() -> Result<Vec<WindowsMonitor>, CaptureError> {
     let mut found: Vec<WindowsMonitor> = Vec::new();
     // SAFETY: the callback only touches `found` through the pointer passed here, during this call.
     let ok = unsafe {
-        EnumDisplayMonitors(None, None, Some(each), LPARAM(&mut found as *mut Vec<WindowsMonitor> as isize))
+        EnumDisplayMonitors(
+            None,
+            None,
+            Some(each),
+            LPARAM(&mut found as *mut Vec<WindowsMonitor> as isize),
+        )
     };
     if !ok.as_bool() {
         return Err(CaptureError::Server(format!(
@@ -104,7 +114,8 @@ impl GdiSource {
     pub fn open() -> Result<Self, CaptureError> {
         if display_monitors()?.is_empty() {
             return Err(CaptureError::Connect(
-                "this desktop has no monitor (a service cannot capture: run the session helper)".into(),
+                "this desktop has no monitor (a service cannot capture: run the session helper)"
+                    .into(),
             ));
         }
         Ok(Self)
@@ -143,7 +154,9 @@ impl ScreenSource for GdiSource {
         if w == 0 || h == 0 {
             return Err(CaptureError::NoSuchMonitor(monitor.id));
         }
-        let gdi_error = |what: &str| CaptureError::Server(format!("{what}: {}", windows::core::Error::from_thread()));
+        let gdi_error = |what: &str| {
+            CaptureError::Server(format!("{what}: {}", windows::core::Error::from_thread()))
+        };
         // SAFETY: plain GDI calls on handles owned by `gdi`, which releases them on every path.
         unsafe {
             let screen = GetDC(None);
@@ -164,8 +177,18 @@ impl ScreenSource for GdiSource {
                 return Err(gdi_error("CreateCompatibleBitmap"));
             }
             let previous = SelectObject(gdi.memory, gdi.bitmap.into());
-            BitBlt(gdi.memory, 0, 0, w, h, Some(screen), monitor.x, monitor.y, SRCCOPY)
-                .map_err(|e| CaptureError::Server(format!("BitBlt: {e}")))?;
+            BitBlt(
+                gdi.memory,
+                0,
+                0,
+                w,
+                h,
+                Some(screen),
+                monitor.x,
+                monitor.y,
+                SRCCOPY,
+            )
+            .map_err(|e| CaptureError::Server(format!("BitBlt: {e}")))?;
             SelectObject(gdi.memory, previous);
             let mut info = BITMAPINFO {
                 bmiHeader: BITMAPINFOHEADER {
@@ -213,12 +236,22 @@ mod tests {
         let found = [
             WindowsMonitor {
                 device: r"\\.\DISPLAY2".into(),
-                rect: RECT { left: -1080, top: 0, right: 0, bottom: 1920 },
+                rect: RECT {
+                    left: -1080,
+                    top: 0,
+                    right: 0,
+                    bottom: 1920,
+                },
                 primary: false,
             },
             WindowsMonitor {
                 device: String::new(),
-                rect: RECT { left: 0, top: 0, right: 1920, bottom: 1080 },
+                rect: RECT {
+                    left: 0,
+                    top: 0,
+                    right: 1920,
+                    bottom: 1080,
+                },
                 primary: true,
             },
         ];
@@ -246,7 +279,10 @@ mod tests {
         let monitors = source.monitors().unwrap();
         assert!(!monitors.is_empty());
         let frame = source.capture(&monitors[0]).unwrap();
-        assert_eq!((frame.width, frame.height), (monitors[0].width, monitors[0].height));
+        assert_eq!(
+            (frame.width, frame.height),
+            (monitors[0].width, monitors[0].height)
+        );
         assert_eq!(frame.bgra.len(), frame.stride * usize::from(frame.height));
     }
 }

@@ -110,7 +110,12 @@ mod tests {
                 bgra.extend_from_slice(&[10 * y + x, 0, 0, 0]);
             }
         }
-        Frame { width: 3, height: 2, stride: 12, bgra }
+        Frame {
+            width: 3,
+            height: 2,
+            stride: 12,
+            bgra,
+        }
     }
 
     fn blues(f: &Frame) -> Vec<u8> {

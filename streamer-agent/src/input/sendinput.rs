@@ -11,11 +11,11 @@ use std::collections::BTreeSet;
 use protocol::{KeyInput, MouseAction, MouseButton, MouseInput};
 use windows::Win32::UI::Input::KeyboardAndMouse::{
     MapVirtualKeyW, SendInput, INPUT, INPUT_0, INPUT_KEYBOARD, INPUT_MOUSE, KEYBDINPUT,
-    KEYBD_EVENT_FLAGS, KEYEVENTF_EXTENDEDKEY, KEYEVENTF_KEYUP, KEYEVENTF_UNICODE, MAPVK_VSC_TO_VK_EX,
-    MOUSEEVENTF_ABSOLUTE, MOUSEEVENTF_HWHEEL, MOUSEEVENTF_LEFTDOWN, MOUSEEVENTF_LEFTUP,
-    MOUSEEVENTF_MIDDLEDOWN, MOUSEEVENTF_MIDDLEUP, MOUSEEVENTF_MOVE, MOUSEEVENTF_RIGHTDOWN,
-    MOUSEEVENTF_RIGHTUP, MOUSEEVENTF_VIRTUALDESK, MOUSEEVENTF_WHEEL, MOUSEEVENTF_XDOWN,
-    MOUSEEVENTF_XUP, MOUSEINPUT, MOUSE_EVENT_FLAGS, VIRTUAL_KEY,
+    KEYBD_EVENT_FLAGS, KEYEVENTF_EXTENDEDKEY, KEYEVENTF_KEYUP, KEYEVENTF_UNICODE,
+    MAPVK_VSC_TO_VK_EX, MOUSEEVENTF_ABSOLUTE, MOUSEEVENTF_HWHEEL, MOUSEEVENTF_LEFTDOWN,
+    MOUSEEVENTF_LEFTUP, MOUSEEVENTF_MIDDLEDOWN, MOUSEEVENTF_MIDDLEUP, MOUSEEVENTF_MOVE,
+    MOUSEEVENTF_RIGHTDOWN, MOUSEEVENTF_RIGHTUP, MOUSEEVENTF_VIRTUALDESK, MOUSEEVENTF_WHEEL,
+    MOUSEEVENTF_XDOWN, MOUSEEVENTF_XUP, MOUSEINPUT, MOUSE_EVENT_FLAGS, VIRTUAL_KEY,
 };
 use windows::Win32::UI::WindowsAndMessaging::{
     GetSystemMetrics, SM_CXVIRTUALSCREEN, SM_CYVIRTUALSCREEN, SM_XVIRTUALSCREEN, SM_YVIRTUALSCREEN,
@@ -42,8 +42,16 @@ pub fn key_for_code(code: &str) -> Option<PhysicalKey> {
     const ROW_Q: &str = "QWERTYUIOP";
     const ROW_A: &str = "ASDFGHJKL";
     const ROW_Z: &str = "ZXCVBNM";
-    let key = |scan: u16, us_vk: u16| PhysicalKey { scan, extended: false, us_vk };
-    let ext = |scan: u16, us_vk: u16| PhysicalKey { scan, extended: true, us_vk };
+    let key = |scan: u16, us_vk: u16| PhysicalKey {
+        scan,
+        extended: false,
+        us_vk,
+    };
+    let ext = |scan: u16, us_vk: u16| PhysicalKey {
+        scan,
+        extended: true,
+        us_vk,
+    };
     if let Some(letter) = code.strip_prefix("Key").filter(|l| l.len() == 1) {
         let c = letter.chars().next()?;
         let vk = u16::from(c as u8);
@@ -58,7 +66,10 @@ pub fn key_for_code(code: &str) -> Option<PhysicalKey> {
         let n = d.parse::<u16>().ok()?;
         return Some(key(if n == 0 { 0x0b } else { 0x01 + n }, 0x30 + n));
     }
-    if let Some(d) = code.strip_prefix("Numpad").and_then(|d| d.parse::<u16>().ok()) {
+    if let Some(d) = code
+        .strip_prefix("Numpad")
+        .and_then(|d| d.parse::<u16>().ok())
+    {
         const SCANS: [u16; 10] = [0x52, 0x4f, 0x50, 0x51, 0x4b, 0x4c, 0x4d, 0x47, 0x48, 0x49];
         return SCANS.get(usize::from(d)).map(|&s| key(s, 0x60 + d));
     }
@@ -193,7 +204,10 @@ fn physical(key: PhysicalKey, down: bool) -> INPUT {
     let with_prefix = u32::from(key.scan) | if key.extended { 0xe000 } else { 0 };
     // SAFETY: a pure lookup in the current keyboard layout.
     let layout_vk = unsafe { MapVirtualKeyW(with_prefix, MAPVK_VSC_TO_VK_EX) };
-    let vk = u16::try_from(layout_vk).ok().filter(|&v| v != 0).unwrap_or(key.us_vk);
+    let vk = u16::try_from(layout_vk)
+        .ok()
+        .filter(|&v| v != 0)
+        .unwrap_or(key.us_vk);
     let mut flags = KEYBD_EVENT_FLAGS(0);
     if key.extended {
         flags |= KEYEVENTF_EXTENDEDKEY;
@@ -249,7 +263,8 @@ impl InputSink for SendInputSink {
     }
 
     fn key(&mut self, event: &KeyInput) -> Result<(), InputError> {
-        let key = key_for_code(&event.code).ok_or_else(|| InputError::UnknownKey(event.code.clone()))?;
+        let key =
+            key_for_code(&event.code).ok_or_else(|| InputError::UnknownKey(event.code.clone()))?;
         send(&[physical(key, event.down)])?;
         if event.down {
             self.held.insert(key);
@@ -303,7 +318,9 @@ mod tests {
         assert_eq!(k("ArrowLeft"), Some((0x4b, true, 0x25)));
         assert_eq!(k("Enter"), Some((0x1c, false, 0x0d)));
         assert_eq!(k("NumpadEnter"), Some((0x1c, true, 0x0d)));
-        for unknown in ["", "Key", "KeyAB", "Keya", "F13", "Numpad10", "Fn", "Digit12"] {
+        for unknown in [
+            "", "Key", "KeyAB", "Keya", "F13", "Numpad10", "Fn", "Digit12",
+        ] {
             assert_eq!(k(unknown), None, "{unknown:?}");
         }
     }

@@ -1,0 +1,311 @@
+//! The Windows streamer end to end, under Wine on a virtual display: the real cross-built exe
+//! captures a Wine program showing known text (GDI, since Wine has no Desktop Duplication), streams
+//! it through a real relay that records it, and types what the technician sends into that program.
+//! The technician's decoded picture and the recording are read back with OCR.
+//!
+//! Gated (ignored) because it needs the Windows build: `cargo xtask windows` (part of
+//! `cargo xtask test`) builds the exe and runs these with `--ignored`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use openh264::formats::YUVSource;
+use protocol::*;
+use relay_client::{Connection, Connector};
+use system_tests::wine::{built_exe, ocr, windows_path, WineDesktop};
+use system_tests::TestRelay;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn recv(c: &mut Connection) -> Message {
+    tokio::time::timeout(Duration::from_secs(30), c.recv())
+        .await
+        .expect("a message within 30 s")
+        .expect("the connection is open")
+}
+
+/// Letters and digits only, upper case, with the letter O read as the digit 0 (OCR cannot tell a
+/// lower-case o from a zero): what OCR is compared on.
+fn plain(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| match c.to_ascii_uppercase() {
+            'O' => '0',
+            c => c,
+        })
+        .collect()
+}
+
+fn save_png(rgb: &[u8], w: usize, h: usize, path: &Path) {
+    image::RgbImage::from_raw(w as u32, h as u32, rgb.to_vec())
+        .unwrap()
+        .save(path)
+        .unwrap();
+}
+
+fn key(code: &str, down: bool) -> Message {
+    Message::KeyInput(KeyInput {
+        code: code.into(),
+        down,
+        modifiers: Modifiers::default(),
+    })
+}
+
+/// The technician's side of the picture: decodes what arrives and reads it with OCR.
+#[derive(Default)]
+struct View {
+    decoder: Option<openh264::decoder::Decoder>,
+    monitors: Vec<MonitorInfo>,
+    audio: Option<Message>,
+}
+
+impl View {
+    /// Reads frames until OCR finds `text` (compared as [`plain`]) in one; returns its size.
+    async fn until_text(
+        &mut self,
+        tech: &mut Connection,
+        text: &str,
+        work: &Path,
+    ) -> (usize, usize) {
+        let started = Instant::now();
+        let mut read = String::new();
+        while started.elapsed() < Duration::from_secs(60) {
+            match recv(tech).await {
+                Message::MonitorList(m) => self.monitors = m,
+                m @ (Message::AudioConfig { .. } | Message::AudioUnavailable { .. }) => {
+                    self.audio = Some(m)
+                }
+                Message::VideoConfig(_) => self.decoder = None,
+                Message::VideoFrame(f) => {
+                    let decoder = self
+                        .decoder
+                        .get_or_insert_with(|| openh264::decoder::Decoder::new().unwrap());
+                    if let Some(image) = decoder.decode(&f.payload).unwrap() {
+                        let (w, h) = image.dimensions();
+                        let mut rgb = vec![0u8; w * h * 3];
+                        image.write_rgb8(&mut rgb);
+                        let png = work.join("technician-view.png");
+                        save_png(&rgb, w, h, &png);
+                        read = ocr(&png);
+                        if plain(&read).contains(text) {
+                            return (w, h);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        panic!("the technician's picture never showed {text:?} (OCR last read {read:?})");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the Windows build and Wine: cargo xtask windows runs it"]
+async fn the_windows_streamer_shows_a_wine_program_types_into_it_and_is_recorded() {
+    let exe = built_exe("STREAMER_WINDOWS_EXE");
+    let mut desktop = WineDesktop::start(1280, 720);
+    let work = tempfile::tempdir().unwrap();
+    let typed = work.path().join("probe-text.txt");
+    desktop.start_probe(&typed);
+
+    let data = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(data.path(), 0).await;
+    let team = relay
+        .store
+        .create_team("acme", "owner@acme.example", "Owner", PASSWORD)
+        .await
+        .unwrap();
+    let mut settings = relay
+        .store
+        .team_settings(&team.team.id)
+        .await
+        .unwrap()
+        .unwrap();
+    settings.record_attended = true;
+    relay
+        .store
+        .set_team_settings(&team.team.id, &settings)
+        .await
+        .unwrap();
+
+    // The attended streamer, as an end user starts it: it prints the session code.
+    let mut cmd = desktop.command(&exe);
+    cmd.args(["--relay", &format!("127.0.0.1:{}", relay.port())])
+        .args(["--ca", &windows_path(&relay.ca())])
+        .args(["--team-key", &team.team.attended_key])
+        .args(["--name", "Wine PC", "--frame-rate", "10"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped());
+    let streamer = desktop.spawn(&mut cmd);
+    let stdout = streamer.stdout.take().unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let code = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.recv())
+            .await
+            .expect("the streamer prints its session code within 60 s")
+            .expect("the streamer is running");
+        if let Some(rest) = line.strip_prefix("Your session code is ") {
+            break rest
+                .chars()
+                .filter(char::is_ascii_digit)
+                .take(9)
+                .collect::<String>();
+        }
+    };
+    assert_eq!(code.len(), 9, "a nine-digit code");
+
+    let token = relay
+        .store
+        .sign_in("owner@acme.example", PASSWORD, 3_600_000)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    let mut tech = Connector::trusting_ca_file(&relay.ca())
+        .unwrap()
+        .connect(&relay.addr)
+        .await
+        .unwrap();
+    tech.handshake(
+        Role::Technician,
+        ProductVersion::new(3, 5, 8, 0),
+        Credential::TechnicianToken { token },
+    )
+    .await
+    .unwrap();
+    tech.send(&Message::SessionRequest {
+        target: SessionTarget::Code { code },
+        view: ViewRequest::default(),
+    })
+    .await
+    .unwrap();
+    let session_id = loop {
+        match recv(&mut tech).await {
+            Message::SessionStarted {
+                session_id,
+                device_name,
+                recorded,
+                access,
+                ..
+            } => {
+                assert_eq!(
+                    (device_name.as_str(), recorded, access),
+                    ("Wine PC", true, AccessType::Attended)
+                );
+                break session_id;
+            }
+            Message::Refused { code, message } => panic!("refused: {code:?} {message}"),
+            _ => {}
+        }
+    };
+
+    // What the technician sees: H.264 that decodes to the probe's text, monitor keyed by device.
+    let mut view = View::default();
+    let picture = view
+        .until_text(&mut tech, &plain("PROBE 4217"), work.path())
+        .await;
+    assert_eq!(picture, (1280, 720));
+    let (monitors, audio) = (view.monitors.clone(), view.audio.clone());
+    assert_eq!(monitors.len(), 1);
+    assert!(
+        monitors[0].key.starts_with(r"\\.\DISPLAY"),
+        "Windows names its monitors by device: {:?}",
+        monitors[0].key
+    );
+    // Under Wine there is no loopback device: the session goes on without audio and says why.
+    assert!(
+        matches!(&audio, Some(Message::AudioUnavailable { reason }) if !reason.is_empty()),
+        "{audio:?}"
+    );
+
+    // Keys the technician types land in the Wine program: physical keys, then Unicode text.
+    for code in ["KeyO", "KeyK", "Digit5"] {
+        tech.send(&key(code, true)).await.unwrap();
+        tech.send(&key(code, false)).await.unwrap();
+    }
+    tech.send(&Message::TextInput {
+        text: " ÉTÉ".into(),
+    })
+    .await
+    .unwrap();
+    let expected = "PROBE 4217ok5 ÉTÉ";
+    let started = Instant::now();
+    let mut seen = String::new();
+    while started.elapsed() < Duration::from_secs(20) {
+        seen = std::fs::read_to_string(&typed).unwrap_or_default();
+        if seen == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, expected, "the typed keys reached the Wine program");
+    // ... and the technician sees them there.
+    view.until_text(&mut tech, &plain("PROBE 4217ok5"), work.path())
+        .await;
+
+    // The technician leaves; the attended streamer ends as it does for an end user.
+    tech.send(&Message::LeaveSession).await.unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = streamer.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the streamer did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        status.success(),
+        "the attended streamer exits cleanly: {status}"
+    );
+
+    // The recording holds what the technician saw: it plays, and its picture reads the same.
+    let started = Instant::now();
+    let files = loop {
+        let files = relay.store.recording_files(&session_id).await.unwrap();
+        if !files.is_empty() && files.iter().all(|f| f.state == "complete") {
+            break files;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "recording files not complete: {files:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let file = data.path().join("recordings").join(&files[0].object_key);
+    let frame = work.path().join("recorded.png");
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-sseof", "-1", "-i"])
+        .arg(&file)
+        .args(["-frames:v", "1"])
+        .arg(&frame)
+        .output()
+        .expect("ffmpeg runs (Debian's ffmpeg)");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "the recording plays: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recorded_text = ocr(&frame);
+    assert!(
+        plain(&recorded_text).contains(&plain("PROBE 4217ok5")),
+        "the recording's last picture shows the typed text (OCR read {recorded_text:?})"
+    );
+    relay.stop().await;
+}
