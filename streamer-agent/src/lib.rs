@@ -13,6 +13,8 @@ pub mod capture;
 pub mod encode;
 pub mod input;
 pub mod pattern;
+#[cfg(windows)]
+pub mod service;
 pub mod stream;
 
 use protocol::{ProductVersion, VersionError};

@@ -45,6 +45,29 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Started by the service control manager (the MSI registers the exe with `--service`):
+    // it logs to its own file, so this comes before the console's log set-up.
+    #[cfg(windows)]
+    if std::env::args().nth(1).as_deref() == Some("--service") {
+        return match streamer_agent::service::run_dispatcher() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("streamer: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // The MSI's uninstall removes what the service wrote (credential, log).
+    #[cfg(windows)]
+    if std::env::args().nth(1).as_deref() == Some("--remove-service-data") {
+        return match streamer_agent::service::remove_data() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("streamer: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -55,6 +55,27 @@ impl WineDesktop {
             .status()
             .expect("wine64 runs (apt-get install wine64)");
         assert!(status.success(), "wineboot --init: {status}");
+        // wineboot returns before the prefix's first services settle; a program started then (an
+        // msiexec, say) can find the service manager half started. Wait until Wine is idle.
+        let _ = Command::new("/usr/lib/wine/wineserver")
+            .arg("-w")
+            .env("WINEPREFIX", desktop.prefix.path())
+            .status();
+        // Wine 8 lacks bcryptprimitives.dll, which Windows 10 and later have in system32 and
+        // Rust's std needs: the test-only shim goes where the real one would be, so that
+        // installed programs (the MSI's service) start too.
+        let system32 = desktop.prefix.path().join("drive_c/windows/system32");
+        std::fs::create_dir_all(&system32).unwrap();
+        let shim_source = Path::new(env!("CARGO_MANIFEST_DIR")).join("wine/bcryptprimitives");
+        let status = Command::new("x86_64-w64-mingw32-gcc")
+            .args(["-O2", "-shared", "-o"])
+            .arg(system32.join("bcryptprimitives.dll"))
+            .arg(shim_source.with_extension("c"))
+            .arg(shim_source.with_extension("def"))
+            .arg("-ladvapi32")
+            .status()
+            .expect("mingw-w64 gcc runs (apt-get install gcc-mingw-w64-x86-64)");
+        assert!(status.success(), "building the ProcessPrng shim: {status}");
         desktop
     }
 
@@ -81,6 +102,26 @@ impl WineDesktop {
             .env("WINEDEBUG", "-all")
             .env("WINEDLLOVERRIDES", "mscoree,mshtml=");
         cmd
+    }
+
+    /// Runs a Wine builtin (`msiexec`, `sc`, `reg`) or an exe to its end; returns its exit status
+    /// and its standard output.
+    pub fn run(&self, program: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
+        let out = self
+            .command(Path::new(program))
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .expect("running a program under Wine");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// The prefix's `C:` drive.
+    pub fn drive_c(&self) -> PathBuf {
+        self.prefix.path().join("drive_c")
     }
 
     /// Starts `cmd` and stops it (and the prefix's wineserver) when the desktop is dropped.

@@ -309,3 +309,217 @@ async fn the_windows_streamer_shows_a_wine_program_types_into_it_and_is_recorded
     );
     relay.stop().await;
 }
+
+/// Installs `msi` silently with `properties`, as an administrator deploying it would.
+fn install(desktop: &WineDesktop, msi: &Path, properties: &[String], log: &Path) {
+    let mut args = vec!["/i".to_owned(), windows_path(msi)];
+    args.extend(properties.iter().cloned());
+    args.extend(["/qn".into(), "/l*v".into(), windows_path(log)]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, _) = desktop.run("msiexec", &args);
+    assert!(
+        status.success(),
+        "msiexec /i: {status}; log: {}",
+        String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default())
+            .lines()
+            .filter(|l| l.contains("rror") || l.contains("eturn value 3"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+fn uninstall(desktop: &WineDesktop, msi: &Path) {
+    let (status, _) = desktop.run("msiexec", &["/x", &windows_path(msi), "/qn"]);
+    assert!(status.success(), "msiexec /x: {status}");
+}
+
+const SERVICE: &str = "RecordedSupportStreamer";
+const SETTINGS: &str = r"HKLM\SOFTWARE\RecordedSupport\Streamer";
+
+fn service_state(desktop: &WineDesktop) -> Option<String> {
+    let (status, out) = desktop.run("sc", &["query", SERVICE]);
+    status.success().then(|| {
+        out.lines()
+            .find(|l| l.contains("STATE"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .last()
+            .unwrap_or_default()
+            .to_owned()
+    })
+}
+
+/// Waits until `what` holds, for at most `secs`.
+async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < Duration::from_secs(secs), "{what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Nothing of the product is left after an uninstall: no service, no files, no settings.
+fn assert_nothing_left(desktop: &WineDesktop) {
+    assert_eq!(service_state(desktop), None, "the service is removed");
+    let c = desktop.drive_c();
+    for dir in [
+        "Program Files/Recorded Support Streamer",
+        "ProgramData/RecordedSupport",
+    ] {
+        assert!(
+            !c.join(dir).exists(),
+            "{dir} is removed; the service's log:\n{}",
+            std::fs::read_to_string(c.join("ProgramData/RecordedSupport/Streamer/streamer.log"))
+                .unwrap_or_default()
+        );
+    }
+    let (status, out) = desktop.run("reg", &["query", SETTINGS]);
+    assert!(!status.success(), "the settings key is removed: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the Windows build and Wine: cargo xtask windows runs it"]
+async fn the_msi_runs_the_service_which_retries_a_bad_code_registers_and_uninstalls_cleanly() {
+    let msi = built_exe("STREAMER_WINDOWS_MSI");
+    let mut desktop = WineDesktop::start(1024, 768);
+    // A program of the signed-in user's, running throughout: Wine ends its "system", stopping
+    // services, once the last ordinary program exits, which a real Windows computer does not.
+    let work = tempfile::tempdir().unwrap();
+    desktop.start_probe(&work.path().join("probe-text.txt"));
+    let data = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(data.path(), 0).await;
+    let team = relay
+        .store
+        .create_team("acme", "owner@acme.example", "Owner", PASSWORD)
+        .await
+        .unwrap();
+    std::fs::copy(relay.ca(), desktop.drive_c().join("relay-ca.pem")).unwrap();
+    let settings = |code: &str| {
+        vec![
+            format!("RELAY=127.0.0.1:{}", relay.port()),
+            r"CA_FILE=C:\relay-ca.pem".to_owned(),
+            format!("DEPLOYMENT_CODE={code}"),
+        ]
+    };
+    let log_file = desktop
+        .drive_c()
+        .join("ProgramData/RecordedSupport/Streamer/streamer.log");
+    let service_log = || std::fs::read_to_string(&log_file).unwrap_or_default();
+
+    // A wrong code: the service runs on, retrying, with the relay's sentence in its log.
+    install(
+        &desktop,
+        &msi,
+        &settings("not-a-code"),
+        &data.path().join("install-1.log"),
+    );
+    assert_eq!(service_state(&desktop).as_deref(), Some("RUNNING"));
+    eventually(60, "the log names the refusal", || {
+        service_log().contains("deployment code: the credential is not valid")
+    })
+    .await;
+    eventually(60, "the service retries", || {
+        service_log().matches("not connected to the relay").count() >= 2
+    })
+    .await;
+    assert_eq!(service_state(&desktop).as_deref(), Some("RUNNING"));
+    assert!(relay.store.devices(&team.team.id).await.unwrap().is_empty());
+    uninstall(&desktop, &msi);
+    assert_nothing_left(&desktop);
+
+    // The right code: the device registers, is online, and the code is forgotten.
+    let code = relay
+        .store
+        .create_deployment_code(&team.team.id, 3_600_000)
+        .await
+        .unwrap();
+    install(
+        &desktop,
+        &msi,
+        &settings(&code),
+        &data.path().join("install-2.log"),
+    );
+    assert_eq!(service_state(&desktop).as_deref(), Some("RUNNING"));
+    let token = relay
+        .store
+        .sign_in("owner@acme.example", PASSWORD, 3_600_000)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    let mut tech = Connector::trusting_ca_file(&relay.ca())
+        .unwrap()
+        .connect(&relay.addr)
+        .await
+        .unwrap();
+    tech.handshake(
+        Role::Technician,
+        ProductVersion::new(3, 5, 8, 0),
+        Credential::TechnicianToken { token },
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let device = loop {
+        tech.send(&Message::ListDevices).await.unwrap();
+        if let Message::DeviceList(list) = recv(&mut tech).await {
+            if let Some(d) = list.into_iter().find(|d| d.online) {
+                break d;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the service's device never came online; its log:\n{}",
+            service_log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        device.streamer_version.as_deref(),
+        Some(
+            streamer_agent::product_version()
+                .unwrap()
+                .to_string()
+                .as_str()
+        )
+    );
+    assert!(desktop
+        .drive_c()
+        .join("ProgramData/RecordedSupport/Streamer/device.credential")
+        .exists());
+    // The credential was given its SYSTEM-only DACL (Wine stores it but does not enforce reads,
+    // so only that the service could set it is checked here).
+    assert!(
+        !service_log().contains("credential file"),
+        "protecting the credential failed:\n{}",
+        service_log()
+    );
+    let (_, values) = desktop.run("reg", &["query", SETTINGS]);
+    assert!(values.contains("Relay"), "{values}");
+    eventually(10, "the used deployment code is deleted", || {
+        !desktop
+            .run("reg", &["query", SETTINGS])
+            .1
+            .contains("DeploymentCode")
+    })
+    .await;
+
+    // Uninstalling stops the service (the device goes offline) and leaves nothing.
+    uninstall(&desktop, &msi);
+    assert_nothing_left(&desktop);
+    let started = Instant::now();
+    loop {
+        tech.send(&Message::ListDevices).await.unwrap();
+        if let Message::DeviceList(list) = recv(&mut tech).await {
+            if list.iter().all(|d| !d.online) {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the device stays online"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    relay.stop().await;
+}

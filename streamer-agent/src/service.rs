@@ -1,0 +1,311 @@
+//! The unattended streamer as a Windows service (LocalSystem), as the MSI installs it.
+//!
+//! - Settings come from `HKLM\SOFTWARE\RecordedSupport\Streamer` (`Relay`, `CaFile`,
+//!   `DeploymentCode`), written by the MSI from its properties. The deployment code is deleted from
+//!   the registry once the device is registered: the credential replaces it.
+//! - The device credential lives in `%ProgramData%\RecordedSupport\Streamer\device.credential`,
+//!   readable by SYSTEM only; the log in `streamer.log` beside it.
+//! - Stop and shutdown from the service manager end a running session with a goodbye.
+//! - A refused deployment code or a lost relay is retried with backoff (1 s doubling to 30 s), the
+//!   relay's sentence in the log; only a revoked device stops the service.
+//!
+//! Not here yet: the capture helper in the console user's session (`CreateProcessAsUser` with the
+//! session's token, speaking to the service over a pipe). A service runs in session 0, where there
+//! is no interactive desktop, so a session offered to the service ends with the capture error.
+#![allow(unsafe_code)]
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+use windows::core::{HSTRING, PCWSTR};
+use windows::Win32::Foundation::{LocalFree, ERROR_SUCCESS, HLOCAL};
+use windows::Win32::Security::Authorization::{
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+};
+use windows::Win32::Security::{SetFileSecurityW, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR};
+use windows::Win32::System::Com::CoTaskMemFree;
+use windows::Win32::System::Registry::{
+    RegDeleteKeyValueW, RegGetValueW, HKEY_LOCAL_MACHINE, RRF_RT_REG_SZ,
+};
+use windows::Win32::UI::Shell::{FOLDERID_ProgramData, SHGetKnownFolderPath, KNOWN_FOLDER_FLAG};
+use windows_service::service::{
+    ServiceControl, ServiceControlAccept, ServiceExitCode, ServiceState, ServiceStatus, ServiceType,
+};
+use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
+
+use crate::agent::{self, AgentConfig, Mode, Notice, WindowsPlatform};
+
+/// The service's name in the service control manager (the MSI's `ServiceInstall`).
+pub const SERVICE_NAME: &str = "RecordedSupportStreamer";
+
+/// Where the MSI writes the settings.
+pub const SETTINGS_KEY: &str = r"SOFTWARE\RecordedSupport\Streamer";
+
+windows_service::define_windows_service!(ffi_service_main, service_main);
+
+/// Hands this process to the service control manager; returns when the service has stopped.
+pub fn run_dispatcher() -> Result<()> {
+    windows_service::service_dispatcher::start(SERVICE_NAME, ffi_service_main)
+        .context("connecting to the service control manager (is this started as a service?)")
+}
+
+/// The service's data folder, `RecordedSupport\Streamer` in the machine's program-data folder
+/// (asked of the shell: the `ProgramData` variable is not the same in every context, and under
+/// Wine a service sees another one).
+pub fn data_dir() -> PathBuf {
+    // SAFETY: the shell allocates the path; it is copied and freed here.
+    let known = unsafe {
+        SHGetKnownFolderPath(&FOLDERID_ProgramData, KNOWN_FOLDER_FLAG(0), None).map(|p| {
+            let path = p.to_string().unwrap_or_default();
+            CoTaskMemFree(Some(p.0 as *const core::ffi::c_void));
+            path
+        })
+    };
+    let base = match known {
+        Ok(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(r"C:\ProgramData"),
+    };
+    base.join("RecordedSupport").join("Streamer")
+}
+
+/// A string value of the settings key, or `None` when missing or empty.
+pub fn setting(name: &str) -> Option<String> {
+    let (key, value) = (HSTRING::from(SETTINGS_KEY), HSTRING::from(name));
+    let mut buf = vec![0u16; 2048];
+    let mut size = (buf.len() * 2) as u32;
+    // SAFETY: `buf` holds `size` bytes, and RegGetValueW writes at most that many.
+    let status = unsafe {
+        RegGetValueW(
+            HKEY_LOCAL_MACHINE,
+            PCWSTR(key.as_ptr()),
+            PCWSTR(value.as_ptr()),
+            RRF_RT_REG_SZ,
+            None,
+            Some(buf.as_mut_ptr().cast()),
+            Some(&mut size),
+        )
+    };
+    if status != ERROR_SUCCESS {
+        return None;
+    }
+    buf.truncate(size as usize / 2);
+    let text = crate::capture::gdi::wide_to_string(&buf);
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn forget_setting(name: &str) {
+    let (key, value) = (HSTRING::from(SETTINGS_KEY), HSTRING::from(name));
+    // SAFETY: both strings are NUL-terminated and outlive the call.
+    let status = unsafe {
+        RegDeleteKeyValueW(
+            HKEY_LOCAL_MACHINE,
+            PCWSTR(key.as_ptr()),
+            PCWSTR(value.as_ptr()),
+        )
+    };
+    if status != ERROR_SUCCESS {
+        tracing::warn!(
+            setting = name,
+            code = status.0,
+            "could not delete the used setting"
+        );
+    }
+}
+
+/// SYSTEM alone, nothing inherited: the credential file.
+const SYSTEM_ONLY: &str = "D:P(A;;FA;;;SY)";
+/// SYSTEM and Administrators, inherited by what is created inside: the data folder (its log).
+const SYSTEM_AND_ADMINS: &str = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
+
+/// Replaces the DACL of `path` with the one `sddl` describes.
+pub fn protect(path: &std::path::Path, sddl: &str) -> Result<()> {
+    let sddl = HSTRING::from(sddl);
+    let file = HSTRING::from(path.as_os_str());
+    let mut sd = PSECURITY_DESCRIPTOR::default();
+    // SAFETY: the descriptor is allocated by the call and freed below with LocalFree.
+    unsafe {
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            PCWSTR(sddl.as_ptr()),
+            SDDL_REVISION_1,
+            &mut sd,
+            None,
+        )
+        .context("building a security descriptor")?;
+        let ok = SetFileSecurityW(PCWSTR(file.as_ptr()), DACL_SECURITY_INFORMATION, sd);
+        let _ = LocalFree(Some(HLOCAL(sd.0)));
+        if !ok.as_bool() {
+            return Err(windows::core::Error::from_thread())
+                .with_context(|| format!("protecting {}", path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the data folder (the MSI's uninstall, after the service has stopped). The credential's
+/// SYSTEM-only DACL is first widened to the folder's, so that an administrator's uninstall (not only
+/// SYSTEM's) can delete it.
+pub fn remove_data() -> Result<()> {
+    let dir = data_dir();
+    if !dir.exists() {
+        return Ok(());
+    }
+    let credential = dir.join("device.credential");
+    if credential.exists() {
+        if let Err(e) = protect(&credential, SYSTEM_AND_ADMINS) {
+            eprintln!("streamer: {e:#}");
+        }
+    }
+    // The service has reported itself stopped, but its process may hold its log open for a
+    // moment longer: try for up to ten seconds.
+    let mut removed = std::fs::remove_dir_all(&dir);
+    for _ in 0..40 {
+        match &removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                std::thread::sleep(Duration::from_millis(250));
+                removed = std::fs::remove_dir_all(&dir);
+            }
+            _ => break,
+        }
+    }
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => {}
+    }
+    // The vendor folder too, when nothing else of ours is in it.
+    if let Some(vendor) = dir.parent() {
+        let _ = std::fs::remove_dir(vendor);
+    }
+    Ok(())
+}
+
+fn status(state: ServiceState, accept: ServiceControlAccept, exit: u32) -> ServiceStatus {
+    ServiceStatus {
+        service_type: ServiceType::OWN_PROCESS,
+        current_state: state,
+        controls_accepted: accept,
+        exit_code: ServiceExitCode::Win32(exit),
+        checkpoint: 0,
+        wait_hint: Duration::from_secs(10),
+        process_id: None,
+    }
+}
+
+fn service_main(_arguments: Vec<OsString>) {
+    if let Err(e) = run_service() {
+        tracing::error!(error = %format!("{e:#}"), "the service stopped");
+    }
+}
+
+fn init_log(dir: &std::path::Path) {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("streamer.log"));
+    if let Ok(file) = file {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    }
+}
+
+fn run_service() -> Result<()> {
+    let dir = data_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Before anything secret is written: no ordinary user can read inside.
+    protect(&dir, SYSTEM_AND_ADMINS)?;
+    init_log(&dir);
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let handle = service_control_handler::register(SERVICE_NAME, move |control| match control {
+        ServiceControl::Stop | ServiceControl::Shutdown => {
+            tracing::info!(?control, "stopping");
+            stop.cancel();
+            ServiceControlHandlerResult::NoError
+        }
+        ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
+        _ => ServiceControlHandlerResult::NotImplemented,
+    })
+    .context("registering the service control handler")?;
+    let accept = ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN;
+    handle.set_service_status(status(ServiceState::Running, accept, 0))?;
+    tracing::info!(version = %crate::product_version().map(|v| v.to_string()).unwrap_or_default(), "service started");
+
+    let result = serve(&dir, shutdown);
+    let exit = match &result {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the streamer stopped");
+            1
+        }
+    };
+    tracing::info!(exit, "service stopped");
+    handle.set_service_status(status(
+        ServiceState::Stopped,
+        ServiceControlAccept::empty(),
+        exit,
+    ))?;
+    result
+}
+
+fn serve(dir: &std::path::Path, shutdown: CancellationToken) -> Result<()> {
+    let relay = setting("Relay").context("no relay is set (the MSI's RELAY property)")?;
+    let ca_file = setting("CaFile")
+        .map(PathBuf::from)
+        .context("no CA file is set (the MSI's CA_FILE property)")?;
+    let credential_file = dir.join("device.credential");
+    let config = AgentConfig {
+        relay,
+        ca_file,
+        mode: Mode::Unattended {
+            credential_file: credential_file.clone(),
+            deployment_code: setting("DeploymentCode"),
+        },
+        device_name: std::env::var("COMPUTERNAME").unwrap_or_else(|_| "Windows PC".into()),
+        display: None,
+        frame_rate: 30,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let result = runtime.block_on(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(n) = rx.recv().await {
+                match n {
+                    Notice::Connected => {
+                        tracing::info!("connected to the relay");
+                        if let Err(e) = protect(&credential_file, SYSTEM_ONLY) {
+                            tracing::warn!(error = %format!("{e:#}"), "credential file");
+                        }
+                        if credential_file.exists() && setting("DeploymentCode").is_some() {
+                            forget_setting("DeploymentCode");
+                        }
+                    }
+                    Notice::Reconnecting(secs, why) => {
+                        tracing::warn!(retry_in_secs = secs, reason = %why, "not connected to the relay")
+                    }
+                    Notice::SessionStarted { technician, recorded } => {
+                        tracing::info!(%technician, recorded, "session started")
+                    }
+                    Notice::SessionEnded(why) => tracing::info!(reason = %why, "session ended"),
+                    Notice::SessionCode(..) => {}
+                }
+            }
+        });
+        agent::run(config, Arc::new(WindowsPlatform), tx, shutdown).await
+    });
+    // A blocking task still running (a name lookup, say) must not keep the service from reporting
+    // itself stopped: the service manager waits for that.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result
+}
