@@ -281,6 +281,30 @@ impl TestRelay {
         self.dir.join("tls/dev-ca.pem")
     }
 
+    /// A technician connection signed in as `email`, past its handshake.
+    pub async fn technician(&self, email: &str, password: &str) -> relay_client::Connection {
+        let token = self
+            .store
+            .sign_in(email, password, 3_600_000)
+            .await
+            .unwrap()
+            .expect("the account signs in")
+            .token;
+        let mut tech = relay_client::Connector::trusting_ca_file(&self.ca())
+            .unwrap()
+            .connect(&self.addr)
+            .await
+            .unwrap();
+        tech.handshake(
+            protocol::Role::Technician,
+            protocol::ProductVersion::new(3, 5, 8, 0),
+            protocol::Credential::TechnicianToken { token },
+        )
+        .await
+        .unwrap();
+        tech
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.addr.rsplit(':').next().unwrap().parse().unwrap()

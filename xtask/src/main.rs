@@ -16,7 +16,10 @@ commands:
   test          install what the tests need, then run every check and test
   fuzz [SECS]   run each fuzz target for SECS seconds (default 20)
   installers    check the release workflow, build every Linux installer (relay, streamer, app),
-                install, smoke-test and remove each (root; part of `test`)";
+                install, smoke-test and remove each (root; part of `test`)
+  windows       cross-build the streamer for Windows, run its tests under Wine, build its MSI,
+                check the app builds for Windows, and run the end-to-end Windows tests (part of
+                `test`)";
 
 /// Debian packages every build needs: a C toolchain for crates that build C (and libFuzzer), and
 /// nasm, without which openh264 builds without its assembly and runs 2.5 times slower; cmake for the
@@ -57,6 +60,21 @@ const TEST_PACKAGES: &[&str] = &[
     "ffmpeg",
 ];
 
+/// The Windows target built here (with Debian's mingw-w64); the MSVC flavour is built in the
+/// release workflow.
+const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
+
+/// Debian packages for the Windows build and its tests: the mingw-w64 toolchain (C and C++, for
+/// openh264, libopus and ring), Wine to run the results, wixl to build the MSI, and Tesseract to
+/// read the text in the pictures the end-to-end test receives.
+const WINDOWS_PACKAGES: &[&str] = &[
+    "gcc-mingw-w64-x86-64",
+    "g++-mingw-w64-x86-64",
+    "wine64",
+    "wixl",
+    "tesseract-ocr",
+];
+
 /// Debian packages the installers' checks need: systemd (`systemd-analyze verify`) and adduser for
 /// the packages' scripts, rpm to read the app's rpm, shellcheck for the scripts, desktop-file-utils
 /// for the app's desktop entry, x11-utils (xwininfo) to see the installed app's window.
@@ -77,6 +95,9 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("test") => test(),
         Some("installers") => ensure_packages(BUILD_PACKAGES).and_then(|()| installers()),
+        Some("windows") => ensure_packages(BUILD_PACKAGES)
+            .and_then(|()| ensure_packages(TEST_PACKAGES))
+            .and_then(|()| windows()),
         Some("fuzz") => match args.get(1).map(|s| s.parse::<u32>()) {
             None => fuzz(20),
             Some(Ok(secs)) => fuzz(secs),
@@ -231,6 +252,7 @@ fn test() -> Result<()> {
     ensure_cargo_tool("tauri-driver", &["tauri-driver", "--version", "2.1.0"])?;
     fuzz(20)?;
     installers()?;
+    windows()?;
     // Last, so that the test runner's summary is the last thing printed.
     run_tests(cargo().args(["test", "--workspace"]))
 }
@@ -358,6 +380,85 @@ fn installers() -> Result<()> {
         run(Command::new("bash").arg(linux.join(script)))?;
     }
     Ok(())
+}
+
+/// The Windows streamer, as far as this machine can build and run it (see installers/README.md):
+/// clippy for the Windows target; the cross-platform crates' and the streamer's tests under Wine
+/// (tests/wine/runner.sh as cargo's runner); the MSI from the exe those tests built; `cargo check`
+/// of the technician app for Windows; then the end-to-end Windows tests (ignored in a plain
+/// `cargo test`, since they need these builds).
+fn windows() -> Result<()> {
+    ensure_packages(WINDOWS_PACKAGES)?;
+    run(Command::new("rustup").args(["target", "add", WINDOWS_TARGET]))?;
+    let root = workspace_root();
+    let runner = root.join("tests/wine/runner.sh");
+    run(cargo().args([
+        "clippy",
+        "--target",
+        WINDOWS_TARGET,
+        "-p",
+        "streamer-agent",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let cross_platform = [
+        "-p",
+        "protocol",
+        "-p",
+        "recording-fmp4",
+        "-p",
+        "relay-client",
+        "-p",
+        "streamer-agent",
+    ];
+    run_tests(
+        cargo()
+            .args(["test", "--target", WINDOWS_TARGET])
+            .args(cross_platform)
+            .env("CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER", &runner),
+    )?;
+    // The streamer's integration tests built its exe (debug, as every test build here).
+    let exe = root.join(format!("target/{WINDOWS_TARGET}/debug/streamer-agent.exe"));
+    if !exe.exists() {
+        bail!("{} was not built", exe.display());
+    }
+    let out = Command::new("bash")
+        .arg(root.join("installers/windows/build-msi.sh"))
+        .arg(&exe)
+        .output()
+        .context("running installers/windows/build-msi.sh")?;
+    if !out.status.success() {
+        bail!(
+            "building the MSI failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let msi = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eprintln!("xtask: built {msi}");
+    run(cargo().args([
+        "check",
+        "--target",
+        WINDOWS_TARGET,
+        "-p",
+        "technician-desktop",
+    ]))?;
+    // `--workspace` so that features resolve as in the workspace's own test run, which then
+    // reuses this build.
+    run_tests(
+        cargo()
+            .args([
+                "test",
+                "--workspace",
+                "--test",
+                "windows",
+                "--",
+                "--ignored",
+            ])
+            .env("STREAMER_WINDOWS_EXE", &exe)
+            .env("STREAMER_WINDOWS_MSI", &msi),
+    )
 }
 
 /// Node.js and npm for the installers' tools. A machine that has them (from any source) keeps them;
