@@ -16,6 +16,7 @@ pub mod pattern;
 #[cfg(windows)]
 pub mod service;
 pub mod stream;
+pub mod window;
 
 use protocol::{ProductVersion, VersionError};
 

@@ -39,6 +39,9 @@ struct Args {
     /// Frames per second until the technician chooses.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=60))]
     frame_rate: u16,
+    /// Windows, attended: no window, the command line only.
+    #[arg(long)]
+    no_window: bool,
     /// Print the four-part product version and exit.
     #[arg(long)]
     product_version: bool,
@@ -118,8 +121,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let shutdown = CancellationToken::new();
+    // Windows, attended: the window that shows the code, who is connected and the recording, with
+    // its End session button (which cancels `shutdown`, as Ctrl-C does).
+    #[cfg(windows)]
+    let window = (matches!(config.mode, Mode::Attended { .. }) && !args.no_window).then(|| {
+        let (to_window, notices) = std::sync::mpsc::channel();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (end, window_done) = (shutdown.clone(), done.clone());
+        let thread = std::thread::spawn(move || {
+            if let Err(e) = streamer_agent::window::win32::run(notices, end, window_done) {
+                eprintln!("streamer: the window could not be shown: {e:#}");
+            }
+        });
+        (to_window, done, thread)
+    });
+    #[cfg(windows)]
+    let to_window = window.as_ref().map(|(tx, _, _)| tx.clone());
+    #[cfg(not(windows))]
+    let _ = args.no_window;
     let result = runtime.block_on(async move {
-        let shutdown = CancellationToken::new();
         let on_signal = shutdown.clone();
         // Ctrl-C from the end user, SIGTERM from a service manager: both end a running session with a
         // goodbye, then stop.
@@ -144,9 +165,13 @@ fn main() -> ExitCode {
             let _ = tokio::signal::ctrl_c().await;
             on_signal.cancel();
         });
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Notice>();
         tokio::spawn(async move {
             while let Some(n) = rx.recv().await {
+                #[cfg(windows)]
+                if let Some(w) = &to_window {
+                    let _ = w.send(n.clone());
+                }
                 match n {
                     Notice::Connected => println!("Connected to the relay."),
                     Notice::SessionCode(code, ttl) => println!(
@@ -167,6 +192,11 @@ fn main() -> ExitCode {
         let platform = agent::native_platform(args.display)?;
         agent::run(config, platform, tx, shutdown).await
     });
+    #[cfg(windows)]
+    if let Some((_, done, thread)) = window {
+        done.store(true, std::sync::atomic::Ordering::Release);
+        let _ = thread.join();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -244,8 +244,53 @@ async fn the_windows_streamer_shows_a_wine_program_types_into_it_and_is_recorded
     view.until_text(&mut tech, &plain("PROBE 4217ok5"), work.path())
         .await;
 
-    // The technician leaves; the attended streamer ends as it does for an end user.
-    tech.send(&Message::LeaveSession).await.unwrap();
+    // The end user's window says the session is recorded (read from the technician's picture)...
+    view.until_text(
+        &mut tech,
+        &plain("This session is recorded by the technician's team"),
+        work.path(),
+    )
+    .await;
+    // ... and its End session button ends it: the technician clicks it here, as the end user would
+    // (the window sits in the bottom-right corner; the offsets allow for its frame and title).
+    let (x0, y0) = (
+        1280 - streamer_agent::window::WIDTH - streamer_agent::window::MARGIN,
+        720 - streamer_agent::window::HEIGHT - streamer_agent::window::MARGIN,
+    );
+    let (bx, by, bw, bh) = streamer_agent::window::END_BUTTON;
+    let (x, y) = (
+        (x0 + 4 + bx + bw / 2) as u16,
+        (y0 + 26 + by + bh / 2) as u16,
+    );
+    for (action, button) in [
+        (MouseAction::Move, MouseButton::None),
+        (MouseAction::Down, MouseButton::Left),
+        (MouseAction::Up, MouseButton::Left),
+    ] {
+        tech.send(&Message::MouseInput(MouseInput {
+            action,
+            button,
+            x,
+            y,
+            wheel_x: 0,
+            wheel_y: 0,
+        }))
+        .await
+        .unwrap();
+    }
+    let started = Instant::now();
+    loop {
+        match recv(&mut tech).await {
+            Message::SessionEnded { reason, .. } => {
+                assert_eq!(reason, EndReason::EndUserEnded, "the end user ended it");
+                break;
+            }
+            _ => assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the End session button did not end the session"
+            ),
+        }
+    }
     let started = Instant::now();
     let status = loop {
         if let Some(status) = streamer.try_wait().unwrap() {
