@@ -1,7 +1,9 @@
 //! The Windows streamer end to end, under Wine on a virtual display: the real cross-built exe
 //! captures a Wine program showing known text (GDI, since Wine has no Desktop Duplication), streams
-//! it through a real relay that records it, and types what the technician sends into that program.
-//! The technician's decoded picture and the recording are read back with OCR.
+//! it through a real relay that records it, and types what the technician sends into that program;
+//! its attended window says the session is recorded, and its End session button ends it. The
+//! technician's decoded picture and the recording are read back with OCR. And the MSI: its service
+//! retries a bad deployment code, registers with a good one, and uninstalls leaving nothing.
 //!
 //! Gated (ignored) because it needs the Windows build: `cargo xtask windows` (part of
 //! `cargo xtask test`) builds the exe and runs these with `--ignored`.
