@@ -175,6 +175,7 @@ pub fn native_platform(display: Option<String>) -> Result<std::sync::Arc<dyn Pla
     #[cfg(windows)]
     {
         let _ = display;
+        crate::capture::gdi::make_dpi_aware();
         Ok(std::sync::Arc::new(WindowsPlatform))
     }
     #[cfg(not(any(target_os = "linux", windows)))]

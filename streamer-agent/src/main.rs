@@ -122,6 +122,9 @@ fn main() -> ExitCode {
         }
     };
     let shutdown = CancellationToken::new();
+    // Physical pixels for the window, capture and input alike: before any window exists.
+    #[cfg(windows)]
+    streamer_agent::capture::gdi::make_dpi_aware();
     // Windows, attended: the window that shows the code, who is connected and the recording, with
     // its End session button (which cancels `shutdown`, as Ctrl-C does).
     #[cfg(windows)]

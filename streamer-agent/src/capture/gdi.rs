@@ -16,6 +16,22 @@ use windows::Win32::UI::WindowsAndMessaging::MONITORINFOF_PRIMARY;
 
 use super::{CaptureError, Frame, Monitor, ScreenSource};
 
+/// Makes this process per-monitor DPI aware, so that monitor rectangles, captured images and input
+/// coordinates are all in physical pixels (otherwise a scaled monitor is reported, captured and
+/// clicked in scaled units). Called once, before any window or capture exists; an older Windows
+/// that lacks the call keeps the system's default.
+pub fn make_dpi_aware() {
+    use windows::Win32::UI::HiDpi::{
+        SetProcessDpiAwarenessContext, DPI_AWARENESS_CONTEXT_PER_MONITOR_AWARE_V2,
+    };
+    // SAFETY: sets a process-wide flag; no pointers involved.
+    if let Err(e) =
+        unsafe { SetProcessDpiAwarenessContext(DPI_AWARENESS_CONTEXT_PER_MONITOR_AWARE_V2) }
+    {
+        tracing::debug!(error = %e, "per-monitor DPI awareness not set");
+    }
+}
+
 /// One monitor as Windows lists it: its device name (`\\.\DISPLAY1`) and desktop rectangle.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct WindowsMonitor {
