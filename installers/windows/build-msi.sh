@@ -13,7 +13,8 @@ out="${2:-$root/target/installers}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 base="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$root/Cargo.toml")"
-version="$base.${PRODUCT_BUILD:-0}"
+# MSI_VERSION overrides it (the tests build a later version to check upgrades in place).
+version="${MSI_VERSION:-$base.${PRODUCT_BUILD:-0}}"
 msi="$out/remote-support-streamer-$version-x64.msi"
 # wixl takes file sources relative to the working directory only.
 (cd "$exe_dir" && wixl --arch x64 -D "Version=$version" -D "Exe=$exe_name" -o "$msi" "$here/streamer.wxs")

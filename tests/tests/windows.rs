@@ -413,9 +413,11 @@ fn assert_nothing_left(desktop: &WineDesktop) {
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the Windows build and Wine: cargo xtask windows runs it"]
-async fn the_msi_runs_the_service_which_retries_a_bad_code_registers_and_uninstalls_cleanly() {
+async fn the_msi_runs_the_service_which_retries_a_bad_code_registers_upgrades_and_uninstalls_cleanly(
+) {
     let _one = ONE_AT_A_TIME.lock().await;
     let msi = built_exe("STREAMER_WINDOWS_MSI");
+    let upgrade_msi = built_exe("STREAMER_WINDOWS_UPGRADE_MSI");
     let mut desktop = WineDesktop::start(1024, 768);
     // A program of the signed-in user's, running throughout: Wine ends its "system", stopping
     // services, once the last ordinary program exits, which a real Windows computer does not.
@@ -521,8 +523,46 @@ async fn the_msi_runs_the_service_which_retries_a_bad_code_registers_and_uninsta
     })
     .await;
 
+    // An upgrade in place (a later version, no properties given): one product, running, with the
+    // installed settings kept. Not checked here: that the credential survives. On Windows the old
+    // version's removal runs with UPGRADINGPRODUCTCODE set and keeps the service's data; Wine's
+    // RemoveExistingProducts passes only REMOVE=ALL, so under Wine the data goes and the device
+    // would need a new deployment code.
+    install(
+        &desktop,
+        &upgrade_msi,
+        &[],
+        &data.path().join("upgrade.log"),
+    );
+    assert_eq!(service_state(&desktop).as_deref(), Some("RUNNING"));
+    let (_, values) = desktop.run("reg", &["query", SETTINGS]);
+    assert!(
+        values.contains(&format!("127.0.0.1:{}", relay.port())) && values.contains("relay-ca.pem"),
+        "the upgrade kept the relay and CA settings: {values}"
+    );
+    eventually(30, "the upgraded service runs on the kept settings", || {
+        let log = service_log();
+        log.contains("service started")
+            && !log.contains("no relay is set")
+            && !log.contains("no CA file")
+    })
+    .await;
+    let (_, products) = desktop.run(
+        "reg",
+        &[
+            "query",
+            r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall",
+            "/s",
+        ],
+    );
+    assert_eq!(
+        products.matches("Recorded Support Streamer").count(),
+        1,
+        "one product installed after the upgrade: {products}"
+    );
+
     // Uninstalling stops the service (the device goes offline) and leaves nothing.
-    uninstall(&desktop, &msi);
+    uninstall(&desktop, &upgrade_msi);
     assert_nothing_left(&desktop);
     let started = Instant::now();
     loop {

@@ -424,19 +424,29 @@ fn windows() -> Result<()> {
     if !exe.exists() {
         bail!("{} was not built", exe.display());
     }
-    let out = Command::new("bash")
-        .arg(root.join("installers/windows/build-msi.sh"))
-        .arg(&exe)
-        .output()
-        .context("running installers/windows/build-msi.sh")?;
-    if !out.status.success() {
-        bail!(
-            "building the MSI failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let msi = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    eprintln!("xtask: built {msi}");
+    let build_msi = |version: Option<&str>| -> Result<String> {
+        let mut cmd = Command::new("bash");
+        cmd.arg(root.join("installers/windows/build-msi.sh"))
+            .arg(&exe);
+        if let Some(v) = version {
+            cmd.env("MSI_VERSION", v);
+        }
+        let out = cmd
+            .output()
+            .context("running installers/windows/build-msi.sh")?;
+        if !out.status.success() {
+            bail!(
+                "building the MSI failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let msi = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        eprintln!("xtask: built {msi}");
+        Ok(msi)
+    };
+    let msi = build_msi(None)?;
+    // A later version of the same product, for the upgrade-in-place test.
+    let upgrade_msi = build_msi(Some("99.0.0.0"))?;
     run(cargo().args([
         "check",
         "--target",
@@ -457,7 +467,8 @@ fn windows() -> Result<()> {
                 "--ignored",
             ])
             .env("STREAMER_WINDOWS_EXE", &exe)
-            .env("STREAMER_WINDOWS_MSI", &msi),
+            .env("STREAMER_WINDOWS_MSI", &msi)
+            .env("STREAMER_WINDOWS_UPGRADE_MSI", &upgrade_msi),
     )
 }
 
