@@ -125,9 +125,9 @@ impl Drop for LiveAudio {
 /// What the end user's computer plays, where the platform can capture it.
 ///
 /// Windows: the default output device in WASAPI loopback (cpal opens an input stream on an output
-/// device as loopback), never a microphone. Linux: the default capture device; on a desktop with
-/// PulseAudio or PipeWire, making the default sink's monitor the default source gives the same
-/// thing as Windows' loopback (not chosen automatically yet). Under Wine loopback fails (`AUDCLNT_E_WRONG_ENDPOINT_TYPE`, no sound card)
+/// device as loopback), never a microphone. Linux: the default capture device, which the streamer's
+/// command line points at the default sink's monitor on PulseAudio and PipeWire (`PULSE_SOURCE`,
+/// set in `main.rs`; plain ALSA has no such thing and captures its default input). Under Wine loopback fails (`AUDCLNT_E_WRONG_ENDPOINT_TYPE`, no sound card)
 /// and the session goes on without audio, saying why.
 fn capture_device() -> Result<(cpal::Device, cpal::SupportedStreamConfig), String> {
     let host = cpal::default_host();

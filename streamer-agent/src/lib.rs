@@ -2,8 +2,9 @@
 //!
 //! `agent` signs in to the relay and serves sessions; `stream` captures (`capture`), converts and
 //! encodes (`encode`) at the technician's frame rate; `input` injects the technician's mouse and keys;
-//! `audio` streams the microphone live as Opus (never recorded).
-//! Platform code sits behind the `ScreenSource` and `InputSink` traits (X11 today). `pattern` generates
+//! `audio` streams what the computer plays live as Opus (never recorded).
+//! Platform code sits behind the `ScreenSource` and `InputSink` traits (X11; on Windows DXGI, GDI
+//! and SendInput, with `service` and `window`). `pattern` generates
 //! content for machines without a display. The version it reports is the one the relay's recording
 //! gate checks.
 

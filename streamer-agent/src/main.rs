@@ -91,6 +91,14 @@ fn main() -> ExitCode {
         };
     }
     let args = Args::parse();
+    // Linux: what the computer plays, not a microphone, as on Windows. Through ALSA's default
+    // device, PulseAudio and PipeWire take the source from PULSE_SOURCE; `@DEFAULT_MONITOR@` is
+    // the monitor of the default sink. Set before any thread starts; an operator's own choice is
+    // kept. Plain ALSA ignores it. (Untested here: this machine has no sound server.)
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("PULSE_SOURCE").is_none() {
+        std::env::set_var("PULSE_SOURCE", "@DEFAULT_MONITOR@");
+    }
     let name = args.name.clone().unwrap_or_else(|| {
         std::env::var("COMPUTERNAME")
             .ok()
