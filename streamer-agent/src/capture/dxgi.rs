@@ -47,6 +47,8 @@ struct Output {
     rotation: DXGI_MODE_ROTATION,
     duplication: Option<IDXGIOutputDuplication>,
     last: Option<Frame>,
+    /// The CPU-readable copy target, made once per image size rather than per frame.
+    staging: Option<(ID3D11Texture2D, u32, u32)>,
 }
 
 /// DXGI Desktop Duplication of every output attached to the desktop.
@@ -133,6 +135,7 @@ fn enumerate() -> Result<Vec<Output>, CaptureError> {
                     rotation: desc.Rotation,
                     duplication: None,
                     last: None,
+                    staging: None,
                 });
             }
         }
@@ -190,7 +193,7 @@ impl Output {
         Ok(frame)
     }
 
-    fn copy(&self, resource: &IDXGIResource) -> Result<Frame, CaptureError> {
+    fn copy(&mut self, resource: &IDXGIResource) -> Result<Frame, CaptureError> {
         // SAFETY: COM calls on live interfaces; the mapped memory is read only between Map and
         // Unmap, within the row pitch and height the driver reported.
         unsafe {
@@ -203,12 +206,20 @@ impl Output {
             desc.MiscFlags = 0;
             desc.MipLevels = 1;
             desc.ArraySize = 1;
-            let mut staging: Option<ID3D11Texture2D> = None;
-            self.device
-                .CreateTexture2D(&desc, None, Some(&mut staging))
-                .map_err(dxgi("CreateTexture2D"))?;
-            let staging = staging
-                .ok_or_else(|| CaptureError::Server("CreateTexture2D gave nothing".into()))?;
+            let staging = match &self.staging {
+                Some((t, w, h)) if (*w, *h) == (desc.Width, desc.Height) => t.clone(),
+                _ => {
+                    let mut made: Option<ID3D11Texture2D> = None;
+                    self.device
+                        .CreateTexture2D(&desc, None, Some(&mut made))
+                        .map_err(dxgi("CreateTexture2D"))?;
+                    let made = made.ok_or_else(|| {
+                        CaptureError::Server("CreateTexture2D gave nothing".into())
+                    })?;
+                    self.staging = Some((made.clone(), desc.Width, desc.Height));
+                    made
+                }
+            };
             self.context.CopyResource(&staging, &texture);
             let mut mapped = D3D11_MAPPED_SUBRESOURCE::default();
             self.context
