@@ -1,8 +1,11 @@
 //! The streamer's connection to the relay: sign in (device credential, deployment code, or attended),
 //! wait for session offers, stream while a session runs, inject input, and reconnect after any loss.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -168,6 +171,75 @@ impl Platform for WindowsPlatform {
     }
 }
 
+/// A typed message link that a session runs over: the relay connection itself, or (for the
+/// Windows service's capture helper) the pipe to the service. Both carry the protocol's frames.
+pub trait SessionLink: Send {
+    /// Sends one message.
+    fn send(&mut self, msg: &Message) -> impl Future<Output = Result<()>> + Send;
+    /// The next message. Cancel-safe: dropping the future loses nothing.
+    fn recv(&mut self) -> impl Future<Output = Result<Message>> + Send;
+}
+
+impl SessionLink for Connection {
+    async fn send(&mut self, msg: &Message) -> Result<()> {
+        Ok(Connection::send(self, msg).await?)
+    }
+
+    async fn recv(&mut self) -> Result<Message> {
+        Ok(Connection::recv(self).await?)
+    }
+}
+
+/// Where an accepted session's capture and input run.
+pub trait SessionHost: Send + Sync {
+    /// Runs the session `offer` (a [`Message::SessionOffer`], already accepted) over `conn` until it
+    /// ends; returns why it ended, in words for the end user or the log.
+    fn session<'a>(
+        &'a self,
+        conn: &'a mut Connection,
+        offer: Message,
+        shutdown: &'a CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>>;
+}
+
+/// Sessions captured and controlled by this process, on `platform`.
+#[derive(Clone)]
+pub struct InProcess {
+    /// The screen and input backends.
+    pub platform: Arc<dyn Platform>,
+    /// Frame rate until the technician chooses one.
+    pub frame_rate: u16,
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcess")
+            .field("frame_rate", &self.frame_rate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionHost for InProcess {
+    fn session<'a>(
+        &'a self,
+        conn: &'a mut Connection,
+        offer: Message,
+        shutdown: &'a CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>> {
+        let view = match offer {
+            Message::SessionOffer { view, .. } => view,
+            _ => protocol::ViewRequest::default(),
+        };
+        Box::pin(session(
+            conn,
+            self.platform.as_ref(),
+            self.frame_rate,
+            view,
+            shutdown,
+        ))
+    }
+}
+
 /// This computer's platform: X11 on Linux (`display`, or `$DISPLAY`), Windows on Windows.
 pub fn native_platform(display: Option<String>) -> Result<std::sync::Arc<dyn Platform>> {
     #[cfg(target_os = "linux")]
@@ -190,7 +262,21 @@ pub fn native_platform(display: Option<String>) -> Result<std::sync::Arc<dyn Pla
 /// deployment code) end it with an error.
 pub async fn run(
     config: AgentConfig,
-    platform: std::sync::Arc<dyn Platform>,
+    platform: Arc<dyn Platform>,
+    notices: tokio::sync::mpsc::UnboundedSender<Notice>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let host = InProcess {
+        platform,
+        frame_rate: config.frame_rate,
+    };
+    run_hosted(config, &host, notices, shutdown).await
+}
+
+/// [`run`], with sessions run by `host` (the Windows service's capture helper, say).
+pub async fn run_hosted(
+    config: AgentConfig,
+    host: &dyn SessionHost,
     notices: tokio::sync::mpsc::UnboundedSender<Notice>,
     shutdown: CancellationToken,
 ) -> Result<()> {
@@ -230,7 +316,7 @@ pub async fn run(
             _ = shutdown.cancelled() => return Ok(()),
         };
         let result = match connected {
-            Ok(mut conn) => serve(&mut conn, &config, platform.as_ref(), &notices, &shutdown).await,
+            Ok(mut conn) => serve(&mut conn, &config, host, &notices, &shutdown).await,
             Err(e) => Err(e),
         };
         match result {
@@ -291,7 +377,7 @@ fn credential(config: &AgentConfig) -> Result<Credential> {
 async fn serve(
     conn: &mut Connection,
     config: &AgentConfig,
-    platform: &dyn Platform,
+    host: &dyn SessionHost,
     notices: &tokio::sync::mpsc::UnboundedSender<Notice>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
@@ -304,16 +390,26 @@ async fn serve(
             Message::SessionOffer {
                 session_id,
                 technician,
+                access,
                 recorded,
                 view,
-                ..
             } => {
-                conn.send(&Message::SessionAccept { session_id }).await?;
+                conn.send(&Message::SessionAccept {
+                    session_id: session_id.clone(),
+                })
+                .await?;
                 let _ = notices.send(Notice::SessionStarted {
-                    technician,
+                    technician: technician.clone(),
                     recorded,
                 });
-                let ended = session(conn, config, platform, view, shutdown).await?;
+                let offer = Message::SessionOffer {
+                    session_id,
+                    technician,
+                    access,
+                    recorded,
+                    view,
+                };
+                let ended = host.session(conn, offer, shutdown).await?;
                 let _ = notices.send(Notice::SessionEnded(ended));
                 if matches!(config.mode, Mode::Attended { .. }) {
                     return Ok(());
@@ -328,11 +424,11 @@ async fn serve(
     }
 }
 
-/// One session: stream and take input until it ends. Returns why it ended.
-async fn session(
-    conn: &mut Connection,
-    config: &AgentConfig,
+/// One session over `conn`: stream and take input until it ends. Returns why it ended.
+pub async fn session<L: SessionLink>(
+    conn: &mut L,
     platform: &dyn Platform,
+    frame_rate: u16,
     view: protocol::ViewRequest,
     shutdown: &CancellationToken,
 ) -> Result<String> {
@@ -343,7 +439,6 @@ async fn session(
     let (frames_tx, mut frames) = tokio::sync::mpsc::channel(4);
     let current: CurrentMonitor = Default::default();
     let capture_current = current.clone();
-    let frame_rate = config.frame_rate;
     let capture = std::thread::spawn(move || {
         stream::run(
             source,
@@ -404,7 +499,8 @@ async fn session(
     result
 }
 
-fn end_text(reason: EndReason, message: &str) -> String {
+/// Why a session ended, in words: the relay's sentence, or the reason's name.
+pub fn end_text(reason: EndReason, message: &str) -> String {
     if message.is_empty() {
         format!("The session ended ({reason:?}).")
     } else {

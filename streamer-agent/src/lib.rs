@@ -12,6 +12,7 @@ pub mod agent;
 pub mod audio;
 pub mod capture;
 pub mod encode;
+pub mod helper;
 pub mod input;
 pub mod pattern;
 #[cfg(windows)]

@@ -60,6 +60,18 @@ fn main() -> ExitCode {
             }
         };
     }
+    // The service's capture helper, started by the service in the console user's session.
+    #[cfg(windows)]
+    if std::env::args().nth(1).as_deref() == Some("--helper") {
+        let pipe = std::env::args().nth(2).unwrap_or_default();
+        return match streamer_agent::helper::windows::run(&pipe) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("streamer: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // The MSI's uninstall removes what the service wrote (credential, log).
     #[cfg(windows)]
     if std::env::args().nth(1).as_deref() == Some("--remove-service-data") {

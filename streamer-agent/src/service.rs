@@ -9,14 +9,13 @@
 //! - A refused deployment code or a lost relay is retried with backoff (1 s doubling to 30 s), the
 //!   relay's sentence in the log; only a revoked device stops the service.
 //!
-//! Not here yet: the capture helper in the console user's session (`CreateProcessAsUser` with the
-//! session's token, speaking to the service over a pipe). A service runs in session 0, where there
-//! is no interactive desktop, so a session offered to the service ends with the capture error.
+//! - A service runs in session 0, which has no interactive desktop: each session's capture, encoding
+//!   and input run in a helper process in the active console session (`crate::helper`), which
+//!   logs to `helper.log`.
 #![allow(unsafe_code)]
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -37,7 +36,7 @@ use windows_service::service::{
 };
 use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
 
-use crate::agent::{self, AgentConfig, Mode, Notice, WindowsPlatform};
+use crate::agent::{self, AgentConfig, Mode, Notice};
 
 /// The service's name in the service control manager (the MSI's `ServiceInstall`).
 pub const SERVICE_NAME: &str = "RecordedSupportStreamer";
@@ -203,11 +202,12 @@ fn service_main(_arguments: Vec<OsString>) {
     }
 }
 
-fn init_log(dir: &std::path::Path) {
+/// Logs to `name` in `dir`, appending.
+pub(crate) fn init_log(dir: &std::path::Path, name: &str) {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join("streamer.log"));
+        .open(dir.join(name));
     if let Ok(file) = file {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -225,7 +225,7 @@ fn run_service() -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // Before anything secret is written: no ordinary user can read inside.
     protect(&dir, SYSTEM_AND_ADMINS)?;
-    init_log(&dir);
+    init_log(&dir, "streamer.log");
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let handle = service_control_handler::register(SERVICE_NAME, move |control| match control {
@@ -302,7 +302,9 @@ fn serve(dir: &std::path::Path, shutdown: CancellationToken) -> Result<()> {
                 }
             }
         });
-        agent::run(config, Arc::new(WindowsPlatform), tx, shutdown).await
+        // Capture and input run in a helper in the console user's session: session 0 has no
+        // interactive desktop.
+        agent::run_hosted(config, &crate::helper::windows::HelperHost, tx, shutdown).await
     });
     // A blocking task still running (a name lookup, say) must not keep the service from reporting
     // itself stopped: the service manager waits for that.

@@ -3,7 +3,8 @@
 //! it through a real relay that records it, and types what the technician sends into that program;
 //! its attended window says the session is recorded, and its End session button ends it. The
 //! technician's decoded picture and the recording are read back with OCR. And the MSI: its service
-//! retries a bad deployment code, registers with a good one, and uninstalls leaving nothing.
+//! retries a bad deployment code, registers with a good one, serves an unattended session through
+//! its capture helper, upgrades in place, and uninstalls leaving nothing.
 //!
 //! Gated (ignored) because it needs the Windows build: `cargo xtask windows` (part of
 //! `cargo xtask test`) builds the exe and runs these with `--ignored`.
@@ -413,7 +414,7 @@ fn assert_nothing_left(desktop: &WineDesktop) {
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the Windows build and Wine: cargo xtask windows runs it"]
-async fn the_msi_runs_the_service_which_retries_a_bad_code_registers_upgrades_and_uninstalls_cleanly(
+async fn the_msi_runs_the_service_which_retries_a_bad_code_registers_serves_through_its_helper_upgrades_and_uninstalls(
 ) {
     let _one = ONE_AT_A_TIME.lock().await;
     let msi = built_exe("STREAMER_WINDOWS_MSI");
@@ -520,6 +521,65 @@ async fn the_msi_runs_the_service_which_retries_a_bad_code_registers_upgrades_an
             .run("reg", &["query", SETTINGS])
             .1
             .contains("DeploymentCode")
+    })
+    .await;
+
+    // An unattended session through the service: its helper, started in the console session,
+    // captures the desktop and types into the probe; the service forwards over the pipe.
+    tech.send(&Message::SessionRequest {
+        target: SessionTarget::Device {
+            device_id: device.id.clone(),
+        },
+        view: ViewRequest::default(),
+    })
+    .await
+    .unwrap();
+    loop {
+        match recv(&mut tech).await {
+            Message::SessionStarted { access, .. } => {
+                assert_eq!(access, AccessType::Unattended);
+                break;
+            }
+            Message::Refused { code, message } => panic!("refused: {code:?} {message}"),
+            _ => {}
+        }
+    }
+    let mut view = View::default();
+    let picture = view
+        .until_text(&mut tech, &plain("PROBE 4217"), work.path())
+        .await;
+    assert_eq!(picture, (1024, 768));
+    for code in ["KeyU", "Digit7"] {
+        tech.send(&key(code, true)).await.unwrap();
+        tech.send(&key(code, false)).await.unwrap();
+    }
+    eventually(20, "the helper's keys reached the probe", || {
+        std::fs::read_to_string(work.path().join("probe-text.txt")).unwrap_or_default()
+            == "PROBE 4217u7"
+    })
+    .await;
+    let helper_log = || {
+        std::fs::read_to_string(
+            desktop
+                .drive_c()
+                .join("ProgramData/RecordedSupport/Streamer/helper.log"),
+        )
+        .unwrap_or_default()
+    };
+    assert!(
+        service_log().contains("capture helper started"),
+        "{}",
+        service_log()
+    );
+    tech.send(&Message::LeaveSession).await.unwrap();
+    loop {
+        if let Message::SessionEnded { reason, .. } = recv(&mut tech).await {
+            assert_eq!(reason, EndReason::TechnicianLeft);
+            break;
+        }
+    }
+    eventually(20, "the helper ends with the session", || {
+        helper_log().contains("the helper's session ended")
     })
     .await;
 
