@@ -13,6 +13,17 @@ mkdir -p "$out"
 
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p relay -p streamer-agent --bins
 
+# The shared libraries a binary links, as Debian package dependencies (what dpkg-shlibdeps, from
+# dpkg-dev, reads from the installed libraries' symbols files), e.g. "libc6 (>= 2.34), ...".
+shlib_depends() { # binary -> Depends
+  local work
+  work="$(mktemp -d)"
+  mkdir -p "$work/debian"
+  printf 'Source: remote-support\n\nPackage: remote-support\nArchitecture: any\n' > "$work/debian/control"
+  (cd "$work" && dpkg-shlibdeps -O -e "$1" 2>/dev/null) | sed -n 's/^shlibs:Depends=//p'
+  rm -rf "$work"
+}
+
 stage() { # name -> a fresh staging directory
   local dir="$out/stage/$1"
   rm -rf "$dir"
@@ -31,7 +42,7 @@ Package: remote-support-relay
 Version: $version
 Architecture: $arch
 Maintainer: Remote Support release engineering <release@remote-support.invalid>
-Depends: libc6, adduser
+Depends: $(shlib_depends "$root/target/release/relay"), adduser
 Section: net
 Priority: optional
 Description: Recorded remote support relay
@@ -86,7 +97,7 @@ Package: remote-support-streamer
 Version: $version
 Architecture: $arch
 Maintainer: Remote Support release engineering <release@remote-support.invalid>
-Depends: libc6, libasound2, libgcc-s1
+Depends: $(shlib_depends "$root/target/release/streamer-agent")
 Section: net
 Priority: optional
 Description: Recorded remote support streamer agent

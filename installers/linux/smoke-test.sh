@@ -17,6 +17,19 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$relay_deb" "$streamer_deb
 systemd-analyze verify /lib/systemd/system/relay.service /lib/systemd/system/streamer-agent.service \
   || fail "a systemd unit does not verify"
 
+# Each package depends on the package of every shared library its binary links (GTK for the
+# streamer's attended window, libstdc++ for OpenH264, ALSA), so a plain apt install runs it.
+for pair in "$relay_deb:/usr/bin/relay" "$streamer_deb:/usr/bin/streamer-agent"; do
+  deb="${pair%%:*}" bin="${pair#*:}"
+  depends="$(dpkg-deb -f "$deb" Depends)"
+  names=" $(sed 's/ ([^)]*)//g; s/[,|]/ /g' <<<"$depends") "
+  for lib in $(objdump -p "$bin" | awk '/NEEDED/ {print $2}'); do
+    pkg="$(dpkg -S "*/$lib" 2>/dev/null | head -1 | cut -d: -f1)"
+    [ -n "$pkg" ] || fail "$bin links $lib, which no installed package holds"
+    [[ "$names" == *" $pkg "* ]] || fail "$deb does not depend on $pkg ($lib); Depends: $depends"
+  done
+done
+
 # Versions.
 [ "$(relay --product-version)" = "$version" ] || fail "relay reports $(relay --product-version), not $version"
 [ "$(streamer-agent --product-version)" = "$version" ] || fail "streamer-agent reports another version"

@@ -190,6 +190,9 @@ impl SessionLink for Connection {
     }
 }
 
+/// A session being run by a [`SessionHost`]: it ends with why, in words.
+pub type SessionFuture<'a> = Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>>;
+
 /// Where an accepted session's capture and input run.
 pub trait SessionHost: Send + Sync {
     /// Runs the session `offer` (a [`Message::SessionOffer`], already accepted) over `conn` until it
@@ -199,7 +202,7 @@ pub trait SessionHost: Send + Sync {
         conn: &'a mut Connection,
         offer: Message,
         shutdown: &'a CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>>;
+    ) -> SessionFuture<'a>;
 }
 
 /// Sessions captured and controlled by this process, on `platform`.
@@ -225,7 +228,7 @@ impl SessionHost for InProcess {
         conn: &'a mut Connection,
         offer: Message,
         shutdown: &'a CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>> {
+    ) -> SessionFuture<'a> {
         let view = match offer {
             Message::SessionOffer { view, .. } => view,
             _ => protocol::ViewRequest::default(),

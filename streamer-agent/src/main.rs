@@ -39,7 +39,7 @@ struct Args {
     /// Frames per second until the technician chooses.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=60))]
     frame_rate: u16,
-    /// Windows, attended: no window, the command line only.
+    /// Attended: no window, the command line only.
     #[arg(long)]
     no_window: bool,
     /// Print the four-part product version and exit.
@@ -111,6 +111,11 @@ fn main() -> ExitCode {
     if std::env::var_os("PULSE_SOURCE").is_none() {
         std::env::set_var("PULSE_SOURCE", "@DEFAULT_MONITOR@");
     }
+    // The attended window goes on the display that is shared (GTK opens `$DISPLAY`).
+    #[cfg(target_os = "linux")]
+    if let Some(display) = &args.display {
+        std::env::set_var("DISPLAY", display);
+    }
     let name = args.name.clone().unwrap_or_else(|| {
         std::env::var("COMPUTERNAME")
             .ok()
@@ -145,24 +150,14 @@ fn main() -> ExitCode {
     // Physical pixels for the window, capture and input alike: before any window exists.
     #[cfg(windows)]
     streamer_agent::capture::gdi::make_dpi_aware();
-    // Windows, attended: the window that shows the code, who is connected and the recording, with
-    // its End session button (which cancels `shutdown`, as Ctrl-C does).
-    #[cfg(windows)]
-    let window = (matches!(config.mode, Mode::Attended { .. }) && !args.no_window).then(|| {
-        let (to_window, notices) = std::sync::mpsc::channel();
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (end, window_done) = (shutdown.clone(), done.clone());
-        let thread = std::thread::spawn(move || {
-            if let Err(e) = streamer_agent::window::win32::run(notices, end, window_done) {
-                eprintln!("streamer: the window could not be shown: {e:#}");
-            }
-        });
-        (to_window, done, thread)
-    });
-    #[cfg(windows)]
-    let to_window = window.as_ref().map(|(tx, _, _)| tx.clone());
-    #[cfg(not(windows))]
-    let _ = args.no_window;
+    // Attended: the window that shows the code, who is connected and the recording, with its End
+    // session button (which cancels `shutdown`, as Ctrl-C does).
+    let window = if matches!(config.mode, Mode::Attended { .. }) && !args.no_window {
+        streamer_agent::window::show(shutdown.clone())
+    } else {
+        None
+    };
+    let to_window = window.as_ref().map(|w| w.notices());
     let result = runtime.block_on(async move {
         let on_signal = shutdown.clone();
         // Ctrl-C from the end user, SIGTERM from a service manager: both end a running session with a
@@ -191,7 +186,6 @@ fn main() -> ExitCode {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Notice>();
         tokio::spawn(async move {
             while let Some(n) = rx.recv().await {
-                #[cfg(windows)]
                 if let Some(w) = &to_window {
                     let _ = w.send(n.clone());
                 }
@@ -215,10 +209,8 @@ fn main() -> ExitCode {
         let platform = agent::native_platform(args.display)?;
         agent::run(config, platform, tx, shutdown).await
     });
-    #[cfg(windows)]
-    if let Some((_, done, thread)) = window {
-        done.store(true, std::sync::atomic::Ordering::Release);
-        let _ = thread.join();
+    if let Some(window) = window {
+        window.close();
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -121,26 +121,56 @@ const SYSTEM_ONLY: &str = "D:P(A;;FA;;;SY)";
 /// SYSTEM and Administrators, inherited by what is created inside: the data folder (its log).
 const SYSTEM_AND_ADMINS: &str = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
 
+/// A security descriptor built from SDDL, freed when dropped.
+pub(crate) struct SecurityDescriptor(PSECURITY_DESCRIPTOR);
+
+impl SecurityDescriptor {
+    /// The descriptor `sddl` describes.
+    pub(crate) fn from_sddl(sddl: &str) -> Result<Self> {
+        let sddl = HSTRING::from(sddl);
+        let mut sd = PSECURITY_DESCRIPTOR::default();
+        // SAFETY: the string is NUL-terminated; the descriptor is allocated by the call and owned
+        // by the returned value.
+        unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                PCWSTR(sddl.as_ptr()),
+                SDDL_REVISION_1,
+                &mut sd,
+                None,
+            )
+        }
+        .context("building a security descriptor")?;
+        Ok(Self(sd))
+    }
+
+    /// The descriptor, valid while `self` lives.
+    pub(crate) fn as_raw(&self) -> PSECURITY_DESCRIPTOR {
+        self.0
+    }
+}
+
+impl Drop for SecurityDescriptor {
+    fn drop(&mut self) {
+        // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW, freed once.
+        let _ = unsafe { LocalFree(Some(HLOCAL(self.0 .0))) };
+    }
+}
+
 /// Replaces the DACL of `path` with the one `sddl` describes.
 pub fn protect(path: &std::path::Path, sddl: &str) -> Result<()> {
-    let sddl = HSTRING::from(sddl);
+    let sd = SecurityDescriptor::from_sddl(sddl)?;
     let file = HSTRING::from(path.as_os_str());
-    let mut sd = PSECURITY_DESCRIPTOR::default();
-    // SAFETY: the descriptor is allocated by the call and freed below with LocalFree.
-    unsafe {
-        ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            PCWSTR(sddl.as_ptr()),
-            SDDL_REVISION_1,
-            &mut sd,
-            None,
+    // SAFETY: the path is NUL-terminated and the descriptor lives across the call.
+    let ok = unsafe {
+        SetFileSecurityW(
+            PCWSTR(file.as_ptr()),
+            DACL_SECURITY_INFORMATION,
+            sd.as_raw(),
         )
-        .context("building a security descriptor")?;
-        let ok = SetFileSecurityW(PCWSTR(file.as_ptr()), DACL_SECURITY_INFORMATION, sd);
-        let _ = LocalFree(Some(HLOCAL(sd.0)));
-        if !ok.as_bool() {
-            return Err(windows::core::Error::from_thread())
-                .with_context(|| format!("protecting {}", path.display()));
-        }
+    };
+    if !ok.as_bool() {
+        return Err(windows::core::Error::from_thread())
+            .with_context(|| format!("protecting {}", path.display()));
     }
     Ok(())
 }

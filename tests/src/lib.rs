@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod content;
 pub mod load;
+pub mod ocr;
 pub mod webdriver;
 pub mod wine;
 use x11rb::connection::Connection;
@@ -239,6 +240,28 @@ pub struct TestRelay {
     served: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// A technician's left click at `(x, y)` on the streamed picture: move, press, release.
+pub async fn click(tech: &mut relay_client::Connection, x: u16, y: u16) {
+    use protocol::{Message, MouseAction, MouseButton, MouseInput};
+    for (action, button) in [
+        (MouseAction::Move, MouseButton::None),
+        (MouseAction::Down, MouseButton::Left),
+        (MouseAction::Up, MouseButton::Left),
+    ] {
+        tech.send(&Message::MouseInput(MouseInput {
+            action,
+            button,
+            x,
+            y,
+            wheel_x: 0,
+            wheel_y: 0,
+        }))
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl TestRelay {
     /// Starts a relay on `dir` (created if new), on `port` (0 for any).
     pub async fn start(dir: &Path, port: u16) -> Self {
@@ -279,6 +302,36 @@ impl TestRelay {
     /// The development CA to trust.
     pub fn ca(&self) -> PathBuf {
         self.dir.join("tls/dev-ca.pem")
+    }
+
+    /// The team "acme" and its owner "Owner" (`owner@acme.example`, `password`), recording the
+    /// kinds of session asked for.
+    pub async fn acme(
+        &self,
+        password: &str,
+        record_attended: bool,
+        record_unattended: bool,
+    ) -> relay::store::NewTeam {
+        let team = self
+            .store
+            .create_team("acme", "owner@acme.example", "Owner", password)
+            .await
+            .unwrap();
+        if record_attended || record_unattended {
+            let mut settings = self
+                .store
+                .team_settings(&team.team.id)
+                .await
+                .unwrap()
+                .unwrap();
+            settings.record_attended = record_attended;
+            settings.record_unattended = record_unattended;
+            self.store
+                .set_team_settings(&team.team.id, &settings)
+                .await
+                .unwrap();
+        }
+        team
     }
 
     /// A technician connection signed in as `email`, past its handshake.

@@ -171,19 +171,3 @@ impl Drop for WineDesktop {
             .status();
     }
 }
-
-/// Text that Tesseract reads in a PNG, or the reason it could not run.
-pub fn ocr(png: &Path) -> String {
-    let out = Command::new("tesseract")
-        .arg(png)
-        .arg("-")
-        .stderr(Stdio::null())
-        .output()
-        .expect("tesseract runs (apt-get install tesseract-ocr)");
-    assert!(
-        out.status.success(),
-        "tesseract failed on {}",
-        png.display()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}

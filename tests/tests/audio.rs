@@ -32,11 +32,7 @@ async fn an_unpaced_audio_source_keeps_its_session_alive() {
     let display = XDisplay::start(640, 480);
     let _paint = display.paint(0, 0, 640, 480, (30, 120, 220));
     let relay = TestRelay::start(data.path(), 0).await;
-    let team = relay
-        .store
-        .create_team("acme", "owner@acme.example", "Owner", PASSWORD)
-        .await
-        .unwrap();
+    let team = relay.acme(PASSWORD, false, false).await;
     let code = relay
         .store
         .create_deployment_code(&team.team.id, 3_600_000)

@@ -32,25 +32,7 @@ struct Setup {
 async fn setup(display: &XDisplay, record: bool) -> Setup {
     let data = tempfile::tempdir().unwrap();
     let relay = TestRelay::start(data.path(), 0).await;
-    let team = relay
-        .store
-        .create_team("acme", "owner@acme.example", "Owner", PASSWORD)
-        .await
-        .unwrap();
-    if record {
-        let mut s = relay
-            .store
-            .team_settings(&team.team.id)
-            .await
-            .unwrap()
-            .unwrap();
-        s.record_unattended = true;
-        relay
-            .store
-            .set_team_settings(&team.team.id, &s)
-            .await
-            .unwrap();
-    }
+    let team = relay.acme(PASSWORD, false, record).await;
     let code = relay
         .store
         .create_deployment_code(&team.team.id, 3_600_000)
@@ -541,11 +523,7 @@ async fn an_attended_streamer_shows_a_session_code_and_the_technician_connects_w
     let display = XDisplay::start(320, 240);
     let data = tempfile::tempdir().unwrap();
     let relay = TestRelay::start(data.path(), 0).await;
-    let team = relay
-        .store
-        .create_team("acme", "owner@acme.example", "Owner", PASSWORD)
-        .await
-        .unwrap();
+    let team = relay.acme(PASSWORD, false, false).await;
     let config = AgentConfig {
         relay: relay.addr.clone(),
         ca_file: relay.ca(),

@@ -16,10 +16,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use openh264::formats::YUVSource;
 use protocol::*;
 use relay_client::Connection;
-use system_tests::wine::{built_exe, ocr, windows_path, WineDesktop};
+use system_tests::ocr::{ocr, plain, View};
+use system_tests::wine::{built_exe, windows_path, WineDesktop};
 use system_tests::TestRelay;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -35,23 +35,21 @@ async fn recv(c: &mut Connection) -> Message {
         .expect("the connection is open")
 }
 
-/// Letters and digits only, upper case, with the letter O read as the digit 0 (OCR cannot tell a
-/// lower-case o from a zero): what OCR is compared on.
-fn plain(text: &str) -> String {
-    text.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| match c.to_ascii_uppercase() {
-            'O' => '0',
-            c => c,
-        })
-        .collect()
-}
-
-fn save_png(rgb: &[u8], w: usize, h: usize, path: &Path) {
-    image::RgbImage::from_raw(w as u32, h as u32, rgb.to_vec())
-        .unwrap()
-        .save(path)
-        .unwrap();
+/// Waits for the session to start: its id, device name, recording flag and access type.
+async fn session_started(tech: &mut Connection) -> (String, String, bool, AccessType) {
+    loop {
+        match recv(tech).await {
+            Message::SessionStarted {
+                session_id,
+                device_name,
+                recorded,
+                access,
+                ..
+            } => return (session_id, device_name, recorded, access),
+            Message::Refused { code, message } => panic!("refused: {code:?} {message}"),
+            _ => {}
+        }
+    }
 }
 
 fn key(code: &str, down: bool) -> Message {
@@ -60,54 +58,6 @@ fn key(code: &str, down: bool) -> Message {
         down,
         modifiers: Modifiers::default(),
     })
-}
-
-/// The technician's side of the picture: decodes what arrives and reads it with OCR.
-#[derive(Default)]
-struct View {
-    decoder: Option<openh264::decoder::Decoder>,
-    monitors: Vec<MonitorInfo>,
-    audio: Option<Message>,
-}
-
-impl View {
-    /// Reads frames until OCR finds `text` (compared as [`plain`]) in one; returns its size.
-    async fn until_text(
-        &mut self,
-        tech: &mut Connection,
-        text: &str,
-        work: &Path,
-    ) -> (usize, usize) {
-        let started = Instant::now();
-        let mut read = String::new();
-        while started.elapsed() < Duration::from_secs(60) {
-            match recv(tech).await {
-                Message::MonitorList(m) => self.monitors = m,
-                m @ (Message::AudioConfig { .. } | Message::AudioUnavailable { .. }) => {
-                    self.audio = Some(m)
-                }
-                Message::VideoConfig(_) => self.decoder = None,
-                Message::VideoFrame(f) => {
-                    let decoder = self
-                        .decoder
-                        .get_or_insert_with(|| openh264::decoder::Decoder::new().unwrap());
-                    if let Some(image) = decoder.decode(&f.payload).unwrap() {
-                        let (w, h) = image.dimensions();
-                        let mut rgb = vec![0u8; w * h * 3];
-                        image.write_rgb8(&mut rgb);
-                        let png = work.join("technician-view.png");
-                        save_png(&rgb, w, h, &png);
-                        read = ocr(&png);
-                        if plain(&read).contains(text) {
-                            return (w, h);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        panic!("the technician's picture never showed {text:?} (OCR last read {read:?})");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -122,23 +72,7 @@ async fn the_windows_streamer_shows_a_wine_program_types_into_it_and_is_recorded
 
     let data = tempfile::tempdir().unwrap();
     let relay = TestRelay::start(data.path(), 0).await;
-    let team = relay
-        .store
-        .create_team("acme", "owner@acme.example", "Owner", PASSWORD)
-        .await
-        .unwrap();
-    let mut settings = relay
-        .store
-        .team_settings(&team.team.id)
-        .await
-        .unwrap()
-        .unwrap();
-    settings.record_attended = true;
-    relay
-        .store
-        .set_team_settings(&team.team.id, &settings)
-        .await
-        .unwrap();
+    let team = relay.acme(PASSWORD, true, false).await;
 
     // The attended streamer, as an end user starts it: it prints the session code.
     let mut cmd = desktop.command(&exe);
@@ -183,25 +117,11 @@ async fn the_windows_streamer_shows_a_wine_program_types_into_it_and_is_recorded
     })
     .await
     .unwrap();
-    let session_id = loop {
-        match recv(&mut tech).await {
-            Message::SessionStarted {
-                session_id,
-                device_name,
-                recorded,
-                access,
-                ..
-            } => {
-                assert_eq!(
-                    (device_name.as_str(), recorded, access),
-                    ("Wine PC", true, AccessType::Attended)
-                );
-                break session_id;
-            }
-            Message::Refused { code, message } => panic!("refused: {code:?} {message}"),
-            _ => {}
-        }
-    };
+    let (session_id, device_name, recorded, access) = session_started(&mut tech).await;
+    assert_eq!(
+        (device_name.as_str(), recorded, access),
+        ("Wine PC", true, AccessType::Attended)
+    );
 
     // What the technician sees: H.264 that decodes to the probe's text, monitor keyed by device.
     let mut view = View::default();
@@ -265,22 +185,7 @@ async fn the_windows_streamer_shows_a_wine_program_types_into_it_and_is_recorded
         (x0 + 4 + bx + bw / 2) as u16,
         (y0 + 26 + by + bh / 2) as u16,
     );
-    for (action, button) in [
-        (MouseAction::Move, MouseButton::None),
-        (MouseAction::Down, MouseButton::Left),
-        (MouseAction::Up, MouseButton::Left),
-    ] {
-        tech.send(&Message::MouseInput(MouseInput {
-            action,
-            button,
-            x,
-            y,
-            wheel_x: 0,
-            wheel_y: 0,
-        }))
-        .await
-        .unwrap();
-    }
+    system_tests::click(&mut tech, x, y).await;
     let started = Instant::now();
     loop {
         match recv(&mut tech).await {
@@ -426,11 +331,7 @@ async fn the_msi_runs_the_service_which_retries_a_bad_code_registers_serves_thro
     desktop.start_probe(&work.path().join("probe-text.txt"));
     let data = tempfile::tempdir().unwrap();
     let relay = TestRelay::start(data.path(), 0).await;
-    let team = relay
-        .store
-        .create_team("acme", "owner@acme.example", "Owner", PASSWORD)
-        .await
-        .unwrap();
+    let team = relay.acme(PASSWORD, false, false).await;
     std::fs::copy(relay.ca(), desktop.drive_c().join("relay-ca.pem")).unwrap();
     let settings = |code: &str| {
         vec![
@@ -534,16 +435,8 @@ async fn the_msi_runs_the_service_which_retries_a_bad_code_registers_serves_thro
     })
     .await
     .unwrap();
-    loop {
-        match recv(&mut tech).await {
-            Message::SessionStarted { access, .. } => {
-                assert_eq!(access, AccessType::Unattended);
-                break;
-            }
-            Message::Refused { code, message } => panic!("refused: {code:?} {message}"),
-            _ => {}
-        }
-    }
+    let (_, _, _, access) = session_started(&mut tech).await;
+    assert_eq!(access, AccessType::Unattended);
     let mut view = View::default();
     let picture = view
         .until_text(&mut tech, &plain("PROBE 4217"), work.path())

@@ -19,9 +19,7 @@
 //! screen); the helper keeps capturing the user's desktop meanwhile.
 #![allow(unsafe_code)]
 
-use std::future::Future;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -29,14 +27,11 @@ use protocol::Message;
 use relay_client::{Connection, LinkError};
 use tokio::net::windows::named_pipe::{ClientOptions, NamedPipeServer, ServerOptions};
 use tokio_util::sync::CancellationToken;
-use windows::core::{HSTRING, PCWSTR, PWSTR};
-use windows::Win32::Foundation::{CloseHandle, LocalFree, HANDLE, HLOCAL, WAIT_TIMEOUT};
-use windows::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
-};
+use windows::core::{PCWSTR, PWSTR};
+use windows::Win32::Foundation::{CloseHandle, HANDLE, WAIT_TIMEOUT};
 use windows::Win32::Security::{
     DuplicateTokenEx, SecurityIdentification, SetTokenInformation, TokenPrimary, TokenSessionId,
-    PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_ALL_ACCESS, TOKEN_DUPLICATE, TOKEN_QUERY,
+    SECURITY_ATTRIBUTES, TOKEN_ALL_ACCESS, TOKEN_DUPLICATE, TOKEN_QUERY,
 };
 use windows::Win32::System::Pipes::GetNamedPipeClientProcessId;
 use windows::Win32::System::RemoteDesktop::{
@@ -49,7 +44,7 @@ use windows::Win32::System::Threading::{
 };
 
 use super::{forward, Forwarded, PipeLink};
-use crate::agent::{end_text, SessionHost, SessionLink, WindowsPlatform};
+use crate::agent::{end_text, SessionFuture, SessionHost, SessionLink, WindowsPlatform};
 
 /// The console session a helper runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,24 +165,15 @@ fn pipe_name() -> String {
 
 /// The pipe, for SYSTEM alone, local clients only, and only if no one else made it first.
 fn create_pipe(name: &str) -> Result<NamedPipeServer> {
-    let sddl = HSTRING::from("D:P(A;;GA;;;SY)");
-    let mut sd = PSECURITY_DESCRIPTOR::default();
-    // SAFETY: the descriptor is allocated by the call and freed after the pipe exists (the pipe
-    // keeps its own copy).
+    let sd = crate::service::SecurityDescriptor::from_sddl("D:P(A;;GA;;;SY)")?;
+    let mut attributes = SECURITY_ATTRIBUTES {
+        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+        lpSecurityDescriptor: sd.as_raw().0,
+        bInheritHandle: false.into(),
+    };
+    // SAFETY: the attributes and their descriptor live across the call (the pipe keeps a copy).
     unsafe {
-        ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            PCWSTR(sddl.as_ptr()),
-            SDDL_REVISION_1,
-            &mut sd,
-            None,
-        )
-        .context("building the pipe's security descriptor")?;
-        let mut attributes = SECURITY_ATTRIBUTES {
-            nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-            lpSecurityDescriptor: sd.0,
-            bInheritHandle: false.into(),
-        };
-        let server = ServerOptions::new()
+        ServerOptions::new()
             .first_pipe_instance(true)
             .reject_remote_clients(true)
             .max_instances(1)
@@ -196,10 +182,9 @@ fn create_pipe(name: &str) -> Result<NamedPipeServer> {
             .create_with_security_attributes_raw(
                 name,
                 (&mut attributes as *mut SECURITY_ATTRIBUTES).cast(),
-            );
-        let _ = LocalFree(Some(HLOCAL(sd.0)));
-        server.with_context(|| format!("creating the pipe {name}"))
+            )
     }
+    .with_context(|| format!("creating the pipe {name}"))
 }
 
 /// Starts this exe as the helper in `console`, connecting to `pipe`.
@@ -303,7 +288,7 @@ impl SessionHost for HelperHost {
         conn: &'a mut Connection,
         offer: Message,
         shutdown: &'a CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>> {
+    ) -> SessionFuture<'a> {
         Box::pin(async move {
             let mut failures = 0;
             loop {
@@ -394,4 +379,27 @@ pub fn run(pipe: &str) -> Result<()> {
     }
     runtime.shutdown_timeout(Duration::from_secs(2));
     result.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_pipe_is_ours_alone_and_names_its_client() {
+        let name = pipe_name();
+        assert_ne!(name, pipe_name(), "each helper gets a pipe name of its own");
+        let server = create_pipe(&name).unwrap();
+        // Someone who made the name first (or a second instance) is refused.
+        assert!(create_pipe(&name).is_err());
+        let client = ClientOptions::new().open(&name).unwrap();
+        server.connect().await.unwrap();
+        let mut pid = 0u32;
+        // SAFETY: the pipe's handle is open while `server` lives.
+        unsafe { GetNamedPipeClientProcessId(HANDLE(server.as_raw_handle()), &mut pid) }.unwrap();
+        assert_eq!(pid, std::process::id());
+        let (mut a, mut b) = (PipeLink::new(server), PipeLink::new(client));
+        a.send(&Message::KeyframeRequest).await.unwrap();
+        assert_eq!(b.recv().await.unwrap(), Message::KeyframeRequest);
+    }
 }

@@ -1,12 +1,21 @@
 //! The attended streamer's window: what it says for each notice and where its parts are, shared by
-//! every platform's window (`win32.rs` on Windows; other platforms print to the terminal for now).
+//! every platform's window (`win32.rs` on Windows, `gtk.rs` on Linux; [`show`] starts the one this
+//! platform has, on a thread of its own).
 //!
 //! The window sits in the bottom-right corner of the screen. It shows the session code to read
 //! out, who is connected, "This session is recorded by the technician's team" when the relay says
 //! so, and an End session button. Closing the window ends the session too.
 
+#[cfg(target_os = "linux")]
+pub mod gtk;
 #[cfg(windows)]
 pub mod win32;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::agent::Notice;
 
@@ -18,6 +27,84 @@ pub const HEIGHT: i32 = 330;
 pub const END_BUTTON: (i32, i32, i32, i32) = (20, 230, 200, 44);
 /// The window's distance from the screen's right and bottom edges.
 pub const MARGIN: i32 = 16;
+/// Where the status line is in the client area: x, y, width, height.
+pub const STATUS: (i32, i32, i32, i32) = (20, 16, 480, 52);
+/// Where the session code is.
+pub const CODE: (i32, i32, i32, i32) = (20, 70, 480, 56);
+/// Where who is connected is.
+pub const WHO: (i32, i32, i32, i32) = (20, 132, 480, 28);
+/// Where the recording notice is.
+pub const RECORDED: (i32, i32, i32, i32) = (20, 166, 480, 56);
+/// The text size of every line but the code, in pixels.
+pub const TEXT_PX: i32 = 20;
+/// The code's text size, in pixels (bold).
+pub const CODE_PX: i32 = 44;
+
+/// A window being shown on a thread of its own.
+#[derive(Debug)]
+pub struct Shown {
+    notices: Sender<Notice>,
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Shown {
+    /// Where to send the agent's notices for the window.
+    pub fn notices(&self) -> Sender<Notice> {
+        self.notices.clone()
+    }
+
+    /// Closes the window (the agent has finished) and waits for its thread.
+    pub fn close(self) {
+        self.done.store(true, Ordering::Release);
+        let _ = self.thread.join();
+    }
+}
+
+/// Shows this platform's attended window: its End session button and closing it cancel `end`.
+/// `None` where there is no window (other platforms); a window that cannot be shown (no display)
+/// says why on stderr, and the terminal still says everything.
+pub fn show(end: CancellationToken) -> Option<Shown> {
+    #[cfg(any(windows, target_os = "linux"))]
+    {
+        let (notices, rx) = std::sync::mpsc::channel();
+        let done = Arc::new(AtomicBool::new(false));
+        let window_done = done.clone();
+        let thread = std::thread::spawn(move || {
+            if let Err(e) = run(rx, end, window_done) {
+                eprintln!("streamer: the window could not be shown: {e:#}");
+            }
+        });
+        Some(Shown {
+            notices,
+            done,
+            thread,
+        })
+    }
+    #[cfg(not(any(windows, target_os = "linux")))]
+    {
+        let _ = end;
+        None
+    }
+}
+
+#[cfg(windows)]
+fn run(
+    notices: Receiver<Notice>,
+    end: CancellationToken,
+    done: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    win32::run(notices, end, done)
+}
+
+#[cfg(target_os = "linux")]
+fn run(
+    notices: Receiver<Notice>,
+    end: CancellationToken,
+    done: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    gtk::run(notices, end, done)
+}
 
 /// The words the window shows for each notice: (status, code, who, recorded); `None` leaves a line
 /// as it is.

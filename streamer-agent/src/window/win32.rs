@@ -26,7 +26,9 @@ use windows::Win32::UI::WindowsAndMessaging::{
     WS_EX_NOACTIVATE, WS_EX_TOPMOST, WS_OVERLAPPED, WS_SYSMENU, WS_VISIBLE,
 };
 
-use super::{lines_for, END_BUTTON, HEIGHT, MARGIN, WIDTH};
+use super::{
+    lines_for, CODE, CODE_PX, END_BUTTON, HEIGHT, MARGIN, RECORDED, STATUS, TEXT_PX, WHO, WIDTH,
+};
 use crate::agent::Notice;
 
 const END_ID: usize = 1;
@@ -196,18 +198,18 @@ pub fn run(notices: Receiver<Notice>, end: CancellationToken, done: Arc<AtomicBo
             );
             Ok::<_, anyhow::Error>(hwnd)
         };
-        let (normal, large) = (font(-20, FW_NORMAL.0), font(-44, FW_BOLD.0));
+        let (normal, large) = (font(-TEXT_PX, FW_NORMAL.0), font(-CODE_PX, FW_BOLD.0));
         let status = child(
             w!("STATIC"),
             w!("Connecting to the relay…"),
             0,
-            (20, 16, 480, 52),
+            STATUS,
             0,
             normal,
         )?;
-        let code = child(w!("STATIC"), w!(""), 0, (20, 70, 480, 56), 0, large)?;
-        let who = child(w!("STATIC"), w!(""), 0, (20, 132, 480, 28), 0, normal)?;
-        let recorded = child(w!("STATIC"), w!(""), 0, (20, 166, 480, 56), 0, normal)?;
+        let code = child(w!("STATIC"), w!(""), 0, CODE, 0, large)?;
+        let who = child(w!("STATIC"), w!(""), 0, WHO, 0, normal)?;
+        let recorded = child(w!("STATIC"), w!(""), 0, RECORDED, 0, normal)?;
         let button = child(
             w!("BUTTON"),
             w!("End session"),

@@ -1,0 +1,104 @@
+//! Reading pictures as a person would: Tesseract OCR on what a technician decoded or a screen
+//! showed, compared on letters and digits.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use openh264::formats::YUVSource;
+use protocol::{Message, MonitorInfo};
+use relay_client::Connection;
+
+/// Text that Tesseract reads in a PNG, or the reason it could not run.
+pub fn ocr(png: &Path) -> String {
+    let out = Command::new("tesseract")
+        .arg(png)
+        .arg("-")
+        .stderr(Stdio::null())
+        .output()
+        .expect("tesseract runs (apt-get install tesseract-ocr)");
+    assert!(
+        out.status.success(),
+        "tesseract failed on {}",
+        png.display()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Letters and digits only, upper case, with the letter O read as the digit 0 (OCR cannot tell a
+/// lower-case o from a zero): what OCR is compared on.
+pub fn plain(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| match c.to_ascii_uppercase() {
+            'O' => '0',
+            c => c,
+        })
+        .collect()
+}
+
+/// Saves an RGB image as a PNG.
+pub fn save_png(rgb: &[u8], w: usize, h: usize, path: &Path) {
+    image::RgbImage::from_raw(w as u32, h as u32, rgb.to_vec())
+        .unwrap()
+        .save(path)
+        .unwrap();
+}
+
+async fn recv(c: &mut Connection) -> Message {
+    tokio::time::timeout(Duration::from_secs(30), c.recv())
+        .await
+        .expect("a message within 30 s")
+        .expect("the connection is open")
+}
+
+/// The technician's side of the picture: decodes what arrives and reads it with OCR.
+#[derive(Default)]
+#[allow(missing_debug_implementations)] // the decoder is not Debug
+pub struct View {
+    decoder: Option<openh264::decoder::Decoder>,
+    /// The last monitor list.
+    pub monitors: Vec<MonitorInfo>,
+    /// The last audio configuration or refusal.
+    pub audio: Option<Message>,
+}
+
+impl View {
+    /// Reads frames until OCR finds `text` (compared as [`plain`]) in one; returns its size.
+    pub async fn until_text(
+        &mut self,
+        tech: &mut Connection,
+        text: &str,
+        work: &Path,
+    ) -> (usize, usize) {
+        let started = Instant::now();
+        let mut read = String::new();
+        while started.elapsed() < Duration::from_secs(60) {
+            match recv(tech).await {
+                Message::MonitorList(m) => self.monitors = m,
+                m @ (Message::AudioConfig { .. } | Message::AudioUnavailable { .. }) => {
+                    self.audio = Some(m)
+                }
+                Message::VideoConfig(_) => self.decoder = None,
+                Message::VideoFrame(f) => {
+                    let decoder = self
+                        .decoder
+                        .get_or_insert_with(|| openh264::decoder::Decoder::new().unwrap());
+                    if let Some(image) = decoder.decode(&f.payload).unwrap() {
+                        let (w, h) = image.dimensions();
+                        let mut rgb = vec![0u8; w * h * 3];
+                        image.write_rgb8(&mut rgb);
+                        let png = work.join("technician-view.png");
+                        save_png(&rgb, w, h, &png);
+                        read = ocr(&png);
+                        if plain(&read).contains(text) {
+                            return (w, h);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        panic!("the technician's picture never showed {text:?} (OCR last read {read:?})");
+    }
+}
