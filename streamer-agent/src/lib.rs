@@ -17,6 +17,7 @@ pub mod input;
 pub mod pattern;
 #[cfg(windows)]
 pub mod service;
+pub mod settings;
 pub mod stream;
 pub mod window;
 

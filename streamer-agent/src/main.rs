@@ -11,12 +11,12 @@ use tokio_util::sync::CancellationToken;
 /// through the relay, and takes their mouse and keyboard input.
 #[derive(Debug, Parser)]
 struct Args {
-    /// The relay, host:port.
+    /// The relay, host:port (or `relay` in streamer-settings.toml beside this program).
     #[arg(long, env = "STREAMER_RELAY")]
-    relay: String,
-    /// The CA certificate the relay's certificate chains to.
+    relay: Option<String>,
+    /// The CA certificate the relay's certificate chains to (or `ca` in the settings file).
     #[arg(long, env = "STREAMER_CA")]
-    ca: PathBuf,
+    ca: Option<PathBuf>,
     /// Attended: the team's attended-access key (prints a session code to read out).
     #[arg(long, env = "STREAMER_TEAM_KEY", conflicts_with_all = ["deployment_code", "credential_file"])]
     team_key: Option<String>,
@@ -102,7 +102,32 @@ fn main() -> ExitCode {
             }
         };
     }
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // What the command line and the environment leave unset, the settings file beside the program
+    // may give (an attended streamer started with a double click).
+    match streamer_agent::settings::FileSettings::beside_program() {
+        Ok(Some(file)) => {
+            args.relay = args.relay.or(file.relay);
+            args.ca = args.ca.or(file.ca);
+            args.name = args.name.or(file.name);
+            if args.team_key.is_none() && args.deployment_code.is_none() {
+                args.team_key = file.team_key;
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("streamer: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let (Some(relay), Some(ca)) = (args.relay.clone(), args.ca.clone()) else {
+        eprintln!(
+            "streamer: no {} is set: give --relay HOST:PORT and --ca FILE, or put {} (relay = \"HOST:PORT\", ca = \"FILE\") beside this program",
+            if args.relay.is_none() { "relay" } else { "CA certificate" },
+            streamer_agent::settings::FILE_NAME
+        );
+        return ExitCode::from(2);
+    };
     // Linux: what the computer plays, not a microphone, as on Windows. Through ALSA's default
     // device, PulseAudio and PipeWire take the source from PULSE_SOURCE; `@DEFAULT_MONITOR@` is
     // the monitor of the default sink. Set before any thread starts; an operator's own choice is
@@ -132,8 +157,8 @@ fn main() -> ExitCode {
         },
     };
     let config = AgentConfig {
-        relay: args.relay,
-        ca_file: args.ca,
+        relay,
+        ca_file: ca,
         mode,
         device_name: name,
         display: args.display.clone(),

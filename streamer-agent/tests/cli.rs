@@ -52,3 +52,53 @@ fn refuses_missing_and_unreadable_settings_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("frame-rate"));
 }
+
+/// The program copied into a folder of its own, with `settings` beside it as the settings file.
+fn beside(settings: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join(
+        std::path::Path::new(env!("CARGO_BIN_EXE_streamer-agent"))
+            .file_name()
+            .unwrap(),
+    );
+    std::fs::copy(env!("CARGO_BIN_EXE_streamer-agent"), &exe).unwrap();
+    std::fs::write(
+        dir.path().join(streamer_agent::settings::FILE_NAME),
+        settings,
+    )
+    .unwrap();
+    (dir, exe)
+}
+
+#[test]
+fn reads_the_settings_file_beside_it_and_names_what_is_wrong_there() {
+    // Read: the CA named there is looked for beside the program, and is missing.
+    let (dir, exe) = beside("relay = \"127.0.0.1:9\"\nca = \"team-ca.pem\"\nteam_key = \"k\"\n");
+    let out = Command::new(&exe).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&dir.path().join("team-ca.pem").display().to_string()),
+        "{err}"
+    );
+
+    // A misspelt key is refused, naming the file and the key.
+    let (_dir, exe) = beside("relay = \"127.0.0.1:9\"\nteam-key = \"k\"\n");
+    let out = Command::new(&exe).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("streamer-settings.toml") && err.contains("team-key"),
+        "{err}"
+    );
+
+    // No CA anywhere: says where it may be given.
+    let (_dir, exe) = beside("relay = \"127.0.0.1:9\"\n");
+    let out = Command::new(&exe).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no CA certificate") && err.contains("--ca"),
+        "{err}"
+    );
+}

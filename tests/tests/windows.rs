@@ -74,12 +74,24 @@ async fn the_windows_streamer_shows_a_wine_program_types_into_it_and_is_recorded
     let relay = TestRelay::start(data.path(), 0).await;
     let team = relay.acme(PASSWORD, true, false).await;
 
-    // The attended streamer, as an end user starts it: it prints the session code.
-    let mut cmd = desktop.command(&exe);
-    cmd.args(["--relay", &format!("127.0.0.1:{}", relay.port())])
-        .args(["--ca", &windows_path(&relay.ca())])
-        .args(["--team-key", &team.team.attended_key])
-        .args(["--name", "Wine PC", "--frame-rate", "10"])
+    // The attended streamer as the team hands it out: the exe in a folder with its settings file
+    // and the relay's CA, started with no settings on its command line. It prints the code.
+    let folder = desktop.drive_c().join("Support");
+    std::fs::create_dir_all(&folder).unwrap();
+    let handed_out = folder.join("remote-support.exe");
+    std::fs::copy(&exe, &handed_out).unwrap();
+    std::fs::copy(relay.ca(), folder.join("team-ca.pem")).unwrap();
+    std::fs::write(
+        folder.join(streamer_agent::settings::FILE_NAME),
+        format!(
+            "relay = \"127.0.0.1:{}\"\nca = \"team-ca.pem\"\nteam_key = \"{}\"\nname = \"Wine PC\"\n",
+            relay.port(),
+            team.team.attended_key
+        ),
+    )
+    .unwrap();
+    let mut cmd = desktop.command(&handed_out);
+    cmd.args(["--frame-rate", "10"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped());
     let streamer = desktop.spawn(&mut cmd);

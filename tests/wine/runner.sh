@@ -27,6 +27,11 @@ for dir in "${dirs[@]}"; do
     fi
 done
 
+# And on Wine's DLL search path, for programs a test copies elsewhere and starts.
+search=""
+for dir in "${dirs[@]}"; do search+="Z:${dir//\//\\};"; done
+export WINEPATH="${search}${WINEPATH:-}"
+
 own_prefix="" own_display=""
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {

@@ -38,6 +38,8 @@ const BUILD_PACKAGES: &[&str] = &[
 /// Debian packages the tests need besides: a virtual X display whose resolution and monitors can be
 /// changed (Xorg with the dummy driver, and xrandr).
 const TEST_PACKAGES: &[&str] = &[
+    // OCR: the attended windows' words, read from screens and pictures as a person reads them.
+    "tesseract-ocr",
     "xserver-xorg-core",
     "xserver-xorg-video-dummy",
     "x11-xserver-utils",
@@ -72,7 +74,6 @@ const WINDOWS_PACKAGES: &[&str] = &[
     "g++-mingw-w64-x86-64",
     "wine64",
     "wixl",
-    "tesseract-ocr",
 ];
 
 /// Debian packages the installers' checks need: systemd (`systemd-analyze verify`) and adduser for
