@@ -50,7 +50,11 @@ dpkg -P "$package" >/dev/null
 # --- rpm -----------------------------------------------------------------------------------------
 rpm -K --nosignature "$rpm_file" >/dev/null || fail "the rpm's digests do not verify"
 [ "$(rpm -qp --queryformat '%{VERSION}' "$rpm_file" 2>/dev/null)" = "$base" ] || fail "rpm version"
-rpm -qpl "$rpm_file" 2>/dev/null | grep -qx /usr/bin/technician-app || fail "the rpm has no /usr/bin/technician-app"
-rpm -qpR "$rpm_file" 2>/dev/null | grep -q "libwebkit2gtk-4.1.so" || fail "the rpm does not require WebKitGTK 4.1"
+# Listed into variables first: under pipefail, `rpm ... | grep -q` fails whenever grep stops reading
+# before rpm has written everything (SIGPIPE), which made this check flaky.
+rpm_files="$(rpm -qpl "$rpm_file" 2>/dev/null)"
+rpm_requires="$(rpm -qpR "$rpm_file" 2>/dev/null)"
+grep -qx /usr/bin/technician-app <<<"$rpm_files" || fail "the rpm has no /usr/bin/technician-app"
+grep -q "libwebkit2gtk-4.1.so" <<<"$rpm_requires" || fail "the rpm does not require WebKitGTK 4.1"
 
 echo "app smoke test: $package $base (product version $version) installs, opens its window and uninstalls cleanly; the rpm checks out"

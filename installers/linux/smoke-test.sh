@@ -24,7 +24,8 @@ for pair in "$relay_deb:/usr/bin/relay" "$streamer_deb:/usr/bin/streamer-agent";
   depends="$(dpkg-deb -f "$deb" Depends)"
   names=" $(sed 's/ ([^)]*)//g; s/[,|]/ /g' <<<"$depends") "
   for lib in $(objdump -p "$bin" | awk '/NEEDED/ {print $2}'); do
-    pkg="$(dpkg -S "*/$lib" 2>/dev/null | head -1 | cut -d: -f1)"
+    # sed reads to the end (no SIGPIPE for dpkg under pipefail, as `head` would cause).
+    pkg="$(dpkg -S "*/$lib" 2>/dev/null | sed -n '1s/:.*//p')"
     [ -n "$pkg" ] || fail "$bin links $lib, which no installed package holds"
     [[ "$names" == *" $pkg "* ]] || fail "$deb does not depend on $pkg ($lib); Depends: $depends"
   done
@@ -33,7 +34,7 @@ done
 # Versions.
 [ "$(relay --product-version)" = "$version" ] || fail "relay reports $(relay --product-version), not $version"
 [ "$(streamer-agent --product-version)" = "$version" ] || fail "streamer-agent reports another version"
-dpkg-query -W -f='${Version}\n' remote-support-relay | grep -qx "$version" || fail "package version"
+[ "$(dpkg-query -W -f='${Version}' remote-support-relay)" = "$version" ] || fail "package version"
 
 # The relay starts on its installed configuration, as its user, and makes its data directory.
 getent passwd relay >/dev/null || fail "no relay user"
