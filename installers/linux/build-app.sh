@@ -17,7 +17,9 @@ node "$tools/tauri-config.mjs" linux > "$config"
 
 bundle="$root/target/release/bundle"
 rm -rf "$bundle/deb" "$bundle/rpm"
-(cd "$root/technician-app/desktop" && "$tools/node_modules/.bin/tauri" build --ci --bundles deb,rpm --config "$config")
+# `-- -p ...`: the same cargo invocation as build-debs.sh, so that the two share one release build.
+(cd "$root/technician-app/desktop" && "$tools/node_modules/.bin/tauri" build --ci --bundles deb,rpm --config "$config" \
+  -- -p technician-desktop -p relay -p streamer-agent)
 for f in "$bundle"/deb/*.deb "$bundle"/rpm/*.rpm; do
   # The bundler names files after the product name, with spaces; packages keep their own names.
   cp "$f" "$out/$(basename "$f" | tr ' ' '-')"

@@ -384,22 +384,30 @@ fn installers() -> Result<()> {
 }
 
 /// The Windows streamer, as far as this machine can build and run it (see installers/README.md):
-/// clippy for the Windows target; the cross-platform crates' and the streamer's tests under Wine
-/// (tests/wine/runner.sh as cargo's runner); the MSI from the exe those tests built; `cargo check`
-/// of the technician app for Windows; then the end-to-end Windows tests (ignored in a plain
-/// `cargo test`, since they need these builds).
+/// clippy for the Windows target (the streamer, and the technician app, which must keep compiling
+/// for Windows); the cross-platform crates' and the streamer's tests under Wine
+/// (tests/wine/runner.sh as cargo's runner); the MSI from the exe those tests built; then the
+/// end-to-end Windows tests (ignored in a plain `cargo test`, since they need these builds).
 fn windows() -> Result<()> {
     ensure_packages(WINDOWS_PACKAGES)?;
     run(Command::new("rustup").args(["target", "add", WINDOWS_TARGET]))?;
     let root = workspace_root();
     let runner = root.join("tests/wine/runner.sh");
+    // The streamer and the technician app for Windows in one clippy run, so that their common
+    // dependencies are checked once (the app's window tests and bench are Linux-only; its other
+    // tests are included).
     run(cargo().args([
         "clippy",
         "--target",
         WINDOWS_TARGET,
         "-p",
         "streamer-agent",
-        "--all-targets",
+        "-p",
+        "technician-desktop",
+        "--lib",
+        "--bins",
+        "--tests",
+        "--examples",
         "--",
         "-D",
         "warnings",
@@ -448,13 +456,6 @@ fn windows() -> Result<()> {
     let msi = build_msi(None)?;
     // A later version of the same product, for the upgrade-in-place test.
     let upgrade_msi = build_msi(Some("99.0.0.0"))?;
-    run(cargo().args([
-        "check",
-        "--target",
-        WINDOWS_TARGET,
-        "-p",
-        "technician-desktop",
-    ]))?;
     // `--workspace` so that features resolve as in the workspace's own test run, which then
     // reuses this build.
     run_tests(

@@ -4,6 +4,7 @@
 //! screenshot), a click forwarded to the remote pointer, the recording indicator, the limit warning
 //! with its live countdown, and the end at the limit.
 
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
