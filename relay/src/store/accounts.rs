@@ -30,7 +30,7 @@ impl UserRole {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
         match s {
             "owner" => Ok(UserRole::Owner),
             "admin" => Ok(UserRole::Admin),
@@ -202,7 +202,7 @@ impl Denied {
     }
 }
 
-fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
+pub(super) fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
         id: row.try_get("id")?,
         team_id: row.try_get("team_id")?,
@@ -304,7 +304,8 @@ impl Store {
         ttl_ms: i64,
     ) -> Result<Result<SignIn, Denied>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, team_id, email, name, role, password_hash FROM users WHERE email = ?",
+            "SELECT id, team_id, email, name, role, password_hash FROM users \
+             WHERE email = ? AND removed_at IS NULL",
         )
         .bind(email)
         .fetch_optional(&self.pool)
@@ -373,7 +374,7 @@ impl Store {
     pub async fn team_users(&self, team_id: &str) -> Result<Vec<UserRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, team_id, email, name, role FROM users WHERE team_id = ? \
-             ORDER BY CASE role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, name",
+             AND removed_at IS NULL ORDER BY CASE role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, name",
         )
         .bind(team_id)
         .fetch_all(&self.pool)

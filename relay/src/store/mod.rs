@@ -1,6 +1,8 @@
 //! Metadata in SQL: teams, people, credentials, devices, settings and sessions (SQLite by default).
 
 mod accounts;
+pub mod audit;
+pub mod members;
 mod recordings;
 mod sessions;
 
