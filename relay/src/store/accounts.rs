@@ -344,7 +344,8 @@ impl Store {
     ) -> Result<Result<UserRecord, Denied>, StoreError> {
         let row = sqlx::query(
             "SELECT u.id, u.team_id, u.email, u.name, u.role, t.expires_at, t.revoked_at \
-             FROM sign_in_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
+             FROM sign_in_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = ? AND u.removed_at IS NULL",
         )
         .bind(secrets::digest(token))
         .fetch_optional(&self.pool)
@@ -368,6 +369,25 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// The team of the active member with this e-mail address, if any.
+    pub async fn team_of_email(&self, email: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT team_id FROM users WHERE email = ? AND removed_at IS NULL")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// A team's name (empty for an unknown team).
+    pub async fn team_name(&self, team_id: &str) -> Result<String, StoreError> {
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM teams WHERE id = ?")
+            .bind(team_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(name.unwrap_or_default())
     }
 
     /// A team's users, owner first, then by name.

@@ -11,7 +11,7 @@
 use sqlx::Row;
 
 use super::accounts::user_from_row;
-use super::{Denied, Store, StoreError, UserRecord, UserRole};
+use super::{Denied, Store, StoreError, TeamRecord, UserRecord, UserRole};
 use crate::secrets;
 
 /// Why a member operation was refused (the caller's fault), with a sentence for people.
@@ -87,8 +87,71 @@ impl LinkKind {
     }
 }
 
+/// An invitation not yet accepted, withdrawn or expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingInvitation {
+    /// Who is invited.
+    pub email: String,
+    /// The role offered.
+    pub role: UserRole,
+    /// The name of who invited them (`None`: the operator).
+    pub invited_by: Option<String>,
+    /// When, Unix milliseconds.
+    pub created_at: i64,
+    /// Until when it works.
+    pub expires_at: i64,
+}
+
+/// One team, as the operator lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamOverview {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The owner's address (`None` until the first owner accepts).
+    pub owner_email: Option<String>,
+    /// Active members.
+    pub members: i64,
+    /// Devices not revoked.
+    pub devices: i64,
+    /// When it was made, Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// What `reset_owner` made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerReset {
+    /// A password-reset link for the current owner.
+    PasswordReset {
+        /// The owner's address.
+        email: String,
+        /// The link's token.
+        token: String,
+    },
+    /// An owner's invitation for a new owner.
+    Invitation {
+        /// The new owner's address.
+        email: String,
+        /// The link's token.
+        token: String,
+    },
+}
+
+/// A one-time link to make.
+struct NewLink<'a> {
+    kind: LinkKind,
+    team_id: &'a str,
+    email: &'a str,
+    role: Option<UserRole>,
+    user_id: Option<&'a str>,
+    created_by: Option<&'a str>,
+    ttl_ms: i64,
+}
+
 /// A pending link, as found by its token.
 struct Link {
+    created_by: Option<String>,
     team_id: String,
     email: String,
     role: Option<String>,
@@ -109,16 +172,16 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn new_link(
-        &self,
-        kind: LinkKind,
-        team_id: &str,
-        email: &str,
-        role: Option<UserRole>,
-        user_id: Option<&str>,
-        created_by: Option<&str>,
-        ttl_ms: i64,
-    ) -> Result<String, StoreError> {
+    async fn new_link(&self, l: NewLink<'_>) -> Result<String, StoreError> {
+        let NewLink {
+            kind,
+            team_id,
+            email,
+            role,
+            user_id,
+            created_by,
+            ttl_ms,
+        } = l;
         let token = secrets::new_token()?;
         let now = self.now();
         sqlx::query(
@@ -149,7 +212,7 @@ impl Store {
     ) -> Result<Result<Link, MemberError>, StoreError> {
         let digest = secrets::digest(token);
         let row = sqlx::query(
-            "SELECT team_id, email, role, user_id, expires_at, used_at, revoked_at \
+            "SELECT team_id, email, role, user_id, created_by, expires_at, used_at, revoked_at \
              FROM member_links WHERE token_hash = ? AND kind = ?",
         )
         .bind(&digest)
@@ -178,6 +241,7 @@ impl Store {
             return Ok(Err(MemberError::Link(Denied::Revoked)));
         }
         Ok(Ok(Link {
+            created_by: row.try_get("created_by")?,
             team_id: row.try_get("team_id")?,
             email: row.try_get("email")?,
             role: row.try_get("role")?,
@@ -260,15 +324,15 @@ impl Store {
             }
         }
         Ok(Ok(self
-            .new_link(
-                LinkKind::Invitation,
-                &actor.team_id,
+            .new_link(NewLink {
+                kind: LinkKind::Invitation,
+                team_id: &actor.team_id,
                 email,
-                Some(role),
-                None,
-                Some(&actor.id),
+                role: Some(role),
+                user_id: None,
+                created_by: Some(&actor.id),
                 ttl_ms,
-            )
+            })
             .await?))
     }
 
@@ -283,15 +347,15 @@ impl Store {
             return Ok(Err(e));
         }
         Ok(Ok(self
-            .new_link(
-                LinkKind::Invitation,
+            .new_link(NewLink {
+                kind: LinkKind::Invitation,
                 team_id,
                 email,
-                Some(UserRole::Owner),
-                None,
-                None,
+                role: Some(UserRole::Owner),
+                user_id: None,
+                created_by: None,
                 ttl_ms,
-            )
+            })
             .await?))
     }
 
@@ -324,7 +388,18 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             if owners > 0 {
-                return Ok(Err(MemberError::Conflict("this team already has an owner")));
+                if link.created_by.is_some() {
+                    return Ok(Err(MemberError::Conflict("this team already has an owner")));
+                }
+                // The operator's `relay admin reset-owner`: the owner hands over on acceptance
+                // and stays on as an admin.
+                sqlx::query(
+                    "UPDATE users SET role = 'admin' WHERE team_id = ? AND role = 'owner' \
+                     AND removed_at IS NULL",
+                )
+                .bind(&link.team_id)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         let hash = secrets::hash_password(password)?;
@@ -556,15 +631,15 @@ impl Store {
             return Ok(Err(MemberError::NotAllowed(why)));
         }
         Ok(Ok(self
-            .new_link(
-                LinkKind::PasswordReset,
-                &actor.team_id,
-                &target.email,
-                None,
-                Some(&target.id),
-                Some(&actor.id),
+            .new_link(NewLink {
+                kind: LinkKind::PasswordReset,
+                team_id: &actor.team_id,
+                email: &target.email,
+                role: None,
+                user_id: Some(&target.id),
+                created_by: Some(&actor.id),
                 ttl_ms,
-            )
+            })
             .await?))
     }
 
@@ -603,6 +678,200 @@ impl Store {
         let ended = self.end_sign_ins(&mut tx, &user.id, None).await?;
         tx.commit().await?;
         Ok(Ok((user, ended)))
+    }
+
+    /// The operator's new team, with no member yet and a one-time link for its first owner; both
+    /// or neither are written.
+    pub async fn create_team_with_invitation(
+        &self,
+        name: &str,
+        owner_email: &str,
+        ttl_ms: i64,
+    ) -> Result<Result<(TeamRecord, String), MemberError>, StoreError> {
+        let name = match check_name(name) {
+            Ok(n) => n.to_owned(),
+            Err(e) => return Ok(Err(e)),
+        };
+        let owner_email = owner_email.trim();
+        if let Err(e) = check_email(owner_email) {
+            return Ok(Err(e));
+        }
+        let taken: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = ?")
+            .bind(owner_email)
+            .fetch_optional(&self.pool)
+            .await?;
+        if taken.is_some() {
+            return Ok(Err(MemberError::Conflict(
+                "this address already has an account on this relay",
+            )));
+        }
+        let team = TeamRecord {
+            id: secrets::new_id()?,
+            name,
+            attended_key: secrets::new_token()?,
+        };
+        let token = secrets::new_token()?;
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO teams (id, name, attended_key, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&team.id)
+            .bind(&team.name)
+            .bind(&team.attended_key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO member_links \
+             (token_hash, kind, team_id, email, role, created_at, expires_at) \
+             VALUES (?, 'invitation', ?, ?, 'owner', ?, ?)",
+        )
+        .bind(secrets::digest(&token))
+        .bind(&team.id)
+        .bind(owner_email)
+        .bind(now)
+        .bind(now.saturating_add(ttl_ms))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok((team, token)))
+    }
+
+    /// Every team on the relay, oldest first, for the operator.
+    pub async fn teams_overview(&self) -> Result<Vec<TeamOverview>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.name, t.created_at, \
+             (SELECT email FROM users WHERE team_id = t.id AND role = 'owner' AND removed_at IS NULL) AS owner, \
+             (SELECT COUNT(*) FROM users WHERE team_id = t.id AND removed_at IS NULL) AS members, \
+             (SELECT COUNT(*) FROM devices WHERE team_id = t.id AND revoked_at IS NULL) AS devices \
+             FROM teams t ORDER BY t.created_at, t.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TeamOverview {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    owner_email: r.try_get("owner")?,
+                    members: r.try_get("members")?,
+                    devices: r.try_get("devices")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The operator's way back in for a team whose owner is locked out. Without `new_email`, or
+    /// with the owner's own address: a password-reset link for the owner. With another address:
+    /// an owner's invitation; whoever accepts it becomes the owner and the old owner an admin.
+    pub async fn reset_owner(
+        &self,
+        team_id: &str,
+        new_email: Option<&str>,
+        ttl_ms: i64,
+    ) -> Result<Result<OwnerReset, MemberError>, StoreError> {
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM teams WHERE id = ?")
+            .bind(team_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_none() {
+            return Ok(Err(MemberError::Invalid("there is no team with that id")));
+        }
+        let owner = sqlx::query(
+            "SELECT id, team_id, email, name, role FROM users WHERE team_id = ? AND role = 'owner' \
+             AND removed_at IS NULL",
+        )
+        .bind(team_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let owner = owner.as_ref().map(user_from_row).transpose()?;
+        let new_email = new_email.map(str::trim);
+        match (owner, new_email) {
+            (Some(o), e) if e.is_none_or(|e| o.email.eq_ignore_ascii_case(e)) => {
+                let token = self
+                    .new_link(NewLink {
+                        kind: LinkKind::PasswordReset,
+                        team_id,
+                        email: &o.email,
+                        role: None,
+                        user_id: Some(&o.id),
+                        created_by: None,
+                        ttl_ms,
+                    })
+                    .await?;
+                Ok(Ok(OwnerReset::PasswordReset {
+                    email: o.email,
+                    token,
+                }))
+            }
+            (_, None) => Ok(Err(MemberError::Invalid(
+                "the team has no owner yet: give the new owner's e-mail address",
+            ))),
+            (_, Some(e)) => {
+                if let Err(err) = check_email(e) {
+                    return Ok(Err(err));
+                }
+                let other = sqlx::query("SELECT team_id, removed_at FROM users WHERE email = ?")
+                    .bind(e)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                if let Some(row) = other {
+                    let same_team = row.try_get::<String, _>("team_id")? == team_id;
+                    let removed = row.try_get::<Option<i64>, _>("removed_at")?.is_some();
+                    if !(same_team && removed) {
+                        return Ok(Err(MemberError::Conflict(
+                            "this address already has an account on this relay: \
+                             the owner transfers ownership to a member in the console",
+                        )));
+                    }
+                }
+                let token = self
+                    .new_link(NewLink {
+                        kind: LinkKind::Invitation,
+                        team_id,
+                        email: e,
+                        role: Some(UserRole::Owner),
+                        user_id: None,
+                        created_by: None,
+                        ttl_ms,
+                    })
+                    .await?;
+                Ok(Ok(OwnerReset::Invitation {
+                    email: e.to_owned(),
+                    token,
+                }))
+            }
+        }
+    }
+
+    /// The team's invitations that still work, newest first.
+    pub async fn pending_invitations(
+        &self,
+        team_id: &str,
+    ) -> Result<Vec<PendingInvitation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.email, l.role, u.name AS invited_by, l.created_at, l.expires_at \
+             FROM member_links l LEFT JOIN users u ON u.id = l.created_by \
+             WHERE l.team_id = ? AND l.kind = 'invitation' AND l.used_at IS NULL \
+             AND l.revoked_at IS NULL AND l.expires_at > ? ORDER BY l.created_at DESC",
+        )
+        .bind(team_id)
+        .bind(self.now())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingInvitation {
+                    email: r.try_get("email")?,
+                    role: UserRole::parse(
+                        r.try_get::<Option<&str>, _>("role")?.unwrap_or("member"),
+                    )?,
+                    invited_by: r.try_get("invited_by")?,
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .collect()
     }
 
     /// Renames the actor's team; returns the old name.

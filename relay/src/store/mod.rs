@@ -21,6 +21,7 @@ pub use accounts::{
     UserRole,
 };
 pub use recordings::{ClosedFile, NewRecordingFile, RecordingFile, RecordingState};
+pub(crate) use sessions::access_str;
 pub use sessions::{NewSession, SessionRecord};
 
 /// A failure of the store itself (our fault), as opposed to a denied credential.
