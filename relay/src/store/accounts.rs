@@ -343,9 +343,9 @@ impl Store {
         token: &str,
     ) -> Result<Result<UserRecord, Denied>, StoreError> {
         let row = sqlx::query(
-            "SELECT u.id, u.team_id, u.email, u.name, u.role, t.expires_at, t.revoked_at \
-             FROM sign_in_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_hash = ? AND u.removed_at IS NULL",
+            "SELECT u.id, u.team_id, u.email, u.name, u.role, u.removed_at, t.expires_at, \
+             t.revoked_at FROM sign_in_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = ?",
         )
         .bind(secrets::digest(token))
         .fetch_optional(&self.pool)
@@ -353,7 +353,10 @@ impl Store {
         let Some(row) = row else {
             return Ok(Err(Denied::Invalid));
         };
-        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+        // A removed member's tokens are revoked with the removal; the mark is checked as well.
+        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some()
+            || row.try_get::<Option<i64>, _>("removed_at")?.is_some()
+        {
             return Ok(Err(Denied::Revoked));
         }
         if row.try_get::<i64, _>("expires_at")? <= self.now() {

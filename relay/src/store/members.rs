@@ -475,6 +475,8 @@ impl Store {
             Some("you cannot change your own role")
         } else if role == UserRole::Owner || target.role == UserRole::Owner {
             Some("the owner changes only when the owner transfers ownership")
+        } else if role == UserRole::Admin && actor.role != UserRole::Owner {
+            Some("only the owner makes admins")
         } else if actor.role == UserRole::Admin && target.role == UserRole::Admin {
             Some("admins cannot change other admins' roles")
         } else {
@@ -1063,10 +1065,16 @@ mod tests {
                 .await
                 .unwrap()
         ));
-        // An admin promotes a member; the owner demotes an admin.
+        // Only the owner makes admins (as with invitations), and demotes them.
+        assert!(refused(
+            t.store
+                .set_role(&admin, &member.id, UserRole::Admin)
+                .await
+                .unwrap()
+        ));
         let before = t
             .store
-            .set_role(&admin, &member.id, UserRole::Admin)
+            .set_role(&t.owner, &member.id, UserRole::Admin)
             .await
             .unwrap()
             .unwrap();
