@@ -33,6 +33,17 @@ async fn invite(relay: &TestRelay, by: &str, email: &str, role: &str) -> (u16, V
         .await
 }
 
+async fn accept(relay: &TestRelay, token: &str, name: &str, password: &str) -> (u16, Value) {
+    relay
+        .api(
+            "POST",
+            "/api/v1/invitations/accept",
+            None,
+            Some(json!({ "token": token, "name": name, "password": password })),
+        )
+        .await
+}
+
 /// Invites, accepts and signs in; returns the new member's id and token.
 async fn join(relay: &TestRelay, by: &str, email: &str, role: &str) -> (String, String) {
     let (status, inv) = invite(relay, by, email, role).await;
@@ -40,14 +51,7 @@ async fn join(relay: &TestRelay, by: &str, email: &str, role: &str) -> (String, 
     assert_eq!(inv["emailed"], false, "no SMTP setting: shown to copy");
     let url = inv["url"].as_str().unwrap();
     assert!(url.contains("/console/invitations/"), "{url}");
-    let (status, joined) = relay
-        .api(
-            "POST",
-            "/api/v1/invitations/accept",
-            None,
-            Some(json!({ "token": token_of(url), "name": role, "password": PASSWORD })),
-        )
-        .await;
+    let (status, joined) = accept(relay, token_of(url), role, PASSWORD).await;
     assert_eq!(status, 201, "{joined}");
     assert_eq!(joined["role"], role);
     (
@@ -129,26 +133,24 @@ async fn an_owner_builds_a_team_and_every_rule_holds_on_the_server() {
     assert_eq!(list["invitations"], json!([]));
 
     // An invitation works once, and not after it expires.
-    let (status, again) = relay
-        .api(
-            "POST",
-            "/api/v1/invitations/accept",
-            None,
-            Some(json!({ "token": token_of(pending["url"].as_str().unwrap()), "name": "P", "password": "short" })),
-        )
-        .await;
+    let (status, again) = accept(
+        &relay,
+        token_of(pending["url"].as_str().unwrap()),
+        "P",
+        "short",
+    )
+    .await;
     assert_eq!((status, code(&again)), (400, "INVALID_VALUE"), "{again}");
     relay
         .clock
         .advance(std::time::Duration::from_secs(7 * 86_400 + 1));
-    let (status, late) = relay
-        .api(
-            "POST",
-            "/api/v1/invitations/accept",
-            None,
-            Some(json!({ "token": token_of(pending["url"].as_str().unwrap()), "name": "P", "password": PASSWORD })),
-        )
-        .await;
+    let (status, late) = accept(
+        &relay,
+        token_of(pending["url"].as_str().unwrap()),
+        "P",
+        PASSWORD,
+    )
+    .await;
     assert_eq!((status, code(&late)), (410, "LINK_EXPIRED"), "{late}");
     // Sign-ins made before the jump expired with it.
     let admin = sign_in(&relay, "ada@acme.example", PASSWORD).await.unwrap();
@@ -627,14 +629,7 @@ async fn the_operator_creates_a_team_whose_owner_joins_and_sees_nothing_else() {
         .find(|w| w.contains("/console/invitations/"))
         .unwrap();
     let relay = TestRelay::start_on(dir, config, relay::ManualClock::new(now_ms)).await;
-    let (status, joined) = relay
-        .api(
-            "POST",
-            "/api/v1/invitations/accept",
-            None,
-            Some(json!({ "token": token_of(url), "name": "Hank", "password": PASSWORD })),
-        )
-        .await;
+    let (status, joined) = accept(&relay, token_of(url), "Hank", PASSWORD).await;
     assert_eq!(
         (status, joined["role"].as_str()),
         (201, Some("owner")),
@@ -714,14 +709,7 @@ async fn the_operator_creates_a_team_whose_owner_joins_and_sees_nothing_else() {
         .split_whitespace()
         .find(|w| w.contains("/console/invitations/"))
         .unwrap();
-    let (status, ivy) = relay
-        .api(
-            "POST",
-            "/api/v1/invitations/accept",
-            None,
-            Some(json!({ "token": token_of(url), "name": "Ivy", "password": PASSWORD })),
-        )
-        .await;
+    let (status, ivy) = accept(&relay, token_of(url), "Ivy", PASSWORD).await;
     assert_eq!((status, ivy["role"].as_str()), (201, Some("owner")));
     let ivy = sign_in(&relay, "ivy@globex.example", PASSWORD)
         .await
@@ -833,14 +821,7 @@ async fn invitations_are_e_mailed_through_a_real_smtp_server_and_shown_when_it_f
     let unfolded = m.replace("=\r\n", "").replace("=\n", "");
     assert!(unfolded.contains(url), "the link is in the mail: {m}");
     // The mailed link works.
-    let (status, _) = relay
-        .api(
-            "POST",
-            "/api/v1/invitations/accept",
-            None,
-            Some(json!({ "token": token_of(url), "name": "Ada", "password": PASSWORD })),
-        )
-        .await;
+    let (status, _) = accept(&relay, token_of(url), "Ada", PASSWORD).await;
     assert_eq!(status, 201);
 
     // With the server gone, the invitation is still made and its link shown, with why.

@@ -19,7 +19,8 @@ use crate::store::audit::Action;
 use crate::store::{StoreError, UserRole};
 use crate::Shared;
 
-fn refusal(e: &ApiError) -> String {
+/// A refusal as the console shows it: its sentence, its code kept for tests and scripts.
+pub(super) fn refusal(e: &ApiError) -> String {
     format!(
         "<p class=\"error\" role=\"alert\" data-code=\"{}\">{}</p>",
         e.code(),

@@ -768,14 +768,6 @@ async fn team_page(
     }
 }
 
-fn refusal_html(e: &crate::api::ApiError) -> String {
-    format!(
-        "<p class=\"error\" role=\"alert\" data-code=\"{}\">{}</p>",
-        e.code(),
-        esc(e.message())
-    )
-}
-
 pub(crate) async fn team(State(shared): State<Arc<Shared>>, viewer: Viewer) -> Response {
     team_page(&shared, &viewer, StatusCode::OK, "").await
 }
@@ -797,7 +789,7 @@ pub(crate) async fn new_deployment_code(
             );
             team_page(&shared, &viewer, StatusCode::OK, &message).await
         }
-        Err(e) => team_page(&shared, &viewer, e.status(), &refusal_html(&e)).await,
+        Err(e) => team_page(&shared, &viewer, e.status(), &super::members::refusal(&e)).await,
     }
 }
 
@@ -808,7 +800,7 @@ pub(crate) async fn revoke_device(
 ) -> Response {
     match crate::ops::revoke_device(&shared, viewer.who(), &id).await {
         Ok(()) => Redirect::to("/console/team").into_response(),
-        Err(e) => team_page(&shared, &viewer, e.status(), &refusal_html(&e)).await,
+        Err(e) => team_page(&shared, &viewer, e.status(), &super::members::refusal(&e)).await,
     }
 }
 
@@ -827,7 +819,7 @@ pub(crate) async fn rename_team(
             let saved = "<p class=\"saved\" role=\"status\">Team renamed.</p>";
             team_page(&shared, &viewer, StatusCode::OK, saved).await
         }
-        Err(e) => team_page(&shared, &viewer, e.status(), &refusal_html(&e)).await,
+        Err(e) => team_page(&shared, &viewer, e.status(), &super::members::refusal(&e)).await,
     }
 }
 
