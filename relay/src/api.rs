@@ -4,16 +4,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::ops::{self, Who};
+use crate::store::audit::{Action, AuditEvent, AuditFilter};
 use crate::store::{StoreError, TeamSettings, UserRecord, UserRole};
 use crate::Shared;
 
@@ -53,6 +55,20 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/sessions", get(sessions))
         .route("/api/v1/sessions/{id}/recordings", get(session_recordings))
         .route("/api/v1/recordings/{id}/links", post(recording_links))
+        .route("/api/v1/team/name", put(rename_team))
+        .route("/api/v1/members", get(members))
+        .route("/api/v1/members/invitations", post(invite))
+        .route("/api/v1/members/{id}", delete(remove_member))
+        .route("/api/v1/members/{id}/role", put(set_role))
+        .route(
+            "/api/v1/members/{id}/password-reset",
+            post(password_reset_link),
+        )
+        .route("/api/v1/invitations/accept", post(accept_invitation))
+        .route("/api/v1/password-reset", post(reset_password))
+        .route("/api/v1/me/password", put(change_password))
+        .route("/api/v1/audit", get(audit_events))
+        .route("/api/v1/audit.csv", get(audit_csv))
         .merge(crate::console::routes())
         .with_state(shared)
 }
@@ -85,12 +101,27 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
             message: message.into(),
         }
+    }
+
+    /// The stable code.
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The sentence for people.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP status.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
     }
 
     fn forbidden() -> Self {
@@ -144,6 +175,30 @@ impl IntoResponse for ApiError {
 pub(crate) struct Caller {
     user: UserRecord,
     token: String,
+    addr: Option<std::net::IpAddr>,
+    host: Option<String>,
+}
+
+impl Caller {
+    fn who(&self) -> Who<'_> {
+        Who {
+            user: &self.user,
+            token: &self.token,
+            addr: self.addr,
+        }
+    }
+}
+
+/// The request's `Host` header, for links that point back at this relay.
+pub(crate) fn request_host(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .map(str::to_owned)
 }
 
 impl FromRequestParts<Arc<Shared>> for Caller {
@@ -175,6 +230,11 @@ impl FromRequestParts<Arc<Shared>> for Caller {
             Ok(user) => Ok(Caller {
                 user,
                 token: token.to_owned(),
+                addr: parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|c| c.0.ip()),
+                host: request_host(&parts.headers),
             }),
             Err(denied) => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -207,49 +267,22 @@ async fn sign_in(
     body: Result<Json<SignInRequest>, JsonRejection>,
 ) -> Result<Json<SignInResponse>, ApiError> {
     let Json(req) = body?;
-    let ttl_ms =
-        i64::try_from(shared.config.token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let now = shared.clock.now_ms();
-    if let Err(paused) = shared.sign_ins.check(&req.email, address, now) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TOO_MANY_ATTEMPTS",
-            paused,
-        ));
-    }
-    let signed_in = shared
-        .store
-        .sign_in(&req.email, &req.password, ttl_ms)
-        .await?;
-    match &signed_in {
-        Ok(_) => shared.sign_ins.succeeded(&req.email),
-        Err(_) => shared.sign_ins.failed(&req.email, address, now),
-    }
-    match signed_in {
-        Ok(s) => Ok(Json(SignInResponse {
-            token: s.token,
-            expires_at: s.expires_at,
-            user_id: s.user.id,
-            team_id: s.user.team_id,
-            name: s.user.name,
-            role: s.user.role,
-        })),
-        Err(_) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "AUTHENTICATION_FAILED",
-            "The e-mail address or password is wrong.",
-        )),
-    }
+    let s = ops::sign_in(&shared, &req.email, &req.password, address).await?;
+    Ok(Json(SignInResponse {
+        token: s.token,
+        expires_at: s.expires_at,
+        user_id: s.user.id,
+        team_id: s.user.team_id,
+        name: s.user.name,
+        role: s.user.role,
+    }))
 }
 
 async fn sign_out(
     State(shared): State<Arc<Shared>>,
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
-    shared.store.revoke_token(&caller.token).await?;
-    shared
-        .hub
-        .revoke_technician_token(&crate::secrets::digest(&caller.token));
+    ops::sign_out(&shared, caller.who()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -265,6 +298,7 @@ async fn team(
     };
     Ok(Json(serde_json::json!({
         "id": caller.user.team_id,
+        "name": shared.store.team_name(&caller.user.team_id).await?,
         "attended_key": key,
         "settings": settings,
     })))
@@ -291,19 +325,9 @@ async fn put_settings(
         return Err(ApiError::forbidden());
     }
     let Json(settings) = body?;
-    if settings.time_zone.parse::<chrono_tz::Tz>().is_err() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "MALFORMED_REQUEST",
-            "time_zone must be an IANA time zone name such as Europe/Paris.",
-        ));
-    }
-    shared
-        .store
-        .set_team_settings(&caller.user.team_id, &settings)
-        .await?;
-    tracing::info!(team = %caller.user.team_id, user = %caller.user.id, ?settings, "team settings changed");
-    Ok(Json(settings))
+    Ok(Json(
+        ops::change_settings(&shared, caller.who(), settings).await?,
+    ))
 }
 
 #[derive(Serialize)]
@@ -339,23 +363,7 @@ async fn revoke_device(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if !caller.user.role.manages_team() {
-        return Err(ApiError::forbidden());
-    }
-    if !shared
-        .store
-        .revoke_device(&caller.user.team_id, &id)
-        .await?
-    {
-        // Another team's device is indistinguishable from a missing one.
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "DEVICE_NOT_FOUND",
-            "Your team has no such device.",
-        ));
-    }
-    shared.hub.revoke_device(&id);
-    tracing::info!(device = %id, user = %caller.user.id, "device revoked");
+    ops::revoke_device(&shared, caller.who(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -363,18 +371,10 @@ async fn deployment_code(
     State(shared): State<Arc<Shared>>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !caller.user.role.manages_team() {
-        return Err(ApiError::forbidden());
-    }
-    let ttl_ms = i64::try_from(shared.config.deployment_code_ttl_secs.saturating_mul(1000))
-        .unwrap_or(i64::MAX);
-    let code = shared
-        .store
-        .create_deployment_code(&caller.user.team_id, ttl_ms)
-        .await?;
+    let (code, expires_at) = ops::deployment_code(&shared, caller.who()).await?;
     Ok(Json(serde_json::json!({
         "code": code,
-        "expires_at": shared.clock.now_ms().saturating_add(ttl_ms),
+        "expires_at": expires_at,
     })))
 }
 
@@ -423,10 +423,22 @@ async fn session_recordings(
         .await?
         .ok_or_else(session_not_found)?;
     let may_play = crate::console::may_play(&shared, &caller.user, &session).await?;
+    if session.recorded {
+        crate::console::recordings_viewed(&shared, &caller.user, &session, caller.addr).await?;
+    }
     let files = shared.store.recording_files(&session.id).await?;
-    let files: Vec<_> = files
+    let mut listed = Vec::with_capacity(files.len());
+    for f in files {
+        let links = if may_play && (f.state == "complete" || f.state == "incomplete") {
+            Some(crate::console::links_for(&shared, &caller.user, &f.id, caller.addr).await?)
+        } else {
+            None
+        };
+        listed.push((f, links));
+    }
+    let files: Vec<_> = listed
         .into_iter()
-        .map(|f| {
+        .map(|(f, links)| {
             let mut v = serde_json::json!({
                 "id": f.id,
                 "monitor_id": f.monitor_id,
@@ -446,9 +458,7 @@ async fn session_recordings(
                 "sha256": f.sha256,
                 "state": f.state,
             });
-            if may_play && (f.state == "complete" || f.state == "incomplete") {
-                let (play, download, expires) =
-                    crate::console::links_for(&shared, &caller.user, &f.id);
+            if let Some((play, download, expires)) = links {
                 v["play_url"] = play.into();
                 v["download_url"] = download.into();
                 v["links_expire_at"] = expires.into();
@@ -490,10 +500,293 @@ async fn recording_links(
             "Your team's playback policy does not let your role play this recording.",
         ));
     }
-    let (play, download, expires) = crate::console::links_for(&shared, &caller.user, &id);
+    let (play, download, expires) =
+        crate::console::links_for(&shared, &caller.user, &id, caller.addr).await?;
     Ok(Json(serde_json::json!({
         "play_url": play,
         "download_url": download,
         "expires_at": expires,
     })))
+}
+
+#[derive(Deserialize)]
+struct NameRequest {
+    name: String,
+}
+
+async fn rename_team(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    body: Result<Json<NameRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(req) = body?;
+    let name = ops::rename_team(&shared, caller.who(), &req.name).await?;
+    Ok(Json(
+        serde_json::json!({ "id": caller.user.team_id, "name": name }),
+    ))
+}
+
+fn member_json(u: &UserRecord) -> serde_json::Value {
+    serde_json::json!({ "id": u.id, "email": u.email, "name": u.name, "role": u.role })
+}
+
+async fn members(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let members: Vec<_> = shared
+        .store
+        .team_users(&caller.user.team_id)
+        .await?
+        .iter()
+        .map(member_json)
+        .collect();
+    // Pending invitations are the managers' business.
+    let invitations: Vec<_> = if caller.user.role.manages_team() {
+        shared
+            .store
+            .pending_invitations(&caller.user.team_id)
+            .await?
+            .into_iter()
+            .map(|i| {
+                serde_json::json!({
+                    "email": i.email,
+                    "role": i.role,
+                    "invited_by": i.invited_by,
+                    "created_at": i.created_at,
+                    "expires_at": i.expires_at,
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Json(
+        serde_json::json!({ "members": members, "invitations": invitations }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct InviteRequest {
+    email: String,
+    role: UserRole,
+}
+
+async fn invite(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    body: Result<Json<InviteRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<ops::Invitation>), ApiError> {
+    let Json(req) = body?;
+    let invitation = ops::invite(
+        &shared,
+        caller.who(),
+        caller.host.as_deref(),
+        &req.email,
+        req.role,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(invitation)))
+}
+
+async fn remove_member(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    ops::remove_member(&shared, caller.who(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct RoleRequest {
+    role: UserRole,
+}
+
+async fn set_role(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<RoleRequest>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(req) = body?;
+    ops::set_role(&shared, caller.who(), &id, req.role).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn password_reset_link(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (url, expires_at) =
+        ops::password_reset_link(&shared, caller.who(), caller.host.as_deref(), &id).await?;
+    Ok(Json(
+        serde_json::json!({ "url": url, "expires_at": expires_at }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct AcceptRequest {
+    token: String,
+    name: String,
+    password: String,
+}
+
+async fn accept_invitation(
+    State(shared): State<Arc<Shared>>,
+    ClientAddress(address): ClientAddress,
+    body: Result<Json<AcceptRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Json(req) = body?;
+    let user =
+        ops::accept_invitation(&shared, &req.token, &req.name, &req.password, address).await?;
+    let mut v = member_json(&user);
+    v["team_id"] = user.team_id.clone().into();
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+#[derive(Deserialize)]
+struct ResetRequest {
+    token: String,
+    password: String,
+}
+
+async fn reset_password(
+    State(shared): State<Arc<Shared>>,
+    ClientAddress(address): ClientAddress,
+    body: Result<Json<ResetRequest>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(req) = body?;
+    ops::reset_password(&shared, &req.token, &req.password, address).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct PasswordRequest {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    body: Result<Json<PasswordRequest>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(req) = body?;
+    ops::change_password(
+        &shared,
+        caller.who(),
+        &req.current_password,
+        &req.new_password,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The audit log's query: filters, and the page's cursor and size.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AuditQuery {
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub from: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub until: Option<i64>,
+    /// The previous page's `next_before`.
+    pub before: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+impl AuditQuery {
+    pub(crate) fn filter(&self) -> Result<AuditFilter, ApiError> {
+        let action = match self.action.as_deref().filter(|a| !a.is_empty()) {
+            None => None,
+            Some(a) => Some(Action::parse(a).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_VALUE",
+                    format!("{a:?} is not an audit action (see docs/openapi.json)."),
+                )
+            })?),
+        };
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_VALUE",
+                "limit is 1 to 1000.",
+            ));
+        }
+        Ok(AuditFilter {
+            action,
+            actor_id: self.actor.clone().filter(|a| !a.is_empty()),
+            from: self.from,
+            until: self.until,
+            before: self.before,
+            limit,
+        })
+    }
+}
+
+fn audit_query(q: Result<Query<AuditQuery>, QueryRejection>) -> Result<AuditQuery, ApiError> {
+    q.map(|Query(q)| q).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_VALUE",
+            "The audit log's query takes action, actor, from, until, before and limit \
+             (times and before as integers; see docs/openapi.json).",
+        )
+    })
+}
+
+pub(crate) fn event_json(e: &AuditEvent) -> serde_json::Value {
+    serde_json::json!({
+        "id": e.id,
+        "at": e.at,
+        "actor_kind": e.actor_kind,
+        "actor_id": e.actor_id,
+        "actor_name": e.actor_name,
+        "action": e.action,
+        "object": e.object,
+        "detail": e.detail,
+        "client_address": e.client_addr,
+    })
+}
+
+async fn audit_events(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let filter = audit_query(q)?.filter()?;
+    let events = ops::audit_log(&shared, caller.who(), &filter).await?;
+    let next = (events.len() == filter.limit as usize)
+        .then(|| events.last().map(|e| e.id))
+        .flatten();
+    Ok(Json(serde_json::json!({
+        "events": events.iter().map(event_json).collect::<Vec<_>>(),
+        "next_before": next,
+    })))
+}
+
+async fn audit_csv(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let mut filter = audit_query(q)?.filter()?;
+    let tz = crate::console::time_zone(&shared, &caller.user.team_id).await?;
+    let csv = ops::audit_csv(&shared, caller.who(), &mut filter, &tz).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"audit-log.csv\"",
+            ),
+        ],
+        csv,
+    )
+        .into_response())
 }

@@ -64,6 +64,20 @@ pub struct Config {
     pub retention_days: u64,
     /// How often retention looks for recordings to delete.
     pub retention_sweep_secs: u64,
+    /// Audit events are deleted this many days after they happened (90).
+    pub audit_retention_days: u64,
+    /// The address people open the relay's links at (`https://support.example.com`); unset, links
+    /// use the host a request came to, and `relay admin` the first server name and the port.
+    pub public_url: Option<String>,
+    /// How long an invitation link works (7 days).
+    pub invitation_ttl_secs: u64,
+    /// How long a password-reset link works (1 day).
+    pub password_reset_ttl_secs: u64,
+    /// The SMTP server invitations are e-mailed through (`smtp://host:25`, `smtps://user:pass@host`,
+    /// `smtp://host:587?tls=required`); unset, the console shows the links to copy.
+    pub smtp_url: Option<String>,
+    /// The sender of those e-mails (`Remote Support <support@example.com>`).
+    pub smtp_from: Option<String>,
 }
 
 impl Default for Config {
@@ -93,6 +107,12 @@ impl Default for Config {
             max_recording_file_bytes: 512 * 1024 * 1024,
             retention_days: 90,
             retention_sweep_secs: 3600,
+            audit_retention_days: 90,
+            public_url: None,
+            invitation_ttl_secs: 7 * 24 * 3600,
+            password_reset_ttl_secs: 24 * 3600,
+            smtp_url: None,
+            smtp_from: None,
         }
     }
 }
@@ -127,7 +147,39 @@ impl Config {
             "max_messages_per_sec must be at least 200 (video, audio and input of one session) and \
              max_requests_per_sec at least 1"
         );
+        anyhow::ensure!(
+            self.smtp_url.is_some() == self.smtp_from.is_some(),
+            "smtp_url and smtp_from go together: set both or neither"
+        );
+        if let Some(url) = &self.public_url {
+            anyhow::ensure!(
+                url.starts_with("https://") && url.len() > "https://".len(),
+                "public_url must be an https:// address, such as https://support.example.com"
+            );
+        }
+        anyhow::ensure!(
+            self.invitation_ttl_secs > 0 && self.password_reset_ttl_secs > 0,
+            "invitation_ttl_secs and password_reset_ttl_secs must be positive"
+        );
         Ok(())
+    }
+
+    /// The relay's address from its own settings: the first server name on the listening port.
+    pub fn default_base_url(&self) -> String {
+        let host = self
+            .server_names
+            .first()
+            .map(String::as_str)
+            .unwrap_or("localhost");
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        match self.listen.port() {
+            443 => format!("https://{host}"),
+            port => format!("https://{host}:{port}"),
+        }
     }
 
     pub(crate) fn ms(v: u64) -> Duration {

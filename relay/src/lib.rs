@@ -4,6 +4,7 @@
 //! `Relay::serve` runs the HTTPS port until the shutdown token is cancelled, then drains. The binary in
 //! `main.rs` only parses settings and signals; tests start the relay in-process on 127.0.0.1:0.
 
+pub mod admin;
 mod agent;
 mod api;
 pub mod bootstrap;
@@ -12,6 +13,8 @@ pub mod config;
 mod console;
 pub mod hub;
 pub mod links;
+pub mod mail;
+mod ops;
 pub mod rate;
 pub mod recorder;
 pub mod recording;
@@ -49,6 +52,7 @@ pub(crate) struct Shared {
     recordings: recording::Recordings,
     recorder: recorder::RecorderContext,
     links: links::LinkKey,
+    mailer: Option<mail::Mailer>,
     sign_ins: throttle::SignInThrottle,
     codes: throttle::CodeThrottle,
     version: ProductVersion,
@@ -99,8 +103,13 @@ impl Relay {
         }
         let links = links::LinkKey::load_or_create(&config.data_dir)
             .context("opening the link-signing key")?;
+        let mailer = match (&config.smtp_url, &config.smtp_from) {
+            (Some(url), Some(from)) => Some(mail::Mailer::new(url, from)?),
+            _ => None,
+        };
         let shared = Arc::new(Shared {
             links,
+            mailer,
             sign_ins: throttle::SignInThrottle::new(
                 usize::try_from(config.max_sign_in_failures_per_address).unwrap_or(usize::MAX),
             ),
@@ -170,6 +179,9 @@ impl Relay {
         let retention = tokio::spawn(recorder::retention::run(
             shared.recorder.clone(),
             std::time::Duration::from_secs(shared.config.retention_days.saturating_mul(86_400)),
+            std::time::Duration::from_secs(
+                shared.config.audit_retention_days.saturating_mul(86_400),
+            ),
             std::time::Duration::from_secs(shared.config.retention_sweep_secs),
             shared.shutdown.clone(),
         ));

@@ -39,6 +39,40 @@ struct Args {
     /// Print the four-part product version and exit.
     #[arg(long)]
     product_version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// The operator's commands, on the data directory (the relay may be stopped).
+    #[command(subcommand)]
+    Admin(Admin),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Admin {
+    /// Makes a team with no member yet and prints its first owner's invitation link.
+    CreateTeam {
+        /// The team's name.
+        #[arg(long)]
+        name: String,
+        /// The first owner's e-mail address.
+        #[arg(long)]
+        owner_email: String,
+    },
+    /// Lists every team on this relay.
+    ListTeams,
+    /// Gets a locked-out team owner back in: a password-reset link for the owner, or with
+    /// --new-owner-email an invitation whose acceptor becomes the owner (the old owner an admin).
+    ResetOwner {
+        /// The team's id (see list-teams).
+        #[arg(long)]
+        team: String,
+        /// A new owner's e-mail address instead of the current owner's.
+        #[arg(long)]
+        new_owner_email: Option<String>,
+    },
 }
 
 impl Args {
@@ -62,6 +96,22 @@ impl Args {
         }
         config.validate()?;
         Ok(config)
+    }
+}
+
+fn to_command(a: Admin) -> relay::admin::Command {
+    match a {
+        Admin::CreateTeam { name, owner_email } => {
+            relay::admin::Command::CreateTeam { name, owner_email }
+        }
+        Admin::ListTeams => relay::admin::Command::ListTeams,
+        Admin::ResetOwner {
+            team,
+            new_owner_email,
+        } => relay::admin::Command::ResetOwner {
+            team,
+            new_owner_email,
+        },
     }
 }
 
@@ -125,7 +175,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
     if args.product_version {
         return match relay::product_version() {
             Ok(v) => {
@@ -145,6 +195,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Admin(admin)) = args.command.take() {
+        let result = args
+            .into_config()
+            .and_then(|config| runtime.block_on(relay::admin::run(&config, &to_command(admin))));
+        return match result {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("relay admin: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match runtime.block_on(serve(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -31,7 +31,11 @@ fn served() -> BTreeSet<(String, String)> {
     for file in ["src/api.rs", "src/console/mod.rs"] {
         let text =
             std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        for chunk in text.split(".route(\"").skip(1) {
+        // `.route("/path", ...)`, also as rustfmt wraps it over lines.
+        for chunk in text.split(".route(").skip(1) {
+            let Some(chunk) = chunk.trim_start().strip_prefix('"') else {
+                continue;
+            };
             let (path, rest) = chunk.split_once('"').unwrap();
             if !(path.starts_with("/api/") || path.starts_with("/files/")) {
                 continue;

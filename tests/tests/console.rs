@@ -100,6 +100,24 @@ impl LiveSession {
         Self::start_at(&relay.addr, &relay.ca(), &relay.store, team_id, dir).await
     }
 
+    /// [`LiveSession::start`] with another technician of the team.
+    async fn start_as(
+        relay: &TestRelay,
+        team_id: &str,
+        dir: &std::path::Path,
+        technician: &str,
+    ) -> Self {
+        Self::start_full(
+            &relay.addr,
+            &relay.ca(),
+            &relay.store,
+            team_id,
+            dir,
+            technician,
+        )
+        .await
+    }
+
     /// [`LiveSession::start`] on a relay given by its address, CA and store.
     async fn start_at(
         addr: &str,
@@ -107,6 +125,17 @@ impl LiveSession {
         store: &relay::store::Store,
         team_id: &str,
         dir: &std::path::Path,
+    ) -> Self {
+        Self::start_full(addr, ca, store, team_id, dir, "owner@acme.example").await
+    }
+
+    async fn start_full(
+        addr: &str,
+        ca: &std::path::Path,
+        store: &relay::store::Store,
+        team_id: &str,
+        dir: &std::path::Path,
+        technician: &str,
     ) -> Self {
         let display = XDisplay::start(640, 480);
         let paint = display.paint(0, 0, 320, 480, (200, 40, 150));
@@ -136,7 +165,7 @@ impl LiveSession {
             notices,
             stop.clone(),
         ));
-        let mut tech = Technician::sign_in(addr, ca, "owner@acme.example", PASSWORD)
+        let mut tech = Technician::sign_in(addr, ca, technician, PASSWORD)
             .await
             .unwrap();
         let device = loop {
@@ -176,10 +205,11 @@ impl LiveSession {
     async fn watch(&mut self, secs: u64) -> Option<Event> {
         let until = tokio::time::Instant::now() + Duration::from_secs(secs);
         while tokio::time::Instant::now() < until {
-            if let Ok(Some(e @ Event::Ended { .. })) =
-                tokio::time::timeout_at(until, self.session.events.recv()).await
-            {
-                return Some(e);
+            match tokio::time::timeout_at(until, self.session.events.recv()).await {
+                Ok(Some(e @ Event::Ended { .. })) => return Some(e),
+                // The events closed without an end (the relay refused the connection).
+                Ok(None) => return None,
+                _ => {}
             }
         }
         None
@@ -765,4 +795,363 @@ async fn the_recording_column_tells_incomplete_after_a_crash() {
     page.close().await.unwrap();
     drop(driver);
     drop(live);
+}
+
+/// The cells of a table's body rows, as the page shows them.
+async fn table_rows(page: &AppWindow, css: &str) -> Vec<Vec<String>> {
+    let rows = page
+        .script(
+            "return Array.from(document.querySelectorAll(arguments[0] + ' tbody tr'))
+               .map((tr) => Array.from(tr.children).map((td) => td.textContent));",
+            json!([css]),
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(rows).unwrap()
+}
+
+/// RFC 4180 rows (quoted fields, doubled quotes), with the relay's `'` guard against formulas
+/// taken off again.
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let (mut row, mut field, mut quoted, mut chars) =
+        (Vec::new(), String::new(), false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\r', false) => {}
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    rows.into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|f| match f.strip_prefix('\'') {
+                    Some(rest) if rest.starts_with(['=', '+', '-', '@']) => rest.to_owned(),
+                    _ => f,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Joins a team through the invitation link in a browser of the invitee's own.
+async fn accept_in_browser(page: &AppWindow, link: &str, name: &str) {
+    page.goto(link).await.unwrap();
+    page.type_into("#name", name).await.unwrap();
+    page.type_into("#password", PASSWORD).await.unwrap();
+    page.click("#join").await.unwrap();
+    page.wait_text("main h1", Duration::from_secs(10), |t| t == "Sessions")
+        .await
+        .unwrap();
+}
+
+/// Invites `email` as `role` on the owner's Members page; returns the link shown to copy.
+async fn invite_in_browser(page: &AppWindow, base: &str, email: &str, role: &str) -> String {
+    page.goto(&format!("{base}/console/members")).await.unwrap();
+    page.type_into("#invite-email", email).await.unwrap();
+    page.script(
+        "document.getElementById('invite-role').value = arguments[0];",
+        json!([role]),
+    )
+    .await
+    .unwrap();
+    page.click("#invite").await.unwrap();
+    page.wait_text(".saved", Duration::from_secs(10), |t| t.contains(email))
+        .await
+        .unwrap();
+    page.script(
+        "return document.getElementById('invitation-link').value;",
+        json!([]),
+    )
+    .await
+    .unwrap()
+    .as_str()
+    .unwrap()
+    .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_runs_a_team_in_the_console_and_the_audit_log_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&dir.path().join("relay"), 0).await;
+    let base = format!("https://{}", relay.addr);
+    let acme = relay
+        .store
+        .create_team("acme", "owner@acme.example", "Olivia Owner", PASSWORD)
+        .await
+        .unwrap()
+        .team
+        .id;
+    let mut s = relay.store.team_settings(&acme).await.unwrap().unwrap();
+    s.record_unattended = true;
+    relay.store.set_team_settings(&acme, &s).await.unwrap();
+    let home = dir.path().join("home");
+    trust_ca_for_chromium(&home, &relay.ca()).unwrap();
+    let driver = Driver::chromium(&home).await.unwrap();
+    let owner = driver
+        .open_chromium(&dir.path().join("owner"))
+        .await
+        .unwrap();
+
+    // The owner invites an admin and a member; each accepts in a browser of their own.
+    sign_in(&owner, &base, "owner@acme.example").await;
+    let admin_link = invite_in_browser(&owner, &base, "ada@acme.example", "admin").await;
+    let member_link = invite_in_browser(&owner, &base, "max@acme.example", "member").await;
+    shot(&owner, "members-1-invited").await;
+    let pending = table_rows(&owner, "#invitations").await;
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    let admin = driver
+        .open_chromium(&dir.path().join("admin"))
+        .await
+        .unwrap();
+    accept_in_browser(&admin, &admin_link, "Ada Admin").await;
+    let member = driver
+        .open_chromium(&dir.path().join("member"))
+        .await
+        .unwrap();
+    accept_in_browser(&member, &member_link, "Max Member").await;
+    // A link works once: opened again it says so, without the form.
+    member.goto(&member_link).await.unwrap();
+    member.type_into("#name", "Again").await.unwrap();
+    member.type_into("#password", PASSWORD).await.unwrap();
+    member.click("#join").await.unwrap();
+    member
+        .wait_text("main h1", Duration::from_secs(10), |t| {
+            t == "This link does not work"
+        })
+        .await
+        .unwrap();
+
+    // A recorded session; with "Owner only" the member and the admin are refused on the page, the
+    // API and a direct file link.
+    let session = record_a_session(&relay, &acme, dir.path()).await;
+    let file = relay.store.recording_files(&session).await.unwrap()[0]
+        .id
+        .clone();
+    let owners_links = fetch(&owner, "POST", &format!("/api/v1/recordings/{file}/links")).await;
+    assert_eq!(owners_links["status"], 200);
+    let play = owners_links["json"]["play_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for page in [&admin, &member] {
+        page.goto(&format!("{base}/console/sessions/{session}"))
+            .await
+            .unwrap();
+        page.wait_text("#not-allowed", Duration::from_secs(10), |t| {
+            t.contains("Owner only")
+        })
+        .await
+        .unwrap();
+        let api = fetch(page, "POST", &format!("/api/v1/recordings/{file}/links")).await;
+        assert_eq!(api["status"], 403, "{api}");
+        // The owner's link with another user in it no longer checks out.
+        let ids = relay.store.team_users(&acme).await.unwrap();
+        let someone = &ids.iter().find(|u| u.role != UserRole::Owner).unwrap().id;
+        let owner_id = &ids.iter().find(|u| u.role == UserRole::Owner).unwrap().id;
+        let forged = play.replace(&format!("u={owner_id}"), &format!("u={someone}"));
+        assert_ne!(forged, play);
+        assert_eq!(fetch(page, "GET", &forged).await["status"], 403);
+    }
+    shot(&member, "members-2-refused").await;
+
+    // An admin cannot widen "Owner only"; the owner can: "Admins and Owner" lets the admin play,
+    // not the member.
+    admin
+        .goto(&format!("{base}/console/settings"))
+        .await
+        .unwrap();
+    admin
+        .script(
+            "document.getElementById('playback_unattended').value = 'admins';",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    admin.click("#save").await.unwrap();
+    let refusal = admin
+        .wait_text(".error", Duration::from_secs(10), |t| !t.is_empty())
+        .await
+        .unwrap();
+    assert!(refusal.contains("Only the owner"), "{refusal}");
+    shot(&admin, "members-3-admin-refused").await;
+    owner
+        .goto(&format!("{base}/console/settings"))
+        .await
+        .unwrap();
+    owner
+        .script(
+            "document.getElementById('playback_unattended').value = 'admins';",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    owner.click("#save").await.unwrap();
+    owner
+        .wait_text("#settings-history", Duration::from_secs(10), |t| {
+            t.contains("Owner only → Admins and Owner")
+        })
+        .await
+        .unwrap();
+    admin
+        .goto(&format!("{base}/console/sessions/{session}"))
+        .await
+        .unwrap();
+    admin
+        .wait_text(
+            &format!("tr[data-file='{file}']"),
+            Duration::from_secs(10),
+            |t| t.contains("Play"),
+        )
+        .await
+        .unwrap();
+    let links = fetch(&admin, "POST", &format!("/api/v1/recordings/{file}/links")).await;
+    assert_eq!(links["status"], 200);
+    let got = fetch(
+        &admin,
+        "GET",
+        links["json"]["download_url"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(got["status"], 200);
+    let still = fetch(&member, "POST", &format!("/api/v1/recordings/{file}/links")).await;
+    assert_eq!(still["status"], 403);
+
+    // The member is in a live session when the owner removes them: their open page and the
+    // session are cut off at once.
+    let mut live = LiveSession::start_as(&relay, &acme, dir.path(), "max@acme.example").await;
+    member
+        .goto(&format!("{base}/console/sessions"))
+        .await
+        .unwrap();
+    owner
+        .goto(&format!("{base}/console/members"))
+        .await
+        .unwrap();
+    owner
+        .script("window.confirm = () => true;", json!([]))
+        .await
+        .unwrap();
+    owner
+        .click("tr[data-email='max@acme.example'] button.remove")
+        .await
+        .unwrap();
+    owner
+        .wait_text(".saved", Duration::from_secs(10), |t| {
+            t.contains("Member removed")
+        })
+        .await
+        .unwrap();
+    shot(&owner, "members-4-removed").await;
+    // The technician library reports the relay's refusal (CREDENTIAL_REVOKED) by closing the
+    // session's events; the relay ends the session with that reason.
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while live.session.events.recv().await.is_some() {}
+    })
+    .await;
+    assert!(closed.is_ok(), "the removed member's session went on");
+    let mut reason = None;
+    for _ in 0..100 {
+        reason = relay
+            .store
+            .session(&acme, &live.session_id)
+            .await
+            .unwrap()
+            .and_then(|s| s.end_reason);
+        if reason.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reason.as_deref(), Some("CREDENTIAL_REVOKED"));
+    member
+        .goto(&format!("{base}/console/sessions"))
+        .await
+        .unwrap();
+    member
+        .wait_text("main h1", Duration::from_secs(10), |t| {
+            t == "Sign in to the console"
+        })
+        .await
+        .unwrap();
+    let gone = fetch(&member, "GET", "/api/v1/members").await;
+    assert_eq!(gone["status"], 401);
+
+    // The audit log shows each step with actor and time, and its CSV matches the page.
+    owner.goto(&format!("{base}/console/audit")).await.unwrap();
+    let rows = table_rows(&owner, "#audit").await;
+    shot(&owner, "members-5-audit").await;
+    let has = |actor: &str, action: &str, object: &str| {
+        rows.iter()
+            .any(|r| r[1] == actor && r[3] == action && r[4].contains(object))
+    };
+    assert!(
+        has("Olivia Owner", "member_invited", "ada@acme.example"),
+        "{rows:?}"
+    );
+    assert!(has("Olivia Owner", "member_invited", "max@acme.example"));
+    assert!(has("Ada Admin", "member_joined", "ada@acme.example"));
+    assert!(has("Max Member", "member_joined", "max@acme.example"));
+    assert!(has(
+        "Olivia Owner",
+        "settings_changed",
+        "playback_unattended"
+    ));
+    assert!(has("Ada Admin", "recordings_viewed", &session));
+    assert!(has("Ada Admin", "file_downloaded", &file));
+    assert!(has("Olivia Owner", "member_removed", "max@acme.example"));
+    assert!(
+        rows.iter().all(|r| r[0].ends_with(" UTC")),
+        "in the team's zone"
+    );
+    let csv = fetch(&owner, "GET", "/api/v1/audit.csv").await;
+    assert_eq!(csv["status"], 200);
+    let text = owner
+        .script_async(
+            "fetch('/api/v1/audit.csv', { credentials: 'same-origin' }).then((r) => r.text()).then(arguments[0]);",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    let csv = csv_rows(text.as_str().unwrap());
+    assert_eq!(
+        csv[0],
+        [
+            "Time",
+            "Actor",
+            "Actor kind",
+            "Action",
+            "Object",
+            "Detail",
+            "Client address"
+        ]
+    );
+    assert_eq!(
+        csv[1..=rows.len().min(csv.len() - 1)],
+        rows[..],
+        "the CSV is the page's rows"
+    );
+    // The member's page, filtered by action, shows only that action.
+    owner
+        .goto(&format!("{base}/console/audit?action=member_removed"))
+        .await
+        .unwrap();
+    let only = table_rows(&owner, "#audit").await;
+    assert_eq!(only.len(), 1, "{only:?}");
+
+    for page in [owner, admin, member] {
+        page.close().await.unwrap();
+    }
+    drop(driver);
+    let _ = live.end(&relay).await;
 }

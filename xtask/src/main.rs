@@ -53,6 +53,8 @@ const TEST_PACKAGES: &[&str] = &[
     "gstreamer1.0-plugins-bad",
     "gstreamer1.0-libav",
     "gstreamer1.0-gl",
+    // A real SMTP server for the relay's invitation e-mails.
+    "python3-aiosmtpd",
     // The console in a real browser: Debian's Chromium, its WebDriver, and certutil to trust the
     // relay's development CA in the browser's certificate database.
     "chromium",

@@ -439,6 +439,20 @@ impl Conn {
                     .map_err(internal)?
                     .map_err(|d| denied(d, "deployment code"))?;
                 tracing::info!(device = %device.id, team = %device.team_id, "device registered");
+                store
+                    .audit(crate::store::audit::NewEvent {
+                        team_id: Some(&device.team_id),
+                        actor: &crate::store::audit::Actor::Device(
+                            device.id.clone(),
+                            device.name.clone(),
+                        ),
+                        action: crate::store::audit::Action::DeviceRegistered,
+                        object: &device.id,
+                        detail: "with a deployment code",
+                        client_addr: "",
+                    })
+                    .await
+                    .map_err(internal)?;
                 let verified = Verified {
                     team_id: device.team_id.clone(),
                     name: device.name.clone(),

@@ -12,6 +12,7 @@ use super::{forward, Closed, Conn, Next, SessionSide};
 use crate::config::Config;
 use crate::hub::{Offer, OfferReply, OnlineStreamer, OutFrame, SessionLink, StreamerCommand};
 use crate::recorder::SessionRecorder;
+use crate::store::audit::{Action, Actor};
 use crate::store::{NewSession, RecordingState};
 
 const STREAMER_SIDE: SessionSide = SessionSide {
@@ -200,6 +201,24 @@ impl Conn {
             )));
             return Ok(());
         }
+        self.audit_session(
+            &streamer.team_id,
+            &offer.technician_id,
+            &offer.technician_name,
+            Action::SessionStarted,
+            &link.id,
+            &format!(
+                "{} on {}, {}",
+                crate::store::access_str(offer.access),
+                streamer.name,
+                if offer.recorded {
+                    "recorded"
+                } else {
+                    "not recorded"
+                }
+            ),
+        )
+        .await;
         // Both sides learn whether the session is recorded before any media is forwarded: these are
         // queued ahead of everything this task will forward.
         let started = Message::SessionStarted {
@@ -267,8 +286,44 @@ impl Conn {
         {
             tracing::error!(error = %e, session = %link.id, "recording the session end");
         }
+        self.audit_session(
+            &streamer.team_id,
+            &offer.technician_id,
+            &offer.technician_name,
+            Action::SessionEnded,
+            &link.id,
+            &EndReason::name(reason),
+        )
+        .await;
         tracing::info!(session = %link.id, reason = %EndReason::name(reason), "session ended");
         result
+    }
+
+    /// A session's start or end in the audit trail, as the technician's doing. A failure is
+    /// logged: the session row already holds the same facts.
+    async fn audit_session(
+        &self,
+        team_id: &str,
+        technician_id: &str,
+        technician_name: &str,
+        action: Action,
+        session_id: &str,
+        detail: &str,
+    ) {
+        let actor = Actor::User(technician_id.to_owned(), technician_name.to_owned());
+        if let Err(e) = crate::ops::audit(
+            &self.shared,
+            Some(team_id),
+            &actor,
+            action,
+            session_id,
+            detail,
+            None,
+        )
+        .await
+        {
+            tracing::error!(error = %e, session = %session_id, "auditing the session");
+        }
     }
 
     async fn streamer_session(

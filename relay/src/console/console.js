@@ -23,3 +23,19 @@ for (const b of document.querySelectorAll('button.copy')) {
     setTimeout(() => { b.textContent = 'Copy links'; }, 2000);
   });
 }
+
+// Copy a one-time link shown in a text box.
+for (const b of document.querySelectorAll('button.copy-text')) {
+  b.addEventListener('click', async () => {
+    const input = document.getElementById(b.dataset.for);
+    try { await navigator.clipboard.writeText(input.value); b.textContent = 'Copied'; } catch { input.select(); }
+    setTimeout(() => { b.textContent = 'Copy'; }, 2000);
+  });
+}
+
+// Forms that change something for good ask first.
+for (const f of document.querySelectorAll('form[data-confirm]')) {
+  f.addEventListener('submit', (e) => {
+    if (!window.confirm(f.dataset.confirm)) e.preventDefault();
+  });
+}

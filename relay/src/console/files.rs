@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::links::{Link, LinkRefused, Purpose};
 use crate::recording::Integrity;
+use crate::store::audit::{Action, Actor};
 use crate::store::{RecordingFile, SessionRecord};
 use crate::Shared;
 
@@ -103,6 +104,7 @@ pub(crate) async fn serve(
     Path((file_id, purpose)): Path<(String, String)>,
     query: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
+    crate::api::ClientAddress(addr): crate::api::ClientAddress,
 ) -> Response {
     let (Some(purpose), Ok(Query(q))) = (Purpose::parse(&purpose), query) else {
         return refuse(StatusCode::NOT_FOUND, "NOT_FOUND", "No such link.");
@@ -190,6 +192,45 @@ pub(crate) async fn serve(
         }
     };
     let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
+    // Audit evidence of who saw a recording: one event each time a file is read from its start
+    // (a player's later range requests are the same viewing).
+    if start == 0 {
+        let action = match purpose {
+            Purpose::Play => Action::FilePlayed,
+            Purpose::Download => Action::FileDownloaded,
+        };
+        let audited = async {
+            let name = shared
+                .store
+                .user(&link.user_id)
+                .await?
+                .map(|u| u.name)
+                .unwrap_or_default();
+            crate::ops::audit(
+                &shared,
+                Some(&file.team_id),
+                &Actor::User(link.user_id.clone(), name),
+                action,
+                &file.id,
+                &format!(
+                    "session {}, monitor {}, part {}",
+                    session.id, file.monitor_name, file.seq
+                ),
+                addr,
+            )
+            .await
+        }
+        .await;
+        if let Err(e) = audited {
+            // Not served without its trace.
+            tracing::error!(error = %e, file = %file.id, "auditing a recording access failed");
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "The relay failed; try again.",
+            );
+        }
+    }
     let options = GetOptions {
         range: (size > 0).then_some(GetRange::Bounded(start..end + 1)),
         ..GetOptions::default()

@@ -3,6 +3,7 @@
 //! caller's team and role (and, for recordings, the team's playback policy for that kind of access).
 
 mod files;
+mod members;
 mod pages;
 
 pub(crate) use pages::cookie_token;
@@ -13,6 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::links::{Link, Purpose, LINK_TTL_MS};
+use crate::store::audit::{Action, Actor};
 use crate::store::{
     PlaybackPolicy, RecordingFile, SessionRecord, StoreError, TeamSettings, UserRecord,
 };
@@ -46,6 +48,26 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             post(pages::new_deployment_code),
         )
         .route("/console/devices/{id}/revoke", post(pages::revoke_device))
+        .route("/console/team/name", post(pages::rename_team))
+        .route("/console/members", get(members::members))
+        .route("/console/members/invite", post(members::invite))
+        .route("/console/members/{id}/role", post(members::set_role))
+        .route("/console/members/{id}/remove", post(members::remove))
+        .route(
+            "/console/members/{id}/password-reset",
+            post(members::reset_link),
+        )
+        .route(
+            "/console/invitations/{token}",
+            get(members::invitation_page).post(members::accept),
+        )
+        .route(
+            "/console/password-reset/{token}",
+            get(members::reset_page).post(members::reset),
+        )
+        .route("/console/account", get(members::account))
+        .route("/console/account/password", post(members::change_password))
+        .route("/console/audit", get(members::audit))
         .route("/files/{id}/{purpose}", get(files::serve))
 }
 
@@ -97,12 +119,13 @@ pub(crate) async fn file_for_user(
     Ok(Some((session, file, when)))
 }
 
-/// Fresh play and download links for `file_id`, issued to `user`, with their expiry.
-pub(crate) fn links_for(
+/// Fresh play and download links for `file_id`, issued to `user`, with their expiry; audited.
+pub(crate) async fn links_for(
     shared: &Shared,
     user: &UserRecord,
     file_id: &str,
-) -> (String, String, i64) {
+    addr: Option<std::net::IpAddr>,
+) -> Result<(String, String, i64), StoreError> {
     let now = shared.clock.now_ms();
     let link = |purpose| Link {
         file_id: file_id.to_owned(),
@@ -110,11 +133,40 @@ pub(crate) fn links_for(
         user_id: user.id.clone(),
         issued_at: now,
     };
-    (
+    crate::ops::audit(
+        shared,
+        Some(&user.team_id),
+        &Actor::User(user.id.clone(), user.name.clone()),
+        Action::LinkIssued,
+        file_id,
+        "play and download links, 10 minutes",
+        addr,
+    )
+    .await?;
+    Ok((
         shared.links.url(&link(Purpose::Play)),
         shared.links.url(&link(Purpose::Download)),
         now.saturating_add(LINK_TTL_MS),
+    ))
+}
+
+/// Records that `user` looked at a session's recordings.
+pub(crate) async fn recordings_viewed(
+    shared: &Shared,
+    user: &UserRecord,
+    session: &SessionRecord,
+    addr: Option<std::net::IpAddr>,
+) -> Result<(), StoreError> {
+    crate::ops::audit(
+        shared,
+        Some(&user.team_id),
+        &Actor::User(user.id.clone(), user.name.clone()),
+        Action::RecordingsViewed,
+        &session.id,
+        &format!("session with {}", session.device_name),
+        addr,
     )
+    .await
 }
 
 /// The team's time zone (UTC when unset or unknown).

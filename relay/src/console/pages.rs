@@ -49,8 +49,20 @@ pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<String> {
 
 /// The signed-in person looking at a page; anyone else is sent to the sign-in page.
 pub(crate) struct Viewer {
-    user: UserRecord,
-    token: String,
+    pub(super) user: UserRecord,
+    pub(super) token: String,
+    pub(super) addr: Option<std::net::IpAddr>,
+    pub(super) host: Option<String>,
+}
+
+impl Viewer {
+    pub(super) fn who(&self) -> crate::ops::Who<'_> {
+        crate::ops::Who {
+            user: &self.user,
+            token: &self.token,
+            addr: self.addr,
+        }
+    }
 }
 
 impl FromRequestParts<Arc<Shared>> for Viewer {
@@ -60,14 +72,22 @@ impl FromRequestParts<Arc<Shared>> for Viewer {
         let to_sign_in = || Redirect::to("/console/sign-in").into_response();
         let token = cookie_token(&parts.headers).ok_or_else(to_sign_in)?;
         match shared.store.user_for_token(&token).await {
-            Ok(Ok(user)) => Ok(Viewer { user, token }),
+            Ok(Ok(user)) => Ok(Viewer {
+                user,
+                token,
+                addr: parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|c| c.0.ip()),
+                host: crate::api::request_host(&parts.headers),
+            }),
             Ok(Err(_)) => Err(to_sign_in()),
             Err(e) => Err(failed(e)),
         }
     }
 }
 
-fn failed(e: StoreError) -> Response {
+pub(super) fn failed(e: StoreError) -> Response {
     tracing::error!(error = %e, "console page failed in the store");
     (
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,7 +99,7 @@ fn failed(e: StoreError) -> Response {
         .into_response()
 }
 
-fn plain_page(title: &str, body: &str) -> String {
+pub(super) fn plain_page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · Remote Support</title>\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -89,15 +109,20 @@ fn plain_page(title: &str, body: &str) -> String {
     )
 }
 
-fn page(title: &str, viewer: &Viewer, current: &str, body: &str) -> Html<String> {
+pub(super) fn page(title: &str, viewer: &Viewer, current: &str, body: &str) -> Html<String> {
     let nav = [
         ("/console/sessions", "Sessions"),
         ("/console/active", "Active sessions"),
         ("/console/settings", "Settings"),
         ("/console/team", "Team and devices"),
+        ("/console/members", "Members"),
+        ("/console/audit", "Audit log"),
     ];
     let mut links = String::new();
     for (href, label) in nav {
+        if href == "/console/audit" && !viewer.user.role.manages_team() {
+            continue;
+        }
         let class = if href == current {
             " class=\"current\""
         } else {
@@ -110,7 +135,7 @@ fn page(title: &str, viewer: &Viewer, current: &str, body: &str) -> Html<String>
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <link rel=\"stylesheet\" href=\"/console/style.css\"></head><body>\
          <header><div class=\"brand\"><span class=\"logo\"></span>Remote Support</div><nav>{links}</nav>\
-         <div class=\"who\">{name} · {role}<form method=\"post\" action=\"/console/sign-out\">\
+         <div class=\"who\"><a href=\"/console/account\" id=\"account\">{name}</a> · {role}<form method=\"post\" action=\"/console/sign-out\">\
          <button class=\"link\" id=\"sign-out\">Sign out</button></form></div></header>\
          <main><h1>{t}</h1>{body}</main><script src=\"/console/console.js\"></script></body></html>",
         t = esc(title),
@@ -168,27 +193,8 @@ pub(crate) async fn sign_in(
     ClientAddress(address): ClientAddress,
     Form(f): Form<SignInForm>,
 ) -> Response {
-    let ttl_ms =
-        i64::try_from(shared.config.token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let now = shared.clock.now_ms();
-    if let Err(paused) = shared.sign_ins.check(&f.email, address, now) {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            Html(sign_in_form(Some(&paused))),
-        )
-            .into_response();
-    }
-    let signed_in = shared
-        .store
-        .sign_in(f.email.trim(), &f.password, ttl_ms)
-        .await;
-    match &signed_in {
-        Ok(Ok(_)) => shared.sign_ins.succeeded(&f.email),
-        Ok(Err(_)) => shared.sign_ins.failed(&f.email, address, now),
-        Err(_) => {}
-    }
-    match signed_in {
-        Ok(Ok(s)) => {
+    match crate::ops::sign_in(&shared, &f.email, &f.password, address).await {
+        Ok(s) => {
             let max_age = shared.config.token_ttl_secs;
             let cookie = format!(
                 "{COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}",
@@ -200,24 +206,14 @@ pub(crate) async fn sign_in(
             }
             r
         }
-        Ok(Err(_)) => (
-            StatusCode::UNAUTHORIZED,
-            Html(sign_in_form(Some(
-                "The e-mail address or password is wrong.",
-            ))),
-        )
-            .into_response(),
-        Err(e) => failed(e),
+        Err(e) => (e.status(), Html(sign_in_form(Some(e.message())))).into_response(),
     }
 }
 
 pub(crate) async fn sign_out(State(shared): State<Arc<Shared>>, viewer: Viewer) -> Response {
-    if let Err(e) = shared.store.revoke_token(&viewer.token).await {
-        return failed(e);
+    if let Err(e) = crate::ops::sign_out(&shared, viewer.who()).await {
+        tracing::warn!(error = e.message(), "signing out");
     }
-    shared
-        .hub
-        .revoke_technician_token(&crate::secrets::digest(&viewer.token));
     let mut r = Redirect::to("/console/sign-in").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
@@ -404,6 +400,9 @@ async fn session_body(
     let tz = time_zone(shared, &viewer.user.team_id).await?;
     let files = shared.store.recording_files(&s.id).await?;
     let allowed = may_play(shared, &viewer.user, &s).await?;
+    if s.recorded {
+        super::recordings_viewed(shared, &viewer.user, &s, viewer.addr).await?;
+    }
     let settings = shared.store.team_settings(&viewer.user.team_id).await?;
     let mut body = format!(
         "<p class=\"muted\">{access} session, started {start}{end}. Times in {zone}.</p>",
@@ -470,7 +469,8 @@ async fn session_body(
         );
         for f in files {
             let actions = if allowed && (f.state == "complete" || f.state == "incomplete") {
-                let (play, download, expires) = links_for(shared, &viewer.user, &f.id);
+                let (play, download, expires) =
+                    links_for(shared, &viewer.user, &f.id, viewer.addr).await?;
                 format!(
                     "<button class=\"primary play\" data-src=\"{play}\" data-title=\"{title}\">Play</button> \
                      <a class=\"button download\" href=\"{download}\" download>Download</a> \
@@ -561,12 +561,19 @@ fn settings_body(s: &TeamSettings, can_edit: bool, message: Option<&str>) -> Str
 }
 
 pub(crate) async fn settings(State(shared): State<Arc<Shared>>, viewer: Viewer) -> Response {
+    let history = match settings_history(&shared, &viewer).await {
+        Ok(h) => h,
+        Err(e) => return failed(e),
+    };
     match shared.store.team_settings(&viewer.user.team_id).await {
         Ok(Some(s)) => page(
             "Settings",
             &viewer,
             "/console/settings",
-            &settings_body(&s, viewer.user.role.manages_team(), None),
+            &format!(
+                "{}{history}",
+                settings_body(&s, viewer.user.role.manages_team(), None)
+            ),
         )
         .into_response(),
         Ok(None) => not_found(&viewer),
@@ -588,78 +595,129 @@ pub(crate) async fn save_settings(
     viewer: Viewer,
     Form(f): Form<SettingsForm>,
 ) -> Response {
-    if !viewer.user.role.manages_team() {
-        return (
-            StatusCode::FORBIDDEN,
+    let refused = |status: StatusCode, message: &str, current: Option<TeamSettings>| {
+        let body = match current {
+            Some(s) => settings_body(&s, viewer.user.role.manages_team(), None),
+            None => String::new(),
+        };
+        (
+            status,
             page(
                 "Settings",
                 &viewer,
                 "/console/settings",
-                "<p class=\"error\">Only the owner and admins can change these settings.</p>",
+                &format!(
+                    "<p class=\"error\" role=\"alert\">{}</p>{body}",
+                    esc(message)
+                ),
             ),
         )
-            .into_response();
-    }
-    let parsed = (
+            .into_response()
+    };
+    let (Ok(pu), Ok(pa)) = (
         PlaybackPolicy::parse(&f.playback_unattended),
         PlaybackPolicy::parse(&f.playback_attended),
-        f.time_zone.parse::<chrono_tz::Tz>(),
-    );
-    let (Ok(pu), Ok(pa), Ok(tz)) = parsed else {
-        return (
+    ) else {
+        return refused(
             StatusCode::BAD_REQUEST,
-            page(
-                "Settings",
-                &viewer,
-                "/console/settings",
-                "<p class=\"error\">Those settings are not valid.</p>",
-            ),
-        )
-            .into_response();
+            "Those settings are not valid.",
+            None,
+        );
     };
     let s = TeamSettings {
         record_unattended: f.record_unattended.is_some(),
         record_attended: f.record_attended.is_some(),
         playback_unattended: pu,
         playback_attended: pa,
-        time_zone: tz.name().to_owned(),
+        time_zone: f.time_zone,
     };
-    if let Err(e) = shared
-        .store
-        .set_team_settings(&viewer.user.team_id, &s)
-        .await
-    {
-        return failed(e);
+    match crate::ops::change_settings(&shared, viewer.who(), s).await {
+        Ok(saved) => match settings_history(&shared, &viewer).await {
+            Ok(history) => page(
+                "Settings",
+                &viewer,
+                "/console/settings",
+                &format!(
+                    "{}{history}",
+                    settings_body(&saved, true, Some("Settings saved."))
+                ),
+            )
+            .into_response(),
+            Err(e) => failed(e),
+        },
+        Err(e) => {
+            let current = shared
+                .store
+                .team_settings(&viewer.user.team_id)
+                .await
+                .ok()
+                .flatten();
+            refused(e.status(), e.message(), current)
+        }
     }
-    tracing::info!(team = %viewer.user.team_id, user = %viewer.user.id, settings = ?s, "team settings changed in the console");
-    page(
-        "Settings",
-        &viewer,
-        "/console/settings",
-        &settings_body(&s, true, Some("Settings saved.")),
-    )
-    .into_response()
 }
 
-async fn team_body(
-    shared: &Shared,
-    viewer: &Viewer,
-    code: Option<String>,
-) -> Result<String, StoreError> {
-    let manager = viewer.user.role.manages_team();
-    let mut body = String::from(
-        "<h2>Members</h2><table class=\"card\" id=\"members\"><thead><tr><th>Name</th><th>E-mail</th><th>Role</th></tr></thead><tbody>",
+/// The last settings changes, for the owner: who changed what, from what to what.
+async fn settings_history(shared: &Shared, viewer: &Viewer) -> Result<String, StoreError> {
+    if viewer.user.role != UserRole::Owner {
+        return Ok(String::new());
+    }
+    let filter = crate::store::audit::AuditFilter {
+        action: Some(crate::store::audit::Action::SettingsChanged),
+        limit: 20,
+        ..Default::default()
+    };
+    let events = shared
+        .store
+        .audit_events(&viewer.user.team_id, &filter)
+        .await?;
+    if events.is_empty() {
+        return Ok(String::new());
+    }
+    let tz = time_zone(shared, &viewer.user.team_id).await?;
+    let mut out = String::from(
+        "<h2>Recent changes</h2><table class=\"card\" id=\"settings-history\"><thead><tr><th>When</th><th>Who</th><th>Setting</th><th>Change</th></tr></thead><tbody>",
     );
-    for u in shared.store.team_users(&viewer.user.team_id).await? {
+    for e in events {
         let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td><span class=\"role {r}\">{r}</span></td></tr>",
-            esc(&u.name),
-            esc(&u.email),
-            r = u.role.as_str()
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&local_time(e.at, &tz)),
+            esc(&e.actor_name),
+            esc(&e.object.replace('_', " ")),
+            esc(&e.detail)
         );
     }
-    body.push_str("</tbody></table><h2>Devices</h2><table class=\"card\" id=\"devices\"><thead><tr><th>Name</th><th>Status</th><th>Streamer</th><th></th></tr></thead><tbody>");
+    out.push_str("</tbody></table>");
+    Ok(out)
+}
+
+async fn team_body(shared: &Shared, viewer: &Viewer, message: &str) -> Result<String, StoreError> {
+    let manager = viewer.user.role.manages_team();
+    let team_name = shared.store.team_name(&viewer.user.team_id).await?;
+    let mut body = String::from(message);
+    if manager {
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"/console/team/name\" class=\"card row-form\" id=\"rename-form\">\
+             <label>Team name<input name=\"name\" id=\"team-name\" value=\"{}\" required maxlength=\"100\"></label>\
+             <button class=\"primary\" id=\"rename\">Rename</button></form>",
+            esc(&team_name)
+        );
+    } else {
+        let _ = write!(
+            body,
+            "<p class=\"muted\" id=\"team-name\">Team: {}</p>",
+            esc(&team_name)
+        );
+    }
+    let members = shared.store.team_users(&viewer.user.team_id).await?.len();
+    let _ = write!(
+        body,
+        "<p class=\"muted\">{members} member{s}: see <a href=\"/console/members\">Members</a>.</p>",
+        s = if members == 1 { "" } else { "s" }
+    );
+    body.push_str("<h2>Devices</h2><table class=\"card\" id=\"devices\"><thead><tr><th>Name</th><th>Status</th><th>Streamer</th><th></th></tr></thead><tbody>");
     for d in shared.store.devices(&viewer.user.team_id).await? {
         let status = if d.revoked {
             "<span class=\"muted\">Revoked</span>"
@@ -670,8 +728,11 @@ async fn team_body(
         };
         let revoke = if manager && !d.revoked {
             format!(
-                "<form method=\"post\" action=\"/console/devices/{}/revoke\" class=\"inline\"><button class=\"danger small\">Revoke</button></form>",
-                esc(&d.id)
+                "<form method=\"post\" action=\"/console/devices/{id}/revoke\" class=\"inline\" \
+                 data-confirm=\"Revoke {name}? It is disconnected now and needs a new deployment code to come back.\">\
+                 <button class=\"danger small\">Revoke</button></form>",
+                id = esc(&d.id),
+                name = esc(&d.name),
             )
         } else {
             String::new()
@@ -686,50 +747,49 @@ async fn team_body(
     body.push_str("</tbody></table>");
     if manager {
         body.push_str("<h2>Deployment codes</h2><p class=\"muted\">Install the streamer on unattended computers with a deployment code.</p>");
-        if let Some(code) = code {
-            let _ = write!(body, "<p class=\"saved\">New deployment code: <code id=\"deployment-code\">{}</code></p>", esc(&code));
-        }
         body.push_str("<form method=\"post\" action=\"/console/team/deployment-code\"><button class=\"primary\">New deployment code</button></form>");
     }
     Ok(body)
 }
 
-pub(crate) async fn team(State(shared): State<Arc<Shared>>, viewer: Viewer) -> Response {
-    match team_body(&shared, &viewer, None).await {
-        Ok(body) => page("Team and devices", &viewer, "/console/team", &body).into_response(),
+async fn team_page(
+    shared: &Shared,
+    viewer: &Viewer,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    match team_body(shared, viewer, message).await {
+        Ok(body) => (
+            status,
+            page("Team and devices", viewer, "/console/team", &body),
+        )
+            .into_response(),
         Err(e) => failed(e),
     }
+}
+
+pub(crate) async fn team(State(shared): State<Arc<Shared>>, viewer: Viewer) -> Response {
+    team_page(&shared, &viewer, StatusCode::OK, "").await
 }
 
 pub(crate) async fn new_deployment_code(
     State(shared): State<Arc<Shared>>,
     viewer: Viewer,
 ) -> Response {
-    if !viewer.user.role.manages_team() {
-        return (
-            StatusCode::FORBIDDEN,
-            page(
-                "Team and devices",
-                &viewer,
-                "/console/team",
-                "<p class=\"error\">Only the owner and admins can create deployment codes.</p>",
-            ),
-        )
-            .into_response();
-    }
-    let ttl = i64::try_from(shared.config.deployment_code_ttl_secs.saturating_mul(1000))
-        .unwrap_or(i64::MAX);
-    let result = async {
-        let code = shared
-            .store
-            .create_deployment_code(&viewer.user.team_id, ttl)
-            .await?;
-        team_body(&shared, &viewer, Some(code)).await
-    }
-    .await;
-    match result {
-        Ok(body) => page("Team and devices", &viewer, "/console/team", &body).into_response(),
-        Err(e) => failed(e),
+    match crate::ops::deployment_code(&shared, viewer.who()).await {
+        Ok((code, expires)) => {
+            let tz = match time_zone(&shared, &viewer.user.team_id).await {
+                Ok(tz) => tz,
+                Err(e) => return failed(e),
+            };
+            let message = format!(
+                "<p class=\"saved\">New deployment code: <code id=\"deployment-code\">{}</code> (works until {})</p>",
+                esc(&code),
+                esc(&local_time(expires, &tz))
+            );
+            team_page(&shared, &viewer, StatusCode::OK, &message).await
+        }
+        Err(e) => team_page(&shared, &viewer, e.status(), &super::members::refusal(&e)).await,
     }
 }
 
@@ -738,26 +798,28 @@ pub(crate) async fn revoke_device(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Response {
-    if viewer.user.role != UserRole::Owner && viewer.user.role != UserRole::Admin {
-        return (
-            StatusCode::FORBIDDEN,
-            page(
-                "Team and devices",
-                &viewer,
-                "/console/team",
-                "<p class=\"error\">Only the owner and admins can revoke devices.</p>",
-            ),
-        )
-            .into_response();
+    match crate::ops::revoke_device(&shared, viewer.who(), &id).await {
+        Ok(()) => Redirect::to("/console/team").into_response(),
+        Err(e) => team_page(&shared, &viewer, e.status(), &super::members::refusal(&e)).await,
     }
-    match shared.store.revoke_device(&viewer.user.team_id, &id).await {
-        Ok(true) => {
-            shared.hub.revoke_device(&id);
-            tracing::info!(device = %id, user = %viewer.user.id, "device revoked in the console");
-            Redirect::to("/console/team").into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RenameForm {
+    name: String,
+}
+
+pub(crate) async fn rename_team(
+    State(shared): State<Arc<Shared>>,
+    viewer: Viewer,
+    Form(f): Form<RenameForm>,
+) -> Response {
+    match crate::ops::rename_team(&shared, viewer.who(), &f.name).await {
+        Ok(_) => {
+            let saved = "<p class=\"saved\" role=\"status\">Team renamed.</p>";
+            team_page(&shared, &viewer, StatusCode::OK, saved).await
         }
-        Ok(false) => not_found(&viewer),
-        Err(e) => failed(e),
+        Err(e) => team_page(&shared, &viewer, e.status(), &super::members::refusal(&e)).await,
     }
 }
 

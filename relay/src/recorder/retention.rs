@@ -39,16 +39,27 @@ pub async fn sweep(ctx: &RecorderContext, retention: Duration) -> anyhow::Result
     Ok(deleted)
 }
 
-/// Runs [`sweep`] every `every` until `shutdown`.
+/// Runs [`sweep`] every `every` until `shutdown`; audit events older than `audit_retention` are
+/// deleted in the same rhythm.
 pub async fn run(
     ctx: RecorderContext,
     retention: Duration,
+    audit_retention: Duration,
     every: Duration,
     shutdown: CancellationToken,
 ) {
     loop {
         if let Err(e) = sweep(&ctx, retention).await {
             tracing::error!(error = %e, "retention sweep failed");
+        }
+        let audit_ms = i64::try_from(audit_retention.as_millis()).unwrap_or(i64::MAX);
+        match ctx.store.purge_audit(audit_ms).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                events = n,
+                "audit events older than their retention deleted"
+            ),
+            Err(e) => tracing::error!(error = %e, "audit retention failed"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

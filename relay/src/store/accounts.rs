@@ -30,7 +30,7 @@ impl UserRole {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
         match s {
             "owner" => Ok(UserRole::Owner),
             "admin" => Ok(UserRole::Admin),
@@ -202,7 +202,7 @@ impl Denied {
     }
 }
 
-fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
+pub(super) fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
         id: row.try_get("id")?,
         team_id: row.try_get("team_id")?,
@@ -304,7 +304,8 @@ impl Store {
         ttl_ms: i64,
     ) -> Result<Result<SignIn, Denied>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, team_id, email, name, role, password_hash FROM users WHERE email = ?",
+            "SELECT id, team_id, email, name, role, password_hash FROM users \
+             WHERE email = ? AND removed_at IS NULL",
         )
         .bind(email)
         .fetch_optional(&self.pool)
@@ -342,8 +343,9 @@ impl Store {
         token: &str,
     ) -> Result<Result<UserRecord, Denied>, StoreError> {
         let row = sqlx::query(
-            "SELECT u.id, u.team_id, u.email, u.name, u.role, t.expires_at, t.revoked_at \
-             FROM sign_in_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
+            "SELECT u.id, u.team_id, u.email, u.name, u.role, u.removed_at, t.expires_at, \
+             t.revoked_at FROM sign_in_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = ?",
         )
         .bind(secrets::digest(token))
         .fetch_optional(&self.pool)
@@ -351,7 +353,10 @@ impl Store {
         let Some(row) = row else {
             return Ok(Err(Denied::Invalid));
         };
-        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+        // A removed member's tokens are revoked with the removal; the mark is checked as well.
+        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some()
+            || row.try_get::<Option<i64>, _>("removed_at")?.is_some()
+        {
             return Ok(Err(Denied::Revoked));
         }
         if row.try_get::<i64, _>("expires_at")? <= self.now() {
@@ -369,11 +374,30 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    /// The team of the active member with this e-mail address, if any.
+    pub async fn team_of_email(&self, email: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT team_id FROM users WHERE email = ? AND removed_at IS NULL")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// A team's name (empty for an unknown team).
+    pub async fn team_name(&self, team_id: &str) -> Result<String, StoreError> {
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM teams WHERE id = ?")
+            .bind(team_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(name.unwrap_or_default())
+    }
+
     /// A team's users, owner first, then by name.
     pub async fn team_users(&self, team_id: &str) -> Result<Vec<UserRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, team_id, email, name, role FROM users WHERE team_id = ? \
-             ORDER BY CASE role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, name",
+             AND removed_at IS NULL ORDER BY CASE role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, name",
         )
         .bind(team_id)
         .fetch_all(&self.pool)

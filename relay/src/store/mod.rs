@@ -1,6 +1,8 @@
 //! Metadata in SQL: teams, people, credentials, devices, settings and sessions (SQLite by default).
 
 mod accounts;
+pub mod audit;
+pub mod members;
 mod recordings;
 mod sessions;
 
@@ -19,6 +21,7 @@ pub use accounts::{
     UserRole,
 };
 pub use recordings::{ClosedFile, NewRecordingFile, RecordingFile, RecordingState};
+pub(crate) use sessions::access_str;
 pub use sessions::{NewSession, SessionRecord};
 
 /// A failure of the store itself (our fault), as opposed to a denied credential.

@@ -66,7 +66,11 @@ impl TestRelay {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         tweak(&mut config);
-        let clock = ManualClock::new(1_800_000_000_000);
+        Self::start_on(dir, config, ManualClock::new(1_800_000_000_000)).await
+    }
+
+    /// A relay on an existing data directory (another relay's, stopped) with `clock`.
+    pub async fn start_on(dir: tempfile::TempDir, config: Config, clock: ManualClock) -> Self {
         let relay = Relay::prepare(config.clone(), Arc::new(clock.clone()))
             .await
             .unwrap();

@@ -1,0 +1,1287 @@
+//! Team members: invitations, roles, ownership, removal, passwords, the team's name.
+//!
+//! Every rule is enforced here, whatever the caller: exactly one owner, whose role changes only by
+//! an explicit transfer; admins manage members (invite, promote, remove, reset) but not the owner or
+//! other admins; nobody changes or removes themselves. A removed member's sessions and recordings
+//! stay; their sign-ins end (the caller cuts live connections with the returned token digests).
+//!
+//! The results are `Result<Result<T, MemberError>, StoreError>`: the outer error is the store's
+//! fault, the inner one the caller's.
+
+use sqlx::Row;
+
+use super::accounts::user_from_row;
+use super::{Denied, Store, StoreError, TeamRecord, UserRecord, UserRole};
+use crate::secrets;
+
+/// Why a member operation was refused (the caller's fault), with a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MemberError {
+    /// The actor's role does not allow it.
+    #[error("{0}")]
+    NotAllowed(&'static str),
+    /// No such member in the actor's team (other teams' ids look the same).
+    #[error("no such member")]
+    NotFound,
+    /// It conflicts with what exists.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// A value is not acceptable.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// The link is unknown, used, revoked or expired.
+    #[error("this link {}", match .0 { Denied::Expired => "has expired", Denied::Revoked => "was already used or withdrawn", Denied::Invalid => "is not valid" })]
+    Link(Denied),
+}
+
+/// The password rules: at least 12 characters, at most 1024 bytes, not the e-mail address.
+pub fn check_password(password: &str, email: &str) -> Result<(), MemberError> {
+    if password.chars().count() < 12 {
+        return Err(MemberError::Invalid(
+            "a password has at least 12 characters",
+        ));
+    }
+    if password.len() > 1024 {
+        return Err(MemberError::Invalid("a password has at most 1024 bytes"));
+    }
+    if password.eq_ignore_ascii_case(email) {
+        return Err(MemberError::Invalid("a password is not the e-mail address"));
+    }
+    Ok(())
+}
+
+fn check_email(email: &str) -> Result<(), MemberError> {
+    let ok = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(MemberError::Invalid("that is not an e-mail address"))
+    }
+}
+
+fn check_name(name: &str) -> Result<&str, MemberError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(MemberError::Invalid("a name has 1 to 100 characters"));
+    }
+    Ok(name)
+}
+
+/// What a one-time link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkKind {
+    Invitation,
+    PasswordReset,
+}
+
+impl LinkKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Invitation => "invitation",
+            LinkKind::PasswordReset => "password_reset",
+        }
+    }
+}
+
+/// An invitation not yet accepted, withdrawn or expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingInvitation {
+    /// Who is invited.
+    pub email: String,
+    /// The role offered.
+    pub role: UserRole,
+    /// The name of who invited them (`None`: the operator).
+    pub invited_by: Option<String>,
+    /// When, Unix milliseconds.
+    pub created_at: i64,
+    /// Until when it works.
+    pub expires_at: i64,
+}
+
+/// One team, as the operator lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamOverview {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The owner's address (`None` until the first owner accepts).
+    pub owner_email: Option<String>,
+    /// Active members.
+    pub members: i64,
+    /// Devices not revoked.
+    pub devices: i64,
+    /// When it was made, Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// What `reset_owner` made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerReset {
+    /// A password-reset link for the current owner.
+    PasswordReset {
+        /// The owner's address.
+        email: String,
+        /// The link's token.
+        token: String,
+    },
+    /// An owner's invitation for a new owner.
+    Invitation {
+        /// The new owner's address.
+        email: String,
+        /// The link's token.
+        token: String,
+    },
+}
+
+/// A one-time link to make.
+struct NewLink<'a> {
+    kind: LinkKind,
+    team_id: &'a str,
+    email: &'a str,
+    role: Option<UserRole>,
+    user_id: Option<&'a str>,
+    created_by: Option<&'a str>,
+    ttl_ms: i64,
+}
+
+/// A pending link, as found by its token.
+struct Link {
+    created_by: Option<String>,
+    team_id: String,
+    email: String,
+    role: Option<String>,
+    user_id: Option<String>,
+}
+
+impl Store {
+    /// An active member of `team_id`, or `None` (unknown, removed, or another team's).
+    async fn member(&self, team_id: &str, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, team_id, email, name, role FROM users \
+             WHERE id = ? AND team_id = ? AND removed_at IS NULL",
+        )
+        .bind(id)
+        .bind(team_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn new_link(&self, l: NewLink<'_>) -> Result<String, StoreError> {
+        let NewLink {
+            kind,
+            team_id,
+            email,
+            role,
+            user_id,
+            created_by,
+            ttl_ms,
+        } = l;
+        let token = secrets::new_token()?;
+        let now = self.now();
+        sqlx::query(
+            "INSERT INTO member_links \
+             (token_hash, kind, team_id, email, role, user_id, created_by, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(secrets::digest(&token))
+        .bind(kind.as_str())
+        .bind(team_id)
+        .bind(email)
+        .bind(role.map(UserRole::as_str))
+        .bind(user_id)
+        .bind(created_by)
+        .bind(now)
+        .bind(now.saturating_add(ttl_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(token)
+    }
+
+    /// Marks the link used, inside `tx`, if it is live and of `kind`.
+    async fn take_link(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        kind: LinkKind,
+        token: &str,
+    ) -> Result<Result<Link, MemberError>, StoreError> {
+        let digest = secrets::digest(token);
+        let row = sqlx::query(
+            "SELECT team_id, email, role, user_id, created_by, expires_at, used_at, revoked_at \
+             FROM member_links WHERE token_hash = ? AND kind = ?",
+        )
+        .bind(&digest)
+        .bind(kind.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Err(MemberError::Link(Denied::Invalid)));
+        };
+        if row.try_get::<Option<i64>, _>("used_at")?.is_some()
+            || row.try_get::<Option<i64>, _>("revoked_at")?.is_some()
+        {
+            return Ok(Err(MemberError::Link(Denied::Revoked)));
+        }
+        if row.try_get::<i64, _>("expires_at")? <= self.now() {
+            return Ok(Err(MemberError::Link(Denied::Expired)));
+        }
+        let taken = sqlx::query(
+            "UPDATE member_links SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+        )
+        .bind(self.now())
+        .bind(&digest)
+        .execute(&mut *tx)
+        .await?;
+        if taken.rows_affected() != 1 {
+            return Ok(Err(MemberError::Link(Denied::Revoked)));
+        }
+        Ok(Ok(Link {
+            created_by: row.try_get("created_by")?,
+            team_id: row.try_get("team_id")?,
+            email: row.try_get("email")?,
+            role: row.try_get("role")?,
+            user_id: row.try_get("user_id")?,
+        }))
+    }
+
+    /// Ends every sign-in of `user_id` except `keep` (a token digest); returns the ended digests,
+    /// for cutting their live connections.
+    async fn end_sign_ins(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let now = self.now();
+        let digests: Vec<String> = sqlx::query_scalar(
+            "SELECT token_hash FROM sign_in_tokens WHERE user_id = ? AND revoked_at IS NULL \
+             AND expires_at > ? AND (? IS NULL OR token_hash != ?)",
+        )
+        .bind(user_id)
+        .bind(now)
+        .bind(keep)
+        .bind(keep)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE sign_in_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL \
+             AND (? IS NULL OR token_hash != ?)",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(keep)
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?;
+        Ok(digests)
+    }
+
+    /// Invites `email` to the actor's team as `role`: the token of a one-time link valid for
+    /// `ttl_ms`. The owner invites admins and members; admins invite members.
+    pub async fn invite(
+        &self,
+        actor: &UserRecord,
+        email: &str,
+        role: UserRole,
+        ttl_ms: i64,
+    ) -> Result<Result<String, MemberError>, StoreError> {
+        if !actor.role.manages_team() {
+            return Ok(Err(MemberError::NotAllowed(
+                "only the owner and admins invite members",
+            )));
+        }
+        match role {
+            UserRole::Owner => {
+                return Ok(Err(MemberError::NotAllowed(
+                    "ownership is transferred by the owner, not given by an invitation",
+                )))
+            }
+            UserRole::Admin if actor.role != UserRole::Owner => {
+                return Ok(Err(MemberError::NotAllowed("only the owner makes admins")))
+            }
+            _ => {}
+        }
+        let email = email.trim();
+        if let Err(e) = check_email(email) {
+            return Ok(Err(e));
+        }
+        let existing = sqlx::query("SELECT team_id, removed_at FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = existing {
+            let same_team = row.try_get::<String, _>("team_id")? == actor.team_id;
+            let removed = row.try_get::<Option<i64>, _>("removed_at")?.is_some();
+            if !(same_team && removed) {
+                return Ok(Err(MemberError::Conflict(
+                    "this address already has an account on this relay",
+                )));
+            }
+        }
+        Ok(Ok(self
+            .new_link(NewLink {
+                kind: LinkKind::Invitation,
+                team_id: &actor.team_id,
+                email,
+                role: Some(role),
+                user_id: None,
+                created_by: Some(&actor.id),
+                ttl_ms,
+            })
+            .await?))
+    }
+
+    /// An invitation for the first owner of a new team, made by the operator.
+    pub async fn invite_owner(
+        &self,
+        team_id: &str,
+        email: &str,
+        ttl_ms: i64,
+    ) -> Result<Result<String, MemberError>, StoreError> {
+        if let Err(e) = check_email(email) {
+            return Ok(Err(e));
+        }
+        Ok(Ok(self
+            .new_link(NewLink {
+                kind: LinkKind::Invitation,
+                team_id,
+                email,
+                role: Some(UserRole::Owner),
+                user_id: None,
+                created_by: None,
+                ttl_ms,
+            })
+            .await?))
+    }
+
+    /// Accepts an invitation: the new member with `name` and `password`. A removed member of the
+    /// same team comes back as the same person (their past sessions are theirs).
+    pub async fn accept_invitation(
+        &self,
+        token: &str,
+        name: &str,
+        password: &str,
+    ) -> Result<Result<UserRecord, MemberError>, StoreError> {
+        let name = match check_name(name) {
+            Ok(n) => n.to_owned(),
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut tx = self.pool.begin().await?;
+        let link = match self.take_link(&mut tx, LinkKind::Invitation, token).await? {
+            Ok(link) => link,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = check_password(password, &link.email) {
+            return Ok(Err(e));
+        }
+        let role = UserRole::parse(link.role.as_deref().unwrap_or("member"))?;
+        if role == UserRole::Owner {
+            let owners: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM users WHERE team_id = ? AND role = 'owner' AND removed_at IS NULL",
+            )
+            .bind(&link.team_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if owners > 0 {
+                if link.created_by.is_some() {
+                    return Ok(Err(MemberError::Conflict("this team already has an owner")));
+                }
+                // The operator's `relay admin reset-owner`: the owner hands over on acceptance
+                // and stays on as an admin.
+                sqlx::query(
+                    "UPDATE users SET role = 'admin' WHERE team_id = ? AND role = 'owner' \
+                     AND removed_at IS NULL",
+                )
+                .bind(&link.team_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let hash = secrets::hash_password(password)?;
+        let existing = sqlx::query("SELECT id, team_id, removed_at FROM users WHERE email = ?")
+            .bind(&link.email)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let id = match existing {
+            Some(row)
+                if row.try_get::<String, _>("team_id")? == link.team_id
+                    && row.try_get::<Option<i64>, _>("removed_at")?.is_some() =>
+            {
+                let id: String = row.try_get("id")?;
+                sqlx::query(
+                    "UPDATE users SET name = ?, role = ?, password_hash = ?, removed_at = NULL \
+                     WHERE id = ?",
+                )
+                .bind(&name)
+                .bind(role.as_str())
+                .bind(&hash)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+                id
+            }
+            Some(_) => {
+                return Ok(Err(MemberError::Conflict(
+                    "this address already has an account on this relay",
+                )))
+            }
+            None => {
+                let id = secrets::new_id()?;
+                sqlx::query(
+                    "INSERT INTO users (id, team_id, email, name, role, password_hash, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&id)
+                .bind(&link.team_id)
+                .bind(&link.email)
+                .bind(&name)
+                .bind(role.as_str())
+                .bind(&hash)
+                .bind(self.now())
+                .execute(&mut *tx)
+                .await?;
+                id
+            }
+        };
+        tx.commit().await?;
+        Ok(Ok(UserRecord {
+            id,
+            team_id: link.team_id,
+            email: link.email,
+            name,
+            role,
+        }))
+    }
+
+    /// Changes a member's role; returns the member as they were. The owner changes admins' and
+    /// members' roles; admins promote members; nobody changes their own or the owner's.
+    pub async fn set_role(
+        &self,
+        actor: &UserRecord,
+        target_id: &str,
+        role: UserRole,
+    ) -> Result<Result<UserRecord, MemberError>, StoreError> {
+        let Some(target) = self.member(&actor.team_id, target_id).await? else {
+            return Ok(Err(MemberError::NotFound));
+        };
+        let refusal = if !actor.role.manages_team() {
+            Some("only the owner and admins change roles")
+        } else if target.id == actor.id {
+            Some("you cannot change your own role")
+        } else if role == UserRole::Owner || target.role == UserRole::Owner {
+            Some("the owner changes only when the owner transfers ownership")
+        } else if role == UserRole::Admin && actor.role != UserRole::Owner {
+            Some("only the owner makes admins")
+        } else if actor.role == UserRole::Admin && target.role == UserRole::Admin {
+            Some("admins cannot change other admins' roles")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            return Ok(Err(MemberError::NotAllowed(why)));
+        }
+        sqlx::query("UPDATE users SET role = ? WHERE id = ?")
+            .bind(role.as_str())
+            .bind(&target.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(Ok(target))
+    }
+
+    /// The owner hands ownership to another member, and becomes an admin.
+    pub async fn transfer_ownership(
+        &self,
+        owner: &UserRecord,
+        target_id: &str,
+    ) -> Result<Result<UserRecord, MemberError>, StoreError> {
+        if owner.role != UserRole::Owner {
+            return Ok(Err(MemberError::NotAllowed(
+                "only the owner transfers ownership",
+            )));
+        }
+        let Some(target) = self.member(&owner.team_id, target_id).await? else {
+            return Ok(Err(MemberError::NotFound));
+        };
+        if target.id == owner.id {
+            return Ok(Err(MemberError::Conflict("you are the owner already")));
+        }
+        let mut tx = self.pool.begin().await?;
+        // In this order: the team never has two owners (an index enforces one).
+        sqlx::query("UPDATE users SET role = 'admin' WHERE id = ?")
+            .bind(&owner.id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE users SET role = 'owner' WHERE id = ?")
+            .bind(&target.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Ok(target))
+    }
+
+    /// Removes a member: their sign-ins end (the digests returned, to cut live connections) and
+    /// their pending reset links are withdrawn; their sessions and recordings stay. The owner
+    /// removes admins and members; admins remove members.
+    pub async fn remove_member(
+        &self,
+        actor: &UserRecord,
+        target_id: &str,
+    ) -> Result<Result<(UserRecord, Vec<String>), MemberError>, StoreError> {
+        let Some(target) = self.member(&actor.team_id, target_id).await? else {
+            return Ok(Err(MemberError::NotFound));
+        };
+        let refusal = if !actor.role.manages_team() {
+            Some("only the owner and admins remove members")
+        } else if target.id == actor.id {
+            Some("you cannot remove yourself")
+        } else if target.role == UserRole::Owner {
+            Some("the owner cannot be removed")
+        } else if actor.role == UserRole::Admin && target.role == UserRole::Admin {
+            Some("admins cannot remove other admins")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            return Ok(Err(MemberError::NotAllowed(why)));
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE users SET removed_at = ? WHERE id = ?")
+            .bind(self.now())
+            .bind(&target.id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE member_links SET revoked_at = ? WHERE user_id = ? AND used_at IS NULL \
+             AND revoked_at IS NULL",
+        )
+        .bind(self.now())
+        .bind(&target.id)
+        .execute(&mut *tx)
+        .await?;
+        let ended = self.end_sign_ins(&mut tx, &target.id, None).await?;
+        tx.commit().await?;
+        Ok(Ok((target, ended)))
+    }
+
+    /// Changes the user's own password after checking the current one; every other sign-in of
+    /// theirs ends (digests returned), the one in use (`current_token`) stays.
+    pub async fn change_password(
+        &self,
+        user: &UserRecord,
+        current_token: &str,
+        current: &str,
+        new: &str,
+    ) -> Result<Result<Vec<String>, MemberError>, StoreError> {
+        let stored: Option<String> = sqlx::query_scalar(
+            "SELECT password_hash FROM users WHERE id = ? AND removed_at IS NULL",
+        )
+        .bind(&user.id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(stored) = stored else {
+            return Ok(Err(MemberError::NotFound));
+        };
+        if !secrets::verify_password(current, &stored) {
+            return Ok(Err(MemberError::Invalid(
+                "the current password is not right",
+            )));
+        }
+        if let Err(e) = check_password(new, &user.email) {
+            return Ok(Err(e));
+        }
+        let hash = secrets::hash_password(new)?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(&hash)
+            .bind(&user.id)
+            .execute(&mut *tx)
+            .await?;
+        let keep = secrets::digest(current_token);
+        let ended = self.end_sign_ins(&mut tx, &user.id, Some(&keep)).await?;
+        tx.commit().await?;
+        Ok(Ok(ended))
+    }
+
+    /// A one-time password-reset link for a member, valid for `ttl_ms`. The owner makes them for
+    /// admins and members, admins for members.
+    pub async fn password_reset_link(
+        &self,
+        actor: &UserRecord,
+        target_id: &str,
+        ttl_ms: i64,
+    ) -> Result<Result<String, MemberError>, StoreError> {
+        let Some(target) = self.member(&actor.team_id, target_id).await? else {
+            return Ok(Err(MemberError::NotFound));
+        };
+        let refusal = if !actor.role.manages_team() {
+            Some("only the owner and admins reset passwords")
+        } else if target.id == actor.id {
+            Some("change your own password with your current one")
+        } else if target.role == UserRole::Owner
+            || (actor.role == UserRole::Admin && target.role == UserRole::Admin)
+        {
+            Some("admins reset only members' passwords")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            return Ok(Err(MemberError::NotAllowed(why)));
+        }
+        Ok(Ok(self
+            .new_link(NewLink {
+                kind: LinkKind::PasswordReset,
+                team_id: &actor.team_id,
+                email: &target.email,
+                role: None,
+                user_id: Some(&target.id),
+                created_by: Some(&actor.id),
+                ttl_ms,
+            })
+            .await?))
+    }
+
+    /// Sets a password through a reset link: every sign-in of the member ends (digests returned).
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        password: &str,
+    ) -> Result<Result<(UserRecord, Vec<String>), MemberError>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let link = match self
+            .take_link(&mut tx, LinkKind::PasswordReset, token)
+            .await?
+        {
+            Ok(link) => link,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = check_password(password, &link.email) {
+            return Ok(Err(e));
+        }
+        let user_id = link.user_id.unwrap_or_default();
+        let row = sqlx::query(
+            "SELECT id, team_id, email, name, role FROM users WHERE id = ? AND removed_at IS NULL",
+        )
+        .bind(&user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(user) = row.as_ref().map(user_from_row).transpose()? else {
+            return Ok(Err(MemberError::Link(Denied::Revoked)));
+        };
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(secrets::hash_password(password)?)
+            .bind(&user.id)
+            .execute(&mut *tx)
+            .await?;
+        let ended = self.end_sign_ins(&mut tx, &user.id, None).await?;
+        tx.commit().await?;
+        Ok(Ok((user, ended)))
+    }
+
+    /// The operator's new team, with no member yet and a one-time link for its first owner; both
+    /// or neither are written.
+    pub async fn create_team_with_invitation(
+        &self,
+        name: &str,
+        owner_email: &str,
+        ttl_ms: i64,
+    ) -> Result<Result<(TeamRecord, String), MemberError>, StoreError> {
+        let name = match check_name(name) {
+            Ok(n) => n.to_owned(),
+            Err(e) => return Ok(Err(e)),
+        };
+        let owner_email = owner_email.trim();
+        if let Err(e) = check_email(owner_email) {
+            return Ok(Err(e));
+        }
+        let taken: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = ?")
+            .bind(owner_email)
+            .fetch_optional(&self.pool)
+            .await?;
+        if taken.is_some() {
+            return Ok(Err(MemberError::Conflict(
+                "this address already has an account on this relay",
+            )));
+        }
+        let team = TeamRecord {
+            id: secrets::new_id()?,
+            name,
+            attended_key: secrets::new_token()?,
+        };
+        let token = secrets::new_token()?;
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO teams (id, name, attended_key, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&team.id)
+            .bind(&team.name)
+            .bind(&team.attended_key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO member_links \
+             (token_hash, kind, team_id, email, role, created_at, expires_at) \
+             VALUES (?, 'invitation', ?, ?, 'owner', ?, ?)",
+        )
+        .bind(secrets::digest(&token))
+        .bind(&team.id)
+        .bind(owner_email)
+        .bind(now)
+        .bind(now.saturating_add(ttl_ms))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok((team, token)))
+    }
+
+    /// Every team on the relay, oldest first, for the operator.
+    pub async fn teams_overview(&self) -> Result<Vec<TeamOverview>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.name, t.created_at, \
+             (SELECT email FROM users WHERE team_id = t.id AND role = 'owner' AND removed_at IS NULL) AS owner, \
+             (SELECT COUNT(*) FROM users WHERE team_id = t.id AND removed_at IS NULL) AS members, \
+             (SELECT COUNT(*) FROM devices WHERE team_id = t.id AND revoked_at IS NULL) AS devices \
+             FROM teams t ORDER BY t.created_at, t.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TeamOverview {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    owner_email: r.try_get("owner")?,
+                    members: r.try_get("members")?,
+                    devices: r.try_get("devices")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The operator's way back in for a team whose owner is locked out. Without `new_email`, or
+    /// with the owner's own address: a password-reset link for the owner. With another address:
+    /// an owner's invitation; whoever accepts it becomes the owner and the old owner an admin.
+    pub async fn reset_owner(
+        &self,
+        team_id: &str,
+        new_email: Option<&str>,
+        ttl_ms: i64,
+    ) -> Result<Result<OwnerReset, MemberError>, StoreError> {
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM teams WHERE id = ?")
+            .bind(team_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_none() {
+            return Ok(Err(MemberError::Invalid("there is no team with that id")));
+        }
+        let owner = sqlx::query(
+            "SELECT id, team_id, email, name, role FROM users WHERE team_id = ? AND role = 'owner' \
+             AND removed_at IS NULL",
+        )
+        .bind(team_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let owner = owner.as_ref().map(user_from_row).transpose()?;
+        let new_email = new_email.map(str::trim);
+        match (owner, new_email) {
+            (Some(o), e) if e.is_none_or(|e| o.email.eq_ignore_ascii_case(e)) => {
+                let token = self
+                    .new_link(NewLink {
+                        kind: LinkKind::PasswordReset,
+                        team_id,
+                        email: &o.email,
+                        role: None,
+                        user_id: Some(&o.id),
+                        created_by: None,
+                        ttl_ms,
+                    })
+                    .await?;
+                Ok(Ok(OwnerReset::PasswordReset {
+                    email: o.email,
+                    token,
+                }))
+            }
+            (_, None) => Ok(Err(MemberError::Invalid(
+                "the team has no owner yet: give the new owner's e-mail address",
+            ))),
+            (_, Some(e)) => {
+                if let Err(err) = check_email(e) {
+                    return Ok(Err(err));
+                }
+                let other = sqlx::query("SELECT team_id, removed_at FROM users WHERE email = ?")
+                    .bind(e)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                if let Some(row) = other {
+                    let same_team = row.try_get::<String, _>("team_id")? == team_id;
+                    let removed = row.try_get::<Option<i64>, _>("removed_at")?.is_some();
+                    if !(same_team && removed) {
+                        return Ok(Err(MemberError::Conflict(
+                            "this address already has an account on this relay: \
+                             the owner transfers ownership to a member in the console",
+                        )));
+                    }
+                }
+                let token = self
+                    .new_link(NewLink {
+                        kind: LinkKind::Invitation,
+                        team_id,
+                        email: e,
+                        role: Some(UserRole::Owner),
+                        user_id: None,
+                        created_by: None,
+                        ttl_ms,
+                    })
+                    .await?;
+                Ok(Ok(OwnerReset::Invitation {
+                    email: e.to_owned(),
+                    token,
+                }))
+            }
+        }
+    }
+
+    /// The team's invitations that still work, newest first.
+    pub async fn pending_invitations(
+        &self,
+        team_id: &str,
+    ) -> Result<Vec<PendingInvitation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.email, l.role, u.name AS invited_by, l.created_at, l.expires_at \
+             FROM member_links l LEFT JOIN users u ON u.id = l.created_by \
+             WHERE l.team_id = ? AND l.kind = 'invitation' AND l.used_at IS NULL \
+             AND l.revoked_at IS NULL AND l.expires_at > ? ORDER BY l.created_at DESC",
+        )
+        .bind(team_id)
+        .bind(self.now())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingInvitation {
+                    email: r.try_get("email")?,
+                    role: UserRole::parse(
+                        r.try_get::<Option<&str>, _>("role")?.unwrap_or("member"),
+                    )?,
+                    invited_by: r.try_get("invited_by")?,
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Renames the actor's team; returns the old name.
+    pub async fn rename_team(
+        &self,
+        actor: &UserRecord,
+        name: &str,
+    ) -> Result<Result<String, MemberError>, StoreError> {
+        if !actor.role.manages_team() {
+            return Ok(Err(MemberError::NotAllowed(
+                "only the owner and admins rename the team",
+            )));
+        }
+        let name = match check_name(name) {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(e)),
+        };
+        let old: String = sqlx::query_scalar("SELECT name FROM teams WHERE id = ?")
+            .bind(&actor.team_id)
+            .fetch_one(&self.pool)
+            .await?;
+        sqlx::query("UPDATE teams SET name = ? WHERE id = ?")
+            .bind(name)
+            .bind(&actor.team_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(Ok(old))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    const PW: &str = "correct horse battery staple";
+    const DAY: i64 = 86_400_000;
+
+    struct Team {
+        _dir: tempfile::TempDir,
+        store: Store,
+        clock: Arc<ManualClock>,
+        owner: UserRecord,
+    }
+
+    async fn team() -> Team {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let store = Store::open(dir.path(), clock.clone()).await.unwrap();
+        let t = store
+            .create_team("acme", "owner@acme.example", "Olive", PW)
+            .await
+            .unwrap();
+        let owner = store.user(&t.owner_id).await.unwrap().unwrap();
+        Team {
+            _dir: dir,
+            store,
+            clock,
+            owner,
+        }
+    }
+
+    impl Team {
+        async fn join(&self, by: &UserRecord, email: &str, role: UserRole) -> UserRecord {
+            let token = self
+                .store
+                .invite(by, email, role, 7 * DAY)
+                .await
+                .unwrap()
+                .unwrap();
+            self.store
+                .accept_invitation(&token, "Someone", PW)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invitation_is_used_once_before_it_expires_and_signs_in() {
+        let t = team().await;
+        let token = t
+            .store
+            .invite(&t.owner, "ada@acme.example", UserRole::Admin, 7 * DAY)
+            .await
+            .unwrap()
+            .unwrap();
+        // Weak passwords and empty names are refused without using the link up.
+        let weak = t
+            .store
+            .accept_invitation(&token, "Ada", "short")
+            .await
+            .unwrap();
+        assert!(matches!(weak, Err(MemberError::Invalid(_))));
+        let unnamed = t.store.accept_invitation(&token, "  ", PW).await.unwrap();
+        assert!(matches!(unnamed, Err(MemberError::Invalid(_))));
+        let ada = t
+            .store
+            .accept_invitation(&token, "Ada", PW)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((ada.role, ada.name.as_str()), (UserRole::Admin, "Ada"));
+        assert!(t
+            .store
+            .sign_in("ada@acme.example", PW, DAY)
+            .await
+            .unwrap()
+            .is_ok());
+        let again = t.store.accept_invitation(&token, "Ada", PW).await.unwrap();
+        assert_eq!(again, Err(MemberError::Link(Denied::Revoked)));
+        assert_eq!(
+            t.store.accept_invitation("forged", "X", PW).await.unwrap(),
+            Err(MemberError::Link(Denied::Invalid))
+        );
+
+        let late = t
+            .store
+            .invite(&t.owner, "late@acme.example", UserRole::Member, DAY)
+            .await
+            .unwrap()
+            .unwrap();
+        t.clock.advance(Duration::from_millis(DAY as u64 + 1));
+        assert_eq!(
+            t.store.accept_invitation(&late, "Late", PW).await.unwrap(),
+            Err(MemberError::Link(Denied::Expired))
+        );
+        // An address with an account cannot be invited again.
+        let taken = t
+            .store
+            .invite(&t.owner, "ADA@acme.example", UserRole::Member, DAY)
+            .await
+            .unwrap();
+        assert!(matches!(taken, Err(MemberError::Conflict(_))));
+    }
+
+    #[tokio::test]
+    async fn admins_manage_members_but_not_the_owner_or_other_admins() {
+        let t = team().await;
+        let admin = t.join(&t.owner, "a1@acme.example", UserRole::Admin).await;
+        let admin2 = t.join(&t.owner, "a2@acme.example", UserRole::Admin).await;
+        let member = t.join(&admin, "m1@acme.example", UserRole::Member).await;
+        let refused =
+            |r: Result<UserRecord, MemberError>| matches!(r, Err(MemberError::NotAllowed(_)));
+
+        assert!(matches!(
+            t.store
+                .invite(&admin, "x@acme.example", UserRole::Admin, DAY)
+                .await
+                .unwrap(),
+            Err(MemberError::NotAllowed(_))
+        ));
+        assert!(matches!(
+            t.store
+                .invite(&member, "x@acme.example", UserRole::Member, DAY)
+                .await
+                .unwrap(),
+            Err(MemberError::NotAllowed(_))
+        ));
+        assert!(refused(
+            t.store
+                .set_role(&admin, &admin2.id, UserRole::Member)
+                .await
+                .unwrap()
+        ));
+        assert!(refused(
+            t.store
+                .set_role(&admin, &t.owner.id, UserRole::Member)
+                .await
+                .unwrap()
+        ));
+        assert!(refused(
+            t.store
+                .set_role(&admin, &admin.id, UserRole::Member)
+                .await
+                .unwrap()
+        ));
+        assert!(refused(
+            t.store
+                .set_role(&member, &member.id, UserRole::Admin)
+                .await
+                .unwrap()
+        ));
+        assert!(refused(
+            t.store
+                .set_role(&t.owner, &admin.id, UserRole::Owner)
+                .await
+                .unwrap()
+        ));
+        // Only the owner makes admins (as with invitations), and demotes them.
+        assert!(refused(
+            t.store
+                .set_role(&admin, &member.id, UserRole::Admin)
+                .await
+                .unwrap()
+        ));
+        let before = t
+            .store
+            .set_role(&t.owner, &member.id, UserRole::Admin)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(before.role, UserRole::Member);
+        t.store
+            .set_role(&t.owner, &admin2.id, UserRole::Member)
+            .await
+            .unwrap()
+            .unwrap();
+        let roles: Vec<_> = t
+            .store
+            .team_users(&t.owner.team_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.email, u.role))
+            .collect();
+        assert!(roles.contains(&("m1@acme.example".into(), UserRole::Admin)));
+        assert!(roles.contains(&("a2@acme.example".into(), UserRole::Member)));
+
+        // Another team's ids are not found.
+        let other = t
+            .store
+            .create_team("other", "boss@other.example", "Boss", PW)
+            .await
+            .unwrap();
+        assert_eq!(
+            t.store
+                .set_role(&t.owner, &other.owner_id, UserRole::Member)
+                .await
+                .unwrap(),
+            Err(MemberError::NotFound)
+        );
+        assert!(matches!(
+            t.store
+                .remove_member(&t.owner, &other.owner_id)
+                .await
+                .unwrap(),
+            Err(MemberError::NotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn ownership_passes_explicitly_and_the_team_has_one_owner() {
+        let t = team().await;
+        let admin = t.join(&t.owner, "a1@acme.example", UserRole::Admin).await;
+        assert!(matches!(
+            t.store.transfer_ownership(&admin, &admin.id).await.unwrap(),
+            Err(MemberError::NotAllowed(_))
+        ));
+        t.store
+            .transfer_ownership(&t.owner, &admin.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let users = t.store.team_users(&t.owner.team_id).await.unwrap();
+        let owners: Vec<_> = users.iter().filter(|u| u.role == UserRole::Owner).collect();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].id, admin.id);
+        assert_eq!(
+            t.store.user(&t.owner.id).await.unwrap().unwrap().role,
+            UserRole::Admin
+        );
+    }
+
+    #[tokio::test]
+    async fn a_removed_member_cannot_sign_in_and_comes_back_as_themselves() {
+        let t = team().await;
+        let member = t.join(&t.owner, "m1@acme.example", UserRole::Member).await;
+        let signed = t
+            .store
+            .sign_in("m1@acme.example", PW, DAY)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            t.store.remove_member(&t.owner, &t.owner.id).await.unwrap(),
+            Err(MemberError::NotAllowed(_))
+        ));
+        let (gone, ended) = t
+            .store
+            .remove_member(&t.owner, &member.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(gone.id, member.id);
+        assert_eq!(ended, vec![secrets::digest(&signed.token)]);
+        assert_eq!(
+            t.store.user_for_token(&signed.token).await.unwrap(),
+            Err(Denied::Revoked)
+        );
+        assert!(t
+            .store
+            .sign_in("m1@acme.example", PW, DAY)
+            .await
+            .unwrap()
+            .is_err());
+        assert!(t
+            .store
+            .team_users(&t.owner.team_id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|u| u.id != member.id));
+        // Invited again: the same person, with the new role.
+        let back = t.join(&t.owner, "m1@acme.example", UserRole::Admin).await;
+        assert_eq!((back.id, back.role), (member.id, UserRole::Admin));
+    }
+
+    #[tokio::test]
+    async fn passwords_change_with_the_current_one_or_a_reset_link_ending_other_sign_ins() {
+        let t = team().await;
+        let member = t.join(&t.owner, "m1@acme.example", UserRole::Member).await;
+        let here = t
+            .store
+            .sign_in("m1@acme.example", PW, DAY)
+            .await
+            .unwrap()
+            .unwrap();
+        let there = t
+            .store
+            .sign_in("m1@acme.example", PW, DAY)
+            .await
+            .unwrap()
+            .unwrap();
+        let new = "a much better passphrase";
+        assert!(matches!(
+            t.store
+                .change_password(&member, &here.token, "wrong password!", new)
+                .await
+                .unwrap(),
+            Err(MemberError::Invalid(_))
+        ));
+        let ended = t
+            .store
+            .change_password(&member, &here.token, PW, new)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ended,
+            vec![secrets::digest(&there.token)],
+            "only the other sign-in ends"
+        );
+        assert!(t.store.user_for_token(&here.token).await.unwrap().is_ok());
+        assert!(t
+            .store
+            .sign_in("m1@acme.example", new, DAY)
+            .await
+            .unwrap()
+            .is_ok());
+
+        let link = t
+            .store
+            .password_reset_link(&t.owner, &member.id, DAY)
+            .await
+            .unwrap()
+            .unwrap();
+        let (who, ended) = t
+            .store
+            .reset_password(&link, "the third passphrase")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(who.id, member.id);
+        assert_eq!(ended.len(), 2, "every sign-in ends after a reset");
+        assert_eq!(
+            t.store
+                .reset_password(&link, "the fourth passphrase")
+                .await
+                .unwrap(),
+            Err(MemberError::Link(Denied::Revoked))
+        );
+        // An invitation token is no reset link.
+        let invitation = t
+            .store
+            .invite(&t.owner, "x@acme.example", UserRole::Member, DAY)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            t.store
+                .reset_password(&invitation, "the fifth passphrase")
+                .await
+                .unwrap(),
+            Err(MemberError::Link(Denied::Invalid))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_team_is_renamed_by_its_managers_only() {
+        let t = team().await;
+        let member = t.join(&t.owner, "m1@acme.example", UserRole::Member).await;
+        assert!(matches!(
+            t.store.rename_team(&member, "Mine").await.unwrap(),
+            Err(MemberError::NotAllowed(_))
+        ));
+        assert_eq!(
+            t.store
+                .rename_team(&t.owner, "  Acme Support ")
+                .await
+                .unwrap(),
+            Ok("acme".to_owned())
+        );
+        assert!(matches!(
+            t.store.rename_team(&t.owner, "").await.unwrap(),
+            Err(MemberError::Invalid(_))
+        ));
+    }
+}
