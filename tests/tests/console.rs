@@ -1087,6 +1087,19 @@ async fn an_owner_runs_a_team_in_the_console_and_the_audit_log_shows_it() {
     let gone = fetch(&member, "GET", "/api/v1/members").await;
     assert_eq!(gone["status"], 401);
 
+    // The session's page shows the owner who downloaded its recordings.
+    owner
+        .goto(&format!("{base}/console/sessions/{session}"))
+        .await
+        .unwrap();
+    let accesses = table_rows(&owner, "#accesses").await;
+    assert!(
+        accesses
+            .iter()
+            .any(|r| r[1] == "Ada Admin" && r[2] == "Downloaded" && r[3].contains("part")),
+        "{accesses:?}"
+    );
+
     // The audit log shows each step with actor and time, and its CSV matches the page.
     owner.goto(&format!("{base}/console/audit")).await.unwrap();
     let rows = table_rows(&owner, "#audit").await;

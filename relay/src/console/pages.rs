@@ -459,6 +459,14 @@ async fn session_body(
             None => by_monitor.push((f.monitor_key.clone(), f.monitor_name.clone(), vec![f])),
         }
     }
+    let labels: BTreeMap<String, String> = by_monitor
+        .iter()
+        .flat_map(|(_, name, files)| {
+            files
+                .iter()
+                .map(move |f| (f.id.clone(), format!("Monitor {name}, part {}", f.seq)))
+        })
+        .collect();
     for (key, name, files) in by_monitor {
         let monitor = esc(&name);
         let _ = write!(
@@ -500,6 +508,36 @@ async fn session_body(
             );
         }
         body.push_str("</tbody></table>");
+    }
+    // Audit evidence on the page, for those who read the audit log.
+    if viewer.user.role.manages_team() {
+        let ids: Vec<String> = labels.keys().cloned().collect();
+        let accesses = shared
+            .store
+            .file_accesses(&viewer.user.team_id, &ids)
+            .await?;
+        body.push_str("<h2>Who played or downloaded these recordings</h2>");
+        if accesses.is_empty() {
+            body.push_str("<p class=\"muted\" id=\"accesses\">Nobody yet.</p>");
+        } else {
+            body.push_str("<table class=\"card\" id=\"accesses\"><thead><tr><th>When</th><th>Who</th><th>What</th><th>File</th><th>From</th></tr></thead><tbody>");
+            for e in accesses {
+                let _ = write!(
+                    body,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&local_time(e.at, &tz)),
+                    esc(&e.actor_name),
+                    if e.action == "file_played" {
+                        "Played"
+                    } else {
+                        "Downloaded"
+                    },
+                    esc(labels.get(&e.object).map_or("", String::as_str)),
+                    esc(&e.client_addr),
+                );
+            }
+            body.push_str("</tbody></table>");
+        }
     }
     Ok(Some((format!("Session with {}", s.device_name), body)))
 }

@@ -193,6 +193,21 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
+fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditEvent, StoreError> {
+    Ok(AuditEvent {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        team_id: r.try_get("team_id")?,
+        actor_kind: r.try_get("actor_kind")?,
+        actor_id: r.try_get("actor_id")?,
+        actor_name: r.try_get("actor_name")?,
+        action: r.try_get("action")?,
+        object: r.try_get("object")?,
+        detail: r.try_get("detail")?,
+        client_addr: r.try_get("client_addr")?,
+    })
+}
+
 impl Store {
     /// Records an event.
     pub async fn audit(&self, event: NewEvent<'_>) -> Result<i64, StoreError> {
@@ -243,22 +258,30 @@ impl Store {
         .bind(i64::from(filter.limit.clamp(1, 1000)))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    team_id: r.try_get("team_id")?,
-                    actor_kind: r.try_get("actor_kind")?,
-                    actor_id: r.try_get("actor_id")?,
-                    actor_name: r.try_get("actor_name")?,
-                    action: r.try_get("action")?,
-                    object: r.try_get("object")?,
-                    detail: r.try_get("detail")?,
-                    client_addr: r.try_get("client_addr")?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// Who played or downloaded these files (of `team_id`), newest first, at most 1000 events.
+    pub async fn file_accesses(
+        &self,
+        team_id: &str,
+        file_ids: &[String],
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        if file_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::Value::from(file_ids.to_vec()).to_string();
+        let rows = sqlx::query(
+            "SELECT id, at, team_id, actor_kind, actor_id, actor_name, action, object, detail, \
+             client_addr FROM audit_events WHERE team_id = ? \
+             AND action IN ('file_played', 'file_downloaded') \
+             AND object IN (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT 1000",
+        )
+        .bind(team_id)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
     }
 
     /// Deletes events older than `older_than_ms` before now; returns how many.
