@@ -478,6 +478,24 @@ async fn the_audit_log_pages_by_cursor_filters_and_exports_what_it_shows() {
         .await;
     assert_eq!(status, 400);
 
+    // The console's page refuses an address it did not make, saying why.
+    let cookie = format!("relay_console={admin}");
+    for bad in ["before=abc", "from=27%2F11%2F2026", "action=nonsense"] {
+        let (status, _, body) = relay
+            .connector
+            .request(
+                &relay.addr,
+                "GET",
+                &format!("/console/audit?{bad}"),
+                &[("cookie", cookie.as_str())],
+                bytes::Bytes::new(),
+            )
+            .await
+            .unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("INVALID_VALUE"), "{bad}: {body}");
+    }
     let failed = events(&relay, &admin, "action=sign_in_failed").await;
     assert_eq!(failed.len(), 3);
     assert_eq!(failed[0]["actor_kind"], "anonymous");

@@ -184,16 +184,13 @@ pub(crate) struct InviteForm {
 }
 
 fn parse_role(s: &str) -> Result<UserRole, ApiError> {
-    match s {
-        "owner" => Ok(UserRole::Owner),
-        "admin" => Ok(UserRole::Admin),
-        "member" => Ok(UserRole::Member),
-        _ => Err(ApiError::new(
+    UserRole::parse(s).map_err(|_| {
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_VALUE",
             "A role is owner, admin or member.",
-        )),
-    }
+        )
+    })
 }
 
 pub(crate) async fn invite(
@@ -623,7 +620,22 @@ pub(crate) async fn audit(
     viewer: Viewer,
     q: Result<Query<AuditPageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let q = q.map(|Query(q)| q).unwrap_or_default();
+    // A query the page did not make (a hand-edited address) is refused with why, not ignored.
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(_) => {
+            let e = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_VALUE",
+                "The audit log's address takes action, actor, from and until (YYYY-MM-DD) and before (a number).",
+            );
+            return (
+                e.status(),
+                page("Audit log", &viewer, "/console/audit", &refusal(&e)),
+            )
+                .into_response();
+        }
+    };
     match audit_body(&shared, &viewer, &q).await {
         Ok(body) => page("Audit log", &viewer, "/console/audit", &body).into_response(),
         Err(e) => (
