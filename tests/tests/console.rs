@@ -385,7 +385,8 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
         .unwrap();
     assert!((landed - 0.5).abs() < 0.2, "the seek landed at {landed}");
 
-    // It downloads intact, with a meaningful name.
+    // It downloads intact, with a meaningful name, through the console, which issues the link
+    // when the button is used.
     let href = page
         .script(
             &format!("return document.querySelector(\"tr[data-file='{}'] a.download\").getAttribute('href');", files[0].id),
@@ -394,6 +395,10 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
         .await
         .unwrap();
     let download = href.as_str().unwrap().to_owned();
+    assert_eq!(
+        download,
+        format!("/console/recordings/{}/download", files[0].id)
+    );
     let got = fetch(&page, "GET", &download).await;
     assert_eq!(got["status"], 200, "{got}");
     assert_eq!(got["sha256"].as_str(), files[0].sha256.as_deref());
@@ -405,9 +410,20 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
         "{got}"
     );
 
-    // Links stop working 10 minutes after they were issued; fresh ones work; changed ones do not.
+    // Links stop working 10 minutes after they were issued; changed ones never work.
+    let issued = fetch(
+        &page,
+        "POST",
+        &format!("/api/v1/recordings/{}/links", files[0].id),
+    )
+    .await;
+    let old_download = issued["json"]["download_url"].as_str().unwrap().to_owned();
+    let src_before = page
+        .script("return document.getElementById('player').src;", json!([]))
+        .await
+        .unwrap();
     relay.clock.advance(Duration::from_secs(10 * 60 + 1));
-    let got = fetch(&page, "GET", &download).await;
+    let got = fetch(&page, "GET", &old_download).await;
     assert_eq!(
         (
             got["status"].as_u64(),
@@ -415,6 +431,19 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
         ),
         (Some(410), Some("LINK_EXPIRED"))
     );
+    // The page left open past those 10 minutes still plays and downloads: each click gets
+    // fresh links.
+    page.click(&format!("tr[data-file='{}'] button.play", files[0].id))
+        .await
+        .unwrap();
+    let t = player_time_passes(&page, 1.0).await;
+    assert!(t > 1.0, "the open page's player stayed at {t}");
+    let src_after = page
+        .script("return document.getElementById('player').src;", json!([]))
+        .await
+        .unwrap();
+    assert_ne!(src_before, src_after, "a fresh link");
+    assert_eq!(fetch(&page, "GET", &download).await["status"], 200);
     let fresh = fetch(
         &page,
         "POST",

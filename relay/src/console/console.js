@@ -1,14 +1,42 @@
 // The console's little JavaScript: the player, and copying fresh playback and download links.
 'use strict';
 
+// Playback and download links work for 10 minutes: every click asks the relay for fresh ones, so a
+// page left open keeps working, and a refusal (the policy changed, the sign-in ended) says why.
+async function freshLinks(file) {
+  const r = await fetch(`/api/v1/recordings/${file}/links`, { method: 'POST', credentials: 'same-origin' });
+  let body = null;
+  try { body = await r.json(); } catch (e) {}
+  if (!r.ok) {
+    const why = body && body.error ? body.error.message : `The relay answered ${r.status}.`;
+    throw new Error(r.status === 401 ? `${why} Sign in again.` : why);
+  }
+  return body;
+}
+
+function refusal(row, message) {
+  let p = row.querySelector('.refusal');
+  if (!p) {
+    p = document.createElement('p');
+    p.className = 'error refusal small';
+    p.setAttribute('role', 'alert');
+    row.querySelector('td.actions').appendChild(p);
+  }
+  p.textContent = message;
+}
+
 for (const b of document.querySelectorAll('button.play')) {
-  b.addEventListener('click', () => {
-    const box = document.getElementById('player-box');
-    const player = document.getElementById('player');
-    box.classList.remove('hidden');
-    player.src = b.dataset.src;
-    document.getElementById('player-title').textContent = b.dataset.title;
-    player.play().catch(() => {});
+  b.addEventListener('click', async () => {
+    const row = b.closest('tr');
+    try {
+      const links = await freshLinks(b.dataset.file);
+      const box = document.getElementById('player-box');
+      const player = document.getElementById('player');
+      box.classList.remove('hidden');
+      player.src = links.play_url;
+      document.getElementById('player-title').textContent = b.dataset.title;
+      player.play().catch(() => {});
+    } catch (e) { refusal(row, e.message); }
   });
 }
 

@@ -38,6 +38,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/console/sessions", get(pages::sessions))
         .route("/console/active", get(pages::active))
         .route("/console/sessions/{id}", get(pages::session))
+        .route("/console/recordings/{id}/download", get(pages::download))
         .route(
             "/console/settings",
             get(pages::settings).post(pages::save_settings),

@@ -476,15 +476,13 @@ async fn session_body(
             key = esc(&key),
         );
         for f in files {
+            // No link in the page: Play asks for fresh ones when clicked, Download goes through
+            // the console, which issues one then (a page left open keeps working).
             let actions = if allowed && (f.state == "complete" || f.state == "incomplete") {
-                let (play, download, expires) =
-                    links_for(shared, &viewer.user, &f.id, viewer.addr).await?;
                 format!(
-                    "<button class=\"primary play\" data-src=\"{play}\" data-title=\"{title}\">Play</button> \
-                     <a class=\"button download\" href=\"{download}\" download>Download</a> \
-                     <button class=\"copy\" data-file=\"{id}\" data-expires=\"{expires}\">Copy links</button>",
-                    play = esc(&play),
-                    download = esc(&download),
+                    "<button class=\"primary play\" data-file=\"{id}\" data-title=\"{title}\">Play</button> \
+                     <a class=\"button download\" href=\"/console/recordings/{id}/download\" download>Download</a> \
+                     <button class=\"copy\" data-file=\"{id}\">Copy links</button>",
                     id = esc(&f.id),
                     title = esc(&format!("Monitor {name}, part {}", f.seq)),
                 )
@@ -839,6 +837,42 @@ pub(crate) async fn revoke_device(
     match crate::ops::revoke_device(&shared, viewer.who(), &id).await {
         Ok(()) => Redirect::to("/console/team").into_response(),
         Err(e) => team_page(&shared, &viewer, e.status(), &super::members::refusal(&e)).await,
+    }
+}
+
+/// `GET /console/recordings/{id}/download`: a fresh download link, issued now, then the file (a
+/// redirect); the policy is checked now, not when the page was drawn.
+pub(crate) async fn download(
+    State(shared): State<Arc<Shared>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Response {
+    let found = match super::file_for_user(&shared, &viewer.user.id, &id).await {
+        Ok(found) => found,
+        Err(e) => return failed(e),
+    };
+    if found.is_none() {
+        let known = match shared.store.recording_file(&viewer.user.team_id, &id).await {
+            Ok(known) => known.is_some(),
+            Err(e) => return failed(e),
+        };
+        if !known {
+            return not_found(&viewer);
+        }
+        return (
+            StatusCode::FORBIDDEN,
+            page(
+                "Not allowed",
+                &viewer,
+                "",
+                "<p class=\"error\" role=\"alert\">Your team's playback policy does not let your role download this recording.</p>",
+            ),
+        )
+            .into_response();
+    }
+    match links_for(&shared, &viewer.user, &id, viewer.addr).await {
+        Ok((_, download, _)) => Redirect::to(&download).into_response(),
+        Err(e) => failed(e),
     }
 }
 
