@@ -70,6 +70,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/audit", get(audit_events))
         .route("/api/v1/audit.csv", get(audit_csv))
         .merge(crate::console::routes())
+        .fallback(crate::console::fallback)
         .with_state(shared)
 }
 

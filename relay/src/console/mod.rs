@@ -5,8 +5,10 @@
 mod files;
 mod members;
 mod pages;
+mod sessions;
+mod team;
 
-pub(crate) use pages::cookie_token;
+pub(crate) use pages::{cookie_token, fallback};
 
 use std::sync::Arc;
 
@@ -35,21 +37,21 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             get(pages::sign_in_page).post(pages::sign_in),
         )
         .route("/console/sign-out", post(pages::sign_out))
-        .route("/console/sessions", get(pages::sessions))
-        .route("/console/active", get(pages::active))
-        .route("/console/sessions/{id}", get(pages::session))
-        .route("/console/recordings/{id}/download", get(pages::download))
+        .route("/console/sessions", get(sessions::sessions))
+        .route("/console/active", get(sessions::active))
+        .route("/console/sessions/{id}", get(sessions::session))
+        .route("/console/recordings/{id}/download", get(sessions::download))
         .route(
             "/console/settings",
-            get(pages::settings).post(pages::save_settings),
+            get(team::settings).post(team::save_settings),
         )
-        .route("/console/team", get(pages::team))
+        .route("/console/team", get(team::team))
         .route(
             "/console/team/deployment-code",
-            post(pages::new_deployment_code),
+            post(team::new_deployment_code),
         )
-        .route("/console/devices/{id}/revoke", post(pages::revoke_device))
-        .route("/console/team/name", post(pages::rename_team))
+        .route("/console/devices/{id}/revoke", post(team::revoke_device))
+        .route("/console/team/name", post(team::rename_team))
         .route("/console/members", get(members::members))
         .route("/console/members/invite", post(members::invite))
         .route("/console/members/{id}/role", post(members::set_role))

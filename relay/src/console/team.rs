@@ -1,0 +1,361 @@
+//! The console's Settings and Team pages: recording policy, devices, deployment codes, the team's
+//! name.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use super::pages::{esc, failed, not_found, page, Viewer};
+use super::{local_time, time_zone};
+use crate::store::{PlaybackPolicy, StoreError, TeamSettings, UserRole};
+use crate::Shared;
+
+fn policy_select(name: &str, current: PlaybackPolicy, enabled: bool) -> String {
+    let mut out = format!(
+        "<select name=\"{name}\" id=\"{name}\"{}>",
+        if enabled { "" } else { " disabled" }
+    );
+    for p in PlaybackPolicy::ALL {
+        let _ = write!(
+            out,
+            "<option value=\"{}\"{}>{}</option>",
+            p.as_str(),
+            if p == current { " selected" } else { "" },
+            p.label()
+        );
+    }
+    out.push_str("</select>");
+    out
+}
+
+fn settings_body(s: &TeamSettings, can_edit: bool, message: Option<&str>) -> String {
+    let check = |on: bool| if on { " checked" } else { "" };
+    let disabled = if can_edit { "" } else { " disabled" };
+    let mut zones = String::new();
+    for tz in chrono_tz::TZ_VARIANTS {
+        let _ = write!(
+            zones,
+            "<option{}>{}</option>",
+            if tz.name() == s.time_zone {
+                " selected"
+            } else {
+                ""
+            },
+            tz.name()
+        );
+    }
+    format!(
+        "{message}{note}<form method=\"post\" action=\"/console/settings\" class=\"card settings\">\
+         <fieldset><legend>Unattended access</legend>\
+         <label class=\"check\"><input type=\"checkbox\" name=\"record_unattended\" id=\"record_unattended\"{ru}{disabled}> Record every session (cloud session recording)</label>\
+         <label>Who may play back and download{pu}</label></fieldset>\
+         <fieldset><legend>Attended access</legend>\
+         <label class=\"check\"><input type=\"checkbox\" name=\"record_attended\" id=\"record_attended\"{ra}{disabled}> Record every session (cloud session recording)</label>\
+         <label>Who may play back and download{pa}</label></fieldset>\
+         <fieldset><legend>Time zone</legend><label>Times in the console are shown in\
+         <select name=\"time_zone\" id=\"time_zone\"{disabled}>{zones}</select></label></fieldset>\
+         {save}</form>\
+         <p class=\"muted small\">Recorded sessions need streamer 3.5.8.0 or later, last at most 24 hours, and are kept 90 days.</p>",
+        message = message.map(|m| format!("<p class=\"saved\" role=\"status\">{}</p>", esc(m))).unwrap_or_default(),
+        note = if can_edit { "" } else { "<p class=\"notice\">Only the owner and admins can change these settings.</p>" },
+        ru = check(s.record_unattended),
+        ra = check(s.record_attended),
+        pu = policy_select("playback_unattended", s.playback_unattended, can_edit),
+        pa = policy_select("playback_attended", s.playback_attended, can_edit),
+        save = if can_edit { "<button class=\"primary\" id=\"save\">Save settings</button>" } else { "" },
+    )
+}
+
+pub(crate) async fn settings(State(shared): State<Arc<Shared>>, viewer: Viewer) -> Response {
+    let history = match settings_history(&shared, &viewer).await {
+        Ok(h) => h,
+        Err(e) => return failed(e),
+    };
+    match shared.store.team_settings(&viewer.user.team_id).await {
+        Ok(Some(s)) => page(
+            "Settings",
+            &viewer,
+            "/console/settings",
+            &format!(
+                "{}{history}",
+                settings_body(&s, viewer.user.role.manages_team(), None)
+            ),
+        )
+        .into_response(),
+        Ok(None) => not_found(&viewer, "Your team is missing."),
+        Err(e) => failed(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SettingsForm {
+    record_unattended: Option<String>,
+    record_attended: Option<String>,
+    playback_unattended: String,
+    playback_attended: String,
+    time_zone: String,
+}
+
+pub(crate) async fn save_settings(
+    State(shared): State<Arc<Shared>>,
+    viewer: Viewer,
+    Form(f): Form<SettingsForm>,
+) -> Response {
+    let refused = |status: StatusCode, message: &str, current: Option<TeamSettings>| {
+        let body = match current {
+            Some(s) => settings_body(&s, viewer.user.role.manages_team(), None),
+            None => String::new(),
+        };
+        (
+            status,
+            page(
+                "Settings",
+                &viewer,
+                "/console/settings",
+                &format!(
+                    "<p class=\"error\" role=\"alert\">{}</p>{body}",
+                    esc(message)
+                ),
+            ),
+        )
+            .into_response()
+    };
+    let (Ok(pu), Ok(pa)) = (
+        PlaybackPolicy::parse(&f.playback_unattended),
+        PlaybackPolicy::parse(&f.playback_attended),
+    ) else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "Those settings are not valid.",
+            None,
+        );
+    };
+    let s = TeamSettings {
+        record_unattended: f.record_unattended.is_some(),
+        record_attended: f.record_attended.is_some(),
+        playback_unattended: pu,
+        playback_attended: pa,
+        time_zone: f.time_zone,
+    };
+    match crate::ops::change_settings(&shared, viewer.who(), s).await {
+        Ok(saved) => match settings_history(&shared, &viewer).await {
+            Ok(history) => page(
+                "Settings",
+                &viewer,
+                "/console/settings",
+                &format!(
+                    "{}{history}",
+                    settings_body(&saved, true, Some("Settings saved."))
+                ),
+            )
+            .into_response(),
+            Err(e) => failed(e),
+        },
+        Err(e) => {
+            let current = shared
+                .store
+                .team_settings(&viewer.user.team_id)
+                .await
+                .ok()
+                .flatten();
+            refused(e.status(), e.message(), current)
+        }
+    }
+}
+
+/// The last settings changes, for the owner: who changed what, from what to what.
+async fn settings_history(shared: &Shared, viewer: &Viewer) -> Result<String, StoreError> {
+    if viewer.user.role != UserRole::Owner {
+        return Ok(String::new());
+    }
+    let filter = crate::store::audit::AuditFilter {
+        action: Some(crate::store::audit::Action::SettingsChanged),
+        limit: 20,
+        ..Default::default()
+    };
+    let events = shared
+        .store
+        .audit_events(&viewer.user.team_id, &filter)
+        .await?;
+    if events.is_empty() {
+        return Ok(String::new());
+    }
+    let tz = time_zone(shared, &viewer.user.team_id).await?;
+    let mut out = String::from(
+        "<h2>Recent changes</h2><table class=\"card\" id=\"settings-history\"><thead><tr><th>When</th><th>Who</th><th>Setting</th><th>Change</th></tr></thead><tbody>",
+    );
+    for e in events {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&local_time(e.at, &tz)),
+            esc(&e.actor_name),
+            esc(&e.object.replace('_', " ")),
+            esc(&e.detail)
+        );
+    }
+    out.push_str("</tbody></table>");
+    Ok(out)
+}
+
+async fn team_body(shared: &Shared, viewer: &Viewer, message: &str) -> Result<String, StoreError> {
+    let manager = viewer.user.role.manages_team();
+    let team_name = shared.store.team_name(&viewer.user.team_id).await?;
+    let mut body = String::from(message);
+    if manager {
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"/console/team/name\" class=\"card row-form\" id=\"rename-form\">\
+             <label>Team name<input name=\"name\" id=\"team-name\" value=\"{}\" required maxlength=\"100\"></label>\
+             <button class=\"primary\" id=\"rename\">Rename</button></form>",
+            esc(&team_name)
+        );
+    } else {
+        let _ = write!(
+            body,
+            "<p class=\"muted\" id=\"team-name\">Team: {}</p>",
+            esc(&team_name)
+        );
+    }
+    let members = shared.store.team_users(&viewer.user.team_id).await?.len();
+    let _ = write!(
+        body,
+        "<p class=\"muted\">{members} member{s}: see <a href=\"/console/members\">Members</a>.</p>",
+        s = if members == 1 { "" } else { "s" }
+    );
+    body.push_str("<h2>Devices</h2><table class=\"card\" id=\"devices\"><thead><tr><th>Name</th><th>Status</th><th>Streamer</th><th></th></tr></thead><tbody>");
+    for d in shared.store.devices(&viewer.user.team_id).await? {
+        let status = if d.revoked {
+            "<span class=\"muted\">Revoked</span>"
+        } else if shared.hub.device_online(&d.id) {
+            "<span class=\"online\">Online</span>"
+        } else {
+            "<span class=\"muted\">Offline</span>"
+        };
+        let revoke = if manager && !d.revoked {
+            format!(
+                "<form method=\"post\" action=\"/console/devices/{id}/revoke\" class=\"inline\" \
+                 data-confirm=\"Revoke {name}? It is disconnected now and needs a new deployment code to come back.\">\
+                 <button class=\"danger small\">Revoke</button></form>",
+                id = esc(&d.id),
+                name = esc(&d.name),
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{status}</td><td>{}</td><td>{revoke}</td></tr>",
+            esc(&d.name),
+            esc(d.streamer_version.as_deref().unwrap_or("—"))
+        );
+    }
+    body.push_str("</tbody></table>");
+    if manager {
+        body.push_str("<h2>Deployment codes</h2><p class=\"muted\">Install the streamer on unattended computers with a deployment code.</p>");
+        body.push_str("<form method=\"post\" action=\"/console/team/deployment-code\"><button class=\"primary\">New deployment code</button></form>");
+    }
+    Ok(body)
+}
+
+async fn team_page(
+    shared: &Shared,
+    viewer: &Viewer,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    match team_body(shared, viewer, message).await {
+        Ok(body) => (
+            status,
+            page("Team and devices", viewer, "/console/team", &body),
+        )
+            .into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+pub(crate) async fn team(State(shared): State<Arc<Shared>>, viewer: Viewer) -> Response {
+    team_page(&shared, &viewer, StatusCode::OK, "").await
+}
+
+pub(crate) async fn new_deployment_code(
+    State(shared): State<Arc<Shared>>,
+    viewer: Viewer,
+) -> Response {
+    match crate::ops::deployment_code(&shared, viewer.who()).await {
+        Ok((code, expires)) => {
+            let tz = match time_zone(&shared, &viewer.user.team_id).await {
+                Ok(tz) => tz,
+                Err(e) => return failed(e),
+            };
+            let message = format!(
+                "<p class=\"saved\">New deployment code: <code id=\"deployment-code\">{}</code> (works until {})</p>",
+                esc(&code),
+                esc(&local_time(expires, &tz))
+            );
+            team_page(&shared, &viewer, StatusCode::OK, &message).await
+        }
+        Err(e) => team_page(&shared, &viewer, e.status(), &super::members::refusal(&e)).await,
+    }
+}
+
+pub(crate) async fn revoke_device(
+    State(shared): State<Arc<Shared>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Response {
+    match crate::ops::revoke_device(&shared, viewer.who(), &id).await {
+        Ok(()) => Redirect::to("/console/team").into_response(),
+        Err(e) => team_page(&shared, &viewer, e.status(), &super::members::refusal(&e)).await,
+    }
+}
+
+/// `GET /console/recordings/{id}/download`: a fresh download link, issued now, then the file (a
+/// redirect); the policy is checked now, not when the page was drawn.
+#[derive(Deserialize)]
+pub(crate) struct RenameForm {
+    name: String,
+}
+
+pub(crate) async fn rename_team(
+    State(shared): State<Arc<Shared>>,
+    viewer: Viewer,
+    Form(f): Form<RenameForm>,
+) -> Response {
+    match crate::ops::rename_team(&shared, viewer.who(), &f.name).await {
+        Ok(_) => {
+            let saved = "<p class=\"saved\" role=\"status\">Team renamed.</p>";
+            team_page(&shared, &viewer, StatusCode::OK, saved).await
+        }
+        Err(e) => team_page(&shared, &viewer, e.status(), &super::members::refusal(&e)).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; relay_console=tok; b=2"),
+        );
+        assert_eq!(cookie_token(&h).as_deref(), Some("tok"));
+        assert_eq!(cookie_token(&HeaderMap::new()), None);
+    }
+}
