@@ -55,6 +55,7 @@ const END_REASONS: &[(EndReason, u8, &str)] = &[
     (EndReason::RelayShuttingDown, 7, "RELAY_SHUTTING_DOWN"),
     (EndReason::CredentialRevoked, 8, "CREDENTIAL_REVOKED"),
     (EndReason::ProtocolError, 9, "PROTOCOL_ERROR"),
+    (EndReason::EndedByAdmin, 10, "ENDED_BY_ADMIN"),
 ];
 
 impl EndReason {

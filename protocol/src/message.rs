@@ -117,6 +117,8 @@ pub enum EndReason {
     CredentialRevoked,
     /// A peer broke the protocol.
     ProtocolError,
+    /// An owner or admin of the team ended the session from the relay's console or API.
+    EndedByAdmin,
     /// A reason this implementation does not know, from a newer peer; the message explains it.
     Unknown(u8),
 }

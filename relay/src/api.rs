@@ -15,8 +15,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::ops::{self, Who};
+use crate::session_log::{self, SessionQuery};
 use crate::store::audit::{Action, AuditEvent, AuditFilter};
-use crate::store::{StoreError, TeamSettings, UserRecord, UserRole};
+use crate::store::{SessionRecord, StoreError, TeamSettings, UserRecord, UserRole};
 use crate::Shared;
 
 /// The client's IP address, as the accept loop recorded it (none when the router is called
@@ -53,6 +54,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/devices/{id}/revoke", post(revoke_device))
         .route("/api/v1/deployment-codes", post(deployment_code))
         .route("/api/v1/sessions", get(sessions))
+        .route("/api/v1/sessions.csv", get(sessions_csv))
+        .route("/api/v1/sessions/{id}/end", post(end_session))
         .route("/api/v1/sessions/{id}/recordings", get(session_recordings))
         .route("/api/v1/recordings/{id}/links", post(recording_links))
         .route("/api/v1/team/name", put(rename_team))
@@ -368,6 +371,15 @@ async fn revoke_device(
     Ok(StatusCode::NO_CONTENT)
 }
 
+async fn end_session(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    ops::end_session(&shared, caller.who(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn deployment_code(
     State(shared): State<Arc<Shared>>,
     caller: Caller,
@@ -379,29 +391,68 @@ async fn deployment_code(
     })))
 }
 
+fn session_query(q: Result<Query<SessionQuery>, QueryRejection>) -> Result<SessionQuery, ApiError> {
+    q.map(|Query(q)| q).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_VALUE",
+            "The session log's query takes from, until (integers), technician, device, access, \
+             recording_state, live (true or false), after and limit (see docs/openapi.json).",
+        )
+    })
+}
+
+fn session_json(s: &SessionRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id,
+        "technician_id": s.technician_id,
+        "device_id": s.device_id,
+        "device_name": s.device_name,
+        "access": s.access,
+        "recorded": s.recorded,
+        "recording_state": s.recording_state.as_str(),
+        "started_at": s.started_at,
+        "ended_at": s.ended_at,
+        "end_reason": s.end_reason,
+    })
+}
+
 async fn sessions(
     State(shared): State<Arc<Shared>>,
     caller: Caller,
+    q: Result<Query<SessionQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let rows = shared.store.sessions(&caller.user.team_id).await?;
-    let rows: Vec<_> = rows
-        .into_iter()
-        .map(|s| {
-            serde_json::json!({
-                "id": s.id,
-                "technician_id": s.technician_id,
-                "device_id": s.device_id,
-                "device_name": s.device_name,
-                "access": s.access,
-                "recorded": s.recorded,
-                "recording_state": s.recording_state.as_str(),
-                "started_at": s.started_at,
-                "ended_at": s.ended_at,
-                "end_reason": s.end_reason,
-            })
-        })
-        .collect();
-    Ok(Json(serde_json::json!({ "sessions": rows })))
+    let filter = session_query(q)?.filter()?;
+    let rows = shared
+        .store
+        .find_sessions(&caller.user.team_id, &filter)
+        .await?;
+    Ok(Json(serde_json::json!({
+        "sessions": rows.iter().map(session_json).collect::<Vec<_>>(),
+        "next_after": session_log::next_after(&rows, &filter),
+    })))
+}
+
+async fn sessions_csv(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    q: Result<Query<SessionQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let mut filter = session_query(q)?.filter()?;
+    let tz = crate::console::time_zone(&shared, &caller.user.team_id).await?;
+    let csv =
+        session_log::sessions_csv(&shared.store, &caller.user.team_id, &mut filter, &tz).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"sessions.csv\"",
+            ),
+        ],
+        csv,
+    )
+        .into_response())
 }
 
 fn session_not_found() -> ApiError {

@@ -160,6 +160,8 @@ struct HubInner {
     /// Signed-in technicians' connections by the digest of their sign-in token, with the token
     /// that cuts each off when the sign-in is revoked.
     technicians: HashMap<String, HashMap<u64, CancellationToken>>,
+    /// Live sessions by id, with their team's id, so that the console can end one.
+    sessions: HashMap<String, (String, Arc<SessionLink>)>,
 }
 
 /// Why a streamer cannot be claimed for a session.
@@ -333,6 +335,35 @@ impl Hub {
             revoked.cancel();
         }
         conns.map_or(0, HashMap::len)
+    }
+
+    /// Registers a live session of `team_id`; [`Hub::remove_session`] when it has ended.
+    pub fn add_session(&self, team_id: &str, link: Arc<SessionLink>) {
+        lock(&self.inner)
+            .sessions
+            .insert(link.id.clone(), (team_id.to_owned(), link));
+    }
+
+    /// Forgets a session that has ended.
+    pub fn remove_session(&self, session_id: &str) {
+        lock(&self.inner).sessions.remove(session_id);
+    }
+
+    /// Ends `team_id`'s live session `session_id` with `reason`; false when this relay holds no
+    /// such live session of that team (another team's session is not ended).
+    pub fn end_session(
+        &self,
+        team_id: &str,
+        session_id: &str,
+        reason: EndReason,
+        message: &str,
+    ) -> bool {
+        let link = match lock(&self.inner).sessions.get(session_id) {
+            Some((team, link)) if team == team_id => link.clone(),
+            _ => return false,
+        };
+        link.end(reason, message);
+        true
     }
 
     /// Tells a device's connected streamer, if any, that its credential was revoked.

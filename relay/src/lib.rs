@@ -20,6 +20,7 @@ pub mod recorder;
 pub mod recording;
 pub mod secrets;
 mod server;
+mod session_log;
 pub mod store;
 pub mod throttle;
 pub mod tls;

@@ -353,6 +353,57 @@ pub(crate) async fn revoke_device(
     Ok(())
 }
 
+/// Ends a live session of the caller's team (owners and admins): the session ends with
+/// `ENDED_BY_ADMIN` on both sides and its recording closes as after any other end.
+pub(crate) async fn end_session(
+    shared: &Shared,
+    who: Who<'_>,
+    session_id: &str,
+) -> Result<(), ApiError> {
+    managers_only(who, "end sessions")?;
+    // Another team's session is indistinguishable from a missing one.
+    let Some(session) = shared.store.session(&who.user.team_id, session_id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "Your team has no such session.",
+        ));
+    };
+    if session.ended_at.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            "This session has already ended.",
+        ));
+    }
+    audit_by(
+        shared,
+        who,
+        Action::SessionTerminated,
+        session_id,
+        &session.device_name,
+    )
+    .await?;
+    let message = format!(
+        "{} ended the session from the relay's console.",
+        who.user.name
+    );
+    if !shared.hub.end_session(
+        &who.user.team_id,
+        session_id,
+        protocol::EndReason::EndedByAdmin,
+        &message,
+    ) {
+        // Its row says live, but no connection of this relay holds it: it is ending now.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            "This session is ending already.",
+        ));
+    }
+    Ok(())
+}
+
 /// A new deployment code and when it expires.
 pub(crate) async fn deployment_code(
     shared: &Shared,
@@ -666,7 +717,7 @@ pub(crate) fn audit_row(e: &AuditEvent, tz: &chrono_tz::Tz) -> [String; 7] {
 }
 
 /// A CSV field: quoted when it must be, and never read as a formula by a spreadsheet.
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {

@@ -263,9 +263,11 @@ impl Conn {
             None
         };
         let _ = offer.reply.send(OfferReply::Accepted);
+        self.shared.hub.add_session(&streamer.team_id, link.clone());
         let result = self
             .streamer_session(&link, commands, recorder.as_mut())
             .await;
+        self.shared.hub.remove_session(&link.id);
         self.session_ended_at = Some(Instant::now());
         // The last file is finished with every frame that was forwarded, and stored.
         if let Some(recorder) = recorder {

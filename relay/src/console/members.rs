@@ -12,7 +12,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::pages::{esc, failed, page, plain_page, Viewer};
-use super::{local_time, time_zone, COOKIE};
+use super::{day_start, local_time, time_zone, urlencode, COOKIE};
 use crate::api::{ApiError, AuditQuery, ClientAddress};
 use crate::ops;
 use crate::store::audit::Action;
@@ -463,16 +463,6 @@ pub(crate) struct AuditPageQuery {
     before: Option<i64>,
 }
 
-/// Midnight starting `date` in `tz`, Unix milliseconds.
-fn day_start(date: &str, tz: &chrono_tz::Tz) -> Option<i64> {
-    use chrono::TimeZone as _;
-    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-    let t = tz
-        .from_local_datetime(&d.and_hms_opt(0, 0, 0)?)
-        .earliest()?;
-    Some(t.timestamp_millis())
-}
-
 const AUDIT_PAGE: u32 = 50;
 
 async fn audit_body(
@@ -601,18 +591,6 @@ async fn audit_body(
         }
     }
     Ok(body)
-}
-
-fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 pub(crate) async fn audit(

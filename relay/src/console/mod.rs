@@ -191,6 +191,29 @@ pub(crate) fn local_time(ms: i64, tz: &chrono_tz::Tz) -> String {
     }
 }
 
+/// Midnight starting `date` in `tz`, Unix milliseconds.
+pub(super) fn day_start(date: &str, tz: &chrono_tz::Tz) -> Option<i64> {
+    use chrono::TimeZone as _;
+    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    let t = tz
+        .from_local_datetime(&d.and_hms_opt(0, 0, 0)?)
+        .earliest()?;
+    Some(t.timestamp_millis())
+}
+
+/// Text for a URL query value.
+pub(super) fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,8 @@ pub enum Action {
     RoleChanged,
     /// Ownership passed to another member.
     OwnershipTransferred,
+    /// An invitation not yet accepted was withdrawn (object: the address).
+    InvitationWithdrawn,
     /// A member was removed.
     MemberRemoved,
     /// A member changed their own password.
@@ -48,6 +50,8 @@ pub enum Action {
     SessionStarted,
     /// A session ended (detail: the reason).
     SessionEnded,
+    /// An owner or admin ended a live session (object: the session, detail: the device).
+    SessionTerminated,
     /// The recording list of a session, or the sessions list, was viewed.
     RecordingsViewed,
     /// Play and download links were issued for a recording file.
@@ -70,6 +74,7 @@ const ACTIONS: &[(Action, &str)] = &[
     (Action::MemberJoined, "member_joined"),
     (Action::RoleChanged, "role_changed"),
     (Action::OwnershipTransferred, "ownership_transferred"),
+    (Action::InvitationWithdrawn, "invitation_withdrawn"),
     (Action::MemberRemoved, "member_removed"),
     (Action::PasswordChanged, "password_changed"),
     (Action::PasswordResetIssued, "password_reset_issued"),
@@ -81,6 +86,7 @@ const ACTIONS: &[(Action, &str)] = &[
     (Action::DeploymentCodeCreated, "deployment_code_created"),
     (Action::SessionStarted, "session_started"),
     (Action::SessionEnded, "session_ended"),
+    (Action::SessionTerminated, "session_terminated"),
     (Action::RecordingsViewed, "recordings_viewed"),
     (Action::LinkIssued, "link_issued"),
     (Action::FilePlayed, "file_played"),

@@ -22,7 +22,7 @@ pub use accounts::{
 };
 pub use recordings::{ClosedFile, NewRecordingFile, RecordingFile, RecordingState};
 pub(crate) use sessions::access_str;
-pub use sessions::{NewSession, SessionRecord};
+pub use sessions::{NewSession, SessionFilter, SessionRecord};
 
 /// A failure of the store itself (our fault), as opposed to a denied credential.
 #[derive(Debug, thiserror::Error)]

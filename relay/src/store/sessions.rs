@@ -69,7 +69,73 @@ pub(crate) fn access_str(access: AccessType) -> &'static str {
     }
 }
 
+/// Which of a team's sessions to list: every field narrows the list; the newest come first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// Started at or after this time, Unix milliseconds.
+    pub from: Option<i64>,
+    /// Started before this time, Unix milliseconds.
+    pub until: Option<i64>,
+    /// This technician's sessions.
+    pub technician_id: Option<String>,
+    /// Sessions with this device (unattended).
+    pub device_id: Option<String>,
+    /// Attended or unattended.
+    pub access: Option<AccessType>,
+    /// In this recording state.
+    pub recording_state: Option<RecordingState>,
+    /// Only live sessions.
+    pub live: bool,
+    /// Only sessions after this one in the order (the previous page's last: start time and id).
+    pub after: Option<(i64, String)>,
+    /// At most this many (1 to 1000).
+    pub limit: u32,
+}
+
 impl Store {
+    /// A page of a team's sessions that pass `filter`, newest first.
+    pub async fn find_sessions(
+        &self,
+        team_id: &str,
+        filter: &SessionFilter,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let (after_at, after_id) = match &filter.after {
+            Some((at, id)) => (Some(*at), Some(id.as_str())),
+            None => (None, None),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM (SELECT {SESSION_COLUMNS} FROM sessions WHERE team_id = ? \
+             AND (? IS NULL OR started_at >= ?) AND (? IS NULL OR started_at < ?) \
+             AND (? IS NULL OR technician_id = ?) AND (? IS NULL OR device_id = ?) \
+             AND (? IS NULL OR access = ?) AND (? = 0 OR ended_at IS NULL) \
+             AND (? IS NULL OR started_at < ? OR (started_at = ? AND id > ?))) \
+             WHERE (? IS NULL OR derived_recording_state = ?) \
+             ORDER BY started_at DESC, id LIMIT ?"
+        )))
+        .bind(team_id)
+        .bind(filter.from)
+        .bind(filter.from)
+        .bind(filter.until)
+        .bind(filter.until)
+        .bind(filter.technician_id.as_deref())
+        .bind(filter.technician_id.as_deref())
+        .bind(filter.device_id.as_deref())
+        .bind(filter.device_id.as_deref())
+        .bind(filter.access.map(access_str))
+        .bind(filter.access.map(access_str))
+        .bind(filter.live)
+        .bind(after_at)
+        .bind(after_at)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(filter.recording_state.map(RecordingState::as_str))
+        .bind(filter.recording_state.map(RecordingState::as_str))
+        .bind(i64::from(filter.limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
     /// Records the start of a session.
     pub async fn insert_session(&self, s: &NewSession) -> Result<(), StoreError> {
         sqlx::query(

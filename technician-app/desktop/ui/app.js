@@ -48,6 +48,7 @@ const ENDED = {
   RELAY_SHUTTING_DOWN: 'The relay is restarting.',
   CREDENTIAL_REVOKED: 'A sign-in or device in the session was revoked.',
   PROTOCOL_ERROR: 'The remote computer sent something the relay could not accept.',
+  ENDED_BY_ADMIN: 'An owner or admin of your team ended the session from the relay\'s console.',
 };
 
 function show(view) {
