@@ -359,10 +359,10 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
             .await
             .unwrap()
             .unwrap()
-            .contains(&format!("Monitor {}", files[0].monitor_name)),
+            .contains(&format!("Monitor 1: {}", files[0].monitor_name)),
         "{table}"
     );
-    // The monitor is named by the platform (X11: its RandR name), not by its index.
+    // Monitors are numbered from 1 and named by the platform (X11: its RandR name).
     assert!(!files[0].monitor_name.is_empty() && files[0].monitor_name != "0");
 
     // It plays: time advances; a seek lands.

@@ -98,8 +98,85 @@ fn missing_from_storage(file_id: &str, e: &object_store::Error) -> Response {
     )
 }
 
-/// `GET /files/{id}/{purpose}?u=&t=&s=`: a recording file through a signed, 10-minute link.
+/// Whether the request is a browser opening the address (not a player's or a program's fetch):
+/// a refusal then is a page a person can read, not JSON.
+fn wants_page(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// The page for a refusal of `code`: what happened, and what to do.
+fn refusal_page(code: &str, message: &str) -> String {
+    use super::pages::{esc, plain_page};
+    let (title, advice) = match code {
+        "LINK_EXPIRED" => (
+            "This link has expired",
+            "Playback and download links work for 10 minutes after they are made. Open the session in the console and use Play, Download or Copy links again for a fresh one.",
+        ),
+        "LINK_INVALID" => (
+            "This link is not valid",
+            "It was changed or cut short after it was made. Ask whoever sent it for a new one, or open the recording in the console.",
+        ),
+        "FORBIDDEN" => (
+            "This recording cannot be played with this link",
+            "The team's playback policy no longer lets the person who made the link play this recording.",
+        ),
+        "INTEGRITY_FAILED" => (
+            "This recording failed its integrity check",
+            "The file no longer matches what was stored, so it is not served. Tell your relay's operator.",
+        ),
+        _ => (
+            "This recording is not available",
+            "Open the session in the console to see its recordings.",
+        ),
+    };
+    plain_page(
+        title,
+        &format!(
+            "<h1 id=\"link-refused\" data-code=\"{code}\">{title}</h1><p>{message}</p><p class=\"muted\">{advice}</p>\
+             <p><a class=\"button\" href=\"/console/sessions\">Open the console</a></p>",
+            code = esc(code),
+            title = esc(title),
+            message = esc(message),
+            advice = esc(advice),
+        ),
+    )
+}
+
+/// `GET /files/{id}/{purpose}?u=&t=&s=`: a recording file through a signed, 10-minute link. A
+/// refusal is JSON for programs and players, and a readable page for a browser opening the link.
 pub(crate) async fn serve(
+    shared: State<Arc<Shared>>,
+    path: Path<(String, String)>,
+    query: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    addr: crate::api::ClientAddress,
+) -> Response {
+    let page = wants_page(&headers);
+    let r = serve_file(shared, path, query, headers, addr).await;
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !page || r.status().is_success() || !is_json {
+        return r;
+    }
+    let status = r.status();
+    let body = axum::body::to_bytes(r.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let text = |k: &str| error["error"][k].as_str().unwrap_or("").to_owned();
+    (
+        status,
+        axum::response::Html(refusal_page(&text("code"), &text("message"))),
+    )
+        .into_response()
+}
+
+async fn serve_file(
     State(shared): State<Arc<Shared>>,
     Path((file_id, purpose)): Path<(String, String)>,
     query: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,

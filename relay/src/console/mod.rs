@@ -39,6 +39,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/console/sign-out", post(pages::sign_out))
         .route("/console/sessions", get(sessions::sessions))
         .route("/console/active", get(sessions::active))
+        .route("/console/active/list", get(sessions::active_fragment))
+        .route("/console/sessions/{id}/end", post(sessions::end_session))
         .route("/console/sessions/{id}", get(sessions::session))
         .route("/console/recordings/{id}/download", get(sessions::download))
         .route(

@@ -5,14 +5,19 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
 
 use super::pages::{esc, failed, not_found, page, Viewer};
 
 const NO_SESSION: &str = "Your team has no such session.";
-use super::{links_for, local_time, may_play, policy_for, time_zone};
+use super::members::refusal;
+use super::{day_start, links_for, local_time, may_play, policy_for, time_zone, urlencode};
+use crate::api::ApiError;
+use crate::session_log::{self, SessionQuery};
 use crate::store::{RecordingState, SessionRecord, StoreError};
 use crate::Shared;
 
@@ -56,19 +61,23 @@ pub(crate) fn recording_sentence(state: RecordingState) -> &'static str {
     }
 }
 
+/// Attended or Unattended.
+fn access_word(access: &str) -> &'static str {
+    if access == "attended" {
+        "Attended"
+    } else {
+        "Unattended"
+    }
+}
+
 async fn session_rows(
     shared: &Shared,
     viewer: &Viewer,
     sessions: &[SessionRecord],
     tz: &chrono_tz::Tz,
+    with_end: bool,
 ) -> Result<String, StoreError> {
-    let names: BTreeMap<String, String> = shared
-        .store
-        .team_users(&viewer.user.team_id)
-        .await?
-        .into_iter()
-        .map(|u| (u.id, u.name))
-        .collect();
+    let names = session_log::member_names(&shared.store, &viewer.user.team_id).await?;
     let now = shared.clock.now_ms();
     let mut rows = String::new();
     for s in sessions {
@@ -86,69 +95,374 @@ async fn session_rows(
         };
         let ended = match (&s.ended_at, &s.end_reason) {
             (Some(end), reason) => format!(
-                "{} <span class=\"muted small\">{}</span>",
+                "{} <span class=\"muted small end-reason\" title=\"{code}\">{words}</span>",
                 duration(end - s.started_at),
-                esc(reason.as_deref().unwrap_or(""))
+                code = esc(reason.as_deref().unwrap_or("")),
+                words = esc(&reason
+                    .as_deref()
+                    .map(session_log::end_reason_words)
+                    .unwrap_or_default()),
             ),
             (None, _) => format!(
                 "<span class=\"live\">Active</span> {}",
                 duration(now - s.started_at)
             ),
         };
+        let end = if with_end && s.ended_at.is_none() && viewer.user.role.manages_team() {
+            format!(
+                "<td class=\"actions\"><form class=\"inline\" method=\"post\" action=\"/console/sessions/{id}/end\" \
+                 data-confirm=\"End this session with {device}? The technician and the end user are told, and its recording closes.\">\
+                 <button class=\"danger small end-session\">End session</button></form></td>",
+                id = esc(&s.id),
+                device = esc(&s.device_name),
+            )
+        } else if with_end {
+            "<td></td>".to_owned()
+        } else {
+            String::new()
+        };
         let _ = write!(
             rows,
-            "<tr data-session=\"{id}\"><td>{start}</td><td>{device}</td><td>{tech}</td><td>{access}</td><td>{ended}</td><td>{recording}</td></tr>",
+            "<tr data-session=\"{id}\"><td>{start}</td><td>{device}</td><td>{tech}</td><td>{access}</td><td>{ended}</td><td>{recording}</td>{end}</tr>",
             id = esc(&s.id),
             start = esc(&local_time(s.started_at, tz)),
             device = esc(&s.device_name),
             tech = esc(names.get(&s.technician_id).map_or("—", String::as_str)),
-            access = esc(&s.access),
+            access = access_word(&s.access),
         );
     }
     Ok(rows)
 }
 
-async fn session_list(
+fn session_table(rows: &str, with_end: bool) -> String {
+    format!(
+        "<table class=\"card\" id=\"sessions\"><thead><tr><th>Started</th><th>Device</th>\
+         <th>Technician</th><th>Access</th><th>Duration</th><th>Recording</th>{end}</tr></thead><tbody>{rows}</tbody></table>",
+        end = if with_end { "<th></th>" } else { "" },
+    )
+}
+
+/// The Sessions page's query: dates (`YYYY-MM-DD`, in the team's zone) or a range of days back,
+/// rather than the API's milliseconds.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SessionsPageQuery {
+    range: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    technician: Option<String>,
+    device: Option<String>,
+    access: Option<String>,
+    recording: Option<String>,
+    after: Option<String>,
+}
+
+const SESSIONS_PAGE: u32 = 50;
+
+/// The API query a page query stands for.
+fn api_query(
+    q: &SessionsPageQuery,
+    tz: &chrono_tz::Tz,
+    now: i64,
+) -> Result<SessionQuery, ApiError> {
+    let invalid = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_VALUE", m);
+    let day = |d: &Option<String>| -> Result<Option<i64>, ApiError> {
+        match d.as_deref().filter(|d| !d.is_empty()) {
+            None => Ok(None),
+            Some(d) => day_start(d, tz)
+                .map(Some)
+                .ok_or_else(|| invalid("Dates are written YYYY-MM-DD.")),
+        }
+    };
+    let (from, until) = match q.range.as_deref().unwrap_or("") {
+        "" | "all" => (None, None),
+        "custom" => (
+            day(&q.from)?,
+            day(&q.until)?.map(|u| u.saturating_add(86_400_000)),
+        ),
+        days @ ("7" | "30" | "90") => {
+            let days: i64 = days.parse().unwrap_or(7);
+            (Some(now - days * 86_400_000), None)
+        }
+        _ => return Err(invalid("The range is 7, 30 or 90 days, custom, or all.")),
+    };
+    Ok(SessionQuery {
+        from,
+        until,
+        technician: q.technician.clone(),
+        device: q.device.clone(),
+        access: q.access.clone(),
+        recording_state: q.recording.clone(),
+        live: None,
+        after: q.after.clone(),
+        limit: Some(SESSIONS_PAGE),
+    })
+}
+
+fn options(items: &[(String, String)], current: &Option<String>, every: &str) -> String {
+    let mut out = format!("<option value=\"\">{}</option>", esc(every));
+    for (value, label) in items {
+        let _ = write!(
+            out,
+            "<option value=\"{v}\"{s}>{l}</option>",
+            v = esc(value),
+            s = if current.as_deref() == Some(value.as_str()) {
+                " selected"
+            } else {
+                ""
+            },
+            l = esc(label),
+        );
+    }
+    out
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    (a.to_owned(), b.to_owned())
+}
+
+async fn sessions_body(
     shared: &Shared,
     viewer: &Viewer,
-    active_only: bool,
-) -> Result<String, StoreError> {
-    let tz = time_zone(shared, &viewer.user.team_id).await?;
-    let sessions: Vec<SessionRecord> = shared
+    q: &SessionsPageQuery,
+) -> Result<String, ApiError> {
+    let team = &viewer.user.team_id;
+    let tz = time_zone(shared, team).await?;
+    let api = api_query(q, &tz, shared.clock.now_ms())?;
+    let filter = api.filter()?;
+    let sessions = shared.store.find_sessions(team, &filter).await?;
+    let technicians: Vec<_> = shared
         .store
-        .sessions(&viewer.user.team_id)
+        .team_users(team)
         .await?
         .into_iter()
-        .filter(|s| !active_only || s.ended_at.is_none())
+        .map(|u| (u.id, u.name))
         .collect();
-    if sessions.is_empty() {
-        return Ok(format!(
-            "<p class=\"muted\">{}</p>",
-            if active_only {
-                "No session is active now."
-            } else {
-                "No sessions yet."
-            }
-        ));
+    let devices: Vec<_> = shared
+        .store
+        .devices(team)
+        .await?
+        .into_iter()
+        .map(|d| (d.id, d.name))
+        .collect();
+    let range = q.range.clone().filter(|r| !r.is_empty());
+    let ranges = [
+        pair("7", "Last 7 days"),
+        pair("30", "Last 30 days"),
+        pair("90", "Last 90 days"),
+        pair("custom", "Dates below"),
+    ];
+    let accesses = [
+        pair("attended", "Attended"),
+        pair("unattended", "Unattended"),
+    ];
+    let states: Vec<_> = [
+        RecordingState::NotRecorded,
+        RecordingState::Recording,
+        RecordingState::Uploaded,
+        RecordingState::Incomplete,
+        RecordingState::Failed,
+    ]
+    .iter()
+    .map(|s| pair(s.as_str(), recording_label(*s)))
+    .collect();
+    let field = |v: &Option<String>| esc(v.as_deref().unwrap_or(""));
+    // The same filter, for the next page and the CSV.
+    let mut kept = Vec::new();
+    for (k, v) in [
+        ("range", &q.range),
+        ("from", &q.from),
+        ("until", &q.until),
+        ("technician", &q.technician),
+        ("device", &q.device),
+        ("access", &q.access),
+        ("recording", &q.recording),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            kept.push(format!("{k}={}", urlencode(v)));
+        }
     }
-    let rows = session_rows(shared, viewer, &sessions, &tz).await?;
+    let mut csv = Vec::new();
+    for (k, v) in [
+        ("technician", &api.technician),
+        ("device", &api.device),
+        ("access", &api.access),
+        ("recording_state", &api.recording_state),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            csv.push(format!("{k}={}", urlencode(v)));
+        }
+    }
+    if let Some(f) = api.from {
+        csv.push(format!("from={f}"));
+    }
+    if let Some(u) = api.until {
+        csv.push(format!("until={u}"));
+    }
+    let mut body = format!(
+        "<form class=\"row-form card filters\" method=\"get\" action=\"/console/sessions\" id=\"session-filters\">\
+         <label>When<select name=\"range\" id=\"range\">{ranges}</select></label>\
+         <label>From<input type=\"date\" name=\"from\" id=\"from\" value=\"{from}\"></label>\
+         <label>Until<input type=\"date\" name=\"until\" id=\"until\" value=\"{until}\"></label>\
+         <label>Technician<select name=\"technician\" id=\"technician\">{techs}</select></label>\
+         <label>Device<select name=\"device\" id=\"device\">{devices}</select></label>\
+         <label>Access<select name=\"access\" id=\"access\">{accesses}</select></label>\
+         <label>Recording<select name=\"recording\" id=\"recording\">{states}</select></label>\
+         <button class=\"primary\">Filter</button> <a class=\"button\" href=\"/console/sessions\">Clear</a> \
+         <a class=\"button\" id=\"sessions-csv\" href=\"/api/v1/sessions.csv?{csv}\" download>Download CSV</a></form>\
+         <p class=\"muted small\">Times in {zone}. Unattended sessions have a device; attended ones are joined with a session code.</p>",
+        ranges = options(&ranges, &range, "Any time"),
+        from = field(&q.from),
+        until = field(&q.until),
+        techs = options(&technicians, &q.technician, "Everyone"),
+        devices = options(&devices, &q.device, "Every device"),
+        accesses = options(&accesses, &q.access, "Both"),
+        states = options(&states, &q.recording, "Any"),
+        csv = esc(&csv.join("&")),
+        zone = esc(tz.name()),
+    );
+    if sessions.is_empty() {
+        body.push_str(if q.after.is_some() {
+            "<p class=\"muted\" id=\"no-sessions\">No more sessions.</p>"
+        } else {
+            "<p class=\"muted\" id=\"no-sessions\">No sessions match.</p>"
+        });
+    } else {
+        let rows = session_rows(shared, viewer, &sessions, &tz, false).await?;
+        body.push_str(&session_table(&rows, false));
+    }
+    let mut pages = String::new();
+    if q.after.is_some() {
+        let _ = write!(
+            pages,
+            "<a class=\"button\" id=\"first-page\" href=\"/console/sessions?{}\">Newest</a> ",
+            esc(&kept.join("&"))
+        );
+    }
+    if let Some(next) = session_log::next_after(&sessions, &filter) {
+        let mut q = kept.clone();
+        q.push(format!("after={}", urlencode(&next)));
+        let _ = write!(
+            pages,
+            "<a class=\"button\" id=\"next-page\" href=\"/console/sessions?{}\">Older</a>",
+            esc(&q.join("&"))
+        );
+    }
+    if !pages.is_empty() {
+        let _ = write!(body, "<p class=\"pages\">{pages}</p>");
+    }
+    Ok(body)
+}
+
+pub(crate) async fn sessions(
+    State(shared): State<Arc<Shared>>,
+    viewer: Viewer,
+    q: Result<Query<SessionsPageQuery>, QueryRejection>,
+) -> Response {
+    let shown = match q {
+        Ok(Query(q)) => sessions_body(&shared, &viewer, &q).await,
+        Err(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_VALUE",
+            "The sessions page's address takes range, from, until, technician, device, access, recording and after.",
+        )),
+    };
+    match shown {
+        Ok(body) => page("Sessions", &viewer, "/console/sessions", &body).into_response(),
+        Err(e) => (
+            e.status(),
+            page("Sessions", &viewer, "/console/sessions", &refusal(&e)),
+        )
+            .into_response(),
+    }
+}
+
+/// The live sessions, as the Active sessions page shows them and refreshes them.
+async fn active_list(shared: &Shared, viewer: &Viewer) -> Result<String, StoreError> {
+    let tz = time_zone(shared, &viewer.user.team_id).await?;
+    let filter = crate::store::SessionFilter {
+        live: true,
+        limit: 1000,
+        ..Default::default()
+    };
+    let sessions = shared
+        .store
+        .find_sessions(&viewer.user.team_id, &filter)
+        .await?;
+    if sessions.is_empty() {
+        return Ok("<p class=\"muted\" id=\"no-sessions\">No session is active now.</p>".into());
+    }
+    let rows = session_rows(shared, viewer, &sessions, &tz, true).await?;
     Ok(format!(
-        "<p class=\"muted small\">Times in {zone}.</p><table class=\"card\" id=\"sessions\"><thead><tr><th>Started</th><th>Device</th>\
-         <th>Technician</th><th>Access</th><th>Duration</th><th>Recording</th></tr></thead><tbody>{rows}</tbody></table>",
-        zone = esc(tz.name())
+        "<p class=\"muted small\">Times in {zone}.</p>{table}",
+        zone = esc(tz.name()),
+        table = session_table(&rows, true)
     ))
 }
 
-pub(crate) async fn sessions(State(shared): State<Arc<Shared>>, viewer: Viewer) -> Response {
-    match session_list(&shared, &viewer, false).await {
-        Ok(body) => page("Sessions", &viewer, "/console/sessions", &body).into_response(),
+fn active_page(viewer: &Viewer, list: &str, message: &str) -> Html<String> {
+    page(
+        "Active sessions",
+        viewer,
+        "/console/active",
+        &format!(
+            "{message}<p class=\"muted small\" id=\"refresh-status\" role=\"status\">Updates by itself every 5 seconds.</p>\
+             <div id=\"session-list\" data-refresh=\"/console/active/list\">{list}</div>"
+        ),
+    )
+}
+
+pub(crate) async fn active(State(shared): State<Arc<Shared>>, viewer: Viewer) -> Response {
+    match active_list(&shared, &viewer).await {
+        Ok(list) => active_page(&viewer, &list, "").into_response(),
         Err(e) => failed(e),
     }
 }
 
-pub(crate) async fn active(State(shared): State<Arc<Shared>>, viewer: Viewer) -> Response {
-    match session_list(&shared, &viewer, true).await {
-        Ok(body) => page("Active sessions", &viewer, "/console/active", &body).into_response(),
+/// `GET /console/active/list`: the list alone, for the page to refresh itself with. A sign-in
+/// that has ended answers 401 (not the sign-in page), so that the page can say so.
+pub(crate) async fn active_fragment(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let Some(token) = super::cookie_token(&headers) else {
+        return (StatusCode::UNAUTHORIZED, "Your sign-in has ended.").into_response();
+    };
+    let user = match shared.store.user_for_token(&token).await {
+        Ok(Ok(user)) => user,
+        Ok(Err(_)) => return (StatusCode::UNAUTHORIZED, "Your sign-in has ended.").into_response(),
+        Err(e) => return failed(e),
+    };
+    let viewer = Viewer {
+        user,
+        token,
+        addr: None,
+        host: None,
+    };
+    match active_list(&shared, &viewer).await {
+        Ok(list) => (
+            [(axum::http::header::CACHE_CONTROL, "no-store")],
+            Html(list),
+        )
+            .into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// `POST /console/sessions/{id}/end`: an owner or admin ends a live session.
+pub(crate) async fn end_session(
+    State(shared): State<Arc<Shared>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Response {
+    let (status, message) = match crate::ops::end_session(&shared, viewer.who(), &id).await {
+        Ok(()) => (
+            StatusCode::OK,
+            "<p class=\"saved\" role=\"status\">The session was ended. Its recording closes as after any other end.</p>".to_owned(),
+        ),
+        Err(e) => (e.status(), refusal(&e)),
+    };
+    match active_list(&shared, &viewer).await {
+        Ok(list) => (status, active_page(&viewer, &list, &message)).into_response(),
         Err(e) => failed(e),
     }
 }
@@ -193,7 +507,15 @@ async fn session_body(
         start = esc(&local_time(s.started_at, &tz)),
         end = s
             .ended_at
-            .map(|e| format!(", lasted {}", duration(e - s.started_at)))
+            .map(|e| format!(
+                ", lasted {}. How it ended: {}",
+                duration(e - s.started_at),
+                esc(&s
+                    .end_reason
+                    .as_deref()
+                    .map(session_log::end_reason_words)
+                    .unwrap_or_default())
+            ))
             .unwrap_or_default(),
         zone = esc(tz.name()),
     );
@@ -220,8 +542,11 @@ async fn session_body(
         );
     } else {
         body.push_str(
-            "<div id=\"player-box\" class=\"card hidden\"><video id=\"player\" controls preload=\"metadata\"></video>\
-             <p id=\"player-title\" class=\"muted small\"></p></div>",
+            "<div id=\"player-box\" class=\"card hidden\" tabindex=\"-1\"><video id=\"player\" controls preload=\"metadata\"></video>\
+             <div class=\"player-bar\"><p id=\"player-title\" class=\"muted small\"></p>\
+             <label class=\"inline-label\">Speed <select id=\"speed\"><option value=\"0.5\">0.5×</option><option value=\"1\" selected>1×</option>\
+             <option value=\"1.5\">1.5×</option><option value=\"2\">2×</option><option value=\"4\">4×</option><option value=\"8\">8×</option></select></label>\
+             <p class=\"muted small keys\">Keys: ← → 5 s, J L 10 s, Home End, Space pause, &lt; &gt; speed</p></div></div>",
         );
     }
     if files.is_empty() {
@@ -238,16 +563,18 @@ async fn session_body(
             None => by_monitor.push((f.monitor_key.clone(), f.monitor_name.clone(), vec![f])),
         }
     }
+    // Monitors are numbered from 1 in the order they were first recorded, with their names.
     let labels: BTreeMap<String, String> = by_monitor
         .iter()
-        .flat_map(|(_, name, files)| {
+        .enumerate()
+        .flat_map(|(n, (_, _, files))| {
             files
                 .iter()
-                .map(move |f| (f.id.clone(), format!("Monitor {name}, part {}", f.seq)))
+                .map(move |f| (f.id.clone(), format!("Monitor {}, part {}", n + 1, f.seq)))
         })
         .collect();
-    for (key, name, files) in by_monitor {
-        let monitor = esc(&name);
+    for (n, (key, name, files)) in by_monitor.into_iter().enumerate() {
+        let monitor = format!("{}: {}", n + 1, esc(&name));
         let _ = write!(
             body,
             "<h2 data-monitor=\"{key}\">Monitor {monitor}</h2><table class=\"card files\"><thead><tr><th>Start</th><th>Duration</th><th>Size</th>\
@@ -263,7 +590,7 @@ async fn session_body(
                      <a class=\"button download\" href=\"/console/recordings/{id}/download\" download>Download</a> \
                      <button class=\"copy\" data-file=\"{id}\">Copy links</button>",
                     id = esc(&f.id),
-                    title = esc(&format!("Monitor {name}, part {}", f.seq)),
+                    title = esc(labels.get(&f.id).map_or("", String::as_str)),
                 )
             } else {
                 String::new()

@@ -57,8 +57,10 @@ fn settings_body(s: &TeamSettings, can_edit: bool, message: Option<&str>) -> Str
          <fieldset><legend>Attended access</legend>\
          <label class=\"check\"><input type=\"checkbox\" name=\"record_attended\" id=\"record_attended\"{ra}{disabled}> Record every session (cloud session recording)</label>\
          <label>Who may play back and download{pa}</label></fieldset>\
-         <fieldset><legend>Time zone</legend><label>Times in the console are shown in\
-         <select name=\"time_zone\" id=\"time_zone\"{disabled}>{zones}</select></label></fieldset>\
+         <fieldset><legend>Time zone</legend>\
+         <label>Find a zone<input type=\"search\" id=\"time_zone_search\" data-filters=\"time_zone\" placeholder=\"City or region, e.g. Paris\" autocomplete=\"off\"{disabled}></label>\
+         <label>Times in the console are shown in\
+         <select name=\"time_zone\" id=\"time_zone\" size=\"6\"{disabled}>{zones}</select></label></fieldset>\
          {save}</form>\
          <p class=\"muted small\">Recorded sessions need streamer 3.5.8.0 or later, last at most 24 hours, and are kept 90 days.</p>",
         message = message.map(|m| format!("<p class=\"saved\" role=\"status\">{}</p>", esc(m))).unwrap_or_default(),
