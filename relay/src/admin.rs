@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::store::audit::{Action, Actor, NewEvent};
-use crate::store::members::OwnerReset;
+use crate::store::operator::OwnerReset;
 use crate::store::Store;
 use crate::{Config, SystemClock};
 

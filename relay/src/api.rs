@@ -52,7 +52,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/team/settings", get(get_settings).put(put_settings))
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/devices/{id}/revoke", post(revoke_device))
-        .route("/api/v1/deployment-codes", post(deployment_code))
+        .route(
+            "/api/v1/deployment-codes",
+            get(deployment_codes).post(deployment_code),
+        )
+        .route(
+            "/api/v1/deployment-codes/{id}/revoke",
+            post(revoke_deployment_code),
+        )
         .route("/api/v1/sessions", get(sessions))
         .route("/api/v1/sessions.csv", get(sessions_csv))
         .route("/api/v1/sessions/{id}/end", post(end_session))
@@ -61,6 +68,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/team/name", put(rename_team))
         .route("/api/v1/members", get(members))
         .route("/api/v1/members/invitations", post(invite))
+        .route(
+            "/api/v1/members/invitations/{email}",
+            delete(withdraw_invitation),
+        )
         .route("/api/v1/members/{id}", delete(remove_member))
         .route("/api/v1/members/{id}/role", put(set_role))
         .route(
@@ -380,6 +391,50 @@ async fn end_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
+async fn deployment_codes(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = shared.clock.now_ms();
+    let codes: Vec<_> = ops::deployment_codes(&shared, caller.who())
+        .await?
+        .into_iter()
+        .map(|c| {
+            serde_json::json!({
+                "id": c.id,
+                "hint": c.hint,
+                "created_at": c.created_at,
+                "expires_at": c.expires_at,
+                "revoked_at": c.revoked_at,
+                "created_by_name": c.created_by_name,
+                "devices": c.devices,
+                "state": deployment_code_state(&c, now),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "deployment_codes": codes })))
+}
+
+/// `active`, `expired` or `revoked`.
+pub(crate) fn deployment_code_state(c: &crate::store::DeploymentCode, now: i64) -> &'static str {
+    if c.revoked_at.is_some() {
+        "revoked"
+    } else if c.expires_at <= now {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+async fn revoke_deployment_code(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    ops::revoke_deployment_code(&shared, caller.who(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn deployment_code(
     State(shared): State<Arc<Shared>>,
     caller: Caller,
@@ -639,6 +694,15 @@ async fn invite(
     )
     .await?;
     Ok((StatusCode::CREATED, Json(invitation)))
+}
+
+async fn withdraw_invitation(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(email): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    ops::withdraw_invitation(&shared, caller.who(), &email).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn remove_member(

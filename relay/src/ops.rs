@@ -413,7 +413,7 @@ pub(crate) async fn deployment_code(
     let ttl = ms(shared.config.deployment_code_ttl_secs);
     let code = shared
         .store
-        .create_deployment_code(&who.user.team_id, ttl)
+        .create_deployment_code_by(&who.user.team_id, ttl, Some(&who.user.id))
         .await?;
     let expires = shared.clock.now_ms().saturating_add(ttl);
     // The code itself is a credential: the trail keeps only its start.
@@ -433,6 +433,51 @@ pub(crate) async fn deployment_code(
     )
     .await?;
     Ok((code, expires))
+}
+
+/// The team's deployment codes (owners and admins).
+pub(crate) async fn deployment_codes(
+    shared: &Shared,
+    who: Who<'_>,
+) -> Result<Vec<crate::store::DeploymentCode>, ApiError> {
+    managers_only(who, "see deployment codes")?;
+    Ok(shared.store.deployment_codes(&who.user.team_id).await?)
+}
+
+/// Revokes a deployment code: no computer registers with it any more; those that did stay.
+pub(crate) async fn revoke_deployment_code(
+    shared: &Shared,
+    who: Who<'_>,
+    id: &str,
+) -> Result<(), ApiError> {
+    managers_only(who, "revoke deployment codes")?;
+    let codes = shared.store.deployment_codes(&who.user.team_id).await?;
+    let Some(code) = codes.iter().find(|c| c.id == id) else {
+        // Another team's code is indistinguishable from a missing one.
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "Your team has no such deployment code.",
+        ));
+    };
+    if !shared
+        .store
+        .revoke_deployment_code(&who.user.team_id, id)
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            "This deployment code was revoked already.",
+        ));
+    }
+    let shown = code
+        .hint
+        .as_deref()
+        .map(|h| format!("{h}…"))
+        .unwrap_or_default();
+    audit_by(shared, who, Action::DeploymentCodeRevoked, &shown, id).await?;
+    Ok(())
 }
 
 // ---- Members ------------------------------------------------------------------------------------
@@ -577,6 +622,33 @@ pub(crate) async fn remove_member(
             target.role.as_str(),
             ended.len()
         ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Withdraws the pending invitations for `email`: their links stop working.
+pub(crate) async fn withdraw_invitation(
+    shared: &Shared,
+    who: Who<'_>,
+    email: &str,
+) -> Result<(), ApiError> {
+    let withdrawn = match shared.store.withdraw_invitation(who.user, email).await? {
+        Err(MemberError::NotFound) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "Your team has no pending invitation for this address.",
+            ))
+        }
+        other => refused(Ok(other))?,
+    };
+    audit_by(
+        shared,
+        who,
+        Action::InvitationWithdrawn,
+        email.trim(),
+        &format!("{withdrawn} link(s)"),
     )
     .await?;
     Ok(())

@@ -129,11 +129,23 @@ async fn members_body(
     if manager {
         let pending = shared.store.pending_invitations(&me.team_id).await?;
         if !pending.is_empty() {
-            body.push_str("<h2>Invitations not yet accepted</h2><table class=\"card\" id=\"invitations\"><thead><tr><th>E-mail</th><th>Role</th><th>Invited by</th><th>Expires</th></tr></thead><tbody>");
+            body.push_str("<h2>Invitations not yet accepted</h2><table class=\"card\" id=\"invitations\"><thead><tr><th>E-mail</th><th>Role</th><th>Invited by</th><th>Expires</th><th></th></tr></thead><tbody>");
             for i in pending {
+                // Admins withdraw members' invitations; the owner any (the server checks again).
+                let withdraw = if me.role == UserRole::Owner || i.role == UserRole::Member {
+                    format!(
+                        "<form method=\"post\" action=\"/console/invitations/withdraw\" class=\"inline\" \
+                         data-confirm=\"Withdraw the invitation for {email}? Its link stops working.\">\
+                         <input type=\"hidden\" name=\"email\" value=\"{email}\"><button class=\"small withdraw\">Withdraw</button></form>",
+                        email = esc(&i.email)
+                    )
+                } else {
+                    String::new()
+                };
                 let _ = write!(
                     body,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr data-email=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"actions\">{withdraw}</td></tr>",
+                    esc(&i.email),
                     esc(&i.email),
                     i.role.as_str(),
                     esc(i.invited_by.as_deref().unwrap_or("the relay's operator")),
@@ -220,6 +232,22 @@ pub(crate) async fn invite(
         Ok(m)
     }
     .await;
+    after(&shared, &viewer, r).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct WithdrawForm {
+    email: String,
+}
+
+pub(crate) async fn withdraw(
+    State(shared): State<Arc<Shared>>,
+    viewer: Viewer,
+    Form(f): Form<WithdrawForm>,
+) -> Response {
+    let r = ops::withdraw_invitation(&shared, viewer.who(), &f.email)
+        .await
+        .map(|()| shown(&format!("The invitation for {} was withdrawn.", f.email)));
     after(&shared, &viewer, r).await
 }
 

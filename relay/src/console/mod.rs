@@ -53,9 +53,14 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             post(team::new_deployment_code),
         )
         .route("/console/devices/{id}/revoke", post(team::revoke_device))
+        .route(
+            "/console/deployment-codes/{id}/revoke",
+            post(team::revoke_deployment_code),
+        )
         .route("/console/team/name", post(team::rename_team))
         .route("/console/members", get(members::members))
         .route("/console/members/invite", post(members::invite))
+        .route("/console/invitations/withdraw", post(members::withdraw))
         .route("/console/members/{id}/role", post(members::set_role))
         .route("/console/members/{id}/remove", post(members::remove))
         .route(

@@ -259,10 +259,85 @@ async fn team_body(shared: &Shared, viewer: &Viewer, message: &str) -> Result<St
     }
     body.push_str("</tbody></table>");
     if manager {
-        body.push_str("<h2>Deployment codes</h2><p class=\"muted\">Install the streamer on unattended computers with a deployment code.</p>");
-        body.push_str("<form method=\"post\" action=\"/console/team/deployment-code\"><button class=\"primary\">New deployment code</button></form>");
+        body.push_str(&codes_section(shared, viewer).await?);
     }
     Ok(body)
+}
+
+/// Deployment codes (make, list, revoke) and the attended access key: owners and admins only.
+async fn codes_section(shared: &Shared, viewer: &Viewer) -> Result<String, StoreError> {
+    let tz = time_zone(shared, &viewer.user.team_id).await?;
+    let now = shared.clock.now_ms();
+    let mut out = String::from(
+        "<h2>Deployment codes</h2><p class=\"muted\">Install the streamer on unattended computers with a deployment code. \
+         A code is shown once, when it is made; the list keeps its first characters.</p>\
+         <form method=\"post\" action=\"/console/team/deployment-code\"><button class=\"primary\" id=\"new-code\">New deployment code</button></form>",
+    );
+    let codes = shared.store.deployment_codes(&viewer.user.team_id).await?;
+    if codes.is_empty() {
+        out.push_str("<p class=\"muted\" id=\"deployment-codes\">No deployment code yet.</p>");
+    } else {
+        out.push_str(
+            "<table class=\"card\" id=\"deployment-codes\"><thead><tr><th>Code</th><th>Made</th><th>By</th><th>Works until</th>\
+             <th>State</th><th>Computers</th><th></th></tr></thead><tbody>",
+        );
+        for c in codes {
+            let state = crate::api::deployment_code_state(&c, now);
+            let revoke = if state == "active" {
+                format!(
+                    "<form method=\"post\" action=\"/console/deployment-codes/{id}/revoke\" class=\"inline\" \
+                     data-confirm=\"Revoke this deployment code? Computers that registered with it stay; no other can register with it.\">\
+                     <button class=\"danger small\">Revoke</button></form>",
+                    id = esc(&c.id)
+                )
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                out,
+                "<tr data-code=\"{id}\" data-state=\"{state}\"><td><code>{hint}</code></td><td>{made}</td><td>{by}</td><td>{until}</td>\
+                 <td>{label}</td><td>{devices}</td><td class=\"actions\">{revoke}</td></tr>",
+                id = esc(&c.id),
+                hint = esc(&c.hint.as_deref().map(|h| format!("{h}…")).unwrap_or_else(|| "—".into())),
+                made = esc(&local_time(c.created_at, &tz)),
+                by = esc(c.created_by_name.as_deref().unwrap_or("The relay")),
+                until = esc(&local_time(c.expires_at, &tz)),
+                label = match state {
+                    "active" => "<span class=\"online\">Active</span>",
+                    "expired" => "<span class=\"muted\">Expired</span>",
+                    _ => "<span class=\"muted\">Revoked</span>",
+                },
+                devices = c.devices,
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
+    if let Some(key) = shared.store.attended_key(&viewer.user.team_id).await? {
+        let _ = write!(
+            out,
+            "<h2>Attended access</h2><p class=\"muted\">The attended streamer an end user runs for a one-off session needs your \
+             team's access key (its <code>team_key</code> setting, or <code>--team-key</code>). It lets a computer offer a session \
+             to your team; it grants no access to anything.</p>\
+             <p><input class=\"link-text\" id=\"attended-key\" readonly value=\"{key}\"> \
+             <button class=\"copy-text\" data-for=\"attended-key\">Copy</button></p>",
+            key = esc(&key)
+        );
+    }
+    Ok(out)
+}
+
+pub(crate) async fn revoke_deployment_code(
+    State(shared): State<Arc<Shared>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Response {
+    match crate::ops::revoke_deployment_code(&shared, viewer.who(), &id).await {
+        Ok(()) => {
+            let saved = "<p class=\"saved\" role=\"status\">Deployment code revoked.</p>";
+            team_page(&shared, &viewer, StatusCode::OK, saved).await
+        }
+        Err(e) => team_page(&shared, &viewer, e.status(), &super::members::refusal(&e)).await,
+    }
 }
 
 async fn team_page(
@@ -296,7 +371,9 @@ pub(crate) async fn new_deployment_code(
                 Err(e) => return failed(e),
             };
             let message = format!(
-                "<p class=\"saved\">New deployment code: <code id=\"deployment-code\">{}</code> (works until {})</p>",
+                "<div class=\"saved\" role=\"status\"><p>New deployment code, shown only now (works until {1}):</p>\
+                 <p><input class=\"link-text\" id=\"deployment-code\" readonly value=\"{0}\"> \
+                 <button class=\"copy-text\" data-for=\"deployment-code\">Copy</button></p></div>",
                 esc(&code),
                 esc(&local_time(expires, &tz))
             );
@@ -317,8 +394,6 @@ pub(crate) async fn revoke_device(
     }
 }
 
-/// `GET /console/recordings/{id}/download`: a fresh download link, issued now, then the file (a
-/// redirect); the policy is checked now, not when the page was drawn.
 #[derive(Deserialize)]
 pub(crate) struct RenameForm {
     name: String,

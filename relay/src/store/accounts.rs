@@ -423,15 +423,32 @@ impl Store {
         team_id: &str,
         ttl_ms: i64,
     ) -> Result<String, StoreError> {
+        self.create_deployment_code_by(team_id, ttl_ms, None).await
+    }
+
+    /// Issues a deployment code for `team_id`, valid for `ttl_ms`, made by `created_by` (a user
+    /// id), listed with its first characters ([`DeploymentCode::hint`]).
+    pub async fn create_deployment_code_by(
+        &self,
+        team_id: &str,
+        ttl_ms: i64,
+        created_by: Option<&str>,
+    ) -> Result<String, StoreError> {
         let code = secrets::new_token()?;
         let now = self.now();
-        sqlx::query("INSERT INTO deployment_codes (code_hash, team_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
-            .bind(secrets::digest(&code))
-            .bind(team_id)
-            .bind(now)
-            .bind(now.saturating_add(ttl_ms))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO deployment_codes (code_hash, team_id, created_at, expires_at, id, hint, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(secrets::digest(&code))
+        .bind(team_id)
+        .bind(now)
+        .bind(now.saturating_add(ttl_ms))
+        .bind(secrets::new_id()?)
+        .bind(code.chars().take(super::devices::HINT_LEN).collect::<String>())
+        .bind(created_by)
+        .execute(&self.pool)
+        .await?;
         Ok(code)
     }
 
@@ -442,7 +459,7 @@ impl Store {
         device_name: &str,
     ) -> Result<Result<(DeviceRecord, String), Denied>, StoreError> {
         let row = sqlx::query(
-            "SELECT team_id, expires_at, revoked_at FROM deployment_codes WHERE code_hash = ?",
+            "SELECT id, team_id, expires_at, revoked_at FROM deployment_codes WHERE code_hash = ?",
         )
         .bind(secrets::digest(code))
         .fetch_optional(&self.pool)
@@ -464,12 +481,13 @@ impl Store {
             revoked: false,
         };
         let secret = secrets::new_token()?;
-        sqlx::query("INSERT INTO devices (id, team_id, name, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO devices (id, team_id, name, secret_hash, created_at, code_id) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(&device.id)
             .bind(&device.team_id)
             .bind(&device.name)
             .bind(secrets::digest(&secret))
             .bind(self.now())
+            .bind(row.try_get::<Option<String>, _>("id")?)
             .execute(&self.pool)
             .await?;
         Ok(Ok((device, secret)))

@@ -46,6 +46,8 @@ pub enum Action {
     DeviceRevoked,
     /// A deployment code was made.
     DeploymentCodeCreated,
+    /// A deployment code was revoked (object: its first characters, detail: its id).
+    DeploymentCodeRevoked,
     /// A session started (object: the session).
     SessionStarted,
     /// A session ended (detail: the reason).
@@ -84,6 +86,7 @@ const ACTIONS: &[(Action, &str)] = &[
     (Action::DeviceRegistered, "device_registered"),
     (Action::DeviceRevoked, "device_revoked"),
     (Action::DeploymentCodeCreated, "deployment_code_created"),
+    (Action::DeploymentCodeRevoked, "deployment_code_revoked"),
     (Action::SessionStarted, "session_started"),
     (Action::SessionEnded, "session_ended"),
     (Action::SessionTerminated, "session_terminated"),

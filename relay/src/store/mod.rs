@@ -2,7 +2,9 @@
 
 mod accounts;
 pub mod audit;
+mod devices;
 pub mod members;
+pub mod operator;
 mod recordings;
 mod sessions;
 
@@ -20,6 +22,7 @@ pub use accounts::{
     Denied, DeviceRecord, NewTeam, PlaybackPolicy, SignIn, TeamRecord, TeamSettings, UserRecord,
     UserRole,
 };
+pub use devices::DeploymentCode;
 pub use recordings::{ClosedFile, NewRecordingFile, RecordingFile, RecordingState};
 pub(crate) use sessions::access_str;
 pub use sessions::{NewSession, SessionFilter, SessionRecord};
