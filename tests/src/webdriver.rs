@@ -268,6 +268,30 @@ impl AppWindow {
         .map(drop)
     }
 
+    /// Sends keys to what `css` selects, as typed (WebDriver's key codes for special keys, e.g.
+    /// `\u{E014}` for the right arrow), without clearing it first.
+    pub async fn send_keys(&self, css: &str, keys: &str) -> Result<()> {
+        let el = self.find(css).await?;
+        self.call(
+            "POST",
+            &format!("/element/{el}/value"),
+            Some(json!({"text": keys})),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Resizes the window (a phone's width, say).
+    pub async fn set_size(&self, width: u32, height: u32) -> Result<()> {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Runs `script` (a function body; `arguments` holds `args`) in the page and returns its value.
     pub async fn script(&self, script: &str, args: Value) -> Result<Value> {
         self.call(
