@@ -173,7 +173,7 @@ async fn the_console_stays_right_while_it_is_open() {
     assert_eq!(number(&owner, rate).await, 2.0);
     owner.send_keys("#player", ">").await.unwrap();
     assert_eq!(number(&owner, rate).await, 4.0);
-    owner.send_keys("#player", "<<<").await.unwrap();
+    owner.send_keys("#player", "<<<<<").await.unwrap();
     assert_eq!(number(&owner, rate).await, 0.5);
     owner.send_keys("#player", "\u{E010}").await.unwrap(); // End
     let at = number(

@@ -34,7 +34,7 @@ impl Store {
             "SELECT c.id, c.hint, c.created_at, c.expires_at, c.revoked_at, u.name AS created_by_name, \
              (SELECT COUNT(*) FROM devices d WHERE d.code_id = c.id) AS devices \
              FROM deployment_codes c LEFT JOIN users u ON u.id = c.created_by \
-             WHERE c.team_id = ? ORDER BY c.created_at DESC, c.id LIMIT 200",
+             WHERE c.team_id = ? ORDER BY c.created_at DESC, c.rowid DESC LIMIT 200",
         )
         .bind(team_id)
         .fetch_all(&self.pool)
