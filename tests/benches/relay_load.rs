@@ -138,6 +138,9 @@ fn relay_binary() -> Result<PathBuf> {
             "relay",
             "--bin",
             "relay",
+            // The switch for the run with the audit trail off (benchmark builds only).
+            "--features",
+            "bench-switches",
         ])
         .status()?;
     if !status.success() {
@@ -155,6 +158,7 @@ async fn through_relay(
     fixture: Arc<Fixture>,
     options: Options,
     record: bool,
+    audit: bool,
 ) -> Result<(Report, u64)> {
     let data = tempfile::tempdir()?;
     // Provision the team before the relay starts, through its own store.
@@ -170,6 +174,7 @@ async fn through_relay(
         .arg(data.path())
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
+        .env("RELAY_BENCH_AUDIT_OFF", if audit { "0" } else { "1" })
         .stderr(std::fs::File::create(&log_path)?);
     let server = Server::start(cmd, "listening on https://")?;
     let connector = Connector::trusting_ca_file(&data.path().join("tls/dev-ca.pem"))?;
@@ -262,9 +267,12 @@ fn main() -> Result<()> {
     );
     runtime.block_on(async {
         let baseline = through_forwarder(fixture.clone(), options).await?;
-        let (unrecorded, _) = through_relay(&binary, fixture.clone(), options, false).await?;
-        let (relay, recorded) = through_relay(&binary, fixture.clone(), options, true).await?;
+        let (unrecorded, _) = through_relay(&binary, fixture.clone(), options, false, true).await?;
+        let (unaudited, _) = through_relay(&binary, fixture.clone(), options, true, false).await?;
+        let (relay, recorded) =
+            through_relay(&binary, fixture.clone(), options, true, true).await?;
         print_table(&baseline, &unrecorded, &relay, recorded);
+        print_audit(&relay, &unaudited);
         if args.iter().any(|a| a == "--no-content") {
             return Ok(());
         }
@@ -285,7 +293,7 @@ fn main() -> Result<()> {
                 window: Duration::from_secs(20),
                 setup_concurrency: 1,
             };
-            let (r, bytes) = through_relay(&binary, f.clone(), one, true).await?;
+            let (r, bytes) = through_relay(&binary, f.clone(), one, true, true).await?;
             let streamed_secs = r.frames_sent as f64 / f64::from(f.config.frame_rate);
             println!(
                 "| {name} | {:.0} | {bytes} | {:.3} | {:.2} GB |",
@@ -296,6 +304,39 @@ fn main() -> Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+/// The recording relay with its audit trail (every session's start and end) beside the same relay
+/// with the trail switched off, same run, same load.
+fn print_audit(audited: &Report, unaudited: &Report) {
+    println!("\n| figure | recording, audit on | recording, audit off | on / off |");
+    println!("|---|---:|---:|---:|");
+    let row = |name: &str, f: &dyn Fn(&Report) -> f64, digits: usize| {
+        let (a, b) = (f(audited), f(unaudited));
+        let ratio = if b > 0.0 {
+            format!("{:.2}", a / b)
+        } else {
+            "-".into()
+        };
+        println!("| {name} | {a:.digits$} | {b:.digits$} | {ratio} |");
+    };
+    println!(
+        "| sessions held / asked | {} / {} | {} / {} | |",
+        audited.held, audited.sessions, unaudited.held, unaudited.sessions
+    );
+    row(
+        "server CPU per session (% of a core)",
+        &|r| r.cpu_per_session() * 100.0,
+        3,
+    );
+    row("transit latency p99 (ms)", &|r| r.latency_ms(0.99), 2);
+    row("frames lost", &|r| r.frames_lost() as f64, 0);
+    row(
+        "server memory per session (KiB)",
+        &|r| r.memory_per_session() / 1024.0,
+        0,
+    );
+    row("setup of all sessions (s)", &|r| r.setup.as_secs_f64(), 2);
 }
 
 fn print_table(base: &Report, plain: &Report, relay: &Report, recorded: u64) {

@@ -747,6 +747,47 @@ async fn an_owner_runs_a_team_in_the_console_and_the_audit_log_shows_it() {
     let still = fetch(&member, "POST", &format!("/api/v1/recordings/{file}/links")).await;
     assert_eq!(still["status"], 403);
 
+    // The admin's page stays open while the owner narrows the policy again: Play then says why in
+    // the file's row instead of playing a black player, and Download says so on its page.
+    owner
+        .goto(&format!("{base}/console/settings"))
+        .await
+        .unwrap();
+    owner
+        .script(
+            "document.getElementById('playback_unattended').value = 'owner';",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    owner.click("#save").await.unwrap();
+    owner
+        .wait_text("#settings-history", Duration::from_secs(10), |t| {
+            t.contains("Admins and Owner → Owner only")
+        })
+        .await
+        .unwrap();
+    admin
+        .click(&format!("tr[data-file='{file}'] button.play"))
+        .await
+        .unwrap();
+    admin
+        .wait_text(
+            &format!("tr[data-file='{file}'] .refusal"),
+            Duration::from_secs(10),
+            |t| t.contains("playback policy does not let your role play"),
+        )
+        .await
+        .unwrap();
+    let download = fetch(
+        &admin,
+        "GET",
+        &format!("/console/recordings/{file}/download"),
+    )
+    .await;
+    assert_eq!(download["status"], 403, "{download}");
+    shot(&admin, "members-3b-refused-on-open-page").await;
+
     // The member is in a live session when the owner removes them: their open page and the
     // session are cut off at once.
     let mut live = LiveSession::start_as(&relay, &acme, dir.path(), "max@acme.example").await;

@@ -217,9 +217,21 @@ fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditEvent, StoreError>
     })
 }
 
+/// The load bench's switch (feature `bench-switches` only): the audit trail off, for the figure
+/// beside it.
+#[cfg(feature = "bench-switches")]
+fn bench_audit_off() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var_os("RELAY_BENCH_AUDIT_OFF").is_some_and(|v| v == "1"))
+}
+
 impl Store {
     /// Records an event.
     pub async fn audit(&self, event: NewEvent<'_>) -> Result<i64, StoreError> {
+        #[cfg(feature = "bench-switches")]
+        if bench_audit_off() {
+            return Ok(0);
+        }
         let (kind, actor_id, actor_name) = event.actor.parts();
         let done = sqlx::query(
             "INSERT INTO audit_events \
