@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::recorded::{recorded_session, stream};
 use common::*;
 use protocol::{Credential, EndReason, ErrorCode, Message, Role, SessionTarget};
+use relay::clock::Clock as _;
 use relay::store::{RecordingState, UserRole};
 use serde_json::{json, Value};
 
@@ -567,5 +568,95 @@ async fn unknown_addresses_are_404s_and_a_browser_opening_a_dead_link_gets_a_pag
     let (status, _, page) = get(tampered, "text/html").await;
     assert_eq!(status, 403);
     assert!(page.contains("This link is not valid"), "{page}");
+    relay.stop().await;
+}
+
+/// A console page as the signed-in `token` sees it: the status and the HTML.
+async fn console_page(relay: &TestRelay, token: &str, path: &str) -> (u16, String) {
+    let cookie = format!("relay_console={token}");
+    let (status, _, body) = relay
+        .connector
+        .request(
+            &relay.addr,
+            "GET",
+            path,
+            &[("cookie", &cookie)],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// The `href` of the element with `id` in `html`, unescaped.
+fn href_of(html: &str, id: &str) -> Option<String> {
+    let needle = format!("id=\"{id}\" href=\"");
+    let rest = &html[html.find(&needle)? + needle.len()..];
+    Some(rest[..rest.find('"')?].replace("&amp;", "&"))
+}
+
+#[tokio::test]
+async fn the_sessions_page_pages_by_cursor_keeping_its_filter() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("pages").await;
+    // 55 session rows as the relay writes them (pairing 55 sessions would meet the request limit).
+    let owner_id = relay.store.team_users(&team.id).await.unwrap()[0]
+        .id
+        .clone();
+    let mut made = Vec::new();
+    for i in 0..55 {
+        let id = format!("{i:032x}");
+        relay
+            .store
+            .insert_session(&relay::store::NewSession {
+                id: id.clone(),
+                team_id: team.id.clone(),
+                technician_id: owner_id.clone(),
+                device_id: None,
+                device_name: "Kiosk".into(),
+                access: protocol::AccessType::Unattended,
+                recorded: false,
+                streamer_version: "3.5.8.0".into(),
+            })
+            .await
+            .unwrap();
+        relay
+            .store
+            .end_session(&id, "TECHNICIAN_LEFT")
+            .await
+            .unwrap();
+        made.push((relay.clock.now_ms(), id));
+        // Every third one in the same millisecond as the one before: the cursor's id breaks ties.
+        if i % 3 != 0 {
+            relay.clock.advance(Duration::from_millis(1500));
+        }
+    }
+    // Newest first; sessions that started in the same millisecond by id.
+    made.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let made: Vec<String> = made.into_iter().map(|(_, id)| id).collect();
+    let rows = |html: &str| -> Vec<String> {
+        html.split("<tr data-session=\"")
+            .skip(1)
+            .map(|r| r[..r.find('"').unwrap()].to_owned())
+            .collect()
+    };
+    let (status, first) =
+        console_page(&relay, &team.token, "/console/sessions?access=unattended").await;
+    assert_eq!(status, 200);
+    assert_eq!(rows(&first), made[..50]);
+    assert!(href_of(&first, "first-page").is_none());
+    let older = href_of(&first, "next-page").expect("an Older link");
+    assert!(older.contains("access=unattended"), "{older}");
+    let (status, second) = console_page(&relay, &team.token, &older).await;
+    assert_eq!(status, 200);
+    assert_eq!(rows(&second), made[50..]);
+    assert!(href_of(&second, "next-page").is_none(), "the last page");
+    let newest = href_of(&second, "first-page").expect("a Newest link");
+    assert_eq!(newest, "/console/sessions?access=unattended");
+
+    // An address the page did not make is refused with why, not ignored.
+    let (status, page) = console_page(&relay, &team.token, "/console/sessions?after=nope").await;
+    assert_eq!(status, 400);
+    assert!(page.contains("after is the previous page"), "{page}");
     relay.stop().await;
 }

@@ -603,18 +603,8 @@ async fn the_recording_column_tells_incomplete_after_a_crash() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_owner_runs_a_team_in_the_console_and_the_audit_log_shows_it() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = TestRelay::start(&dir.path().join("relay"), 0).await;
+    let (relay, acme) = acme_recording_unattended(dir.path()).await;
     let base = format!("https://{}", relay.addr);
-    let acme = relay
-        .store
-        .create_team("acme", "owner@acme.example", "Olivia Owner", PASSWORD)
-        .await
-        .unwrap()
-        .team
-        .id;
-    let mut s = relay.store.team_settings(&acme).await.unwrap().unwrap();
-    s.record_unattended = true;
-    relay.store.set_team_settings(&acme, &s).await.unwrap();
     let home = dir.path().join("home");
     trust_ca_for_chromium(&home, &relay.ca()).unwrap();
     let driver = Driver::chromium(&home).await.unwrap();
@@ -705,24 +695,7 @@ async fn an_owner_runs_a_team_in_the_console_and_the_audit_log_shows_it() {
         .unwrap();
     assert!(refusal.contains("Only the owner"), "{refusal}");
     shot(&admin, "members-3-admin-refused").await;
-    owner
-        .goto(&format!("{base}/console/settings"))
-        .await
-        .unwrap();
-    owner
-        .script(
-            "document.getElementById('playback_unattended').value = 'admins';",
-            json!([]),
-        )
-        .await
-        .unwrap();
-    owner.click("#save").await.unwrap();
-    owner
-        .wait_text("#settings-history", Duration::from_secs(10), |t| {
-            t.contains("Owner only → Admins and Owner")
-        })
-        .await
-        .unwrap();
+    set_unattended_playback(&owner, &base, "admins", "Owner only → Admins and Owner").await;
     admin
         .goto(&format!("{base}/console/sessions/{session}"))
         .await
@@ -749,24 +722,7 @@ async fn an_owner_runs_a_team_in_the_console_and_the_audit_log_shows_it() {
 
     // The admin's page stays open while the owner narrows the policy again: Play then says why in
     // the file's row instead of playing a black player, and Download says so on its page.
-    owner
-        .goto(&format!("{base}/console/settings"))
-        .await
-        .unwrap();
-    owner
-        .script(
-            "document.getElementById('playback_unattended').value = 'owner';",
-            json!([]),
-        )
-        .await
-        .unwrap();
-    owner.click("#save").await.unwrap();
-    owner
-        .wait_text("#settings-history", Duration::from_secs(10), |t| {
-            t.contains("Admins and Owner → Owner only")
-        })
-        .await
-        .unwrap();
+    set_unattended_playback(&owner, &base, "owner", "Admins and Owner → Owner only").await;
     admin
         .click(&format!("tr[data-file='{file}'] button.play"))
         .await

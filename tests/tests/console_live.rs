@@ -16,7 +16,6 @@ use protocol::EndReason;
 use relay::store::{RecordingState, UserRole};
 use serde_json::json;
 use system_tests::webdriver::{trust_ca_for_chromium, AppWindow, Driver};
-use system_tests::TestRelay;
 use technician::Event;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -46,18 +45,8 @@ async fn number(page: &AppWindow, script: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_stays_right_while_it_is_open() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = TestRelay::start(&dir.path().join("relay"), 0).await;
+    let (relay, acme) = acme_recording_unattended(dir.path()).await;
     let base = format!("https://{}", relay.addr);
-    let acme = relay
-        .store
-        .create_team("acme", "owner@acme.example", "Olivia Owner", PASSWORD)
-        .await
-        .unwrap()
-        .team
-        .id;
-    let mut s = relay.store.team_settings(&acme).await.unwrap().unwrap();
-    s.record_unattended = true;
-    relay.store.set_team_settings(&acme, &s).await.unwrap();
     relay
         .store
         .add_user(

@@ -325,3 +325,41 @@ pub async fn invite_in_browser(page: &AppWindow, base: &str, email: &str, role: 
     .unwrap()
     .to_owned()
 }
+
+/// A relay under `dir` with the team "acme" (owner `owner@acme.example`, "Olivia Owner") recording
+/// unattended sessions; returns the relay and the team's id.
+pub async fn acme_recording_unattended(dir: &std::path::Path) -> (TestRelay, String) {
+    let relay = TestRelay::start(&dir.join("relay"), 0).await;
+    let acme = relay
+        .store
+        .create_team("acme", "owner@acme.example", "Olivia Owner", PASSWORD)
+        .await
+        .unwrap()
+        .team
+        .id;
+    let mut s = relay.store.team_settings(&acme).await.unwrap().unwrap();
+    s.record_unattended = true;
+    relay.store.set_team_settings(&acme, &s).await.unwrap();
+    (relay, acme)
+}
+
+/// The owner sets who may play unattended sessions' recordings on the Settings page (`owner`,
+/// `admins` or `members`) and waits for the change `history` (e.g. "Owner only → Admins and
+/// Owner") in the settings history.
+pub async fn set_unattended_playback(page: &AppWindow, base: &str, policy: &str, history: &str) {
+    page.goto(&format!("{base}/console/settings"))
+        .await
+        .unwrap();
+    page.script(
+        "document.getElementById('playback_unattended').value = arguments[0];",
+        json!([policy]),
+    )
+    .await
+    .unwrap();
+    page.click("#save").await.unwrap();
+    page.wait_text("#settings-history", Duration::from_secs(10), |t| {
+        t.contains(history)
+    })
+    .await
+    .unwrap();
+}
