@@ -256,8 +256,9 @@ fn test() -> Result<()> {
     fuzz(20)?;
     installers()?;
     windows()?;
-    // Last, so that the test runner's summary is the last thing printed.
-    run_tests(cargo().args(["test", "--workspace"]))
+    // Last, so that the test runner's summary is the last thing printed. Every suite runs even
+    // after one fails, so that a red run lists every failure at once.
+    run_tests(cargo().args(["test", "--workspace", "--no-fail-fast"]))
 }
 
 /// Runs cargo test, echoing its output, and ends with one line that adds up every test binary's

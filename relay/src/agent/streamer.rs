@@ -276,7 +276,14 @@ impl Conn {
         // Free for the next session at once: both sides have been told the session ended, and a
         // technician who connects again right away must not find the computer busy while the end
         // is written to the database (seen as a rare DEVICE_BUSY under load in relay/tests/relay.rs).
-        self.shared.hub.release(self.conn_id);
+        // A connection that is gone is offline at once instead: found free while the end is
+        // written, it took an offer nobody would answer, refused as TIMEOUT rather than
+        // DEVICE_OFFLINE (seen in relay/tests/relay.rs, a_lost_streamer_ends_the_session…).
+        if result.is_err() {
+            self.shared.hub.remove_streamer(self.conn_id);
+        } else {
+            self.shared.hub.release(self.conn_id);
+        }
         let (reason, _) = link
             .reason()
             .unwrap_or((EndReason::ProtocolError, String::new()));
