@@ -27,7 +27,7 @@ fn main() {
     let mut encoder = H264Encoder::new(monitor.width, monitor.height, 30).unwrap();
     // One frame first, outside the measurement: the encoder's and the capture's first-time costs.
     let first = source.capture(&monitor).unwrap();
-    encoder.encode_bgra(&first, true).unwrap();
+    encoder.encode_bgra(&first, None, true).unwrap();
     let (mut capture, mut encode, mut bytes) = (Duration::ZERO, Duration::ZERO, 0usize);
     let cpu0 = cpu_time::ThreadTime::now();
     let t0 = Instant::now();
@@ -37,7 +37,10 @@ fn main() {
         capture += t.elapsed();
         let t = Instant::now();
         // An IDR every two seconds, as the streamer does at 30 fps.
-        let out = encoder.encode_bgra(&frame, n % 60 == 0).unwrap();
+        let out = encoder
+            .encode_bgra(&frame, None, n % 60 == 0)
+            .unwrap()
+            .expect("without rate control no frame is skipped");
         encode += t.elapsed();
         bytes += out.data.len();
     }

@@ -1,13 +1,18 @@
-//! H.264 encoding with openh264, configured for screen content, keyframes on request.
+//! H.264 encoding with openh264, keyframes on request, with a bitrate the streamer holds: openh264's
+//! rate control chooses the quantiser, and a token bucket in front of it drops whole frames when even
+//! the coarsest quantiser would go over (openh264's own frame skipping dropped far more than needed,
+//! measured in docs/PERFORMANCE.md).
+
+use std::time::Instant;
 
 use openh264::encoder::{
-    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
-    UsageType,
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod,
+    RateControlMode, UsageType,
 };
 use openh264::formats::{RgbSliceU8, YUVBuffer, YUVSlices};
 use yuv::{
-    bgra_to_yuv420, YuvChromaSubsampling, YuvConversionMode, YuvPlanarImageMut, YuvRange,
-    YuvStandardMatrix,
+    bgra_to_yuv420, BufferStoreMut, YuvChromaSubsampling, YuvConversionMode, YuvPlanarImageMut,
+    YuvRange, YuvStandardMatrix,
 };
 
 use crate::capture::Frame;
@@ -54,14 +59,108 @@ pub struct EncodedFrame {
     pub keyframe: bool,
 }
 
+/// The target bitrate at 1920x1080; other sizes get the same bits a pixel.
+pub const TARGET_BPS_1080P: u32 = 4_000_000;
+
+/// The lowest target, whatever the size: below it text stops being legible while it changes.
+pub const MIN_TARGET_BPS: u32 = 500_000;
+
+/// The target bitrate for a `width` x `height` screen: [`TARGET_BPS_1080P`] scaled by pixels.
+pub fn target_bitrate(width: u16, height: u16) -> u32 {
+    let pixels = u64::from(width) * u64::from(height);
+    let bps = u64::from(TARGET_BPS_1080P) * pixels / (1920 * 1080);
+    u32::try_from(bps).unwrap_or(u32::MAX).max(MIN_TARGET_BPS)
+}
+
+/// The share of the target that openh264's rate control aims at; the bucket holds the whole target.
+const RATE_CONTROL_SHARE: f64 = 0.85;
+
+/// How an encoder is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderSettings {
+    /// openh264's screen-content usage (true) or its camera usage.
+    pub screen_content: bool,
+    /// openh264's low complexity mode (less motion search) rather than its medium one.
+    pub low_complexity: bool,
+    /// Rate control towards this many bits a second, dropping frames when over; `None` for no rate
+    /// control (every frame encoded at a fixed quality, whatever its size).
+    pub target_bps: Option<u32>,
+    /// An IDR picture every this many seconds' worth of frames (counted in frames encoded, so a
+    /// still screen makes them rarer), besides those asked for.
+    pub intra_period_seconds: u32,
+}
+
+impl EncoderSettings {
+    /// What the streamer uses for a `width` x `height` screen: camera usage at low complexity,
+    /// rate control on at [`target_bitrate`]. openh264's screen-content usage made smaller typing
+    /// frames but cost 2 to 3 times the CPU on scrolling and video; docs/PERFORMANCE.md has both.
+    pub fn streamer(width: u16, height: u16) -> Self {
+        Self {
+            screen_content: false,
+            low_complexity: true,
+            target_bps: Some(target_bitrate(width, height)),
+            // At 2 s, scrolling text lost 5 dB of PSNR at the same budget and typing took nearly
+            // three times the bytes (docs/PERFORMANCE.md); the view and the recorder ask for the
+            // keyframes they need.
+            intra_period_seconds: 10,
+        }
+    }
+
+    /// Camera usage at medium complexity without rate control: every frame comes out, whatever it
+    /// costs (test patterns, and the streamer before issue 19).
+    pub const FIXED_QUALITY: Self = Self {
+        screen_content: false,
+        low_complexity: false,
+        target_bps: None,
+        intra_period_seconds: 2,
+    };
+}
+
+/// Bits the encoder may still spend: refilled at the target rate, at most one second's worth, and
+/// spent by each frame sent. Below zero, frames are dropped until it refills.
+#[derive(Debug)]
+struct Bucket {
+    bps: u32,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// Full: the first keyframe goes at once.
+    fn new(bps: u32) -> Self {
+        Self {
+            bps,
+            tokens: f64::from(bps),
+            at: Instant::now(),
+        }
+    }
+
+    /// Whether a frame may be sent now.
+    fn open(&mut self) -> bool {
+        let now = Instant::now();
+        let rate = f64::from(self.bps);
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(rate);
+        self.at = now;
+        self.tokens >= 0.0
+    }
+
+    fn spend(&mut self, bytes: usize) {
+        self.tokens -= bytes as f64 * 8.0;
+    }
+}
+
 /// An H.264 encoder for one resolution and frame rate.
 pub struct H264Encoder {
     encoder: Encoder,
     width: u16,
     height: u16,
     i420: YuvPlanarImageMut<'static, u8>,
+    /// Whether the I420 picture holds a whole frame already (then only changed rows are redone).
+    converted: bool,
     frame_rate: u16,
-    frames: u64,
+    /// Frames given to openh264 so far.
+    encoded: u64,
+    bucket: Option<Bucket>,
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -74,19 +173,61 @@ impl std::fmt::Debug for H264Encoder {
 }
 
 impl H264Encoder {
-    /// An encoder with a keyframe every two seconds and whenever asked.
+    /// An encoder without rate control ([`EncoderSettings::FIXED_QUALITY`]): every frame given
+    /// comes out, a keyframe every two seconds and whenever asked.
     pub fn new(width: u16, height: u16, frame_rate: u16) -> Result<Self, EncodeError> {
-        // openh264's ScreenContentRealTime usage made every frame an IDR picture in our trials (7x
-        // the bytes of P frames), so the camera usage is kept until issue 5 tunes screen content.
+        Self::with_settings(width, height, frame_rate, EncoderSettings::FIXED_QUALITY)
+    }
+
+    /// An encoder set up as `settings` say, with keyframes when the settings say and whenever
+    /// asked.
+    /// Scene-change detection is off in every case: on screen content it turned ordinary changes
+    /// (a window opening) into IDR pictures, at several times the bytes of a P frame. openh264 never
+    /// skips frames itself; the bucket does, when there is a target.
+    pub fn with_settings(
+        width: u16,
+        height: u16,
+        frame_rate: u16,
+        settings: EncoderSettings,
+    ) -> Result<Self, EncodeError> {
+        let (usage, rc, bps) = match settings.target_bps {
+            // openh264 aims below the bucket's rate: its rate control overshoots for a while after
+            // each change of content, and every frame the bucket drops is a stale picture.
+            Some(bps) => (
+                settings.screen_content,
+                RateControlMode::Bitrate,
+                (f64::from(bps.max(MIN_TARGET_BPS)) * RATE_CONTROL_SHARE) as u32,
+            ),
+            None => (
+                settings.screen_content,
+                RateControlMode::Off,
+                TARGET_BPS_1080P,
+            ),
+        };
         let config = EncoderConfig::new()
-            .usage_type(UsageType::CameraVideoRealTime)
+            .usage_type(if usage {
+                UsageType::ScreenContentRealTime
+            } else {
+                UsageType::CameraVideoRealTime
+            })
             .scene_change_detect(false)
+            // Neither is available for screen content (openh264 turns them off with a warning).
+            .adaptive_quantization(!usage)
+            .background_detection(!usage)
             .skip_frames(false)
-            .rate_control_mode(RateControlMode::Off)
-            .bitrate(BitRate::from_bps(4_000_000))
+            // One thread: the session's capture thread, measurable as one, and the end user's
+            // other core left to them.
+            .num_threads(1)
+            .complexity(if settings.low_complexity {
+                Complexity::Low
+            } else {
+                Complexity::Medium
+            })
+            .rate_control_mode(rc)
+            .bitrate(BitRate::from_bps(bps))
             .max_frame_rate(FrameRate::from_hz(f32::from(frame_rate.max(1))))
             .intra_frame_period(IntraFramePeriod::from_num_frames(
-                u32::from(frame_rate.max(1)) * 2,
+                u32::from(frame_rate.max(1)) * settings.intra_period_seconds.max(1),
             ));
         let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)?;
         let (width, height) = encoded_size(width, height);
@@ -100,16 +241,22 @@ impl H264Encoder {
             width,
             height,
             i420,
+            converted: false,
             frame_rate: frame_rate.max(1),
-            frames: 0,
+            encoded: 0,
+            bucket: settings
+                .target_bps
+                .map(|b| Bucket::new(b.max(MIN_TARGET_BPS))),
         })
     }
 
-    /// The presentation time of the next frame at the configured rate: the encoder's rate control
-    /// and reference decisions need times that move.
+    /// The presentation time of the next frame encoded, as if every frame came at the configured
+    /// rate. The rate control then gives each frame its share of a second, whatever the gaps: with
+    /// real times, the frames the bucket dropped made the rate control give the next frame more,
+    /// which the bucket dropped again (scrolling fell to 6 fps in docs/PERFORMANCE.md's bench).
     fn next_timestamp(&mut self) -> openh264::Timestamp {
-        let ms = self.frames * 1000 / u64::from(self.frame_rate);
-        self.frames += 1;
+        let ms = self.encoded * 1000 / u64::from(self.frame_rate);
+        self.encoded += 1;
         openh264::Timestamp::from_millis(ms)
     }
 
@@ -118,13 +265,25 @@ impl H264Encoder {
         (self.width, self.height)
     }
 
+    /// The luma plane of the last frame given to [`encode_bgra`](Self::encode_bgra), and its
+    /// stride: what the encoder was asked to reproduce (for PSNR measurements).
+    pub fn input_luma(&self) -> (&[u8], usize) {
+        (self.i420.y_plane.borrow(), self.i420.y_stride as usize)
+    }
+
     /// Encodes one captured BGRA frame (converted to I420 with the `yuv` crate); a keyframe when
     /// asked. The frame may be larger than the encoder by an odd last column or row.
+    ///
+    /// `rows` (top inclusive, bottom exclusive) are the only rows that changed since the previous
+    /// call with the same frame buffer; only they are converted again (`None`: all of them).
+    /// `Ok(None)` is a frame the rate control skipped: nothing to send, not an error (a keyframe
+    /// asked for is then still owed, and the caller asks again).
     pub fn encode_bgra(
         &mut self,
         frame: &Frame,
+        rows: Option<(u16, u16)>,
         keyframe: bool,
-    ) -> Result<EncodedFrame, EncodeError> {
+    ) -> Result<Option<EncodedFrame>, EncodeError> {
         if frame.width & !1 != self.width || frame.height & !1 != self.height {
             return Err(EncodeError::WrongSize {
                 got: frame.bgra.len(),
@@ -133,17 +292,13 @@ impl H264Encoder {
                 height: self.height,
             });
         }
+        self.convert(frame, rows)?;
+        if let Some(bucket) = self.bucket.as_mut() {
+            if !bucket.open() {
+                return Ok(None);
+            }
+        }
         let timestamp = self.next_timestamp();
-        bgra_to_yuv420(
-            &mut self.i420,
-            &frame.bgra,
-            u32::try_from(frame.stride)
-                .map_err(|_| EncodeError::Convert("stride too large".into()))?,
-            YuvRange::Limited,
-            YuvStandardMatrix::Bt601,
-            YuvConversionMode::Balanced,
-        )
-        .map_err(|e| EncodeError::Convert(e.to_string()))?;
         let (w, h) = (usize::from(self.width), usize::from(self.height));
         let strides = (
             self.i420.y_stride as usize,
@@ -160,22 +315,74 @@ impl H264Encoder {
             self.encoder.force_intra_frame();
         }
         let stream = self.encoder.encode_at(&yuv, timestamp)?;
-        Self::finish(&stream)
+        let out = Self::finish(&stream);
+        if let (Some(bucket), Some(f)) = (self.bucket.as_mut(), out.as_ref()) {
+            bucket.spend(f.data.len());
+        }
+        Ok(out)
     }
 
-    fn finish(
-        stream: &openh264::encoder::EncodedBitStream<'_>,
-    ) -> Result<EncodedFrame, EncodeError> {
+    /// BGRA to I420 for the rows `rows` (all when `None`), widened to whole chroma rows.
+    fn convert(&mut self, frame: &Frame, rows: Option<(u16, u16)>) -> Result<(), EncodeError> {
+        let stride = u32::try_from(frame.stride)
+            .map_err(|_| EncodeError::Convert("stride too large".into()))?;
+        let (top, bottom) = match rows {
+            Some((t, b)) if self.converted => (t & !1, (b.saturating_add(1) & !1).min(self.height)),
+            _ => (0, self.height),
+        };
+        if top >= bottom {
+            return Ok(());
+        }
+        let (t, b) = (usize::from(top), usize::from(bottom));
+        let (ys, us, vs) = (
+            self.i420.y_stride as usize,
+            self.i420.u_stride as usize,
+            self.i420.v_stride as usize,
+        );
+        let mut band = YuvPlanarImageMut {
+            y_plane: BufferStoreMut::Borrowed(&mut self.i420.y_plane.borrow_mut()[t * ys..b * ys]),
+            y_stride: self.i420.y_stride,
+            u_plane: BufferStoreMut::Borrowed(
+                &mut self.i420.u_plane.borrow_mut()[t / 2 * us..b / 2 * us],
+            ),
+            u_stride: self.i420.u_stride,
+            v_plane: BufferStoreMut::Borrowed(
+                &mut self.i420.v_plane.borrow_mut()[t / 2 * vs..b / 2 * vs],
+            ),
+            v_stride: self.i420.v_stride,
+            width: self.i420.width,
+            height: u32::from(bottom - top),
+        };
+        let src = frame
+            .bgra
+            .get(t * frame.stride..)
+            .ok_or_else(|| EncodeError::Convert("rows outside the frame".into()))?;
+        bgra_to_yuv420(
+            &mut band,
+            src,
+            stride,
+            YuvRange::Limited,
+            YuvStandardMatrix::Bt601,
+            YuvConversionMode::Balanced,
+        )
+        .map_err(|e| EncodeError::Convert(e.to_string()))?;
+        self.converted = true;
+        Ok(())
+    }
+
+    /// The access unit, or `None` when the encoder skipped the frame.
+    fn finish(stream: &openh264::encoder::EncodedBitStream<'_>) -> Option<EncodedFrame> {
         // Only an IDR picture (with its SPS and PPS) lets decoding, and a recording file, start here.
         let keyframe = matches!(stream.frame_type(), FrameType::IDR);
         let data = stream.to_vec();
-        if data.is_empty() {
-            return Err(EncodeError::Empty);
+        if data.is_empty() || matches!(stream.frame_type(), FrameType::Skip) {
+            return None;
         }
-        Ok(EncodedFrame { data, keyframe })
+        Some(EncodedFrame { data, keyframe })
     }
 
-    /// Encodes one RGB frame (3 bytes per pixel, rows top to bottom); a keyframe when asked.
+    /// Encodes one RGB frame (3 bytes per pixel, rows top to bottom); a keyframe when asked. An
+    /// encoder with rate control may skip it: that is [`EncodeError::Empty`] here.
     pub fn encode_rgb(&mut self, rgb: &[u8], keyframe: bool) -> Result<EncodedFrame, EncodeError> {
         let (w, h) = (usize::from(self.width), usize::from(self.height));
         if rgb.len() != w * h * 3 {
@@ -192,6 +399,86 @@ impl H264Encoder {
         }
         let timestamp = self.next_timestamp();
         let stream = self.encoder.encode_at(&yuv, timestamp)?;
-        Self::finish(&stream)
+        Self::finish(&stream).ok_or(EncodeError::Empty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A BGRA frame of noise (hard to compress) from `seed`.
+    fn noise(width: u16, height: u16, seed: &mut u32) -> Frame {
+        let mut bgra = vec![0u8; usize::from(width) * usize::from(height) * 4];
+        for b in bgra.iter_mut() {
+            *seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            *b = (*seed >> 16) as u8;
+        }
+        Frame {
+            width,
+            height,
+            stride: usize::from(width) * 4,
+            bgra,
+        }
+    }
+
+    #[test]
+    fn the_target_follows_the_pixels_with_a_floor() {
+        assert_eq!(target_bitrate(1920, 1080), TARGET_BPS_1080P);
+        assert_eq!(target_bitrate(3840, 2160), 4 * TARGET_BPS_1080P);
+        assert_eq!(target_bitrate(320, 240), MIN_TARGET_BPS);
+    }
+
+    #[test]
+    fn converting_only_the_changed_rows_gives_the_same_picture_as_converting_all() {
+        let mut seed = 3;
+        let a = noise(64, 48, &mut seed);
+        let mut b = a.clone();
+        // Rows 9 to 20 change (an odd top and bottom: whole chroma rows around them are redone).
+        let changed = noise(64, 12, &mut seed);
+        b.bgra[9 * 256..21 * 256].copy_from_slice(&changed.bgra);
+        let mut partial = H264Encoder::new(64, 48, 10).unwrap();
+        partial.encode_bgra(&a, None, false).unwrap();
+        partial.encode_bgra(&b, Some((9, 21)), false).unwrap();
+        let mut whole = H264Encoder::new(64, 48, 10).unwrap();
+        whole.encode_bgra(&b, None, false).unwrap();
+        assert_eq!(partial.input_luma(), whole.input_luma());
+        assert_eq!(partial.i420.u_plane.borrow(), whole.i420.u_plane.borrow());
+        assert_eq!(partial.i420.v_plane.borrow(), whole.i420.v_plane.borrow());
+        // Nothing changed: nothing converted, and the picture stays.
+        partial.encode_bgra(&b, Some((0, 0)), false).unwrap();
+        assert_eq!(partial.input_luma(), whole.input_luma());
+    }
+
+    #[test]
+    fn a_frame_over_budget_is_skipped_not_an_error_and_a_keyframe_asked_comes() {
+        let (w, h) = (320, 240);
+        let mut enc =
+            H264Encoder::with_settings(w, h, 30, EncoderSettings::streamer(w, h)).unwrap();
+        let mut seed = 11;
+        let mut sent = 0;
+        for n in 0..60 {
+            let out = enc
+                .encode_bgra(&noise(w, h, &mut seed), None, n == 0)
+                .unwrap();
+            if let Some(f) = out {
+                sent += 1;
+                assert!(n > 0 || f.keyframe, "the first frame is an IDR picture");
+            }
+        }
+        // Sixty frames of noise given as fast as they encode, each over the budget: the first goes
+        // (the bucket is empty, not below zero); most of the rest wait for it to refill.
+        assert!(
+            sent <= 10,
+            "{sent} of 60 frames of noise at {MIN_TARGET_BPS} bit/s"
+        );
+        // A keyframe asked for while over budget arrives once the bucket has refilled.
+        let got = (0..40).find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            enc.encode_bgra(&noise(w, h, &mut seed), None, true)
+                .unwrap()
+                .filter(|f| f.keyframe)
+        });
+        assert!(got.is_some());
     }
 }

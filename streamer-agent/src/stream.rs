@@ -1,6 +1,10 @@
 //! The capture loop of one session: capture, convert and encode at the technician's frame rate, on a
 //! thread of its own, announcing every change of monitor, frame rate, resolution or orientation with a
 //! new video configuration followed by a keyframe.
+//!
+//! Only what changed is captured and converted again; while the screen is still nothing is captured
+//! or encoded, except one frame every [`STILL_FRAME_EVERY`] so that the technician's view stays live
+//! and the recorder closes its fragments on time.
 
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -9,8 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use protocol::{Message, MonitorInfo, Orientation, VideoCodec, VideoConfig, VideoFrame};
 
-use crate::capture::{Monitor, ScreenSource};
-use crate::encode::{encoded_size, H264Encoder};
+use crate::capture::{Change, Frame, Monitor, ScreenSource};
+use crate::encode::{encoded_size, EncoderSettings, H264Encoder};
 
 /// What the session asks of the capture loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +32,9 @@ pub const FRAME_RATES: std::ops::RangeInclusive<u16> = 1..=60;
 
 /// How often the monitor layout is read again, to notice resolution and orientation changes.
 const LAYOUT_CHECK: Duration = Duration::from_secs(1);
+
+/// While nothing changes, a frame (the same picture: a few dozen bytes) is still sent this often.
+pub const STILL_FRAME_EVERY: Duration = Duration::from_millis(900);
 
 /// The monitor being captured, shared with input injection (which needs its position).
 pub type CurrentMonitor = Arc<Mutex<Option<Monitor>>>;
@@ -75,12 +82,34 @@ fn video_config(m: &Monitor, frame_rate: u16) -> Message {
 /// `out` is bounded: when the network is slower than capture, sending waits and the loop falls behind
 /// its pace instead of queueing frames.
 pub fn run(
+    source: Box<dyn ScreenSource>,
+    commands: Receiver<StreamCommand>,
+    out: tokio::sync::mpsc::Sender<Message>,
+    current: CurrentMonitor,
+    initial: protocol::ViewRequest,
+    default_frame_rate: u16,
+) -> Result<(), String> {
+    run_with(
+        source,
+        commands,
+        out,
+        current,
+        initial,
+        default_frame_rate,
+        EncoderSettings::streamer,
+    )
+}
+
+/// [`run`] with the encoder set up by `settings` for each monitor's width and height (benchmarks
+/// compare set-ups with it).
+pub fn run_with(
     mut source: Box<dyn ScreenSource>,
     commands: Receiver<StreamCommand>,
     out: tokio::sync::mpsc::Sender<Message>,
     current: CurrentMonitor,
     initial: protocol::ViewRequest,
     default_frame_rate: u16,
+    settings: fn(u16, u16) -> EncoderSettings,
 ) -> Result<(), String> {
     let started = Instant::now();
     // The technician's choice from the session request, so that the stream (and its recording)
@@ -104,6 +133,8 @@ pub fn run(
     send(monitor_list(&monitors))?;
     let mut encoder: Option<H264Encoder> = None;
     let mut keyframe = true;
+    let mut frame = Frame::empty();
+    let mut last_sent: Option<Instant> = None;
     let mut last_layout_check = Instant::now();
     let mut next_tick = Instant::now();
     loop {
@@ -152,37 +183,54 @@ pub fn run(
         }
         if encoder.is_none() {
             encoder = Some(
-                H264Encoder::new(selected.width, selected.height, frame_rate)
-                    .map_err(|e| e.to_string())?,
+                H264Encoder::with_settings(
+                    selected.width,
+                    selected.height,
+                    frame_rate,
+                    settings(selected.width, selected.height),
+                )
+                .map_err(|e| e.to_string())?,
             );
             if let Ok(mut c) = current.lock() {
                 *c = Some(selected.clone());
             }
             send(video_config(&selected, frame_rate))?;
             keyframe = true;
+            frame = Frame::empty();
         }
-        let frame = match source.capture(&selected) {
-            Ok(f) => f,
+        let change = match source.capture_changes(&selected, &mut frame) {
+            Ok(c) => c,
             Err(e) => {
-                // The layout changed under us: read it again at once.
+                // The layout changed under us: read it again at once, and the whole image after.
                 tracing::debug!(error = %e, "capture failed; reading the layout again");
                 last_layout_check = Instant::now() - LAYOUT_CHECK;
+                frame = Frame::empty();
                 continue;
             }
         };
-        let Some(enc) = encoder.as_mut() else {
-            continue;
-        };
-        let encoded = enc
-            .encode_bgra(&frame, keyframe)
-            .map_err(|e| e.to_string())?;
-        keyframe = false;
-        let timestamp_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        send(Message::VideoFrame(VideoFrame {
-            keyframe: encoded.keyframe,
-            timestamp_us,
-            payload: Bytes::from(encoded.data),
-        }))?;
+        let still = change == Change::Unchanged;
+        let due = last_sent.is_none_or(|t: Instant| t.elapsed() >= STILL_FRAME_EVERY);
+        if !still || keyframe || due {
+            let Some(enc) = encoder.as_mut() else {
+                continue;
+            };
+            let rows = change.rows(frame.height).or(Some((0, 0)));
+            // `None`: the rate control skipped this frame (over budget); nothing to send, and a
+            // keyframe owed stays owed.
+            if let Some(encoded) = enc
+                .encode_bgra(&frame, rows, keyframe)
+                .map_err(|e| e.to_string())?
+            {
+                keyframe &= !encoded.keyframe;
+                let timestamp_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                send(Message::VideoFrame(VideoFrame {
+                    keyframe: encoded.keyframe,
+                    timestamp_us,
+                    payload: Bytes::from(encoded.data),
+                }))?;
+                last_sent = Some(Instant::now());
+            }
+        }
         // Pace to the frame rate; when behind, skip ahead rather than burst.
         next_tick += Duration::from_secs(1) / u32::from(frame_rate);
         let now = Instant::now();
@@ -191,5 +239,138 @@ pub fn run(
         } else {
             next_tick = now;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{CaptureError, Rect};
+
+    /// A 64x48 screen that changes a band of rows on every capture, or never after the first.
+    struct Fake {
+        changing: bool,
+        captures: Arc<Mutex<(u32, u32)>>,
+        n: u8,
+    }
+
+    fn monitor() -> Monitor {
+        Monitor {
+            id: 0,
+            key: "fake".into(),
+            name: "Fake".into(),
+            x: 0,
+            y: 0,
+            width: 64,
+            height: 48,
+            primary: true,
+        }
+    }
+
+    impl ScreenSource for Fake {
+        fn monitors(&mut self) -> Result<Vec<Monitor>, CaptureError> {
+            Ok(vec![monitor()])
+        }
+        fn capture(&mut self, _: &Monitor) -> Result<Frame, CaptureError> {
+            Ok(Frame {
+                width: 64,
+                height: 48,
+                stride: 256,
+                bgra: vec![self.n; 64 * 48 * 4],
+            })
+        }
+        fn capture_changes(
+            &mut self,
+            m: &Monitor,
+            frame: &mut Frame,
+        ) -> Result<Change, CaptureError> {
+            let captures = self.captures.clone();
+            let mut c = captures.lock().unwrap_or_else(|e| e.into_inner());
+            if frame.bgra.is_empty() {
+                c.0 += 1;
+                *frame = self.capture(m)?;
+                return Ok(Change::Whole);
+            }
+            if !self.changing {
+                return Ok(Change::Unchanged);
+            }
+            c.1 += 1;
+            self.n = self.n.wrapping_add(40);
+            frame.bgra[256 * 10..256 * 14].fill(self.n);
+            Ok(Change::Regions(vec![Rect {
+                x: 0,
+                y: 10,
+                width: 64,
+                height: 4,
+            }]))
+        }
+    }
+
+    /// Runs the loop on `fake` at 30 fps for `for_`; returns the frames it sent.
+    fn frames_sent(changing: bool, for_: Duration) -> (Vec<VideoFrame>, (u32, u32)) {
+        let captures = Arc::new(Mutex::new((0, 0)));
+        let fake = Fake {
+            changing,
+            captures: captures.clone(),
+            n: 0,
+        };
+        let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let view = protocol::ViewRequest {
+            monitor_id: None,
+            frame_rate: Some(30),
+        };
+        let run = std::thread::spawn(move || {
+            run(
+                Box::new(fake),
+                cmd_rx,
+                tx,
+                CurrentMonitor::default(),
+                view,
+                30,
+            )
+        });
+        let collect = std::thread::spawn(move || {
+            let mut frames = Vec::new();
+            while let Some(m) = rx.blocking_recv() {
+                if let Message::VideoFrame(f) = m {
+                    frames.push(f);
+                }
+            }
+            frames
+        });
+        std::thread::sleep(for_);
+        drop(cmd_tx);
+        assert_eq!(run.join().ok(), Some(Ok(())));
+        let frames = collect.join().unwrap_or_default();
+        let c = *captures.lock().unwrap_or_else(|e| e.into_inner());
+        (frames, c)
+    }
+
+    #[test]
+    fn a_still_screen_sends_a_frame_about_once_a_second_and_a_changing_one_every_tick() {
+        let span = Duration::from_millis(2500);
+        let (still, (whole, _)) = frames_sent(false, span);
+        assert_eq!(whole, 1, "one whole capture, then only change reports");
+        assert!(still[0].keyframe);
+        // At 0, 0.9, 1.8 s (and 2.7 s on a slow machine's last tick): never 30 a second.
+        assert!(
+            (3..=4).contains(&still.len()),
+            "{} frames of a still screen",
+            still.len()
+        );
+        for pair in still.windows(2) {
+            let gap = pair[1].timestamp_us - pair[0].timestamp_us;
+            assert!(
+                (850_000..=1_000_000).contains(&gap),
+                "a still screen's frames {gap} µs apart"
+            );
+        }
+        let (changing, (_, changes)) = frames_sent(true, span);
+        assert!(
+            changing.len() > 5 * still.len() && changing.len() as u32 <= changes + 1,
+            "{} frames for {changes} changes",
+            changing.len()
+        );
     }
 }

@@ -13,7 +13,8 @@
 //! server, which the figures include, and the report says how many frames the generator sent late.
 //!
 //! `--record-fixture` re-creates `tests/fixtures/typing-1080p30.h264` (the stream the sessions replay):
-//! the typing content drawn at 1920x1080 and encoded by the streamer's own encoder, 10 s at 30 fps.
+//! the typing content drawn at 1920x1080 and encoded by the streamer's encoder as it was before its
+//! rate control (`EncoderSettings::FIXED_QUALITY`, a keyframe every 2 s), 10 s at 30 fps.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -46,7 +47,9 @@ fn fixture_path() -> PathBuf {
     workspace().join("tests/fixtures/typing-1080p30.h264")
 }
 
-/// `seconds` of `content` encoded by the streamer's encoder at 1920x1080, 30 fps.
+/// `seconds` of `content` encoded at 1920x1080, 30 fps, without rate control (the figures on record
+/// in docs/PERFORMANCE.md were made with these streams; the streamer's own figures are in the
+/// streamer_pipeline bench).
 fn encode(content: Content, seconds: usize) -> Fixture {
     let mut encoder = H264Encoder::new(W, H, FPS).unwrap();
     let mut frame = Frame {
@@ -59,7 +62,10 @@ fn encode(content: Content, seconds: usize) -> Fixture {
     let mut frames = Vec::new();
     for n in 0..seconds * usize::from(FPS) {
         draw(content, n, W, H, &mut seed, &mut frame.bgra);
-        let e = encoder.encode_bgra(&frame, n == 0).unwrap();
+        let e = encoder
+            .encode_bgra(&frame, None, n == 0)
+            .unwrap()
+            .expect("without rate control no frame is skipped");
         frames.push(VideoFrame {
             keyframe: e.keyframe,
             timestamp_us: n as u64 * 1_000_000 / u64::from(FPS),

@@ -58,6 +58,34 @@ impl Canvas {
         self.conn.get_input_focus()?.reply()?;
         Ok(())
     }
+
+    /// Puts a BGRX image of `width` x `height` at `x`, `y` in the canvas, in bands of rows under
+    /// the request size limit, and returns once the server has it.
+    pub fn show_rect(
+        &self,
+        (x, y, width, height): (i16, i16, u16, u16),
+        bgrx: &[u8],
+    ) -> anyhow::Result<()> {
+        let row = usize::from(width) * 4;
+        anyhow::ensure!(bgrx.len() == row * usize::from(height), "rectangle size");
+        let band = (256 * 1024 / row.max(1)).max(1);
+        for (i, rows) in bgrx.chunks(row * band).enumerate() {
+            self.conn.put_image(
+                ImageFormat::Z_PIXMAP,
+                self.window,
+                self.gc,
+                width,
+                u16::try_from(rows.len() / row)?,
+                x,
+                y + i16::try_from(i * band)?,
+                0,
+                24,
+                rows,
+            )?;
+        }
+        self.conn.get_input_focus()?.reply()?;
+        Ok(())
+    }
 }
 
 /// Maps an override-redirect window (above everything, no window manager) at `(x, y, width, height)`

@@ -62,6 +62,11 @@ fn lock_is_live(lock: &Path) -> bool {
 }
 
 impl XDisplay {
+    /// The X server's process id (benchmarks read its CPU time).
+    pub fn server_pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts Xorg with the dummy driver on a free display number, at `width` x `height`.
     pub fn start(width: u16, height: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();

@@ -60,12 +60,75 @@ pub enum CaptureError {
     NoSuchMonitor(u32),
 }
 
+impl Frame {
+    /// A frame with no pixels: what a capture loop holds before its first capture of a monitor.
+    pub fn empty() -> Self {
+        Self {
+            width: 0,
+            height: 0,
+            stride: 0,
+            bgra: Vec::new(),
+        }
+    }
+}
+
+/// A rectangle in a monitor's own coordinates (0, 0 is its top-left pixel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    /// Left edge.
+    pub x: u16,
+    /// Top edge.
+    pub y: u16,
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+}
+
+/// What [`ScreenSource::capture_changes`] changed in the frame it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing on the monitor changed: the frame is as it was.
+    Unchanged,
+    /// Only these parts were read again; the rest of the frame was already right.
+    Regions(Vec<Rect>),
+    /// The whole frame was read (first capture, a new size, or a source without change reports).
+    Whole,
+}
+
+impl Change {
+    /// The rows touched, top inclusive and bottom exclusive, or `None` when unchanged.
+    pub fn rows(&self, height: u16) -> Option<(u16, u16)> {
+        match self {
+            Change::Unchanged => None,
+            Change::Whole => Some((0, height)),
+            Change::Regions(rects) => {
+                let top = rects.iter().map(|r| r.y).min()?;
+                let bottom = rects.iter().map(|r| r.y.saturating_add(r.height)).max()?;
+                Some((top, bottom.min(height)))
+            }
+        }
+    }
+}
+
 /// A source of screen images. Implementations never draw the mouse cursor.
 pub trait ScreenSource: Send {
     /// The monitors now.
     fn monitors(&mut self) -> Result<Vec<Monitor>, CaptureError>;
     /// The current image of `monitor`.
     fn capture(&mut self, monitor: &Monitor) -> Result<Frame, CaptureError>;
+    /// Brings `frame` up to date with `monitor` and says what changed. `frame` must be the one the
+    /// previous call filled for the same monitor, or [`Frame::empty`]; a source that knows what
+    /// changed (X11 DAMAGE, Desktop Duplication's dirty rectangles) reads only that, and nothing at
+    /// all when the screen is still. The default reads the whole image every time.
+    fn capture_changes(
+        &mut self,
+        monitor: &Monitor,
+        frame: &mut Frame,
+    ) -> Result<Change, CaptureError> {
+        *frame = self.capture(monitor)?;
+        Ok(Change::Whole)
+    }
 }
 
 /// `frame` turned clockwise by `quarter_turns` quarter turns (a rotated output's native image into
