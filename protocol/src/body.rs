@@ -361,6 +361,11 @@ pub(crate) fn decode_body(kind: MessageKind, body: Bytes) -> Result<Message, Wir
             timestamp_us: r.u64("timestamp_us")?,
             payload: r.rest(),
         }),
+        MessageKind::ReceiverReport => Message::ReceiverReport(ReceiverReport {
+            newest_timestamp_us: r.u64("newest_timestamp_us")?,
+            frames: r.u16("frames")?,
+            queue_delay_ms: r.u16("queue_delay_ms")?,
+        }),
         MessageKind::AudioUnavailable => Message::AudioUnavailable {
             reason: r.string("reason", MESSAGE)?,
         },
@@ -576,6 +581,11 @@ pub(crate) fn encode_body(msg: &Message, w: &mut Writer<'_>) -> Result<(), WireE
             w.bytes(&f.payload);
         }
         Message::AudioUnavailable { reason } => w.string("reason", reason, MESSAGE)?,
+        Message::ReceiverReport(r) => {
+            w.u64(r.newest_timestamp_us);
+            w.u16(r.frames);
+            w.u16(r.queue_delay_ms);
+        }
         Message::MouseInput(m) => {
             w.enumeration(m.action);
             w.enumeration(m.button);

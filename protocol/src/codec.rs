@@ -139,6 +139,7 @@ kinds! {
     AudioConfig = 0x26, 6, S;
     AudioFrame = 0x27, 8 * KIB, S;
     AudioUnavailable = 0x28, 2 * KIB, S;
+    ReceiverReport = 0x29, 12, T;
     MouseInput = 0x30, 10, T;
     KeyInput = 0x31, 64, T;
     TextInput = 0x32, 2 * KIB, T;
@@ -336,6 +337,7 @@ impl Message {
             Message::AudioConfig { .. } => K::AudioConfig,
             Message::AudioFrame(_) => K::AudioFrame,
             Message::AudioUnavailable { .. } => K::AudioUnavailable,
+            Message::ReceiverReport(_) => K::ReceiverReport,
             Message::MouseInput(_) => K::MouseInput,
             Message::KeyInput(_) => K::KeyInput,
             Message::TextInput { .. } => K::TextInput,

@@ -167,6 +167,20 @@ pub struct VideoFrame {
     pub payload: Bytes,
 }
 
+/// What the technician's side received since its previous report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiverReport {
+    /// `timestamp_us` of the newest `VideoFrame` received (0 before the first). The streamer reads
+    /// its own clock against it: how long ago it captured what the technician has now.
+    pub newest_timestamp_us: u64,
+    /// Video frames received since the previous report (at most 65535).
+    pub frames: u16,
+    /// How much later, in milliseconds, the newest frame arrived than the promptest frame of the
+    /// session, each measured as arrival time minus `timestamp_us` on the technician's own clock:
+    /// the queueing the link adds now, with no need for the two clocks to agree (at most 65535).
+    pub queue_delay_ms: u16,
+}
+
 /// One monitor of the streamer's computer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitorInfo {
@@ -438,6 +452,9 @@ pub enum Message {
         /// Why, in words.
         reason: String,
     },
+    /// Technician to streamer, about once a second while video arrives: what the technician's
+    /// side received, for the streamer to fit its frame rate and bitrate to the link.
+    ReceiverReport(ReceiverReport),
     /// Technician to streamer: a mouse event.
     MouseInput(MouseInput),
     /// Technician to streamer: a key event.

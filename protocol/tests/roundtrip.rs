@@ -546,6 +546,11 @@ fn largest_messages() -> Vec<Message> {
         Message::AudioUnavailable {
             reason: s(limits::MESSAGE),
         },
+        Message::ReceiverReport(ReceiverReport {
+            newest_timestamp_us: u64::MAX,
+            frames: u16::MAX,
+            queue_delay_ms: u16::MAX,
+        }),
         Message::MouseInput(MouseInput {
             action: MouseAction::Wheel,
             button: MouseButton::Forward,
@@ -715,6 +720,7 @@ fn session_traffic_is_media_and_remote_control_only() {
             K::AudioConfig,
             K::AudioFrame,
             K::AudioUnavailable,
+            K::ReceiverReport,
             K::MouseInput,
             K::KeyInput,
             K::TextInput,

@@ -153,6 +153,14 @@ fn expected() -> BTreeMap<&'static str, Message> {
             Message::SetFrameRate { frame_rate: 15 },
         ),
         (
+            "receiver-report",
+            Message::ReceiverReport(ReceiverReport {
+                newest_timestamp_us: 2_000_000,
+                frames: 30,
+                queue_delay_ms: 120,
+            }),
+        ),
+        (
             "mouse-left-down",
             Message::MouseInput(MouseInput {
                 action: MouseAction::Down,

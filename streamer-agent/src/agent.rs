@@ -473,6 +473,7 @@ pub async fn session<L: SessionLink>(
                 Message::KeyframeRequest => { let _ = commands.send(StreamCommand::Keyframe); }
                 Message::SwitchMonitor { monitor_id } => { let _ = commands.send(StreamCommand::SwitchMonitor(monitor_id)); }
                 Message::SetFrameRate { frame_rate } => { let _ = commands.send(StreamCommand::SetFrameRate(frame_rate)); }
+                Message::ReceiverReport(report) => { let _ = commands.send(StreamCommand::Report(report)); }
                 Message::MouseInput(m) => {
                     let monitor = current.lock().ok().and_then(|c| c.clone());
                     if let Some(monitor) = monitor {

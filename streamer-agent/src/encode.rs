@@ -39,6 +39,9 @@ pub enum EncodeError {
     /// The encoder produced nothing for a frame it was given.
     #[error("the encoder produced no data")]
     Empty,
+    /// openh264 refused an option set mid-stream.
+    #[error("openh264 option: {0}")]
+    Option(String),
     /// Colour conversion failed.
     #[error("BGRA to I420: {0}")]
     Convert(String),
@@ -160,6 +163,8 @@ pub struct H264Encoder {
     frame_rate: u16,
     /// Frames given to openh264 so far.
     encoded: u64,
+    /// Whether openh264's rate control still has an older target than the bucket.
+    rate_control_stale: bool,
     bucket: Option<Bucket>,
 }
 
@@ -244,6 +249,7 @@ impl H264Encoder {
             converted: false,
             frame_rate: frame_rate.max(1),
             encoded: 0,
+            rate_control_stale: false,
             bucket: settings
                 .target_bps
                 .map(|b| Bucket::new(b.max(MIN_TARGET_BPS))),
@@ -258,6 +264,57 @@ impl H264Encoder {
         let ms = self.encoded * 1000 / u64::from(self.frame_rate);
         self.encoded += 1;
         openh264::Timestamp::from_millis(ms)
+    }
+
+    /// The bits a second this encoder aims at now (`None`: no rate control).
+    pub fn target_bps(&self) -> Option<u32> {
+        self.bucket.as_ref().map(|b| b.bps)
+    }
+
+    /// Moves the target to `bps` without a new keyframe: the bucket's rate at once, and openh264's
+    /// rate control at its share of it (once openh264 is initialised, at the first frame). Nothing
+    /// for an encoder without rate control.
+    pub fn set_target_bps(&mut self, bps: u32) -> Result<(), EncodeError> {
+        let Some(bucket) = self.bucket.as_mut() else {
+            return Ok(());
+        };
+        if bucket.bps == bps {
+            return Ok(());
+        }
+        bucket.bps = bps;
+        self.rate_control_stale = true;
+        if self.encoded > 0 {
+            self.apply_rate_control()?;
+        }
+        Ok(())
+    }
+
+    /// Gives openh264's rate control its share of the bucket's rate.
+    #[allow(unsafe_code)]
+    fn apply_rate_control(&mut self) -> Result<(), EncodeError> {
+        let Some(bps) = self.bucket.as_ref().map(|b| b.bps) else {
+            return Ok(());
+        };
+        self.rate_control_stale = false;
+        let mut info = openh264_sys2::SBitrateInfo {
+            iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+            iBitrate: i32::try_from((f64::from(bps) * RATE_CONTROL_SHARE) as u32)
+                .unwrap_or(i32::MAX),
+        };
+        // SAFETY: the encoder is initialised (made in `with_settings`), and ENCODER_OPTION_BITRATE
+        // reads one SBitrateInfo through the pointer during the call only.
+        let rc = unsafe {
+            self.encoder.raw_api().set_option(
+                openh264_sys2::ENCODER_OPTION_BITRATE,
+                std::ptr::addr_of_mut!(info).cast(),
+            )
+        };
+        if rc != 0 {
+            return Err(EncodeError::Option(format!(
+                "a target of {bps} bit/s refused ({rc})"
+            )));
+        }
+        Ok(())
     }
 
     /// Width and height.
@@ -318,6 +375,9 @@ impl H264Encoder {
         let out = Self::finish(&stream);
         if let (Some(bucket), Some(f)) = (self.bucket.as_mut(), out.as_ref()) {
             bucket.spend(f.data.len());
+        }
+        if self.rate_control_stale {
+            self.apply_rate_control()?;
         }
         Ok(out)
     }

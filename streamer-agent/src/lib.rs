@@ -8,6 +8,7 @@
 //! content for machines without a display. The version it reports is the one the relay's recording
 //! gate checks.
 
+pub mod adapt;
 pub mod agent;
 pub mod audio;
 pub mod capture;

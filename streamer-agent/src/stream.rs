@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use protocol::{Message, MonitorInfo, Orientation, VideoCodec, VideoConfig, VideoFrame};
 
+use crate::adapt::Adapter;
 use crate::capture::{Change, Frame, Monitor, ScreenSource};
 use crate::encode::{encoded_size, EncoderSettings, H264Encoder};
 
@@ -25,6 +26,8 @@ pub enum StreamCommand {
     SetFrameRate(u16),
     /// Make the next frame a keyframe.
     Keyframe,
+    /// What the technician's side received (the adaptation's input, `adapt.rs`).
+    Report(protocol::ReceiverReport),
 }
 
 /// The frame rates a technician may choose.
@@ -135,6 +138,13 @@ pub fn run_with(
     let mut keyframe = true;
     let mut frame = Frame::empty();
     let mut last_sent: Option<Instant> = None;
+    let mut newest_sent_us = 0u64;
+    let mut adapter = Adapter::new(
+        frame_rate,
+        settings(selected.width, selected.height)
+            .target_bps
+            .unwrap_or(u32::MAX),
+    );
     let mut last_layout_check = Instant::now();
     let mut next_tick = Instant::now();
     loop {
@@ -156,6 +166,19 @@ pub fn run_with(
                     }
                 }
                 Ok(StreamCommand::Keyframe) => keyframe = true,
+                Ok(StreamCommand::Report(report)) => {
+                    let delay = adapter.on_report(&report, newest_sent_us, Instant::now());
+                    let rates = adapter.rates();
+                    tracing::trace!(
+                        delay_ms = delay,
+                        fps = rates.fps,
+                        bps = rates.bps,
+                        "receiver report"
+                    );
+                    if let Some(enc) = encoder.as_mut() {
+                        enc.set_target_bps(rates.bps).map_err(|e| e.to_string())?;
+                    }
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return Ok(()),
             }
@@ -197,6 +220,13 @@ pub fn run_with(
             send(video_config(&selected, frame_rate))?;
             keyframe = true;
             frame = Frame::empty();
+            // A new monitor or a rate the technician chose: adaptation starts from the top.
+            adapter.reset(
+                frame_rate,
+                settings(selected.width, selected.height)
+                    .target_bps
+                    .unwrap_or(u32::MAX),
+            );
         }
         let change = match source.capture_changes(&selected, &mut frame) {
             Ok(c) => c,
@@ -223,6 +253,7 @@ pub fn run_with(
             {
                 keyframe &= !encoded.keyframe;
                 let timestamp_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                newest_sent_us = timestamp_us;
                 send(Message::VideoFrame(VideoFrame {
                     keyframe: encoded.keyframe,
                     timestamp_us,
@@ -232,7 +263,9 @@ pub fn run_with(
             }
         }
         // Pace to the frame rate; when behind, skip ahead rather than burst.
-        next_tick += Duration::from_secs(1) / u32::from(frame_rate);
+        adapter.on_tick(Instant::now());
+        // The adapted rate paces the loop; the stream's announced rate stays the technician's.
+        next_tick += Duration::from_secs(1) / u32::from(adapter.rates().fps.max(1));
         let now = Instant::now();
         if next_tick > now {
             std::thread::sleep(next_tick - now);

@@ -270,18 +270,68 @@ fn event_of(msg: Message) -> Option<Event> {
     })
 }
 
+/// How often the session reports what it received, once video has started.
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// What the session received since its last `ReceiverReport`.
+#[derive(Debug, Default)]
+struct Reports {
+    newest_timestamp_us: u64,
+    frames: u16,
+    /// The smallest arrival-minus-capture offset seen (local clock minus streamer timestamps):
+    /// the promptest frame of the session, against which later ones are late.
+    promptest_us: Option<i128>,
+    newest_late_us: i128,
+    started: Option<std::time::Instant>,
+}
+
+impl Reports {
+    fn received(&mut self, timestamp_us: u64, at: std::time::Instant) {
+        let origin = *self.started.get_or_insert(at);
+        let offset = at.duration_since(origin).as_micros() as i128 - i128::from(timestamp_us);
+        let promptest = self.promptest_us.map_or(offset, |p| p.min(offset));
+        self.promptest_us = Some(promptest);
+        self.newest_late_us = offset - promptest;
+        self.newest_timestamp_us = self.newest_timestamp_us.max(timestamp_us);
+        self.frames = self.frames.saturating_add(1);
+    }
+
+    /// The report for the period ending now, or `None` before the first frame.
+    fn take(&mut self) -> Option<protocol::ReceiverReport> {
+        self.started?;
+        let report = protocol::ReceiverReport {
+            newest_timestamp_us: self.newest_timestamp_us,
+            frames: self.frames,
+            queue_delay_ms: u16::try_from(self.newest_late_us / 1000).unwrap_or(u16::MAX),
+        };
+        self.frames = 0;
+        Some(report)
+    }
+}
+
 async fn run_session(
     mut tech: Technician,
     events: mpsc::Sender<Event>,
     mut commands: mpsc::Receiver<Command>,
 ) -> Result<Technician, TechnicianError> {
     let mut commands_open = true;
+    let mut reports = Reports::default();
+    let mut report_tick = tokio::time::interval(REPORT_EVERY);
+    report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = report_tick.tick() => {
+                if let Some(report) = reports.take() {
+                    tech.conn.send(&Message::ReceiverReport(report)).await?;
+                }
+            }
             msg = tech.conn.recv() => {
                 let msg = msg?;
                 if let Message::Refused { code, message } = msg {
                     return Err(TechnicianError::Refused(Refusal::new(code, message)));
+                }
+                if let Message::VideoFrame(f) = &msg {
+                    reports.received(f.timestamp_us, std::time::Instant::now());
                 }
                 if let Some(event) = event_of(msg) {
                     let ended = matches!(event, Event::Ended { .. });

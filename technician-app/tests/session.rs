@@ -152,7 +152,7 @@ async fn next(s: &mut technician::Session) -> Event {
 #[tokio::test]
 async fn events_arrive_in_order_and_the_connection_is_reusable() {
     let w = world().await;
-    let (device_id, _streamer) = streamer(&w, ProductVersion::new(3, 5, 8, 0)).await;
+    let (device_id, streamer_side) = streamer(&w, ProductVersion::new(3, 5, 8, 0)).await;
     let tech = Technician::sign_in(&w.addr, &w.ca, "ada@acme.example", PASSWORD)
         .await
         .unwrap();
@@ -184,6 +184,14 @@ async fn events_arrive_in_order_and_the_connection_is_reusable() {
         panic!("video after its configuration")
     };
     assert!(first.keyframe);
+    // Video for a second and a half: the session reports what it received (once a second).
+    let watching = std::time::Instant::now();
+    let mut newest = first.timestamp_us;
+    while watching.elapsed() < Duration::from_millis(1500) {
+        if let Event::Video(f) = next(&mut s).await {
+            newest = f.timestamp_us;
+        }
+    }
     s.commands
         .send(Command::Key(KeyInput {
             code: "KeyA".into(),
@@ -202,6 +210,23 @@ async fn events_arrive_in_order_and_the_connection_is_reusable() {
     let mut tech = s.task.await.unwrap().unwrap();
     // The same connection serves the next request.
     assert_eq!(tech.devices().await.unwrap().len(), 1);
+    let reports: Vec<ReceiverReport> = streamer_side
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::ReceiverReport(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert!(!reports.is_empty(), "no report reached the streamer");
+    let last = reports.last().unwrap();
+    assert!(
+        last.frames > 0 && last.newest_timestamp_us > 0 && last.newest_timestamp_us <= newest,
+        "{reports:?} (newest frame seen: {newest} us)"
+    );
+    // A loopback link queues nothing to speak of.
+    assert!(last.queue_delay_ms < 500, "{reports:?}");
     w.shutdown.cancel();
 }
 
