@@ -14,6 +14,7 @@ use relay::{Config, ManualClock, Relay};
 use tokio_util::sync::CancellationToken;
 
 pub mod content;
+pub mod link;
 pub mod load;
 pub mod ocr;
 pub mod webdriver;

@@ -1,0 +1,222 @@
+//! A shaped link for tests and benchmarks: a TCP proxy on 127.0.0.1 that carries one side's bytes
+//! to the other at a rate, after a one-way delay, with losses, each changeable while it runs.
+//!
+//! The kernel here has no netem, and a TCP proxy cannot drop bytes (the TLS inside would break), so a
+//! loss is what it costs a TCP stream: with the given probability per 1400-byte segment, that
+//! segment and everything after it wait one retransmission timeout (`RTO`, 200 ms, Linux's floor)
+//! before going on. The rate is a token bucket with a 16 KiB burst, like `tc tbf`.
+//!
+//! Each direction reads from its source only as fast as it can deliver, so a slow link pushes back
+//! on the sender through TCP, as a real bottleneck does.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One retransmission timeout: what a lost segment delays the stream by.
+pub const RTO: Duration = Duration::from_millis(200);
+const SEGMENT: usize = 1400;
+const BURST: f64 = 16.0 * 1024.0;
+
+/// How the link behaves now, the same in both directions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shape {
+    /// Bits a second; `None` for no limit.
+    pub rate_bps: Option<u64>,
+    /// One-way delay (the round trip is twice this).
+    pub delay: Duration,
+    /// Probability that a segment is lost (0 to 1).
+    pub loss: f64,
+}
+
+impl Shape {
+    /// No limit, no delay, no loss.
+    pub const OPEN: Shape = Shape {
+        rate_bps: None,
+        delay: Duration::ZERO,
+        loss: 0.0,
+    };
+}
+
+/// The proxy; dropping it stops accepting (connections already made go on until either end closes).
+#[derive(Debug)]
+pub struct ShapedLink {
+    /// Where clients connect: `localhost:PORT` (listening on 127.0.0.1).
+    pub addr: String,
+    shape: Arc<Mutex<Shape>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ShapedLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ShapedLink {
+    /// A proxy to `upstream` (`host:port`) shaped as `shape`.
+    pub async fn start(upstream: &str, shape: Shape) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        // By name: the relay's certificate is for localhost.
+        let addr = format!("localhost:{}", listener.local_addr()?.port());
+        let shape = Arc::new(Mutex::new(shape));
+        let upstream = upstream.to_owned();
+        let shared = shape.clone();
+        let task = tokio::spawn(async move {
+            let mut seed = 0x2545_f491u32;
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                tokio::spawn(carry(cr, sw, shared.clone(), seed));
+                tokio::spawn(carry(sr, cw, shared.clone(), seed ^ 0x5555));
+            }
+        });
+        Ok(Self { addr, shape, task })
+    }
+
+    /// Changes the shape from now on.
+    pub fn set(&self, shape: Shape) {
+        *self.shape.lock().unwrap_or_else(|e| e.into_inner()) = shape;
+    }
+}
+
+/// One direction: segments read from `from`, each sent when the rate allows, `delay` after it was
+/// read, later by `RTO` when lost.
+async fn carry(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    to: tokio::net::tcp::OwnedWriteHalf,
+    shape: Arc<Mutex<Shape>>,
+    mut seed: u32,
+) {
+    // Segments in flight (read, not yet delivered), with the time each may be written. Bounded by
+    // what the rate lets through in the delay, plus one segment: the reader waits on the writer.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, Vec<u8>)>(64);
+    let writer = tokio::spawn(async move {
+        let mut to = to;
+        while let Some((at, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(at.into()).await;
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut tokens = BURST;
+    let mut refilled = Instant::now();
+    let mut stalled_until = Instant::now();
+    let mut buf = vec![0u8; SEGMENT];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let now_shape = *shape.lock().unwrap_or_else(|e| e.into_inner());
+        // The rate: wait until the bucket holds this segment's bits.
+        if let Some(rate) = now_shape.rate_bps {
+            let bits = (n * 8) as f64;
+            loop {
+                let now = Instant::now();
+                tokens = (tokens + now.duration_since(refilled).as_secs_f64() * rate as f64 / 8.0)
+                    .min(BURST);
+                refilled = now;
+                if tokens * 8.0 >= bits {
+                    tokens -= bits / 8.0;
+                    break;
+                }
+                let wait = (bits - tokens * 8.0) / rate as f64;
+                tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            }
+        }
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let roll = f64::from(seed >> 8) / f64::from(1u32 << 24);
+        let now = Instant::now();
+        if roll < now_shape.loss {
+            stalled_until = stalled_until.max(now + RTO);
+        }
+        let at = (now + now_shape.delay).max(stalled_until);
+        if tx.send((at, buf[..n].to_vec())).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that echoes, and a client that sends `bytes` and reads them back: the time it took.
+    async fn echo_time(shape: Shape, bytes: usize) -> Duration {
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = server.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = server.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let link = ShapedLink::start(&upstream, shape).await.unwrap();
+        let mut c = TcpStream::connect(&link.addr).await.unwrap();
+        let started = Instant::now();
+        let (mut r, mut w) = c.split();
+        let data = vec![7u8; bytes];
+        let (_, got) = tokio::join!(w.write_all(&data), async {
+            let mut got = vec![0u8; bytes];
+            r.read_exact(&mut got).await.unwrap();
+            got
+        });
+        assert_eq!(got, data, "the link changes no byte");
+        started.elapsed()
+    }
+
+    #[tokio::test]
+    async fn delay_rate_and_loss_slow_the_stream_as_asked() {
+        let open = echo_time(Shape::OPEN, 100).await;
+        let delayed = echo_time(
+            Shape {
+                delay: Duration::from_millis(100),
+                ..Shape::OPEN
+            },
+            100,
+        )
+        .await;
+        // Two one-way delays for the round trip.
+        assert!(
+            delayed >= Duration::from_millis(200) && delayed > open,
+            "{delayed:?}"
+        );
+        // 400 KB at 4 Mbit/s each way: at least 0.8 s (less the first burst).
+        let limited = echo_time(
+            Shape {
+                rate_bps: Some(4_000_000),
+                ..Shape::OPEN
+            },
+            400_000,
+        )
+        .await;
+        assert!(limited >= Duration::from_millis(750), "{limited:?}");
+        // Every segment lost: each waits a retransmission timeout.
+        let lossy = echo_time(
+            Shape {
+                loss: 1.0,
+                ..Shape::OPEN
+            },
+            100,
+        )
+        .await;
+        assert!(lossy >= 2 * RTO, "{lossy:?}");
+    }
+}

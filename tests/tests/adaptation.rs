@@ -1,0 +1,234 @@
+//! The stream fits a slow link and recovers when it opens: the real streamer on a virtual display
+//! (changing content in a corner), a relay, and the technician's session library reaching the relay
+//! through a shaped link (`system_tests::link`: 300 kbit/s, 20 ms each way, 1 % loss), beside a
+//! technician that never reports over the same shape, in the same test.
+//!
+//! Behaviour only, with bounds far from the figures: the figures are the adaptation benchmark's.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protocol::*;
+use relay_client::Connector;
+use streamer_agent::agent::{self, AgentConfig, Mode, X11Platform};
+use system_tests::content::Canvas;
+use system_tests::link::{Shape, ShapedLink};
+use system_tests::{TestRelay, XDisplay};
+use technician::{Event, Technician};
+use tokio_util::sync::CancellationToken;
+
+const PASSWORD: &str = "correct horse battery staple";
+const W: u16 = 640;
+const H: u16 = 480;
+
+fn slow() -> Shape {
+    Shape {
+        rate_bps: Some(300_000),
+        delay: Duration::from_millis(20),
+        loss: 0.01,
+    }
+}
+
+/// A 40x40 square of fresh noise at 30 fps in the top-left corner, until `stop`.
+fn noise_corner(display: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let canvas = Canvas::open(display, W, H).unwrap();
+    canvas
+        .show(&vec![240u8; usize::from(W) * usize::from(H) * 4])
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut seed = 9u32;
+        let mut block = vec![0u8; 40 * 40 * 4];
+        while !stop.load(Ordering::Relaxed) {
+            for b in block.iter_mut() {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                *b = (seed >> 16) as u8;
+            }
+            canvas.show_rect((0, 0, 40, 40), &block).unwrap();
+            std::thread::sleep(Duration::from_millis(33));
+        }
+    })
+}
+
+/// Reads the session's events for `span`, noting each frame's lateness.
+async fn watch(s: &mut technician::Session, lateness: &mut Lateness, span: Duration) {
+    let until = Instant::now() + span;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match tokio::time::timeout(left, s.events.recv()).await {
+            Ok(Some(Event::Video(f))) => lateness.frame(f.timestamp_us),
+            Ok(Some(Event::Ended { reason, .. })) => panic!("ended: {reason:?}"),
+            Ok(None) => panic!("the session stopped"),
+            _ => {}
+        }
+    }
+}
+
+/// Lateness of each frame: arrival minus capture time, less the promptest frame's, in ms.
+#[derive(Default)]
+struct Lateness {
+    origin: Option<Instant>,
+    promptest: Option<i128>,
+    samples: Vec<(Instant, u64)>,
+}
+
+impl Lateness {
+    fn frame(&mut self, timestamp_us: u64) {
+        let now = Instant::now();
+        let origin = *self.origin.get_or_insert(now);
+        let offset = now.duration_since(origin).as_micros() as i128 - i128::from(timestamp_us);
+        let promptest = self.promptest.map_or(offset, |p| p.min(offset));
+        self.promptest = Some(promptest);
+        self.samples
+            .push((now, u64::try_from((offset - promptest) / 1000).unwrap_or(0)));
+    }
+
+    /// The lateness samples and frame count within the last `span`.
+    fn last(&self, span: Duration) -> (Vec<u64>, usize) {
+        let since = Instant::now() - span;
+        let v: Vec<u64> = self
+            .samples
+            .iter()
+            .filter(|(t, _)| *t >= since)
+            .map(|(_, l)| *l)
+            .collect();
+        let n = v.len();
+        (v, n)
+    }
+}
+
+fn p95(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v.get((v.len() * 95 / 100).min(v.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stream_fits_a_slow_link_and_comes_back_when_it_opens() {
+    let display = XDisplay::start(W, H);
+    let stop = Arc::new(AtomicBool::new(false));
+    let drawer = noise_corner(&display.name, stop.clone());
+    let data = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(data.path(), 0).await;
+    let team = relay.acme(PASSWORD, false, false).await;
+    let code = relay
+        .store
+        .create_deployment_code(&team.team.id, 3_600_000)
+        .await
+        .unwrap();
+    let config = AgentConfig {
+        relay: relay.addr.clone(),
+        ca_file: relay.ca(),
+        mode: Mode::Unattended {
+            credential_file: data.path().join("device.credential"),
+            deployment_code: Some(code),
+        },
+        device_name: "Test PC".into(),
+        display: Some(display.name.clone()),
+        frame_rate: 30,
+    };
+    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    let streamer_stop = CancellationToken::new();
+    let platform = Arc::new(X11Platform {
+        display: Some(display.name.clone()),
+    });
+    let streamer = tokio::spawn(agent::run(config, platform, tx, streamer_stop.clone()));
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(20), notices.recv())
+            .await
+            .unwrap(),
+        Some(agent::Notice::Connected)
+    );
+    let device_id = relay.store.devices(&team.team.id).await.unwrap()[0]
+        .id
+        .clone();
+    let link = ShapedLink::start(&relay.addr, slow()).await.unwrap();
+
+    // Without reports: a technician that never answers is never adapted to, and falls behind.
+    let token = relay
+        .store
+        .sign_in("owner@acme.example", PASSWORD, 3_600_000)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    let mut raw = Connector::trusting_ca_file(&relay.ca())
+        .unwrap()
+        .connect(&link.addr)
+        .await
+        .unwrap();
+    raw.handshake(
+        Role::Technician,
+        ProductVersion::new(3, 5, 8, 0),
+        Credential::TechnicianToken { token },
+    )
+    .await
+    .unwrap();
+    raw.send(&Message::SessionRequest {
+        target: SessionTarget::Device {
+            device_id: device_id.clone(),
+        },
+        view: ViewRequest {
+            frame_rate: Some(30),
+            monitor_id: None,
+        },
+    })
+    .await
+    .unwrap();
+    let mut unadapted = Lateness::default();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        let Ok(m) = tokio::time::timeout(Duration::from_secs(5), raw.recv()).await else {
+            continue;
+        };
+        if let Message::VideoFrame(f) = m.unwrap() {
+            unadapted.frame(f.timestamp_us);
+        }
+    }
+    let (late_unadapted, _) = unadapted.last(Duration::from_secs(4));
+    raw.send(&Message::LeaveSession).await.unwrap();
+    drop(raw);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // With the session library's reports, over the same shape.
+    let tech = Technician::sign_in(&link.addr, &relay.ca(), "owner@acme.example", PASSWORD)
+        .await
+        .unwrap();
+    let mut s = tech
+        .connect(SessionTarget::Device { device_id })
+        .await
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let mut adapted = Lateness::default();
+    watch(&mut s, &mut adapted, Duration::from_secs(12)).await;
+    let (late_adapted, frames_slow) = adapted.last(Duration::from_secs(4));
+
+    // The link opens: full rate again within a few seconds.
+    link.set(Shape::OPEN);
+    watch(&mut s, &mut adapted, Duration::from_secs(8)).await;
+    let (_, frames_open) = adapted.last(Duration::from_secs(2));
+
+    let (unadapted_p95, adapted_p95) = (p95(late_unadapted.clone()), p95(late_adapted.clone()));
+    eprintln!(
+        "p95 lateness at 300 kbit/s: {adapted_p95} ms with reports, {unadapted_p95} ms without; \
+         frames: {frames_slow} in the last 4 s slow, {frames_open} in 2 s open"
+    );
+    assert!(
+        adapted_p95 < 1000 && adapted_p95 * 2 < unadapted_p95.max(1),
+        "p95 lateness over the last 4 s of 12 at 300 kbit/s: {adapted_p95} ms with reports, \
+         {unadapted_p95} ms without"
+    );
+    assert!(
+        frames_open >= 2 * 20,
+        "{frames_open} frames in 2 s after the link opened (30 fps chosen; {frames_slow} in the \
+         last 4 s of the slow link)"
+    );
+    s.commands.send(technician::Command::Leave).await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    drawer.join().unwrap();
+    streamer_stop.cancel();
+    streamer.await.unwrap().unwrap();
+    relay.stop().await;
+}
