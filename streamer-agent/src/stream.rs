@@ -39,6 +39,9 @@ const LAYOUT_CHECK: Duration = Duration::from_secs(1);
 /// While nothing changes, a frame (the same picture: a few dozen bytes) is still sent this often.
 pub const STILL_FRAME_EVERY: Duration = Duration::from_millis(900);
 
+/// How many of the latest frames' timestamps the loop keeps (4 s at 60 fps).
+const SENT_KEPT: usize = 240;
+
 /// The monitor being captured, shared with input injection (which needs its position).
 pub type CurrentMonitor = Arc<Mutex<Option<Monitor>>>;
 
@@ -139,6 +142,8 @@ pub fn run_with(
     let mut frame = Frame::empty();
     let mut last_sent: Option<Instant> = None;
     let mut newest_sent_us = 0u64;
+    // The timestamps of the frames sent lately, to count those still in flight at a report.
+    let mut sent_times = std::collections::VecDeque::with_capacity(SENT_KEPT);
     let mut adapter = Adapter::new(
         frame_rate,
         settings(selected.width, selected.height)
@@ -167,7 +172,12 @@ pub fn run_with(
                 }
                 Ok(StreamCommand::Keyframe) => keyframe = true,
                 Ok(StreamCommand::Report(report)) => {
-                    let delay = adapter.on_report(&report, newest_sent_us, Instant::now());
+                    let in_flight = sent_times
+                        .iter()
+                        .filter(|t| **t > report.newest_timestamp_us)
+                        .count();
+                    let delay =
+                        adapter.on_report(&report, newest_sent_us, in_flight, Instant::now());
                     let rates = adapter.rates();
                     tracing::trace!(
                         delay_ms = delay,
@@ -254,6 +264,10 @@ pub fn run_with(
                 keyframe &= !encoded.keyframe;
                 let timestamp_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 newest_sent_us = timestamp_us;
+                if sent_times.len() == SENT_KEPT {
+                    sent_times.pop_front();
+                }
+                sent_times.push_back(timestamp_us);
                 send(Message::VideoFrame(VideoFrame {
                     keyframe: encoded.keyframe,
                     timestamp_us,

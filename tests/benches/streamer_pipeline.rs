@@ -26,7 +26,7 @@ use streamer_agent::capture::x11::X11Source;
 use streamer_agent::capture::{Frame, ScreenSource};
 use streamer_agent::encode::{EncoderSettings, H264Encoder};
 use streamer_agent::stream;
-use system_tests::content::{draw, Canvas, Content};
+use system_tests::content::{Clip, Content};
 use system_tests::XDisplay;
 
 const W: u16 = 1920;
@@ -46,56 +46,6 @@ fn seconds() -> Duration {
     )
 }
 
-/// A content's frames, and for each the rectangle that changed from the one before (wrapping).
-struct Clip {
-    frames: Vec<Vec<u8>>,
-    dirty: Vec<Option<(u16, u16, u16, u16)>>,
-}
-
-fn changed_box(a: &[u8], b: &[u8]) -> Option<(u16, u16, u16, u16)> {
-    let (w, h) = (usize::from(W), usize::from(H));
-    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
-    for y in 0..h {
-        let (ra, rb) = (
-            &a[y * w * 4..(y + 1) * w * 4],
-            &b[y * w * 4..(y + 1) * w * 4],
-        );
-        if ra == rb {
-            continue;
-        }
-        let first = (0..w).find(|&x| ra[x * 4..x * 4 + 4] != rb[x * 4..x * 4 + 4])?;
-        let last = (0..w).rfind(|&x| ra[x * 4..x * 4 + 4] != rb[x * 4..x * 4 + 4])?;
-        (x0, x1, y0, y1) = (x0.min(first), x1.max(last + 1), y0.min(y), y + 1);
-    }
-    (x1 > x0).then(|| {
-        let c = |v: usize| u16::try_from(v).unwrap();
-        (c(x0), c(y0), c(x1 - x0), c(y1 - y0))
-    })
-}
-
-fn render(content: Option<Content>) -> Clip {
-    let mut seed = 7u32;
-    let count = if content.is_some() { LOOP } else { 1 };
-    let frames: Vec<Vec<u8>> = (0..count)
-        .map(|n| {
-            let mut f = vec![0u8; usize::from(W) * usize::from(H) * 4];
-            draw(
-                content.unwrap_or(Content::Typing),
-                n,
-                W,
-                H,
-                &mut seed,
-                &mut f,
-            );
-            f
-        })
-        .collect();
-    let dirty = (0..count)
-        .map(|n| changed_box(&frames[(n + count - 1) % count], &frames[n]))
-        .collect();
-    Clip { frames, dirty }
-}
-
 /// User plus system CPU time of a process, from /proc (10 ms resolution).
 fn process_cpu(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -107,37 +57,7 @@ fn process_cpu(pid: u32) -> Duration {
 
 /// Draws the clip at 30 fps until `stop`, putting only each frame's changed rectangle on screen.
 fn drawer(display: &str, clip: Arc<Clip>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    let canvas = Canvas::open(display, W, H).unwrap();
-    canvas.show(&clip.frames[0]).unwrap();
-    let named = std::thread::Builder::new().name(DRAWER.into());
-    named
-        .spawn(move || {
-            let mut next = Instant::now();
-            let mut n = 0usize;
-            let mut rect = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                n = (n + 1) % clip.frames.len();
-                if let Some((x, y, w, h)) = clip.dirty[n] {
-                    rect.clear();
-                    let f = &clip.frames[n];
-                    let stride = usize::from(W) * 4;
-                    for row in usize::from(y)..usize::from(y + h) {
-                        let at = row * stride + usize::from(x) * 4;
-                        rect.extend_from_slice(&f[at..at + usize::from(w) * 4]);
-                    }
-                    let at = (i16::try_from(x).unwrap(), i16::try_from(y).unwrap(), w, h);
-                    canvas.show_rect(at, &rect).unwrap();
-                }
-                next += Duration::from_secs(1) / u32::from(FPS);
-                let now = Instant::now();
-                if next > now {
-                    std::thread::sleep(next - now);
-                } else {
-                    next = now;
-                }
-            }
-        })
-        .unwrap()
+    clip.play(display, FPS, stop, DRAWER)
 }
 
 #[derive(Clone, Copy)]
@@ -389,7 +309,10 @@ fn main() {
         ("scrolling", Some(Content::Scrolling)),
         ("video-like", Some(Content::Video)),
     ];
-    let clips: Vec<Arc<Clip>> = kinds.iter().map(|(_, c)| Arc::new(render(*c))).collect();
+    let clips: Vec<Arc<Clip>> = kinds
+        .iter()
+        .map(|(_, c)| Arc::new(Clip::render(*c, W, H, LOOP)))
+        .collect();
 
     println!(
         "Part 1: the live loop at {W}x{H}, {FPS} fps asked, {} s a pipeline after 1.5 s of warm-up\n",

@@ -186,6 +186,120 @@ pub fn draw(content: Content, n: usize, width: u16, height: u16, seed: &mut u32,
     }
 }
 
+/// Frames of a content drawn in advance, and for each the rectangle that changed from the one
+/// before (wrapping), for benchmarks that show content at a steady rate.
+#[derive(Debug)]
+pub struct Clip {
+    /// Width of each frame.
+    pub width: u16,
+    /// Height of each frame.
+    pub height: u16,
+    /// The frames, BGRX.
+    pub frames: Vec<Vec<u8>>,
+    /// For each frame, `(x, y, width, height)` of what changed from the one before.
+    pub dirty: Vec<Option<(u16, u16, u16, u16)>>,
+}
+
+impl Clip {
+    /// `count` frames of `content` at `width` x `height`; `None` is a still screen (one frame of
+    /// the typed page, nothing changing).
+    pub fn render(content: Option<Content>, width: u16, height: u16, count: usize) -> Self {
+        let mut seed = 7u32;
+        let count = if content.is_some() { count.max(1) } else { 1 };
+        let frames: Vec<Vec<u8>> = (0..count)
+            .map(|n| {
+                let mut f = vec![0u8; usize::from(width) * usize::from(height) * 4];
+                draw(
+                    content.unwrap_or(Content::Typing),
+                    n,
+                    width,
+                    height,
+                    &mut seed,
+                    &mut f,
+                );
+                f
+            })
+            .collect();
+        let dirty = (0..count)
+            .map(|n| changed_box(&frames[(n + count - 1) % count], &frames[n], width, height))
+            .collect();
+        Self {
+            width,
+            height,
+            frames,
+            dirty,
+        }
+    }
+
+    /// Shows the clip on `display` at `fps` in a loop on a thread named `thread` until `stop`,
+    /// putting only each frame's changed rectangle on screen (as applications draw).
+    pub fn play(
+        self: std::sync::Arc<Self>,
+        display: &str,
+        fps: u16,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        thread: &str,
+    ) -> std::thread::JoinHandle<()> {
+        use std::time::{Duration, Instant};
+        let canvas = Canvas::open(display, self.width, self.height).expect("the canvas opens");
+        canvas.show(&self.frames[0]).expect("the first frame shows");
+        let clip = self;
+        std::thread::Builder::new()
+            .name(thread.into())
+            .spawn(move || {
+                let mut next = Instant::now();
+                let mut n = 0usize;
+                let mut rect = Vec::new();
+                let stride = usize::from(clip.width) * 4;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n = (n + 1) % clip.frames.len();
+                    if let Some((x, y, w, h)) = clip.dirty[n] {
+                        rect.clear();
+                        for row in usize::from(y)..usize::from(y + h) {
+                            let at = row * stride + usize::from(x) * 4;
+                            rect.extend_from_slice(&clip.frames[n][at..at + usize::from(w) * 4]);
+                        }
+                        let at = (x as i16, y as i16, w, h);
+                        if canvas.show_rect(at, &rect).is_err() {
+                            return;
+                        }
+                    }
+                    next += Duration::from_secs(1) / u32::from(fps.max(1));
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    } else {
+                        next = now;
+                    }
+                }
+            })
+            .expect("a thread")
+    }
+}
+
+/// The smallest rectangle holding every pixel that differs between `a` and `b`.
+fn changed_box(a: &[u8], b: &[u8], width: u16, height: u16) -> Option<(u16, u16, u16, u16)> {
+    let (w, h) = (usize::from(width), usize::from(height));
+    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+    let px = |row: &[u8], x: usize| -> [u8; 4] {
+        [row[x * 4], row[x * 4 + 1], row[x * 4 + 2], row[x * 4 + 3]]
+    };
+    for y in 0..h {
+        let (ra, rb) = (
+            &a[y * w * 4..(y + 1) * w * 4],
+            &b[y * w * 4..(y + 1) * w * 4],
+        );
+        if ra == rb {
+            continue;
+        }
+        let first = (0..w).find(|&x| px(ra, x) != px(rb, x))?;
+        let last = (0..w).rfind(|&x| px(ra, x) != px(rb, x))?;
+        (x0, x1, y0, y1) = (x0.min(first), x1.max(last + 1), y0.min(y), y + 1);
+    }
+    let c = |v: usize| u16::try_from(v).unwrap_or(u16::MAX);
+    (x1 > x0).then(|| (c(x0), c(y0), c(x1 - x0), c(y1 - y0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
