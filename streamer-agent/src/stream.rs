@@ -141,6 +141,8 @@ pub fn run_with(
     let mut keyframe = true;
     let mut frame = Frame::empty();
     let mut last_sent: Option<Instant> = None;
+    // Whether a change was captured (and converted) but its frame dropped by the bucket.
+    let mut unsent_change = false;
     let mut newest_sent_us = 0u64;
     // The timestamps of the frames sent lately, to count those still in flight at a report.
     let mut sent_times = std::collections::VecDeque::with_capacity(SENT_KEPT);
@@ -230,6 +232,7 @@ pub fn run_with(
             send(video_config(&selected, frame_rate))?;
             keyframe = true;
             frame = Frame::empty();
+            unsent_change = false;
             // A new monitor or a rate the technician chose: adaptation starts from the top.
             adapter.reset(
                 frame_rate,
@@ -250,17 +253,19 @@ pub fn run_with(
         };
         let still = change == Change::Unchanged;
         let due = last_sent.is_none_or(|t: Instant| t.elapsed() >= STILL_FRAME_EVERY);
-        if !still || keyframe || due {
+        if !still || keyframe || due || unsent_change {
             let Some(enc) = encoder.as_mut() else {
                 continue;
             };
             let rows = change.rows(frame.height).or(Some((0, 0)));
-            // `None`: the rate control skipped this frame (over budget); nothing to send, and a
-            // keyframe owed stays owed.
-            if let Some(encoded) = enc
+            // `None`: the bucket dropped this frame (over budget); nothing to send, and a keyframe
+            // owed stays owed, as does the change: the picture goes as soon as the budget allows,
+            // not at the next still frame.
+            let encoded = enc
                 .encode_bgra(&frame, rows, keyframe)
-                .map_err(|e| e.to_string())?
-            {
+                .map_err(|e| e.to_string())?;
+            unsent_change = encoded.is_none() && (unsent_change || !still);
+            if let Some(encoded) = encoded {
                 keyframe &= !encoded.keyframe;
                 let timestamp_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 newest_sent_us = timestamp_us;

@@ -123,7 +123,8 @@ async fn an_unpaced_audio_source_keeps_its_session_alive() {
         (40.0..=60.0).contains(&per_sec),
         "{audio_frames} audio packets in {secs:.1} s"
     );
-    assert!(video_frames >= 20, "video went on: {video_frames} frames");
+    // The screen is still: the streamer sends a frame at least every 0.9 s, not one a tick.
+    assert!(video_frames >= 4, "video went on: {video_frames} frames");
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), streamer).await;
 }
