@@ -27,9 +27,9 @@ use protocol::*;
 use relay_client::Connector;
 use streamer_agent::agent::{self, AgentConfig, Mode, X11Platform};
 use system_tests::content::{Clip, Content};
-use system_tests::link::{Shape, ShapedLink};
+use system_tests::link::{quantile, Arrivals, Shape, ShapedLink};
 use system_tests::{TestRelay, XDisplay};
-use technician::{Event, Technician};
+use technician::Technician;
 use tokio_util::sync::CancellationToken;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -42,55 +42,6 @@ fn shaped() -> Shape {
         rate_bps: Some(4_000_000),
         delay: Duration::from_millis(20),
         loss: 0.01,
-    }
-}
-
-/// Frames as they arrived: when, and their added delay in ms.
-#[derive(Default)]
-struct Arrivals {
-    origin: Option<Instant>,
-    promptest: Option<i128>,
-    seen: Vec<(Instant, u64)>,
-}
-
-impl Arrivals {
-    fn frame(&mut self, timestamp_us: u64) {
-        let now = Instant::now();
-        let origin = *self.origin.get_or_insert(now);
-        let offset = now.duration_since(origin).as_micros() as i128 - i128::from(timestamp_us);
-        let promptest = self.promptest.map_or(offset, |p| p.min(offset));
-        self.promptest = Some(promptest);
-        self.seen
-            .push((now, u64::try_from((offset - promptest) / 1000).unwrap_or(0)));
-    }
-
-    fn between(&self, from: Instant, to: Instant) -> Vec<u64> {
-        self.seen
-            .iter()
-            .filter(|(t, _)| *t >= from && *t < to)
-            .map(|(_, d)| *d)
-            .collect()
-    }
-}
-
-fn quantile(mut v: Vec<u64>, q: f64) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
-    v.sort_unstable();
-    v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
-}
-
-/// Reads a library session's events for `span`.
-async fn watch(s: &mut technician::Session, arrivals: &mut Arrivals, span: Duration) {
-    let until = Instant::now() + span;
-    while let Some(left) = until.checked_duration_since(Instant::now()) {
-        match tokio::time::timeout(left, s.events.recv()).await {
-            Ok(Some(Event::Video(f))) => arrivals.frame(f.timestamp_us),
-            Ok(Some(Event::Ended { reason, .. })) => panic!("ended: {reason:?}"),
-            Ok(None) => panic!("the session stopped"),
-            _ => {}
-        }
     }
 }
 
@@ -174,9 +125,9 @@ async fn main() {
         .map_err(|(_, e)| e)
         .unwrap();
     let mut adapted = Arrivals::default();
-    watch(&mut s, &mut adapted, Duration::from_secs(5)).await;
+    adapted.watch(&mut s, Duration::from_secs(5)).await;
     let open_from = Instant::now();
-    watch(&mut s, &mut adapted, Duration::from_secs(20)).await;
+    adapted.watch(&mut s, Duration::from_secs(20)).await;
     let open = adapted.between(open_from, Instant::now());
     let open_fps = open.len() as f64 / 20.0;
     println!(
@@ -187,13 +138,13 @@ async fn main() {
     );
     link.set(shaped());
     let shaped_from = Instant::now();
-    watch(&mut s, &mut adapted, span).await;
+    adapted.watch(&mut s, span).await;
     quarters("reports (adapted)", &adapted, shaped_from, span);
     link.set(Shape::OPEN);
     let opened = Instant::now();
     let mut recovered = None;
     while opened.elapsed() < Duration::from_secs(30) && recovered.is_none() {
-        watch(&mut s, &mut adapted, Duration::from_millis(250)).await;
+        adapted.watch(&mut s, Duration::from_millis(250)).await;
         let now = Instant::now();
         let last_second = adapted.between(now - Duration::from_secs(1), now).len() as f64;
         if now - opened >= Duration::from_secs(1) && last_second >= 0.9 * open_fps {

@@ -150,6 +150,60 @@ async fn carry(
     let _ = writer.await;
 }
 
+/// Video frames as a technician received them: when each came, and how late, in milliseconds:
+/// arrival minus capture time, less the promptest frame's, both on this side's clock (the queueing
+/// a link adds, with no need for the two clocks to agree).
+#[derive(Debug, Default)]
+pub struct Arrivals {
+    origin: Option<Instant>,
+    promptest: Option<i128>,
+    seen: Vec<(Instant, u64)>,
+}
+
+impl Arrivals {
+    /// A frame with this `timestamp_us` arrived now.
+    pub fn frame(&mut self, timestamp_us: u64) {
+        let now = Instant::now();
+        let origin = *self.origin.get_or_insert(now);
+        let offset = now.duration_since(origin).as_micros() as i128 - i128::from(timestamp_us);
+        let promptest = self.promptest.map_or(offset, |p| p.min(offset));
+        self.promptest = Some(promptest);
+        self.seen
+            .push((now, u64::try_from((offset - promptest) / 1000).unwrap_or(0)));
+    }
+
+    /// How late each frame that arrived from `from` until `to` was, in milliseconds.
+    pub fn between(&self, from: Instant, to: Instant) -> Vec<u64> {
+        self.seen
+            .iter()
+            .filter(|(t, _)| *t >= from && *t < to)
+            .map(|(_, d)| *d)
+            .collect()
+    }
+
+    /// Reads a session library's events for `span`, noting each frame; panics if it ends.
+    pub async fn watch(&mut self, s: &mut technician::Session, span: Duration) {
+        let until = Instant::now() + span;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match tokio::time::timeout(left, s.events.recv()).await {
+                Ok(Some(technician::Event::Video(f))) => self.frame(f.timestamp_us),
+                Ok(Some(technician::Event::Ended { reason, .. })) => panic!("ended: {reason:?}"),
+                Ok(None) => panic!("the session stopped"),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The `q` quantile (0 to 1) of `v`, 0 when empty.
+pub fn quantile(mut v: Vec<u64>, q: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,9 +15,9 @@ use protocol::*;
 use relay_client::Connector;
 use streamer_agent::agent::{self, AgentConfig, Mode, X11Platform};
 use system_tests::content::Canvas;
-use system_tests::link::{Shape, ShapedLink};
+use system_tests::link::{quantile, Arrivals, Shape, ShapedLink};
 use system_tests::{TestRelay, XDisplay};
-use technician::{Event, Technician};
+use technician::Technician;
 use tokio_util::sync::CancellationToken;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -52,57 +52,16 @@ fn noise_corner(display: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle
     })
 }
 
-/// Reads the session's events for `span`, noting each frame's lateness.
-async fn watch(s: &mut technician::Session, lateness: &mut Lateness, span: Duration) {
-    let until = Instant::now() + span;
-    while let Some(left) = until.checked_duration_since(Instant::now()) {
-        match tokio::time::timeout(left, s.events.recv()).await {
-            Ok(Some(Event::Video(f))) => lateness.frame(f.timestamp_us),
-            Ok(Some(Event::Ended { reason, .. })) => panic!("ended: {reason:?}"),
-            Ok(None) => panic!("the session stopped"),
-            _ => {}
-        }
-    }
+fn p95(v: Vec<u64>) -> u64 {
+    quantile(v, 0.95)
 }
 
-/// Lateness of each frame: arrival minus capture time, less the promptest frame's, in ms.
-#[derive(Default)]
-struct Lateness {
-    origin: Option<Instant>,
-    promptest: Option<i128>,
-    samples: Vec<(Instant, u64)>,
-}
-
-impl Lateness {
-    fn frame(&mut self, timestamp_us: u64) {
-        let now = Instant::now();
-        let origin = *self.origin.get_or_insert(now);
-        let offset = now.duration_since(origin).as_micros() as i128 - i128::from(timestamp_us);
-        let promptest = self.promptest.map_or(offset, |p| p.min(offset));
-        self.promptest = Some(promptest);
-        self.samples
-            .push((now, u64::try_from((offset - promptest) / 1000).unwrap_or(0)));
-    }
-
-    /// The lateness samples and frame count within the last `span`.
-    fn last(&self, span: Duration) -> (Vec<u64>, usize) {
-        let since = Instant::now() - span;
-        let v: Vec<u64> = self
-            .samples
-            .iter()
-            .filter(|(t, _)| *t >= since)
-            .map(|(_, l)| *l)
-            .collect();
-        let n = v.len();
-        (v, n)
-    }
-}
-
-fn p95(mut v: Vec<u64>) -> u64 {
-    v.sort_unstable();
-    v.get((v.len() * 95 / 100).min(v.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(0)
+/// How late each frame of the last `span` was, and how many frames came in it.
+fn last(a: &Arrivals, span: Duration) -> (Vec<u64>, usize) {
+    let now = Instant::now();
+    let v = a.between(now - span, now + Duration::from_secs(1));
+    let n = v.len();
+    (v, n)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -177,7 +136,7 @@ async fn the_stream_fits_a_slow_link_and_comes_back_when_it_opens() {
     })
     .await
     .unwrap();
-    let mut unadapted = Lateness::default();
+    let mut unadapted = Arrivals::default();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(12) {
         let Ok(m) = tokio::time::timeout(Duration::from_secs(5), raw.recv()).await else {
@@ -187,7 +146,7 @@ async fn the_stream_fits_a_slow_link_and_comes_back_when_it_opens() {
             unadapted.frame(f.timestamp_us);
         }
     }
-    let (late_unadapted, _) = unadapted.last(Duration::from_secs(4));
+    let (late_unadapted, _) = last(&unadapted, Duration::from_secs(4));
     raw.send(&Message::LeaveSession).await.unwrap();
     drop(raw);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -201,14 +160,14 @@ async fn the_stream_fits_a_slow_link_and_comes_back_when_it_opens() {
         .await
         .map_err(|(_, e)| e)
         .unwrap();
-    let mut adapted = Lateness::default();
-    watch(&mut s, &mut adapted, Duration::from_secs(12)).await;
-    let (late_adapted, frames_slow) = adapted.last(Duration::from_secs(4));
+    let mut adapted = Arrivals::default();
+    adapted.watch(&mut s, Duration::from_secs(12)).await;
+    let (late_adapted, frames_slow) = last(&adapted, Duration::from_secs(4));
 
     // The link opens: full rate again within a few seconds.
     link.set(Shape::OPEN);
-    watch(&mut s, &mut adapted, Duration::from_secs(8)).await;
-    let (_, frames_open) = adapted.last(Duration::from_secs(2));
+    adapted.watch(&mut s, Duration::from_secs(8)).await;
+    let (_, frames_open) = last(&adapted, Duration::from_secs(2));
 
     let (unadapted_p95, adapted_p95) = (p95(late_unadapted.clone()), p95(late_adapted.clone()));
     eprintln!(
