@@ -52,7 +52,8 @@ impl Driver {
     pub async fn start() -> Result<Self> {
         let (port, native) = (free_port()?, free_port()?);
         let mut cmd = Command::new("xvfb-run");
-        cmd.args(["-a", "-s", "-screen 0 1400x900x24"])
+        // No access control on that display (`-ac`): a test reads its screen (`display`).
+        cmd.args(["-a", "-s", "-ac -screen 0 1400x900x24"])
             .arg(tauri_driver())
             .arg("--port")
             .arg(port.to_string())
@@ -65,6 +66,53 @@ impl Driver {
              `cargo xtask test` installs both",
         )
         .await
+    }
+
+    /// The X display (`:N`) that `xvfb-run` made for the driver and the app, read from the
+    /// environment of a process under it (the display has no access control).
+    pub fn display(&self) -> Result<String> {
+        let ppid = |pid: u32| -> Option<u32> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // pid (comm) state ppid ...: comm may hold spaces, so count from its closing ')'.
+            stat.rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        let root = self.child.id();
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let (mut p, mut under) = (pid, false);
+            for _ in 0..16 {
+                match ppid(p) {
+                    Some(q) if q == root => {
+                        under = true;
+                        break;
+                    }
+                    Some(q) if q > 1 => p = q,
+                    _ => break,
+                }
+            }
+            if !under {
+                continue;
+            }
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            if let Some(d) = env
+                .split(|b| *b == 0)
+                .find_map(|kv| kv.strip_prefix(b"DISPLAY="))
+            {
+                return Ok(String::from_utf8_lossy(d).into_owned());
+            }
+        }
+        bail!("no process under the driver has a DISPLAY")
     }
 
     /// Starts `chromedriver` with `home` as the browser's home directory (where its certificate

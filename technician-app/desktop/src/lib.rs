@@ -1,3 +1,5 @@
-//! The technician app's code that does not need a window: what crosses from the Rust side to the page.
+//! The technician app's code that does not need Tauri: what crosses from the Rust side to the page,
+//! and the live view's geometry, pixels and native surface.
 
+pub mod view;
 pub mod wire;

@@ -2,16 +2,23 @@
 //!
 //! The Rust side signs in, lists devices and runs sessions through the `technician` library; the page
 //! (`ui/`) shows them. Session events reach the page on one Tauri channel as binary messages
-//! ([`wire`]): H.264 access units as raw bytes, which the page decodes with WebCodecs, and the rest
-//! as small JSON messages. Input, monitor and frame-rate changes come back as commands.
+//! ([`wire`]): small JSON messages, and the H.264 access units only where there is no native view.
+//!
+//! Video: on X11 the app decodes in Rust and draws into a native child window over the page's stage
+//! ([`view::native`]); the page tells it where the stage is and sends mouse events in page
+//! coordinates, which are mapped through the same [`view::Fit`] the view draws with. Elsewhere (and
+//! with `TECHNICIAN_VIEW=webview`) the page decodes with WebCodecs and maps input itself. Input,
+//! monitor and frame-rate changes come back as commands.
 
 // No console window on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+use technician_desktop::view::native::NativeView;
+use technician_desktop::view::{self, Area};
 use technician_desktop::wire;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
 use protocol::{KeyInput, Modifiers, MouseAction, MouseButton, MouseInput, SessionTarget};
@@ -19,7 +26,7 @@ use relay_client::Connector;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tauri::ipc::{Channel, InvokeResponseBody};
-use tauri::State;
+use tauri::{Manager, State};
 use technician::{Command, Event, Technician, TechnicianError};
 use tokio::sync::{mpsc, Mutex};
 
@@ -46,6 +53,14 @@ struct Args {
 struct App {
     args: Args,
     inner: Mutex<Inner>,
+    /// The native view, once the window exists (`None`: the page draws).
+    view: OnceLock<Option<NativeView>>,
+}
+
+impl App {
+    fn native(&self) -> Option<&NativeView> {
+        self.view.get().and_then(Option::as_ref)
+    }
 }
 
 #[derive(Default)]
@@ -168,7 +183,7 @@ async fn connect(
     target: Target,
     frame_rate: Option<u16>,
     on_event: Channel<InvokeResponseBody>,
-) -> Result<(), Failure> {
+) -> Result<Value, Failure> {
     let target = match target {
         Target::Device(device_id) => SessionTarget::Device { device_id },
         Target::Code(code) => {
@@ -202,9 +217,13 @@ async fn connect(
     };
     inner.commands = Some(session.commands.clone());
     drop(inner);
+    let native = app.native().is_some();
+    if let Some(view) = app.native() {
+        view.start(session.commands.clone());
+    }
     let app = Arc::clone(&app);
     tauri::async_runtime::spawn(forward(app, session, on_event));
-    Ok(())
+    Ok(json!({ "view": if native { "native" } else { "webview" } }))
 }
 
 /// Sends the session's events to the page until it ends, then takes the connection back.
@@ -213,8 +232,19 @@ async fn forward(
     mut session: technician::Session,
     page: Channel<InvokeResponseBody>,
 ) {
+    let view = app.native().cloned();
     while let Some(event) = session.events.recv().await {
         let ended = matches!(event, Event::Ended { .. });
+        if let Some(view) = &view {
+            match &event {
+                Event::Video(frame) => {
+                    view.frame(frame.clone());
+                    continue;
+                }
+                Event::VideoConfig(c) => view.remote_size(u32::from(c.width), u32::from(c.height)),
+                _ => {}
+            }
+        }
         if let Some(bytes) = wire::encode(&event) {
             // The page may be gone (window closed): the session ends with the app.
             let _ = page.send(InvokeResponseBody::Raw(bytes));
@@ -222,6 +252,9 @@ async fn forward(
         if ended {
             break;
         }
+    }
+    if let Some(view) = &view {
+        view.stop();
     }
     let back = session.task.await;
     let mut inner = app.inner.lock().await;
@@ -262,15 +295,20 @@ async fn command(app: &App, cmd: Command) -> Result<(), Failure> {
         .map_err(|_| Failure::new("NO_SESSION", "The session has ended."))
 }
 
-/// A mouse event from the page, in the remote monitor's pixels.
+/// A mouse event from the page: in the remote monitor's pixels (`x`, `y`; the page's own view), or
+/// in the webview's device pixels (`pageX`, `pageY`; the native view), mapped here.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PageMouse {
     action: String,
     #[serde(default)]
     button: u8,
+    #[serde(default)]
     x: u16,
+    #[serde(default)]
     y: u16,
+    page_x: Option<f64>,
+    page_y: Option<f64>,
     #[serde(default)]
     wheel_x: i16,
     #[serde(default)]
@@ -311,8 +349,73 @@ fn mouse_input(m: &PageMouse) -> Result<MouseInput, Failure> {
 }
 
 #[tauri::command]
-async fn mouse(app: State<'_, Arc<App>>, event: PageMouse) -> Result<(), Failure> {
+async fn mouse(app: State<'_, Arc<App>>, mut event: PageMouse) -> Result<(), Failure> {
+    if let (Some(px), Some(py)) = (event.page_x, event.page_y) {
+        let fit = app.native().and_then(NativeView::fit);
+        // Outside the drawn picture (the letterbox, or before the first frame): not the remote
+        // screen, nothing to send.
+        let Some((x, y)) = fit.and_then(|f| f.to_remote(px, py)) else {
+            return Ok(());
+        };
+        (event.x, event.y) = (x, y);
+    }
     command(&app, Command::Mouse(mouse_input(&event)?)).await
+}
+
+/// Where the page's stage is, in the webview's device pixels (`None`: the view is not shown).
+#[tauri::command]
+fn view_area(app: State<'_, Arc<App>>, area: Option<Area>) {
+    if let Some(view) = app.native() {
+        view.set_area(area);
+    }
+}
+
+/// The native view's counters (`null` without one).
+#[tauri::command]
+fn view_state(app: State<'_, Arc<App>>) -> Option<view::Stats> {
+    app.native().map(NativeView::stats)
+}
+
+/// Watches remote pixel (`x`, `y`) of the native view for the colour `rgb` (tests, benchmark).
+#[tauri::command]
+fn view_watch(app: State<'_, Arc<App>>, x: u32, y: u32, rgb: [u8; 3]) -> Result<(), Failure> {
+    let view = app
+        .native()
+        .ok_or_else(|| Failure::new("NO_NATIVE_VIEW", "This app draws in the page."))?;
+    view.watch(x, y, rgb);
+    Ok(())
+}
+
+/// The native view as a child of the app's window, where there is one and it is not turned off.
+fn open_view(window: &tauri::WebviewWindow) -> Option<NativeView> {
+    if std::env::var("TECHNICIAN_VIEW").is_ok_and(|v| v == "webview") {
+        return None;
+    }
+    match native_parent(window).and_then(NativeView::open) {
+        Ok(view) => Some(view),
+        Err(e) => {
+            eprintln!("technician-app: no native view ({e:#}); the page draws the session");
+            None
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn native_parent(window: &tauri::WebviewWindow) -> anyhow::Result<u32> {
+    use raw_window_handle::{HasWindowHandle, RawWindowHandle};
+    let handle = window
+        .window_handle()
+        .map_err(|e| anyhow::anyhow!("the window's handle: {e}"))?;
+    match handle.as_raw() {
+        RawWindowHandle::Xlib(h) => u32::try_from(h.window).map_err(anyhow::Error::from),
+        RawWindowHandle::Xcb(h) => Ok(h.window.get()),
+        other => anyhow::bail!("not an X11 window ({other:?})"),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn native_parent(_: &tauri::WebviewWindow) -> anyhow::Result<u32> {
+    anyhow::bail!("no native view on this platform yet")
 }
 
 #[tauri::command]
@@ -377,9 +480,18 @@ fn main() {
     let app = Arc::new(App {
         args,
         inner: Mutex::new(Inner::default()),
+        view: OnceLock::new(),
     });
     let result = tauri::Builder::default()
         .manage(app)
+        .setup(|tauri_app| {
+            let app = tauri_app.state::<Arc<App>>();
+            let view = tauri_app
+                .get_webview_window("main")
+                .and_then(|w| open_view(&w));
+            let _ = app.view.set(view);
+            Ok(())
+        })
         .invoke_handler(tauri::generate_handler![
             defaults,
             sign_in,
@@ -391,6 +503,9 @@ fn main() {
             set_frame_rate,
             request_keyframe,
             leave,
+            view_area,
+            view_state,
+            view_watch,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = result {

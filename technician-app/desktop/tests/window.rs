@@ -1,7 +1,7 @@
 //! The app's real window end to end (tauri-driver with WebKitWebDriver under xvfb-run): sign in,
 //! the version error for an old streamer, then a recorded session through a real relay to the real
-//! streamer agent on another virtual display: the remote content in the view (pixels of a
-//! screenshot), a click forwarded to the remote pointer, the recording indicator, the limit warning
+//! streamer agent on another virtual display: the remote content in the native view (pixels of the
+//! app's X screen), a click forwarded to the remote pointer, the recording indicator, the limit warning
 //! with its live countdown, and the end at the limit.
 
 #![cfg(target_os = "linux")]
@@ -114,33 +114,18 @@ async fn the_window_shows_the_version_error_then_a_recorded_session_with_its_war
     .unwrap();
     stage.wait_frames(5).await;
 
-    // The remote content is in the view: both halves, in their places, in a screenshot.
-    let rect = w
-        .script(
-            "const r = document.getElementById('screen').getBoundingClientRect();
-             return [r.left, r.top, r.width, r.height, window.devicePixelRatio];",
-            serde_json::json!([]),
-        )
-        .await
-        .unwrap();
-    let n: Vec<f64> = rect
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let shot = image::load_from_memory(&w.screenshot().await.unwrap())
-        .unwrap()
-        .to_rgb8();
-    std::fs::write(
-        std::env::temp_dir().join("technician-app-window.png"),
-        w.screenshot().await.unwrap(),
-    )
-    .ok();
+    // The remote content is in the native view: both halves, in their places, on the app's X
+    // screen, at the remote screen's aspect.
+    let (vw, vh, px) = stage.native_view_on_screen().await;
+    let aspect = f64::from(vw) / f64::from(vh);
+    assert!(
+        (aspect - 1024.0 / 768.0).abs() < 0.01 && vw >= 400,
+        "view {vw}x{vh}"
+    );
     let at = |fx: f64, fy: f64| {
-        let x = ((n[0] + n[2] * fx) * n[4]) as u32;
-        let y = ((n[1] + n[3] * fy) * n[4]) as u32;
-        shot.get_pixel(x, y).0
+        let (x, y) = ((f64::from(vw) * fx) as usize, (f64::from(vh) * fy) as usize);
+        let i = (y * usize::from(vw) + x) * 4;
+        [px[i + 2], px[i + 1], px[i]]
     };
     for fy in [0.2, 0.5, 0.8] {
         let (l, r) = (at(0.25, fy), at(0.75, fy));
@@ -148,8 +133,9 @@ async fn the_window_shows_the_version_error_then_a_recorded_session_with_its_war
         assert!(close(&r, RIGHT), "right half at {fy}: {r:?}");
     }
 
-    // A click in the middle of the view lands in the middle of the remote screen.
-    w.click("#screen").await.unwrap();
+    // A click in the middle of the stage (where the picture is centred) lands in the middle of
+    // the remote screen: the page sends the point, the app maps it through the view's transform.
+    w.click("#stage").await.unwrap();
     let (conn, screen) = x11rb::connect(Some(&stage.display.name)).unwrap();
     let root = conn.setup().roots[screen].root;
     let mut pointer = (0, 0);

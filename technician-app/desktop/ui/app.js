@@ -1,7 +1,10 @@
 // The technician app's page: sign-in, devices, and the live session view.
 //
-// Session events arrive on one Tauri channel as binary messages (see src/wire.rs): 0x01 + H.264 access
-// unit (raw bytes, decoded here with WebCodecs and drawn on a canvas), or 0x02 + a JSON event.
+// Session events arrive on one Tauri channel as binary messages (see src/wire.rs): 0x02 + a JSON event,
+// or, where the app has no native view, 0x01 + H.264 access unit (raw bytes, decoded here with
+// WebCodecs and drawn on a canvas). With a native view (X11) the app draws the session itself in a
+// window over the stage: the page tells it where the stage is and sends mouse events in device
+// pixels, which the app maps through the transform it draws with.
 'use strict';
 
 const { invoke, Channel } = window.__TAURI__.core;
@@ -317,7 +320,8 @@ function event(e) {
       resetDecoder();
       $('monitor').value = String(e.monitorId);
       $('frame-rate').value = String(e.frameRate);
-      $('stats').textContent = `${e.width}×${e.height}, ${e.frameRate} fps, ${e.orientation}, H.264`;
+      streamInfo = `${e.width}×${e.height}, ${e.frameRate} fps chosen, ${e.orientation}, H.264`;
+      $('stats').textContent = streamInfo;
       break;
     case 'limitWarning':
       startCountdown(e.timeLeftMs);
@@ -354,6 +358,7 @@ function endSession(text, detail, code) {
   clearInterval(countdown);
   resetDecoder();
   session = null;
+  sendArea();
   notice('Session ended', text, detail ? `${detail} (${code})` : code, 'info');
   loadDevices().catch(failure);
 }
@@ -375,9 +380,13 @@ async function connect(target, name) {
   $('not-recorded').classList.add('hidden');
   $('session-device').textContent = name;
   try {
-    await invoke('connect', { target, frameRate: Number($('frame-rate').value) || null, onEvent: channel });
+    const how = await invoke('connect', { target, frameRate: Number($('frame-rate').value) || null, onEvent: channel });
+    native = how && how.view === 'native';
+    view.mode = native ? 'native' : 'webview';
+    canvas.classList.toggle('hidden', native);
     session = channel;
     show('session-view');
+    sendArea();
     $('stage').focus();
   } catch (f) {
     failure(f);
@@ -390,6 +399,53 @@ $('frame-rate').onchange = () => invoke('set_frame_rate', { frameRate: Number($(
 
 // ---- Input ---------------------------------------------------------------------------------------
 
+// ---- The native view -------------------------------------------------------------------------------
+
+let native = false;
+let areaSent = null;
+let streamInfo = '';
+
+// The stage in the webview's device pixels, while a session is shown.
+function stageArea() {
+  if (!session || $('session-view').classList.contains('hidden')) return null;
+  const r = $('stage').getBoundingClientRect();
+  const dpr = window.devicePixelRatio || 1;
+  return { x: r.left * dpr, y: r.top * dpr, width: r.width * dpr, height: r.height * dpr };
+}
+
+// Tells the native view where the stage is whenever that changes (layout, window size, banners).
+function sendArea() {
+  const area = native ? stageArea() : null;
+  const key = JSON.stringify(area);
+  if (key === areaSent) return;
+  areaSent = key;
+  invoke('view_area', { area }).catch(() => {});
+}
+
+// The native view's counters, into `window.__view` (tests read them there).
+async function pollNative() {
+  const s = await invoke('view_state').catch(() => null);
+  if (!s) return;
+  const { frames, decoded, decodeErrors, drawErrors, skipped, decodeMs, drawMs, window: xid } = s;
+  Object.assign(view, { frames, decoded, decodeErrors, drawErrors, skipped, decodeMs, drawMs, window: xid });
+  if (frames > 0) $('waiting').classList.add('hidden');
+}
+
+setInterval(() => {
+  if (!native) return;
+  sendArea();
+  if (session) pollNative();
+}, 200);
+
+// What is drawn, beside what was chosen, once a second.
+let lastCount = { frames: 0, at: performance.now() };
+setInterval(() => {
+  const now = performance.now();
+  const fps = ((view.frames - lastCount.frames) * 1000) / (now - lastCount.at);
+  lastCount = { frames: view.frames, at: now };
+  if (session && streamInfo) $('stats').textContent = `${streamInfo} · ${Math.max(0, fps).toFixed(0)} fps drawn`;
+}, 1000);
+
 function remotePoint(e) {
   const r = canvas.getBoundingClientRect();
   const x = Math.round(((e.clientX - r.left) * remote.width) / r.width);
@@ -397,21 +453,31 @@ function remotePoint(e) {
   return { x: Math.min(Math.max(x, 0), remote.width - 1), y: Math.min(Math.max(y, 0), remote.height - 1) };
 }
 
+// With the native view, the webview point (the app maps it); with the page's canvas, the remote pixel.
 function mouse(action, e, extra) {
   if (!session) return;
-  invoke('mouse', { event: { action, button: e.button || 0, ...remotePoint(e), ...extra } }).catch(() => {});
+  const dpr = window.devicePixelRatio || 1;
+  const at = native ? { pageX: e.clientX * dpr, pageY: e.clientY * dpr } : remotePoint(e);
+  invoke('mouse', { event: { action, button: e.button || 0, ...at, ...extra } }).catch(() => {});
 }
+
+// Events over the stage: all of it with the native view (the app knows where the picture is), the
+// canvas only without.
+const surface = $('stage');
+const onPicture = (e) => native || e.target === canvas;
 
 // Moves are coalesced to one per animation frame.
 let pendingMove = null;
-canvas.addEventListener('mousemove', (e) => {
+surface.addEventListener('mousemove', (e) => {
+  if (!onPicture(e)) return;
   if (pendingMove === null) requestAnimationFrame(() => { mouse('move', pendingMove); pendingMove = null; });
   pendingMove = e;
 });
-canvas.addEventListener('mousedown', (e) => { e.preventDefault(); $('stage').focus(); mouse('down', e); });
-canvas.addEventListener('mouseup', (e) => { e.preventDefault(); mouse('up', e); });
-canvas.addEventListener('contextmenu', (e) => e.preventDefault());
-canvas.addEventListener('wheel', (e) => {
+surface.addEventListener('mousedown', (e) => { if (!onPicture(e)) return; e.preventDefault(); surface.focus(); mouse('down', e); });
+surface.addEventListener('mouseup', (e) => { if (!onPicture(e)) return; e.preventDefault(); mouse('up', e); });
+surface.addEventListener('contextmenu', (e) => e.preventDefault());
+surface.addEventListener('wheel', (e) => {
+  if (!onPicture(e)) return;
   e.preventDefault();
   mouse('wheel', e, { wheelX: Math.sign(e.deltaX), wheelY: Math.sign(e.deltaY) });
 }, { passive: false });

@@ -171,6 +171,43 @@ impl Stage {
         }
     }
 
+    /// The app's native view as its display shows it: the view window's size and the screen's
+    /// pixels where it is (BGRX, read from the root window, so whatever covers it would show).
+    pub async fn native_view_on_screen(&self) -> (u16, u16, Vec<u8>) {
+        use x11rb::connection::Connection as _;
+        use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
+        let view = self
+            .window
+            .script("return window.__view;", serde_json::json!([]))
+            .await
+            .unwrap();
+        assert_eq!(view["mode"], "native", "the app draws in the page: {view}");
+        let xid = u32::try_from(view["window"].as_u64().expect("the view's window")).unwrap();
+        let display = self.driver.display().unwrap();
+        let (conn, n) = x11rb::connect(Some(&display)).unwrap();
+        let root = conn.setup().roots[n].root;
+        let g = conn.get_geometry(xid).unwrap().reply().unwrap();
+        let at = conn
+            .translate_coordinates(xid, root, 0, 0)
+            .unwrap()
+            .reply()
+            .unwrap();
+        let img = conn
+            .get_image(
+                ImageFormat::Z_PIXMAP,
+                root,
+                at.dst_x,
+                at.dst_y,
+                g.width,
+                g.height,
+                !0,
+            )
+            .unwrap()
+            .reply()
+            .unwrap();
+        (g.width, g.height, img.data)
+    }
+
     /// Stops the app, the agent and the relay.
     pub async fn finish(self) {
         let _ = self.window.close().await;

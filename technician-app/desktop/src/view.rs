@@ -1,0 +1,297 @@
+//! The live view's geometry and pixels, shared by every way the app draws.
+//!
+//! [`Fit`] is the one transform between the remote screen and the app's window: the remote screen
+//! scaled down (never up) to the stage with its aspect kept, centred. The native view draws through
+//! it and every mouse event is mapped back through it, so a click lands on the pixel drawn under the
+//! pointer. [`Scaler`] turns a decoded I420 picture into the window's BGRX pixels at the fitted size
+//! in one pass.
+//!
+//! The native view itself is in [`native`] (X11 here; see ARCHITECTURE.md for the other platforms).
+
+#[cfg(target_os = "linux")]
+pub mod native;
+
+/// No native view on this platform yet (see ARCHITECTURE.md): the page draws with WebCodecs. The
+/// type has no values, so the app's code that would use one is there but never runs.
+#[cfg(not(target_os = "linux"))]
+pub mod native {
+    use super::{Area, Fit, Stats};
+    use protocol::VideoFrame;
+    use technician::Command;
+
+    #[derive(Debug, Clone, Copy)]
+    pub enum NativeView {}
+
+    impl NativeView {
+        pub fn start(&self, _: tokio::sync::mpsc::Sender<Command>) {
+            match *self {}
+        }
+        pub fn frame(&self, _: VideoFrame) {
+            match *self {}
+        }
+        pub fn remote_size(&self, _: u32, _: u32) {
+            match *self {}
+        }
+        pub fn set_area(&self, _: Option<Area>) {
+            match *self {}
+        }
+        pub fn stop(&self) {
+            match *self {}
+        }
+        pub fn fit(&self) -> Option<Fit> {
+            match *self {}
+        }
+        pub fn stats(&self) -> Stats {
+            match *self {}
+        }
+        pub fn watch(&self, _: u32, _: u32, _: [u8; 3]) {
+            match *self {}
+        }
+    }
+}
+
+use serde::{Deserialize, Serialize};
+
+/// A rectangle in the webview's device pixels (CSS pixels times the device pixel ratio).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+pub struct Area {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+/// Where the remote screen is drawn: a whole-pixel rectangle in the webview's device pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fit {
+    pub x: i32,
+    pub y: i32,
+    pub width: u32,
+    pub height: u32,
+    pub remote_width: u32,
+    pub remote_height: u32,
+}
+
+impl Fit {
+    /// The remote screen (`remote_width` x `remote_height`) fitted into `area`: scaled by
+    /// min(1, area/remote) on both axes, centred. `None` when either is empty.
+    pub fn new(area: Area, remote_width: u32, remote_height: u32) -> Option<Self> {
+        if remote_width == 0 || remote_height == 0 || area.width < 1.0 || area.height < 1.0 {
+            return None;
+        }
+        let (rw, rh) = (f64::from(remote_width), f64::from(remote_height));
+        let scale = (area.width / rw).min(area.height / rh).min(1.0);
+        let width = (rw * scale).round().max(1.0);
+        let height = (rh * scale).round().max(1.0);
+        Some(Self {
+            x: (area.x + (area.width - width) / 2.0).round() as i32,
+            y: (area.y + (area.height - height) / 2.0).round() as i32,
+            width: width as u32,
+            height: height as u32,
+            remote_width,
+            remote_height,
+        })
+    }
+
+    /// The remote pixel under the webview point (`x`, `y`), or `None` outside the drawn picture.
+    pub fn to_remote(&self, x: f64, y: f64) -> Option<(u16, u16)> {
+        let (fx, fy) = (x - f64::from(self.x), y - f64::from(self.y));
+        if fx < 0.0 || fy < 0.0 || fx >= f64::from(self.width) || fy >= f64::from(self.height) {
+            return None;
+        }
+        let rx = (fx * f64::from(self.remote_width) / f64::from(self.width)).floor();
+        let ry = (fy * f64::from(self.remote_height) / f64::from(self.height)).floor();
+        let clamp = |v: f64, n: u32| v.clamp(0.0, f64::from(n - 1)) as u16;
+        Some((clamp(rx, self.remote_width), clamp(ry, self.remote_height)))
+    }
+
+    /// The drawn pixel (relative to the picture's corner) that shows remote pixel (`rx`, `ry`).
+    pub fn from_remote(&self, rx: u32, ry: u32) -> (u32, u32) {
+        let x = (u64::from(rx) * u64::from(self.width) / u64::from(self.remote_width)) as u32;
+        let y = (u64::from(ry) * u64::from(self.height) / u64::from(self.remote_height)) as u32;
+        (x.min(self.width - 1), y.min(self.height - 1))
+    }
+}
+
+/// What the view has done, for the page's stats line, tests and the benchmark.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// The child window's X id (tests read the screen there).
+    pub window: u32,
+    pub decoded: u64,
+    /// Pictures drawn (on the X server's screen).
+    pub frames: u64,
+    pub decode_ms: f64,
+    pub draw_ms: f64,
+    pub decode_errors: u64,
+    pub draw_errors: u64,
+    /// Access units dropped while catching up to a keyframe.
+    pub skipped: u64,
+    pub fit: Option<Fit>,
+    pub probe: Option<Probe>,
+}
+
+/// A watched remote pixel: `changed_at` (ms since the epoch) is set when the screen shows `rgb` there.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    pub x: u32,
+    pub y: u32,
+    pub rgb: [u8; 3],
+    pub seen: Option<[u8; 3]>,
+    pub changed_at: Option<f64>,
+}
+
+/// One decoded picture's planes, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Planes<'a> {
+    pub y: &'a [u8],
+    pub u: &'a [u8],
+    pub v: &'a [u8],
+    /// Row strides of Y, then of U and V.
+    pub y_stride: usize,
+    pub uv_stride: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// Scales an I420 picture to a destination size and converts it to BGRX (BT.601, limited range,
+/// as the streamer encodes): nearest sample, both index tables made once per size pair.
+#[derive(Debug, Default)]
+pub struct Scaler {
+    key: (usize, usize, usize, usize),
+    xs: Vec<usize>,
+    ys: Vec<usize>,
+}
+
+impl Scaler {
+    /// Draws `src` into `dst` (`width` x `height`, 4 bytes a pixel, rows packed; the fourth byte
+    /// 0xff so that the pixels are opaque on a 32-bit visual too).
+    pub fn draw(&mut self, src: &Planes<'_>, dst: &mut [u8], width: usize, height: usize) {
+        if width == 0 || height == 0 || src.width == 0 || src.height == 0 {
+            return;
+        }
+        let key = (src.width, src.height, width, height);
+        if self.key != key {
+            self.key = key;
+            self.xs = (0..width).map(|x| x * src.width / width).collect();
+            self.ys = (0..height).map(|y| y * src.height / height).collect();
+        }
+        for (row, &sy) in dst.chunks_exact_mut(width * 4).zip(&self.ys) {
+            let yrow = &src.y[sy * src.y_stride..];
+            let urow = &src.u[(sy / 2) * src.uv_stride..];
+            let vrow = &src.v[(sy / 2) * src.uv_stride..];
+            for (px, &sx) in row.chunks_exact_mut(4).zip(&self.xs) {
+                let c = 298 * (i32::from(yrow[sx]) - 16);
+                let d = i32::from(urow[sx / 2]) - 128;
+                let e = i32::from(vrow[sx / 2]) - 128;
+                let clamp = |v: i32| ((v + 128) >> 8).clamp(0, 255) as u8;
+                px[0] = clamp(c + 516 * d);
+                px[1] = clamp(c - 100 * d - 208 * e);
+                px[2] = clamp(c + 409 * e);
+                px[3] = 0xff;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn area(x: f64, y: f64, width: f64, height: f64) -> Area {
+        Area {
+            x,
+            y,
+            width,
+            height,
+        }
+    }
+
+    #[test]
+    fn a_large_screen_is_scaled_down_with_its_aspect_kept_and_centred() {
+        let fit = Fit::new(area(10.0, 100.0, 1280.0, 900.0), 1920, 1080).unwrap();
+        assert_eq!((fit.width, fit.height), (1280, 720));
+        assert_eq!((fit.x, fit.y), (10, 190));
+        // A tall stage: height decides.
+        let fit = Fit::new(area(0.0, 0.0, 2000.0, 540.0), 1920, 1080).unwrap();
+        assert_eq!((fit.width, fit.height), (960, 540));
+        assert_eq!(fit.x, 520);
+    }
+
+    #[test]
+    fn a_small_screen_is_never_scaled_up() {
+        let fit = Fit::new(area(0.0, 0.0, 1400.0, 900.0), 1024, 768).unwrap();
+        assert_eq!((fit.width, fit.height, fit.x, fit.y), (1024, 768, 188, 66));
+    }
+
+    #[test]
+    fn nothing_fits_in_nothing() {
+        assert_eq!(Fit::new(area(0.0, 0.0, 0.0, 100.0), 1920, 1080), None);
+        assert_eq!(Fit::new(area(0.0, 0.0, 100.0, 100.0), 0, 1080), None);
+    }
+
+    #[test]
+    fn input_maps_back_through_the_same_transform() {
+        let fit = Fit::new(area(10.0, 100.0, 1280.0, 900.0), 1920, 1080).unwrap();
+        // Corners and centre of the drawn picture.
+        assert_eq!(fit.to_remote(10.0, 190.0), Some((0, 0)));
+        assert_eq!(fit.to_remote(1289.9, 909.9), Some((1919, 1079)));
+        assert_eq!(fit.to_remote(650.0, 550.0), Some((960, 540)));
+        // The letterbox is not the remote screen.
+        assert_eq!(fit.to_remote(650.0, 150.0), None);
+        assert_eq!(fit.to_remote(1290.0, 500.0), None);
+        // Drawing and input agree: the pixel drawn for a remote pixel maps back to it (within
+        // the scale's rounding).
+        for (rx, ry) in [(0, 0), (333, 777), (1919, 1079), (960, 540)] {
+            let (dx, dy) = fit.from_remote(rx, ry);
+            let (bx, by) = fit
+                .to_remote(
+                    f64::from(fit.x) + f64::from(dx) + 0.5,
+                    f64::from(fit.y) + f64::from(dy) + 0.5,
+                )
+                .unwrap();
+            assert!(u32::from(bx).abs_diff(rx) <= 1 && u32::from(by).abs_diff(ry) <= 1);
+        }
+    }
+
+    #[test]
+    fn the_scaler_converts_bt601_limited_range_and_picks_the_nearest_sample() {
+        // 4x2 source: left half white (Y 235), right half black (Y 16), neutral chroma.
+        let y = [235, 235, 16, 16, 235, 235, 16, 16];
+        let (u, v) = ([128u8, 128], [128u8, 128]);
+        let src = Planes {
+            y: &y,
+            u: &u,
+            v: &v,
+            y_stride: 4,
+            uv_stride: 2,
+            width: 4,
+            height: 2,
+        };
+        let mut dst = vec![0u8; 2 * 4];
+        Scaler::default().draw(&src, &mut dst, 2, 1);
+        assert_eq!(dst, [255, 255, 255, 255, 0, 0, 0, 255]);
+
+        // Pure red in BT.601 limited range: Y 81, U 90, V 240.
+        let (y, u, v) = ([81u8; 4], [90u8], [240u8]);
+        let src = Planes {
+            y: &y,
+            u: &u,
+            v: &v,
+            y_stride: 2,
+            uv_stride: 1,
+            width: 2,
+            height: 2,
+        };
+        let mut dst = vec![0u8; 4 * 4 * 4];
+        Scaler::default().draw(&src, &mut dst, 4, 4);
+        for px in dst.chunks_exact(4) {
+            assert!(px[2] >= 250 && px[1] <= 5 && px[0] <= 5, "{px:?}");
+        }
+    }
+}
