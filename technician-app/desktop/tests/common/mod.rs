@@ -171,6 +171,22 @@ impl Stage {
         }
     }
 
+    /// Calls the app's command `cmd` with `args` as the page would, and gives its answer.
+    pub async fn invoke(&self, cmd: &str, args: serde_json::Value) -> serde_json::Value {
+        let v = self
+            .window
+            .script_async(
+                "const done = arguments[arguments.length - 1];
+                 window.__TAURI__.core.invoke(arguments[0], arguments[1])
+                   .then((r) => done({ ok: r === undefined ? null : r }), (e) => done({ error: e }));",
+                serde_json::json!([cmd, args]),
+            )
+            .await
+            .unwrap();
+        assert!(v.get("error").is_none(), "{cmd}: {v}");
+        v["ok"].clone()
+    }
+
     /// The app's native view as its display shows it: the view window's size and the screen's
     /// pixels where it is (BGRX, read from the root window, so whatever covers it would show).
     pub async fn native_view_on_screen(&self) -> (u16, u16, Vec<u8>) {
