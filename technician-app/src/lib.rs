@@ -3,7 +3,8 @@
 //! It signs in to the relay, lists the team's devices, connects by device or session code, and runs a
 //! session as a task that reports typed [`Event`]s (video, recording state, limit warnings, the end
 //! and its reason, refusals) and takes [`Command`]s (input, monitor, frame rate, leave). No window, no
-//! decoding: the app decodes with WebCodecs, the command-line client with openh264.
+//! decoding: the app decodes with openh264 into its native view (WebCodecs in the page where it has
+//! none), the command-line client with openh264.
 
 use std::path::Path;
 use std::time::Duration;

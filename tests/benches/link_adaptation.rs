@@ -25,12 +25,10 @@ use std::time::{Duration, Instant};
 
 use protocol::*;
 use relay_client::Connector;
-use streamer_agent::agent::{self, AgentConfig, Mode, X11Platform};
 use system_tests::content::{Clip, Content};
 use system_tests::link::{quantile, Arrivals, Shape, ShapedLink};
-use system_tests::{TestRelay, XDisplay};
+use system_tests::{TestRelay, TestStreamer, XDisplay};
 use technician::Technician;
-use tokio_util::sync::CancellationToken;
 
 const PASSWORD: &str = "correct horse battery staple";
 const W: u16 = 1920;
@@ -77,32 +75,9 @@ async fn main() {
     let data = tempfile::tempdir().unwrap();
     let relay = TestRelay::start(data.path(), 0).await;
     let team = relay.acme(PASSWORD, false, false).await;
-    let code = relay
-        .store
-        .create_deployment_code(&team.team.id, 3_600_000)
-        .await
-        .unwrap();
-    let config = AgentConfig {
-        relay: relay.addr.clone(),
-        ca_file: relay.ca(),
-        mode: Mode::Unattended {
-            credential_file: data.path().join("device.credential"),
-            deployment_code: Some(code),
-        },
-        device_name: "Bench PC".into(),
-        display: Some(display.name.clone()),
-        frame_rate: FPS,
-    };
-    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
-    let streamer_stop = CancellationToken::new();
-    let platform = Arc::new(X11Platform {
-        display: Some(display.name.clone()),
-    });
-    let streamer = tokio::spawn(agent::run(config, platform, tx, streamer_stop.clone()));
-    assert_eq!(notices.recv().await, Some(agent::Notice::Connected));
-    let device_id = relay.store.devices(&team.team.id).await.unwrap()[0]
-        .id
-        .clone();
+    let streamer =
+        TestStreamer::start(&relay, &team.team.id, &display.name, data.path(), FPS).await;
+    let device_id = streamer.device_id.clone();
     let link = ShapedLink::start(&relay.addr, Shape::OPEN).await.unwrap();
 
     println!(
@@ -205,7 +180,6 @@ async fn main() {
     let _ = raw.send(&Message::LeaveSession).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drawer.join().unwrap();
-    streamer_stop.cancel();
-    let _ = streamer.await;
+    streamer.stop().await;
     relay.stop().await;
 }

@@ -115,6 +115,35 @@ pub fn top_window(
     Ok(window)
 }
 
+/// A 40x40 square of fresh noise at 30 fps in the top-left corner of a `width` x `height` light
+/// grey screen on `display`, until `stop`: content that changes all the time at a steady, small
+/// size.
+pub fn noise_corner(
+    display: &str,
+    width: u16,
+    height: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let canvas = Canvas::open(display, width, height).expect("the canvas opens");
+    canvas
+        .show(&vec![240u8; usize::from(width) * usize::from(height) * 4])
+        .expect("the background shows");
+    std::thread::spawn(move || {
+        let mut seed = 9u32;
+        let mut block = vec![0u8; 40 * 40 * 4];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for b in block.iter_mut() {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                *b = (seed >> 16) as u8;
+            }
+            if canvas.show_rect((0, 0, 40, 40), &block).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(33));
+        }
+    })
+}
+
 /// What is on the screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Content {

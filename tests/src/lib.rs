@@ -246,6 +246,83 @@ pub struct TestRelay {
     served: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// The real streamer agent (X11, unattended) of a team, on a display, online.
+#[derive(Debug)]
+pub struct TestStreamer {
+    /// Its device's id.
+    pub device_id: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestStreamer {
+    /// Registers a streamer called "Test PC" in team `team_id` with a fresh deployment code
+    /// (its credential kept in `dir`), sharing X display `display` at `frame_rate`, and waits
+    /// until it is connected.
+    pub async fn start(
+        relay: &TestRelay,
+        team_id: &str,
+        display: &str,
+        dir: &Path,
+        frame_rate: u16,
+    ) -> Self {
+        use streamer_agent::agent::{self, AgentConfig, Mode, Notice, X11Platform};
+        let code = relay
+            .store
+            .create_deployment_code(team_id, 3_600_000)
+            .await
+            .unwrap();
+        let config = AgentConfig {
+            relay: relay.addr.clone(),
+            ca_file: relay.ca(),
+            mode: Mode::Unattended {
+                credential_file: dir.join("device.credential"),
+                deployment_code: Some(code),
+            },
+            device_name: "Test PC".into(),
+            display: Some(display.into()),
+            frame_rate,
+        };
+        let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let platform = Arc::new(X11Platform {
+            display: Some(display.into()),
+        });
+        let task = tokio::spawn(agent::run(config, platform, tx, stop.clone()));
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(20), notices.recv())
+                .await
+                .unwrap(),
+            Some(Notice::Connected)
+        );
+        tokio::spawn(async move { while notices.recv().await.is_some() {} });
+        let device_id = relay
+            .store
+            .devices(team_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.name == "Test PC")
+            .expect("the streamer's device")
+            .id;
+        Self {
+            device_id,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops it and checks that it ended without an error.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
 /// A technician's left click at `(x, y)` on the streamed picture: move, press, release.
 pub async fn click(tech: &mut relay_client::Connection, x: u16, y: u16) {
     use protocol::{Message, MouseAction, MouseButton, MouseInput};

@@ -13,12 +13,10 @@ use std::time::{Duration, Instant};
 
 use protocol::*;
 use relay_client::Connector;
-use streamer_agent::agent::{self, AgentConfig, Mode, X11Platform};
-use system_tests::content::Canvas;
+use system_tests::content::noise_corner;
 use system_tests::link::{quantile, Arrivals, Shape, ShapedLink};
-use system_tests::{TestRelay, XDisplay};
+use system_tests::{TestRelay, TestStreamer, XDisplay};
 use technician::Technician;
-use tokio_util::sync::CancellationToken;
 
 const PASSWORD: &str = "correct horse battery staple";
 const W: u16 = 640;
@@ -30,26 +28,6 @@ fn slow() -> Shape {
         delay: Duration::from_millis(20),
         loss: 0.01,
     }
-}
-
-/// A 40x40 square of fresh noise at 30 fps in the top-left corner, until `stop`.
-fn noise_corner(display: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    let canvas = Canvas::open(display, W, H).unwrap();
-    canvas
-        .show(&vec![240u8; usize::from(W) * usize::from(H) * 4])
-        .unwrap();
-    std::thread::spawn(move || {
-        let mut seed = 9u32;
-        let mut block = vec![0u8; 40 * 40 * 4];
-        while !stop.load(Ordering::Relaxed) {
-            for b in block.iter_mut() {
-                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                *b = (seed >> 16) as u8;
-            }
-            canvas.show_rect((0, 0, 40, 40), &block).unwrap();
-            std::thread::sleep(Duration::from_millis(33));
-        }
-    })
 }
 
 fn p95(v: Vec<u64>) -> u64 {
@@ -68,41 +46,12 @@ fn last(a: &Arrivals, span: Duration) -> (Vec<u64>, usize) {
 async fn the_stream_fits_a_slow_link_and_comes_back_when_it_opens() {
     let display = XDisplay::start(W, H);
     let stop = Arc::new(AtomicBool::new(false));
-    let drawer = noise_corner(&display.name, stop.clone());
+    let drawer = noise_corner(&display.name, W, H, stop.clone());
     let data = tempfile::tempdir().unwrap();
     let relay = TestRelay::start(data.path(), 0).await;
     let team = relay.acme(PASSWORD, false, false).await;
-    let code = relay
-        .store
-        .create_deployment_code(&team.team.id, 3_600_000)
-        .await
-        .unwrap();
-    let config = AgentConfig {
-        relay: relay.addr.clone(),
-        ca_file: relay.ca(),
-        mode: Mode::Unattended {
-            credential_file: data.path().join("device.credential"),
-            deployment_code: Some(code),
-        },
-        device_name: "Test PC".into(),
-        display: Some(display.name.clone()),
-        frame_rate: 30,
-    };
-    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
-    let streamer_stop = CancellationToken::new();
-    let platform = Arc::new(X11Platform {
-        display: Some(display.name.clone()),
-    });
-    let streamer = tokio::spawn(agent::run(config, platform, tx, streamer_stop.clone()));
-    assert_eq!(
-        tokio::time::timeout(Duration::from_secs(20), notices.recv())
-            .await
-            .unwrap(),
-        Some(agent::Notice::Connected)
-    );
-    let device_id = relay.store.devices(&team.team.id).await.unwrap()[0]
-        .id
-        .clone();
+    let streamer = TestStreamer::start(&relay, &team.team.id, &display.name, data.path(), 30).await;
+    let device_id = streamer.device_id.clone();
     let link = ShapedLink::start(&relay.addr, slow()).await.unwrap();
 
     // Without reports: a technician that never answers is never adapted to, and falls behind.
@@ -187,7 +136,6 @@ async fn the_stream_fits_a_slow_link_and_comes_back_when_it_opens() {
     s.commands.send(technician::Command::Leave).await.unwrap();
     stop.store(true, Ordering::Relaxed);
     drawer.join().unwrap();
-    streamer_stop.cancel();
-    streamer.await.unwrap().unwrap();
+    streamer.stop().await;
     relay.stop().await;
 }

@@ -128,7 +128,12 @@ async fn measure(w: u16, h: u16) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let player = clip.play(&stage.display.name, 30, stop.clone(), "typing");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let count = |v: &serde_json::Value| (v["frames"].as_u64().unwrap(), v["skipped"].as_u64().unwrap());
+    let count = |v: &serde_json::Value| {
+        (
+            v["frames"].as_u64().unwrap(),
+            v["skipped"].as_u64().unwrap(),
+        )
+    };
     let before = count(&stage.invoke("view_state", serde_json::json!({})).await);
     let t = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
