@@ -4,7 +4,10 @@
 //! Untested here: Wine answers `DuplicateOutput` with `E_NOTIMPL`, so the Windows platform falls
 //! back to GDI (`capture/gdi.rs`) there, and that fallback is what the Wine tests exercise. Written
 //! against Microsoft's Desktop Duplication documentation:
-//! - `AcquireNextFrame` times out when nothing changed: the last image is returned again.
+//! - `AcquireNextFrame` times out when nothing changed: `capture` returns the last image again,
+//!   `capture_changes` answers `Unchanged` (nothing copied, nothing encoded). A frame whose
+//!   `LastPresentTime` is zero moved only the pointer: unchanged too. A new image is copied whole
+//!   (`Change::Whole`); reading only `GetFrameDirtyRects`' rectangles is not built.
 //! - `DXGI_ERROR_ACCESS_LOST` (mode change, full-screen switch, the secure desktop) means the
 //!   duplication must be made again: the next call does that.
 //! - The image is in the output's native orientation: a rotated output is turned to the desktop's.
@@ -29,7 +32,7 @@ use windows::Win32::Graphics::Dxgi::{
 };
 
 use super::gdi::{to_monitors, wide_to_string, WindowsMonitor};
-use super::{rotate_bgra, CaptureError, Frame, Monitor, ScreenSource};
+use super::{rotate_bgra, CaptureError, Change, Frame, Monitor, ScreenSource};
 
 /// How long one capture waits for the desktop to change before returning the last image.
 const WAIT_MS: u32 = 50;
@@ -159,6 +162,17 @@ impl Output {
 
     /// The next image: a new one when the desktop changed within [`WAIT_MS`], else the last one.
     fn next(&mut self) -> Result<Frame, CaptureError> {
+        match self.acquire()? {
+            Some(frame) => Ok(frame),
+            None => self.last.clone().ok_or_else(|| {
+                // Nothing has changed since the duplication began: wait for the first image.
+                CaptureError::Server("the desktop has not been drawn yet".into())
+            }),
+        }
+    }
+
+    /// A new image when the desktop changed within [`WAIT_MS`], or `None`.
+    fn acquire(&mut self) -> Result<Option<Frame>, CaptureError> {
         let duplication = self.duplicate()?.clone();
         let mut info = DXGI_OUTDUPL_FRAME_INFO::default();
         let mut resource: Option<IDXGIResource> = None;
@@ -166,15 +180,7 @@ impl Output {
         let acquired = unsafe { duplication.AcquireNextFrame(WAIT_MS, &mut info, &mut resource) };
         match acquired {
             Ok(()) => {}
-            Err(e) if e.code() == DXGI_ERROR_WAIT_TIMEOUT => {
-                if let Some(last) = &self.last {
-                    return Ok(last.clone());
-                }
-                // Nothing has changed since the duplication began: wait for the first image.
-                return Err(CaptureError::Server(
-                    "the desktop has not been drawn yet".into(),
-                ));
-            }
+            Err(e) if e.code() == DXGI_ERROR_WAIT_TIMEOUT => return Ok(None),
             Err(e) if e.code() == DXGI_ERROR_ACCESS_LOST => {
                 self.duplication = None;
                 return Err(CaptureError::Server(
@@ -183,13 +189,22 @@ impl Output {
             }
             Err(e) => return Err(dxgi("AcquireNextFrame")(e)),
         }
-        let copied = resource
-            .ok_or_else(|| CaptureError::Server("AcquireNextFrame gave no image".into()))
-            .and_then(|r| self.copy(&r));
+        // Only the pointer moved: the desktop image is the one before (documented meaning of a
+        // zero LastPresentTime), unless there is none yet.
+        let copied = if info.LastPresentTime == 0 && self.last.is_some() {
+            Ok(None)
+        } else {
+            resource
+                .ok_or_else(|| CaptureError::Server("AcquireNextFrame gave no image".into()))
+                .and_then(|r| self.copy(&r))
+                .map(Some)
+        };
         // SAFETY: the frame acquired above is released exactly once.
         let _ = unsafe { duplication.ReleaseFrame() };
         let frame = copied?;
-        self.last = Some(frame.clone());
+        if let Some(f) = &frame {
+            self.last = Some(f.clone());
+        }
         Ok(frame)
     }
 
@@ -274,5 +289,29 @@ impl ScreenSource for DxgiSource {
             .find(|o| o.monitor.device == monitor.key)
             .ok_or(CaptureError::NoSuchMonitor(monitor.id))?;
         output.next()
+    }
+
+    fn capture_changes(
+        &mut self,
+        monitor: &Monitor,
+        frame: &mut Frame,
+    ) -> Result<Change, CaptureError> {
+        let output = self
+            .outputs
+            .iter_mut()
+            .find(|o| o.monitor.device == monitor.key)
+            .ok_or(CaptureError::NoSuchMonitor(monitor.id))?;
+        match output.acquire()? {
+            Some(new) => {
+                *frame = new;
+                Ok(Change::Whole)
+            }
+            // The caller's frame already holds this monitor's image.
+            None if frame.width != 0 => Ok(Change::Unchanged),
+            None => {
+                *frame = output.next()?;
+                Ok(Change::Whole)
+            }
+        }
     }
 }
