@@ -116,7 +116,8 @@ async fn the_window_shows_the_version_error_then_a_recorded_session_with_its_war
 
     // The remote content is in the native view: both halves, in their places, on the app's X
     // screen, at the remote screen's aspect.
-    let (vw, vh, px) = stage.native_view_on_screen().await;
+    let (view, px) = stage.native_view_on_screen().await;
+    let (vw, vh) = (view.width, view.height);
     let aspect = f64::from(vw) / f64::from(vh);
     assert!(
         (aspect - 1024.0 / 768.0).abs() < 0.01 && vw >= 400,
@@ -132,6 +133,33 @@ async fn the_window_shows_the_version_error_then_a_recorded_session_with_its_war
         assert!(close(&l, LEFT), "left half at {fy}: {l:?}");
         assert!(close(&r, RIGHT), "right half at {fy}: {r:?}");
     }
+    // Centred in the page's stage, as the page lays it out.
+    let r = w
+        .script(
+            "const r = document.getElementById('stage').getBoundingClientRect();
+             const d = window.devicePixelRatio;
+             return [r.left * d, r.top * d, r.width * d, r.height * d];",
+            serde_json::json!([]),
+        )
+        .await
+        .unwrap();
+    let s: Vec<f64> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let (cx, cy) = (
+        f64::from(view.x) + f64::from(vw) / 2.0,
+        f64::from(view.y) + f64::from(vh) / 2.0,
+    );
+    assert!(
+        (cx - (s[0] + s[2] / 2.0)).abs() <= 1.0
+            && (cy - (s[1] + s[3] / 2.0)).abs() <= 1.0
+            && f64::from(vw) <= s[2] + 0.5
+            && f64::from(vh) <= s[3] + 0.5,
+        "view {view:?} in stage {s:?}"
+    );
 
     // A click in the middle of the stage (where the picture is centred) lands in the middle of
     // the remote screen: the page sends the point, the app maps it through the view's transform.

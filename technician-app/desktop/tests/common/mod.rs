@@ -17,6 +17,15 @@ use tokio_util::sync::CancellationToken;
 pub const EMAIL: &str = "ada@acme.example";
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// Where the native view's window is in the app's window.
+#[derive(Debug, Clone, Copy)]
+pub struct NativeViewRect {
+    pub x: i16,
+    pub y: i16,
+    pub width: u16,
+    pub height: u16,
+}
+
 /// Everything one app test needs, torn down in order when dropped.
 pub struct Stage {
     pub window: AppWindow,
@@ -187,9 +196,10 @@ impl Stage {
         v["ok"].clone()
     }
 
-    /// The app's native view as its display shows it: the view window's size and the screen's
-    /// pixels where it is (BGRX, read from the root window, so whatever covers it would show).
-    pub async fn native_view_on_screen(&self) -> (u16, u16, Vec<u8>) {
+    /// The app's native view as its display shows it: the view window's place in the app's
+    /// window and the screen's pixels where it is (BGRX, read from the root window, so whatever
+    /// covers it would show).
+    pub async fn native_view_on_screen(&self) -> (NativeViewRect, Vec<u8>) {
         use x11rb::connection::Connection as _;
         use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
         let view = self
@@ -221,7 +231,13 @@ impl Stage {
             .unwrap()
             .reply()
             .unwrap();
-        (g.width, g.height, img.data)
+        let rect = NativeViewRect {
+            x: g.x,
+            y: g.y,
+            width: g.width,
+            height: g.height,
+        };
+        (rect, img.data)
     }
 
     /// Stops the app, the agent and the relay.
