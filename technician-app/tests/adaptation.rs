@@ -1,6 +1,8 @@
 //! The command-line client through a slow link: the real streamer on a virtual display (changing
-//! content in a corner), a relay recording the session, and `technician-cli` reaching the relay
-//! through a shaped link (`system_tests::link`: 300 kbit/s, 20 ms each way, 1 % loss). Typed
+//! content in a corner), a relay recording the session, and `technician-cli` in a network namespace
+//! of the test's own, reaching the relay over a veth pair whose rate the kernel limits (`tc tbf`,
+//! 300 kbit/s towards the client) through the harness's proxy for delay and loss (20 ms each way,
+//! 1 %; `system_tests::link`). Typed
 //! mid-session, `rate 10` changes the frame rate; once the link opens the stream comes back to
 //! that chosen rate and no higher. The recording splits once, at the technician's change: the
 //! adaptation's own changes of rate start no file.
@@ -11,13 +13,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use system_tests::content::noise_corner;
-use system_tests::link::{Shape, ShapedLink};
+use system_tests::link::{Namespace, Shape, ShapedLink};
 use system_tests::{TestRelay, TestStreamer, XDisplay};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -79,13 +81,18 @@ async fn the_command_line_client_changes_rate_on_a_slow_link_and_the_recording_s
     let stop = Arc::new(AtomicBool::new(false));
     let drawer = noise_corner(&display.name, w, h, stop.clone());
     let data = tempfile::tempdir().unwrap();
-    let relay = TestRelay::start(data.path(), 0).await;
+    let ns = Namespace::new().expect("a network namespace (root and iproute2 are needed)");
+    ns.limit(Some("300kbit")).unwrap();
+    let relay =
+        TestRelay::start_with(data.path(), 0, |c| c.server_names.push(ns.host_ip.clone())).await;
     let team = relay.acme(PASSWORD, false, true).await;
     let streamer = TestStreamer::start(&relay, &team.team.id, &display.name, data.path(), 30).await;
-    let link = ShapedLink::start(
+    let link = ShapedLink::start_on(
+        &ns.host_ip,
+        &ns.host_ip,
         &relay.addr,
         Shape {
-            rate_bps: Some(300_000),
+            rate_bps: None,
             delay: Duration::from_millis(20),
             loss: 0.01,
         },
@@ -93,7 +100,8 @@ async fn the_command_line_client_changes_rate_on_a_slow_link_and_the_recording_s
     .await
     .unwrap();
 
-    let mut cli = Command::new(env!("CARGO_BIN_EXE_technician-cli"))
+    let mut cli = ns
+        .command(std::path::Path::new(env!("CARGO_BIN_EXE_technician-cli")))
         .args(["--relay", &link.addr, "--email", "owner@acme.example"])
         .args(["--password", PASSWORD, "--device", &streamer.device_id])
         .args(["--frame-rate", "30", "--watch", "60"])
@@ -132,6 +140,7 @@ async fn the_command_line_client_changes_rate_on_a_slow_link_and_the_recording_s
     });
 
     // The link opens: the chosen 10 fps again within a few seconds, not the 30 of the start.
+    ns.limit(None).unwrap();
     link.set(Shape::OPEN);
     tokio::time::sleep(Duration::from_secs(7)).await;
     let open = out.rate_over(Duration::from_secs(3));

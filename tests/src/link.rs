@@ -8,6 +8,11 @@
 //!
 //! Each direction reads from its source only as fast as it can deliver, so a slow link pushes back
 //! on the sender through TCP, as a real bottleneck does.
+//!
+//! [`Namespace`] is the kernel's version of the rate: a network namespace with a veth pair whose
+//! host end `tc tbf` limits, so that a client run inside it (`ip netns exec`) crosses a real
+//! interface with a real queue that drops; the proxy, listening on the pair's address, adds the
+//! delay and losses.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,9 +63,19 @@ impl Drop for ShapedLink {
 impl ShapedLink {
     /// A proxy to `upstream` (`host:port`) shaped as `shape`.
     pub async fn start(upstream: &str, shape: Shape) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
         // By name: the relay's certificate is for localhost.
-        let addr = format!("localhost:{}", listener.local_addr()?.port());
+        Self::start_on("127.0.0.1", "localhost", upstream, shape).await
+    }
+
+    /// A link listening on address `ip` (port chosen), known to clients as `name:PORT`.
+    pub async fn start_on(
+        ip: &str,
+        name: &str,
+        upstream: &str,
+        shape: Shape,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind((ip, 0)).await?;
+        let addr = format!("{name}:{}", listener.local_addr()?.port());
         let shape = Arc::new(Mutex::new(shape));
         let upstream = upstream.to_owned();
         let shared = shape.clone();
@@ -272,5 +287,134 @@ mod tests {
         )
         .await;
         assert!(lossy >= 2 * RTO, "{lossy:?}");
+    }
+}
+
+/// A network namespace with a veth pair to this one, for traffic that crosses a real interface with
+/// a kernel rate limit (`tc tbf` on the host's end: what reaches the namespace is limited), made
+/// by [`Namespace::new`] and removed on drop. Addresses from a documentation range that no route
+/// of this machine uses (the first of 198.51.100.0/24, 203.0.113.0/24, 192.0.2.0/24): `.1` this side,
+/// `.2` the namespace's. Needs root and iproute2.
+#[derive(Debug)]
+pub struct Namespace {
+    /// The namespace's name (`ip netns exec NAME ...`).
+    pub name: String,
+    /// This side's address on the pair (what a server listens on for the namespace).
+    pub host_ip: String,
+    host_if: String,
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    run("ip", args)
+}
+
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("{program} (package iproute2) is needed"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Namespace {
+    /// Makes the namespace and the pair, both ends up, with no limit yet.
+    pub fn new() -> anyhow::Result<Self> {
+        let routes = std::process::Command::new("ip")
+            .args(["-4", "route", "show", "table", "all"])
+            .output()
+            .map_err(|e| anyhow::anyhow!("ip (package iproute2) is needed: {e}"))?;
+        let routes = String::from_utf8_lossy(&routes.stdout).into_owned();
+        let Some(net) = ["198.51.100", "203.0.113", "192.0.2"]
+            .into_iter()
+            .find(|net| !routes.contains(&format!("{net}.")))
+        else {
+            anyhow::bail!("every documentation range is in use on this machine: {routes}");
+        };
+        let tag = format!("{}{}", std::process::id() % 100_000, rand_tag());
+        let ns = Self {
+            name: format!("rst{tag}"),
+            host_ip: format!("{net}.1"),
+            host_if: format!("rsa{tag}"),
+        };
+        let peer = format!("rsb{tag}");
+        ip(&["netns", "add", &ns.name])?;
+        ip(&[
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ])?;
+        ip(&["link", "set", &peer, "netns", &ns.name])?;
+        ip(&["addr", "add", &format!("{net}.1/24"), "dev", &ns.host_if])?;
+        ip(&["link", "set", &ns.host_if, "up"])?;
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &ns.name, "ip"];
+            all.extend_from_slice(args);
+            ip(&all)
+        };
+        inside(&["addr", "add", &format!("{net}.2/24"), "dev", &peer])?;
+        inside(&["link", "set", &peer, "up"])?;
+        inside(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Limits what this side sends into the namespace to `rate` (tc's units: `300kbit`, `4mbit`)
+    /// with a token bucket (32 kbit burst, 400 ms of queue), or lifts the limit (`None`).
+    pub fn limit(&self, rate: Option<&str>) -> anyhow::Result<()> {
+        match rate {
+            Some(rate) => run(
+                "tc",
+                &[
+                    "qdisc",
+                    "replace",
+                    "dev",
+                    &self.host_if,
+                    "root",
+                    "tbf",
+                    "rate",
+                    rate,
+                    "burst",
+                    "32kbit",
+                    "latency",
+                    "400ms",
+                ],
+            ),
+            None => run("tc", &["qdisc", "del", "dev", &self.host_if, "root"]),
+        }
+    }
+
+    /// `program` run inside the namespace.
+    pub fn command(&self, program: &std::path::Path) -> std::process::Command {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+}
+
+fn rand_tag() -> u32 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % 1000)
+        .unwrap_or(0)
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Removing the namespace removes its end of the pair, and with it this end.
+        let _ = ip(&["netns", "del", &self.name]);
+        let _ = ip(&["link", "del", &self.host_if]);
     }
 }

@@ -62,6 +62,8 @@ const TEST_PACKAGES: &[&str] = &[
     "libnss3-tools",
     // ffprobe, which checks that recording files play (relay/tests/evidence.rs).
     "ffmpeg",
+    // ip and tc: a network namespace with a kernel rate limit (technician-app/tests/adaptation.rs).
+    "iproute2",
 ];
 
 /// The Windows target built here (with Debian's mingw-w64); the MSVC flavour is built in the
