@@ -7,7 +7,6 @@
 //! captured. docs/PERFORMANCE.md measures what each path costs.
 
 use std::collections::{HashMap, HashSet};
-use std::ptr::NonNull;
 
 use x11rb::connection::{Connection, RequestConnection as _};
 use x11rb::protocol::damage::{self, ConnectionExt as _, ReportLevel};
@@ -18,78 +17,13 @@ use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat, ImageOrder};
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 
+use x11_shm::{Access, Segment};
+
 use super::{CaptureError, Change, Frame, Monitor, Rect, ScreenSource};
 
 /// Past this many changed rectangles, their bounding box is read instead: one request rather than
 /// many small ones.
 const MAX_RECTS: usize = 16;
-
-/// A SysV shared memory segment attached to the X server (MIT-SHM), into which it writes images.
-#[derive(Debug)]
-struct Segment {
-    xid: shm::Seg,
-    addr: NonNull<u8>,
-    size: usize,
-}
-
-// SAFETY: the mapping is owned by this value alone and only read through `&self`; moving it to
-// another thread moves the only handle to it.
-#[allow(unsafe_code)]
-unsafe impl Send for Segment {}
-
-impl Segment {
-    /// A segment of `size` bytes attached to the server, or `None` when the server cannot share
-    /// memory with this process (another machine, another user, no MIT-SHM).
-    #[allow(unsafe_code)]
-    fn attach(conn: &RustConnection, size: usize) -> Option<Self> {
-        // SAFETY: plain SysV calls; every result is checked before use, the id is marked for removal
-        // once the server has attached (or failed to), so nothing outlives this process.
-        unsafe {
-            let id = libc::shmget(libc::IPC_PRIVATE, size, libc::IPC_CREAT | 0o600);
-            if id < 0 {
-                return None;
-            }
-            let addr = libc::shmat(id, std::ptr::null(), libc::SHM_RDONLY);
-            let attached = (addr as isize != -1)
-                .then(|| {
-                    let xid = conn.generate_id().ok()?;
-                    conn.shm_attach(xid, u32::try_from(id).ok()?, false)
-                        .ok()?
-                        .check()
-                        .ok()?;
-                    Some(xid)
-                })
-                .flatten();
-            libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
-            match (attached, NonNull::new(addr.cast::<u8>())) {
-                (Some(xid), Some(addr)) => Some(Self { xid, addr, size }),
-                _ => {
-                    if addr as isize != -1 {
-                        libc::shmdt(addr);
-                    }
-                    None
-                }
-            }
-        }
-    }
-
-    /// The first `len` bytes, as the server last wrote them.
-    #[allow(unsafe_code)]
-    fn bytes(&self, len: usize) -> &[u8] {
-        // SAFETY: the mapping is `size` bytes long and lives as long as `self`; the server writes
-        // into it only during a ShmGetImage whose reply has been read before this is called.
-        unsafe { std::slice::from_raw_parts(self.addr.as_ptr(), len.min(self.size)) }
-    }
-
-    #[allow(unsafe_code)]
-    fn release(self, conn: &RustConnection) {
-        let _ = conn.shm_detach(self.xid);
-        // SAFETY: `addr` came from shmat and is detached once, here.
-        unsafe {
-            libc::shmdt(self.addr.as_ptr().cast());
-        }
-    }
-}
 
 /// The DAMAGE object on one root window and the region its changes are moved into.
 #[derive(Debug, Clone, Copy)]
@@ -209,13 +143,13 @@ impl X11Source {
         if !self.shm_offered {
             return false;
         }
-        if self.segment.as_ref().is_some_and(|s| s.size >= size) {
+        if self.segment.as_ref().is_some_and(|s| s.size() >= size) {
             return true;
         }
         if let Some(old) = self.segment.take() {
             old.release(&self.conn);
         }
-        self.segment = Segment::attach(&self.conn, size);
+        self.segment = Segment::attach(&self.conn, size, Access::ServerWrites);
         if self.segment.is_none() {
             tracing::info!("MIT-SHM unavailable to this process; capturing through the socket");
             self.shm_offered = false;
@@ -244,7 +178,7 @@ impl X11Source {
         let len = row * usize::from(height);
         let via_socket;
         let src: &[u8] = if self.segment_for(len) {
-            let seg = self.segment.as_ref().map(|s| s.xid).ok_or_else(gone)?;
+            let seg = self.segment.as_ref().map(Segment::xid).ok_or_else(gone)?;
             self.conn
                 .shm_get_image(
                     root,

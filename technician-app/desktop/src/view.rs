@@ -131,6 +131,8 @@ pub struct Stats {
     pub skipped: u64,
     pub fit: Option<Fit>,
     pub probe: Option<Probe>,
+    /// Pictures go to the X server through shared memory (MIT-SHM), not its socket.
+    pub shared_memory: bool,
 }
 
 /// A watched remote pixel: `changed_at` (ms since the epoch) is set when the screen shows `rgb` there.

@@ -9,8 +9,10 @@
 //!   picture: when several are waiting it decodes them all and draws once; when the queue passes
 //!   [`BEHIND`] access units it skips to the next keyframe and asks for one (at most once a
 //!   second), so that the view never falls further behind.
-//! - Pixels go to the server with `PutImage` in bands under the server's request limit; a
-//!   round trip after each picture makes "drawn" mean "on the server's screen".
+//! - Pixels are converted straight into a shared memory segment that the server reads
+//!   (`ShmPutImage`, MIT-SHM), or, where the server cannot share memory with the app, sent with
+//!   `PutImage` in bands under its request limit; a round trip after each picture makes "drawn"
+//!   mean "on the server's screen" (and hands the segment back for the next picture).
 //! - A probe (for tests and the latency benchmark) reads one pixel back from the X server after a
 //!   picture is drawn and notes when it shows an expected colour.
 
@@ -24,8 +26,10 @@ use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 use protocol::VideoFrame;
 use technician::Command;
+use x11_shm::{Access, Segment};
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::shape::{self, ConnectionExt as _};
+use x11rb::protocol::shm::{self, ConnectionExt as _};
 use x11rb::protocol::xproto::{
     ClipOrdering, ConfigureWindowAux, ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask,
     ImageFormat, WindowClass,
@@ -158,6 +162,9 @@ struct Surface {
     max_bytes: usize,
     /// Where the window is and whether it is mapped.
     placed: Option<Fit>,
+    /// Shared memory with the server, while it works.
+    shm: bool,
+    segment: Option<Segment>,
 }
 
 impl Surface {
@@ -209,6 +216,9 @@ impl Surface {
             bail!("the app's window has depth {depth} at {bpp:?} bits a pixel; the view draws 32-bit pixels");
         }
         let max_bytes = conn.maximum_request_bytes().saturating_sub(64);
+        let shm = conn
+            .extension_information(shm::X11_EXTENSION_NAME)?
+            .is_some();
         Ok(Self {
             conn,
             window,
@@ -216,7 +226,58 @@ impl Surface {
             depth,
             max_bytes,
             placed: None,
+            shm,
+            segment: None,
         })
+    }
+
+    /// `len` bytes of shared memory to draw into, or `None` without MIT-SHM.
+    fn shared(&mut self, len: usize) -> Option<&mut [u8]> {
+        if !self.shm {
+            return None;
+        }
+        if self.segment.as_ref().is_none_or(|s| s.size() < len) {
+            if let Some(old) = self.segment.take() {
+                old.release(&self.conn);
+            }
+            self.segment = Segment::attach(&self.conn, len, Access::ClientWrites);
+            if self.segment.is_none() {
+                eprintln!("technician-app: the X server cannot share memory with the app; sending pictures over its socket");
+                self.shm = false;
+                return None;
+            }
+        }
+        self.segment.as_mut()?.bytes_mut(len)
+    }
+
+    /// Shows the shared picture (`width` x `height`) at the window's corner, then waits for the
+    /// server.
+    fn put_shared(&self, width: u32, height: u32) -> Result<()> {
+        let seg = self
+            .segment
+            .as_ref()
+            .map(Segment::xid)
+            .context("no shared memory")?;
+        let (w, h) = (width as u16, height as u16);
+        self.conn.shm_put_image(
+            self.window,
+            self.gc,
+            w,
+            h,
+            0,
+            0,
+            w,
+            h,
+            0,
+            0,
+            self.depth,
+            ImageFormat::Z_PIXMAP.into(),
+            false,
+            seg,
+            0,
+        )?;
+        self.conn.get_input_focus()?.reply()?;
+        Ok(())
     }
 
     fn place(&mut self, fit: Option<Fit>) -> Result<()> {
@@ -483,9 +544,14 @@ impl Drawer {
             height: h,
         };
         let (dw, dh) = (fit.width as usize, fit.height as usize);
-        self.pixels.resize(dw * dh * 4, 0);
-        self.scaler.draw(&planes, &mut self.pixels, dw, dh);
-        let put = self.surface.put(&self.pixels, fit.width, fit.height);
+        let put = if let Some(buf) = self.surface.shared(dw * dh * 4) {
+            self.scaler.draw(&planes, buf, dw, dh);
+            self.surface.put_shared(fit.width, fit.height)
+        } else {
+            self.pixels.resize(dw * dh * 4, 0);
+            self.scaler.draw(&planes, &mut self.pixels, dw, dh);
+            self.surface.put(&self.pixels, fit.width, fit.height)
+        };
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         let probe = lock(&self.stats)
             .probe
@@ -501,6 +567,7 @@ impl Drawer {
         };
         let mut s = lock(&self.stats);
         s.fit = Some(fit);
+        s.shared_memory = self.surface.segment.is_some();
         match put {
             Ok(()) => {
                 s.frames += 1;
