@@ -23,6 +23,9 @@ pub mod native {
     pub enum NativeView {}
 
     impl NativeView {
+        pub fn open(_parent: u32) -> anyhow::Result<Self> {
+            anyhow::bail!("no native view on this platform yet")
+        }
         pub fn start(&self, _: tokio::sync::mpsc::Sender<Command>) {
             match *self {}
         }
