@@ -80,7 +80,15 @@ impl Fit {
     /// The remote screen (`remote_width` x `remote_height`) fitted into `area`: scaled by
     /// min(1, area/remote) on both axes, centred. `None` when either is empty.
     pub fn new(area: Area, remote_width: u32, remote_height: u32) -> Option<Self> {
-        if remote_width == 0 || remote_height == 0 || area.width < 1.0 || area.height < 1.0 {
+        let finite = [area.x, area.y, area.width, area.height]
+            .iter()
+            .all(|v| v.is_finite());
+        if !finite
+            || remote_width == 0
+            || remote_height == 0
+            || area.width < 1.0
+            || area.height < 1.0
+        {
             return None;
         }
         let (rw, rh) = (f64::from(remote_width), f64::from(remote_height));
@@ -100,7 +108,13 @@ impl Fit {
     /// The remote pixel under the webview point (`x`, `y`), or `None` outside the drawn picture.
     pub fn to_remote(&self, x: f64, y: f64) -> Option<(u16, u16)> {
         let (fx, fy) = (x - f64::from(self.x), y - f64::from(self.y));
-        if fx < 0.0 || fy < 0.0 || fx >= f64::from(self.width) || fy >= f64::from(self.height) {
+        if !fx.is_finite()
+            || !fy.is_finite()
+            || fx < 0.0
+            || fy < 0.0
+            || fx >= f64::from(self.width)
+            || fy >= f64::from(self.height)
+        {
             return None;
         }
         let rx = (fx * f64::from(self.remote_width) / f64::from(self.width)).floor();
@@ -238,6 +252,18 @@ mod tests {
     fn nothing_fits_in_nothing() {
         assert_eq!(Fit::new(area(0.0, 0.0, 0.0, 100.0), 1920, 1080), None);
         assert_eq!(Fit::new(area(0.0, 0.0, 100.0, 100.0), 0, 1080), None);
+        // What a page could send that is no place: refused, not turned into a corner.
+        assert_eq!(
+            Fit::new(area(f64::NAN, 0.0, 100.0, 100.0), 1920, 1080),
+            None
+        );
+        assert_eq!(
+            Fit::new(area(0.0, 0.0, f64::INFINITY, 100.0), 1920, 1080),
+            None
+        );
+        let fit = Fit::new(area(0.0, 0.0, 960.0, 540.0), 1920, 1080).unwrap();
+        assert_eq!(fit.to_remote(f64::NAN, 10.0), None);
+        assert_eq!(fit.to_remote(10.0, f64::NEG_INFINITY), None);
     }
 
     #[test]
