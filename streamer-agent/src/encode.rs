@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use openh264::encoder::{
-    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod,
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, QpRange,
     RateControlMode, UsageType,
 };
 use openh264::formats::{RgbSliceU8, YUVBuffer, YUVSlices};
@@ -91,7 +91,13 @@ pub struct EncoderSettings {
     /// An IDR picture every this many seconds' worth of frames (counted in frames encoded, so a
     /// still screen makes them rarer), besides those asked for.
     pub intra_period_seconds: u32,
+    /// The coarsest quantiser rate control may choose (openh264's own ceiling is 42 in camera
+    /// usage and 35 in screen-content usage; at most 51). Unused without rate control.
+    pub max_qp: u8,
 }
+
+/// The finest quantiser rate control may choose: openh264's own floor in rate-control mode.
+const MIN_QP: u8 = 12;
 
 impl EncoderSettings {
     /// What the streamer uses for a `width` x `height` screen: camera usage at low complexity,
@@ -106,6 +112,12 @@ impl EncoderSettings {
             // three times the bytes (docs/PERFORMANCE.md); the view and the recorder ask for the
             // keyframes they need.
             intra_period_seconds: 10,
+            // The whole range: at openh264's ceiling of 42, a frame of fast-changing content (noise,
+            // a video) stayed 150 to 230 KB whatever the target, 300 to 450 ms on a 4 Mbit/s link
+            // by itself, so a lower target only dropped frames and the view's delay could not go
+            // under 400 ms (docs/PERFORMANCE.md, the link section). Rate control goes this coarse
+            // only when the target needs it: typing and scrolling stay far finer.
+            max_qp: 51,
         }
     }
 
@@ -116,6 +128,7 @@ impl EncoderSettings {
         low_complexity: false,
         target_bps: None,
         intra_period_seconds: 2,
+        max_qp: 42,
     };
 }
 
@@ -234,6 +247,12 @@ impl H264Encoder {
             .intra_frame_period(IntraFramePeriod::from_num_frames(
                 u32::from(frame_rate.max(1)) * settings.intra_period_seconds.max(1),
             ));
+        // Without rate control the quantiser is fixed, and openh264's default range stays.
+        let config = if settings.target_bps.is_some() {
+            config.qp(QpRange::new(MIN_QP, settings.max_qp.clamp(MIN_QP, 51)))
+        } else {
+            config
+        };
         let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)?;
         let (width, height) = encoded_size(width, height);
         let i420 = YuvPlanarImageMut::alloc(

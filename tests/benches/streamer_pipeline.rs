@@ -383,6 +383,13 @@ fn main() {
         ),
         ("the streamer's, with an IDR every 2 s", two_second_idr),
         (
+            "the streamer's, quantiser at most 42 (before 2026-12-02)",
+            EncoderSettings {
+                max_qp: 42,
+                ..EncoderSettings::streamer(W, H)
+            },
+        ),
+        (
             "camera, no rate control (before)",
             EncoderSettings::FIXED_QUALITY,
         ),
