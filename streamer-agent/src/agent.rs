@@ -49,6 +49,10 @@ pub struct AgentConfig {
     pub display: Option<String>,
     /// Frame rate until the technician chooses one.
     pub frame_rate: u16,
+    /// The version to announce in the handshake instead of this build's own (`None`: this
+    /// build's). For support staff reproducing the recording gate's refusal, and for tests; the
+    /// relay treats it like any version.
+    pub announced_version: Option<ProductVersion>,
 }
 
 /// What the streamer tells its user, as it happens.
@@ -283,8 +287,12 @@ pub async fn run_hosted(
     notices: tokio::sync::mpsc::UnboundedSender<Notice>,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let own = ProductVersion::this_build()?;
+    let version = config.announced_version.unwrap_or(own);
+    if version != own {
+        tracing::warn!("announcing version {version} to the relay instead of this build's {own}");
+    }
     let connector = Connector::trusting_ca_file(&config.ca_file)?;
-    let version = ProductVersion::this_build()?;
     let mut backoff = Duration::from_secs(1);
     loop {
         let attempt = async {

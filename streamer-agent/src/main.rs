@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use protocol::ProductVersion;
 use streamer_agent::agent::{self, AgentConfig, Mode, Notice};
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +46,11 @@ struct Args {
     /// Print the four-part product version and exit.
     #[arg(long)]
     product_version: bool,
+    /// Announce this four-part version (such as 3.5.7.9) to the relay instead of this build's own:
+    /// for support staff reproducing the recording gate's refusal, and for tests. The relay treats
+    /// it like any version.
+    #[arg(long, env = "STREAMER_ANNOUNCE_VERSION", value_name = "VERSION")]
+    announce_version: Option<ProductVersion>,
 }
 
 fn main() -> ExitCode {
@@ -163,6 +169,7 @@ fn main() -> ExitCode {
         device_name: name,
         display: args.display.clone(),
         frame_rate: args.frame_rate,
+        announced_version: args.announce_version,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -305,6 +305,7 @@ fn serve(dir: &std::path::Path, shutdown: CancellationToken) -> Result<()> {
         device_name: std::env::var("COMPUTERNAME").unwrap_or_else(|_| "Windows PC".into()),
         display: None,
         frame_rate: 30,
+        announced_version: None,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let result = runtime.block_on(async move {

@@ -53,6 +53,46 @@ fn refuses_missing_and_unreadable_settings_clearly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("frame-rate"));
 }
 
+#[test]
+fn announces_another_version_only_when_it_is_a_valid_one() {
+    // A malformed version is refused before anything starts, in the version parser's words.
+    let out = streamer()
+        .args([
+            "--relay",
+            "127.0.0.1:9",
+            "--ca",
+            "x.pem",
+            "--announce-version",
+            "3.5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--announce-version"), "{err}");
+    assert!(err.contains("malformed product version \"3.5\""), "{err}");
+
+    // A valid one is what the streamer announces, and it says so (here it then stops at the
+    // missing CA: the handshake itself is tests/tests/streamer.rs's).
+    let dir = tempfile::tempdir().unwrap();
+    let out = streamer()
+        .args(["--relay", "127.0.0.1:9", "--ca"])
+        .arg(dir.path().join("missing.pem"))
+        .arg("--credential-file")
+        .arg(dir.path().join("device.credential"))
+        .args(["--deployment-code", "CODE", "--announce-version", "3.5.7.9"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("announcing version 3.5.7.9 to the relay instead of this build's"),
+        "{err}"
+    );
+    assert!(err.contains("missing.pem"), "{err}");
+}
+
 /// The program copied into a folder of its own, with `settings` beside it as the settings file.
 fn beside(settings: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();

@@ -127,6 +127,7 @@ async fn main() -> Result<()> {
         device_name: "Demo PC".into(),
         display: Some(display_name.clone()),
         frame_rate: 15,
+        announced_version: None,
     };
     let platform = Arc::new(X11Platform {
         display: Some(display_name.clone()),

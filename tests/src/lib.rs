@@ -282,6 +282,7 @@ impl TestStreamer {
             device_name: "Test PC".into(),
             display: Some(display.into()),
             frame_rate,
+            announced_version: None,
         };
         let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
         let stop = CancellationToken::new();

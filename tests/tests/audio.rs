@@ -48,6 +48,7 @@ async fn an_unpaced_audio_source_keeps_its_session_alive() {
         device_name: "Test PC".into(),
         display: Some(display.name.clone()),
         frame_rate: 10,
+        announced_version: None,
     };
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();

@@ -49,6 +49,7 @@ async fn setup(display: &XDisplay, record: bool) -> Setup {
         device_name: "Test PC".into(),
         display: Some(display.name.clone()),
         frame_rate: 10,
+        announced_version: None,
     };
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let streamer_stop = CancellationToken::new();
@@ -567,48 +568,18 @@ async fn an_attended_streamer_shows_a_session_code_and_the_technician_connects_w
     let data = tempfile::tempdir().unwrap();
     let relay = TestRelay::start(data.path(), 0).await;
     let team = relay.acme(PASSWORD, false, false).await;
-    let config = AgentConfig {
-        relay: relay.addr.clone(),
-        ca_file: relay.ca(),
-        mode: Mode::Attended {
-            team_key: team.team.attended_key.clone(),
-        },
-        device_name: "Laptop".into(),
-        display: Some(display.name.clone()),
-        frame_rate: 10,
-    };
-    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
-    let stop = CancellationToken::new();
-    let platform = Arc::new(X11Platform {
-        display: Some(display.name.clone()),
-    });
-    let streamer = tokio::spawn(agent::run(config, platform, tx, stop.clone()));
-    assert_eq!(next_notice(&mut notices).await, Notice::Connected);
+    let Attended {
+        mut notices,
+        stop,
+        streamer,
+    } = Attended::start(&relay, &team, &display, "Laptop", None).await;
     let Notice::SessionCode(code, ttl) = next_notice(&mut notices).await else {
         panic!("no session code")
     };
     assert_eq!(code.len(), 9);
     assert_eq!(ttl, 600);
 
-    let token = relay
-        .store
-        .sign_in("owner@acme.example", PASSWORD, 3_600_000)
-        .await
-        .unwrap()
-        .unwrap()
-        .token;
-    let mut tech = Connector::trusting_ca_file(&relay.ca())
-        .unwrap()
-        .connect(&relay.addr)
-        .await
-        .unwrap();
-    tech.handshake(
-        Role::Technician,
-        ProductVersion::new(3, 5, 8, 0),
-        Credential::TechnicianToken { token },
-    )
-    .await
-    .unwrap();
+    let mut tech = relay.technician("owner@acme.example", PASSWORD).await;
     tech.send(&Message::SessionRequest {
         target: SessionTarget::Code { code },
         view: ViewRequest::default(),
@@ -646,4 +617,76 @@ async fn an_attended_streamer_shows_a_session_code_and_the_technician_connects_w
     }
     streamer.await.unwrap().unwrap();
     relay.stop().await;
+}
+
+/// The streamer's option to announce another version (`--announce-version`, for support staff and
+/// tests): the relay's gate treats it like any version, with the SPEC's words naming it.
+#[tokio::test]
+async fn a_streamer_announcing_an_older_version_is_refused_by_the_recording_gate() {
+    let display = XDisplay::start(320, 240);
+    let data = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(data.path(), 0).await;
+    let team = relay.acme(PASSWORD, true, false).await;
+    let old = ProductVersion::new(3, 5, 7, 9);
+    let mut a = Attended::start(&relay, &team, &display, "Old laptop", Some(old)).await;
+    let Notice::SessionCode(code, _) = next_notice(&mut a.notices).await else {
+        panic!("no session code")
+    };
+    let mut tech = relay.technician("owner@acme.example", PASSWORD).await;
+    tech.send(&Message::SessionRequest {
+        target: SessionTarget::Code { code },
+        view: ViewRequest::default(),
+    })
+    .await
+    .unwrap();
+    let Message::SessionRefused { code, message } = recv(&mut tech).await else {
+        panic!("an attended session with a streamer announcing {old} was not refused")
+    };
+    assert_eq!(code, ErrorCode::StreamerVersionUnsupported);
+    assert_eq!(message, streamer_version_unsupported_text(&old));
+    assert!(message.contains("version 3.5.7.9."), "{message}");
+    a.stop.cancel();
+    a.streamer.await.unwrap().unwrap();
+    relay.stop().await;
+}
+
+/// An attended streamer agent on `display`, connected (its `Connected` notice taken).
+struct Attended {
+    notices: tokio::sync::mpsc::UnboundedReceiver<Notice>,
+    stop: CancellationToken,
+    streamer: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Attended {
+    async fn start(
+        relay: &TestRelay,
+        team: &relay::store::NewTeam,
+        display: &XDisplay,
+        name: &str,
+        announced_version: Option<ProductVersion>,
+    ) -> Self {
+        let config = AgentConfig {
+            relay: relay.addr.clone(),
+            ca_file: relay.ca(),
+            mode: Mode::Attended {
+                team_key: team.team.attended_key.clone(),
+            },
+            device_name: name.into(),
+            display: Some(display.name.clone()),
+            frame_rate: 10,
+            announced_version,
+        };
+        let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let platform = Arc::new(X11Platform {
+            display: Some(display.name.clone()),
+        });
+        let streamer = tokio::spawn(agent::run(config, platform, tx, stop.clone()));
+        assert_eq!(next_notice(&mut notices).await, Notice::Connected);
+        Self {
+            notices,
+            stop,
+            streamer,
+        }
+    }
 }

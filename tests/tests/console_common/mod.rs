@@ -154,6 +154,7 @@ impl LiveSession {
                 device_name: "Front desk PC".into(),
                 display: Some(display.name.clone()),
                 frame_rate: 15,
+                announced_version: None,
             },
             Arc::new(X11Platform {
                 display: Some(display.name.clone()),

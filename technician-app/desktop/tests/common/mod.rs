@@ -82,6 +82,7 @@ pub async fn stage(
             device_name: "Test PC".into(),
             display: Some(display.name.clone()),
             frame_rate,
+            announced_version: None,
         },
         Arc::new(X11Platform {
             display: Some(display.name.clone()),
