@@ -95,6 +95,7 @@ const INSTALLER_PACKAGES: &[&str] = &[
 ];
 
 fn main() -> ExitCode {
+    since_start();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
@@ -137,14 +138,32 @@ fn cargo() -> Command {
     cmd
 }
 
+/// Runs `cmd`, saying when it starts and how long it took: a CI log then shows where its time goes.
 fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    eprintln!("xtask: running {shown}");
+    eprintln!("xtask: [{}] running {shown}", since_start());
+    let started = std::time::Instant::now();
     let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    eprintln!(
+        "xtask: [{}] took {:.0} s: {}",
+        since_start(),
+        started.elapsed().as_secs_f64(),
+        shown.chars().take(160).collect::<String>()
+    );
     if !status.success() {
         bail!("{shown} failed with {status}");
     }
     Ok(())
+}
+
+/// Time since this xtask started, as `MMmSSs`.
+fn since_start() -> String {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let secs = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs();
+    format!("{:02}m{:02}s", secs / 60, secs % 60)
 }
 
 fn is_installed(package: &str) -> bool {
@@ -268,7 +287,7 @@ fn test() -> Result<()> {
 fn run_tests(cmd: &mut Command) -> Result<()> {
     use std::io::BufRead;
     let shown = format!("{cmd:?}");
-    eprintln!("xtask: running {shown}");
+    eprintln!("xtask: [{}] running {shown}", since_start());
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .spawn()
