@@ -485,3 +485,52 @@ async fn traffic_in_flight_when_a_session_ends_is_dropped_not_refused() {
     pair(&mut tech, &mut streamer, target).await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn the_last_sessions_traffic_arriving_during_the_next_offer_is_dropped() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    relay.set_recording(&team, false, false).await;
+    let (mut streamer, device_id, _) = relay.device(&team, CURRENT).await;
+    let mut tech = relay.technician(&team).await;
+    let target = SessionTarget::Device { device_id };
+    pair(&mut tech, &mut streamer, target.clone()).await;
+    tech.send(&Message::LeaveSession).await.unwrap();
+    loop {
+        if let Message::SessionEnded { .. } = recv(&mut streamer).await {
+            break;
+        }
+    }
+    // The technician asks again at once; the streamer's audio of the last session reaches the
+    // relay after the new offer went out and before the answer to it (the order CI once met).
+    tech.send(&Message::SessionRequest {
+        target,
+        view: protocol::ViewRequest::default(),
+    })
+    .await
+    .unwrap();
+    let session_id = loop {
+        if let Message::SessionOffer { session_id, .. } = recv(&mut streamer).await {
+            break session_id;
+        }
+    };
+    streamer
+        .send(&Message::AudioFrame(AudioFrame {
+            timestamp_us: 1,
+            payload: Bytes::from_static(b"opus"),
+        }))
+        .await
+        .unwrap();
+    streamer
+        .send(&Message::SessionAccept { session_id })
+        .await
+        .unwrap();
+    loop {
+        match recv(&mut tech).await {
+            Message::SessionStarted { .. } => break,
+            Message::SessionEnded { .. } => {}
+            other => panic!("expected the new session to start, got {other:?}"),
+        }
+    }
+    relay.stop().await;
+}

@@ -277,6 +277,8 @@ fn test() -> Result<()> {
     fuzz(20)?;
     installers()?;
     windows()?;
+    // The build alone first, so that the log tells building from running; the run reuses it.
+    run(cargo().args(["test", "--workspace", "--no-run"]))?;
     // Last, so that the test runner's summary is the last thing printed. Every suite runs even
     // after one fails, so that a red run lists every failure at once.
     run_tests(cargo().args(["test", "--workspace", "--no-fail-fast"]))
@@ -288,6 +290,7 @@ fn run_tests(cmd: &mut Command) -> Result<()> {
     use std::io::BufRead;
     let shown = format!("{cmd:?}");
     eprintln!("xtask: [{}] running {shown}", since_start());
+    let started = std::time::Instant::now();
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -315,6 +318,11 @@ fn run_tests(cmd: &mut Command) -> Result<()> {
     let status = child
         .wait()
         .with_context(|| format!("waiting for {shown}"))?;
+    eprintln!(
+        "xtask: [{}] took {:.0} s: {shown}",
+        since_start(),
+        started.elapsed().as_secs_f64()
+    );
     println!("total: {passed} passed, {failed} failed, {ignored} skipped");
     if !status.success() {
         bail!("{shown} failed with {status}");

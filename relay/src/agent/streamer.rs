@@ -139,6 +139,8 @@ impl Conn {
                         | Message::SessionAccept { .. }
                         | Message::SessionDecline { .. },
                     ) => {}
+                    // The last session's frames still in flight when the next offer went out.
+                    Ok(late) if self.late_for_ended_session(&late) => {}
                     Ok(other) => {
                         let _ = offer.reply.send(OfferReply::NoAnswer);
                         self.refuse(Refusal::new(
