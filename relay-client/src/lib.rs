@@ -31,9 +31,21 @@ pub enum LinkError {
     /// The CA file could not be read or holds no certificate (user's fault).
     #[error("trusted CA: {0}")]
     Trust(String),
-    /// TCP or TLS failed: unreachable, or the certificate is not trusted.
+    /// TCP or TLS failed below the certificate check: the relay is unreachable (no such host,
+    /// nothing listening, no route) or the connection broke during the TLS handshake.
     #[error("connecting to the relay: {0}")]
     Connect(#[source] std::io::Error),
+    /// The relay answered, but its certificate does not chain to a CA this client trusts, or is not
+    /// for the address dialled: a relay on its own CA needs that CA's certificate.
+    #[error("the relay's certificate is not trusted: {0}")]
+    Certificate(String),
+    /// Sign-in is paused after too many wrong passwords (HTTP 429 `TOO_MANY_ATTEMPTS`), even with
+    /// the right one; the message says for how long.
+    #[error("{message}")]
+    SignInPaused {
+        /// The relay's sentence ("try again in 15 minutes").
+        message: String,
+    },
     /// The WebSocket layer failed.
     #[error("WebSocket: {0}")]
     WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
@@ -113,7 +125,7 @@ impl Connector {
         TlsConnector::from(self.tls.clone())
             .connect(server_name, tcp)
             .await
-            .map_err(LinkError::Connect)
+            .map_err(tls_error)
     }
 
     /// One HTTPS request with the given headers and body; returns the status, headers and body.
@@ -189,9 +201,24 @@ impl Connector {
         password: &str,
     ) -> Result<String, LinkError> {
         let body = serde_json::json!({ "email": email, "password": password });
-        let (status, json) = self
-            .api(addr, "POST", "/api/v1/sign-in", None, Some(&body))
+        let (status, _, bytes) = self
+            .request(
+                addr,
+                "POST",
+                "/api/v1/sign-in",
+                &[("content-type", "application/json")],
+                Bytes::from(body.to_string()),
+            )
             .await?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        if status == 429 && json["error"]["code"] == "TOO_MANY_ATTEMPTS" {
+            return Err(LinkError::SignInPaused {
+                message: json["error"]["message"]
+                    .as_str()
+                    .unwrap_or("Too many wrong passwords: sign-in is paused; try again later.")
+                    .to_owned(),
+            });
+        }
         match (status, json["token"].as_str()) {
             (200, Some(token)) => Ok(token.to_owned()),
             _ => Err(LinkError::Refused(Refusal::new(
@@ -212,14 +239,97 @@ impl Connector {
             .max_message_size(Some(protocol::max_frame_len()))
             .max_frame_size(Some(protocol::max_frame_len()));
         let (ws, _) = tokio_tungstenite::client_async_with_config(url, tls, Some(config)).await?;
-        Ok(Connection { ws })
+        Ok(Connection {
+            ws,
+            heard: std::time::Instant::now(),
+        })
     }
+}
+
+/// A TLS handshake's failure: a certificate the client does not trust is told apart from a broken
+/// connection, since the technician's remedy differs (the relay's CA, against the network).
+fn tls_error(e: std::io::Error) -> LinkError {
+    let certificate = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|r| match r {
+            rustls::Error::InvalidCertificate(c) => Some(format!("{c:?}")),
+            rustls::Error::NoCertificatesPresented => Some("the relay sent none".to_owned()),
+            _ => None,
+        });
+    match certificate {
+        Some(why) => LinkError::Certificate(why),
+        None => LinkError::Connect(e),
+    }
+}
+
+/// The `host:port` to dial for what a person typed as the relay's address: surrounding spaces, an
+/// `https://` or `wss://` scheme and a trailing `/` are dropped, and a missing port means 443 (the
+/// relay's HTTPS port in production). An IPv6 address goes in brackets (`[::1]:8443`). Anything
+/// else (spaces inside, a path, a port that is not a number from 1 to 65535) is refused with the
+/// reason.
+pub fn relay_address(typed: &str) -> Result<String, String> {
+    let mut s = typed.trim();
+    for scheme in ["https://", "wss://"] {
+        if s.len() >= scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            s = &s[scheme.len()..];
+        }
+    }
+    let s = s.strip_suffix('/').unwrap_or(s);
+    if s.is_empty() {
+        return Err("Enter the relay's address, such as relay.example.com.".to_owned());
+    }
+    if s.contains('/') || s.chars().any(char::is_whitespace) || s.contains('@') {
+        return Err(format!(
+            "\"{typed}\" is not a relay address: give a host name, optionally with :port (such as \
+             relay.example.com or relay.example.com:8443)."
+        ));
+    }
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let Some((host, after)) = rest.split_once(']') else {
+            return Err(format!("\"{typed}\": an IPv6 address needs its closing ]."));
+        };
+        match after {
+            "" => (format!("[{host}]"), None),
+            _ => match after.strip_prefix(':') {
+                Some(p) => (format!("[{host}]"), Some(p)),
+                None => return Err(format!("\"{typed}\": a port follows the ] after a colon.")),
+            },
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, _)) if h.contains(':') => {
+                return Err(format!(
+                    "\"{typed}\": write an IPv6 address in brackets, such as [::1]:8443."
+                ))
+            }
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (s.to_owned(), None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(format!("\"{typed}\" has no host name."));
+    }
+    let port = match port {
+        None => 443,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(format!(
+                    "\"{typed}\": the port must be a number from 1 to 65535."
+                ))
+            }
+        },
+    };
+    Ok(format!("{host}:{port}"))
 }
 
 /// An open connection to the relay.
 #[derive(Debug)]
 pub struct Connection {
     ws: WebSocketStream<TlsStream<TcpStream>>,
+    /// When the relay was last heard from (any WebSocket message, pongs included).
+    heard: std::time::Instant,
 }
 
 /// What the handshake established.
@@ -256,10 +366,26 @@ impl Connection {
         Ok(())
     }
 
+    /// Sends a WebSocket ping; the relay's pong counts as hearing from it ([`Connection::heard`]).
+    pub async fn ping(&mut self) -> Result<(), LinkError> {
+        self.ws.send(WsMessage::Ping(Bytes::new())).await?;
+        Ok(())
+    }
+
+    /// When the relay was last heard from: any message received, pings and pongs included (set at
+    /// the connection's opening before the first).
+    pub fn heard(&self) -> std::time::Instant {
+        self.heard
+    }
+
     /// Receives the next message; `LinkError::Closed` when the relay closed the connection.
     pub async fn recv(&mut self) -> Result<Message, LinkError> {
         loop {
-            match self.ws.next().await {
+            let next = self.ws.next().await;
+            if let Some(Ok(_)) = &next {
+                self.heard = std::time::Instant::now();
+            }
+            match next {
                 None | Some(Ok(WsMessage::Close(_))) => return Err(LinkError::Closed),
                 Some(Err(e)) => return Err(e.into()),
                 Some(Ok(WsMessage::Binary(bytes))) => return Ok(decode_frame(bytes)?),
@@ -317,5 +443,47 @@ impl Connection {
     /// Closes the connection politely.
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::relay_address;
+
+    #[test]
+    fn a_typed_address_gets_port_443_and_loses_its_scheme() {
+        for (typed, want) in [
+            ("relay.example.com", "relay.example.com:443"),
+            ("  relay.example.com:8443 ", "relay.example.com:8443"),
+            ("https://relay.example.com/", "relay.example.com:443"),
+            ("WSS://relay.example.com:9000", "relay.example.com:9000"),
+            ("[::1]", "[::1]:443"),
+            ("[::1]:8443", "[::1]:8443"),
+            ("127.0.0.1:1", "127.0.0.1:1"),
+        ] {
+            assert_eq!(relay_address(typed).as_deref(), Ok(want), "{typed}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_address_is_refused_with_its_reason() {
+        for (typed, why) in [
+            ("", "Enter the relay's address"),
+            ("   ", "Enter the relay's address"),
+            ("relay.example.com:0", "from 1 to 65535"),
+            ("relay.example.com:99999", "from 1 to 65535"),
+            ("relay.example.com:https", "from 1 to 65535"),
+            ("relay.example.com/console", "not a relay address"),
+            ("relay example.com", "not a relay address"),
+            ("ada@relay.example.com", "not a relay address"),
+            ("::1", "in brackets"),
+            ("[::1", "closing ]"),
+            ("[::1]8443", "after a colon"),
+            (":8443", "no host name"),
+        ] {
+            let err = relay_address(typed).unwrap_err();
+            assert!(err.contains(why), "{typed:?}: {err}");
+        }
     }
 }

@@ -35,7 +35,7 @@ async fn fresh_data_dir_creates_a_ca_that_clients_trust_and_others_are_refused_b
     // A client that trusts nothing is refused by TLS itself.
     let nothing = Connector::trusting(rustls::RootCertStore::empty()).unwrap();
     let err = nothing.connect(&relay.addr).await.unwrap_err();
-    assert!(matches!(err, LinkError::Connect(_)), "{err}");
+    assert!(matches!(err, LinkError::Certificate(_)), "{err}");
     assert!(err.to_string().contains("certificate"), "{err}");
 
     // So is one that trusts another relay's development CA.
@@ -46,6 +46,14 @@ async fn fresh_data_dir_creates_a_ca_that_clients_trust_and_others_are_refused_b
     let stranger = Connector::trusting_ca_file(&other_ca).unwrap();
     assert!(matches!(
         stranger.connect(&relay.addr).await.unwrap_err(),
+        LinkError::Certificate(_)
+    ));
+    // Nothing listening is another failure, told apart from the certificate.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("localhost:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    assert!(matches!(
+        stranger.connect(&nowhere).await.unwrap_err(),
         LinkError::Connect(_)
     ));
 

@@ -1,10 +1,16 @@
 //! The technician's session library: what the Tauri app and the command-line client drive.
 //!
 //! It signs in to the relay, lists the team's devices, connects by device or session code, and runs a
-//! session as a task that reports typed [`Event`]s (video, recording state, limit warnings, the end
-//! and its reason, refusals) and takes [`Command`]s (input, monitor, frame rate, leave). No window, no
-//! decoding: the app decodes with openh264 into its native view (WebCodecs in the page where it has
-//! none), the command-line client with openh264.
+//! session as a task that reports typed [`Event`]s (video, recording state, limit warnings, a picture
+//! that stopped, the end and its reason, a lost connection) and takes [`Command`]s (input, monitor,
+//! frame rate, leave). No window, no decoding: the app decodes with openh264 into its native view
+//! (WebCodecs in the page where it has none), the command-line client with openh264.
+//!
+//! A session never hangs on a dead link: the session pings the relay whenever it has heard nothing
+//! for a second and gives the connection up as lost after [`LINK_SILENCE`] without a word (a frozen
+//! relay, a cable pulled); a closed or broken connection is lost at once. Every session's events end
+//! with [`Event::Ended`] or [`Event::Lost`]. An [`Account`] keeps what it takes to connect again
+//! (the relay, its trust and the sign-in token), and [`reconnect_delay`] spaces the attempts.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,6 +21,7 @@ use protocol::{
     ViewRequest,
 };
 use relay_client::{Connection, Connector, LinkError};
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// The technician app's product version, from the workspace's one version.
@@ -80,8 +87,25 @@ pub enum Event {
     Audio(AudioFrame),
     /// The session goes on without audio.
     AudioUnavailable(String),
-    /// The recorded session ends at its limit in this long.
-    LimitWarning(Duration),
+    /// The recorded session ends at its limit in `time_left`; the relay's limit for recorded
+    /// sessions is `limit` ([`session_limit`]).
+    LimitWarning {
+        /// Until the relay ends the session.
+        time_left: Duration,
+        /// The relay's limit on a recorded session's length.
+        limit: Duration,
+    },
+    /// `false`: no video frame for [`PICTURE_STALL`] (the streamer sends one at least every second,
+    /// so the picture on the view is out of date); `true`: frames arrive again.
+    Picture(bool),
+    /// The connection to the relay was lost (closed, broken, silent for [`LINK_SILENCE`], or the
+    /// relay refused mid-session); the session is over for this technician. Last event.
+    Lost {
+        /// The refusal's code, when the relay refused.
+        code: Option<ErrorCode>,
+        /// What happened, for people.
+        message: String,
+    },
     /// The session ended.
     Ended {
         /// Why, for programs.
@@ -119,6 +143,76 @@ pub struct Technician {
 }
 
 const ANSWER: Duration = Duration::from_secs(30);
+
+/// How long a session waits without hearing from the relay (no message, no pong to its pings)
+/// before it gives the connection up as lost.
+pub const LINK_SILENCE: Duration = Duration::from_secs(4);
+
+/// How long without a video frame before the session says the picture stopped
+/// ([`Event::Picture`]): twice the longest gap a streamer leaves on a still screen.
+pub const PICTURE_STALL: Duration = Duration::from_secs(2);
+
+/// The pause before reconnection attempt `attempt` (0 first): 0.5 s, then doubling to at most 10 s.
+pub fn reconnect_delay(attempt: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << attempt.min(5)).min(10_000))
+}
+
+/// What a signed-in technician connects (and reconnects) with: the relay's address, the TLS trust
+/// for it and the sign-in token. The password is not kept.
+#[derive(Debug, Clone)]
+pub struct Account {
+    connector: Connector,
+    relay: String,
+    token: String,
+}
+
+impl Account {
+    /// Signs in with e-mail and password over the relay's API.
+    pub async fn sign_in(
+        connector: Connector,
+        relay: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<Self, TechnicianError> {
+        let token = connector.sign_in(relay, email, password).await?;
+        Ok(Self {
+            connector,
+            relay: relay.to_owned(),
+            token,
+        })
+    }
+
+    /// The relay's address (`host:port`).
+    pub fn relay(&self) -> &str {
+        &self.relay
+    }
+
+    /// Opens an agent connection with the token: a first connection or a reconnection.
+    pub async fn open(&self) -> Result<Technician, TechnicianError> {
+        Technician::with_token(&self.connector, &self.relay, &self.token).await
+    }
+
+    /// Revokes the token at the relay (`POST /api/v1/sign-out`). The account is gone either way;
+    /// an error says the relay could not be told.
+    pub async fn sign_out(self) -> Result<(), TechnicianError> {
+        let (status, _) = self
+            .connector
+            .api(
+                &self.relay,
+                "POST",
+                "/api/v1/sign-out",
+                Some(&self.token),
+                None,
+            )
+            .await?;
+        match status {
+            200..=299 | 401 => Ok(()),
+            other => Err(TechnicianError::Link(LinkError::Api(format!(
+                "signing out answered HTTP {other}"
+            )))),
+        }
+    }
+}
 
 async fn recv(conn: &mut Connection) -> Result<Message, TechnicianError> {
     tokio::time::timeout(ANSWER, conn.recv())
@@ -247,7 +341,21 @@ pub struct Session {
     pub task: tokio::task::JoinHandle<Result<Technician, TechnicianError>>,
 }
 
-fn event_of(msg: Message) -> Option<Event> {
+/// The relay's session limit from a warning `time_left` before it, `since_start` after the session
+/// started here: the sum to the second, and to the minute when it is within 5 s of a whole one
+/// (the sum differs from the relay's setting by the time `SessionStarted` and the warning took to
+/// arrive, milliseconds on a working link, more behind a queue of video).
+pub fn session_limit(since_start: Duration, time_left: Duration) -> Duration {
+    let secs = (since_start + time_left).as_secs_f64().round().max(1.0) as u64;
+    let minute = ((secs + 30) / 60) * 60;
+    if minute > 0 && secs.abs_diff(minute) <= 5 {
+        Duration::from_secs(minute)
+    } else {
+        Duration::from_secs(secs)
+    }
+}
+
+fn event_of(msg: Message, started: Instant) -> Option<Event> {
     Some(match msg {
         Message::RecordingState { recorded } => Event::Recording(recorded),
         Message::MonitorList(m) => Event::Monitors(m),
@@ -264,7 +372,11 @@ fn event_of(msg: Message) -> Option<Event> {
         Message::AudioFrame(f) => Event::Audio(f),
         Message::AudioUnavailable { reason } => Event::AudioUnavailable(reason),
         Message::LimitWarning { time_left_ms } => {
-            Event::LimitWarning(Duration::from_millis(time_left_ms))
+            let time_left = Duration::from_millis(time_left_ms);
+            Event::LimitWarning {
+                time_left,
+                limit: session_limit(started.elapsed(), time_left),
+            }
         }
         Message::SessionEnded { reason, message } => Event::Ended { reason, message },
         _ => return None,
@@ -313,17 +425,67 @@ impl Reports {
 async fn run_session(
     mut tech: Technician,
     events: mpsc::Sender<Event>,
-    mut commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<Command>,
 ) -> Result<Technician, TechnicianError> {
+    match session_loop(&mut tech, &events, commands).await {
+        Ok(()) => Ok(tech),
+        Err(e) => {
+            let message = match &e {
+                TechnicianError::Refused(r) => r.message.clone(),
+                TechnicianError::Timeout => format!(
+                    "The relay has not answered for {} seconds.",
+                    LINK_SILENCE.as_secs()
+                ),
+                other => format!("The connection to the relay was lost ({other})."),
+            };
+            let _ = events
+                .send(Event::Lost {
+                    code: e.code(),
+                    message,
+                })
+                .await;
+            Err(e)
+        }
+    }
+}
+
+/// The session until it ends (`Ok`) or its connection is lost.
+async fn session_loop(
+    tech: &mut Technician,
+    events: &mpsc::Sender<Event>,
+    mut commands: mpsc::Receiver<Command>,
+) -> Result<(), TechnicianError> {
+    let started = Instant::now();
     let mut commands_open = true;
     let mut reports = Reports::default();
     let mut report_tick = tokio::time::interval(REPORT_EVERY);
     report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut live_tick = tokio::time::interval(Duration::from_millis(250));
+    live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pinged = Instant::now();
+    // When the last video frame came (none yet: the session's start), and whether the picture
+    // was said to have stopped.
+    let mut last_video = Instant::now();
+    let mut stalled = false;
     loop {
         tokio::select! {
             _ = report_tick.tick() => {
                 if let Some(report) = reports.take() {
                     tech.conn.send(&Message::ReceiverReport(report)).await?;
+                }
+            }
+            _ = live_tick.tick() => {
+                let silent = tech.conn.heard().elapsed();
+                if silent >= LINK_SILENCE {
+                    return Err(TechnicianError::Timeout);
+                }
+                if silent >= Duration::from_secs(1) && pinged.elapsed() >= Duration::from_secs(1) {
+                    pinged = Instant::now();
+                    tech.conn.ping().await?;
+                }
+                if !stalled && last_video.elapsed() >= PICTURE_STALL {
+                    stalled = true;
+                    let _ = events.send(Event::Picture(false)).await;
                 }
             }
             msg = tech.conn.recv() => {
@@ -332,15 +494,21 @@ async fn run_session(
                     return Err(TechnicianError::Refused(Refusal::new(code, message)));
                 }
                 if let Message::VideoFrame(f) = &msg {
-                    reports.received(f.timestamp_us, std::time::Instant::now());
+                    let now = Instant::now();
+                    reports.received(f.timestamp_us, now);
+                    last_video = now;
+                    if stalled {
+                        stalled = false;
+                        let _ = events.send(Event::Picture(true)).await;
+                    }
                 }
-                if let Some(event) = event_of(msg) {
+                if let Some(event) = event_of(msg, started) {
                     let ended = matches!(event, Event::Ended { .. });
                     // The receiver may be gone (the caller stopped watching): the session goes on
                     // until it ends or is left.
                     let _ = events.send(event).await;
                     if ended {
-                        return Ok(tech);
+                        return Ok(());
                     }
                 }
             }
@@ -359,5 +527,30 @@ async fn run_session(
                 tech.conn.send(&msg).await?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_is_the_time_so_far_plus_the_time_left() {
+        let s = Duration::from_secs;
+        // A 2-minute limit warns at once (it is shorter than the 5-minute warning).
+        assert_eq!(session_limit(Duration::from_millis(40), s(119)), s(120));
+        assert_eq!(session_limit(s(23 * 3600 + 55 * 60), s(300)), s(24 * 3600));
+        // A warning that waited 3 s behind video still names the whole minute.
+        assert_eq!(session_limit(s(3), s(118)), s(120));
+        // Limits in seconds (tests set them) are told in seconds.
+        assert_eq!(session_limit(s(8), Duration::from_millis(11_990)), s(20));
+        assert_eq!(session_limit(Duration::ZERO, Duration::ZERO), s(1));
+    }
+
+    #[test]
+    fn reconnection_backs_off_from_half_a_second_to_ten() {
+        let ms: Vec<u128> = (0..8).map(|n| reconnect_delay(n).as_millis()).collect();
+        assert_eq!(ms, [500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]);
+        assert_eq!(reconnect_delay(u32::MAX), Duration::from_secs(10));
     }
 }

@@ -3,8 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use protocol::*;
 use relay::{Config, ManualClock, Relay};
@@ -59,6 +60,16 @@ async fn world() -> World {
 async fn streamer(
     w: &World,
     version: ProductVersion,
+) -> (String, tokio::task::JoinHandle<Vec<Message>>) {
+    streamer_pausable(w, version, Arc::new(AtomicBool::new(false))).await
+}
+
+/// [`streamer`], sending no frame while `paused` holds (a streamer that broke its promise of a
+/// frame a second, or a link that lost its video).
+async fn streamer_pausable(
+    w: &World,
+    version: ProductVersion,
+    paused: Arc<AtomicBool>,
 ) -> (String, tokio::task::JoinHandle<Vec<Message>>) {
     let code = w
         .store
@@ -118,14 +129,16 @@ async fn streamer(
         let mut encoder = H264Encoder::new(320, 240, 20).unwrap();
         let mut pattern = TestPattern::new(320, 240, PatternKind::Moving);
         for i in 0u64.. {
-            let f = encoder.encode_rgb(&pattern.next_rgb(), i == 0).unwrap();
-            let frame = Message::VideoFrame(VideoFrame {
-                keyframe: f.keyframe,
-                timestamp_us: i * 50_000,
-                payload: f.data.into(),
-            });
-            if conn.send(&frame).await.is_err() {
-                return seen;
+            if !paused.load(Ordering::Relaxed) {
+                let f = encoder.encode_rgb(&pattern.next_rgb(), i == 0).unwrap();
+                let frame = Message::VideoFrame(VideoFrame {
+                    keyframe: f.keyframe,
+                    timestamp_us: i * 50_000,
+                    payload: f.data.into(),
+                });
+                if conn.send(&frame).await.is_err() {
+                    return seen;
+                }
             }
             match tokio::time::timeout(Duration::from_millis(50), conn.recv()).await {
                 Ok(Ok(m @ Message::SessionEnded { .. })) => {
@@ -409,6 +422,162 @@ async fn the_command_line_client_starts_at_its_rate_and_takes_typed_commands() {
             &Message::SwitchMonitor { monitor_id: 1 }
         ],
         "only the typed changes, none at the start"
+    );
+    w.shutdown.cancel();
+}
+
+/// A TCP proxy in front of the relay that can freeze: while `frozen` holds it forwards nothing
+/// either way and keeps the connections open, as a relay that hangs or a link that went dark.
+async fn freezing_proxy(relay: &str, frozen: Arc<AtomicBool>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("localhost:{}", listener.local_addr().unwrap().port());
+    let relay = relay.to_owned();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(upstream) = tokio::net::TcpStream::connect(&relay).await else {
+                continue;
+            };
+            let ((cr, cw), (ur, uw)) = (client.into_split(), upstream.into_split());
+            for (mut from, mut to) in [(cr, uw), (ur, cw)] {
+                let frozen = frozen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        while frozen.load(Ordering::Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        let n = match from.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        // What was read while freezing is held until the thaw.
+                        while frozen.load(Ordering::Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        if to.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    addr
+}
+
+/// Waits for an event for which `want` holds, up to `within`; gives it and the time it took.
+async fn wait_for(
+    s: &mut technician::Session,
+    within: Duration,
+    want: impl Fn(&Event) -> bool,
+) -> (Event, Duration) {
+    let started = Instant::now();
+    loop {
+        let left = within.saturating_sub(started.elapsed());
+        let e = tokio::time::timeout(left, s.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no such event within {within:?}"))
+            .expect("events");
+        if want(&e) {
+            return (e, started.elapsed());
+        }
+    }
+}
+
+/// A streamer that stops sending: the session says the picture stopped after 2 s and that it is
+/// back when frames come, and the connection is not given up (the relay answers the session's
+/// pings). Then the link freezes: the session says so within 4 to 6 s, as its last event, and
+/// its task gives the error back.
+#[tokio::test]
+async fn a_stopped_picture_is_told_and_a_dead_link_is_lost_within_seconds() {
+    let w = world().await;
+    let paused = Arc::new(AtomicBool::new(false));
+    let (device_id, _streamer) =
+        streamer_pausable(&w, ProductVersion::new(3, 5, 8, 0), paused.clone()).await;
+    let frozen = Arc::new(AtomicBool::new(false));
+    let proxy = freezing_proxy(&w.addr.replace("localhost", "127.0.0.1"), frozen.clone()).await;
+    let tech = Technician::sign_in(&proxy, &w.ca, "ada@acme.example", PASSWORD)
+        .await
+        .unwrap();
+    let mut s = tech
+        .connect(SessionTarget::Device { device_id })
+        .await
+        .map_err(|(_, e)| e)
+        .unwrap();
+    wait_for(&mut s, Duration::from_secs(10), |e| {
+        matches!(e, Event::Video(_))
+    })
+    .await;
+
+    paused.store(true, Ordering::Relaxed);
+    let (_, after) = wait_for(&mut s, Duration::from_secs(5), |e| {
+        matches!(e, Event::Picture(false))
+    })
+    .await;
+    assert!(
+        after >= Duration::from_millis(1800),
+        "stopped after {after:?}"
+    );
+    // Six seconds without video, longer than the link's silence limit: the pongs keep it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    paused.store(false, Ordering::Relaxed);
+    let (back, _) = wait_for(&mut s, Duration::from_secs(5), |e| {
+        !matches!(e, Event::Video(_) | Event::Picture(false))
+    })
+    .await;
+    assert_eq!(back, Event::Picture(true));
+
+    frozen.store(true, Ordering::Relaxed);
+    let (lost, after) = wait_for(&mut s, Duration::from_secs(8), |e| {
+        matches!(e, Event::Lost { .. })
+    })
+    .await;
+    assert!(
+        after >= Duration::from_secs(3) && after <= Duration::from_secs(6),
+        "lost after {after:?}: {lost:?}"
+    );
+    let Event::Lost { code, message } = lost else {
+        unreachable!()
+    };
+    assert_eq!(code, None);
+    assert!(
+        message.contains("has not answered for 4 seconds"),
+        "{message}"
+    );
+    // The last event: the channel closes, and the task gives the error.
+    assert!(s.events.recv().await.is_none());
+    assert!(s.task.await.unwrap().is_err());
+    w.shutdown.cancel();
+}
+
+/// An account connects again with its token, without the password, as often as needed (a
+/// reconnection), until it signs out: then the token is refused with a code, which is how the app
+/// knows to go back to sign-in rather than try again.
+#[tokio::test]
+async fn an_account_reconnects_with_its_token_until_it_signs_out() {
+    let w = world().await;
+    let account = technician::Account::sign_in(
+        Connector::trusting_ca_file(&w.ca).unwrap(),
+        &w.addr,
+        "ada@acme.example",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    assert_eq!(account.relay(), w.addr);
+    let mut first = account.open().await.unwrap();
+    let mut again = account.open().await.unwrap();
+    assert_eq!(
+        first.devices().await.unwrap(),
+        again.devices().await.unwrap()
+    );
+    account.clone().sign_out().await.unwrap();
+    let refused = account.open().await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(ErrorCode::CredentialRevoked),
+        "{refused}"
     );
     w.shutdown.cancel();
 }

@@ -329,6 +329,23 @@ impl AppWindow {
         .map(drop)
     }
 
+    /// Types `keys` with the keyboard into whatever has the focus (WebDriver's key actions), as a
+    /// person would, without choosing an element first.
+    pub async fn press_keys(&self, keys: &str) -> Result<()> {
+        let mut actions = Vec::new();
+        for c in keys.chars() {
+            actions.push(json!({"type": "keyDown", "value": c.to_string()}));
+            actions.push(json!({"type": "keyUp", "value": c.to_string()}));
+        }
+        self.call(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Resizes the window (a phone's width, say).
     pub async fn set_size(&self, width: u32, height: u32) -> Result<()> {
         self.call(
@@ -355,7 +372,10 @@ impl AppWindow {
         let v = self
             .script(
                 "const e = document.querySelector(arguments[0]);
-                 if (!e || e.offsetParent === null) return null;
+                 // Hidden (or inside something hidden): no boxes. Fixed-position elements have no
+                 // offsetParent even when shown, so that is not the test.
+                 if (!e || e.getClientRects().length === 0) return null;
+                 if (getComputedStyle(e).visibility === 'hidden') return null;
                  return e.innerText;",
                 json!([css]),
             )

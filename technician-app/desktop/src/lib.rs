@@ -1,5 +1,6 @@
 //! The technician app's code that does not need Tauri: what crosses from the Rust side to the page,
-//! and the live view's geometry, pixels and native surface.
+//! the live view's geometry, pixels and native surface, and the remembered settings.
 
+pub mod settings;
 pub mod view;
 pub mod wire;

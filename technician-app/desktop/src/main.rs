@@ -9,10 +9,16 @@
 //! coordinates, which are mapped through the same [`view::Fit`] the view draws with. Elsewhere (and
 //! with `TECHNICIAN_VIEW=webview`) the page decodes with WebCodecs and maps input itself. Input,
 //! monitor and frame-rate changes come back as commands.
+//!
+//! A lost connection never leaves the app stuck: the view is darkened, the page says so, and the app
+//! reconnects with the sign-in token, with backoff, until it is back (then it offers a new session
+//! with the same device) or the token is refused (then it is back at sign-in). The relay's address,
+//! the e-mail address and each device's frame rate and monitor are remembered ([`settings`]).
 
 // No console window on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+use technician_desktop::settings::{self, Settings};
 use technician_desktop::view::native::NativeView;
 use technician_desktop::view::{self, Area};
 use technician_desktop::wire;
@@ -22,12 +28,12 @@ use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
 use protocol::{KeyInput, Modifiers, MouseAction, MouseButton, MouseInput, SessionTarget};
-use relay_client::Connector;
+use relay_client::{Connector, LinkError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::{Manager, State};
-use technician::{Command, Event, Technician, TechnicianError};
+use technician::{Account, Command, Event, Technician, TechnicianError};
 use tokio::sync::{mpsc, Mutex};
 
 /// Remote Support Technician.
@@ -44,6 +50,9 @@ struct Args {
     /// The e-mail address to fill in on the sign-in page.
     #[arg(long, env = "TECHNICIAN_EMAIL", default_value = "")]
     email: String,
+    /// Where the app keeps its settings (default: the platform's config folder for the app).
+    #[arg(long, env = "TECHNICIAN_CONFIG_DIR")]
+    config_dir: Option<PathBuf>,
     /// Print the four-part product version and exit.
     #[arg(long)]
     product_version: bool,
@@ -55,20 +64,56 @@ struct App {
     inner: Mutex<Inner>,
     /// The native view, once the window exists (`None`: the page draws).
     view: OnceLock<Option<NativeView>>,
+    /// The settings file, once the config folder is known.
+    settings: OnceLock<settings::Store>,
 }
 
 impl App {
     fn native(&self) -> Option<&NativeView> {
         self.view.get().and_then(Option::as_ref)
     }
+
+    /// Writes the settings; a failure is reported and the app goes on (nothing else is lost).
+    fn save(&self, settings: &Settings) {
+        if let Some(store) = self.settings.get() {
+            if let Err(e) = store.save(settings) {
+                eprintln!(
+                    "technician-app: the settings were not saved to {}: {e}",
+                    store.path().display()
+                );
+            }
+        }
+    }
 }
 
 #[derive(Default)]
 struct Inner {
-    /// Signed in and not in a session.
+    /// What a signed-in technician connects again with.
+    account: Option<Account>,
+    /// Signed in, connected and not in a session.
     technician: Option<Technician>,
     /// Where the session's commands go, while one runs.
     commands: Option<mpsc::Sender<Command>>,
+    /// The device of the session running or last run, whose choices are remembered.
+    device: Option<String>,
+    /// Counts sign-ins, sign-outs and sessions: a reconnection for an earlier one gives up.
+    epoch: u64,
+    /// What is remembered between runs.
+    settings: Settings,
+}
+
+impl Inner {
+    /// Remembers a choice for the session's device.
+    fn choose(&mut self, app: &App, change: impl FnOnce(&mut settings::DeviceChoice)) {
+        let Some(device) = self.device.clone() else {
+            return;
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.settings.choose(&device, now_ms, change);
+        app.save(&self.settings);
+    }
 }
 
 /// A failure, as the page shows it: a stable code (for the page's wording) and the relay's sentence.
@@ -81,12 +126,15 @@ struct Failure {
 impl From<TechnicianError> for Failure {
     fn from(e: TechnicianError) -> Self {
         let code = match (&e, e.code()) {
-            (_, Some(code)) => code.name().to_owned(),
-            (TechnicianError::Timeout, None) => "TIMEOUT".to_owned(),
-            _ => "LINK".to_owned(),
+            (_, Some(code)) => code.name(),
+            (TechnicianError::Timeout, None) => "TIMEOUT",
+            (TechnicianError::Link(LinkError::Certificate(_)), None) => "CERTIFICATE",
+            (TechnicianError::Link(LinkError::SignInPaused { .. }), None) => "TOO_MANY_ATTEMPTS",
+            (TechnicianError::Link(LinkError::Connect(_)), None) => "UNREACHABLE",
+            _ => "LINK",
         };
         Self {
-            code,
+            code: code.to_owned(),
             message: e.to_string(),
         }
     }
@@ -113,14 +161,23 @@ fn connector(ca: Option<&PathBuf>) -> Result<Connector, Failure> {
     }
 }
 
+/// What the sign-in page starts with: the command line's relay and e-mail, else the remembered ones.
 #[tauri::command]
-fn defaults(app: State<'_, Arc<App>>) -> Value {
-    json!({
-        "relay": app.args.relay,
-        "email": app.args.email,
+async fn defaults(app: State<'_, Arc<App>>) -> Result<Value, Failure> {
+    let inner = app.inner.lock().await;
+    let pick = |given: &str, kept: &str| {
+        if given.is_empty() {
+            kept.to_owned()
+        } else {
+            given.to_owned()
+        }
+    };
+    Ok(json!({
+        "relay": pick(&app.args.relay, &inner.settings.relay),
+        "email": pick(&app.args.email, &inner.settings.email),
         "ca": app.args.ca.as_ref().map(|p| p.display().to_string()),
         "version": technician::product_version().map(|v| v.to_string()).unwrap_or_default(),
-    })
+    }))
 }
 
 #[tauri::command]
@@ -130,31 +187,72 @@ async fn sign_in(
     email: String,
     password: String,
 ) -> Result<Value, Failure> {
-    let relay = relay.trim().to_owned();
-    if relay.is_empty() {
-        return Err(Failure::new("INPUT", "Enter the relay's address."));
-    }
+    let relay = relay_client::relay_address(&relay).map_err(|why| Failure::new("ADDRESS", why))?;
+    let email = email.trim().to_owned();
     let connector = connector(app.args.ca.as_ref())?;
-    let token = connector
-        .sign_in(&relay, email.trim(), &password)
-        .await
-        .map_err(|e| Failure::from(TechnicianError::from(e)))?;
-    let technician = Technician::with_token(&connector, &relay, &token).await?;
+    let account = Account::sign_in(connector, &relay, &email, &password).await?;
+    let technician = account.open().await?;
     let name = technician.name.clone();
     let mut inner = app.inner.lock().await;
     leave_session(&mut inner).await;
+    inner.epoch += 1;
+    inner.account = Some(account);
     inner.technician = Some(technician);
-    Ok(json!({ "name": name }))
+    inner.settings.relay = relay.clone();
+    inner.settings.email = email;
+    app.save(&inner.settings);
+    Ok(json!({ "name": name, "relay": relay }))
+}
+
+/// Signs out: leaves any session, stops any reconnection, revokes the token at the relay.
+#[tauri::command]
+async fn sign_out(app: State<'_, Arc<App>>) -> Result<(), Failure> {
+    let mut inner = app.inner.lock().await;
+    leave_session(&mut inner).await;
+    inner.epoch += 1;
+    inner.technician = None;
+    inner.device = None;
+    let account = inner.account.take();
+    drop(inner);
+    if let Some(account) = account {
+        // Signed out here either way; the page says when the relay could not be told.
+        account.sign_out().await?;
+    }
+    Ok(())
+}
+
+/// The connection to use now: the one held, or a new one with the account's token when none is
+/// held (lost, or never opened).
+async fn technician(inner: &mut Inner) -> Result<&mut Technician, Failure> {
+    if inner.technician.is_none() {
+        let account = inner
+            .account
+            .as_ref()
+            .ok_or_else(|| Failure::new("NOT_SIGNED_IN", "Sign in first."))?;
+        inner.technician = Some(account.open().await?);
+    }
+    inner
+        .technician
+        .as_mut()
+        .ok_or_else(|| Failure::new("NOT_SIGNED_IN", "Sign in first."))
 }
 
 #[tauri::command]
 async fn devices(app: State<'_, Arc<App>>) -> Result<Value, Failure> {
     let mut inner = app.inner.lock().await;
-    let technician = inner
-        .technician
-        .as_mut()
-        .ok_or_else(|| Failure::new("NOT_SIGNED_IN", "Sign in first."))?;
-    let list = technician.devices().await?;
+    let list = match technician(&mut inner).await?.devices().await {
+        Ok(list) => list,
+        // The held connection died while idle (a relay restart, a network change): one more try
+        // on a new one. A refusal is an answer, not a dead connection.
+        Err(e) if e.code().is_none() => {
+            inner.technician = None;
+            technician(&mut inner).await?.devices().await?
+        }
+        Err(e) => {
+            inner.technician = None;
+            return Err(e.into());
+        }
+    };
     Ok(Value::Array(
         list.into_iter()
             .map(|d| {
@@ -199,42 +297,96 @@ async fn connect(
     };
     let mut inner = app.inner.lock().await;
     leave_session(&mut inner).await;
-    let technician = inner
-        .technician
-        .take()
-        .ok_or_else(|| Failure::new("NOT_SIGNED_IN", "Sign in first."))?;
-    // The frame-rate menu's choice travels with the request: the stream starts at it.
+    inner.epoch += 1;
+    let epoch = inner.epoch;
+    let device = match &target {
+        SessionTarget::Device { device_id } => Some(device_id.clone()),
+        SessionTarget::Code { .. } => None,
+    };
+    let remembered = device
+        .as_ref()
+        .and_then(|d| inner.settings.devices.get(d))
+        .cloned()
+        .unwrap_or_default();
+    // The device's remembered frame rate and monitor, else the menu's choice, travel with the
+    // request: the stream starts at them.
     let view = protocol::ViewRequest {
-        frame_rate: frame_rate.filter(|n| (1..=120).contains(n)),
-        monitor_id: None,
+        frame_rate: remembered
+            .frame_rate
+            .or(frame_rate)
+            .filter(|n| (1..=120).contains(n)),
+        monitor_id: remembered.monitor_id,
     };
-    let session = match technician.connect_with(target, view).await {
-        Ok(session) => session,
-        Err((technician, e)) => {
-            inner.technician = Some(technician);
-            return Err(e.into());
+    technician(&mut inner).await?;
+    let mut session = None;
+    // Twice at most: a held connection that died while idle is replaced once.
+    for retry in [true, false] {
+        let Some(held) = inner.technician.take() else {
+            break;
+        };
+        match held.connect_with(target.clone(), view).await {
+            Ok(s) => {
+                session = Some(s);
+                break;
+            }
+            Err((_, e)) if retry && e.code().is_none() => {
+                technician(&mut inner).await?;
+            }
+            Err((technician, e)) => {
+                if e.code().is_some() {
+                    inner.technician = Some(technician);
+                }
+                return Err(e.into());
+            }
         }
-    };
+    }
+    let session = session.ok_or_else(|| Failure::new("NOT_SIGNED_IN", "Sign in first."))?;
     inner.commands = Some(session.commands.clone());
+    inner.device = device;
+    if inner.device.is_some() {
+        inner.choose(&app, |c| {
+            c.frame_rate = view.frame_rate;
+            c.monitor_id = view.monitor_id;
+        });
+    }
     drop(inner);
     let native = app.native().is_some();
     if let Some(view) = app.native() {
         view.start(session.commands.clone());
     }
     let app = Arc::clone(&app);
-    tauri::async_runtime::spawn(forward(app, session, on_event));
-    Ok(json!({ "view": if native { "native" } else { "webview" } }))
+    tauri::async_runtime::spawn(forward(app, session, on_event, epoch));
+    Ok(json!({
+        "view": if native { "native" } else { "webview" },
+        "frameRate": view.frame_rate,
+    }))
 }
 
-/// Sends the session's events to the page until it ends, then takes the connection back.
+fn page_send(page: &Channel<InvokeResponseBody>, value: &Value) {
+    // The page may be gone (window closed): the app is ending.
+    let _ = page.send(InvokeResponseBody::Raw(wire::json_message(value)));
+}
+
+/// Sends the session's events to the page until it ends, then takes the connection back; when the
+/// connection was lost, reconnects.
 async fn forward(
     app: Arc<App>,
     mut session: technician::Session,
     page: Channel<InvokeResponseBody>,
+    epoch: u64,
 ) {
     let view = app.native().cloned();
+    let mut lost = false;
+    // The end's message waits until the connection is back in the app, so that what the page
+    // does next (the device list) finds it.
+    let mut end = None;
     while let Some(event) = session.events.recv().await {
-        let ended = matches!(event, Event::Ended { .. });
+        lost |= matches!(event, Event::Lost { .. });
+        if let Event::Ended { .. } = event {
+            end = wire::encode(&event);
+            break;
+        }
+        let ended = matches!(event, Event::Lost { .. });
         if let Some(view) = &view {
             match &event {
                 Event::Video(frame) => {
@@ -254,23 +406,82 @@ async fn forward(
         }
     }
     if let Some(view) = &view {
-        view.stop();
+        // A lost session's last picture stays, darkened, under the page's word that it is lost.
+        if lost {
+            view.dim(true);
+        } else {
+            view.stop();
+        }
     }
     let back = session.task.await;
     let mut inner = app.inner.lock().await;
-    inner.commands = None;
+    if inner.epoch == epoch {
+        inner.commands = None;
+    }
     match back {
-        Ok(Ok(technician)) => inner.technician = Some(technician),
-        Ok(Err(e)) => {
-            let f = Failure::from(e);
-            let _ = page.send(InvokeResponseBody::Raw(wire::json_message(
-                &json!({"type": "disconnected", "code": f.code, "message": f.message}),
-            )));
+        Ok(Ok(technician)) => {
+            // Kept unless the technician signed out or has another connection meanwhile.
+            if inner.account.is_some() && inner.technician.is_none() {
+                inner.technician = Some(technician);
+            }
+            drop(inner);
+            if let Some(bytes) = end {
+                let _ = page.send(InvokeResponseBody::Raw(bytes));
+            }
         }
-        Err(_) => {
-            let _ = page.send(InvokeResponseBody::Raw(wire::json_message(&json!({
-                "type": "disconnected", "code": "INTERNAL", "message": "The session stopped unexpectedly."
-            }))));
+        Ok(Err(_)) => {
+            drop(inner);
+            reconnect(app, page, epoch).await;
+        }
+        Err(_) => page_send(
+            &page,
+            &json!({"type": "lost", "code": "INTERNAL", "message": "The session stopped unexpectedly."}),
+        ),
+    }
+}
+
+/// After a lost connection: connects again with the account's token, with backoff, telling the
+/// page each attempt, until it is back (`reconnected`), the token is refused (`signedOut`), or the
+/// technician moved on (signed out, or started another session).
+async fn reconnect(app: Arc<App>, page: Channel<InvokeResponseBody>, epoch: u64) {
+    for attempt in 0u32.. {
+        let delay = technician::reconnect_delay(attempt);
+        page_send(
+            &page,
+            &json!({"type": "reconnecting", "attempt": attempt + 1, "inMs": delay.as_millis() as u64}),
+        );
+        tokio::time::sleep(delay).await;
+        let account = {
+            let inner = app.inner.lock().await;
+            if inner.epoch != epoch {
+                return;
+            }
+            inner.account.clone()
+        };
+        let Some(account) = account else { return };
+        let result = account.open().await;
+        let mut inner = app.inner.lock().await;
+        if inner.epoch != epoch {
+            return;
+        }
+        match result {
+            Ok(technician) => {
+                inner.technician = Some(technician);
+                page_send(&page, &json!({"type": "reconnected"}));
+                return;
+            }
+            // The relay answered and refused the token (expired, revoked): sign in again.
+            Err(e) if e.code().is_some() => {
+                inner.account = None;
+                inner.technician = None;
+                let f = Failure::from(e);
+                page_send(
+                    &page,
+                    &json!({"type": "signedOut", "code": f.code, "message": f.message}),
+                );
+                return;
+            }
+            Err(_) => {}
         }
     }
 }
@@ -279,6 +490,18 @@ async fn leave_session(inner: &mut Inner) {
     if let Some(commands) = inner.commands.take() {
         let _ = commands.send(Command::Leave).await;
     }
+}
+
+/// Leaves the session, if any, and stops a reconnection: the technician is back at the device list.
+#[tauri::command]
+async fn back_to_devices(app: State<'_, Arc<App>>) -> Result<(), Failure> {
+    let mut inner = app.inner.lock().await;
+    leave_session(&mut inner).await;
+    inner.epoch += 1;
+    if let Some(view) = app.native() {
+        view.stop();
+    }
+    Ok(())
 }
 
 async fn command(app: &App, cmd: Command) -> Result<(), Failure> {
@@ -441,7 +664,12 @@ async fn key(
 
 #[tauri::command]
 async fn switch_monitor(app: State<'_, Arc<App>>, monitor_id: u32) -> Result<(), Failure> {
-    command(&app, Command::SwitchMonitor(monitor_id)).await
+    command(&app, Command::SwitchMonitor(monitor_id)).await?;
+    app.inner
+        .lock()
+        .await
+        .choose(&app, |c| c.monitor_id = Some(monitor_id));
+    Ok(())
 }
 
 #[tauri::command]
@@ -452,7 +680,12 @@ async fn set_frame_rate(app: State<'_, Arc<App>>, frame_rate: u16) -> Result<(),
             "The frame rate is 1 to 60 per second.",
         ));
     }
-    command(&app, Command::SetFrameRate(frame_rate)).await
+    command(&app, Command::SetFrameRate(frame_rate)).await?;
+    app.inner
+        .lock()
+        .await
+        .choose(&app, |c| c.frame_rate = Some(frame_rate));
+    Ok(())
 }
 
 #[tauri::command]
@@ -481,20 +714,58 @@ fn main() {
         args,
         inner: Mutex::new(Inner::default()),
         view: OnceLock::new(),
+        settings: OnceLock::new(),
     });
     let result = tauri::Builder::default()
         .manage(app)
         .setup(|tauri_app| {
             let app = tauri_app.state::<Arc<App>>();
+            let dir = match &app.args.config_dir {
+                Some(dir) => dir.clone(),
+                None => tauri_app.path().app_config_dir()?,
+            };
+            let store = settings::Store::new(&dir);
+            let (loaded, warning) = store.load();
+            if let Some(w) = warning {
+                eprintln!("technician-app: {w}");
+            }
+            if let Ok(mut inner) = app.inner.try_lock() {
+                inner.settings = loaded;
+            }
+            let _ = app.settings.set(store);
             let view = tauri_app
                 .get_webview_window("main")
                 .and_then(|w| open_view(&w));
             let _ = app.view.set(view);
             Ok(())
         })
+        .on_window_event(|window, event| {
+            // Closing the window mid-session leaves it (the relay ends it `TECHNICIAN_LEFT`), then
+            // the app exits.
+            if let tauri::WindowEvent::CloseRequested { api, .. } = event {
+                let app = Arc::clone(window.state::<Arc<App>>().inner());
+                api.prevent_close();
+                let handle = window.app_handle().clone();
+                tauri::async_runtime::spawn(async move {
+                    let commands = app.inner.lock().await.commands.take();
+                    if let Some(commands) = commands {
+                        let _ = commands.send(Command::Leave).await;
+                        // The session's task sends the leave and reads the end; a second at most.
+                        let deadline =
+                            tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+                        while !commands.is_closed() && tokio::time::Instant::now() < deadline {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                    }
+                    handle.exit(0);
+                });
+            }
+        })
         .invoke_handler(tauri::generate_handler![
             defaults,
             sign_in,
+            sign_out,
+            back_to_devices,
             devices,
             connect,
             mouse,

@@ -41,6 +41,9 @@ pub mod native {
         pub fn stop(&self) {
             match *self {}
         }
+        pub fn dim(&self, _: bool) {
+            match *self {}
+        }
         pub fn fit(&self) -> Option<Fit> {
             match *self {}
         }

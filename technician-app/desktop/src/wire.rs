@@ -52,13 +52,20 @@ pub fn encode(event: &Event) -> Option<Vec<u8>> {
             "monitors": monitors.iter().map(monitor_json).collect::<Vec<_>>(),
         }),
         Event::VideoConfig(config) => config_json(config),
-        Event::LimitWarning(left) => json!({
+        Event::LimitWarning { time_left, limit } => json!({
             "type": "limitWarning",
-            "timeLeftMs": u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+            "timeLeftMs": u64::try_from(time_left.as_millis()).unwrap_or(u64::MAX),
+            "limitSecs": limit.as_secs(),
         }),
+        Event::Picture(flowing) => json!({"type": "picture", "flowing": flowing}),
         Event::Ended { reason, message } => json!({
             "type": "ended",
             "reason": reason.name(),
+            "message": message,
+        }),
+        Event::Lost { code, message } => json!({
+            "type": "lost",
+            "code": code.map_or("LINK", |c| c.name()),
             "message": message,
         }),
         Event::AudioUnavailable(reason) => json!({"type": "audioUnavailable", "reason": reason}),
@@ -155,9 +162,27 @@ mod tests {
         assert_eq!(v["width"], 1920);
         assert_eq!(v["orientation"], "portrait");
 
-        let warn = encode(&Event::LimitWarning(Duration::from_secs(300))).unwrap();
+        let warn = encode(&Event::LimitWarning {
+            time_left: Duration::from_secs(119),
+            limit: Duration::from_secs(120),
+        })
+        .unwrap();
         let v: Value = serde_json::from_slice(&warn[1..]).unwrap();
-        assert_eq!(v["timeLeftMs"], 300_000);
+        assert_eq!(
+            (v["timeLeftMs"].as_u64(), v["limitSecs"].as_u64()),
+            (Some(119_000), Some(120))
+        );
+
+        let lost = encode(&Event::Lost {
+            code: None,
+            message: "gone".into(),
+        })
+        .unwrap();
+        let v: Value = serde_json::from_slice(&lost[1..]).unwrap();
+        assert_eq!(
+            (v["type"].as_str(), v["code"].as_str()),
+            (Some("lost"), Some("LINK"))
+        );
 
         let ended = encode(&Event::Ended {
             reason: EndReason::Unknown(77),

@@ -25,10 +25,16 @@ fn close(px: &[u8], rgb: (u8, u8, u8)) -> bool {
     d(px[0], rgb.0) <= 30 && d(px[1], rgb.1) <= 30 && d(px[2], rgb.2) <= 30
 }
 
-fn mmss(text: &str) -> u32 {
-    let (m, s) = text.trim().split_once(':').expect("m:ss");
-    m.parse::<u32>().unwrap() * 60 + s.parse::<u32>().unwrap()
+/// The countdown in the status line's "ends in M:SS", in seconds.
+fn countdown(status: &str) -> u32 {
+    let after = status.split("ends in ").nth(1).expect("ends in M:SS");
+    let mmss = after.split(':').take(2).collect::<Vec<_>>();
+    let secs: String = mmss[1].chars().take_while(char::is_ascii_digit).collect();
+    mmss[0].trim().parse::<u32>().unwrap() * 60 + secs.parse::<u32>().unwrap()
 }
+
+const STAGE_RECT: &str = "const r = document.getElementById('stage').getBoundingClientRect();
+     return [r.left, r.top, r.width, r.height];";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_window_shows_the_version_error_then_a_recorded_session_with_its_warning() {
@@ -180,18 +186,46 @@ async fn the_window_shows_the_version_error_then_a_recorded_session_with_its_war
         "remote pointer at {pointer:?}"
     );
 
-    // The warning, 8 s in, with a countdown that goes down live.
+    // The warning, 8 s in, naming the relay's real limit, with a countdown that goes down live,
+    // in the status line: the stage (and the native view in it) does not move.
+    let stage_before = w.script(STAGE_RECT, serde_json::json!([])).await.unwrap();
+    let (view_before, _) = stage.native_view_on_screen().await;
     let first = w
-        .wait_text("#limit-warning", Duration::from_secs(15), |t| {
-            t.contains("will end in")
+        .wait_text("#session-status", Duration::from_secs(15), |t| {
+            t.contains("ends in")
         })
         .await
         .unwrap();
-    let a = mmss(&w.visible_text("#countdown").await.unwrap().unwrap());
+    assert!(
+        first.contains("the relay ends recorded sessions after 20 seconds"),
+        "{first}"
+    );
+    let a = countdown(&first);
     assert!((9..=12).contains(&a), "countdown {a} s in: {first}");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let b = mmss(&w.visible_text("#countdown").await.unwrap().unwrap());
+    let b = countdown(&w.visible_text("#session-status").await.unwrap().unwrap());
     assert!((2..=4).contains(&(a - b)), "countdown went from {a} to {b}");
+    assert_eq!(
+        w.script(STAGE_RECT, serde_json::json!([])).await.unwrap(),
+        stage_before,
+        "the warning moved the stage"
+    );
+    let (view_after, _) = stage.native_view_on_screen().await;
+    assert_eq!(
+        (
+            view_after.x,
+            view_after.y,
+            view_after.width,
+            view_after.height
+        ),
+        (
+            view_before.x,
+            view_before.y,
+            view_before.width,
+            view_before.height
+        ),
+        "the warning moved the view"
+    );
     assert!(
         w.visible_text("#recording-indicator")
             .await

@@ -39,3 +39,38 @@ fn every_end_reason_has_words() {
         assert!(keys.contains(&name), "no plain words for {name}");
     }
 }
+
+/// The quoted string after each `marker` in `source`, across line breaks.
+fn quoted_after<'a>(source: &'a str, marker: &str) -> Vec<&'a str> {
+    source
+        .match_indices(marker)
+        .filter_map(|(i, _)| {
+            let rest = source[i + marker.len()..].trim_start();
+            let rest = rest.strip_prefix('"')?;
+            rest.split_once('"').map(|(s, _)| s)
+        })
+        .collect()
+}
+
+#[test]
+fn every_code_the_app_itself_gives_has_words() {
+    const APP: &str = include_str!("../src/main.rs");
+    let keys = table_keys("WORDS");
+    let mut codes = quoted_after(APP, "Failure::new(");
+    // The codes a library error is given (`impl From<TechnicianError> for Failure`).
+    let mapping = APP
+        .split_once("let code = match (&e, e.code()) {")
+        .and_then(|(_, rest)| rest.split_once("};"))
+        .expect("the error mapping in src/main.rs")
+        .0;
+    codes.extend(quoted_after(mapping, "=> "));
+    assert!(
+        codes.contains(&"CERTIFICATE") && codes.contains(&"UNREACHABLE"),
+        "{codes:?}"
+    );
+    let missing: Vec<_> = codes
+        .iter()
+        .filter(|c| !keys.iter().any(|k| k == *c))
+        .collect();
+    assert!(missing.is_empty(), "no plain words for {missing:?}");
+}

@@ -15,6 +15,8 @@ const $ = (id) => document.getElementById(id);
 const WORDS = {
   STREAMER_VERSION_UNSUPPORTED: ['This computer\'s streamer must be updated before you can connect', null],
   AUTHENTICATION_FAILED: ['Sign-in failed', 'The e-mail address or password is wrong, or your sign-in has expired.'],
+  // The relay's sentence says for how long: it is the text under the headline.
+  TOO_MANY_ATTEMPTS: ['Sign-in is paused after too many wrong passwords', null],
   CREDENTIAL_REVOKED: ['Access was revoked', 'Your team revoked this sign-in or device. Sign in again, or ask an admin.'],
   CREDENTIAL_NOT_ALLOWED: ['Not allowed here', 'This kind of sign-in cannot be used for that.'],
   FORBIDDEN: ['Not allowed', 'Your role in the team does not allow this.'],
@@ -29,12 +31,16 @@ const WORDS = {
   PROTOCOL_VERSION_UNSUPPORTED: ['This app must be updated', 'The relay no longer speaks this app\'s protocol version.'],
   MALFORMED_VERSION: ['Version not understood', 'The relay could not read a version number.'],
   TIMEOUT: ['The relay did not answer in time', 'Check your network connection and try again.'],
-  LINK: ['Cannot reach the relay', 'Check the relay\'s address and your network connection.'],
+  UNREACHABLE: ['Cannot reach the relay', 'Nothing answered at that address. Check the relay\'s address (host, or host:port; port 443 when none is given) and your network connection.'],
+  CERTIFICATE: ['The relay\'s certificate is not trusted', 'This app only talks to a relay whose certificate it can check. If your relay uses its own certificate authority, start the app with --ca FILE (or TECHNICIAN_CA=FILE) naming that authority\'s certificate, which your relay\'s operator has; otherwise tell the operator that the certificate is not valid for this address.'],
+  ADDRESS: ['That is not a relay address', null],
+  LINK: ['The connection to the relay failed', 'Check your network connection and try again.'],
   CA_FILE: ['The relay\'s certificate authority file cannot be used', null],
   TLS: ['Secure connection failed', null],
   INPUT: ['Check what you entered', null],
   NOT_SIGNED_IN: ['You are signed out', 'Sign in again.'],
   NO_SESSION: ['The session has ended', null],
+  NO_NATIVE_VIEW: ['This app draws the session in the page here', null],
   MALFORMED_MESSAGE: ['The relay could not read what this app sent', 'Update the app; if that does not help, tell your relay\'s operator.'],
   UNEXPECTED_MESSAGE: ['The relay did not expect what this app sent', 'Update the app; if that does not help, tell your relay\'s operator.'],
   MESSAGE_TOO_LARGE: ['Too much data at once', 'The relay refused a message larger than it accepts.'],
@@ -74,6 +80,9 @@ function failure(f) {
   else notice(title, message, code, code);
 }
 
+let refreshTimer = null;
+let lastDevices = [];
+
 function hideNotice() { $('notice').classList.add('hidden'); }
 $('notice-close').onclick = hideNotice;
 
@@ -84,9 +93,29 @@ async function start() {
   $('relay').value = d.relay || '';
   $('email').value = d.email || '';
   $('version').textContent = `Version ${d.version}`;
-  show('signin-view');
-  (d.email ? $('password') : $('relay')).focus();
+  signedOut();
 }
+
+// Back at the sign-in page (at start, after signing out, or when the relay refused the token).
+function signedOut() {
+  clearInterval(refreshTimer);
+  current = null;
+  session = null;
+  sendArea();
+  $('who').textContent = '';
+  $('sign-out').classList.add('hidden');
+  show('signin-view');
+  ($('relay').value && $('email').value ? $('password') : $('relay')).focus();
+}
+
+$('sign-out').onclick = async () => {
+  try {
+    await invoke('sign_out');
+  } catch (f) {
+    failure(f);
+  }
+  signedOut();
+};
 
 $('signin-form').onsubmit = async (e) => {
   e.preventDefault();
@@ -95,7 +124,9 @@ $('signin-form').onsubmit = async (e) => {
   try {
     const me = await invoke('sign_in', { relay: $('relay').value, email: $('email').value, password: $('password').value });
     $('password').value = '';
-    $('who').textContent = `${me.name} · ${$('relay').value}`;
+    $('relay').value = me.relay;
+    $('who').textContent = `${me.name} · ${me.relay}`;
+    $('sign-out').classList.remove('hidden');
     await loadDevices();
   } catch (f) {
     failure(f);
@@ -104,8 +135,27 @@ $('signin-form').onsubmit = async (e) => {
   }
 };
 
+// The device list, shown and then kept up to date from the relay every 3 seconds while it is on
+// screen (a device coming online or going offline appears without Refresh).
 async function loadDevices() {
+  await refreshDevices();
+  show('devices-view');
+  clearInterval(refreshTimer);
+  refreshTimer = setInterval(() => {
+    if ($('devices-view').classList.contains('hidden')) return;
+    refreshDevices().catch((f) => {
+      const [title] = WORDS[f && f.code] || ['The list could not be updated'];
+      $('devices-updated').textContent = `${title}: trying again…`;
+    });
+  }, 3000);
+}
+
+async function refreshDevices() {
   const devices = await invoke('devices');
+  $('devices-updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
+  const same = JSON.stringify(devices) === JSON.stringify(lastDevices) && $('device-rows').children.length === devices.length;
+  lastDevices = devices;
+  if (same) return;
   const rows = $('device-rows');
   rows.textContent = '';
   for (const d of devices) {
@@ -129,7 +179,6 @@ async function loadDevices() {
     rows.appendChild(tr);
   }
   $('no-devices').classList.toggle('hidden', devices.length > 0);
-  show('devices-view');
 }
 
 $('refresh').onclick = () => loadDevices().catch(failure);
@@ -153,7 +202,11 @@ const remote = { width: 1280, height: 720 };
 let decoder = null;
 let needKey = true;
 let session = null;
+// The channel of the session the page shows; messages of an earlier one are ignored.
+let current = null;
 let countdown = null;
+// What the status line shows, most urgent first: the connection, the limit, the picture, focus.
+const st = { lost: null, limit: null, stalled: false, focused: false, device: null, target: null };
 
 function resetDecoder() {
   if (decoder && decoder.state !== 'closed') decoder.close();
@@ -324,17 +377,115 @@ function event(e) {
       $('stats').textContent = streamInfo;
       break;
     case 'limitWarning':
-      startCountdown(e.timeLeftMs);
+      startCountdown(e.timeLeftMs, e.limitSecs);
+      break;
+    case 'picture':
+      st.stalled = !e.flowing;
+      st.stalledSince = performance.now();
+      renderStatus();
       break;
     case 'audioUnavailable':
       break;
     case 'ended':
       endSession(ENDED[e.reason] || 'The session ended.', e.message, e.reason);
       break;
-    case 'disconnected':
-      endSession('The connection to the relay was lost.', e.message, e.code);
+    case 'lost':
+      lostSession(e);
+      break;
+    case 'reconnecting':
+      if (st.lost) {
+        st.lost.phase = e.attempt === 1 ? 'Reconnecting…' : `Reconnecting (attempt ${e.attempt})…`;
+        renderStatus();
+      }
+      break;
+    case 'reconnected':
+      if (st.lost) {
+        st.lost.phase = 'back';
+        renderStatus();
+      }
+      break;
+    case 'signedOut':
+      signedOut();
+      failure(e);
       break;
   }
+}
+
+// The limit as people say it: "2 minutes", "24 hours", "1 hour 30 minutes", "20 seconds".
+function duration(secs) {
+  const unit = (n, one) => `${n} ${one}${n === 1 ? '' : 's'}`;
+  if (secs % 60) return secs < 60 ? unit(secs, 'second') : `${unit(Math.floor(secs / 60), 'minute')} ${unit(secs % 60, 'second')}`;
+  const minutes = secs / 60;
+  const h = Math.floor(minutes / 60);
+  const m = minutes % 60;
+  if (h && m) return `${unit(h, 'hour')} ${unit(m, 'minute')}`;
+  return h ? unit(h, 'hour') : unit(m, 'minute');
+}
+
+// The status line: one line of fixed height under the session bar, so that nothing that happens
+// during a session moves the view (and the clicks on it).
+function renderStatus() {
+  const line = $('session-status');
+  const actions = $('status-actions');
+  actions.textContent = '';
+  const button = (label, kind, onclick) => {
+    const b = document.createElement('button');
+    b.textContent = label;
+    b.className = kind;
+    b.onclick = onclick;
+    actions.appendChild(b);
+  };
+  let kind = '';
+  let text;
+  if (st.lost) {
+    kind = 'lost';
+    if (st.lost.phase === 'back') {
+      text = 'Connection lost; the relay is reachable again. The session is over: a new one is recorded on its own.';
+      if (st.target && st.target.device) button(`Connect to ${st.device} again`, 'primary', reconnectDevice);
+    } else {
+      text = `Connection lost, ${(st.lost.phase || 'reconnecting…').toLowerCase()} What you see is the last picture received.`;
+    }
+    button('Back to devices', 'secondary', backToDevices);
+  } else if (st.limit) {
+    kind = 'warning';
+    text = `This recorded session ends in ${st.limit.left}: the relay ends recorded sessions after ${duration(st.limit.secs)}. Save your work on the remote computer.`;
+  } else if (st.stalled) {
+    kind = 'warning';
+    text = 'No picture from the remote computer for 2 seconds: it or the network is not sending. The view shows the last picture received.';
+  } else if (st.focused) {
+    kind = 'focused';
+    text = 'Keyboard and mouse go to the remote computer.';
+  } else {
+    text = 'Click the remote screen to control it; the keyboard goes to it while it is outlined in blue.';
+  }
+  line.className = `status-line ${kind}`;
+  line.dataset.state = kind || 'idle';
+  $('status-text').textContent = text;
+}
+
+function lostSession(e) {
+  clearInterval(countdown);
+  st.limit = null;
+  st.lost = { message: e.message, code: e.code, phase: 'Reconnecting…' };
+  canvas.classList.add('dimmed');
+  $('leave').textContent = 'Back to devices';
+  renderStatus();
+}
+
+async function backToDevices(keepNotice) {
+  current = null;
+  session = null;
+  st.lost = null;
+  clearInterval(countdown);
+  resetDecoder();
+  sendArea();
+  await invoke('back_to_devices').catch(() => {});
+  if (!keepNotice) hideNotice();
+  await loadDevices().catch(failure);
+}
+
+function reconnectDevice() {
+  connect(st.target, st.device);
 }
 
 function recording(on) {
@@ -342,22 +493,25 @@ function recording(on) {
   $('not-recorded').classList.toggle('hidden', on);
 }
 
-function startCountdown(ms) {
+function startCountdown(ms, limitSecs) {
   const until = performance.now() + ms;
   const tick = () => {
     const left = Math.max(0, Math.round((until - performance.now()) / 1000));
-    $('countdown').textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}`;
+    st.limit = { left: `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}`, secs: limitSecs || Math.ceil(ms / 1000) };
+    renderStatus();
   };
   clearInterval(countdown);
   tick();
   countdown = setInterval(tick, 250);
-  $('limit-warning').classList.remove('hidden');
 }
 
 function endSession(text, detail, code) {
   clearInterval(countdown);
   resetDecoder();
+  current = null;
   session = null;
+  st.limit = null;
+  st.stalled = false;
   sendArea();
   notice('Session ended', text, detail ? `${detail} (${code})` : code, 'info');
   loadDevices().catch(failure);
@@ -365,8 +519,11 @@ function endSession(text, detail, code) {
 
 async function connect(target, name) {
   hideNotice();
+  clearInterval(refreshTimer);
   const channel = new Channel();
+  current = channel;
   channel.onmessage = (m) => {
+    if (channel !== current) return;
     const bytes = new Uint8Array(m);
     view.messages++;
     if (bytes[0] === 1) video(bytes);
@@ -374,28 +531,57 @@ async function connect(target, name) {
   };
   resetDecoder();
   view.frames = 0;
+  Object.assign(st, { lost: null, limit: null, stalled: false, device: name, target });
+  clearInterval(countdown);
+  canvas.classList.remove('dimmed');
+  $('leave').textContent = 'End session';
   $('waiting').classList.remove('hidden');
-  $('limit-warning').classList.add('hidden');
   recording(false);
   $('not-recorded').classList.add('hidden');
   $('session-device').textContent = name;
+  renderStatus();
   try {
     const how = await invoke('connect', { target, frameRate: Number($('frame-rate').value) || null, onEvent: channel });
+    if (channel !== current) return;
     native = how && how.view === 'native';
     view.mode = native ? 'native' : 'webview';
     canvas.classList.toggle('hidden', native);
+    if (how && how.frameRate) $('frame-rate').value = String(how.frameRate);
     session = channel;
     show('session-view');
     sendArea();
     $('stage').focus();
   } catch (f) {
+    if (channel === current) current = null;
+    // From the lost screen ("Connect again"): back to the list, under the refusal.
+    if (!$('session-view').classList.contains('hidden')) await backToDevices(true);
     failure(f);
   }
 }
 
-$('leave').onclick = () => invoke('leave').catch(failure);
-$('monitor').onchange = () => invoke('switch_monitor', { monitorId: Number($('monitor').value) }).catch(failure);
-$('frame-rate').onchange = () => invoke('set_frame_rate', { frameRate: Number($('frame-rate').value) }).catch(failure);
+$('leave').onclick = () => {
+  if (st.lost) return backToDevices();
+  // A session that is already over (NO_SESSION) leaves nothing to end: back to the list.
+  invoke('leave').catch((f) => (f && f.code === 'NO_SESSION' ? backToDevices() : failure(f)));
+};
+
+// Menus give the keyboard back to the remote screen once a choice is made (or the menu is left
+// with Escape), so that typing never goes into a menu by surprise.
+for (const id of ['monitor', 'frame-rate']) {
+  $(id).addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') $('stage').focus();
+  });
+}
+$('monitor').onchange = () => {
+  $('stage').focus();
+  invoke('switch_monitor', { monitorId: Number($('monitor').value) }).catch(failure);
+};
+$('frame-rate').onchange = () => {
+  $('stage').focus();
+  invoke('set_frame_rate', { frameRate: Number($('frame-rate').value) }).catch(failure);
+};
+$('stage').addEventListener('focus', () => { st.focused = true; renderStatus(); });
+$('stage').addEventListener('blur', () => { st.focused = false; renderStatus(); });
 
 // ---- Input ---------------------------------------------------------------------------------------
 
@@ -408,9 +594,13 @@ let streamInfo = '';
 // The stage in the webview's device pixels, while a session is shown.
 function stageArea() {
   if (!session || $('session-view').classList.contains('hidden')) return null;
-  const r = $('stage').getBoundingClientRect();
+  // Inside the stage's focus border, which stays visible around the picture.
+  const stage = $('stage');
+  const r = stage.getBoundingClientRect();
   const dpr = window.devicePixelRatio || 1;
-  return { x: r.left * dpr, y: r.top * dpr, width: r.width * dpr, height: r.height * dpr };
+  const x = r.left + stage.clientLeft;
+  const y = r.top + stage.clientTop;
+  return { x: x * dpr, y: y * dpr, width: stage.clientWidth * dpr, height: stage.clientHeight * dpr };
 }
 
 // Tells the native view where the stage is whenever that changes (layout, window size, banners).

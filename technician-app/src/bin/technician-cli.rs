@@ -177,17 +177,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
             } => println!("Audio: Opus {sample_rate} Hz, {channels} channel(s)"),
             Event::Audio(_) => {}
             Event::AudioUnavailable(why) => println!("No audio: {why}"),
-            Event::LimitWarning(left) => println!(
-                "WARNING: this recorded session ends in {} s.",
-                left.as_secs()
+            Event::LimitWarning { time_left, limit } => println!(
+                "WARNING: this recorded session ends in {} s: the relay ends recorded sessions \
+                 after {} s.",
+                time_left.as_secs(),
+                limit.as_secs()
             ),
+            Event::Picture(false) => println!(
+                "No picture for {} s: the remote computer or the link is not sending.",
+                technician::PICTURE_STALL.as_secs()
+            ),
+            Event::Picture(true) => println!("The picture is back."),
             Event::Ended { reason, message } => {
                 println!("Session ended ({reason:?}): {message}");
                 break;
             }
+            Event::Lost { message, .. } => {
+                println!("Connection lost: {message}");
+                break;
+            }
         }
     }
-    let _ = session.task.await;
+    let outcome = session.task.await;
     println!("{frames} frames received, {} KB.", bytes / 1024);
     if let (Some(path), Some((rgb, w, h))) = (args.png, latest) {
         image::save_buffer(
@@ -200,7 +211,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("saving {}", path.display()))?;
         println!("Latest frame saved to {}.", path.display());
     }
-    Ok(())
+    // A lost connection is a failure of the run, after what it received is reported and saved.
+    match outcome {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(anyhow::anyhow!("the session's task failed: {e}")),
+    }
 }
 
 /// A command typed during a session: `rate N`, `monitor N`, `keyframe`, `leave`; `None` for an

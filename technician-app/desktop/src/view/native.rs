@@ -49,6 +49,9 @@ enum Msg {
     Frame(VideoFrame),
     /// The remote screen's size or the stage moved (the new values are in [`Geometry`]).
     Geometry,
+    /// Draw the picture darkened (`true`: the connection was lost, what is shown is out of date)
+    /// or as it is.
+    Dim(bool),
     /// The session is over: hide.
     Stop,
 }
@@ -118,6 +121,12 @@ impl NativeView {
     pub fn stop(&self) {
         lock(&self.geometry).remote = None;
         let _ = self.tx.send(Msg::Stop);
+    }
+
+    /// Keeps the last picture on the view, darkened (the connection was lost), until the next
+    /// session starts or `dim(false)`.
+    pub fn dim(&self, dimmed: bool) {
+        let _ = self.tx.send(Msg::Dim(dimmed));
     }
 
     /// The transform input goes through: the one the view draws with.
@@ -373,6 +382,15 @@ struct Drawer {
     picture_size: (usize, usize),
     scaler: Scaler,
     pixels: Vec<u8>,
+    /// Whether pictures are drawn darkened (a lost connection).
+    dimmed: bool,
+}
+
+/// Darkens 32-bit pixels to 40 % brightness: the picture a lost connection left, still readable.
+fn darken(pixels: &mut [u8]) {
+    for b in pixels.iter_mut() {
+        *b = ((u16::from(*b) * 2) / 5) as u8;
+    }
 }
 
 impl Drawer {
@@ -389,6 +407,7 @@ impl Drawer {
             picture_size: (0, 0),
             scaler: Scaler::default(),
             pixels: Vec::new(),
+            dimmed: false,
         }
     }
 
@@ -412,9 +431,14 @@ impl Drawer {
                         self.commands = Some(commands);
                         self.need_key = true;
                         self.picture_size = (0, 0);
+                        self.dimmed = false;
                     }
                     Msg::Frame(f) => queue.push_back(f),
                     Msg::Geometry => redraw = true,
+                    Msg::Dim(dimmed) => {
+                        redraw |= self.dimmed != dimmed;
+                        self.dimmed = dimmed;
+                    }
                     Msg::Stop => {
                         queue.clear();
                         self.decoder = None;
@@ -544,12 +568,19 @@ impl Drawer {
             height: h,
         };
         let (dw, dh) = (fit.width as usize, fit.height as usize);
+        let dimmed = self.dimmed;
         let put = if let Some(buf) = self.surface.shared(dw * dh * 4) {
             self.scaler.draw(&planes, buf, dw, dh);
+            if dimmed {
+                darken(buf);
+            }
             self.surface.put_shared(fit.width, fit.height)
         } else {
             self.pixels.resize(dw * dh * 4, 0);
             self.scaler.draw(&planes, &mut self.pixels, dw, dh);
+            if dimmed {
+                darken(&mut self.pixels);
+            }
             self.surface.put(&self.pixels, fit.width, fit.height)
         };
         let ms = t.elapsed().as_secs_f64() * 1000.0;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use relay::Config;
 use streamer_agent::agent::{self, AgentConfig, Mode, X11Platform};
-use system_tests::webdriver::{AppWindow, TauriDriver};
+pub use system_tests::webdriver::{AppWindow, TauriDriver};
 use system_tests::{TestRelay, XDisplay};
 use tokio_util::sync::CancellationToken;
 
@@ -100,6 +100,8 @@ pub async fn stage(
         relay.ca().display().to_string(),
         "--email".to_owned(),
         EMAIL.to_owned(),
+        "--config-dir".to_owned(),
+        dir.path().join("config").display().to_string(),
     ];
     let window = driver.open(&app, &args).await.unwrap();
     window
@@ -181,66 +183,81 @@ impl Stage {
         }
     }
 
-    /// Calls the app's command `cmd` with `args` as the page would, and gives its answer.
-    pub async fn invoke(&self, cmd: &str, args: serde_json::Value) -> serde_json::Value {
-        let v = self
-            .window
-            .script_async(
-                "const done = arguments[arguments.length - 1];
-                 window.__TAURI__.core.invoke(arguments[0], arguments[1])
-                   .then((r) => done({ ok: r === undefined ? null : r }), (e) => done({ error: e }));",
-                serde_json::json!([cmd, args]),
-            )
-            .await
-            .unwrap();
-        assert!(v.get("error").is_none(), "{cmd}: {v}");
-        v["ok"].clone()
-    }
-
     /// The app's native view as its display shows it: the view window's place in the app's
     /// window and the screen's pixels where it is (BGRX, read from the root window, so whatever
     /// covers it would show).
     pub async fn native_view_on_screen(&self) -> (NativeViewRect, Vec<u8>) {
-        use x11rb::connection::Connection as _;
-        use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
-        let view = self
-            .window
-            .script("return window.__view;", serde_json::json!([]))
-            .await
-            .unwrap();
-        assert_eq!(view["mode"], "native", "the app draws in the page: {view}");
-        let xid = u32::try_from(view["window"].as_u64().expect("the view's window")).unwrap();
-        let display = self.driver.display().unwrap();
-        let (conn, n) = x11rb::connect(Some(&display)).unwrap();
-        let root = conn.setup().roots[n].root;
-        let g = conn.get_geometry(xid).unwrap().reply().unwrap();
-        let at = conn
-            .translate_coordinates(xid, root, 0, 0)
-            .unwrap()
-            .reply()
-            .unwrap();
-        let img = conn
-            .get_image(
-                ImageFormat::Z_PIXMAP,
-                root,
-                at.dst_x,
-                at.dst_y,
-                g.width,
-                g.height,
-                !0,
-            )
-            .unwrap()
-            .reply()
-            .unwrap();
-        let rect = NativeViewRect {
-            x: g.x,
-            y: g.y,
-            width: g.width,
-            height: g.height,
-        };
-        (rect, img.data)
+        native_view_on_screen(&self.window, &self.driver).await
     }
 
+    /// Calls the app's command `cmd` with `args` as the page would, and gives its answer.
+    pub async fn invoke(&self, cmd: &str, args: serde_json::Value) -> serde_json::Value {
+        invoke(&self.window, cmd, args).await
+    }
+}
+
+/// Calls the app's command `cmd` with `args` as the page would, and gives its answer.
+pub async fn invoke(window: &AppWindow, cmd: &str, args: serde_json::Value) -> serde_json::Value {
+    let v = window
+        .script_async(
+            "const done = arguments[arguments.length - 1];
+             window.__TAURI__.core.invoke(arguments[0], arguments[1])
+               .then((r) => done({ ok: r === undefined ? null : r }), (e) => done({ error: e }));",
+            serde_json::json!([cmd, args]),
+        )
+        .await
+        .unwrap();
+    assert!(v.get("error").is_none(), "{cmd}: {v}");
+    v["ok"].clone()
+}
+
+/// The app's native view as its display shows it: the view window's place in the app's window and
+/// the screen's pixels where it is (BGRX, read from the root window, so whatever covers it would
+/// show).
+pub async fn native_view_on_screen(
+    window: &AppWindow,
+    driver: &TauriDriver,
+) -> (NativeViewRect, Vec<u8>) {
+    use x11rb::connection::Connection as _;
+    use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
+    let view = window
+        .script("return window.__view;", serde_json::json!([]))
+        .await
+        .unwrap();
+    assert_eq!(view["mode"], "native", "the app draws in the page: {view}");
+    let xid = u32::try_from(view["window"].as_u64().expect("the view's window")).unwrap();
+    let display = driver.display().unwrap();
+    let (conn, n) = x11rb::connect(Some(&display)).unwrap();
+    let root = conn.setup().roots[n].root;
+    let g = conn.get_geometry(xid).unwrap().reply().unwrap();
+    let at = conn
+        .translate_coordinates(xid, root, 0, 0)
+        .unwrap()
+        .reply()
+        .unwrap();
+    let img = conn
+        .get_image(
+            ImageFormat::Z_PIXMAP,
+            root,
+            at.dst_x,
+            at.dst_y,
+            g.width,
+            g.height,
+            !0,
+        )
+        .unwrap()
+        .reply()
+        .unwrap();
+    let rect = NativeViewRect {
+        x: g.x,
+        y: g.y,
+        width: g.width,
+        height: g.height,
+    };
+    (rect, img.data)
+}
+
+impl Stage {
     /// Stops the app, the agent and the relay.
     pub async fn finish(self) {
         let _ = self.window.close().await;
