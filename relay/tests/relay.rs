@@ -503,6 +503,10 @@ async fn the_last_sessions_traffic_arriving_during_the_next_offer_is_dropped() {
     let mut tech = relay.technician(&team).await;
     let target = SessionTarget::Device { device_id };
     pair(&mut tech, &mut streamer, target.clone()).await;
+    assert_eq!(
+        recv(&mut tech).await,
+        Message::RecordingState { recorded: false }
+    );
     tech.send(&Message::LeaveSession).await.unwrap();
     loop {
         if let Message::SessionEnded { .. } = recv(&mut streamer).await {
