@@ -432,7 +432,12 @@ mod linux {
         }
         w.click("#status-actions button.primary").await.unwrap();
         wait_frames(&w, 5).await;
-        assert!(!status(&w).await.contains("Connection lost"));
+        let now = status(&w).await;
+        let events = w
+            .script("return window.__view.events;", serde_json::json!([]))
+            .await
+            .unwrap();
+        assert!(!now.contains("Connection lost"), "{now}; events: {events}");
         w.wait_text("#recording-indicator", Duration::from_secs(10), |t| {
             t.contains("Recording")
         })

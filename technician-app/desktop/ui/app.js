@@ -153,6 +153,8 @@ async function loadDevices() {
 async function refreshDevices() {
   const devices = await invoke('devices');
   $('devices-updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
+  $('no-devices').classList.toggle('hidden', devices.length > 0);
+  // Rows are rebuilt only when something changed, so that a refresh never takes a click away.
   const same = JSON.stringify(devices) === JSON.stringify(lastDevices) && $('device-rows').children.length === devices.length;
   lastDevices = devices;
   if (same) return;
@@ -178,7 +180,6 @@ async function refreshDevices() {
     tr.appendChild(td);
     rows.appendChild(tr);
   }
-  $('no-devices').classList.toggle('hidden', devices.length > 0);
 }
 
 $('refresh').onclick = () => loadDevices().catch(failure);
@@ -193,7 +194,7 @@ const canvas = $('screen');
 // What tests and the latency benchmark read (frames drawn, decoder errors, a pixel probe).
 const view = (window.__view = {
   messages: 0, chunks: 0, decoded: 0, decodeMs: 0, frames: 0, drawMs: 0,
-  skipped: 0, decodeErrors: 0, drawErrors: 0, probe: null,
+  skipped: 0, decodeErrors: 0, drawErrors: 0, probe: null, events: [],
 });
 const renderer = window.makeRenderer(canvas, view);
 view.renderer = renderer.kind;
@@ -347,6 +348,9 @@ function video(bytes) {
 }
 
 function event(e) {
+  // The session's events as received (tests read them when something looks wrong).
+  view.events.push(e.type === 'lost' || e.type === 'ended' ? `${e.type}:${e.code || e.reason}:${e.message}` : e.type);
+  if (view.events.length > 100) view.events.shift();
   switch (e.type) {
     case 'started':
       $('session-device').textContent = `${e.deviceName} · streamer ${e.streamerVersion}`;
@@ -426,15 +430,8 @@ function duration(secs) {
 // during a session moves the view (and the clicks on it).
 function renderStatus() {
   const line = $('session-status');
-  const actions = $('status-actions');
-  actions.textContent = '';
-  const button = (label, kind, onclick) => {
-    const b = document.createElement('button');
-    b.textContent = label;
-    b.className = kind;
-    b.onclick = onclick;
-    actions.appendChild(b);
-  };
+  const wanted = [];
+  const button = (label, kind, onclick) => wanted.push({ label, kind, onclick });
   let kind = '';
   let text;
   if (st.lost) {
@@ -461,6 +458,20 @@ function renderStatus() {
   line.className = `status-line ${kind}`;
   line.dataset.state = kind || 'idle';
   $('status-text').textContent = text;
+  // The buttons are replaced only when they change: a click moves the focus, which renders the
+  // line again, and a button replaced under the pointer would never receive its click.
+  const actions = $('status-actions');
+  const key = wanted.map((b) => `${b.kind}:${b.label}`).join('|');
+  if (actions.dataset.key === key) return;
+  actions.dataset.key = key;
+  actions.textContent = '';
+  for (const b of wanted) {
+    const el = document.createElement('button');
+    el.textContent = b.label;
+    el.className = b.kind;
+    el.onclick = b.onclick;
+    actions.appendChild(el);
+  }
 }
 
 function lostSession(e) {

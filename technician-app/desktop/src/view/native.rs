@@ -99,7 +99,16 @@ impl NativeView {
         })
     }
 
+    /// A new session: its counters start from zero (the window and shared memory stay).
     pub fn start(&self, commands: tokio::sync::mpsc::Sender<Command>) {
+        {
+            let mut s = lock(&self.stats);
+            *s = Stats {
+                window: s.window,
+                shared_memory: s.shared_memory,
+                ..Stats::default()
+            };
+        }
         let _ = self.tx.send(Msg::Start(commands));
     }
 
