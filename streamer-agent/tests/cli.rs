@@ -93,7 +93,22 @@ fn announces_another_version_only_when_it_is_a_valid_one() {
     assert!(err.contains("missing.pem"), "{err}");
 }
 
-/// The program copied into a folder of its own, with `settings` beside it as the settings file.
+/// Runs `exe` and waits for it; a copy still "busy" (another test's child holding it open for an
+/// instant, see [`beside`]) is tried again.
+fn run(exe: &std::path::Path) -> std::process::Output {
+    for _ in 0..100 {
+        match Command::new(exe).output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{} stayed busy for 2 s", exe.display())
+}
+
+/// The program linked (or copied) into a folder of its own, with `settings` beside it as the
+/// settings file.
 fn beside(settings: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join(
@@ -101,7 +116,12 @@ fn beside(settings: &str) -> (tempfile::TempDir, std::path::PathBuf) {
             .file_name()
             .unwrap(),
     );
-    std::fs::copy(env!("CARGO_BIN_EXE_streamer-agent"), &exe).unwrap();
+    // A hard link where it can be: a copy is a file this process opened for writing, and a child
+    // that another test forks meanwhile inherits that descriptor until it execs, so that running
+    // the copy fails with "Text file busy" (ETXTBSY; CI met it). A link is never open for writing.
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_streamer-agent"), &exe).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_streamer-agent"), &exe).unwrap();
+    }
     std::fs::write(
         dir.path().join(streamer_agent::settings::FILE_NAME),
         settings,
@@ -114,7 +134,7 @@ fn beside(settings: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 fn reads_the_settings_file_beside_it_and_names_what_is_wrong_there() {
     // Read: the CA named there is looked for beside the program, and is missing.
     let (dir, exe) = beside("relay = \"127.0.0.1:9\"\nca = \"team-ca.pem\"\nteam_key = \"k\"\n");
-    let out = Command::new(&exe).output().unwrap();
+    let out = run(&exe);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -124,7 +144,7 @@ fn reads_the_settings_file_beside_it_and_names_what_is_wrong_there() {
 
     // A misspelt key is refused, naming the file and the key.
     let (_dir, exe) = beside("relay = \"127.0.0.1:9\"\nteam-key = \"k\"\n");
-    let out = Command::new(&exe).output().unwrap();
+    let out = run(&exe);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -134,7 +154,7 @@ fn reads_the_settings_file_beside_it_and_names_what_is_wrong_there() {
 
     // No CA anywhere: says where it may be given.
     let (_dir, exe) = beside("relay = \"127.0.0.1:9\"\n");
-    let out = Command::new(&exe).output().unwrap();
+    let out = run(&exe);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
