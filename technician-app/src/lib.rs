@@ -230,8 +230,10 @@ impl Technician {
         password: &str,
     ) -> Result<Self, TechnicianError> {
         let connector = Connector::trusting_ca_file(ca_file)?;
-        let token = connector.sign_in(relay, email, password).await?;
-        Self::with_token(&connector, relay, &token).await
+        Account::sign_in(connector, relay, email, password)
+            .await?
+            .open()
+            .await
     }
 
     /// Opens the agent connection with a sign-in token.

@@ -30,7 +30,6 @@ mod linux {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use streamer_agent::agent::{self, AgentConfig, Mode, X11Platform};
     use system_tests::{TestRelay, XDisplay};
     use tokio_util::sync::CancellationToken;
 
@@ -172,6 +171,16 @@ mod linux {
             .to_owned()
     }
 
+    /// The frame-rate menu's value.
+    async fn frame_rate(w: &AppWindow) -> serde_json::Value {
+        w.script(
+            "return document.getElementById('frame-rate').value;",
+            serde_json::json!([]),
+        )
+        .await
+        .unwrap()
+    }
+
     async fn frames(w: &AppWindow) -> u64 {
         w.script("return window.__view.frames;", serde_json::json!([]))
             .await
@@ -294,28 +303,8 @@ mod linux {
         })
         .await
         .unwrap();
-        let agent_stop = CancellationToken::new();
-        let (notices, mut notices_rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move { while notices_rx.recv().await.is_some() {} });
-        let agent = tokio::spawn(agent::run(
-            AgentConfig {
-                relay: addr.clone(),
-                ca_file: ca.clone(),
-                mode: Mode::Unattended {
-                    credential_file: dir.path().join("device.credential"),
-                    deployment_code: Some(code),
-                },
-                device_name: "Test PC".into(),
-                display: Some(display.name.clone()),
-                frame_rate: 30,
-                announced_version: None,
-            },
-            Arc::new(X11Platform {
-                display: Some(display.name.clone()),
-            }),
-            notices,
-            agent_stop.clone(),
-        ));
+        let (agent_stop, agent) =
+            common::start_agent(&addr, &ca, dir.path(), &display.name, code, 30);
         w.wait_text("#device-rows", Duration::from_secs(20), |t| {
             t.lines()
                 .any(|l| l.contains("Test PC") && l.contains("Online"))
@@ -358,13 +347,7 @@ mod linux {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         w.press_keys("5").await.unwrap();
-        let rate = w
-            .script(
-                "return document.getElementById('frame-rate').value;",
-                serde_json::json!([]),
-            )
-            .await
-            .unwrap();
+        let rate = frame_rate(&w).await;
         assert_eq!(rate, "15", "a typed digit went into the frame-rate menu");
         w.script(
             "document.getElementById('monitor').focus();",
@@ -444,13 +427,7 @@ mod linux {
         .await
         .unwrap();
         // The frame rate chosen for the device before the crash is remembered.
-        let rate = w
-            .script(
-                "return document.getElementById('frame-rate').value;",
-                serde_json::json!([]),
-            )
-            .await
-            .unwrap();
+        let rate = frame_rate(&w).await;
         assert_eq!(rate, "15", "the device's frame rate was not remembered");
         w.click("#leave").await.unwrap();
         w.wait_text("#devices-view h1", Duration::from_secs(15), |t| {

@@ -385,7 +385,6 @@ function event(e) {
       break;
     case 'picture':
       st.stalled = !e.flowing;
-      st.stalledSince = performance.now();
       renderStatus();
       break;
     case 'audioUnavailable':

@@ -68,28 +68,14 @@ pub async fn stage(
         .await
         .unwrap();
 
-    let agent_stop = CancellationToken::new();
-    let (notices, mut notices_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move { while notices_rx.recv().await.is_some() {} });
-    let agent = tokio::spawn(agent::run(
-        AgentConfig {
-            relay: relay.addr.clone(),
-            ca_file: relay.ca(),
-            mode: Mode::Unattended {
-                credential_file: dir.path().join("device.credential"),
-                deployment_code: Some(code),
-            },
-            device_name: "Test PC".into(),
-            display: Some(display.name.clone()),
-            frame_rate,
-            announced_version: None,
-        },
-        Arc::new(X11Platform {
-            display: Some(display.name.clone()),
-        }),
-        notices,
-        agent_stop.clone(),
-    ));
+    let (agent_stop, agent) = start_agent(
+        &relay.addr,
+        &relay.ca(),
+        dir.path(),
+        &display.name,
+        code,
+        frame_rate,
+    );
 
     let driver = TauriDriver::start().await.unwrap();
     let app = PathBuf::from(env!("CARGO_BIN_EXE_technician-app"));
@@ -194,6 +180,45 @@ impl Stage {
     pub async fn invoke(&self, cmd: &str, args: serde_json::Value) -> serde_json::Value {
         invoke(&self.window, cmd, args).await
     }
+}
+
+/// Starts the real streamer agent, unattended, called "Test PC": registered with `code` (its
+/// credential kept in `dir`), sharing X display `display` at `frame_rate`, through the relay at
+/// `relay` trusting `ca`. Stop it with the token.
+pub fn start_agent(
+    relay: &str,
+    ca: &std::path::Path,
+    dir: &std::path::Path,
+    display: &str,
+    code: String,
+    frame_rate: u16,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let stop = CancellationToken::new();
+    let (notices, mut notices_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move { while notices_rx.recv().await.is_some() {} });
+    let agent = tokio::spawn(agent::run(
+        AgentConfig {
+            relay: relay.to_owned(),
+            ca_file: ca.to_path_buf(),
+            mode: Mode::Unattended {
+                credential_file: dir.join("device.credential"),
+                deployment_code: Some(code),
+            },
+            device_name: "Test PC".into(),
+            display: Some(display.to_owned()),
+            frame_rate,
+            announced_version: None,
+        },
+        Arc::new(X11Platform {
+            display: Some(display.to_owned()),
+        }),
+        notices,
+        stop.clone(),
+    ));
+    (stop, agent)
 }
 
 /// Calls the app's command `cmd` with `args` as the page would, and gives its answer.
