@@ -38,6 +38,12 @@ wire_enum!(AccessType { Attended = 1, Unattended = 2 });
 wire_enum!(VideoCodec { H264 = 1 });
 wire_enum!(Orientation { Landscape = 1, Portrait = 2 });
 wire_enum!(AudioCodec { Opus = 1 });
+wire_enum!(Tool { Clipboard = 1 });
+wire_enum!(ToolState {
+    Allowed = 1,
+    Forbidden = 2,
+    Unsupported = 3
+});
 wire_enum!(MouseAction { Move = 1, Down = 2, Up = 3, Wheel = 4 });
 wire_enum!(MouseButton { None = 0, Left = 1, Right = 2, Middle = 3, Back = 4, Forward = 5 });
 
@@ -393,6 +399,25 @@ pub(crate) fn decode_body(kind: MessageKind, body: Bytes) -> Result<Message, Wir
         MessageKind::TextInput => Message::TextInput {
             text: r.string("text", TEXT)?,
         },
+        MessageKind::SessionTools => {
+            let n = r.count("tools", TOOLS)?;
+            let mut tools = Vec::with_capacity(n);
+            for _ in 0..n {
+                tools.push(ToolGrant {
+                    tool: r.enumeration("tool")?,
+                    state: r.enumeration("state")?,
+                });
+            }
+            Message::SessionTools(tools)
+        }
+        MessageKind::ToolRefused => Message::ToolRefused {
+            tool: r.enumeration("tool")?,
+            code: ErrorCode::from_number(r.u16("code")?),
+            message: r.string("message", MESSAGE)?,
+        },
+        MessageKind::ClipboardText => Message::ClipboardText {
+            text: r.text_rest("text", CLIPBOARD)?,
+        },
     };
     r.finish()?;
     Ok(msg)
@@ -603,6 +628,33 @@ pub(crate) fn encode_body(msg: &Message, w: &mut Writer<'_>) -> Result<(), WireE
             w.u8(k.modifiers.0);
         }
         Message::TextInput { text } => w.string("text", text, TEXT)?,
+        Message::SessionTools(tools) => {
+            w.count("tools", tools.len(), TOOLS)?;
+            for t in tools {
+                w.enumeration(t.tool);
+                w.enumeration(t.state);
+            }
+        }
+        Message::ToolRefused {
+            tool,
+            code,
+            message,
+        } => {
+            w.enumeration(*tool);
+            w.u16(code.number());
+            w.string("message", message, MESSAGE)?;
+        }
+        Message::ClipboardText { text } => {
+            if text.len() > CLIPBOARD {
+                return Err(WireError::FieldTooLong {
+                    kind: "ClipboardText",
+                    field: "text",
+                    len: text.len(),
+                    max: CLIPBOARD,
+                });
+            }
+            w.bytes(text.as_bytes());
+        }
     }
     Ok(())
 }

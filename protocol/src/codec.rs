@@ -52,6 +52,10 @@ pub mod limits {
     pub const KEY_CODE: usize = 32;
     /// Typed text in one message.
     pub const TEXT: usize = 1024;
+    /// Clipboard text in one message, in bytes of UTF-8.
+    pub const CLIPBOARD: usize = 1 << 20;
+    /// Tools in a session's tool list.
+    pub const TOOLS: usize = 16;
     /// Monitors in a monitor list.
     pub const MONITORS: usize = 32;
     /// Devices in a device list.
@@ -130,6 +134,8 @@ kinds! {
     LimitWarning = 0x19, 8, R;
     LeaveSession = 0x1a, 0, T | S;
     SessionEnded = 0x1b, 2 * KIB, R;
+    SessionTools = 0x1c, 64, R;
+    ToolRefused = 0x1d, 2 * KIB, R;
     VideoConfig = 0x20, 12, S;
     VideoFrame = 0x21, 8 * MIB, S;
     KeyframeRequest = 0x22, 0, T | R;
@@ -143,6 +149,7 @@ kinds! {
     MouseInput = 0x30, 10, T;
     KeyInput = 0x31, 64, T;
     TextInput = 0x32, 2 * KIB, T;
+    ClipboardText = 0x33, 1 << 20, T | S;
 }
 
 impl MessageKind {
@@ -150,6 +157,22 @@ impl MessageKind {
     /// relay forwards between the two sides of a session.
     pub fn is_session_traffic(self) -> bool {
         (0x20..=0x3f).contains(&(self as u8))
+    }
+
+    /// The protocol version (major, minor) that brought this kind: the relay sends a kind only to
+    /// a peer whose agreed version has it.
+    pub fn since(self) -> (u64, u64) {
+        match self {
+            MessageKind::SessionTools | MessageKind::ToolRefused | MessageKind::ClipboardText => {
+                (1, 1)
+            }
+            _ => (1, 0),
+        }
+    }
+
+    /// Whether a peer that agreed on protocol version `agreed` knows this kind.
+    pub fn known_at(self, agreed: &semver::Version) -> bool {
+        (agreed.major, agreed.minor) >= self.since()
     }
 
     /// Whether `sender` may send this kind. Receivers refuse misdirected kinds.
@@ -341,6 +364,9 @@ impl Message {
             Message::MouseInput(_) => K::MouseInput,
             Message::KeyInput(_) => K::KeyInput,
             Message::TextInput { .. } => K::TextInput,
+            Message::SessionTools(_) => K::SessionTools,
+            Message::ToolRefused { .. } => K::ToolRefused,
+            Message::ClipboardText { .. } => K::ClipboardText,
         }
     }
 }

@@ -43,6 +43,10 @@ pub enum ErrorCode {
     RecordingUnavailable,
     /// The end user declined the session.
     SessionDeclined,
+    /// The team's settings forbid the tool that was used (clipboard), so it was not forwarded.
+    ToolForbidden,
+    /// The other side's software is too old for the tool that was used, so it was not forwarded.
+    ToolUnsupported,
     /// Something failed inside the relay (our fault).
     InternalError,
     /// The relay is shutting down; try again shortly.
@@ -91,6 +95,8 @@ const CODES: &[(ErrorCode, u16, &str)] = &[
         "RECORDING_UNAVAILABLE",
     ),
     (ErrorCode::SessionDeclined, 306, "SESSION_DECLINED"),
+    (ErrorCode::ToolForbidden, 307, "TOOL_FORBIDDEN"),
+    (ErrorCode::ToolUnsupported, 308, "TOOL_UNSUPPORTED"),
     (ErrorCode::InternalError, 500, "INTERNAL_ERROR"),
     (ErrorCode::RelayShuttingDown, 501, "RELAY_SHUTTING_DOWN"),
 ];

@@ -296,6 +296,33 @@ pub struct KeyInput {
     pub modifiers: Modifiers,
 }
 
+/// A tool of the trade besides the screen and input, allowed or forbidden per team (protocol 1.1.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tool {
+    /// Clipboard text, both ways.
+    Clipboard,
+}
+
+/// Whether a session may use a tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ToolState {
+    /// Both sides may use it; the relay forwards it and logs each use.
+    Allowed,
+    /// The team's settings forbid it.
+    Forbidden,
+    /// The other side's software is too old for it.
+    Unsupported,
+}
+
+/// One tool's state in a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ToolGrant {
+    /// The tool.
+    pub tool: Tool,
+    /// Whether the session may use it.
+    pub state: ToolState,
+}
+
 /// One protocol message. See docs/PROTOCOL.md for who sends each and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -455,6 +482,24 @@ pub enum Message {
     /// Technician to streamer, about once a second while video arrives: what the technician's
     /// side received, for the streamer to fit its frame rate and bitrate to the link.
     ReceiverReport(ReceiverReport),
+    /// Relay to both sides of a session (protocol 1.1.0), right after the session starts: which
+    /// tools the session may use.
+    SessionTools(Vec<ToolGrant>),
+    /// Relay to the side that used a tool (protocol 1.1.0): that use was not forwarded.
+    ToolRefused {
+        /// The tool.
+        tool: Tool,
+        /// `TOOL_FORBIDDEN` or `TOOL_UNSUPPORTED`.
+        code: ErrorCode,
+        /// Why, in words.
+        message: String,
+    },
+    /// Technician or streamer to the other side (protocol 1.1.0): the text now on the sender's
+    /// clipboard, to put on the receiver's.
+    ClipboardText {
+        /// The text, at most 1 MiB of UTF-8.
+        text: String,
+    },
     /// Technician to streamer: a mouse event.
     MouseInput(MouseInput),
     /// Technician to streamer: a key event.

@@ -86,6 +86,23 @@ impl Reader {
         Ok(n)
     }
 
+    /// Everything left in the body as UTF-8 text, at most `max` bytes (the frame limit already
+    /// bounds it; this names the field when it does not hold).
+    pub(crate) fn text_rest(
+        &mut self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<String, WireError> {
+        let raw = self.body.split_off(0);
+        if raw.len() > max {
+            return Err(self.too_long(field, raw.len(), max));
+        }
+        String::from_utf8(raw.to_vec()).map_err(|_| WireError::InvalidUtf8 {
+            kind: self.kind,
+            field,
+        })
+    }
+
     /// Everything left in the body, shared with the received buffer (no copy).
     pub(crate) fn rest(&mut self) -> Bytes {
         self.body.split_off(0)

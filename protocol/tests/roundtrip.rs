@@ -285,6 +285,26 @@ fn message() -> impl Strategy<Value = Message> {
             })
         }),
         text(limits::TEXT).prop_map(|text| Message::TextInput { text }),
+        proptest::collection::vec((0..1usize, 0..3usize), 0..=limits::TOOLS).prop_map(|v| {
+            Message::SessionTools(
+                v.into_iter()
+                    .map(|(_, s)| ToolGrant {
+                        tool: Tool::Clipboard,
+                        state: [
+                            ToolState::Allowed,
+                            ToolState::Forbidden,
+                            ToolState::Unsupported,
+                        ][s],
+                    })
+                    .collect(),
+            )
+        }),
+        (any::<u16>(), text(limits::MESSAGE)).prop_map(|(n, message)| Message::ToolRefused {
+            tool: Tool::Clipboard,
+            code: ErrorCode::from_number(n),
+            message,
+        }),
+        text(4096).prop_map(|text| Message::ClipboardText { text }),
     ]
 }
 
@@ -567,6 +587,21 @@ fn largest_messages() -> Vec<Message> {
         Message::TextInput {
             text: s(limits::TEXT),
         },
+        Message::SessionTools(vec![
+            ToolGrant {
+                tool: Tool::Clipboard,
+                state: ToolState::Unsupported,
+            };
+            limits::TOOLS
+        ]),
+        Message::ToolRefused {
+            tool: Tool::Clipboard,
+            code: ErrorCode::ToolUnsupported,
+            message: s(limits::MESSAGE),
+        },
+        Message::ClipboardText {
+            text: s(limits::CLIPBOARD),
+        },
     ]
 }
 
@@ -724,6 +759,7 @@ fn session_traffic_is_media_and_remote_control_only() {
             K::MouseInput,
             K::KeyInput,
             K::TextInput,
+            K::ClipboardText,
         ]
     );
 }

@@ -183,6 +183,27 @@ fn expected() -> BTreeMap<&'static str, Message> {
             }),
         ),
         (
+            "session-tools-clipboard-forbidden",
+            Message::SessionTools(vec![ToolGrant {
+                tool: Tool::Clipboard,
+                state: ToolState::Forbidden,
+            }]),
+        ),
+        (
+            "tool-refused-clipboard",
+            Message::ToolRefused {
+                tool: Tool::Clipboard,
+                code: ErrorCode::ToolForbidden,
+                message: "off".into(),
+            },
+        ),
+        (
+            "clipboard-text",
+            Message::ClipboardText {
+                text: "héllo".into(),
+            },
+        ),
+        (
             "key-a-down-shift",
             Message::KeyInput(KeyInput {
                 code: "KeyA".into(),

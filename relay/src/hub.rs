@@ -40,13 +40,53 @@ pub struct SessionLink {
     pub budget_to_streamer: Arc<Semaphore>,
     /// Cancelled when the session ends, for whatever reason.
     pub ended: CancellationToken,
+    /// Who the session is for, and which tools it may use.
+    pub tools: SessionTools,
     reason: Mutex<Option<(EndReason, String)>>,
+}
+
+/// What a session may use besides screen and input, decided when it is offered, and who the
+/// relay logs each use for.
+#[derive(Debug, Clone)]
+pub struct SessionTools {
+    /// The team's id.
+    pub team_id: String,
+    /// The technician's user id and name.
+    pub technician: (String, String),
+    /// Clipboard text, both ways.
+    pub clipboard: protocol::ToolState,
+    /// The protocol version the technician's connection agreed on.
+    pub technician_protocol: semver::Version,
+    /// The protocol version the streamer's connection agreed on.
+    pub streamer_protocol: semver::Version,
+}
+
+impl SessionTools {
+    /// The `SessionTools` message for a side that agreed on `agreed`; `None` for a side too old
+    /// for it.
+    pub fn message_for(&self, agreed: &semver::Version) -> Option<protocol::Message> {
+        protocol::MessageKind::SessionTools
+            .known_at(agreed)
+            .then(|| {
+                protocol::Message::SessionTools(vec![protocol::ToolGrant {
+                    tool: protocol::Tool::Clipboard,
+                    state: self.clipboard,
+                }])
+            })
+    }
 }
 
 impl SessionLink {
     /// A link between two connections' writer queues with `budget` bytes in each direction.
-    pub fn new(id: String, to_technician: Outbound, to_streamer: Outbound, budget: usize) -> Self {
+    pub fn new(
+        id: String,
+        to_technician: Outbound,
+        to_streamer: Outbound,
+        budget: usize,
+        tools: SessionTools,
+    ) -> Self {
         Self {
+            tools,
             id,
             to_technician,
             to_streamer,
@@ -131,6 +171,8 @@ pub struct OnlineStreamer {
     pub name: String,
     /// The version it reported.
     pub version: ProductVersion,
+    /// The protocol version its connection agreed on.
+    pub protocol: semver::Version,
     /// Attended or unattended.
     pub access: AccessType,
     /// Orders to its task.

@@ -283,6 +283,13 @@ pub(crate) async fn change_settings(
             new.playback_unattended.label().into(),
         ));
     }
+    if old.allow_clipboard != new.allow_clipboard {
+        changes.push((
+            "allow_clipboard",
+            onoff(old.allow_clipboard).into(),
+            onoff(new.allow_clipboard).into(),
+        ));
+    }
     if old.time_zone != new.time_zone {
         changes.push(("time_zone", old.time_zone.clone(), new.time_zone.clone()));
     }

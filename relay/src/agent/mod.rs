@@ -17,7 +17,8 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
     decode_frame, encode_to_bytes, Credential, DeviceInfo, EndReason, ErrorCode, Issued, Message,
-    Peer, Refusal, RelayAction, RelayHandshake, Role, Sender, Verified,
+    MessageKind, Peer, Refusal, RelayAction, RelayHandshake, Role, Sender, Tool, ToolState,
+    Verified,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -577,6 +578,85 @@ impl Conn {
             ));
         }
         Ok(msg)
+    }
+
+    /// A tool's message from one side of a session (clipboard text): written to the audit trail
+    /// and forwarded to the other side when the session allows the tool; otherwise audited as
+    /// refused and answered with `ToolRefused`, the session going on. Nothing reaches the other
+    /// side without its audit event.
+    async fn tool_use(
+        &self,
+        link: &SessionLink,
+        from: Sender,
+        len: usize,
+        bytes: Bytes,
+    ) -> Result<(), Closed> {
+        use crate::store::audit::{Action, Actor};
+        let tools = &link.tools;
+        let (direction, to, budget, own_protocol) = match from {
+            Sender::Technician => (
+                "technician → remote computer",
+                &link.to_streamer,
+                &link.budget_to_streamer,
+                &tools.technician_protocol,
+            ),
+            _ => (
+                "remote computer → technician",
+                &link.to_technician,
+                &link.budget_to_technician,
+                &tools.streamer_protocol,
+            ),
+        };
+        let mut refusal = match tools.clipboard {
+            ToolState::Allowed => None,
+            ToolState::Forbidden => Some(Refusal::new(
+                ErrorCode::ToolForbidden,
+                "Your team's settings do not allow the clipboard in sessions: the text was not sent.",
+            )),
+            ToolState::Unsupported => Some(Refusal::new(
+                ErrorCode::ToolUnsupported,
+                "The other side's software is too old for the clipboard: the text was not sent.",
+            )),
+        };
+        let actor = Actor::User(tools.technician.0.clone(), tools.technician.1.clone());
+        let (action, detail) = match &refusal {
+            None => (Action::ClipboardSent, format!("{direction}, {len} bytes")),
+            Some(r) => (Action::ClipboardRefused, format!("{direction}, {}", r.code)),
+        };
+        let logged = crate::ops::audit(
+            &self.shared,
+            Some(&tools.team_id),
+            &actor,
+            action,
+            &link.id,
+            &detail,
+            None,
+        )
+        .await;
+        if let Err(e) = logged {
+            tracing::error!(error = %e, session = %link.id, "auditing a clipboard use; not forwarding it");
+            refusal.get_or_insert_with(|| {
+                Refusal::new(
+                    ErrorCode::InternalError,
+                    "The relay could not log the clipboard text, so it was not sent. Try again.",
+                )
+            });
+        }
+        match refusal {
+            None => {
+                forward(link, to, budget, bytes).await;
+                Ok(())
+            }
+            Some(r) if MessageKind::ToolRefused.known_at(own_protocol) => {
+                self.send(&Message::ToolRefused {
+                    tool: Tool::Clipboard,
+                    code: r.code,
+                    message: r.message,
+                })
+                .await
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     async fn device_list(&self, team_id: &str) -> Message {

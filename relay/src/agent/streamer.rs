@@ -42,6 +42,7 @@ impl Conn {
             device_id,
             name,
             version: peer.product_version,
+            protocol: peer.protocol_version.clone(),
             access,
             commands: commands_tx,
             outbound: self.out.clone(),
@@ -245,6 +246,21 @@ impl Conn {
             }
         }
         self.send(&state).await?;
+        // Then which tools the session may use, to each side whose protocol version has them.
+        if let Some(msg) = link.tools.message_for(&link.tools.technician_protocol) {
+            if let Ok(bytes) = encode_to_bytes(&msg) {
+                let _ = link
+                    .to_technician
+                    .send(OutFrame {
+                        bytes,
+                        permit: None,
+                    })
+                    .await;
+            }
+        }
+        if let Some(msg) = link.tools.message_for(&link.tools.streamer_protocol) {
+            self.send(&msg).await?;
+        }
         let mut recorder = if offer.recorded {
             if let Err(e) = self
                 .shared
@@ -407,6 +423,10 @@ impl Conn {
                     );
                 }
                 Message::SessionAccept { .. } | Message::SessionDecline { .. } => {}
+                Message::ClipboardText { text } => {
+                    self.tool_use(link, Sender::Streamer, text.len(), bytes)
+                        .await?;
+                }
                 // Video is forwarded only once it is in the recording: a frame the recording
                 // refuses has ended the session, and nothing more is forwarded.
                 Message::VideoConfig(config) => {

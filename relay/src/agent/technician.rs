@@ -5,14 +5,16 @@ use std::time::Duration;
 
 use protocol::{
     recorded_session_gate, AccessType, EndReason, ErrorCode, Message, MessageKind, Peer, Refusal,
-    Sender, SessionTarget,
+    Sender, SessionTarget, ToolState,
 };
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::{forward, Closed, Conn, Next, SessionSide};
 use crate::config::Config;
-use crate::hub::{ClaimError, Offer, OfferReply, OnlineStreamer, SessionLink, StreamerCommand};
+use crate::hub::{
+    ClaimError, Offer, OfferReply, OnlineStreamer, SessionLink, SessionTools, StreamerCommand,
+};
 use crate::secrets;
 use crate::store::UserRecord;
 
@@ -34,7 +36,7 @@ const TECHNICIAN_SIDE: SessionSide = SessionSide {
 impl Conn {
     pub(super) async fn technician(
         &mut self,
-        _peer: Peer,
+        peer: Peer,
         user: UserRecord,
         revoked: CancellationToken,
     ) {
@@ -68,7 +70,10 @@ impl Conn {
                     self.send(&list).await
                 }
                 Message::SessionRequest { target, view } => {
-                    match self.start_session(&user, target, view).await {
+                    match self
+                        .start_session(&user, &peer.protocol_version, target, view)
+                        .await
+                    {
                         Ok(link) => {
                             let result = self.technician_session(&user, link, &revoked).await;
                             self.session_ended_at = Some(tokio::time::Instant::now());
@@ -105,6 +110,7 @@ impl Conn {
     async fn start_session(
         &self,
         user: &UserRecord,
+        protocol: &semver::Version,
         target: SessionTarget,
         view: protocol::ViewRequest,
     ) -> Result<Arc<SessionLink>, Refusal> {
@@ -174,7 +180,7 @@ impl Conn {
             }
         };
         // The streamer is claimed: every refusal from here on must release it.
-        let result = self.offer(user, &streamer, access, view).await;
+        let result = self.offer(user, protocol, &streamer, access, view).await;
         if result.is_err() {
             shared.hub.release(streamer.conn_id);
         }
@@ -184,6 +190,7 @@ impl Conn {
     async fn offer(
         &self,
         user: &UserRecord,
+        protocol: &semver::Version,
         streamer: &OnlineStreamer,
         access: AccessType,
         view: protocol::ViewRequest,
@@ -219,11 +226,28 @@ impl Conn {
         }
         let id = secrets::new_id()
             .map_err(|_| Refusal::new(ErrorCode::InternalError, "no session id"))?;
+        let both_know =
+            |kind: MessageKind| kind.known_at(protocol) && kind.known_at(&streamer.protocol);
+        let clipboard = if !settings.allow_clipboard {
+            ToolState::Forbidden
+        } else if both_know(MessageKind::ClipboardText) {
+            ToolState::Allowed
+        } else {
+            ToolState::Unsupported
+        };
+        let tools = SessionTools {
+            team_id: user.team_id.clone(),
+            technician: (user.id.clone(), user.name.clone()),
+            clipboard,
+            technician_protocol: protocol.clone(),
+            streamer_protocol: streamer.protocol.clone(),
+        };
         let link = Arc::new(SessionLink::new(
             id,
             self.out.clone(),
             streamer.outbound.clone(),
             shared.config.forward_buffer_bytes,
+            tools,
         ));
         let (reply, answer) = oneshot::channel();
         let offer = Offer {
@@ -309,6 +333,15 @@ impl Conn {
                 MessageKind::ListDevices => {
                     let list = self.device_list(&user.team_id).await;
                     self.send(&list).await?;
+                }
+                MessageKind::ClipboardText => {
+                    self.tool_use(
+                        &link,
+                        Sender::Technician,
+                        bytes.len() - protocol::HEADER_LEN,
+                        bytes,
+                    )
+                    .await?;
                 }
                 MessageKind::SessionRequest => {
                     self.send(&Message::SessionRefused {

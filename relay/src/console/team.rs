@@ -57,6 +57,8 @@ fn settings_body(s: &TeamSettings, can_edit: bool, message: Option<&str>) -> Str
          <fieldset><legend>Attended access</legend>\
          <label class=\"check\"><input type=\"checkbox\" name=\"record_attended\" id=\"record_attended\"{ra}{disabled}> Record every session (cloud session recording)</label>\
          <label>Who may play back and download{pa}</label></fieldset>\
+         <fieldset><legend>Tools in sessions</legend>\
+         <label class=\"check\"><input type=\"checkbox\" name=\"allow_clipboard\" id=\"allow_clipboard\"{ac}{disabled}> Clipboard text both ways (each use is in the audit trail)</label></fieldset>\
          <fieldset><legend>Time zone</legend>\
          <label>Find a zone<input type=\"search\" id=\"time_zone_search\" data-filters=\"time_zone\" placeholder=\"City or region, e.g. Paris\" autocomplete=\"off\"{disabled}></label>\
          <label>Times in the console are shown in\
@@ -67,6 +69,7 @@ fn settings_body(s: &TeamSettings, can_edit: bool, message: Option<&str>) -> Str
         note = if can_edit { "" } else { "<p class=\"notice\">Only the owner and admins can change these settings.</p>" },
         ru = check(s.record_unattended),
         ra = check(s.record_attended),
+        ac = check(s.allow_clipboard),
         pu = policy_select("playback_unattended", s.playback_unattended, can_edit),
         pa = policy_select("playback_attended", s.playback_attended, can_edit),
         save = if can_edit { "<button class=\"primary\" id=\"save\">Save settings</button>" } else { "" },
@@ -98,6 +101,7 @@ pub(crate) async fn settings(State(shared): State<Arc<Shared>>, viewer: Viewer) 
 pub(crate) struct SettingsForm {
     record_unattended: Option<String>,
     record_attended: Option<String>,
+    allow_clipboard: Option<String>,
     playback_unattended: String,
     playback_attended: String,
     time_zone: String,
@@ -143,6 +147,7 @@ pub(crate) async fn save_settings(
         playback_unattended: pu,
         playback_attended: pa,
         time_zone: f.time_zone,
+        allow_clipboard: f.allow_clipboard.is_some(),
     };
     match crate::ops::change_settings(&shared, viewer.who(), s).await {
         Ok(saved) => match settings_history(&shared, &viewer).await {

@@ -115,6 +115,13 @@ pub struct TeamSettings {
     pub playback_unattended: PlaybackPolicy,
     /// IANA time zone for the console's logs.
     pub time_zone: String,
+    /// Whether sessions may carry clipboard text both ways (on when not given).
+    #[serde(default = "allowed")]
+    pub allow_clipboard: bool,
+}
+
+fn allowed() -> bool {
+    true
 }
 
 /// A team as stored.
@@ -599,8 +606,8 @@ impl Store {
     /// A team's settings.
     pub async fn team_settings(&self, team_id: &str) -> Result<Option<TeamSettings>, StoreError> {
         let row = sqlx::query(
-            "SELECT record_attended, record_unattended, playback_attended, playback_unattended, time_zone \
-             FROM teams WHERE id = ?",
+            "SELECT record_attended, record_unattended, playback_attended, playback_unattended, time_zone, \
+             allow_clipboard FROM teams WHERE id = ?",
         )
         .bind(team_id)
         .fetch_optional(&self.pool)
@@ -616,6 +623,7 @@ impl Store {
                     r.try_get::<&str, _>("playback_unattended")?,
                 )?,
                 time_zone: r.try_get("time_zone")?,
+                allow_clipboard: r.try_get("allow_clipboard")?,
             })
         })
         .transpose()
@@ -629,13 +637,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE teams SET record_attended = ?, record_unattended = ?, playback_attended = ?, \
-             playback_unattended = ?, time_zone = ? WHERE id = ?",
+             playback_unattended = ?, time_zone = ?, allow_clipboard = ? WHERE id = ?",
         )
         .bind(s.record_attended)
         .bind(s.record_unattended)
         .bind(s.playback_attended.as_str())
         .bind(s.playback_unattended.as_str())
         .bind(&s.time_zone)
+        .bind(s.allow_clipboard)
         .bind(team_id)
         .execute(&self.pool)
         .await?;

@@ -66,6 +66,10 @@ pub enum Action {
     TeamCreated,
     /// The operator reset a team's owner.
     OwnerReset,
+    /// Clipboard text went through a session (object: the session, detail: direction and size).
+    ClipboardSent,
+    /// Clipboard text was not forwarded (object: the session, detail: direction and code).
+    ClipboardRefused,
 }
 
 const ACTIONS: &[(Action, &str)] = &[
@@ -96,6 +100,8 @@ const ACTIONS: &[(Action, &str)] = &[
     (Action::FileDownloaded, "file_downloaded"),
     (Action::TeamCreated, "team_created"),
     (Action::OwnerReset, "owner_reset"),
+    (Action::ClipboardSent, "clipboard_sent"),
+    (Action::ClipboardRefused, "clipboard_refused"),
 ];
 
 impl Action {
