@@ -128,6 +128,14 @@ pub trait Platform: Send + Sync {
     fn screen(&self) -> Result<Box<dyn ScreenSource>>;
     /// An input sink for one session.
     fn input(&self) -> Result<Box<dyn InputSink>>;
+    /// The clipboard, for a session that may use it; other programs' new text goes to `changes`.
+    fn clipboard(
+        &self,
+        changes: crate::clipboard::Changes,
+    ) -> Result<Box<dyn crate::clipboard::Clipboard>> {
+        let _ = changes;
+        anyhow::bail!("this platform has no clipboard backend")
+    }
 }
 
 /// X11 on Linux.
@@ -151,6 +159,16 @@ impl Platform for X11Platform {
             self.display.as_deref(),
         )?))
     }
+
+    fn clipboard(
+        &self,
+        changes: crate::clipboard::Changes,
+    ) -> Result<Box<dyn crate::clipboard::Clipboard>> {
+        Ok(Box::new(crate::clipboard::x11::X11Clipboard::connect(
+            self.display.as_deref(),
+            changes,
+        )?))
+    }
 }
 
 /// Windows: DXGI Desktop Duplication, or GDI where duplication is unavailable; `SendInput`.
@@ -172,6 +190,15 @@ impl Platform for WindowsPlatform {
 
     fn input(&self) -> Result<Box<dyn InputSink>> {
         Ok(Box::new(crate::input::sendinput::SendInputSink::new()))
+    }
+
+    fn clipboard(
+        &self,
+        changes: crate::clipboard::Changes,
+    ) -> Result<Box<dyn crate::clipboard::Clipboard>> {
+        Ok(Box::new(crate::clipboard::win32::Win32Clipboard::start(
+            changes,
+        )?))
     }
 }
 
@@ -470,6 +497,9 @@ pub async fn session<L: SessionLink>(
             None
         }
     };
+    // The clipboard starts only when the relay says this session may use it.
+    let (clip_tx, mut clip_changes) = tokio::sync::mpsc::channel::<String>(4);
+    let mut clipboard: Option<Box<dyn crate::clipboard::Clipboard>> = None;
     let result = loop {
         tokio::select! {
             frame = frames.recv() => match frame {
@@ -477,6 +507,7 @@ pub async fn session<L: SessionLink>(
                 None => break Err(anyhow::anyhow!("capture stopped")),
             },
             Some(packet) = audio.recv() => conn.send(&packet).await?,
+            Some(text) = clip_changes.recv() => conn.send(&Message::ClipboardText { text }).await?,
             msg = conn.recv() => match msg? {
                 Message::KeyframeRequest => { let _ = commands.send(StreamCommand::Keyframe); }
                 Message::SwitchMonitor { monitor_id } => { let _ = commands.send(StreamCommand::SwitchMonitor(monitor_id)); }
@@ -494,6 +525,22 @@ pub async fn session<L: SessionLink>(
                 Message::TextInput { text } => if let Err(e) = input.text(&text) { tracing::warn!(error = %e, "text not injected"); },
                 Message::SessionEnded { reason, message } => break Ok(end_text(reason, &message)),
                 Message::RecordingState { .. } => {}
+                Message::SessionTools(tools) => {
+                    let allowed = tools.iter().any(|t| t.tool == protocol::Tool::Clipboard && t.state == protocol::ToolState::Allowed);
+                    if allowed && clipboard.is_none() {
+                        match platform.clipboard(clip_tx.clone()) {
+                            Ok(c) => clipboard = Some(c),
+                            Err(e) => tracing::warn!(error = %format!("{e:#}"), "no clipboard in this session"),
+                        }
+                    } else if !allowed {
+                        clipboard = None;
+                    }
+                }
+                Message::ClipboardText { text } => match clipboard.as_mut() {
+                    Some(c) => if let Err(e) = c.set(&text) { tracing::warn!(error = %e, "clipboard text not set"); },
+                    None => tracing::info!("clipboard text from the technician, but this session has no clipboard"),
+                },
+                Message::ToolRefused { code, message, .. } => tracing::info!(%code, %message, "clipboard text not forwarded"),
                 Message::Refused { code, message } => break Err(LinkError::Refused(protocol::Refusal::new(code, message)).into()),
                 _ => {}
             },
@@ -504,6 +551,10 @@ pub async fn session<L: SessionLink>(
             }
         }
     };
+    // Stop watching the clipboard before anything else: nothing more is sent (the receiver goes
+    // first, so that a watcher waiting to hand over a text is let go).
+    drop(clip_changes);
+    drop(clipboard);
     // Closing the command channel and the frame receiver stops the capture thread.
     drop(commands);
     drop(frames);

@@ -2,6 +2,7 @@
 //!
 //! `agent` signs in to the relay and serves sessions; `stream` captures (`capture`), converts and
 //! encodes (`encode`) at the technician's frame rate; `input` injects the technician's mouse and keys;
+//! `clipboard` carries clipboard text both ways where the team allows it;
 //! `audio` streams what the computer plays live as Opus (never recorded).
 //! Platform code sits behind the `ScreenSource` and `InputSink` traits (X11; on Windows DXGI, GDI
 //! and SendInput, with `service` and `window`). `pattern` generates
@@ -12,6 +13,7 @@ pub mod adapt;
 pub mod agent;
 pub mod audio;
 pub mod capture;
+pub mod clipboard;
 pub mod encode;
 pub mod helper;
 pub mod input;

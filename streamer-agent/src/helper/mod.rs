@@ -108,13 +108,22 @@ pub enum Forwarded {
 /// The helper may only send what a streamer may send in a session; anything else is a helper
 /// fault. When the service stops, the relay is told the streamer leaves and the helper that the
 /// session is over.
+///
+/// `tools` keeps the session's `SessionTools` across helpers: a helper started after the relay
+/// sent it gets it first.
 pub async fn forward<R: SessionLink, H: SessionLink>(
     relay: &mut R,
     helper: &mut H,
     restart: impl Future<Output = ()>,
     shutdown: &CancellationToken,
+    tools: &mut Option<Message>,
 ) -> Result<Forwarded> {
     tokio::pin!(restart);
+    if let Some(msg) = tools.as_ref() {
+        if let Err(e) = helper.send(msg).await {
+            return Ok(Forwarded::HelperLost(e));
+        }
+    }
     loop {
         tokio::select! {
             msg = relay.recv() => {
@@ -129,6 +138,16 @@ pub async fn forward<R: SessionLink, H: SessionLink>(
                     Message::Refused { code, message } => {
                         let _ = helper.send(&ended(EndReason::StreamerDisconnected)).await;
                         return Err(LinkError::Refused(protocol::Refusal::new(*code, message.clone())).into());
+                    }
+                    // Which tools the session may use: the helper runs them.
+                    Message::SessionTools(_) => {
+                        *tools = Some(msg.clone());
+                        if let Err(e) = helper.send(&msg).await {
+                            return Ok(Forwarded::HelperLost(e));
+                        }
+                    }
+                    Message::ToolRefused { code, message, .. } => {
+                        tracing::info!(%code, %message, "clipboard text not forwarded");
                     }
                     _ if msg.kind().is_session_traffic() => {
                         if let Err(e) = helper.send(&msg).await {
@@ -301,7 +320,8 @@ mod tests {
         let (helper_end, helper) = pair();
         let task = tokio::spawn(async move {
             let (mut relay, mut helper) = (relay, helper);
-            let out = forward(&mut relay, &mut helper, restart, &shutdown).await;
+            let mut tools = None;
+            let out = forward(&mut relay, &mut helper, restart, &shutdown, &mut tools).await;
             drop((relay, helper));
             out
         });
@@ -312,6 +332,49 @@ mod tests {
             },
             task,
         )
+    }
+
+    #[tokio::test]
+    async fn the_sessions_tools_reach_the_helper_and_a_later_helper_gets_them_first() {
+        let tools = Message::SessionTools(vec![protocol::ToolGrant {
+            tool: protocol::Tool::Clipboard,
+            state: protocol::ToolState::Allowed,
+        }]);
+        let (mut relay_end, mut relay) = pair();
+        let (mut helper_end, mut helper) = pair();
+        let mut kept = None;
+        let first = tokio::spawn(async move {
+            let out = forward(
+                &mut relay,
+                &mut helper,
+                std::future::pending(),
+                &CancellationToken::new(),
+                &mut kept,
+            )
+            .await;
+            (relay, kept, out)
+        });
+        relay_end.send(&tools).await.unwrap();
+        assert_eq!(helper_end.recv().await.unwrap(), tools);
+        // The helper goes away; the next one starts with the tools before anything else.
+        drop(helper_end);
+        let (mut relay, mut kept, out) = first.await.unwrap();
+        assert!(matches!(out.unwrap(), Forwarded::HelperLost(_)));
+        assert_eq!(kept.as_ref(), Some(&tools));
+        let (mut helper_end, mut helper) = pair();
+        let second = tokio::spawn(async move {
+            forward(
+                &mut relay,
+                &mut helper,
+                async {},
+                &CancellationToken::new(),
+                &mut kept,
+            )
+            .await
+        });
+        assert_eq!(helper_end.recv().await.unwrap(), tools);
+        assert!(matches!(second.await.unwrap().unwrap(), Forwarded::Restart));
+        drop(relay_end);
     }
 
     #[tokio::test]

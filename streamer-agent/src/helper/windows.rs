@@ -291,6 +291,7 @@ impl SessionHost for HelperHost {
     ) -> SessionFuture<'a> {
         Box::pin(async move {
             let mut failures = 0;
+            let mut tools = None;
             loop {
                 // While a helper starts, the relay is still heard: the session may end meanwhile.
                 let launching = launch(&offer);
@@ -303,6 +304,7 @@ impl SessionHost for HelperHost {
                             Message::Refused { code, message } => {
                                 return Err(LinkError::Refused(protocol::Refusal::new(code, message)).into())
                             }
+                            tools_msg @ Message::SessionTools(_) => tools = Some(tools_msg),
                             // Input and requests while no helper runs are dropped.
                             _ => {}
                         },
@@ -332,7 +334,14 @@ impl SessionHost for HelperHost {
                     "capture helper started"
                 );
                 let started = Instant::now();
-                let forwarded = forward(conn, &mut link, helper.console_changed(), shutdown).await;
+                let forwarded = forward(
+                    conn,
+                    &mut link,
+                    helper.console_changed(),
+                    shutdown,
+                    &mut tools,
+                )
+                .await;
                 drop(link);
                 helper.finish().await;
                 match forwarded? {
