@@ -234,7 +234,12 @@ impl Conn {
         let state = Message::RecordingState {
             recorded: offer.recorded,
         };
-        for msg in [&started, &state] {
+        // Then which tools the session may use, to each side whose protocol version has them.
+        let tools_for_technician = link.tools.message_for(&link.tools.technician_protocol);
+        for msg in [Some(&started), Some(&state), tools_for_technician.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             if let Ok(bytes) = encode_to_bytes(msg) {
                 let _ = link
                     .to_technician
@@ -246,18 +251,6 @@ impl Conn {
             }
         }
         self.send(&state).await?;
-        // Then which tools the session may use, to each side whose protocol version has them.
-        if let Some(msg) = link.tools.message_for(&link.tools.technician_protocol) {
-            if let Ok(bytes) = encode_to_bytes(&msg) {
-                let _ = link
-                    .to_technician
-                    .send(OutFrame {
-                        bytes,
-                        permit: None,
-                    })
-                    .await;
-            }
-        }
         if let Some(msg) = link.tools.message_for(&link.tools.streamer_protocol) {
             self.send(&msg).await?;
         }

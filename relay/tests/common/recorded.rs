@@ -61,6 +61,8 @@ pub async fn recorded_session(relay: &TestRelay, team: &Team) -> Recorded {
                         got.push(Message::SessionEnded { reason, message });
                         return (tech, got);
                     }
+                    // Checked by relay/tests/tools.rs.
+                    Ok(Message::SessionTools(_)) => {}
                     Ok(m) => got.push(m),
                     Err(e) => panic!("technician: {e}"),
                 },
@@ -102,6 +104,7 @@ pub async fn stream_paced(
         {
             match m {
                 Message::KeyframeRequest => requested = true,
+                Message::SessionTools(_) => {}
                 other => panic!("the streamer was sent {other:?} after {i} frames"),
             }
         }
