@@ -26,6 +26,8 @@ const WORDS = {
   SESSION_CODE_INVALID: ['That session code does not work', 'Codes are 9 digits and expire after 10 minutes. Ask the end user for the code on their screen.'],
   RECORDING_UNAVAILABLE: ['The session cannot be recorded right now', 'Your team records every session, so the relay will not connect until recording works again.'],
   SESSION_DECLINED: ['The end user declined the session', 'They chose not to share their screen.'],
+  TOOL_FORBIDDEN: ['Your team does not allow this', 'The team owner or an admin can switch the clipboard on in the console\'s settings.'],
+  TOOL_UNSUPPORTED: ['That computer\'s streamer is too old for this', 'Update the streamer on that computer to use the clipboard.'],
   RATE_LIMITED: ['Too many attempts', 'Wait a moment, then try again.'],
   RELAY_SHUTTING_DOWN: ['The relay is restarting', 'Try again in a minute.'],
   PROTOCOL_VERSION_UNSUPPORTED: ['This app must be updated', 'The relay no longer speaks this app\'s protocol version.'],
