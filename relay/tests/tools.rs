@@ -151,3 +151,101 @@ async fn a_team_that_forbids_the_clipboard_gets_tool_refused_and_nothing_crosses
         .is_empty());
     relay.stop().await;
 }
+
+/// A new device's streamer that speaks protocol 1.0.0 only (a streamer from before the tools).
+async fn streamer_on_1_0(relay: &TestRelay, team: &Team) -> (relay_client::Connection, String) {
+    let code = relay
+        .store
+        .create_deployment_code(&team.id, 3_600_000)
+        .await
+        .unwrap();
+    let mut c = relay.connect().await;
+    let (mut machine, hello) = ClientHandshake::start(
+        Role::Streamer,
+        CURRENT,
+        Credential::DeploymentCode {
+            code,
+            device_name: "Old desk".into(),
+        },
+    );
+    let Message::Hello {
+        role,
+        product_version,
+        ..
+    } = hello
+    else {
+        panic!("the handshake starts with Hello")
+    };
+    c.send(&Message::Hello {
+        role,
+        product_version,
+        protocol_versions: vec!["1.0.0".into()],
+    })
+    .await
+    .unwrap();
+    let mut device_id = None;
+    loop {
+        match machine.receive(next(&mut c).await).unwrap() {
+            ClientEvent::Send(m) => c.send(&m).await.unwrap(),
+            ClientEvent::Registered { device_id: id, .. } => device_id = Some(id),
+            ClientEvent::Established {
+                protocol_version, ..
+            } => {
+                assert_eq!(protocol_version.to_string(), "1.0.0");
+                return (c, device_id.expect("registered"));
+            }
+            ClientEvent::SessionCode { .. } => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_streamer_on_protocol_1_0_makes_the_clipboard_unsupported_and_is_sent_no_1_1_message() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let (mut streamer, device_id) = streamer_on_1_0(&relay, &team).await;
+    let mut tech = relay.technician(&team).await;
+    let Message::SessionStarted { session_id, .. } = pair(
+        &mut tech,
+        &mut streamer,
+        SessionTarget::Device { device_id },
+    )
+    .await
+    else {
+        panic!()
+    };
+    // The 1.1 technician is told the clipboard is unsupported; the 1.0 streamer hears nothing of it.
+    assert_eq!(tools(&mut tech).await, clipboard(ToolState::Unsupported));
+    tech.send(&Message::ClipboardText {
+        text: "for the old one".into(),
+    })
+    .await
+    .unwrap();
+    let Message::ToolRefused { tool, code, .. } = next(&mut tech).await else {
+        panic!("no ToolRefused")
+    };
+    assert_eq!((tool, code), (Tool::Clipboard, ErrorCode::ToolUnsupported));
+    let key = Message::KeyInput(KeyInput {
+        code: "KeyB".into(),
+        down: true,
+        modifiers: Modifiers::default(),
+    });
+    tech.send(&key).await.unwrap();
+    // What the streamer receives up to the key: no SessionTools, no clipboard text.
+    loop {
+        match next(&mut streamer).await {
+            m if m == key => break,
+            Message::RecordingState { .. } => {}
+            other => panic!("a 1.0 streamer was sent {other:?}"),
+        }
+    }
+    let refused = events(&relay, &team, Action::ClipboardRefused).await;
+    assert_eq!(
+        refused,
+        [(
+            session_id,
+            "technician → remote computer, TOOL_UNSUPPORTED".to_owned()
+        )]
+    );
+    relay.stop().await;
+}

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use protocol::{
     AudioFrame, DeviceInfo, EndReason, ErrorCode, KeyInput, Message, MonitorInfo, MouseInput,
-    ProductVersion, Refusal, Role, SessionTarget, VersionError, VideoConfig, VideoFrame,
-    ViewRequest,
+    ProductVersion, Refusal, Role, SessionTarget, Tool, ToolGrant, ToolState, VersionError,
+    VideoConfig, VideoFrame, ViewRequest,
 };
 use relay_client::{Connection, Connector, LinkError};
 use std::time::Instant;
@@ -95,6 +95,21 @@ pub enum Event {
         /// The relay's limit on a recorded session's length.
         limit: Duration,
     },
+    /// The tools this session may use and their state (protocol 1.1.0; a relay on 1.0 sends none,
+    /// and then no tool is available). Comes right after the session starts.
+    Tools(Vec<ToolGrant>),
+    /// The text now on the remote computer's clipboard, to put on the technician's.
+    Clipboard(String),
+    /// The relay did not forward a use of `tool` (the team forbids it, or the remote side's
+    /// software is too old for it); the session goes on.
+    ToolRefused {
+        /// The tool.
+        tool: Tool,
+        /// `TOOL_FORBIDDEN` or `TOOL_UNSUPPORTED`.
+        code: ErrorCode,
+        /// Why, for people.
+        message: String,
+    },
     /// `false`: no video frame for [`PICTURE_STALL`] (the streamer sends one at least every second,
     /// so the picture on the view is out of date); `true`: frames arrive again.
     Picture(bool),
@@ -130,6 +145,11 @@ pub enum Command {
     SetFrameRate(u16),
     /// Ask for a keyframe (after a decoder error, say).
     Keyframe,
+    /// Put this text on the remote computer's clipboard (when [`Event::Tools`] allowed it; the
+    /// relay refuses it otherwise with [`Event::ToolRefused`]). At most [`CLIPBOARD_MAX`] bytes:
+    /// longer text is not sent, and the session answers with [`Event::ToolRefused`] itself
+    /// (`MESSAGE_TOO_LARGE`).
+    Clipboard(String),
     /// End the session.
     Leave,
 }
@@ -151,6 +171,16 @@ pub const LINK_SILENCE: Duration = Duration::from_secs(4);
 /// How long without a video frame before the session says the picture stopped
 /// ([`Event::Picture`]): twice the longest gap a streamer leaves on a still screen.
 pub const PICTURE_STALL: Duration = Duration::from_secs(2);
+
+/// The most clipboard text a session sends or receives, in bytes of UTF-8 (the protocol's limit).
+pub const CLIPBOARD_MAX: usize = protocol::limits::CLIPBOARD;
+
+/// Whether `tool` is allowed in a session whose [`Event::Tools`] said `tools`.
+pub fn allowed(tools: &[ToolGrant], tool: Tool) -> bool {
+    tools
+        .iter()
+        .any(|g| g.tool == tool && g.state == ToolState::Allowed)
+}
 
 /// The pause before reconnection attempt `attempt` (0 first): 0.5 s, then doubling to at most 10 s.
 pub fn reconnect_delay(attempt: u32) -> Duration {
@@ -381,6 +411,17 @@ fn event_of(msg: Message, started: Instant) -> Option<Event> {
             }
         }
         Message::SessionEnded { reason, message } => Event::Ended { reason, message },
+        Message::SessionTools(tools) => Event::Tools(tools),
+        Message::ClipboardText { text } => Event::Clipboard(text),
+        Message::ToolRefused {
+            tool,
+            code,
+            message,
+        } => Event::ToolRefused {
+            tool,
+            code,
+            message,
+        },
         _ => return None,
     })
 }
@@ -517,6 +558,22 @@ async fn session_loop(
             cmd = commands.recv(), if commands_open => {
                 // The caller dropped its sender: it is done with the session, which is left once.
                 commands_open = cmd.is_some();
+                if let Some(Command::Clipboard(text)) = &cmd {
+                    if text.len() > CLIPBOARD_MAX {
+                        let _ = events
+                            .send(Event::ToolRefused {
+                                tool: Tool::Clipboard,
+                                code: ErrorCode::MessageTooLarge,
+                                message: format!(
+                                    "The clipboard holds {} bytes of text; at most {} are sent.",
+                                    text.len(),
+                                    CLIPBOARD_MAX
+                                ),
+                            })
+                            .await;
+                        continue;
+                    }
+                }
                 let msg = match cmd {
                     Some(Command::Mouse(m)) => Message::MouseInput(m),
                     Some(Command::Key(k)) => Message::KeyInput(k),
@@ -524,6 +581,7 @@ async fn session_loop(
                     Some(Command::SwitchMonitor(monitor_id)) => Message::SwitchMonitor { monitor_id },
                     Some(Command::SetFrameRate(frame_rate)) => Message::SetFrameRate { frame_rate },
                     Some(Command::Keyframe) => Message::KeyframeRequest,
+                    Some(Command::Clipboard(text)) => Message::ClipboardText { text },
                     Some(Command::Leave) | None => Message::LeaveSession,
                 };
                 tech.conn.send(&msg).await?;

@@ -64,6 +64,9 @@ const TEST_PACKAGES: &[&str] = &[
     "ffmpeg",
     // ip and tc: a network namespace with a kernel rate limit (technician-app/tests/adaptation.rs).
     "iproute2",
+    // An X clipboard client of its own, to copy and paste on the streamer's display
+    // (tests/tests/clipboard.rs) with code that is not the streamer's.
+    "xclip",
 ];
 
 /// The Windows target built here (with Debian's mingw-w64); the MSVC flavour is built in the

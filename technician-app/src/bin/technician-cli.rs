@@ -2,7 +2,9 @@
 //! events, save the latest frame as PNG. Exits 2 when the relay refuses, with the code and the reason.
 //!
 //! During a session, lines typed on standard input are commands: `rate N` (frame rate), `monitor N`
-//! (switch to the monitor with that id), `keyframe`, `leave`. Each is answered on standard output.
+//! (switch to the monitor with that id), `keyframe`, `clipboard TEXT` (put the rest of the line on
+//! the remote computer's clipboard), `leave`. Each is answered on standard output, and the remote
+//! clipboard's text is printed as it changes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +20,8 @@ use technician::{Command, Event, Technician, TechnicianError};
 #[derive(Debug, Parser)]
 #[command(
     after_help = "During a session, type a command and Enter on standard input: \
-    `rate N` (frame rate, 1 to 60), `monitor N` (the monitor with that id), `keyframe`, `leave`."
+    `rate N` (frame rate, 1 to 60), `monitor N` (the monitor with that id), `keyframe`, \
+    `clipboard TEXT` (the rest of the line onto the remote clipboard), `leave`."
 )]
 struct Args {
     /// The relay, host:port.
@@ -188,6 +191,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 technician::PICTURE_STALL.as_secs()
             ),
             Event::Picture(true) => println!("The picture is back."),
+            Event::Tools(tools) => println!(
+                "Tools: {}",
+                tools
+                    .iter()
+                    .map(|g| format!("{} {}", tool_name(g.tool), state_name(g.state)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Event::Clipboard(text) => {
+                println!(
+                    "Remote clipboard ({} bytes): {}",
+                    text.len(),
+                    text.escape_debug()
+                )
+            }
+            Event::ToolRefused {
+                tool,
+                code,
+                message,
+            } => println!("Refused {} ({code}): {message}", tool_name(tool)),
             Event::Ended { reason, message } => {
                 println!("Session ended ({reason:?}): {message}");
                 break;
@@ -219,15 +242,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// A command typed during a session: `rate N`, `monitor N`, `keyframe`, `leave`; `None` for an
-/// empty line.
+fn tool_name(tool: protocol::Tool) -> &'static str {
+    match tool {
+        protocol::Tool::Clipboard => "clipboard",
+    }
+}
+
+fn state_name(state: protocol::ToolState) -> &'static str {
+    match state {
+        protocol::ToolState::Allowed => "allowed",
+        protocol::ToolState::Forbidden => "forbidden by the team",
+        protocol::ToolState::Unsupported => "not supported by the remote side",
+    }
+}
+
+/// A command typed during a session: `rate N`, `monitor N`, `keyframe`, `clipboard TEXT`, `leave`;
+/// `None` for an empty line.
 fn typed_command(line: &str) -> Result<Option<Command>, &'static str> {
+    // The clipboard's text is the rest of the line, spaces and all.
+    if let Some(text) = line.trim_start().strip_prefix("clipboard ") {
+        return Ok(Some(Command::Clipboard(text.to_owned())));
+    }
     let mut words = line.split_whitespace();
     let (Some(verb), arg) = (words.next(), words.next()) else {
         return Ok(None);
     };
     if words.next().is_some() {
-        return Err("one command a line: rate N, monitor N, keyframe, leave");
+        return Err("one command a line: rate N, monitor N, keyframe, clipboard TEXT, leave");
     }
     Ok(Some(match (verb, arg) {
         ("rate", Some(n)) => match n.parse::<u16>() {
@@ -239,7 +280,7 @@ fn typed_command(line: &str) -> Result<Option<Command>, &'static str> {
         }
         ("keyframe", None) => Command::Keyframe,
         ("leave", None) => Command::Leave,
-        _ => return Err("unknown command: rate N, monitor N, keyframe, leave"),
+        _ => return Err("unknown command: rate N, monitor N, keyframe, clipboard TEXT, leave"),
     }))
 }
 
