@@ -19,6 +19,7 @@ pub mod load;
 pub mod ocr;
 pub mod webdriver;
 pub mod wine;
+pub mod xclip;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{ConnectionExt as _, CreateWindowAux};
 use x11rb::rust_connection::RustConnection;

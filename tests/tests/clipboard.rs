@@ -8,12 +8,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::process::{Child, Command as Process, Stdio};
 use std::time::Duration;
 
 use protocol::{ErrorCode, SessionTarget, Tool, ToolState};
 use relay::store::audit::{Action, AuditFilter};
+use system_tests::xclip::{copy, paste, wait_for_paste};
 use system_tests::{TestRelay, TestStreamer, XDisplay};
 use technician::{Account, Command, Event, Session};
 
@@ -105,66 +104,6 @@ async fn clipboard_state(session: &mut Session) -> ToolState {
     state.expect("SessionTools with the clipboard")
 }
 
-/// What `xclip -o` reads from `selection` on the display (`None` when nothing is there).
-async fn paste(display: &str, selection: &str) -> Option<String> {
-    let (display, selection) = (display.to_owned(), selection.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let out = Process::new("xclip")
-            .args(["-display", &display, "-selection", &selection, "-o"])
-            .args(["-t", "UTF8_STRING"])
-            .output()
-            .expect("xclip (Debian package xclip) must be installed");
-        out.status
-            .success()
-            .then(|| String::from_utf8(out.stdout).unwrap())
-    })
-    .await
-    .unwrap()
-}
-
-/// Polls the display's `selection` until it holds `text`, for up to 10 s.
-async fn wait_for_paste(display: &str, selection: &str, text: &str) {
-    let mut last = None;
-    for _ in 0..50 {
-        last = paste(display, selection).await;
-        if last.as_deref() == Some(text) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!(
-        "{selection} holds {:?} bytes, not the {} sent",
-        last.map(|t| t.len()),
-        text.len()
-    );
-}
-
-/// Copies `text` on the display as a person's program would: `xclip` owns the CLIPBOARD selection
-/// until another client takes it or the child is killed.
-fn copy(display: &str, text: &str) -> Child {
-    let mut child = Process::new("xclip")
-        .args([
-            "-display",
-            display,
-            "-selection",
-            "clipboard",
-            "-i",
-            "-quiet",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("xclip (Debian package xclip) must be installed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    child
-}
-
 async fn audit(relay: &TestRelay, team_id: &str, action: Action) -> Vec<String> {
     let filter = AuditFilter {
         action: Some(action),
@@ -181,11 +120,6 @@ async fn audit(relay: &TestRelay, team_id: &str, action: Action) -> Vec<String> 
         .collect();
     details.sort();
     details
-}
-
-fn stop(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 async fn leave(w: World) {
@@ -231,7 +165,7 @@ async fn clipboard_text_crosses_both_ways_between_the_technician_and_the_display
     })
     .await;
     assert_eq!(got.as_deref(), Some(from_remote), "passed over: {passed:?}");
-    stop(owner);
+    drop(owner);
 
     // A large copy (a third of the protocol's 1 MiB) arrives whole. xclip hands it over in one
     // property: it uses INCR only above a quarter of the server's largest request (4 MiB here).
@@ -247,7 +181,7 @@ async fn clipboard_text_crosses_both_ways_between_the_technician_and_the_display
     .await;
     let got = got.expect("the large text within 15 s");
     assert_eq!((got.len(), got == large), (large.len(), true));
-    stop(owner);
+    drop(owner);
 
     // More than the protocol carries is refused on the technician's side, and the session goes on.
     w.session
@@ -309,7 +243,7 @@ async fn a_team_that_forbids_the_clipboard_gets_nothing_across_and_the_refusal_i
         paste(&w.display.name, "clipboard").await.as_deref(),
         Some("what the end user copied before")
     );
-    stop(before);
+    drop(before);
 
     // A copy on the display does not reach the technician.
     let owner = copy(&w.display.name, "a password the end user copied");
@@ -319,7 +253,7 @@ async fn a_team_that_forbids_the_clipboard_gets_nothing_across_and_the_refusal_i
     })
     .await;
     assert_eq!(got, None);
-    stop(owner);
+    drop(owner);
 
     assert_eq!(
         audit(&w.relay, &w.team_id, Action::ClipboardRefused).await,

@@ -18,6 +18,7 @@
 // No console window on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+use technician_desktop::clipboard;
 use technician_desktop::settings::{self, Settings};
 use technician_desktop::view::native::NativeView;
 use technician_desktop::view::{self, Area};
@@ -66,6 +67,8 @@ struct App {
     view: OnceLock<Option<NativeView>>,
     /// The settings file, once the config folder is known.
     settings: OnceLock<settings::Store>,
+    /// The local clipboard, shared with sessions that allow it.
+    clipboard: clipboard::Sharing,
 }
 
 impl App {
@@ -387,6 +390,18 @@ async fn forward(
             break;
         }
         let ended = matches!(event, Event::Lost { .. });
+        match &event {
+            Event::Tools(tools) if technician::allowed(tools, protocol::Tool::Clipboard) => {
+                let page = page.clone();
+                app.clipboard.share(
+                    epoch,
+                    session.commands.clone(),
+                    Box::new(move |v| page_send(&page, &v)),
+                );
+            }
+            Event::Clipboard(text) => app.clipboard.remote(text.clone()),
+            _ => {}
+        }
         if let Some(view) = &view {
             match &event {
                 Event::Video(frame) => {
@@ -405,6 +420,7 @@ async fn forward(
             break;
         }
     }
+    app.clipboard.stop(epoch);
     if let Some(view) = &view {
         // A lost session's last picture stays, darkened, under the page's word that it is lost.
         if lost {
@@ -715,6 +731,7 @@ fn main() {
         inner: Mutex::new(Inner::default()),
         view: OnceLock::new(),
         settings: OnceLock::new(),
+        clipboard: clipboard::Sharing::spawn(clipboard::Desktop::open),
     });
     let result = tauri::Builder::default()
         .manage(app)

@@ -14,7 +14,7 @@
 //! 0x02 | {"type": "...", ...}
 //! ```
 
-use protocol::{MonitorInfo, Orientation, VideoConfig};
+use protocol::{MonitorInfo, Orientation, Tool, ToolState, VideoConfig};
 use serde_json::{json, Value};
 use technician::Event;
 
@@ -69,6 +69,26 @@ pub fn encode(event: &Event) -> Option<Vec<u8>> {
             "message": message,
         }),
         Event::AudioUnavailable(reason) => json!({"type": "audioUnavailable", "reason": reason}),
+        Event::Tools(tools) => json!({
+            "type": "tools",
+            "clipboard": tools
+                .iter()
+                .find(|g| g.tool == Tool::Clipboard)
+                .map_or("unsupported", |g| state_name(g.state)),
+        }),
+        Event::ToolRefused {
+            tool,
+            code,
+            message,
+        } => json!({
+            "type": "toolRefused",
+            "tool": tool_name(*tool),
+            "code": code.name(),
+            "message": message,
+        }),
+        // The text goes onto the local clipboard, never into the page; the clipboard's thread
+        // tells the page how much arrived.
+        Event::Clipboard(_) => return None,
         // The app does not play audio yet; the command-line client and library report it.
         Event::AudioConfig { .. } | Event::Audio(_) => return None,
     };
@@ -82,6 +102,20 @@ pub fn json_message(value: &Value) -> Vec<u8> {
     out.push(JSON);
     out.extend_from_slice(text.as_bytes());
     out
+}
+
+fn tool_name(tool: Tool) -> &'static str {
+    match tool {
+        Tool::Clipboard => "clipboard",
+    }
+}
+
+fn state_name(state: ToolState) -> &'static str {
+    match state {
+        ToolState::Allowed => "allowed",
+        ToolState::Forbidden => "forbidden",
+        ToolState::Unsupported => "unsupported",
+    }
 }
 
 fn monitor_json(m: &MonitorInfo) -> Value {
@@ -192,6 +226,41 @@ mod tests {
         let v: Value = serde_json::from_slice(&ended[1..]).unwrap();
         assert_eq!(v["reason"], "UNKNOWN(77)");
         assert_eq!(v["message"], "bye");
+    }
+
+    #[test]
+    fn tools_and_refusals_are_named_and_clipboard_text_never_reaches_the_page() {
+        use protocol::{ErrorCode, ToolGrant};
+        let json =
+            |e: &Event| -> Value { serde_json::from_slice(&encode(e).unwrap()[1..]).unwrap() };
+        let tools = json(&Event::Tools(vec![ToolGrant {
+            tool: Tool::Clipboard,
+            state: ToolState::Forbidden,
+        }]));
+        assert_eq!(
+            (tools["type"].as_str(), tools["clipboard"].as_str()),
+            (Some("tools"), Some("forbidden"))
+        );
+        // A relay on protocol 1.0 names no tools: the clipboard is not available.
+        assert_eq!(json(&Event::Tools(vec![]))["clipboard"], "unsupported");
+        let refused = json(&Event::ToolRefused {
+            tool: Tool::Clipboard,
+            code: ErrorCode::ToolForbidden,
+            message: "no".into(),
+        });
+        assert_eq!(
+            (
+                refused["type"].as_str(),
+                refused["tool"].as_str(),
+                refused["code"].as_str()
+            ),
+            (
+                Some("toolRefused"),
+                Some("clipboard"),
+                Some("TOOL_FORBIDDEN")
+            )
+        );
+        assert_eq!(encode(&Event::Clipboard("a password".into())), None);
     }
 
     #[test]

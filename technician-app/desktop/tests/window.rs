@@ -2,7 +2,8 @@
 //! the version error for an old streamer, then a recorded session through a real relay to the real
 //! streamer agent on another virtual display: the remote content in the native view (pixels of the
 //! app's X screen), a click forwarded to the remote pointer, the recording indicator, the limit warning
-//! with its live countdown, and the end at the limit.
+//! with its live countdown, and the end at the limit. Then the clipboard shared both ways between the
+//! app's desktop and the remote computer's (xclip on each display), and off for a forbidding team.
 
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -247,5 +248,110 @@ async fn the_window_shows_the_version_error_then_a_recorded_session_with_its_war
     })
     .await
     .unwrap();
+    stage.finish().await;
+}
+
+/// The `clipboard_sent` details in the audit trail, sorted.
+async fn clipboard_sent(stage: &common::Stage) -> Vec<String> {
+    use relay::store::audit::{Action, AuditFilter};
+    let filter = AuditFilter {
+        action: Some(Action::ClipboardSent),
+        limit: 100,
+        ..Default::default()
+    };
+    let mut details: Vec<String> = stage
+        .relay
+        .store
+        .audit_events(&stage.team_id, &filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.detail)
+        .collect();
+    details.sort();
+    details
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_app_shares_the_clipboard_with_the_remote_computer_unless_the_team_forbids_it() {
+    use system_tests::xclip::{copy, paste, wait_for_paste};
+    let stage = common::stage(640, 480, 10, |_| {}).await;
+    let w = &stage.window;
+    let here = stage.driver.display().unwrap();
+    let there = stage.display.name.clone();
+    // Copied before the session: not sent when it starts.
+    let before = copy(&here, "copied for another customer");
+    wait_for_paste(&here, "clipboard", "copied for another customer").await;
+
+    stage.connect_to_test_pc().await;
+    w.wait_text("#clipboard-state", Duration::from_secs(15), |t| {
+        t == "Clipboard shared"
+    })
+    .await
+    .unwrap();
+
+    // Copied in the app's desktop: pasted on the remote computer's.
+    let to_remote = "Get-EventLog -LogName System -Newest 20 · ✓";
+    let copied_here = copy(&here, to_remote);
+    wait_for_paste(&there, "clipboard", to_remote).await;
+    drop(before);
+    w.wait_text("#clipboard-state", Duration::from_secs(5), |t| {
+        t.contains(&format!("sent {} characters", to_remote.chars().count()))
+    })
+    .await
+    .unwrap();
+
+    // Copied on the remote computer: pasted in the app's desktop (the app serves it there).
+    let to_here = "C:\\ProgramData\\Vendor\\crash-2026-12-04.dmp";
+    let copied_there = copy(&there, to_here);
+    wait_for_paste(&here, "clipboard", to_here).await;
+    w.wait_text("#clipboard-state", Duration::from_secs(5), |t| {
+        t.contains(&format!("received {} characters", to_here.chars().count()))
+    })
+    .await
+    .unwrap();
+    drop((copied_here, copied_there));
+    assert_eq!(
+        clipboard_sent(&stage).await,
+        [
+            format!("remote computer → technician, {} bytes", to_here.len()),
+            format!("technician → remote computer, {} bytes", to_remote.len()),
+        ]
+    );
+
+    // The team forbids the clipboard: the next session says so, and nothing crosses.
+    w.click("#leave").await.unwrap();
+    w.wait_text("#devices-view h1", Duration::from_secs(15), |t| {
+        t == "Devices"
+    })
+    .await
+    .unwrap();
+    let mut settings = stage
+        .relay
+        .store
+        .team_settings(&stage.team_id)
+        .await
+        .unwrap()
+        .unwrap();
+    settings.allow_clipboard = false;
+    stage
+        .relay
+        .store
+        .set_team_settings(&stage.team_id, &settings)
+        .await
+        .unwrap();
+    stage.connect_to_test_pc().await;
+    w.wait_text("#clipboard-state", Duration::from_secs(15), |t| {
+        t == "Clipboard off by your team's settings"
+    })
+    .await
+    .unwrap();
+    let _kept = copy(&here, "not for the remote computer");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_ne!(
+        paste(&there, "clipboard").await.as_deref(),
+        Some("not for the remote computer")
+    );
+    assert_eq!(clipboard_sent(&stage).await.len(), 2);
     stage.finish().await;
 }

@@ -391,6 +391,20 @@ function event(e) {
       break;
     case 'audioUnavailable':
       break;
+    case 'tools':
+      clipboardState(e.clipboard, CLIPBOARD_STATES[e.clipboard] || CLIPBOARD_STATES.unsupported);
+      break;
+    case 'clipboard':
+      // From the app's clipboard thread: shared, what it sent or received, or no local clipboard.
+      if (e.state === 'unavailable') clipboardState('unavailable', `Clipboard not available on this computer: ${e.message}`);
+      else if (e.state === 'sent') clipboardState('allowed', `Clipboard shared · sent ${e.chars} characters`);
+      else if (e.state === 'received') clipboardState('allowed', `Clipboard shared · received ${e.chars} characters`);
+      else clipboardState('allowed', CLIPBOARD_STATES.allowed);
+      break;
+    case 'toolRefused':
+      // An overlay: the view does not move.
+      failure(e);
+      break;
     case 'ended':
       endSession(ENDED[e.reason] || 'The session ended.', e.message, e.reason);
       break;
@@ -414,6 +428,18 @@ function event(e) {
       failure(e);
       break;
   }
+}
+
+// The clipboard's state in the session bar, as the relay's SessionTools decided it.
+const CLIPBOARD_STATES = {
+  allowed: 'Clipboard shared',
+  forbidden: 'Clipboard off by your team\'s settings',
+  unsupported: 'Clipboard not available: the remote computer\'s streamer is too old',
+};
+
+function clipboardState(state, text) {
+  $('clipboard-state').dataset.state = state;
+  $('clipboard-state').textContent = text;
 }
 
 // The limit as people say it: "2 minutes", "24 hours", "1 hour 30 minutes", "20 seconds".
@@ -550,6 +576,7 @@ async function connect(target, name) {
   $('waiting').classList.remove('hidden');
   recording(false);
   $('not-recorded').classList.add('hidden');
+  clipboardState('', '');
   $('session-device').textContent = name;
   renderStatus();
   try {
