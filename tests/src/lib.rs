@@ -71,6 +71,15 @@ impl XDisplay {
 
     /// Starts Xorg with the dummy driver on a free display number, at `width` x `height`.
     pub fn start(width: u16, height: u16) -> Self {
+        // One start at a time in a process: two tests that both saw a number free would otherwise
+        // both start a server on it, and the loser's connection would reach the winner's server
+        // (two tests on one screen, each changing its mode under the other).
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = STARTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self::start_unlocked(width, height)
+    }
+
+    fn start_unlocked(width: u16, height: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("dummy.conf");
         std::fs::write(&conf, DUMMY_CONF).unwrap();
@@ -106,6 +115,12 @@ impl XDisplay {
                     break; // Lost a race for this number: try the next.
                 }
                 if x11rb::connect(Some(&display.name)).is_ok() {
+                    // Another process's server may have taken the number first: ours then
+                    // exits at once, having found its lock file taken.
+                    std::thread::sleep(Duration::from_millis(300));
+                    if let Ok(Some(_)) = display.child.try_wait() {
+                        break;
+                    }
                     display.set_mode(width, height);
                     return display;
                 }
@@ -113,7 +128,7 @@ impl XDisplay {
             }
             let _ = display.child.kill();
             let _ = display.child.wait();
-            return Self::start(width, height);
+            return Self::start_unlocked(width, height);
         }
         panic!("no free X display number");
     }
