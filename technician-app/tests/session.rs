@@ -343,7 +343,7 @@ async fn the_command_line_client_watches_saves_a_png_and_exits_2_on_refusal() {
 
 /// The command-line client sends its starting frame rate with the request, and takes typed
 /// commands on standard input during the session: `rate N` and `monitor N` reach the streamer, a
-/// wrong line is answered, `leave` ends the session.
+/// wrong line is answered, `clipboard TEXT` sends the rest of the line, `leave` ends the session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_client_starts_at_its_rate_and_takes_typed_commands() {
     use std::io::Write;
@@ -367,7 +367,15 @@ async fn the_command_line_client_starts_at_its_rate_and_takes_typed_commands() {
     let mut typed = child.stdin.take().unwrap();
     let output = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(2));
-        for line in ["rate 5", "monitor 1", "rate 500", "hello", "", "leave"] {
+        for line in [
+            "rate 5",
+            "monitor 1",
+            "rate 500",
+            "hello",
+            "",
+            "clipboard  two spaces, kept",
+            "leave",
+        ] {
             writeln!(typed, "{line}").unwrap();
             std::thread::sleep(Duration::from_millis(300));
         }
@@ -383,6 +391,8 @@ async fn the_command_line_client_starts_at_its_rate_and_takes_typed_commands() {
         "> monitor 1",
         "> rate 500: a frame rate is a number from 1 to 60",
         "> hello: unknown command",
+        "Tools: clipboard allowed",
+        "> clipboard  two spaces, kept",
         "> leave",
         "Session ended (TechnicianLeft)",
     ] {
@@ -422,6 +432,12 @@ async fn the_command_line_client_starts_at_its_rate_and_takes_typed_commands() {
             &Message::SwitchMonitor { monitor_id: 1 }
         ],
         "only the typed changes, none at the start"
+    );
+    assert!(
+        seen.contains(&Message::ClipboardText {
+            text: " two spaces, kept".into()
+        }),
+        "the rest of the line after `clipboard ` goes onto the remote clipboard: {seen:?}"
     );
     w.shutdown.cancel();
 }

@@ -75,7 +75,9 @@ impl XDisplay {
         // both start a server on it, and the loser's connection would reach the winner's server
         // (two tests on one screen, each changing its mode under the other).
         static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one = STARTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = STARTING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Self::start_unlocked(width, height)
     }
 
