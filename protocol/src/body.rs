@@ -38,7 +38,8 @@ wire_enum!(AccessType { Attended = 1, Unattended = 2 });
 wire_enum!(VideoCodec { H264 = 1 });
 wire_enum!(Orientation { Landscape = 1, Portrait = 2 });
 wire_enum!(AudioCodec { Opus = 1 });
-wire_enum!(Tool { Clipboard = 1 });
+wire_enum!(Tool { Clipboard = 1, FileTransfer = 2 });
+wire_enum!(FileOutcome { Verified = 1, HashMismatch = 2, Cancelled = 3, Failed = 4, NotFound = 5, TooLarge = 6 });
 wire_enum!(ToolState {
     Allowed = 1,
     Forbidden = 2,
@@ -418,6 +419,42 @@ pub(crate) fn decode_body(kind: MessageKind, body: Bytes) -> Result<Message, Wir
         MessageKind::ClipboardText => Message::ClipboardText {
             text: r.text_rest("text", CLIPBOARD)?,
         },
+        MessageKind::FileOffer => Message::FileOffer {
+            transfer_id: r.u32("transfer_id")?,
+            size: r.u64("size")?,
+            sha256: r.array("sha256")?,
+            name: file_name(r.string("name", FILE_NAME)?, &r)?,
+        },
+        MessageKind::FileRequest => Message::FileRequest {
+            transfer_id: r.u32("transfer_id")?,
+            path: nonempty(r.string("path", FILE_PATH)?, &r, "path")?,
+        },
+        MessageKind::FileAccept => Message::FileAccept {
+            transfer_id: r.u32("transfer_id")?,
+            offset: r.u64("offset")?,
+        },
+        MessageKind::FileChunk => {
+            let transfer_id = r.u32("transfer_id")?;
+            let offset = r.u64("offset")?;
+            let data = r.rest();
+            if data.is_empty() {
+                return Err(r.invalid("data", 0));
+            }
+            Message::FileChunk {
+                transfer_id,
+                offset,
+                data,
+            }
+        }
+        MessageKind::FileProgress => Message::FileProgress {
+            transfer_id: r.u32("transfer_id")?,
+            received: r.u64("received")?,
+        },
+        MessageKind::FileEnd => Message::FileEnd {
+            transfer_id: r.u32("transfer_id")?,
+            outcome: r.enumeration("outcome")?,
+            message: r.string("message", MESSAGE)?,
+        },
     };
     r.finish()?;
     Ok(msg)
@@ -655,6 +692,88 @@ pub(crate) fn encode_body(msg: &Message, w: &mut Writer<'_>) -> Result<(), WireE
             }
             w.bytes(text.as_bytes());
         }
+        Message::FileOffer {
+            transfer_id,
+            size,
+            sha256,
+            name,
+        } => {
+            if !is_file_name(name) {
+                return Err(WireError::InvalidFileName {
+                    kind: "FileOffer",
+                    field: "name",
+                });
+            }
+            w.u32(*transfer_id);
+            w.u64(*size);
+            w.bytes(sha256);
+            w.string("name", name, FILE_NAME)?;
+        }
+        Message::FileRequest { transfer_id, path } => {
+            w.u32(*transfer_id);
+            w.string("path", path, FILE_PATH)?;
+        }
+        Message::FileAccept {
+            transfer_id,
+            offset,
+        } => {
+            w.u32(*transfer_id);
+            w.u64(*offset);
+        }
+        Message::FileChunk {
+            transfer_id,
+            offset,
+            data,
+        } => {
+            if data.is_empty() || data.len() > FILE_CHUNK {
+                return Err(WireError::FieldTooLong {
+                    kind: "FileChunk",
+                    field: "data",
+                    len: data.len(),
+                    max: FILE_CHUNK,
+                });
+            }
+            w.u32(*transfer_id);
+            w.u64(*offset);
+            w.bytes(data);
+        }
+        Message::FileProgress {
+            transfer_id,
+            received,
+        } => {
+            w.u32(*transfer_id);
+            w.u64(*received);
+        }
+        Message::FileEnd {
+            transfer_id,
+            outcome,
+            message,
+        } => {
+            w.u32(*transfer_id);
+            w.enumeration(*outcome);
+            w.string("message", message, MESSAGE)?;
+        }
     }
     Ok(())
+}
+
+/// Whether `name` is a file's name a receiver can write as it is: not empty, not `.` or `..`, no
+/// folder separator (`/` or `\`), no control character, no `:` (a Windows stream or drive), and
+/// not ending in a dot or a space (Windows drops them).
+pub fn is_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '/' | '\\' | ':'))
+        && !name.ends_with(['.', ' '])
+}
+
+fn file_name(name: String, r: &Reader) -> Result<String, WireError> {
+    if is_file_name(&name) {
+        Ok(name)
+    } else {
+        Err(r.invalid_file_name("name"))
+    }
 }

@@ -56,6 +56,12 @@ pub mod limits {
     pub const CLIPBOARD: usize = 1 << 20;
     /// Tools in a session's tool list.
     pub const TOOLS: usize = 16;
+    /// A file's name (no folder) in a transfer.
+    pub const FILE_NAME: usize = 255;
+    /// A path on the remote computer that the technician asks for.
+    pub const FILE_PATH: usize = 4096;
+    /// File data in one `FileChunk`.
+    pub const FILE_CHUNK: usize = 64 * 1024;
     /// Monitors in a monitor list.
     pub const MONITORS: usize = 32;
     /// Devices in a device list.
@@ -150,6 +156,12 @@ kinds! {
     KeyInput = 0x31, 64, T;
     TextInput = 0x32, 2 * KIB, T;
     ClipboardText = 0x33, 1 << 20, T | S;
+    FileOffer = 0x34, 512, T | S;
+    FileRequest = 0x35, 4 * KIB + 8, T;
+    FileAccept = 0x36, 12, T | S;
+    FileChunk = 0x37, 64 * KIB + 12, T | S;
+    FileProgress = 0x38, 12, T | S;
+    FileEnd = 0x39, 2 * KIB, T | S;
 }
 
 impl MessageKind {
@@ -166,6 +178,12 @@ impl MessageKind {
             MessageKind::SessionTools | MessageKind::ToolRefused | MessageKind::ClipboardText => {
                 (1, 1)
             }
+            MessageKind::FileOffer
+            | MessageKind::FileRequest
+            | MessageKind::FileAccept
+            | MessageKind::FileChunk
+            | MessageKind::FileProgress
+            | MessageKind::FileEnd => (1, 2),
             _ => (1, 0),
         }
     }
@@ -367,6 +385,12 @@ impl Message {
             Message::SessionTools(_) => K::SessionTools,
             Message::ToolRefused { .. } => K::ToolRefused,
             Message::ClipboardText { .. } => K::ClipboardText,
+            Message::FileOffer { .. } => K::FileOffer,
+            Message::FileRequest { .. } => K::FileRequest,
+            Message::FileAccept { .. } => K::FileAccept,
+            Message::FileChunk { .. } => K::FileChunk,
+            Message::FileProgress { .. } => K::FileProgress,
+            Message::FileEnd { .. } => K::FileEnd,
         }
     }
 }

@@ -47,6 +47,8 @@ pub enum ErrorCode {
     ToolForbidden,
     /// The other side's software is too old for the tool that was used, so it was not forwarded.
     ToolUnsupported,
+    /// A file offered for transfer is larger than the team's limit, so the offer was not forwarded.
+    FileTooLarge,
     /// Something failed inside the relay (our fault).
     InternalError,
     /// The relay is shutting down; try again shortly.
@@ -97,6 +99,7 @@ const CODES: &[(ErrorCode, u16, &str)] = &[
     (ErrorCode::SessionDeclined, 306, "SESSION_DECLINED"),
     (ErrorCode::ToolForbidden, 307, "TOOL_FORBIDDEN"),
     (ErrorCode::ToolUnsupported, 308, "TOOL_UNSUPPORTED"),
+    (ErrorCode::FileTooLarge, 309, "FILE_TOO_LARGE"),
     (ErrorCode::InternalError, 500, "INTERNAL_ERROR"),
     (ErrorCode::RelayShuttingDown, 501, "RELAY_SHUTTING_DOWN"),
 ];
@@ -223,6 +226,15 @@ pub enum WireError {
         len: usize,
         /// Its limit.
         max: usize,
+    },
+    /// A file name a receiver could not write as it is (a folder separator, `..`, a control
+    /// character, `:`, or a trailing dot or space).
+    #[error("{kind}: field {field} is not a plain file name")]
+    InvalidFileName {
+        /// The message kind's name.
+        kind: &'static str,
+        /// The field being read.
+        field: &'static str,
     },
     /// A field holds a value outside its allowed set or range.
     #[error("{kind}: field {field} has invalid value {value}")]

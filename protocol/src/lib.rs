@@ -7,6 +7,7 @@
 //! two together.
 
 mod body;
+pub use body::is_file_name;
 pub mod codec;
 pub mod error;
 pub mod handshake;

@@ -301,6 +301,39 @@ pub struct KeyInput {
 pub enum Tool {
     /// Clipboard text, both ways.
     Clipboard,
+    /// Files both ways (protocol 1.2.0).
+    FileTransfer,
+}
+
+impl Tool {
+    /// Every tool.
+    pub const ALL: &'static [Tool] = &[Tool::Clipboard, Tool::FileTransfer];
+
+    /// The protocol version (major, minor) that brought this tool: the relay lists a tool in
+    /// `SessionTools` only to a side whose agreed version has it (an older side could not read it).
+    pub fn since(self) -> (u64, u64) {
+        match self {
+            Tool::Clipboard => (1, 1),
+            Tool::FileTransfer => (1, 2),
+        }
+    }
+}
+
+/// How a file transfer ended (protocol 1.2.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileOutcome {
+    /// The receiver has the whole file and its SHA-256 matches the offer's.
+    Verified,
+    /// The receiver has every byte but their SHA-256 is not the offer's; the file was not kept.
+    HashMismatch,
+    /// Either side stopped it; the receiver keeps what it has, to resume.
+    Cancelled,
+    /// Reading or writing failed (a full disk, a file that changed while it was sent).
+    Failed,
+    /// The file asked for does not exist or cannot be read.
+    NotFound,
+    /// The file is larger than the team allows or the receiver can take.
+    TooLarge,
 }
 
 /// Whether a session may use a tool.
@@ -499,6 +532,59 @@ pub enum Message {
     ClipboardText {
         /// The text, at most 1 MiB of UTF-8.
         text: String,
+    },
+    /// Technician or streamer to the other side (protocol 1.2.0): a file to send. The receiver
+    /// answers `FileAccept` with the bytes it already has of it (to resume), or `FileEnd`.
+    FileOffer {
+        /// Chosen by the technician (for its offers and requests); the streamer's offer that
+        /// answers a `FileRequest` carries the request's id.
+        transfer_id: u32,
+        /// The file's size in bytes.
+        size: u64,
+        /// The SHA-256 of the whole file.
+        sha256: [u8; 32],
+        /// The file's name, without a folder (see [`crate::is_file_name`]).
+        name: String,
+    },
+    /// Technician to streamer (protocol 1.2.0): send this file of the remote computer's.
+    FileRequest {
+        /// The transfer's id, which the answering `FileOffer` carries.
+        transfer_id: u32,
+        /// The file's path on the remote computer.
+        path: String,
+    },
+    /// Receiver to sender (protocol 1.2.0): send the offered file from `offset` on.
+    FileAccept {
+        /// The transfer.
+        transfer_id: u32,
+        /// The bytes the receiver already has (0 for a new file).
+        offset: u64,
+    },
+    /// Sender to receiver (protocol 1.2.0): file data at `offset`.
+    FileChunk {
+        /// The transfer.
+        transfer_id: u32,
+        /// Where the data starts in the file.
+        offset: u64,
+        /// 1 byte to 64 KiB.
+        data: bytes::Bytes,
+    },
+    /// Receiver to sender (protocol 1.2.0): the bytes written so far (for progress and the
+    /// sender's window).
+    FileProgress {
+        /// The transfer.
+        transfer_id: u32,
+        /// Bytes of the file the receiver has written.
+        received: u64,
+    },
+    /// Either side (protocol 1.2.0): the transfer is over.
+    FileEnd {
+        /// The transfer.
+        transfer_id: u32,
+        /// How it ended.
+        outcome: FileOutcome,
+        /// Why, for people (may be empty when verified).
+        message: String,
     },
     /// Technician to streamer: a mouse event.
     MouseInput(MouseInput),

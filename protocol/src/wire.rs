@@ -103,6 +103,17 @@ impl Reader {
         })
     }
 
+    /// Exactly `N` bytes.
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<[u8; N], WireError> {
+        self.need(field, N)?;
+        let mut out = [0u8; N];
+        self.body.copy_to_slice(&mut out);
+        Ok(out)
+    }
+
     /// Everything left in the body, shared with the received buffer (no copy).
     pub(crate) fn rest(&mut self) -> Bytes {
         self.body.split_off(0)
@@ -125,6 +136,13 @@ impl Reader {
             kind: self.kind,
             field,
             value,
+        }
+    }
+
+    pub(crate) fn invalid_file_name(&self, field: &'static str) -> WireError {
+        WireError::InvalidFileName {
+            kind: self.kind,
+            field,
         }
     }
 

@@ -305,6 +305,62 @@ fn message() -> impl Strategy<Value = Message> {
             message,
         }),
         text(4096).prop_map(|text| Message::ClipboardText { text }),
+        file_message(),
+    ]
+}
+
+fn file_name() -> impl Strategy<Value = String> {
+    proptest::string::string_regex("[a-zA-Z0-9é ._()-]{0,40}[a-zA-Z0-9é_)-]").unwrap()
+}
+
+fn file_message() -> impl Strategy<Value = Message> {
+    let outcome = prop_oneof![
+        Just(FileOutcome::Verified),
+        Just(FileOutcome::HashMismatch),
+        Just(FileOutcome::Cancelled),
+        Just(FileOutcome::Failed),
+        Just(FileOutcome::NotFound),
+        Just(FileOutcome::TooLarge),
+    ];
+    prop_oneof![
+        (any::<u32>(), any::<u64>(), any::<[u8; 32]>(), file_name()).prop_map(
+            |(transfer_id, size, sha256, name)| Message::FileOffer {
+                transfer_id,
+                size,
+                sha256,
+                name
+            }
+        ),
+        (any::<u32>(), text(64))
+            .prop_filter("a path", |(_, p)| !p.is_empty())
+            .prop_map(|(transfer_id, path)| Message::FileRequest { transfer_id, path }),
+        (any::<u32>(), any::<u64>()).prop_map(|(transfer_id, offset)| Message::FileAccept {
+            transfer_id,
+            offset
+        }),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 1..300)
+        )
+            .prop_map(|(transfer_id, offset, data)| Message::FileChunk {
+                transfer_id,
+                offset,
+                data: Bytes::from(data)
+            }),
+        (any::<u32>(), any::<u64>()).prop_map(|(transfer_id, received)| {
+            Message::FileProgress {
+                transfer_id,
+                received,
+            }
+        }),
+        (any::<u32>(), outcome, text(limits::MESSAGE)).prop_map(
+            |(transfer_id, outcome, message)| Message::FileEnd {
+                transfer_id,
+                outcome,
+                message
+            }
+        ),
     ]
 }
 
@@ -602,7 +658,80 @@ fn largest_messages() -> Vec<Message> {
         Message::ClipboardText {
             text: s(limits::CLIPBOARD),
         },
+        Message::FileOffer {
+            transfer_id: u32::MAX,
+            size: u64::MAX,
+            sha256: [0xff; 32],
+            name: s(limits::FILE_NAME),
+        },
+        Message::FileRequest {
+            transfer_id: u32::MAX,
+            path: s(limits::FILE_PATH),
+        },
+        Message::FileAccept {
+            transfer_id: u32::MAX,
+            offset: u64::MAX,
+        },
+        Message::FileChunk {
+            transfer_id: u32::MAX,
+            offset: u64::MAX,
+            data: Bytes::from(vec![0xa5; limits::FILE_CHUNK]),
+        },
+        Message::FileProgress {
+            transfer_id: u32::MAX,
+            received: u64::MAX,
+        },
+        Message::FileEnd {
+            transfer_id: u32::MAX,
+            outcome: FileOutcome::TooLarge,
+            message: s(limits::MESSAGE),
+        },
     ]
+}
+
+#[test]
+fn file_names_that_a_receiver_could_not_write_are_refused_both_ways() {
+    for bad in [
+        "",
+        ".",
+        "..",
+        "a/b",
+        "..\\boot.ini",
+        "C:evil",
+        "tab\there",
+        "trailing.",
+        "space ",
+    ] {
+        let msg = Message::FileOffer {
+            transfer_id: 1,
+            size: 1,
+            sha256: [0; 32],
+            name: bad.into(),
+        };
+        assert!(encode_to_bytes(&msg).is_err(), "{bad:?} was encoded");
+        // The same name in a hand-made frame is refused on decoding.
+        let mut body = vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        body.extend_from_slice(&[0; 32]);
+        body.extend_from_slice(&(bad.len() as u16).to_be_bytes());
+        body.extend_from_slice(bad.as_bytes());
+        let mut frame = vec![0x34];
+        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&body);
+        let err = decode_frame(Bytes::from(frame)).unwrap_err();
+        assert_eq!(
+            err.refusal().code,
+            ErrorCode::MalformedMessage,
+            "{bad:?}: {err}"
+        );
+    }
+    assert!(is_file_name("report (final) v2.pdf"));
+    assert!(is_file_name(".bashrc"));
+}
+
+#[test]
+fn an_empty_file_chunk_is_refused() {
+    let frame = Bytes::from_static(&[0x37, 0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert!(decode_frame(frame).is_err());
 }
 
 #[test]
@@ -760,6 +889,12 @@ fn session_traffic_is_media_and_remote_control_only() {
             K::KeyInput,
             K::TextInput,
             K::ClipboardText,
+            K::FileOffer,
+            K::FileRequest,
+            K::FileAccept,
+            K::FileChunk,
+            K::FileProgress,
+            K::FileEnd,
         ]
     );
 }

@@ -42,6 +42,8 @@ pub struct SessionLink {
     pub ended: CancellationToken,
     /// Who the session is for, and which tools it may use.
     pub tools: SessionTools,
+    /// Its file transfers as they pass.
+    pub transfers: Mutex<crate::transfers::Transfers>,
     reason: Mutex<Option<(EndReason, String)>>,
 }
 
@@ -55,6 +57,10 @@ pub struct SessionTools {
     pub technician: (String, String),
     /// Clipboard text, both ways.
     pub clipboard: protocol::ToolState,
+    /// Files, both ways.
+    pub file_transfer: protocol::ToolState,
+    /// The team's largest file, in bytes.
+    pub max_file_bytes: u64,
     /// The protocol version the technician's connection agreed on.
     pub technician_protocol: semver::Version,
     /// The protocol version the streamer's connection agreed on.
@@ -64,15 +70,31 @@ pub struct SessionTools {
 impl SessionTools {
     /// The `SessionTools` message for a side that agreed on `agreed`; `None` for a side too old
     /// for it.
+    ///
+    /// It lists the tools that side's version knows (an older side could not read a newer tool).
     pub fn message_for(&self, agreed: &semver::Version) -> Option<protocol::Message> {
         protocol::MessageKind::SessionTools
             .known_at(agreed)
             .then(|| {
-                protocol::Message::SessionTools(vec![protocol::ToolGrant {
-                    tool: protocol::Tool::Clipboard,
-                    state: self.clipboard,
-                }])
+                protocol::Message::SessionTools(
+                    protocol::Tool::ALL
+                        .iter()
+                        .filter(|t| (agreed.major, agreed.minor) >= t.since())
+                        .map(|&tool| protocol::ToolGrant {
+                            tool,
+                            state: self.state(tool),
+                        })
+                        .collect(),
+                )
             })
+    }
+
+    /// A tool's state in this session.
+    pub fn state(&self, tool: protocol::Tool) -> protocol::ToolState {
+        match tool {
+            protocol::Tool::Clipboard => self.clipboard,
+            protocol::Tool::FileTransfer => self.file_transfer,
+        }
     }
 }
 
@@ -93,6 +115,7 @@ impl SessionLink {
             budget_to_technician: Arc::new(Semaphore::new(budget)),
             budget_to_streamer: Arc::new(Semaphore::new(budget)),
             ended: CancellationToken::new(),
+            transfers: Mutex::new(crate::transfers::Transfers::default()),
             reason: Mutex::new(None),
         }
     }
@@ -217,7 +240,7 @@ pub enum ClaimError {
     BadCode,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind, still consistent enough to use:
     // recover it rather than take the whole relay down.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

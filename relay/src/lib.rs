@@ -24,6 +24,7 @@ mod session_log;
 pub mod store;
 pub mod throttle;
 pub mod tls;
+pub mod transfers;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -233,6 +233,13 @@ pub(crate) async fn change_settings(
             "time_zone must be an IANA time zone name such as Europe/Paris.",
         )
     })?;
+    if !crate::store::MAX_FILE_MB_RANGE.contains(&new.max_file_mb) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_VALUE",
+            "max_file_mb must be a whole number of MB from 1 to 1000000.",
+        ));
+    }
     let new = TeamSettings {
         time_zone: tz.name().to_owned(),
         ..new
@@ -288,6 +295,20 @@ pub(crate) async fn change_settings(
             "allow_clipboard",
             onoff(old.allow_clipboard).into(),
             onoff(new.allow_clipboard).into(),
+        ));
+    }
+    if old.allow_file_transfer != new.allow_file_transfer {
+        changes.push((
+            "allow_file_transfer",
+            onoff(old.allow_file_transfer).into(),
+            onoff(new.allow_file_transfer).into(),
+        ));
+    }
+    if old.max_file_mb != new.max_file_mb {
+        changes.push((
+            "max_file_mb",
+            format!("{} MB", old.max_file_mb),
+            format!("{} MB", new.max_file_mb),
         ));
     }
     if old.time_zone != new.time_zone {

@@ -47,11 +47,13 @@ async fn events(relay: &TestRelay, team: &Team, action: Action) -> Vec<(String, 
         .collect()
 }
 
-fn clipboard(state: ToolState) -> Vec<ToolGrant> {
-    vec![ToolGrant {
-        tool: Tool::Clipboard,
-        state,
-    }]
+/// A tool's state in a `SessionTools` list (panics when it is not listed).
+fn state(grants: &[ToolGrant], tool: Tool) -> ToolState {
+    grants
+        .iter()
+        .find(|g| g.tool == tool)
+        .unwrap_or_else(|| panic!("{tool:?} is not in {grants:?}"))
+        .state
 }
 
 #[tokio::test]
@@ -62,8 +64,14 @@ async fn clipboard_text_crosses_both_ways_and_each_use_is_audited() {
     let Message::SessionStarted { session_id, .. } = started else {
         panic!()
     };
-    assert_eq!(tools(&mut tech).await, clipboard(ToolState::Allowed));
-    assert_eq!(tools(&mut streamer).await, clipboard(ToolState::Allowed));
+    assert_eq!(
+        state(&tools(&mut tech).await, Tool::Clipboard),
+        ToolState::Allowed
+    );
+    assert_eq!(
+        state(&tools(&mut streamer).await, Tool::Clipboard),
+        ToolState::Allowed
+    );
 
     let to_remote = Message::ClipboardText {
         text: "pässword hint".into(),
@@ -108,8 +116,14 @@ async fn a_team_that_forbids_the_clipboard_gets_tool_refused_and_nothing_crosses
     let Message::SessionStarted { session_id, .. } = started else {
         panic!()
     };
-    assert_eq!(tools(&mut tech).await, clipboard(ToolState::Forbidden));
-    assert_eq!(tools(&mut streamer).await, clipboard(ToolState::Forbidden));
+    assert_eq!(
+        state(&tools(&mut tech).await, Tool::Clipboard),
+        ToolState::Forbidden
+    );
+    assert_eq!(
+        state(&tools(&mut streamer).await, Tool::Clipboard),
+        ToolState::Forbidden
+    );
 
     tech.send(&Message::ClipboardText {
         text: "secret".into(),
@@ -152,8 +166,12 @@ async fn a_team_that_forbids_the_clipboard_gets_tool_refused_and_nothing_crosses
     relay.stop().await;
 }
 
-/// A new device's streamer that speaks protocol 1.0.0 only (a streamer from before the tools).
-async fn streamer_on_1_0(relay: &TestRelay, team: &Team) -> (relay_client::Connection, String) {
+/// A new device's streamer that speaks protocol `version` only (1.0.0: from before the tools).
+async fn streamer_speaking(
+    relay: &TestRelay,
+    team: &Team,
+    version: &str,
+) -> (relay_client::Connection, String) {
     let code = relay
         .store
         .create_deployment_code(&team.id, 3_600_000)
@@ -179,7 +197,7 @@ async fn streamer_on_1_0(relay: &TestRelay, team: &Team) -> (relay_client::Conne
     c.send(&Message::Hello {
         role,
         product_version,
-        protocol_versions: vec!["1.0.0".into()],
+        protocol_versions: vec![version.into()],
     })
     .await
     .unwrap();
@@ -191,7 +209,7 @@ async fn streamer_on_1_0(relay: &TestRelay, team: &Team) -> (relay_client::Conne
             ClientEvent::Established {
                 protocol_version, ..
             } => {
-                assert_eq!(protocol_version.to_string(), "1.0.0");
+                assert_eq!(protocol_version.to_string(), version);
                 return (c, device_id.expect("registered"));
             }
             ClientEvent::SessionCode { .. } => {}
@@ -203,7 +221,7 @@ async fn streamer_on_1_0(relay: &TestRelay, team: &Team) -> (relay_client::Conne
 async fn a_streamer_on_protocol_1_0_makes_the_clipboard_unsupported_and_is_sent_no_1_1_message() {
     let relay = TestRelay::start().await;
     let team = relay.team("acme").await;
-    let (mut streamer, device_id) = streamer_on_1_0(&relay, &team).await;
+    let (mut streamer, device_id) = streamer_speaking(&relay, &team, "1.0.0").await;
     let mut tech = relay.technician(&team).await;
     let Message::SessionStarted { session_id, .. } = pair(
         &mut tech,
@@ -215,7 +233,9 @@ async fn a_streamer_on_protocol_1_0_makes_the_clipboard_unsupported_and_is_sent_
         panic!()
     };
     // The 1.1 technician is told the clipboard is unsupported; the 1.0 streamer hears nothing of it.
-    assert_eq!(tools(&mut tech).await, clipboard(ToolState::Unsupported));
+    let grants = tools(&mut tech).await;
+    assert_eq!(state(&grants, Tool::Clipboard), ToolState::Unsupported);
+    assert_eq!(state(&grants, Tool::FileTransfer), ToolState::Unsupported);
     tech.send(&Message::ClipboardText {
         text: "for the old one".into(),
     })
@@ -247,5 +267,216 @@ async fn a_streamer_on_protocol_1_0_makes_the_clipboard_unsupported_and_is_sent_
             "technician → remote computer, TOOL_UNSUPPORTED".to_owned()
         )]
     );
+    relay.stop().await;
+}
+
+async fn audit_details(relay: &TestRelay, team: &Team, action: Action) -> Vec<String> {
+    let mut d: Vec<String> = events(relay, team, action)
+        .await
+        .into_iter()
+        .map(|(_, detail)| detail)
+        .collect();
+    d.sort();
+    d
+}
+
+fn offer(transfer_id: u32, size: u64, name: &str) -> Message {
+    Message::FileOffer {
+        transfer_id,
+        size,
+        sha256: [0x5a; 32],
+        name: name.into(),
+    }
+}
+
+/// `from` sends the messages; each arrives at `to` as sent.
+async fn cross(
+    from: &mut relay_client::Connection,
+    to: &mut relay_client::Connection,
+    msgs: &[Message],
+) {
+    for m in msgs {
+        from.send(m).await.unwrap();
+        assert_eq!(&next(to).await, m);
+    }
+}
+
+#[tokio::test]
+async fn files_cross_both_ways_in_order_and_the_audit_trail_has_each_start_and_end() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let (mut tech, mut streamer, _, _) = relay.in_session(&team).await;
+    assert_eq!(
+        state(&tools(&mut tech).await, Tool::FileTransfer),
+        ToolState::Allowed
+    );
+    assert_eq!(
+        state(&tools(&mut streamer).await, Tool::FileTransfer),
+        ToolState::Allowed
+    );
+    let chunk = |transfer_id, offset, data: &'static [u8]| Message::FileChunk {
+        transfer_id,
+        offset,
+        data: bytes::Bytes::from_static(data),
+    };
+    let end = |transfer_id, outcome| Message::FileEnd {
+        transfer_id,
+        outcome,
+        message: String::new(),
+    };
+    // Technician to remote computer, resumed at byte 3.
+    tech.send(&offer(1, 6, "setup.exe")).await.unwrap();
+    assert_eq!(next(&mut streamer).await, offer(1, 6, "setup.exe"));
+    cross(
+        &mut streamer,
+        &mut tech,
+        &[Message::FileAccept {
+            transfer_id: 1,
+            offset: 3,
+        }],
+    )
+    .await;
+    cross(&mut tech, &mut streamer, &[chunk(1, 3, b"def")]).await;
+    cross(
+        &mut streamer,
+        &mut tech,
+        &[
+            Message::FileProgress {
+                transfer_id: 1,
+                received: 6,
+            },
+            end(1, FileOutcome::Verified),
+        ],
+    )
+    .await;
+    // Remote computer to technician, asked for by path; the technician cancels it midway.
+    cross(
+        &mut tech,
+        &mut streamer,
+        &[Message::FileRequest {
+            transfer_id: 2,
+            path: "/var/log/syslog".into(),
+        }],
+    )
+    .await;
+    cross(&mut streamer, &mut tech, &[offer(2, 10, "syslog")]).await;
+    cross(
+        &mut tech,
+        &mut streamer,
+        &[Message::FileAccept {
+            transfer_id: 2,
+            offset: 0,
+        }],
+    )
+    .await;
+    cross(&mut streamer, &mut tech, &[chunk(2, 0, b"abcd")]).await;
+    cross(&mut tech, &mut streamer, &[end(2, FileOutcome::Cancelled)]).await;
+    // A chunk of a transfer that is over is refused to its sender, not forwarded.
+    streamer.send(&chunk(2, 4, b"efgh")).await.unwrap();
+    let Message::ToolRefused { tool, code, .. } = next(&mut streamer).await else {
+        panic!("no ToolRefused")
+    };
+    assert_eq!(
+        (tool, code),
+        (Tool::FileTransfer, ErrorCode::UnexpectedMessage)
+    );
+
+    assert_eq!(
+        audit_details(&relay, &team, Action::TransferStarted).await,
+        [
+            "remote computer → technician, syslog, 10 bytes, from byte 0",
+            "technician → remote computer, setup.exe, 6 bytes, from byte 3",
+        ]
+    );
+    assert_eq!(
+        audit_details(&relay, &team, Action::TransferCompleted).await,
+        [format!(
+            "technician → remote computer, setup.exe, 6 bytes, sha256 {}",
+            "5a".repeat(32)
+        )]
+    );
+    assert_eq!(
+        audit_details(&relay, &team, Action::TransferStopped).await,
+        ["remote computer → technician, syslog, cancelled, at byte 4 of 10"]
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_file_over_the_team_limit_or_in_a_forbidding_team_is_refused_and_logged() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let mut s = relay.store.team_settings(&team.id).await.unwrap().unwrap();
+    s.max_file_mb = 5;
+    relay.store.set_team_settings(&team.id, &s).await.unwrap();
+    let (mut tech, mut streamer, _, _) = relay.in_session(&team).await;
+    tools(&mut tech).await;
+    tools(&mut streamer).await;
+    tech.send(&offer(1, 5_000_001, "disk.img")).await.unwrap();
+    let Message::ToolRefused { code, message, .. } = next(&mut tech).await else {
+        panic!("no ToolRefused")
+    };
+    assert_eq!(code, ErrorCode::FileTooLarge);
+    assert!(message.contains("limit is 5 MB"), "{message}");
+    // Exactly at the limit is fine.
+    cross(&mut tech, &mut streamer, &[offer(2, 5_000_000, "disk.img")]).await;
+    tech.send(&Message::LeaveSession).await.unwrap();
+
+    s.allow_file_transfer = false;
+    relay.store.set_team_settings(&team.id, &s).await.unwrap();
+    let (mut tech, mut streamer, _, _) = relay.in_session(&team).await;
+    assert_eq!(
+        state(&tools(&mut tech).await, Tool::FileTransfer),
+        ToolState::Forbidden
+    );
+    tools(&mut streamer).await;
+    tech.send(&Message::FileRequest {
+        transfer_id: 3,
+        path: "C:\\Users\\ada\\secret.docx".into(),
+    })
+    .await
+    .unwrap();
+    let Message::ToolRefused { tool, code, .. } = next(&mut tech).await else {
+        panic!("no ToolRefused")
+    };
+    assert_eq!((tool, code), (Tool::FileTransfer, ErrorCode::ToolForbidden));
+    assert_eq!(
+        audit_details(&relay, &team, Action::TransferRefused).await,
+        [
+            "remote computer → technician, C:\\Users\\ada\\secret.docx, TOOL_FORBIDDEN",
+            "technician → remote computer, disk.img, 5000001 bytes, FILE_TOO_LARGE",
+        ]
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_streamer_on_protocol_1_1_is_not_told_of_file_transfer() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let (mut streamer, device_id) = streamer_speaking(&relay, &team, "1.1.0").await;
+    let mut tech = relay.technician(&team).await;
+    pair(
+        &mut tech,
+        &mut streamer,
+        SessionTarget::Device { device_id },
+    )
+    .await;
+    let for_tech = tools(&mut tech).await;
+    assert_eq!(state(&for_tech, Tool::Clipboard), ToolState::Allowed);
+    assert_eq!(state(&for_tech, Tool::FileTransfer), ToolState::Unsupported);
+    // The 1.1 streamer's list holds only what 1.1 knows, which it can read.
+    assert_eq!(
+        tools(&mut streamer).await,
+        [ToolGrant {
+            tool: Tool::Clipboard,
+            state: ToolState::Allowed
+        }]
+    );
+    tech.send(&offer(1, 10, "a.txt")).await.unwrap();
+    let Message::ToolRefused { code, .. } = next(&mut tech).await else {
+        panic!("no ToolRefused")
+    };
+    assert_eq!(code, ErrorCode::ToolUnsupported);
     relay.stop().await;
 }

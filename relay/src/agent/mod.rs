@@ -5,6 +5,7 @@
 //! sender check; the forwarding budget in bytes and the queue length bound what waits for a slow peer,
 //! and when either is reached the reader stops reading (backpressure reaches the sender through TCP).
 
+mod files;
 mod streamer;
 mod technician;
 

@@ -306,6 +306,7 @@ impl Conn {
         {
             tracing::error!(error = %e, session = %link.id, "recording the session end");
         }
+        self.audit_interrupted_transfers(&link).await;
         self.audit_session(
             &streamer.team_id,
             &offer.technician_id,
@@ -418,6 +419,15 @@ impl Conn {
                 Message::SessionAccept { .. } | Message::SessionDecline { .. } => {}
                 Message::ClipboardText { text } => {
                     self.tool_use(link, Sender::Streamer, text.len(), bytes)
+                        .await?;
+                }
+                Message::FileOffer { .. }
+                | Message::FileRequest { .. }
+                | Message::FileAccept { .. }
+                | Message::FileChunk { .. }
+                | Message::FileProgress { .. }
+                | Message::FileEnd { .. } => {
+                    self.file_use(link, crate::transfers::Side::Streamer, &msg, bytes)
                         .await?;
                 }
                 // Video is forwarded only once it is in the recording: a frame the recording

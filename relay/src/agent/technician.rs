@@ -235,10 +235,19 @@ impl Conn {
         } else {
             ToolState::Unsupported
         };
+        let file_transfer = if !settings.allow_file_transfer {
+            ToolState::Forbidden
+        } else if both_know(MessageKind::FileOffer) {
+            ToolState::Allowed
+        } else {
+            ToolState::Unsupported
+        };
         let tools = SessionTools {
             team_id: user.team_id.clone(),
             technician: (user.id.clone(), user.name.clone()),
             clipboard,
+            file_transfer,
+            max_file_bytes: settings.max_file_bytes(),
             technician_protocol: protocol.clone(),
             streamer_protocol: streamer.protocol.clone(),
         };
@@ -342,6 +351,15 @@ impl Conn {
                         bytes,
                     )
                     .await?;
+                }
+                MessageKind::FileOffer
+                | MessageKind::FileRequest
+                | MessageKind::FileAccept
+                | MessageKind::FileChunk
+                | MessageKind::FileProgress
+                | MessageKind::FileEnd => {
+                    self.file_use(&link, crate::transfers::Side::Technician, &msg, bytes)
+                        .await?;
                 }
                 MessageKind::SessionRequest => {
                     self.send(&Message::SessionRefused {

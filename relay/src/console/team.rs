@@ -58,7 +58,9 @@ fn settings_body(s: &TeamSettings, can_edit: bool, message: Option<&str>) -> Str
          <label class=\"check\"><input type=\"checkbox\" name=\"record_attended\" id=\"record_attended\"{ra}{disabled}> Record every session (cloud session recording)</label>\
          <label>Who may play back and download{pa}</label></fieldset>\
          <fieldset><legend>Tools in sessions</legend>\
-         <label class=\"check\"><input type=\"checkbox\" name=\"allow_clipboard\" id=\"allow_clipboard\"{ac}{disabled}> Clipboard text both ways (each use is in the audit trail)</label></fieldset>\
+         <label class=\"check\"><input type=\"checkbox\" name=\"allow_clipboard\" id=\"allow_clipboard\"{ac}{disabled}> Clipboard text both ways (each use is in the audit trail)</label>\
+         <label class=\"check\"><input type=\"checkbox\" name=\"allow_file_transfer\" id=\"allow_file_transfer\"{af}{disabled}> Files both ways (each file is in the audit trail, with its SHA-256)</label>\
+         <label>Largest file, in MB<input type=\"number\" name=\"max_file_mb\" id=\"max_file_mb\" min=\"1\" max=\"1000000\" step=\"1\" value=\"{mf}\" required{disabled}></label></fieldset>\
          <fieldset><legend>Time zone</legend>\
          <label>Find a zone<input type=\"search\" id=\"time_zone_search\" data-filters=\"time_zone\" placeholder=\"City or region, e.g. Paris\" autocomplete=\"off\"{disabled}></label>\
          <label>Times in the console are shown in\
@@ -70,6 +72,8 @@ fn settings_body(s: &TeamSettings, can_edit: bool, message: Option<&str>) -> Str
         ru = check(s.record_unattended),
         ra = check(s.record_attended),
         ac = check(s.allow_clipboard),
+        af = check(s.allow_file_transfer),
+        mf = s.max_file_mb,
         pu = policy_select("playback_unattended", s.playback_unattended, can_edit),
         pa = policy_select("playback_attended", s.playback_attended, can_edit),
         save = if can_edit { "<button class=\"primary\" id=\"save\">Save settings</button>" } else { "" },
@@ -102,6 +106,8 @@ pub(crate) struct SettingsForm {
     record_unattended: Option<String>,
     record_attended: Option<String>,
     allow_clipboard: Option<String>,
+    allow_file_transfer: Option<String>,
+    max_file_mb: String,
     playback_unattended: String,
     playback_attended: String,
     time_zone: String,
@@ -141,6 +147,13 @@ pub(crate) async fn save_settings(
             None,
         );
     };
+    let Ok(max_file_mb) = f.max_file_mb.trim().parse::<u32>() else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "The largest file is a whole number of MB, from 1 to 1000000.",
+            None,
+        );
+    };
     let s = TeamSettings {
         record_unattended: f.record_unattended.is_some(),
         record_attended: f.record_attended.is_some(),
@@ -148,6 +161,8 @@ pub(crate) async fn save_settings(
         playback_attended: pa,
         time_zone: f.time_zone,
         allow_clipboard: f.allow_clipboard.is_some(),
+        allow_file_transfer: f.allow_file_transfer.is_some(),
+        max_file_mb,
     };
     match crate::ops::change_settings(&shared, viewer.who(), s).await {
         Ok(saved) => match settings_history(&shared, &viewer).await {

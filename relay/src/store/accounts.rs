@@ -118,10 +118,31 @@ pub struct TeamSettings {
     /// Whether sessions may carry clipboard text both ways (on when not given).
     #[serde(default = "allowed")]
     pub allow_clipboard: bool,
+    /// Whether sessions may carry files both ways (on when not given).
+    #[serde(default = "allowed")]
+    pub allow_file_transfer: bool,
+    /// The largest file a session may carry, in MB of 1,000,000 bytes
+    /// ([`MAX_FILE_MB_RANGE`]; 2048 when not given).
+    #[serde(default = "default_max_file_mb")]
+    pub max_file_mb: u32,
+}
+
+/// The values `max_file_mb` may take: 1 MB to 1 TB.
+pub const MAX_FILE_MB_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
+
+impl TeamSettings {
+    /// The largest file a session may carry, in bytes.
+    pub fn max_file_bytes(&self) -> u64 {
+        u64::from(self.max_file_mb) * 1_000_000
+    }
 }
 
 fn allowed() -> bool {
     true
+}
+
+fn default_max_file_mb() -> u32 {
+    2048
 }
 
 /// A team as stored.
@@ -607,7 +628,7 @@ impl Store {
     pub async fn team_settings(&self, team_id: &str) -> Result<Option<TeamSettings>, StoreError> {
         let row = sqlx::query(
             "SELECT record_attended, record_unattended, playback_attended, playback_unattended, time_zone, \
-             allow_clipboard FROM teams WHERE id = ?",
+             allow_clipboard, allow_file_transfer, max_file_mb FROM teams WHERE id = ?",
         )
         .bind(team_id)
         .fetch_optional(&self.pool)
@@ -624,6 +645,9 @@ impl Store {
                 )?,
                 time_zone: r.try_get("time_zone")?,
                 allow_clipboard: r.try_get("allow_clipboard")?,
+                allow_file_transfer: r.try_get("allow_file_transfer")?,
+                max_file_mb: u32::try_from(r.try_get::<i64, _>("max_file_mb")?)
+                    .map_err(|_| StoreError::Corrupt("max_file_mb".into()))?,
             })
         })
         .transpose()
@@ -637,7 +661,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE teams SET record_attended = ?, record_unattended = ?, playback_attended = ?, \
-             playback_unattended = ?, time_zone = ?, allow_clipboard = ? WHERE id = ?",
+             playback_unattended = ?, time_zone = ?, allow_clipboard = ?, allow_file_transfer = ?, \
+             max_file_mb = ? WHERE id = ?",
         )
         .bind(s.record_attended)
         .bind(s.record_unattended)
@@ -645,6 +670,8 @@ impl Store {
         .bind(s.playback_unattended.as_str())
         .bind(&s.time_zone)
         .bind(s.allow_clipboard)
+        .bind(s.allow_file_transfer)
+        .bind(i64::from(s.max_file_mb))
         .bind(team_id)
         .execute(&self.pool)
         .await?;

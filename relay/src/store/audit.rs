@@ -70,6 +70,18 @@ pub enum Action {
     ClipboardSent,
     /// Clipboard text was not forwarded (object: the session, detail: direction and code).
     ClipboardRefused,
+    /// A file began to cross a session (object: the session, detail: direction, name, size and
+    /// the byte it started or resumed at).
+    TransferStarted,
+    /// A file crossed a session whole and its receiver checked its SHA-256 (object: the session,
+    /// detail: direction, name, size and the SHA-256).
+    TransferCompleted,
+    /// A file transfer stopped before its end (object: the session, detail: direction, name, why,
+    /// and how far its data had gone).
+    TransferStopped,
+    /// A file offer or request was not forwarded (object: the session, detail: direction, what,
+    /// and the code).
+    TransferRefused,
 }
 
 const ACTIONS: &[(Action, &str)] = &[
@@ -102,6 +114,10 @@ const ACTIONS: &[(Action, &str)] = &[
     (Action::OwnerReset, "owner_reset"),
     (Action::ClipboardSent, "clipboard_sent"),
     (Action::ClipboardRefused, "clipboard_refused"),
+    (Action::TransferStarted, "transfer_started"),
+    (Action::TransferCompleted, "transfer_completed"),
+    (Action::TransferStopped, "transfer_stopped"),
+    (Action::TransferRefused, "transfer_refused"),
 ];
 
 impl Action {

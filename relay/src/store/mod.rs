@@ -20,7 +20,7 @@ use crate::secrets::SecretError;
 
 pub use accounts::{
     Denied, DeviceRecord, NewTeam, PlaybackPolicy, SignIn, TeamRecord, TeamSettings, UserRecord,
-    UserRole,
+    UserRole, MAX_FILE_MB_RANGE,
 };
 pub use devices::DeploymentCode;
 pub use recordings::{ClosedFile, NewRecordingFile, RecordingFile, RecordingState};
