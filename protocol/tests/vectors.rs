@@ -198,6 +198,53 @@ fn expected() -> BTreeMap<&'static str, Message> {
             },
         ),
         (
+            "file-offer",
+            Message::FileOffer {
+                transfer_id: 1,
+                size: 3,
+                // SHA-256 of "abc".
+                sha256: [0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad],
+                name: "a.txt".into(),
+            },
+        ),
+        (
+            "file-request",
+            Message::FileRequest {
+                transfer_id: 2,
+                path: "/tmp/x".into(),
+            },
+        ),
+        (
+            "file-accept",
+            Message::FileAccept {
+                transfer_id: 1,
+                offset: 0,
+            },
+        ),
+        (
+            "file-chunk",
+            Message::FileChunk {
+                transfer_id: 1,
+                offset: 0,
+                data: Bytes::from_static(b"abc"),
+            },
+        ),
+        (
+            "file-progress",
+            Message::FileProgress {
+                transfer_id: 1,
+                received: 3,
+            },
+        ),
+        (
+            "file-end-verified",
+            Message::FileEnd {
+                transfer_id: 1,
+                outcome: FileOutcome::Verified,
+                message: String::new(),
+            },
+        ),
+        (
             "clipboard-text",
             Message::ClipboardText {
                 text: "héllo".into(),
