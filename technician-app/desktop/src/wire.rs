@@ -107,6 +107,7 @@ pub fn json_message(value: &Value) -> Vec<u8> {
 fn tool_name(tool: Tool) -> &'static str {
     match tool {
         Tool::Clipboard => "clipboard",
+        Tool::FileTransfer => "fileTransfer",
     }
 }
 

@@ -245,6 +245,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 fn tool_name(tool: protocol::Tool) -> &'static str {
     match tool {
         protocol::Tool::Clipboard => "clipboard",
+        protocol::Tool::FileTransfer => "file transfer",
     }
 }
 
