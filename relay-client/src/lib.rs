@@ -5,6 +5,7 @@
 //! the agent path, and sends and receives protocol frames, one per binary WebSocket message. It also
 //! makes JSON API calls over the same kind of connection (sign-in, settings).
 
+pub mod files;
 use std::sync::Arc;
 
 use bytes::Bytes;
