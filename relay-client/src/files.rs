@@ -457,7 +457,7 @@ mod tests {
 
         let mut out = Outgoing::open(1, &path).await.unwrap();
         assert_eq!((out.name.as_str(), out.size), ("big file.bin", 3_000_000));
-        let mut inc = Incoming::start(into.path(), 1, &out.name, out.size, out.sha256, u64::MAX)
+        let inc = Incoming::start(into.path(), 1, &out.name, out.size, out.sha256, u64::MAX)
             .await
             .unwrap();
         assert_eq!(
