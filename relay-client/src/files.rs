@@ -424,6 +424,426 @@ impl Incoming {
     }
 }
 
+/// The most file chunks a sender sends a second: the relay allows a connection 1000 messages a
+/// second, and video, audio and input take their share of that.
+pub const MAX_CHUNKS_PER_SEC: u32 = 700;
+
+/// Which way a transfer goes, seen from this side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// This side sends.
+    Sending,
+    /// This side receives.
+    Receiving,
+}
+
+/// What a transfer did, for the side's user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Bytes have crossed (acknowledged by the receiver, or written here).
+    Progress {
+        /// The transfer.
+        id: u32,
+        /// Which way.
+        direction: Direction,
+        /// The file's name.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// Bytes the receiver has.
+        done: u64,
+        /// Where this transfer started (more than 0 when it resumed an earlier one).
+        resumed_from: u64,
+    },
+    /// The receiver has the whole file and its SHA-256 matched.
+    Verified {
+        /// The transfer.
+        id: u32,
+        /// Which way.
+        direction: Direction,
+        /// The file's name.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// Where it was written, on the receiving side.
+        path: Option<PathBuf>,
+        /// Its SHA-256.
+        sha256: [u8; 32],
+    },
+    /// It stopped without the file.
+    Stopped {
+        /// The transfer.
+        id: u32,
+        /// Which way.
+        direction: Direction,
+        /// The file's name (the path asked for, for a request that never became an offer).
+        name: String,
+        /// How it ended.
+        outcome: FileOutcome,
+        /// Why, for people.
+        message: String,
+    },
+}
+
+/// A file this side sends, once accepted: its chunks come from a task of its own.
+#[derive(Debug)]
+struct Sending {
+    name: String,
+    size: u64,
+    sha256: [u8; 32],
+    resumed_from: u64,
+    acked: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One side's file transfers in a session: the messages it receives go in ([`Endpoint::receive`]),
+/// the messages to send come out, and chunks come from the receiver [`Endpoint::new`] returns,
+/// which the caller drains into the connection beside its other traffic.
+#[derive(Debug)]
+pub struct Endpoint {
+    into: PathBuf,
+    max_incoming: u64,
+    incoming: std::collections::HashMap<u32, Incoming>,
+    offered: std::collections::HashMap<u32, Outgoing>,
+    sending: std::collections::HashMap<u32, Sending>,
+    requested: std::collections::HashMap<u32, String>,
+    chunks: tokio::sync::mpsc::Sender<Message>,
+}
+
+/// Sends `out`'s chunks from `offset` on into `chunks`, within the window `acked` moves and at
+/// most [`MAX_CHUNKS_PER_SEC`]; a read failure ends it with a `FileEnd`.
+async fn send_chunks(
+    mut out: Outgoing,
+    mut acked: tokio::sync::watch::Receiver<u64>,
+    chunks: tokio::sync::mpsc::Sender<Message>,
+) {
+    let pace = std::time::Duration::from_secs(1) / MAX_CHUNKS_PER_SEC;
+    let mut next_at = tokio::time::Instant::now();
+    loop {
+        out.progress(*acked.borrow_and_update());
+        if out.ready() {
+            tokio::time::sleep_until(next_at).await;
+            next_at = tokio::time::Instant::now().max(next_at) + pace;
+            let msg = match out.chunk().await {
+                Ok(m) => m,
+                Err(f) => {
+                    let _ = chunks.send(f.end(out.id)).await;
+                    return;
+                }
+            };
+            if chunks.send(msg).await.is_err() {
+                return;
+            }
+        } else if out.next.is_some_and(|n| n >= out.size) {
+            return;
+        } else if acked.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Endpoint {
+    /// An endpoint that writes what it receives into `into` (at most `max_incoming` bytes a file),
+    /// and the receiver of the chunks it sends.
+    pub fn new(into: &Path, max_incoming: u64) -> (Self, tokio::sync::mpsc::Receiver<Message>) {
+        let (chunks, rx) = tokio::sync::mpsc::channel(8);
+        (
+            Self {
+                into: into.to_path_buf(),
+                max_incoming,
+                incoming: Default::default(),
+                offered: Default::default(),
+                sending: Default::default(),
+                requested: Default::default(),
+                chunks,
+            },
+            rx,
+        )
+    }
+
+    /// Offers the file at `path` as transfer `id`: the `FileOffer` to send.
+    pub async fn offer(&mut self, id: u32, path: &Path) -> Result<Message, Failure> {
+        let out = Outgoing::open(id, path).await?;
+        let offer = out.offer();
+        self.offered.insert(id, out);
+        Ok(offer)
+    }
+
+    /// Asks the other side for its file at `path` as transfer `id`: the `FileRequest` to send.
+    pub fn request(&mut self, id: u32, path: &str) -> Message {
+        self.requested.insert(id, path.to_owned());
+        Message::FileRequest {
+            transfer_id: id,
+            path: path.to_owned(),
+        }
+    }
+
+    /// Stops transfer `id` (either way): the `FileEnd` to send, if it was open. A partial file
+    /// received stays, to resume.
+    pub fn cancel(&mut self, id: u32) -> Option<Message> {
+        let open = self.incoming.remove(&id).is_some()
+            | self.offered.remove(&id).is_some()
+            | self.sending.remove(&id).is_some()
+            | self.requested.remove(&id).is_some();
+        open.then(|| Message::FileEnd {
+            transfer_id: id,
+            outcome: FileOutcome::Cancelled,
+            message: "Stopped.".into(),
+        })
+    }
+
+    /// Whether any transfer is open.
+    pub fn busy(&self) -> bool {
+        !(self.incoming.is_empty()
+            && self.offered.is_empty()
+            && self.sending.is_empty()
+            && self.requested.is_empty())
+    }
+
+    /// A file message from the other side (others are ignored): the messages to send back, and
+    /// what happened.
+    pub async fn receive(&mut self, msg: &Message) -> (Vec<Message>, Vec<Update>) {
+        let mut send = Vec::new();
+        let mut updates = Vec::new();
+        match msg {
+            Message::FileOffer {
+                transfer_id,
+                size,
+                sha256,
+                name,
+            } => {
+                self.requested.remove(transfer_id);
+                match Incoming::start(
+                    &self.into,
+                    *transfer_id,
+                    name,
+                    *size,
+                    *sha256,
+                    self.max_incoming,
+                )
+                .await
+                {
+                    Ok(inc) => {
+                        send.push(inc.accept());
+                        updates.push(Update::Progress {
+                            id: *transfer_id,
+                            direction: Direction::Receiving,
+                            name: name.clone(),
+                            size: *size,
+                            done: inc.received(),
+                            resumed_from: inc.resumed_from(),
+                        });
+                        if inc.complete() {
+                            // Everything was already here (a transfer cut off after its last byte).
+                            self.finish(inc, &mut send, &mut updates).await;
+                        } else {
+                            self.incoming.insert(*transfer_id, inc);
+                        }
+                    }
+                    Err(f) => {
+                        send.push(f.end(*transfer_id));
+                        updates.push(Update::Stopped {
+                            id: *transfer_id,
+                            direction: Direction::Receiving,
+                            name: name.clone(),
+                            outcome: f.outcome,
+                            message: f.message,
+                        });
+                    }
+                }
+            }
+            Message::FileRequest { transfer_id, path } => {
+                match Outgoing::open(*transfer_id, Path::new(path)).await {
+                    Ok(out) => {
+                        send.push(out.offer());
+                        self.offered.insert(*transfer_id, out);
+                    }
+                    Err(f) => {
+                        send.push(f.end(*transfer_id));
+                        updates.push(Update::Stopped {
+                            id: *transfer_id,
+                            direction: Direction::Sending,
+                            name: path.clone(),
+                            outcome: f.outcome,
+                            message: f.message,
+                        });
+                    }
+                }
+            }
+            Message::FileAccept {
+                transfer_id,
+                offset,
+            } => {
+                if let Some(mut out) = self.offered.remove(transfer_id) {
+                    match out.accept(*offset).await {
+                        Ok(()) => {
+                            updates.push(Update::Progress {
+                                id: *transfer_id,
+                                direction: Direction::Sending,
+                                name: out.name.clone(),
+                                size: out.size,
+                                done: *offset,
+                                resumed_from: *offset,
+                            });
+                            let (acked, acked_rx) = tokio::sync::watch::channel(*offset);
+                            let sending = Sending {
+                                name: out.name.clone(),
+                                size: out.size,
+                                sha256: out.sha256,
+                                resumed_from: *offset,
+                                acked,
+                                task: tokio::spawn(send_chunks(out, acked_rx, self.chunks.clone())),
+                            };
+                            self.sending.insert(*transfer_id, sending);
+                        }
+                        Err(f) => {
+                            send.push(f.end(*transfer_id));
+                            updates.push(Update::Stopped {
+                                id: *transfer_id,
+                                direction: Direction::Sending,
+                                name: out.name.clone(),
+                                outcome: f.outcome,
+                                message: f.message,
+                            });
+                        }
+                    }
+                }
+            }
+            Message::FileChunk {
+                transfer_id,
+                offset,
+                data,
+            } => {
+                let Some(inc) = self.incoming.get_mut(transfer_id) else {
+                    return (send, updates);
+                };
+                match inc.chunk(*offset, data).await {
+                    Ok(progress) => {
+                        if let Some(p) = progress {
+                            send.push(p);
+                            updates.push(Update::Progress {
+                                id: *transfer_id,
+                                direction: Direction::Receiving,
+                                name: inc.name.clone(),
+                                size: inc.size,
+                                done: inc.received(),
+                                resumed_from: inc.resumed_from(),
+                            });
+                        }
+                        if inc.complete() {
+                            if let Some(inc) = self.incoming.remove(transfer_id) {
+                                self.finish(inc, &mut send, &mut updates).await;
+                            }
+                        }
+                    }
+                    Err(f) => {
+                        let name = inc.name.clone();
+                        self.incoming.remove(transfer_id);
+                        send.push(f.end(*transfer_id));
+                        updates.push(Update::Stopped {
+                            id: *transfer_id,
+                            direction: Direction::Receiving,
+                            name,
+                            outcome: f.outcome,
+                            message: f.message,
+                        });
+                    }
+                }
+            }
+            Message::FileProgress {
+                transfer_id,
+                received,
+            } => {
+                if let Some(s) = self.sending.get(transfer_id) {
+                    let _ = s.acked.send(*received);
+                    updates.push(Update::Progress {
+                        id: *transfer_id,
+                        direction: Direction::Sending,
+                        name: s.name.clone(),
+                        size: s.size,
+                        done: *received,
+                        resumed_from: s.resumed_from,
+                    });
+                }
+            }
+            Message::FileEnd {
+                transfer_id,
+                outcome,
+                message,
+            } => {
+                let mut stop = |direction, name: String| {
+                    updates.push(Update::Stopped {
+                        id: *transfer_id,
+                        direction,
+                        name,
+                        outcome: *outcome,
+                        message: message.clone(),
+                    })
+                };
+                if let Some(s) = self.sending.remove(transfer_id) {
+                    if *outcome == FileOutcome::Verified {
+                        updates.push(Update::Verified {
+                            id: *transfer_id,
+                            direction: Direction::Sending,
+                            name: s.name.clone(),
+                            size: s.size,
+                            path: None,
+                            sha256: s.sha256,
+                        });
+                    } else {
+                        stop(Direction::Sending, s.name.clone());
+                    }
+                } else if let Some(out) = self.offered.remove(transfer_id) {
+                    stop(Direction::Sending, out.name);
+                } else if let Some(inc) = self.incoming.remove(transfer_id) {
+                    stop(Direction::Receiving, inc.name.clone());
+                } else if let Some(path) = self.requested.remove(transfer_id) {
+                    stop(Direction::Receiving, path);
+                }
+            }
+            _ => {}
+        }
+        (send, updates)
+    }
+
+    async fn finish(&mut self, inc: Incoming, send: &mut Vec<Message>, updates: &mut Vec<Update>) {
+        let (id, name, size, sha256) = (inc.id, inc.name.clone(), inc.size, inc.sha256);
+        match inc.finish().await {
+            Ok(path) => {
+                send.push(Message::FileEnd {
+                    transfer_id: id,
+                    outcome: FileOutcome::Verified,
+                    message: String::new(),
+                });
+                updates.push(Update::Verified {
+                    id,
+                    direction: Direction::Receiving,
+                    name,
+                    size,
+                    path: Some(path),
+                    sha256,
+                });
+            }
+            Err(f) => {
+                send.push(f.end(id));
+                updates.push(Update::Stopped {
+                    id,
+                    direction: Direction::Receiving,
+                    name,
+                    outcome: f.outcome,
+                    message: f.message,
+                });
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -509,6 +929,134 @@ mod tests {
             2,
             "no part left"
         );
+    }
+
+    /// Two endpoints joined by hand: what one sends, the other receives, until both are quiet.
+    async fn pump(
+        a: &mut Endpoint,
+        a_chunks: &mut tokio::sync::mpsc::Receiver<Message>,
+        b: &mut Endpoint,
+        b_chunks: &mut tokio::sync::mpsc::Receiver<Message>,
+        first: Vec<Message>,
+    ) -> (Vec<Update>, Vec<Update>) {
+        let (mut to_b, mut to_a) = (first, Vec::new());
+        let (mut seen_a, mut seen_b) = (Vec::new(), Vec::new());
+        loop {
+            for m in std::mem::take(&mut to_b) {
+                let (reply, u) = b.receive(&m).await;
+                to_a.extend(reply);
+                seen_b.extend(u);
+            }
+            for m in std::mem::take(&mut to_a) {
+                let (reply, u) = a.receive(&m).await;
+                to_b.extend(reply);
+                seen_a.extend(u);
+            }
+            if !(to_a.is_empty() && to_b.is_empty()) {
+                continue;
+            }
+            let quiet = tokio::time::sleep(std::time::Duration::from_millis(200));
+            tokio::select! {
+                Some(m) = a_chunks.recv() => to_b.push(m),
+                Some(m) = b_chunks.recv() => to_a.push(m),
+                _ = quiet => return (seen_a, seen_b),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn endpoints_send_request_and_refuse_files_between_them() {
+        let (tech_dir, remote_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 256) as u8).collect();
+        std::fs::write(tech_dir.path().join("tool.exe"), &data).unwrap();
+        std::fs::write(remote_dir.path().join("crash.dmp"), b"dump").unwrap();
+        let (mut tech, mut tech_chunks) = Endpoint::new(&tech_dir.path().join("in"), 1 << 30);
+        let (mut remote, mut remote_chunks) =
+            Endpoint::new(&remote_dir.path().join("Downloads"), 1 << 30);
+
+        let offer = tech
+            .offer(1, &tech_dir.path().join("tool.exe"))
+            .await
+            .unwrap();
+        let (t, r) = pump(
+            &mut tech,
+            &mut tech_chunks,
+            &mut remote,
+            &mut remote_chunks,
+            vec![offer],
+        )
+        .await;
+        assert!(
+            matches!(
+                t.last(),
+                Some(Update::Verified {
+                    direction: Direction::Sending,
+                    size: 200_000,
+                    ..
+                })
+            ),
+            "{t:?}"
+        );
+        let Some(Update::Verified {
+            path: Some(path), ..
+        }) = r.last()
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(std::fs::read(path).unwrap(), data);
+
+        let request = tech.request(2, remote_dir.path().join("crash.dmp").to_str().unwrap());
+        let (t, _) = pump(
+            &mut tech,
+            &mut tech_chunks,
+            &mut remote,
+            &mut remote_chunks,
+            vec![request],
+        )
+        .await;
+        let Some(Update::Verified {
+            path: Some(path),
+            name,
+            ..
+        }) = t.last()
+        else {
+            panic!("{t:?}")
+        };
+        assert_eq!(
+            (name.as_str(), std::fs::read(path).unwrap()),
+            ("crash.dmp", b"dump".to_vec())
+        );
+
+        let missing = tech.request(3, "/no/such/file");
+        let (t, r) = pump(
+            &mut tech,
+            &mut tech_chunks,
+            &mut remote,
+            &mut remote_chunks,
+            vec![missing],
+        )
+        .await;
+        assert!(
+            matches!(
+                t.last(),
+                Some(Update::Stopped {
+                    outcome: FileOutcome::NotFound,
+                    ..
+                })
+            ),
+            "{t:?}"
+        );
+        assert!(
+            matches!(
+                r.last(),
+                Some(Update::Stopped {
+                    outcome: FileOutcome::NotFound,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        assert!(!tech.busy() && !remote.busy());
     }
 
     #[tokio::test]
