@@ -540,9 +540,9 @@ async fn send_chunks(
             if chunks.send(msg).await.is_err() {
                 return;
             }
-        } else if out.next.is_some_and(|n| n >= out.size) {
-            return;
-        } else if acked.changed().await.is_err() {
+        } else if out.next.is_some_and(|n| n >= out.size) || acked.changed().await.is_err() {
+            // Everything is sent (the receiver's end comes to the endpoint), or the transfer is
+            // gone.
             return;
         }
     }
