@@ -53,6 +53,18 @@ pub struct AgentConfig {
     /// build's). For support staff reproducing the recording gate's refusal, and for tests; the
     /// relay treats it like any version.
     pub announced_version: Option<ProductVersion>,
+    /// Where files the technician sends are written (`None`: the user's Downloads folder,
+    /// [`default_downloads`]).
+    pub downloads: Option<PathBuf>,
+}
+
+/// The user's Downloads folder: the platform's (XDG `XDG_DOWNLOAD_DIR` on Linux, the Downloads
+/// known folder on Windows, `~/Downloads` on macOS), else `Downloads` in the home folder, else in
+/// the working folder.
+pub fn default_downloads() -> PathBuf {
+    dirs::download_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join("Downloads")))
+        .unwrap_or_else(|| PathBuf::from("Downloads"))
 }
 
 /// What the streamer tells its user, as it happens.
@@ -243,6 +255,8 @@ pub struct InProcess {
     pub platform: Arc<dyn Platform>,
     /// Frame rate until the technician chooses one.
     pub frame_rate: u16,
+    /// Where files the technician sends are written.
+    pub downloads: PathBuf,
 }
 
 impl std::fmt::Debug for InProcess {
@@ -269,6 +283,7 @@ impl SessionHost for InProcess {
             self.platform.as_ref(),
             self.frame_rate,
             view,
+            &self.downloads,
             shutdown,
         ))
     }
@@ -303,6 +318,7 @@ pub async fn run(
     let host = InProcess {
         platform,
         frame_rate: config.frame_rate,
+        downloads: config.downloads.clone().unwrap_or_else(default_downloads),
     };
     run_hosted(config, &host, notices, shutdown).await
 }
@@ -468,6 +484,7 @@ pub async fn session<L: SessionLink>(
     platform: &dyn Platform,
     frame_rate: u16,
     view: protocol::ViewRequest,
+    downloads: &Path,
     shutdown: &CancellationToken,
 ) -> Result<String> {
     let source = platform.screen()?;
@@ -500,6 +517,10 @@ pub async fn session<L: SessionLink>(
     // The clipboard starts only when the relay says this session may use it.
     let (clip_tx, mut clip_changes) = tokio::sync::mpsc::channel::<String>(4);
     let mut clipboard: Option<Box<dyn crate::clipboard::Clipboard>> = None;
+    // Files both ways once the relay allows them: what the technician sends goes into Downloads,
+    // what it asks for is read from where it says. The relay enforces the team's size limit.
+    let (mut files, mut file_chunks) = relay_client::files::Endpoint::new(downloads, u64::MAX);
+    let mut files_allowed = false;
     let result = loop {
         tokio::select! {
             frame = frames.recv() => match frame {
@@ -508,6 +529,7 @@ pub async fn session<L: SessionLink>(
             },
             Some(packet) = audio.recv() => conn.send(&packet).await?,
             Some(text) = clip_changes.recv() => conn.send(&Message::ClipboardText { text }).await?,
+            Some(chunk) = file_chunks.recv() => conn.send(&chunk).await?,
             msg = conn.recv() => match msg? {
                 Message::KeyframeRequest => { let _ = commands.send(StreamCommand::Keyframe); }
                 Message::SwitchMonitor { monitor_id } => { let _ = commands.send(StreamCommand::SwitchMonitor(monitor_id)); }
@@ -526,6 +548,7 @@ pub async fn session<L: SessionLink>(
                 Message::SessionEnded { reason, message } => break Ok(end_text(reason, &message)),
                 Message::RecordingState { .. } => {}
                 Message::SessionTools(tools) => {
+                    files_allowed = tools.iter().any(|t| t.tool == protocol::Tool::FileTransfer && t.state == protocol::ToolState::Allowed);
                     let allowed = tools.iter().any(|t| t.tool == protocol::Tool::Clipboard && t.state == protocol::ToolState::Allowed);
                     if allowed && clipboard.is_none() {
                         match platform.clipboard(clip_tx.clone()) {
@@ -540,7 +563,21 @@ pub async fn session<L: SessionLink>(
                     Some(c) => if let Err(e) = c.set(&text) { tracing::warn!(error = %e, "clipboard text not set"); },
                     None => tracing::info!("clipboard text from the technician, but this session has no clipboard"),
                 },
-                Message::ToolRefused { code, message, .. } => tracing::info!(%code, %message, "clipboard text not forwarded"),
+                m @ (Message::FileOffer { .. } | Message::FileRequest { .. } | Message::FileAccept { .. }
+                    | Message::FileChunk { .. } | Message::FileProgress { .. } | Message::FileEnd { .. }) => {
+                    if !files_allowed {
+                        tracing::info!(kind = m.kind().name(), "a file message, but this session may not carry files");
+                        continue;
+                    }
+                    let (replies, updates) = files.receive(&m).await;
+                    for u in updates {
+                        log_file_update(&u);
+                    }
+                    for r in replies {
+                        conn.send(&r).await?;
+                    }
+                }
+                Message::ToolRefused { tool, code, message } => tracing::info!(?tool, %code, %message, "not forwarded by the relay"),
                 Message::Refused { code, message } => break Err(LinkError::Refused(protocol::Refusal::new(code, message)).into()),
                 _ => {}
             },
@@ -560,6 +597,36 @@ pub async fn session<L: SessionLink>(
     drop(frames);
     let _ = tokio::task::spawn_blocking(move || capture.join()).await;
     result
+}
+
+/// A transfer's start and end in the streamer's log (progress is not logged).
+fn log_file_update(u: &relay_client::files::Update) {
+    use relay_client::files::Update;
+    match u {
+        Update::Progress {
+            name,
+            size,
+            done,
+            resumed_from,
+            ..
+        } if done == resumed_from => {
+            tracing::info!(%name, size, from = resumed_from, "file transfer started");
+        }
+        Update::Progress { .. } => {}
+        Update::Verified {
+            name, size, path, ..
+        } => {
+            tracing::info!(%name, size, path = ?path, "file transfer verified");
+        }
+        Update::Stopped {
+            name,
+            outcome,
+            message,
+            ..
+        } => {
+            tracing::info!(%name, ?outcome, %message, "file transfer stopped");
+        }
+    }
 }
 
 /// Why a session ended, in words: the relay's sentence, or the reason's name.

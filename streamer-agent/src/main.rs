@@ -51,6 +51,9 @@ struct Args {
     /// it like any version.
     #[arg(long, env = "STREAMER_ANNOUNCE_VERSION", value_name = "VERSION")]
     announce_version: Option<ProductVersion>,
+    /// Where files the technician sends are written (default: the user's Downloads folder).
+    #[arg(long, env = "STREAMER_DOWNLOADS", value_name = "DIR")]
+    downloads: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -170,6 +173,7 @@ fn main() -> ExitCode {
         display: args.display.clone(),
         frame_rate: args.frame_rate,
         announced_version: args.announce_version,
+        downloads: args.downloads.clone(),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -306,6 +306,7 @@ fn serve(dir: &std::path::Path, shutdown: CancellationToken) -> Result<()> {
         display: None,
         frame_rate: 30,
         announced_version: None,
+        downloads: None,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let result = runtime.block_on(async move {

@@ -128,6 +128,7 @@ async fn main() -> Result<()> {
         display: Some(display_name.clone()),
         frame_rate: 15,
         announced_version: None,
+        downloads: None,
     };
     let platform = Arc::new(X11Platform {
         display: Some(display_name.clone()),

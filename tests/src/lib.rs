@@ -301,6 +301,7 @@ impl TestStreamer {
             display: Some(display.into()),
             frame_rate,
             announced_version: None,
+            downloads: Some(dir.join("Downloads")),
         };
         let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
         let stop = CancellationToken::new();

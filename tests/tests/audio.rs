@@ -49,6 +49,7 @@ async fn an_unpaced_audio_source_keeps_its_session_alive() {
         display: Some(display.name.clone()),
         frame_rate: 10,
         announced_version: None,
+        downloads: None,
     };
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();

@@ -50,6 +50,7 @@ async fn setup(display: &XDisplay, record: bool) -> Setup {
         display: Some(display.name.clone()),
         frame_rate: 10,
         announced_version: None,
+        downloads: None,
     };
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let streamer_stop = CancellationToken::new();
@@ -675,6 +676,7 @@ impl Attended {
             display: Some(display.name.clone()),
             frame_rate: 10,
             announced_version,
+            downloads: None,
         };
         let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
         let stop = CancellationToken::new();

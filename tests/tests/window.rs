@@ -70,6 +70,7 @@ async fn the_linux_window_shows_the_code_and_the_recording_and_ends_the_session(
         display: Some(display.name.clone()),
         frame_rate: 10,
         announced_version: None,
+        downloads: None,
     };
     let platform = Arc::new(X11Platform {
         display: Some(display.name.clone()),

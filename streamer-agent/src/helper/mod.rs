@@ -205,7 +205,10 @@ pub async fn serve_helper<L: SessionLink>(
     };
     // The service ends the session (it forwards the relay's end); the helper has no one to ask.
     let never = CancellationToken::new();
-    crate::agent::session(link, platform, frame_rate, view, &never).await
+    // The helper runs as the signed-in user: the files the technician sends go into their
+    // Downloads folder.
+    let downloads = crate::agent::default_downloads();
+    crate::agent::session(link, platform, frame_rate, view, &downloads, &never).await
 }
 
 #[cfg(test)]

@@ -155,6 +155,7 @@ impl LiveSession {
                 display: Some(display.name.clone()),
                 frame_rate: 15,
                 announced_version: None,
+                downloads: None,
             },
             Arc::new(X11Platform {
                 display: Some(display.name.clone()),
