@@ -502,26 +502,59 @@ impl Drop for Sending {
     }
 }
 
-/// One side's file transfers in a session: the messages it receives go in ([`Endpoint::receive`]),
-/// the messages to send come out, and chunks come from the receiver [`Endpoint::new`] returns,
-/// which the caller drains into the connection beside its other traffic.
+/// What the endpoint's background work has ready, for [`Endpoint::ready`] in the session's loop.
+#[derive(Debug)]
+pub enum Ready {
+    /// A message to send as it is (a chunk, or a sender's `FileEnd` after a read failed).
+    Send(Message),
+    /// A file to send was opened and hashed (for this side's offer or the other side's request).
+    Opened(u32, Result<Outgoing, Failure>, String),
+    /// An offered file's partial copy was found and hashed, or a new one made.
+    Started(u32, Result<Incoming, Failure>, String),
+    /// A received file was checked and named.
+    Finished(Box<Finished>),
+}
+
+/// A received file's check.
+#[derive(Debug)]
+pub struct Finished {
+    id: u32,
+    name: String,
+    size: u64,
+    sha256: [u8; 32],
+    result: Result<PathBuf, Failure>,
+}
+
+/// One side's file transfers in a session. Messages from the other side go into
+/// [`Endpoint::receive`]; what the endpoint's tasks prepare (opening and hashing a file, resuming
+/// a partial one, the chunks, the final check) comes out of the receiver [`Endpoint::new`]
+/// returns and goes into [`Endpoint::ready`]. Both give the messages to send and what happened.
+/// Nothing slow runs in the caller's loop: hashing a large file takes seconds, and a session's
+/// loop must keep its video and pings moving meanwhile.
 #[derive(Debug)]
 pub struct Endpoint {
     into: PathBuf,
     max_incoming: u64,
+    /// Offers received whose partial file is being prepared.
+    starting: std::collections::HashMap<u32, String>,
     incoming: std::collections::HashMap<u32, Incoming>,
+    /// Files being opened to send.
+    opening: std::collections::HashMap<u32, String>,
     offered: std::collections::HashMap<u32, Outgoing>,
     sending: std::collections::HashMap<u32, Sending>,
-    requested: std::collections::HashMap<u32, String>,
-    chunks: tokio::sync::mpsc::Sender<Message>,
+    /// This side's requests, with the folder each file goes into.
+    requested: std::collections::HashMap<u32, (String, PathBuf)>,
+    /// Files received whole, being checked.
+    finishing: std::collections::HashMap<u32, String>,
+    ready: tokio::sync::mpsc::Sender<Ready>,
 }
 
-/// Sends `out`'s chunks from `offset` on into `chunks`, within the window `acked` moves and at
-/// most [`MAX_CHUNKS_PER_SEC`]; a read failure ends it with a `FileEnd`.
+/// Sends `out`'s chunks from where it was accepted on into `ready`, within the window `acked`
+/// moves and at most [`MAX_CHUNKS_PER_SEC`]; a read failure ends it with a `FileEnd`.
 async fn send_chunks(
     mut out: Outgoing,
     mut acked: tokio::sync::watch::Receiver<u64>,
-    chunks: tokio::sync::mpsc::Sender<Message>,
+    ready: tokio::sync::mpsc::Sender<Ready>,
 ) {
     let pace = std::time::Duration::from_secs(1) / MAX_CHUNKS_PER_SEC;
     let mut next_at = tokio::time::Instant::now();
@@ -533,11 +566,11 @@ async fn send_chunks(
             let msg = match out.chunk().await {
                 Ok(m) => m,
                 Err(f) => {
-                    let _ = chunks.send(f.end(out.id)).await;
+                    let _ = ready.send(Ready::Send(f.end(out.id))).await;
                     return;
                 }
             };
-            if chunks.send(msg).await.is_err() {
+            if ready.send(Ready::Send(msg)).await.is_err() {
                 return;
             }
         } else if out.next.is_some_and(|n| n >= out.size) || acked.changed().await.is_err() {
@@ -548,36 +581,59 @@ async fn send_chunks(
     }
 }
 
+/// What an update stops, with the failure's outcome and words.
+fn stopped(id: u32, direction: Direction, name: String, f: Failure) -> Update {
+    Update::Stopped {
+        id,
+        direction,
+        name,
+        outcome: f.outcome,
+        message: f.message,
+    }
+}
+
 impl Endpoint {
-    /// An endpoint that writes what it receives into `into` (at most `max_incoming` bytes a file),
-    /// and the receiver of the chunks it sends.
-    pub fn new(into: &Path, max_incoming: u64) -> (Self, tokio::sync::mpsc::Receiver<Message>) {
-        let (chunks, rx) = tokio::sync::mpsc::channel(8);
+    /// An endpoint that writes the files offered to it into `into` (at most `max_incoming` bytes
+    /// a file), and the receiver of what its tasks prepare.
+    pub fn new(into: &Path, max_incoming: u64) -> (Self, tokio::sync::mpsc::Receiver<Ready>) {
+        let (ready, rx) = tokio::sync::mpsc::channel(8);
         (
             Self {
                 into: into.to_path_buf(),
                 max_incoming,
+                starting: Default::default(),
                 incoming: Default::default(),
+                opening: Default::default(),
                 offered: Default::default(),
                 sending: Default::default(),
                 requested: Default::default(),
-                chunks,
+                finishing: Default::default(),
+                ready,
             },
             rx,
         )
     }
 
-    /// Offers the file at `path` as transfer `id`: the `FileOffer` to send.
-    pub async fn offer(&mut self, id: u32, path: &Path) -> Result<Message, Failure> {
-        let out = Outgoing::open(id, path).await?;
-        let offer = out.offer();
-        self.offered.insert(id, out);
-        Ok(offer)
+    fn open(&mut self, id: u32, path: PathBuf) {
+        let name = path.display().to_string();
+        self.opening.insert(id, name.clone());
+        let ready = self.ready.clone();
+        tokio::spawn(async move {
+            let out = Outgoing::open(id, &path).await;
+            let _ = ready.send(Ready::Opened(id, out, name)).await;
+        });
     }
 
-    /// Asks the other side for its file at `path` as transfer `id`: the `FileRequest` to send.
-    pub fn request(&mut self, id: u32, path: &str) -> Message {
-        self.requested.insert(id, path.to_owned());
+    /// Offers the file at `path` as transfer `id`: its `FileOffer` comes once it is hashed.
+    pub fn offer(&mut self, id: u32, path: &Path) {
+        self.open(id, path.to_path_buf());
+    }
+
+    /// Asks the other side for its file at `path` as transfer `id`, to be written into `into`
+    /// (the endpoint's folder when `None`): the `FileRequest` to send.
+    pub fn request(&mut self, id: u32, path: &str, into: Option<&Path>) -> Message {
+        let into = into.map_or_else(|| self.into.clone(), Path::to_path_buf);
+        self.requested.insert(id, (path.to_owned(), into));
         Message::FileRequest {
             transfer_id: id,
             path: path.to_owned(),
@@ -587,7 +643,9 @@ impl Endpoint {
     /// Stops transfer `id` (either way): the `FileEnd` to send, if it was open. A partial file
     /// received stays, to resume.
     pub fn cancel(&mut self, id: u32) -> Option<Message> {
-        let open = self.incoming.remove(&id).is_some()
+        let open = self.starting.remove(&id).is_some()
+            | self.incoming.remove(&id).is_some()
+            | self.opening.remove(&id).is_some()
             | self.offered.remove(&id).is_some()
             | self.sending.remove(&id).is_some()
             | self.requested.remove(&id).is_some();
@@ -598,12 +656,152 @@ impl Endpoint {
         })
     }
 
+    /// The relay refused this side's file offer or request (`ToolRefused` names no transfer):
+    /// every offer and request the other side has not answered yet stops with `why`.
+    pub fn refused(&mut self, outcome: FileOutcome, why: &str) -> Vec<Update> {
+        let mut out: Vec<Update> = self
+            .offered
+            .drain()
+            .map(|(id, o)| (id, o.name, Direction::Sending))
+            .chain(
+                self.requested
+                    .drain()
+                    .map(|(id, (path, _))| (id, path, Direction::Receiving)),
+            )
+            .map(|(id, name, direction)| Update::Stopped {
+                id,
+                direction,
+                name,
+                outcome,
+                message: why.to_owned(),
+            })
+            .collect();
+        out.sort_by_key(|u| match u {
+            Update::Stopped { id, .. } => *id,
+            _ => 0,
+        });
+        out
+    }
+
     /// Whether any transfer is open.
     pub fn busy(&self) -> bool {
-        !(self.incoming.is_empty()
+        !(self.starting.is_empty()
+            && self.incoming.is_empty()
+            && self.opening.is_empty()
             && self.offered.is_empty()
             && self.sending.is_empty()
-            && self.requested.is_empty())
+            && self.requested.is_empty()
+            && self.finishing.is_empty())
+    }
+
+    /// What a task prepared: the messages to send, and what happened.
+    pub fn ready(&mut self, ready: Ready) -> (Vec<Message>, Vec<Update>) {
+        let mut send = Vec::new();
+        let mut updates = Vec::new();
+        match ready {
+            Ready::Send(m) => {
+                if let Message::FileEnd { transfer_id, .. } = &m {
+                    self.sending.remove(transfer_id);
+                }
+                send.push(m);
+            }
+            Ready::Opened(id, result, name) => {
+                // Stopped meanwhile: nothing to send.
+                if self.opening.remove(&id).is_none() {
+                    return (send, updates);
+                }
+                match result {
+                    Ok(out) => {
+                        send.push(out.offer());
+                        self.offered.insert(id, out);
+                    }
+                    Err(f) => {
+                        send.push(f.end(id));
+                        updates.push(stopped(id, Direction::Sending, name, f));
+                    }
+                }
+            }
+            Ready::Started(id, result, name) => {
+                if self.starting.remove(&id).is_none() {
+                    return (send, updates);
+                }
+                match result {
+                    Ok(inc) => {
+                        send.push(inc.accept());
+                        updates.push(Update::Progress {
+                            id,
+                            direction: Direction::Receiving,
+                            name: inc.name.clone(),
+                            size: inc.size,
+                            done: inc.received(),
+                            resumed_from: inc.resumed_from(),
+                        });
+                        if inc.complete() {
+                            // Everything was here already (cut off after its last byte).
+                            self.finish(inc);
+                        } else {
+                            self.incoming.insert(id, inc);
+                        }
+                    }
+                    Err(f) => {
+                        send.push(f.end(id));
+                        updates.push(stopped(id, Direction::Receiving, name, f));
+                    }
+                }
+            }
+            Ready::Finished(f) => {
+                let Finished {
+                    id,
+                    name,
+                    size,
+                    sha256,
+                    result,
+                } = *f;
+                if self.finishing.remove(&id).is_none() {
+                    return (send, updates);
+                }
+                match result {
+                    Ok(path) => {
+                        send.push(Message::FileEnd {
+                            transfer_id: id,
+                            outcome: FileOutcome::Verified,
+                            message: String::new(),
+                        });
+                        updates.push(Update::Verified {
+                            id,
+                            direction: Direction::Receiving,
+                            name,
+                            size,
+                            path: Some(path),
+                            sha256,
+                        });
+                    }
+                    Err(f) => {
+                        send.push(f.end(id));
+                        updates.push(stopped(id, Direction::Receiving, name, f));
+                    }
+                }
+            }
+        }
+        (send, updates)
+    }
+
+    /// Checks a file received whole and names it, in a task.
+    fn finish(&mut self, inc: Incoming) {
+        let (id, name, size, sha256) = (inc.id, inc.name.clone(), inc.size, inc.sha256);
+        self.finishing.insert(id, name.clone());
+        let ready = self.ready.clone();
+        tokio::spawn(async move {
+            let result = inc.finish().await;
+            let finished = Finished {
+                id,
+                name,
+                size,
+                sha256,
+                result,
+            };
+            let _ = ready.send(Ready::Finished(Box::new(finished))).await;
+        });
     }
 
     /// A file message from the other side (others are ignored): the messages to send back, and
@@ -618,63 +816,26 @@ impl Endpoint {
                 sha256,
                 name,
             } => {
-                self.requested.remove(transfer_id);
-                match Incoming::start(
-                    &self.into,
+                let into = match self.requested.remove(transfer_id) {
+                    Some((_, into)) => into,
+                    None => self.into.clone(),
+                };
+                let (id, name, size, sha256, max) = (
                     *transfer_id,
-                    name,
+                    name.clone(),
                     *size,
                     *sha256,
                     self.max_incoming,
-                )
-                .await
-                {
-                    Ok(inc) => {
-                        send.push(inc.accept());
-                        updates.push(Update::Progress {
-                            id: *transfer_id,
-                            direction: Direction::Receiving,
-                            name: name.clone(),
-                            size: *size,
-                            done: inc.received(),
-                            resumed_from: inc.resumed_from(),
-                        });
-                        if inc.complete() {
-                            // Everything was already here (a transfer cut off after its last byte).
-                            self.finish(inc, &mut send, &mut updates).await;
-                        } else {
-                            self.incoming.insert(*transfer_id, inc);
-                        }
-                    }
-                    Err(f) => {
-                        send.push(f.end(*transfer_id));
-                        updates.push(Update::Stopped {
-                            id: *transfer_id,
-                            direction: Direction::Receiving,
-                            name: name.clone(),
-                            outcome: f.outcome,
-                            message: f.message,
-                        });
-                    }
-                }
+                );
+                self.starting.insert(id, name.clone());
+                let ready = self.ready.clone();
+                tokio::spawn(async move {
+                    let inc = Incoming::start(&into, id, &name, size, sha256, max).await;
+                    let _ = ready.send(Ready::Started(id, inc, name)).await;
+                });
             }
             Message::FileRequest { transfer_id, path } => {
-                match Outgoing::open(*transfer_id, Path::new(path)).await {
-                    Ok(out) => {
-                        send.push(out.offer());
-                        self.offered.insert(*transfer_id, out);
-                    }
-                    Err(f) => {
-                        send.push(f.end(*transfer_id));
-                        updates.push(Update::Stopped {
-                            id: *transfer_id,
-                            direction: Direction::Sending,
-                            name: path.clone(),
-                            outcome: f.outcome,
-                            message: f.message,
-                        });
-                    }
-                }
+                self.open(*transfer_id, PathBuf::from(path));
             }
             Message::FileAccept {
                 transfer_id,
@@ -698,19 +859,18 @@ impl Endpoint {
                                 sha256: out.sha256,
                                 resumed_from: *offset,
                                 acked,
-                                task: tokio::spawn(send_chunks(out, acked_rx, self.chunks.clone())),
+                                task: tokio::spawn(send_chunks(out, acked_rx, self.ready.clone())),
                             };
                             self.sending.insert(*transfer_id, sending);
                         }
                         Err(f) => {
                             send.push(f.end(*transfer_id));
-                            updates.push(Update::Stopped {
-                                id: *transfer_id,
-                                direction: Direction::Sending,
-                                name: out.name.clone(),
-                                outcome: f.outcome,
-                                message: f.message,
-                            });
+                            updates.push(stopped(
+                                *transfer_id,
+                                Direction::Sending,
+                                out.name.clone(),
+                                f,
+                            ));
                         }
                     }
                 }
@@ -738,7 +898,7 @@ impl Endpoint {
                         }
                         if inc.complete() {
                             if let Some(inc) = self.incoming.remove(transfer_id) {
-                                self.finish(inc, &mut send, &mut updates).await;
+                                self.finish(inc);
                             }
                         }
                     }
@@ -746,13 +906,7 @@ impl Endpoint {
                         let name = inc.name.clone();
                         self.incoming.remove(transfer_id);
                         send.push(f.end(*transfer_id));
-                        updates.push(Update::Stopped {
-                            id: *transfer_id,
-                            direction: Direction::Receiving,
-                            name,
-                            outcome: f.outcome,
-                            message: f.message,
-                        });
+                        updates.push(stopped(*transfer_id, Direction::Receiving, name, f));
                     }
                 }
             }
@@ -777,19 +931,12 @@ impl Endpoint {
                 outcome,
                 message,
             } => {
-                let mut stop = |direction, name: String| {
-                    updates.push(Update::Stopped {
-                        id: *transfer_id,
-                        direction,
-                        name,
-                        outcome: *outcome,
-                        message: message.clone(),
-                    })
-                };
-                if let Some(s) = self.sending.remove(transfer_id) {
+                let id = *transfer_id;
+                let failure = || Failure::new(*outcome, message.clone());
+                if let Some(s) = self.sending.remove(&id) {
                     if *outcome == FileOutcome::Verified {
                         updates.push(Update::Verified {
-                            id: *transfer_id,
+                            id,
                             direction: Direction::Sending,
                             name: s.name.clone(),
                             size: s.size,
@@ -797,50 +944,28 @@ impl Endpoint {
                             sha256: s.sha256,
                         });
                     } else {
-                        stop(Direction::Sending, s.name.clone());
+                        updates.push(stopped(id, Direction::Sending, s.name.clone(), failure()));
                     }
-                } else if let Some(out) = self.offered.remove(transfer_id) {
-                    stop(Direction::Sending, out.name);
-                } else if let Some(inc) = self.incoming.remove(transfer_id) {
-                    stop(Direction::Receiving, inc.name.clone());
-                } else if let Some(path) = self.requested.remove(transfer_id) {
-                    stop(Direction::Receiving, path);
+                } else if let Some(out) = self.offered.remove(&id) {
+                    updates.push(stopped(id, Direction::Sending, out.name, failure()));
+                } else if let Some(name) = self.opening.remove(&id) {
+                    updates.push(stopped(id, Direction::Sending, name, failure()));
+                } else if let Some(inc) = self.incoming.remove(&id) {
+                    updates.push(stopped(
+                        id,
+                        Direction::Receiving,
+                        inc.name.clone(),
+                        failure(),
+                    ));
+                } else if let Some(name) = self.starting.remove(&id) {
+                    updates.push(stopped(id, Direction::Receiving, name, failure()));
+                } else if let Some((path, _)) = self.requested.remove(&id) {
+                    updates.push(stopped(id, Direction::Receiving, path, failure()));
                 }
             }
             _ => {}
         }
         (send, updates)
-    }
-
-    async fn finish(&mut self, inc: Incoming, send: &mut Vec<Message>, updates: &mut Vec<Update>) {
-        let (id, name, size, sha256) = (inc.id, inc.name.clone(), inc.size, inc.sha256);
-        match inc.finish().await {
-            Ok(path) => {
-                send.push(Message::FileEnd {
-                    transfer_id: id,
-                    outcome: FileOutcome::Verified,
-                    message: String::new(),
-                });
-                updates.push(Update::Verified {
-                    id,
-                    direction: Direction::Receiving,
-                    name,
-                    size,
-                    path: Some(path),
-                    sha256,
-                });
-            }
-            Err(f) => {
-                send.push(f.end(id));
-                updates.push(Update::Stopped {
-                    id,
-                    direction: Direction::Receiving,
-                    name,
-                    outcome: f.outcome,
-                    message: f.message,
-                });
-            }
-        }
     }
 }
 
@@ -934,9 +1059,9 @@ mod tests {
     /// Two endpoints joined by hand: what one sends, the other receives, until both are quiet.
     async fn pump(
         a: &mut Endpoint,
-        a_chunks: &mut tokio::sync::mpsc::Receiver<Message>,
+        a_ready: &mut tokio::sync::mpsc::Receiver<Ready>,
         b: &mut Endpoint,
-        b_chunks: &mut tokio::sync::mpsc::Receiver<Message>,
+        b_ready: &mut tokio::sync::mpsc::Receiver<Ready>,
         first: Vec<Message>,
     ) -> (Vec<Update>, Vec<Update>) {
         let (mut to_b, mut to_a) = (first, Vec::new());
@@ -957,8 +1082,16 @@ mod tests {
             }
             let quiet = tokio::time::sleep(std::time::Duration::from_millis(200));
             tokio::select! {
-                Some(m) = a_chunks.recv() => to_b.push(m),
-                Some(m) = b_chunks.recv() => to_a.push(m),
+                Some(r) = a_ready.recv() => {
+                    let (send, u) = a.ready(r);
+                    to_b.extend(send);
+                    seen_a.extend(u);
+                }
+                Some(r) = b_ready.recv() => {
+                    let (send, u) = b.ready(r);
+                    to_a.extend(send);
+                    seen_b.extend(u);
+                }
                 _ = quiet => return (seen_a, seen_b),
             }
         }
@@ -974,16 +1107,13 @@ mod tests {
         let (mut remote, mut remote_chunks) =
             Endpoint::new(&remote_dir.path().join("Downloads"), 1 << 30);
 
-        let offer = tech
-            .offer(1, &tech_dir.path().join("tool.exe"))
-            .await
-            .unwrap();
+        tech.offer(1, &tech_dir.path().join("tool.exe"));
         let (t, r) = pump(
             &mut tech,
             &mut tech_chunks,
             &mut remote,
             &mut remote_chunks,
-            vec![offer],
+            vec![],
         )
         .await;
         assert!(
@@ -1005,7 +1135,11 @@ mod tests {
         };
         assert_eq!(std::fs::read(path).unwrap(), data);
 
-        let request = tech.request(2, remote_dir.path().join("crash.dmp").to_str().unwrap());
+        let request = tech.request(
+            2,
+            remote_dir.path().join("crash.dmp").to_str().unwrap(),
+            None,
+        );
         let (t, _) = pump(
             &mut tech,
             &mut tech_chunks,
@@ -1027,7 +1161,7 @@ mod tests {
             ("crash.dmp", b"dump".to_vec())
         );
 
-        let missing = tech.request(3, "/no/such/file");
+        let missing = tech.request(3, "/no/such/file", None);
         let (t, r) = pump(
             &mut tech,
             &mut tech_chunks,

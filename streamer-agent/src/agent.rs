@@ -519,7 +519,7 @@ pub async fn session<L: SessionLink>(
     let mut clipboard: Option<Box<dyn crate::clipboard::Clipboard>> = None;
     // Files both ways once the relay allows them: what the technician sends goes into Downloads,
     // what it asks for is read from where it says. The relay enforces the team's size limit.
-    let (mut files, mut file_chunks) = relay_client::files::Endpoint::new(downloads, u64::MAX);
+    let (mut files, mut files_ready) = relay_client::files::Endpoint::new(downloads, u64::MAX);
     let mut files_allowed = false;
     let result = loop {
         tokio::select! {
@@ -529,7 +529,15 @@ pub async fn session<L: SessionLink>(
             },
             Some(packet) = audio.recv() => conn.send(&packet).await?,
             Some(text) = clip_changes.recv() => conn.send(&Message::ClipboardText { text }).await?,
-            Some(chunk) = file_chunks.recv() => conn.send(&chunk).await?,
+            Some(ready) = files_ready.recv() => {
+                let (replies, updates) = files.ready(ready);
+                for u in updates {
+                    log_file_update(&u);
+                }
+                for r in replies {
+                    conn.send(&r).await?;
+                }
+            }
             msg = conn.recv() => match msg? {
                 Message::KeyframeRequest => { let _ = commands.send(StreamCommand::Keyframe); }
                 Message::SwitchMonitor { monitor_id } => { let _ = commands.send(StreamCommand::SwitchMonitor(monitor_id)); }
