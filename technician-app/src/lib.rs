@@ -12,7 +12,7 @@
 //! with [`Event::Ended`] or [`Event::Lost`]. An [`Account`] keeps what it takes to connect again
 //! (the relay, its trust and the sign-in token), and [`reconnect_delay`] spaces the attempts.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use protocol::{
@@ -20,6 +20,8 @@ use protocol::{
     ProductVersion, Refusal, Role, SessionTarget, Tool, ToolGrant, ToolState, VersionError,
     VideoConfig, VideoFrame, ViewRequest,
 };
+use relay_client::files::Endpoint;
+pub use relay_client::files::{Direction, Update as Transfer};
 use relay_client::{Connection, Connector, LinkError};
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -110,6 +112,8 @@ pub enum Event {
         /// Why, for people.
         message: String,
     },
+    /// A file transfer moved on, finished or stopped.
+    Transfer(Transfer),
     /// `false`: no video frame for [`PICTURE_STALL`] (the streamer sends one at least every second,
     /// so the picture on the view is out of date); `true`: frames arrive again.
     Picture(bool),
@@ -150,6 +154,29 @@ pub enum Command {
     /// longer text is not sent, and the session answers with [`Event::ToolRefused`] itself
     /// (`MESSAGE_TOO_LARGE`).
     Clipboard(String),
+    /// Send the file at `path` to the remote computer (into the end user's Downloads folder), as
+    /// transfer `transfer_id` (the caller's choice, unique in the session). A transfer of the same
+    /// file that an earlier session cut off resumes where it stopped. [`Event::Transfer`] follows
+    /// it.
+    SendFile {
+        /// The transfer's id.
+        transfer_id: u32,
+        /// The file here.
+        path: PathBuf,
+    },
+    /// Fetch the remote computer's file at `remote_path` into `into` (the session's folder,
+    /// [`Technician::set_files_folder`], when `None`), as transfer `transfer_id`; a partial copy
+    /// there from an earlier session resumes.
+    GetFile {
+        /// The transfer's id.
+        transfer_id: u32,
+        /// The file's path on the remote computer.
+        remote_path: String,
+        /// The folder here.
+        into: Option<PathBuf>,
+    },
+    /// Stop transfer `transfer_id`; what was received stays, to resume.
+    CancelTransfer(u32),
     /// End the session.
     Leave,
 }
@@ -160,6 +187,7 @@ pub struct Technician {
     conn: Connection,
     /// The technician's name.
     pub name: String,
+    files_folder: PathBuf,
 }
 
 const ANSWER: Duration = Duration::from_secs(30);
@@ -180,6 +208,13 @@ pub fn allowed(tools: &[ToolGrant], tool: Tool) -> bool {
     tools
         .iter()
         .any(|g| g.tool == tool && g.state == ToolState::Allowed)
+}
+
+/// The user's Downloads folder, else `Downloads` in the home folder, else in the working folder.
+pub fn default_files_folder() -> PathBuf {
+    dirs::download_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join("Downloads")))
+        .unwrap_or_else(|| PathBuf::from("Downloads"))
 }
 
 /// The pause before reconnection attempt `attempt` (0 first): 0.5 s, then doubling to at most 10 s.
@@ -286,7 +321,14 @@ impl Technician {
         Ok(Self {
             conn,
             name: est.name,
+            files_folder: default_files_folder(),
         })
+    }
+
+    /// Where files from the remote computer go unless a request names a folder (by default the
+    /// user's Downloads folder).
+    pub fn set_files_folder(&mut self, dir: &Path) {
+        self.files_folder = dir.to_path_buf();
     }
 
     /// The team's devices, with their online state and streamer version.
@@ -510,8 +552,19 @@ async fn session_loop(
     // was said to have stopped.
     let mut last_video = Instant::now();
     let mut stalled = false;
+    // The relay enforces the team's file size limit; this side takes what it allows.
+    let (mut files, mut files_ready) = Endpoint::new(&tech.files_folder, u64::MAX);
     loop {
         tokio::select! {
+            Some(ready) = files_ready.recv() => {
+                let (send, updates) = files.ready(ready);
+                for m in send {
+                    tech.conn.send(&m).await?;
+                }
+                for u in updates {
+                    let _ = events.send(Event::Transfer(u)).await;
+                }
+            }
             _ = report_tick.tick() => {
                 if let Some(report) = reports.take() {
                     tech.conn.send(&Message::ReceiverReport(report)).await?;
@@ -535,6 +588,25 @@ async fn session_loop(
                 let msg = msg?;
                 if let Message::Refused { code, message } = msg {
                     return Err(TechnicianError::Refused(Refusal::new(code, message)));
+                }
+                if msg.kind().since() >= (1, 2) || matches!(msg, Message::ToolRefused { tool: Tool::FileTransfer, .. }) {
+                    let (send, mut updates) = files.receive(&msg).await;
+                    if let Message::ToolRefused { code, message, .. } = &msg {
+                        let outcome = if *code == ErrorCode::FileTooLarge {
+                            protocol::FileOutcome::TooLarge
+                        } else {
+                            protocol::FileOutcome::Failed
+                        };
+                        if *code != ErrorCode::UnexpectedMessage {
+                            updates.extend(files.refused(outcome, message));
+                        }
+                    }
+                    for m in send {
+                        tech.conn.send(&m).await?;
+                    }
+                    for u in updates {
+                        let _ = events.send(Event::Transfer(u)).await;
+                    }
                 }
                 if let Message::VideoFrame(f) = &msg {
                     let now = Instant::now();
@@ -574,6 +646,24 @@ async fn session_loop(
                         continue;
                     }
                 }
+                match &cmd {
+                    Some(Command::SendFile { transfer_id, path }) => {
+                        files.offer(*transfer_id, path);
+                        continue;
+                    }
+                    Some(Command::GetFile { transfer_id, remote_path, into }) => {
+                        let request = files.request(*transfer_id, remote_path, into.as_deref());
+                        tech.conn.send(&request).await?;
+                        continue;
+                    }
+                    Some(Command::CancelTransfer(id)) => {
+                        if let Some(end) = files.cancel(*id) {
+                            tech.conn.send(&end).await?;
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
                 let msg = match cmd {
                     Some(Command::Mouse(m)) => Message::MouseInput(m),
                     Some(Command::Key(k)) => Message::KeyInput(k),
@@ -582,6 +672,7 @@ async fn session_loop(
                     Some(Command::SetFrameRate(frame_rate)) => Message::SetFrameRate { frame_rate },
                     Some(Command::Keyframe) => Message::KeyframeRequest,
                     Some(Command::Clipboard(text)) => Message::ClipboardText { text },
+                    Some(Command::SendFile { .. } | Command::GetFile { .. } | Command::CancelTransfer(_)) => continue,
                     Some(Command::Leave) | None => Message::LeaveSession,
                 };
                 tech.conn.send(&msg).await?;

@@ -69,13 +69,20 @@ pub fn encode(event: &Event) -> Option<Vec<u8>> {
             "message": message,
         }),
         Event::AudioUnavailable(reason) => json!({"type": "audioUnavailable", "reason": reason}),
-        Event::Tools(tools) => json!({
-            "type": "tools",
-            "clipboard": tools
-                .iter()
-                .find(|g| g.tool == Tool::Clipboard)
-                .map_or("unsupported", |g| state_name(g.state)),
-        }),
+        Event::Tools(tools) => {
+            let state = |tool: Tool| {
+                tools
+                    .iter()
+                    .find(|g| g.tool == tool)
+                    .map_or("unsupported", |g| state_name(g.state))
+            };
+            json!({
+                "type": "tools",
+                "clipboard": state(Tool::Clipboard),
+                "fileTransfer": state(Tool::FileTransfer),
+            })
+        }
+        Event::Transfer(t) => transfer_json(t),
         Event::ToolRefused {
             tool,
             code,
@@ -102,6 +109,50 @@ pub fn json_message(value: &Value) -> Vec<u8> {
     out.push(JSON);
     out.extend_from_slice(text.as_bytes());
     out
+}
+
+fn transfer_json(t: &technician::Transfer) -> Value {
+    use technician::{Direction, Transfer};
+    let way = |d: &Direction| match d {
+        Direction::Sending => "sending",
+        Direction::Receiving => "receiving",
+    };
+    match t {
+        Transfer::Progress {
+            id,
+            direction,
+            name,
+            size,
+            done,
+            resumed_from,
+        } => json!({
+            "type": "transfer", "state": "progress", "id": id, "direction": way(direction),
+            "name": name, "size": size, "done": done, "resumedFrom": resumed_from,
+        }),
+        Transfer::Verified {
+            id,
+            direction,
+            name,
+            size,
+            path,
+            sha256,
+        } => json!({
+            "type": "transfer", "state": "verified", "id": id, "direction": way(direction),
+            "name": name, "size": size, "done": size,
+            "path": path.as_ref().map(|p| p.display().to_string()),
+            "sha256": sha256.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        }),
+        Transfer::Stopped {
+            id,
+            direction,
+            name,
+            outcome,
+            message,
+        } => json!({
+            "type": "transfer", "state": "stopped", "id": id, "direction": way(direction),
+            "name": name, "outcome": format!("{outcome:?}"), "message": message,
+        }),
+    }
 }
 
 fn tool_name(tool: Tool) -> &'static str {

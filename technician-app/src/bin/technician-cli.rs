@@ -3,8 +3,10 @@
 //!
 //! During a session, lines typed on standard input are commands: `rate N` (frame rate), `monitor N`
 //! (switch to the monitor with that id), `keyframe`, `clipboard TEXT` (put the rest of the line on
-//! the remote computer's clipboard), `leave`. Each is answered on standard output, and the remote
-//! clipboard's text is printed as it changes.
+//! the remote computer's clipboard), `send PATH` (a file to the remote computer's Downloads
+//! folder), `get PATH` (the remote computer's file into `--files-into`), `cancel N` (transfer N),
+//! `leave`. Each is answered on standard output, the remote clipboard's text is printed as it
+//! changes, and each transfer's start, every tenth of it, and its end.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +23,8 @@ use technician::{Command, Event, Technician, TechnicianError};
 #[command(
     after_help = "During a session, type a command and Enter on standard input: \
     `rate N` (frame rate, 1 to 60), `monitor N` (the monitor with that id), `keyframe`, \
-    `clipboard TEXT` (the rest of the line onto the remote clipboard), `leave`."
+    `clipboard TEXT` (the rest of the line onto the remote clipboard), `send PATH`, `get PATH`, \
+    `cancel N`, `leave`."
 )]
 struct Args {
     /// The relay, host:port.
@@ -54,10 +57,16 @@ struct Args {
     /// Save the latest decoded frame here as PNG.
     #[arg(long)]
     png: Option<PathBuf>,
+    /// Where files fetched with `get` go (default: the Downloads folder).
+    #[arg(long)]
+    files_into: Option<PathBuf>,
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut tech = Technician::sign_in(&args.relay, &args.ca, &args.email, &args.password).await?;
+    if let Some(dir) = &args.files_into {
+        tech.set_files_folder(dir);
+    }
     println!("Signed in as {}.", tech.name);
     let devices = tech.devices().await?;
     println!("{} device(s):", devices.len());
@@ -100,6 +109,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (mut frames, mut bytes, mut second) = (0u64, 0usize, Instant::now());
     let until = tokio::time::Instant::now() + Duration::from_secs(args.watch);
     let mut left = false;
+    let mut transfers = Transfers::default();
     loop {
         let event = tokio::select! {
             e = session.events.recv() => e,
@@ -110,7 +120,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             line = typed.recv(), if stdin_open => {
                 match line {
-                    Some(line) => match typed_command(&line) {
+                    Some(line) => match typed_command(&line, &mut transfers.next_id) {
                         Ok(Some(cmd)) => {
                             left |= matches!(cmd, Command::Leave);
                             println!("> {}", line.trim());
@@ -211,6 +221,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 code,
                 message,
             } => println!("Refused {} ({code}): {message}", tool_name(tool)),
+            Event::Transfer(t) => transfers.print(&t),
             Event::Ended { reason, message } => {
                 println!("Session ended ({reason:?}): {message}");
                 break;
@@ -257,19 +268,113 @@ fn state_name(state: protocol::ToolState) -> &'static str {
     }
 }
 
-/// A command typed during a session: `rate N`, `monitor N`, `keyframe`, `clipboard TEXT`, `leave`;
-/// `None` for an empty line.
-fn typed_command(line: &str) -> Result<Option<Command>, &'static str> {
-    // The clipboard's text is the rest of the line, spaces and all.
-    if let Some(text) = line.trim_start().strip_prefix("clipboard ") {
+/// The session's transfers as the command line shows them: each one's start, every tenth, its end.
+#[derive(Default)]
+struct Transfers {
+    next_id: u32,
+    shown: std::collections::HashMap<u32, u64>,
+}
+
+impl Transfers {
+    fn print(&mut self, t: &technician::Transfer) {
+        use technician::{Direction, Transfer};
+        let way = |d: &Direction| match d {
+            Direction::Sending => "to the remote computer",
+            Direction::Receiving => "from the remote computer",
+        };
+        match t {
+            Transfer::Progress {
+                id,
+                direction,
+                name,
+                size,
+                done,
+                resumed_from,
+            } => {
+                let tenth = if *size == 0 { 10 } else { done * 10 / size };
+                match self.shown.get(id) {
+                    None => {
+                        let resumed = if *resumed_from > 0 {
+                            format!(", resumed at byte {resumed_from}")
+                        } else {
+                            String::new()
+                        };
+                        println!(
+                            "File {id}: {name} ({size} bytes) {}{resumed}",
+                            way(direction)
+                        );
+                    }
+                    Some(last) if *last == tenth => return,
+                    Some(_) => println!("File {id}: {}%", tenth * 10),
+                }
+                self.shown.insert(*id, tenth);
+            }
+            Transfer::Verified {
+                id,
+                name,
+                size,
+                path,
+                sha256,
+                ..
+            } => {
+                let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+                let at = path
+                    .as_ref()
+                    .map(|p| format!(", saved as {}", p.display()))
+                    .unwrap_or_default();
+                println!("File {id}: {name}, {size} bytes, verified (SHA-256 {hex}){at}");
+            }
+            Transfer::Stopped {
+                id,
+                name,
+                outcome,
+                message,
+                ..
+            } => println!("File {id}: {name} stopped ({outcome:?}): {message}"),
+        }
+    }
+}
+
+/// A command typed during a session: `rate N`, `monitor N`, `keyframe`, `clipboard TEXT`,
+/// `send PATH`, `get PATH`, `cancel N`, `leave`; `None` for an empty line. Transfers are
+/// numbered from 1 with `next_id`.
+fn typed_command(line: &str, next_id: &mut u32) -> Result<Option<Command>, &'static str> {
+    // The clipboard's text and the paths are the rest of the line, spaces and all.
+    let rest = line.trim_start();
+    if let Some(text) = rest.strip_prefix("clipboard ") {
         return Ok(Some(Command::Clipboard(text.to_owned())));
+    }
+    let mut new_id = || {
+        *next_id += 1;
+        *next_id
+    };
+    if let Some(path) = rest
+        .strip_prefix("send ")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        return Ok(Some(Command::SendFile {
+            transfer_id: new_id(),
+            path: PathBuf::from(path),
+        }));
+    }
+    if let Some(path) = rest
+        .strip_prefix("get ")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        return Ok(Some(Command::GetFile {
+            transfer_id: new_id(),
+            remote_path: path.to_owned(),
+            into: None,
+        }));
     }
     let mut words = line.split_whitespace();
     let (Some(verb), arg) = (words.next(), words.next()) else {
         return Ok(None);
     };
     if words.next().is_some() {
-        return Err("one command a line: rate N, monitor N, keyframe, clipboard TEXT, leave");
+        return Err("one command a line: rate N, monitor N, keyframe, clipboard TEXT, send PATH, get PATH, cancel N, leave");
     }
     Ok(Some(match (verb, arg) {
         ("rate", Some(n)) => match n.parse::<u16>() {
@@ -280,8 +385,13 @@ fn typed_command(line: &str) -> Result<Option<Command>, &'static str> {
             Command::SwitchMonitor(n.parse().map_err(|_| "a monitor is its id, a number")?)
         }
         ("keyframe", None) => Command::Keyframe,
+        ("cancel", Some(n)) => {
+            Command::CancelTransfer(n.parse().map_err(|_| "a transfer is its number")?)
+        }
         ("leave", None) => Command::Leave,
-        _ => return Err("unknown command: rate N, monitor N, keyframe, clipboard TEXT, leave"),
+        _ => return Err(
+            "unknown command: rate N, monitor N, keyframe, clipboard TEXT, send PATH, get PATH, cancel N, leave",
+        ),
     }))
 }
 
