@@ -476,3 +476,35 @@ impl TestRelay {
             .unwrap();
     }
 }
+
+/// A technician session's next event that `want` picks out, within `within` (`None` when none
+/// came); the events passed over are returned too, video excepted. Panics when the session ends.
+pub async fn until<T>(
+    session: &mut technician::Session,
+    within: Duration,
+    mut want: impl FnMut(&technician::Event) -> Option<T>,
+) -> (Option<T>, Vec<technician::Event>) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut passed = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, session.events.recv()).await {
+            Ok(Some(e)) => {
+                if let Some(t) = want(&e) {
+                    return (Some(t), passed);
+                }
+                assert!(
+                    !matches!(
+                        e,
+                        technician::Event::Ended { .. } | technician::Event::Lost { .. }
+                    ),
+                    "the session ended: {e:?}"
+                );
+                if !matches!(e, technician::Event::Video(_)) {
+                    passed.push(e);
+                }
+            }
+            Ok(None) => panic!("the session's events ended"),
+            Err(_) => return (None, passed),
+        }
+    }
+}

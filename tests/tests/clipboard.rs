@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use protocol::{ErrorCode, SessionTarget, Tool, ToolState};
 use relay::store::audit::{Action, AuditFilter};
+use system_tests::until;
 use system_tests::xclip::{copy, paste, wait_for_paste};
 use system_tests::{TestRelay, TestStreamer, XDisplay};
 use technician::{Account, Command, Event, Session};
@@ -61,34 +62,6 @@ async fn world(allow_clipboard: bool) -> World {
         session,
         display,
         _dir: dir,
-    }
-}
-
-/// The next event that `want` picks out, within `within`; the ones passed over are returned too.
-async fn until<T>(
-    session: &mut Session,
-    within: Duration,
-    mut want: impl FnMut(&Event) -> Option<T>,
-) -> (Option<T>, Vec<Event>) {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut passed = Vec::new();
-    loop {
-        match tokio::time::timeout_at(deadline, session.events.recv()).await {
-            Ok(Some(e)) => {
-                if let Some(t) = want(&e) {
-                    return (Some(t), passed);
-                }
-                assert!(
-                    !matches!(e, Event::Ended { .. } | Event::Lost { .. }),
-                    "the session ended: {e:?}"
-                );
-                if !matches!(e, Event::Video(_)) {
-                    passed.push(e);
-                }
-            }
-            Ok(None) => panic!("the session's events ended"),
-            Err(_) => return (None, passed),
-        }
     }
 }
 
