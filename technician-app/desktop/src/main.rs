@@ -18,6 +18,8 @@
 // No console window on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+mod file_commands;
+
 use technician_desktop::clipboard;
 use technician_desktop::settings::{self, Settings};
 use technician_desktop::view::native::NativeView;
@@ -124,6 +126,13 @@ impl Inner {
 struct Failure {
     code: String,
     message: String,
+}
+
+impl Failure {
+    /// Why, for people.
+    fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl From<TechnicianError> for Failure {
@@ -734,6 +743,7 @@ fn main() {
         clipboard: clipboard::Sharing::spawn(clipboard::Desktop::open),
     });
     let result = tauri::Builder::default()
+        .plugin(tauri_plugin_dialog::init())
         .manage(app)
         .setup(|tauri_app| {
             let app = tauri_app.state::<Arc<App>>();
@@ -759,6 +769,22 @@ fn main() {
         .on_window_event(|window, event| {
             // Closing the window mid-session leaves it (the relay ends it `TECHNICIAN_LEFT`), then
             // the app exits.
+            // Files dropped on the window go to the remote computer, when a session runs.
+            if let tauri::WindowEvent::DragDrop(tauri::DragDropEvent::Drop { paths, .. }) = event {
+                let app = Arc::clone(window.state::<Arc<App>>().inner());
+                let paths = paths.clone();
+                tauri::async_runtime::spawn(async move {
+                    for path in paths {
+                        if let Err(e) = file_commands::send(&app, path.clone()).await {
+                            eprintln!(
+                                "technician-app: {} not sent: {}",
+                                path.display(),
+                                e.message()
+                            );
+                        }
+                    }
+                });
+            }
             if let tauri::WindowEvent::CloseRequested { api, .. } = event {
                 let app = Arc::clone(window.state::<Arc<App>>().inner());
                 api.prevent_close();
@@ -794,6 +820,13 @@ fn main() {
             view_area,
             view_state,
             view_watch,
+            file_commands::send_file,
+            file_commands::pick_and_send_file,
+            file_commands::get_file,
+            file_commands::cancel_transfer,
+            file_commands::files_folder,
+            file_commands::set_files_folder,
+            file_commands::pick_files_folder,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = result {

@@ -1,7 +1,8 @@
 //! What the app remembers between runs, in `settings.json` in the platform's config folder (Linux
 //! `~/.config/<identifier>/`, Windows `%APPDATA%\<identifier>\`, macOS `~/Library/Application
 //! Support/<identifier>/`): the relay's address, the e-mail address, and for each device the last
-//! frame rate and monitor chosen. Never the password or the sign-in token.
+//! frame rate and monitor chosen, and the folder files from remote computers go into. Never the
+//! password or the sign-in token.
 //!
 //! A file that cannot be read as settings is not overwritten: it is moved aside to
 //! `settings.json.unreadable` (what a person may want to look at), and the app starts from defaults.
@@ -27,6 +28,8 @@ pub struct Settings {
     pub email: String,
     /// Choices per device id.
     pub devices: BTreeMap<String, DeviceChoice>,
+    /// Where files fetched from remote computers go (`None`: the Downloads folder).
+    pub files_folder: Option<PathBuf>,
 }
 
 /// What was last chosen for one device.

@@ -3,7 +3,9 @@
 //! streamer agent on another virtual display: the remote content in the native view (pixels of the
 //! app's X screen), a click forwarded to the remote pointer, the recording indicator, the limit warning
 //! with its live countdown, and the end at the limit. Then the clipboard shared both ways between the
-//! app's desktop and the remote computer's (xclip on each display), and off for a forbidding team.
+//! app's desktop and the remote computer's (xclip on each display), and off for a forbidding team;
+//! and a file sent to the end user's Downloads folder and one fetched by its path into the folder the
+//! technician set, each shown verified in the files panel.
 
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -353,5 +355,79 @@ async fn the_app_shares_the_clipboard_with_the_remote_computer_unless_the_team_f
         Some("not for the remote computer")
     );
     assert_eq!(clipboard_sent(&stage).await.len(), 2);
+    stage.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_app_sends_and_fetches_files_and_shows_each_verified() {
+    let stage = common::stage(640, 480, 10, |_| {}).await;
+    let w = &stage.window;
+    let dir = stage.dir.path();
+    let report: Vec<u8> = (0..2_500_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    std::fs::write(dir.join("report.pdf"), &report).unwrap();
+    std::fs::create_dir_all(dir.join("remote")).unwrap();
+    std::fs::write(dir.join("remote/service log.txt"), b"line 1\nline 2\n").unwrap();
+
+    stage.connect_to_test_pc().await;
+    // The session's tools have arrived (the session view is up).
+    w.wait_text("#clipboard-state", Duration::from_secs(15), |t| {
+        t == "Clipboard shared"
+    })
+    .await
+    .unwrap();
+    w.click("#files-button").await.unwrap();
+    w.wait_text("#files-state", Duration::from_secs(15), |t| {
+        t.contains("both ways")
+    })
+    .await
+    .unwrap();
+    let fetched = dir.join("fetched");
+    stage
+        .invoke(
+            "set_files_folder",
+            serde_json::json!({ "path": fetched.display().to_string() }),
+        )
+        .await;
+
+    // Sent (the dialog's path, given here as the page would after the dialog), verified, and in
+    // the end user's Downloads folder whole.
+    stage
+        .invoke(
+            "send_file",
+            serde_json::json!({ "path": dir.join("report.pdf").display().to_string() }),
+        )
+        .await;
+    w.wait_text("#transfers", Duration::from_secs(30), |t| {
+        t.contains("report.pdf") && t.contains("verified")
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("Downloads/report.pdf")).unwrap(),
+        report
+    );
+
+    // Fetched by its path on the remote computer, typed in the panel.
+    w.type_into(
+        "#remote-path",
+        &dir.join("remote/service log.txt").display().to_string(),
+    )
+    .await
+    .unwrap();
+    w.click("#get-file").await.unwrap();
+    let shown = w
+        .wait_text("#transfers", Duration::from_secs(30), |t| {
+            t.contains("service log.txt · from the remote computer") && t.contains("saved as")
+        })
+        .await
+        .unwrap();
+    assert!(shown.contains(&fetched.display().to_string()), "{shown}");
+    assert_eq!(
+        std::fs::read(fetched.join("service log.txt")).unwrap(),
+        b"line 1\nline 2\n"
+    );
+    // The folder is remembered.
+    let settings = std::fs::read_to_string(dir.join("config/settings.json")).unwrap();
+    assert!(settings.contains("filesFolder"), "{settings}");
     stage.finish().await;
 }

@@ -394,6 +394,10 @@ function event(e) {
       break;
     case 'tools':
       clipboardState(e.clipboard, CLIPBOARD_STATES[e.clipboard] || CLIPBOARD_STATES.unsupported);
+      filesState(e.fileTransfer || 'unsupported');
+      break;
+    case 'transfer':
+      transfer(e);
       break;
     case 'clipboard':
       // From the app's clipboard thread: shared, what it sent or received, or no local clipboard.
@@ -442,6 +446,80 @@ function clipboardState(state, text) {
   $('clipboard-state').dataset.state = state;
   $('clipboard-state').textContent = text;
 }
+
+// ---- Files ----------------------------------------------------------------------------------------
+
+const FILES_STATES = {
+  allowed: 'Files can go both ways in this session; each one is in your team\'s audit trail.',
+  forbidden: 'Your team\'s settings do not allow files in sessions.',
+  unsupported: 'The remote computer\'s streamer is too old for files.',
+};
+
+function filesState(state) {
+  $('files-state').dataset.state = state;
+  $('files-state').textContent = FILES_STATES[state] || FILES_STATES.unsupported;
+  for (const id of ['send-file', 'get-file', 'remote-path']) $(id).disabled = state !== 'allowed';
+}
+
+function size(n) {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(0)} KB`;
+  return `${n} bytes`;
+}
+
+const OUTCOMES = {
+  HashMismatch: 'arrived damaged (its SHA-256 did not match) and was not kept',
+  Cancelled: 'stopped',
+  Failed: 'failed',
+  NotFound: 'was not found on the remote computer',
+  TooLarge: 'is larger than allowed',
+};
+
+// One line per transfer: its name, which way, a progress bar, and what happened.
+function transfer(e) {
+  let li = document.querySelector(`#transfers li[data-id="${e.id}"]`);
+  if (!li) {
+    li = document.createElement('li');
+    li.dataset.id = e.id;
+    li.innerHTML = '<div class="name"></div><progress max="1" value="0"></progress><div class="row spread"><span class="state"></span><button class="link cancel">Stop</button></div>';
+    li.querySelector('.cancel').onclick = () => invoke('cancel_transfer', { id: e.id }).catch(failure);
+    $('transfers').prepend(li);
+  }
+  const way = e.direction === 'sending' ? 'to the remote computer' : 'from the remote computer';
+  li.querySelector('.name').textContent = `${e.name} · ${way}`;
+  li.className = e.state;
+  const bar = li.querySelector('progress');
+  const stateText = li.querySelector('.state');
+  li.querySelector('.cancel').classList.toggle('hidden', e.state !== 'progress');
+  if (e.state === 'progress') {
+    bar.value = e.size ? e.done / e.size : 1;
+    const resumed = e.resumedFrom > 0 ? ` · resumed at ${size(e.resumedFrom)}` : '';
+    stateText.textContent = `${size(e.done)} of ${size(e.size)}${resumed}`;
+  } else if (e.state === 'verified') {
+    bar.value = 1;
+    stateText.textContent = `${size(e.size)}, verified (SHA-256 ${e.sha256.slice(0, 16)}…)${e.path ? ` · saved as ${e.path}` : ' · in the end user\'s Downloads folder'}`;
+  } else {
+    stateText.textContent = `${OUTCOMES[e.outcome] || 'stopped'}: ${e.message}`;
+  }
+}
+
+function toggleFiles(open) {
+  $('files-panel').classList.toggle('hidden', !open);
+  $('session-view').classList.toggle('files-open', open);
+  $('files-button').setAttribute('aria-expanded', String(open));
+  if (open) invoke('files_folder').then((f) => { $('files-folder').textContent = f; }).catch(failure);
+  else $('stage').focus();
+}
+$('files-button').onclick = () => toggleFiles($('files-panel').classList.contains('hidden'));
+$('files-close').onclick = () => toggleFiles(false);
+$('files-panel').addEventListener('keydown', (e) => { if (e.key === 'Escape') toggleFiles(false); });
+$('send-file').onclick = () => invoke('pick_and_send_file').catch(failure);
+$('get-form').onsubmit = (e) => {
+  e.preventDefault();
+  invoke('get_file', { remotePath: $('remote-path').value }).then(() => { $('remote-path').value = ''; }).catch(failure);
+};
+$('change-folder').onclick = () => invoke('pick_files_folder').then((f) => { if (f) $('files-folder').textContent = f; }).catch(failure);
 
 // The limit as people say it: "2 minutes", "24 hours", "1 hour 30 minutes", "20 seconds".
 function duration(secs) {
@@ -578,6 +656,9 @@ async function connect(target, name) {
   recording(false);
   $('not-recorded').classList.add('hidden');
   clipboardState('', '');
+  filesState('unsupported');
+  $('transfers').textContent = '';
+  toggleFiles(false);
   $('session-device').textContent = name;
   renderStatus();
   try {

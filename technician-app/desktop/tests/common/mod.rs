@@ -211,7 +211,7 @@ pub fn start_agent(
             display: Some(display.to_owned()),
             frame_rate,
             announced_version: None,
-            downloads: None,
+            downloads: Some(dir.join("Downloads")),
         },
         Arc::new(X11Platform {
             display: Some(display.to_owned()),
