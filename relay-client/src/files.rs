@@ -557,12 +557,19 @@ async fn send_chunks(
     ready: tokio::sync::mpsc::Sender<Ready>,
 ) {
     let pace = std::time::Duration::from_secs(1) / MAX_CHUNKS_PER_SEC;
+    // Up to this much lag is made up at once: a timer wakes late by up to a millisecond, and a
+    // pace that forgot the lateness would send far fewer chunks than it allows.
+    let credit = pace * 16;
     let mut next_at = tokio::time::Instant::now();
     loop {
         out.progress(*acked.borrow_and_update());
         if out.ready() {
-            tokio::time::sleep_until(next_at).await;
-            next_at = tokio::time::Instant::now().max(next_at) + pace;
+            let now = tokio::time::Instant::now();
+            if next_at > now {
+                tokio::time::sleep_until(next_at).await;
+            }
+            let floor = now.checked_sub(credit).unwrap_or(now);
+            next_at = next_at.max(floor) + pace;
             let msg = match out.chunk().await {
                 Ok(m) => m,
                 Err(f) => {
