@@ -50,6 +50,7 @@ pub fn keysym_for_code(code: &str) -> Option<u32> {
         "PageDown" => 0xff56,
         "Insert" => 0xff63,
         "Delete" => 0xffff,
+        "PrintScreen" => 0xff61,
         "ShiftLeft" => SHIFT_L,
         "ShiftRight" => 0xffe2,
         "ControlLeft" => 0xffe3,

@@ -5,7 +5,8 @@
 //! with its live countdown, and the end at the limit. Then the clipboard shared both ways between the
 //! app's desktop and the remote computer's (xclip on each display), and off for a forbidding team;
 //! and a file sent to the end user's Downloads folder and one fetched by its path into the folder the
-//! technician set, each shown verified in the files panel.
+//! technician set, each shown verified in the files panel; and the keys menu's combinations
+//! (Ctrl+Alt+Del, Alt+F4) arriving on the remote display in order, the keyboard back on the view.
 
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -429,5 +430,94 @@ async fn the_app_sends_and_fetches_files_and_shows_each_verified() {
     // The folder is remembered.
     let settings = std::fs::read_to_string(dir.join("config/settings.json")).unwrap();
     assert!(settings.contains("filesFolder"), "{settings}");
+    stage.finish().await;
+}
+
+/// The keys pressed and released on a display's root window (no window manager: the keyboard's
+/// focus follows the pointer, and with no window under it the root gets the keys), as keysyms.
+struct KeyWatch {
+    conn: x11rb::rust_connection::RustConnection,
+}
+
+impl KeyWatch {
+    fn start(display: &str) -> Self {
+        use x11rb::protocol::xproto::{ChangeWindowAttributesAux, EventMask};
+        let (conn, screen) = x11rb::connect(Some(display)).unwrap();
+        let root = conn.setup().roots[screen].root;
+        conn.change_window_attributes(
+            root,
+            &ChangeWindowAttributesAux::new()
+                .event_mask(EventMask::KEY_PRESS | EventMask::KEY_RELEASE),
+        )
+        .unwrap()
+        .check()
+        .unwrap();
+        Self { conn }
+    }
+
+    /// What arrived within `within`: (pressed, keysym) in order.
+    fn events(&mut self, within: Duration) -> Vec<(bool, u32)> {
+        use x11rb::protocol::Event;
+        let until = std::time::Instant::now() + within;
+        let mut out = Vec::new();
+        while std::time::Instant::now() < until {
+            // The keysym a keycode has now (the streamer may have mapped a spare keycode to it).
+            let sym = |conn: &x11rb::rust_connection::RustConnection, code: u8| {
+                let map = conn.get_keyboard_mapping(code, 1).unwrap().reply().unwrap();
+                map.keysyms.first().copied().unwrap_or(0)
+            };
+            match self.conn.poll_for_event().unwrap() {
+                Some(Event::KeyPress(e)) => out.push((true, sym(&self.conn, e.detail))),
+                Some(Event::KeyRelease(e)) => out.push((false, sym(&self.conn, e.detail))),
+                Some(_) => {}
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_keys_menu_sends_each_combination_to_the_remote_display_and_gives_the_keyboard_back() {
+    let stage = common::stage(640, 480, 10, |_| {}).await;
+    let w = &stage.window;
+    stage.connect_to_test_pc().await;
+    stage.wait_frames(2).await;
+    let mut watch = KeyWatch::start(&stage.display.name);
+    // (keysyms: Control_L ffe3, Alt_L ffe9, Delete ffff, F4 ffc1)
+    for (combo, want) in [
+        ("ctrl-alt-del", vec![0xffe3, 0xffe9, 0xffff]),
+        ("alt-f4", vec![0xffe9, 0xffc1]),
+    ] {
+        w.script(
+            "const s = document.getElementById('keys');
+             s.focus(); s.value = arguments[0]; s.dispatchEvent(new Event('change'));",
+            serde_json::json!([combo]),
+        )
+        .await
+        .unwrap();
+        let seen = tokio::task::block_in_place(|| watch.events(Duration::from_secs(3)));
+        let mut expected: Vec<(bool, u32)> = want.iter().map(|k| (true, *k)).collect();
+        expected.extend(want.iter().rev().map(|k| (false, *k)));
+        assert_eq!(seen, expected, "{combo}");
+        let focused = w
+            .script("return document.activeElement.id;", serde_json::json!([]))
+            .await
+            .unwrap();
+        assert_eq!(
+            focused, "stage",
+            "the keyboard goes back to the view after {combo}"
+        );
+        assert_eq!(
+            w.script(
+                "return document.getElementById('keys').value;",
+                serde_json::json!([])
+            )
+            .await
+            .unwrap(),
+            "",
+            "the menu is ready for the next combination"
+        );
+    }
     stage.finish().await;
 }

@@ -688,7 +688,41 @@ $('leave').onclick = () => {
 
 // Menus give the keyboard back to the remote screen once a choice is made (or the menu is left
 // with Escape), so that typing never goes into a menu by surprise.
-for (const id of ['monitor', 'frame-rate']) {
+// Key combinations the technician's own computer would act on (Alt+Tab, the Windows key) or that a
+// keyboard cannot send through the page (Ctrl+Alt+Del): pressed in order, released in reverse, as
+// W3C key codes with the modifiers held at each step.
+const COMBOS = {
+  'ctrl-alt-del': ['ControlLeft', 'AltLeft', 'Delete'],
+  'alt-tab': ['AltLeft', 'Tab'],
+  meta: ['MetaLeft'],
+  'alt-f4': ['AltLeft', 'F4'],
+  'ctrl-shift-esc': ['ControlLeft', 'ShiftLeft', 'Escape'],
+  'ctrl-esc': ['ControlLeft', 'Escape'],
+  print: ['PrintScreen'],
+};
+const MODIFIER_BITS = { ShiftLeft: 1, ControlLeft: 2, AltLeft: 4, MetaLeft: 8 };
+
+async function sendCombo(name) {
+  const codes = COMBOS[name];
+  if (!codes || !session) return;
+  let held = 0;
+  for (const code of codes) {
+    held |= MODIFIER_BITS[code] || 0;
+    await invoke('key', { code, down: true, modifiers: held });
+  }
+  for (const code of [...codes].reverse()) {
+    await invoke('key', { code, down: false, modifiers: held });
+    held &= ~(MODIFIER_BITS[code] || 0);
+  }
+}
+$('keys').onchange = () => {
+  const name = $('keys').value;
+  $('keys').value = '';
+  $('stage').focus();
+  sendCombo(name).catch(failure);
+};
+
+for (const id of ['monitor', 'frame-rate', 'keys']) {
   $(id).addEventListener('keydown', (e) => {
     if (e.key === 'Escape') $('stage').focus();
   });
