@@ -191,6 +191,20 @@ async fn events_arrive_in_order_and_the_connection_is_reusable() {
     };
     assert_eq!((device_name.as_str(), recorded), ("Front desk", false));
     assert_eq!(next(&mut s).await, Event::Recording(false));
+    // The session's tools, right after the recording state: a 1.2 streamer may use both.
+    assert_eq!(
+        next(&mut s).await,
+        Event::Tools(vec![
+            ToolGrant {
+                tool: Tool::Clipboard,
+                state: ToolState::Allowed
+            },
+            ToolGrant {
+                tool: Tool::FileTransfer,
+                state: ToolState::Allowed
+            },
+        ])
+    );
     assert!(matches!(next(&mut s).await, Event::Monitors(m) if m.len() == 1));
     assert!(matches!(next(&mut s).await, Event::VideoConfig(c) if c.width == 320));
     let Event::Video(first) = next(&mut s).await else {
