@@ -178,14 +178,22 @@ impl MessageKind {
             MessageKind::SessionTools | MessageKind::ToolRefused | MessageKind::ClipboardText => {
                 (1, 1)
             }
-            MessageKind::FileOffer
-            | MessageKind::FileRequest
-            | MessageKind::FileAccept
-            | MessageKind::FileChunk
-            | MessageKind::FileProgress
-            | MessageKind::FileEnd => (1, 2),
+            k if k.is_file_transfer() => (1, 2),
             _ => (1, 0),
         }
+    }
+
+    /// Whether this kind is one of a file transfer's (`FileOffer` to `FileEnd`, protocol 1.2.0).
+    pub fn is_file_transfer(self) -> bool {
+        matches!(
+            self,
+            MessageKind::FileOffer
+                | MessageKind::FileRequest
+                | MessageKind::FileAccept
+                | MessageKind::FileChunk
+                | MessageKind::FileProgress
+                | MessageKind::FileEnd
+        )
     }
 
     /// Whether a peer that agreed on protocol version `agreed` knows this kind.

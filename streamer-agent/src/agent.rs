@@ -571,8 +571,7 @@ pub async fn session<L: SessionLink>(
                     Some(c) => if let Err(e) = c.set(&text) { tracing::warn!(error = %e, "clipboard text not set"); },
                     None => tracing::info!("clipboard text from the technician, but this session has no clipboard"),
                 },
-                m @ (Message::FileOffer { .. } | Message::FileRequest { .. } | Message::FileAccept { .. }
-                    | Message::FileChunk { .. } | Message::FileProgress { .. } | Message::FileEnd { .. }) => {
+                m if m.kind().is_file_transfer() => {
                     if !files_allowed {
                         tracing::info!(kind = m.kind().name(), "a file message, but this session may not carry files");
                         continue;

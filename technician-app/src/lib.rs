@@ -589,7 +589,7 @@ async fn session_loop(
                 if let Message::Refused { code, message } = msg {
                     return Err(TechnicianError::Refused(Refusal::new(code, message)));
                 }
-                if msg.kind().since() >= (1, 2) || matches!(msg, Message::ToolRefused { tool: Tool::FileTransfer, .. }) {
+                if msg.kind().is_file_transfer() || matches!(msg, Message::ToolRefused { tool: Tool::FileTransfer, .. }) {
                     let (send, mut updates) = files.receive(&msg).await;
                     if let Message::ToolRefused { code, message, .. } = &msg {
                         let outcome = if *code == ErrorCode::FileTooLarge {

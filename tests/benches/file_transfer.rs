@@ -73,7 +73,7 @@ async fn streamer_peer(mut conn: Connection, epoch: Instant, downloads: std::pat
             }
             msg = conn.recv() => match msg {
                 Ok(Message::SessionEnded { .. }) | Err(_) => return,
-                Ok(m) if m.kind().since() >= (1, 2) => {
+                Ok(m) if m.kind().is_file_transfer() => {
                     let (send, _) = files.receive(&m).await;
                     for m in send { if conn.send(&m).await.is_err() { return; } }
                 }

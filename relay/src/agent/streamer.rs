@@ -421,13 +421,8 @@ impl Conn {
                     self.tool_use(link, Sender::Streamer, text.len(), bytes)
                         .await?;
                 }
-                Message::FileOffer { .. }
-                | Message::FileRequest { .. }
-                | Message::FileAccept { .. }
-                | Message::FileChunk { .. }
-                | Message::FileProgress { .. }
-                | Message::FileEnd { .. } => {
-                    self.file_use(link, crate::transfers::Side::Streamer, &msg, bytes)
+                m if m.kind().is_file_transfer() => {
+                    self.file_use(link, crate::transfers::Side::Streamer, &m, bytes)
                         .await?;
                 }
                 // Video is forwarded only once it is in the recording: a frame the recording

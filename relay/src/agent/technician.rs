@@ -352,12 +352,7 @@ impl Conn {
                     )
                     .await?;
                 }
-                MessageKind::FileOffer
-                | MessageKind::FileRequest
-                | MessageKind::FileAccept
-                | MessageKind::FileChunk
-                | MessageKind::FileProgress
-                | MessageKind::FileEnd => {
+                kind if kind.is_file_transfer() => {
                     self.file_use(&link, crate::transfers::Side::Technician, &msg, bytes)
                         .await?;
                 }
