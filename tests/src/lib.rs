@@ -508,3 +508,26 @@ pub async fn until<T>(
         }
     }
 }
+
+/// The details of a team's audit events of one action, sorted (at most 100).
+pub async fn audit_details(
+    relay: &TestRelay,
+    team_id: &str,
+    action: relay::store::audit::Action,
+) -> Vec<String> {
+    let filter = relay::store::audit::AuditFilter {
+        action: Some(action),
+        limit: 100,
+        ..Default::default()
+    };
+    let mut details: Vec<String> = relay
+        .store
+        .audit_events(team_id, &filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.detail)
+        .collect();
+    details.sort();
+    details
+}

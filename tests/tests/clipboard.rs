@@ -11,9 +11,9 @@
 use std::time::Duration;
 
 use protocol::{ErrorCode, SessionTarget, Tool, ToolState};
-use relay::store::audit::{Action, AuditFilter};
-use system_tests::until;
+use relay::store::audit::Action;
 use system_tests::xclip::{copy, paste, wait_for_paste};
+use system_tests::{audit_details, until};
 use system_tests::{TestRelay, TestStreamer, XDisplay};
 use technician::{Account, Command, Event, Session};
 
@@ -75,24 +75,6 @@ async fn clipboard_state(session: &mut Session) -> ToolState {
     })
     .await;
     state.expect("SessionTools with the clipboard")
-}
-
-async fn audit(relay: &TestRelay, team_id: &str, action: Action) -> Vec<String> {
-    let filter = AuditFilter {
-        action: Some(action),
-        limit: 100,
-        ..Default::default()
-    };
-    let mut details: Vec<String> = relay
-        .store
-        .audit_events(team_id, &filter)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.detail)
-        .collect();
-    details.sort();
-    details
 }
 
 async fn leave(w: World) {
@@ -183,7 +165,7 @@ async fn clipboard_text_crosses_both_ways_between_the_technician_and_the_display
     ];
     expected.sort();
     assert_eq!(
-        audit(&w.relay, &w.team_id, Action::ClipboardSent).await,
+        audit_details(&w.relay, &w.team_id, Action::ClipboardSent).await,
         expected
     );
     leave(w).await;
@@ -229,10 +211,10 @@ async fn a_team_that_forbids_the_clipboard_gets_nothing_across_and_the_refusal_i
     drop(owner);
 
     assert_eq!(
-        audit(&w.relay, &w.team_id, Action::ClipboardRefused).await,
+        audit_details(&w.relay, &w.team_id, Action::ClipboardRefused).await,
         ["technician → remote computer, TOOL_FORBIDDEN"]
     );
-    assert!(audit(&w.relay, &w.team_id, Action::ClipboardSent)
+    assert!(audit_details(&w.relay, &w.team_id, Action::ClipboardSent)
         .await
         .is_empty());
     leave(w).await;

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use protocol::{ErrorCode, FileOutcome, SessionTarget, Tool, ToolState};
-use relay::store::audit::{Action, AuditFilter};
-use system_tests::{until, TestRelay, TestStreamer, XDisplay};
+use relay::store::audit::Action;
+use system_tests::{audit_details, until, TestRelay, TestStreamer, XDisplay};
 use technician::{Account, Command, Direction, Event, Session, Transfer};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -34,24 +34,6 @@ fn content(n: usize, seed: u64) -> Vec<u8> {
 
 async fn sha256(path: &Path) -> [u8; 32] {
     relay_client::files::sha256_file(path).await.unwrap()
-}
-
-async fn audit(relay: &TestRelay, team_id: &str, action: Action) -> Vec<String> {
-    let filter = AuditFilter {
-        action: Some(action),
-        limit: 100,
-        ..Default::default()
-    };
-    let mut d: Vec<String> = relay
-        .store
-        .audit_events(team_id, &filter)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.detail)
-        .collect();
-    d.sort();
-    d
 }
 
 /// A session with the streamer's device, retried while the streamer is still reconnecting.
@@ -255,7 +237,7 @@ async fn fifty_megabytes_each_way_survive_a_relay_restart_and_resume_with_equal_
     );
 
     // The audit trail: each start (two of them resumed), the two cut off, the two verified.
-    let started = audit(&w.relay, &w.team_id, Action::TransferStarted).await;
+    let started = audit_details(&w.relay, &w.team_id, Action::TransferStarted).await;
     assert_eq!(started.len(), 4, "{started:?}");
     for (_, from) in &resumed {
         assert!(
@@ -265,7 +247,7 @@ async fn fifty_megabytes_each_way_survive_a_relay_restart_and_resume_with_equal_
             "{started:?}"
         );
     }
-    let stopped = audit(&w.relay, &w.team_id, Action::TransferStopped).await;
+    let stopped = audit_details(&w.relay, &w.team_id, Action::TransferStopped).await;
     assert_eq!(stopped.len(), 2, "{stopped:?}");
     assert!(
         stopped.iter().all(|d| d.contains("interrupted, at byte")),
@@ -284,7 +266,7 @@ async fn fifty_megabytes_each_way_survive_a_relay_restart_and_resume_with_equal_
     ];
     completed.sort();
     assert_eq!(
-        audit(&w.relay, &w.team_id, Action::TransferCompleted).await,
+        audit_details(&w.relay, &w.team_id, Action::TransferCompleted).await,
         completed
     );
     s.commands.send(Command::Leave).await.unwrap();
@@ -367,7 +349,7 @@ async fn a_file_over_the_limit_and_a_forbidding_team_are_refused_logged_and_noth
     );
     assert!(!w.dir.path().join("fetched").exists());
     assert_eq!(
-        audit(&w.relay, &w.team_id, Action::TransferRefused).await,
+        audit_details(&w.relay, &w.team_id, Action::TransferRefused).await,
         [
             format!(
                 "remote computer → technician, {}, TOOL_FORBIDDEN",
@@ -377,7 +359,7 @@ async fn a_file_over_the_limit_and_a_forbidding_team_are_refused_logged_and_noth
                 .to_owned(),
         ]
     );
-    assert!(audit(&w.relay, &w.team_id, Action::TransferStarted)
+    assert!(audit_details(&w.relay, &w.team_id, Action::TransferStarted)
         .await
         .is_empty());
     s.commands.send(Command::Leave).await.unwrap();

@@ -254,27 +254,6 @@ async fn the_window_shows_the_version_error_then_a_recorded_session_with_its_war
     stage.finish().await;
 }
 
-/// The `clipboard_sent` details in the audit trail, sorted.
-async fn clipboard_sent(stage: &common::Stage) -> Vec<String> {
-    use relay::store::audit::{Action, AuditFilter};
-    let filter = AuditFilter {
-        action: Some(Action::ClipboardSent),
-        limit: 100,
-        ..Default::default()
-    };
-    let mut details: Vec<String> = stage
-        .relay
-        .store
-        .audit_events(&stage.team_id, &filter)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.detail)
-        .collect();
-    details.sort();
-    details
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_app_shares_the_clipboard_with_the_remote_computer_unless_the_team_forbids_it() {
     use system_tests::xclip::{copy, paste, wait_for_paste};
@@ -315,7 +294,12 @@ async fn the_app_shares_the_clipboard_with_the_remote_computer_unless_the_team_f
     .unwrap();
     drop((copied_here, copied_there));
     assert_eq!(
-        clipboard_sent(&stage).await,
+        system_tests::audit_details(
+            &stage.relay,
+            &stage.team_id,
+            relay::store::audit::Action::ClipboardSent
+        )
+        .await,
         [
             format!("remote computer → technician, {} bytes", to_here.len()),
             format!("technician → remote computer, {} bytes", to_remote.len()),
@@ -355,7 +339,16 @@ async fn the_app_shares_the_clipboard_with_the_remote_computer_unless_the_team_f
         paste(&there, "clipboard").await.as_deref(),
         Some("not for the remote computer")
     );
-    assert_eq!(clipboard_sent(&stage).await.len(), 2);
+    assert_eq!(
+        system_tests::audit_details(
+            &stage.relay,
+            &stage.team_id,
+            relay::store::audit::Action::ClipboardSent
+        )
+        .await
+        .len(),
+        2
+    );
     stage.finish().await;
 }
 
