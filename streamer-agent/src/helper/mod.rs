@@ -182,6 +182,16 @@ pub async fn forward<R: SessionLink, H: SessionLink>(
     }
 }
 
+/// After the session's end went to the helper: reads and drops what the helper still sends until
+/// it closes its end of the pipe (its session is over), for at most `within`. Closing the pipe at
+/// once would fail the write of a frame the helper was sending as the end arrived, and the helper
+/// would stop with a pipe error instead of ending its session. Whether it closed in time.
+pub async fn let_helper_finish<H: SessionLink>(helper: &mut H, within: std::time::Duration) -> bool {
+    tokio::time::timeout(within, async { while helper.recv().await.is_ok() {} })
+        .await
+        .is_ok()
+}
+
 fn ended(reason: EndReason) -> Message {
     Message::SessionEnded {
         reason,
@@ -448,6 +458,28 @@ mod tests {
             Message::SessionEnded { .. }
         ));
         assert!(matches!(task.await.unwrap().unwrap(), Forwarded::Ended(_)));
+    }
+
+    #[tokio::test]
+    async fn after_the_end_the_service_reads_what_the_helper_still_sends_until_it_closes() {
+        let (mut service, mut helper) = pair();
+        // The helper was sending frames as the end arrived; it sends one more, then ends.
+        let frames = tokio::spawn(async move {
+            for _ in 0..3 {
+                helper
+                    .send(&Message::AudioUnavailable {
+                        reason: "late".into(),
+                    })
+                    .await
+                    .unwrap();
+            }
+            drop(helper);
+        });
+        assert!(let_helper_finish(&mut service, std::time::Duration::from_secs(10)).await);
+        frames.await.unwrap();
+        // A helper that never closes its end is waited for no longer than asked.
+        let (mut service, _helper) = pair();
+        assert!(!let_helper_finish(&mut service, std::time::Duration::from_millis(50)).await);
     }
 
     /// A platform never reached.

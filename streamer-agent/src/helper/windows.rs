@@ -141,6 +141,9 @@ fn end_process(process: &OwnedHandle, wait_ms: u32) {
     // SAFETY: the handle is the helper's process handle, open until `process` drops.
     unsafe {
         if WaitForSingleObject(handle, wait_ms) == WAIT_TIMEOUT {
+            if wait_ms > 0 {
+                tracing::warn!(wait_ms, "the capture helper did not exit; terminating it");
+            }
             let _ = TerminateProcess(handle, 1);
         }
     }
@@ -342,6 +345,12 @@ impl SessionHost for HelperHost {
                     &mut tools,
                 )
                 .await;
+                if matches!(forwarded, Ok(Forwarded::Ended(_))) {
+                    // The helper has the session's end: let it finish its session and close.
+                    if !super::let_helper_finish(&mut link, Duration::from_secs(5)).await {
+                        tracing::warn!("the capture helper did not close its pipe within 5 s of the session's end");
+                    }
+                }
                 drop(link);
                 helper.finish().await;
                 match forwarded? {
