@@ -186,7 +186,10 @@ pub async fn forward<R: SessionLink, H: SessionLink>(
 /// it closes its end of the pipe (its session is over), for at most `within`. Closing the pipe at
 /// once would fail the write of a frame the helper was sending as the end arrived, and the helper
 /// would stop with a pipe error instead of ending its session. Whether it closed in time.
-pub async fn let_helper_finish<H: SessionLink>(helper: &mut H, within: std::time::Duration) -> bool {
+pub async fn let_helper_finish<H: SessionLink>(
+    helper: &mut H,
+    within: std::time::Duration,
+) -> bool {
     tokio::time::timeout(within, async { while helper.recv().await.is_ok() {} })
         .await
         .is_ok()
