@@ -38,13 +38,26 @@ wire_enum!(AccessType { Attended = 1, Unattended = 2 });
 wire_enum!(VideoCodec { H264 = 1 });
 wire_enum!(Orientation { Landscape = 1, Portrait = 2 });
 wire_enum!(AudioCodec { Opus = 1 });
-wire_enum!(Tool { Clipboard = 1, FileTransfer = 2 });
+wire_enum!(Tool { Clipboard = 1, FileTransfer = 2, Chat = 3 });
 wire_enum!(FileOutcome { Verified = 1, HashMismatch = 2, Cancelled = 3, Failed = 4, NotFound = 5, TooLarge = 6 });
 wire_enum!(ToolState {
     Allowed = 1,
     Forbidden = 2,
     Unsupported = 3
 });
+/// A device's state in a `DeviceStatusList`: offline, online, or online and in a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeviceState {
+    Offline,
+    Online,
+    Busy,
+}
+wire_enum!(DeviceState {
+    Offline = 1,
+    Online = 2,
+    Busy = 3
+});
+
 wire_enum!(MouseAction { Move = 1, Down = 2, Up = 3, Wheel = 4 });
 wire_enum!(MouseButton { None = 0, Left = 1, Right = 2, Middle = 3, Back = 4, Forward = 5 });
 
@@ -149,6 +162,23 @@ fn nonempty(s: String, r: &Reader, field: &'static str) -> Result<String, WireEr
     }
 }
 
+/// A device's `option(string(VERSION))`.
+fn read_streamer_version(r: &mut Reader) -> Result<Option<String>, WireError> {
+    Ok(if r.bool("has_streamer_version")? {
+        Some(r.string("streamer_version", limits::VERSION)?)
+    } else {
+        None
+    })
+}
+
+fn write_streamer_version(w: &mut Writer<'_>, v: Option<&str>) -> Result<(), WireError> {
+    w.bool(v.is_some());
+    if let Some(v) = v {
+        w.string("streamer_version", v, limits::VERSION)?;
+    }
+    Ok(())
+}
+
 fn read_view(r: &mut Reader) -> Result<ViewRequest, WireError> {
     let frame_rate = match r.ranged_u16("view_frame_rate", 0, limits::MAX_FRAME_RATE)? {
         0 => None,
@@ -244,15 +274,30 @@ pub(crate) fn decode_body(kind: MessageKind, body: Bytes) -> Result<Message, Wir
                         id: r.string("id", ID)?,
                         name: r.string("name", NAME)?,
                         online: r.bool("online")?,
-                        streamer_version: if r.bool("has_streamer_version")? {
-                            Some(r.string("streamer_version", VERSION)?)
-                        } else {
-                            None
-                        },
+                        busy: false,
+                        streamer_version: read_streamer_version(&mut r)?,
                     })
                 })
                 .collect::<Result<_, WireError>>()?;
             Message::DeviceList(devices)
+        }
+        MessageKind::DeviceStatusList => {
+            let n = r.count("devices", DEVICES)?;
+            let devices = (0..n)
+                .map(|_| {
+                    let id = r.string("id", ID)?;
+                    let name = r.string("name", NAME)?;
+                    let state: DeviceState = r.enumeration("state")?;
+                    Ok(DeviceInfo {
+                        id,
+                        name,
+                        online: state != DeviceState::Offline,
+                        busy: state == DeviceState::Busy,
+                        streamer_version: read_streamer_version(&mut r)?,
+                    })
+                })
+                .collect::<Result<_, WireError>>()?;
+            Message::DeviceStatusList(devices)
         }
         MessageKind::SessionRequest => {
             let target = match r.u8("target_type")? {
@@ -419,6 +464,9 @@ pub(crate) fn decode_body(kind: MessageKind, body: Bytes) -> Result<Message, Wir
         MessageKind::ClipboardText => Message::ClipboardText {
             text: r.text_rest("text", CLIPBOARD)?,
         },
+        MessageKind::ChatText => Message::ChatText {
+            text: nonempty(r.string("text", CHAT)?, &r, "text")?,
+        },
         MessageKind::FileOffer => Message::FileOffer {
             transfer_id: r.u32("transfer_id")?,
             size: r.u64("size")?,
@@ -530,16 +578,36 @@ pub(crate) fn encode_body(msg: &Message, w: &mut Writer<'_>) -> Result<(), WireE
             w.string("message", message, MESSAGE)?;
         }
         Message::ListDevices | Message::LeaveSession | Message::KeyframeRequest => {}
+        Message::DeviceStatusList(devices) => {
+            w.count("devices", devices.len(), DEVICES)?;
+            for d in devices {
+                let state = match (d.online, d.busy) {
+                    (false, false) => DeviceState::Offline,
+                    (true, false) => DeviceState::Online,
+                    (true, true) => DeviceState::Busy,
+                    // In a session but not connected: no state says that.
+                    (false, true) => {
+                        return Err(WireError::InvalidValue {
+                            kind: "DeviceStatusList",
+                            field: "state",
+                            value: 0,
+                        })
+                    }
+                };
+                w.string("id", &d.id, ID)?;
+                w.string("name", &d.name, NAME)?;
+                w.enumeration(state);
+                write_streamer_version(w, d.streamer_version.as_deref())?;
+            }
+        }
         Message::DeviceList(devices) => {
+            // `busy` is not in a `DeviceList` (protocol 1.0.0): it is left out.
             w.count("devices", devices.len(), DEVICES)?;
             for d in devices {
                 w.string("id", &d.id, ID)?;
                 w.string("name", &d.name, NAME)?;
                 w.bool(d.online);
-                w.bool(d.streamer_version.is_some());
-                if let Some(v) = &d.streamer_version {
-                    w.string("streamer_version", v, VERSION)?;
-                }
+                write_streamer_version(w, d.streamer_version.as_deref())?;
             }
         }
         Message::SessionRequest { target, view } => {
@@ -691,6 +759,16 @@ pub(crate) fn encode_body(msg: &Message, w: &mut Writer<'_>) -> Result<(), WireE
                 });
             }
             w.bytes(text.as_bytes());
+        }
+        Message::ChatText { text } => {
+            if text.is_empty() {
+                return Err(WireError::InvalidValue {
+                    kind: "ChatText",
+                    field: "text",
+                    value: 0,
+                });
+            }
+            w.string("text", text, CHAT)?;
         }
         Message::FileOffer {
             transfer_id,

@@ -54,6 +54,8 @@ pub mod limits {
     pub const TEXT: usize = 1024;
     /// Clipboard text in one message, in bytes of UTF-8.
     pub const CLIPBOARD: usize = 1 << 20;
+    /// A chat line in one message, in bytes of UTF-8.
+    pub const CHAT: usize = 2048;
     /// Tools in a session's tool list.
     pub const TOOLS: usize = 16;
     /// A file's name (no folder) in a transfer.
@@ -142,6 +144,7 @@ kinds! {
     SessionEnded = 0x1b, 2 * KIB, R;
     SessionTools = 0x1c, 64, R;
     ToolRefused = 0x1d, 2 * KIB, R;
+    DeviceStatusList = 0x1e, 2 * MIB, R;
     VideoConfig = 0x20, 12, S;
     VideoFrame = 0x21, 8 * MIB, S;
     KeyframeRequest = 0x22, 0, T | R;
@@ -162,6 +165,7 @@ kinds! {
     FileChunk = 0x37, 64 * KIB + 12, T | S;
     FileProgress = 0x38, 12, T | S;
     FileEnd = 0x39, 2 * KIB, T | S;
+    ChatText = 0x3a, 2 * KIB + 2, T | S;
 }
 
 impl MessageKind {
@@ -179,6 +183,7 @@ impl MessageKind {
                 (1, 1)
             }
             k if k.is_file_transfer() => (1, 2),
+            MessageKind::ChatText | MessageKind::DeviceStatusList => (1, 3),
             _ => (1, 0),
         }
     }
@@ -367,6 +372,7 @@ impl Message {
             Message::Refused { .. } => K::Refused,
             Message::ListDevices => K::ListDevices,
             Message::DeviceList(_) => K::DeviceList,
+            Message::DeviceStatusList(_) => K::DeviceStatusList,
             Message::SessionRequest { .. } => K::SessionRequest,
             Message::SessionOffer { .. } => K::SessionOffer,
             Message::SessionAccept { .. } => K::SessionAccept,
@@ -399,6 +405,7 @@ impl Message {
             Message::FileChunk { .. } => K::FileChunk,
             Message::FileProgress { .. } => K::FileProgress,
             Message::FileEnd { .. } => K::FileEnd,
+            Message::ChatText { .. } => K::ChatText,
         }
     }
 }

@@ -65,6 +65,9 @@ pub struct DeviceInfo {
     pub name: String,
     /// Whether its streamer is connected now.
     pub online: bool,
+    /// Whether it is in a session now (only when online; `DeviceStatusList`, protocol 1.3.0: a
+    /// `DeviceList` does not carry it).
+    pub busy: bool,
     /// The streamer version it last reported, if it ever connected.
     pub streamer_version: Option<String>,
 }
@@ -303,11 +306,13 @@ pub enum Tool {
     Clipboard,
     /// Files both ways (protocol 1.2.0).
     FileTransfer,
+    /// Chat lines between technician and end user (protocol 1.3.0).
+    Chat,
 }
 
 impl Tool {
     /// Every tool.
-    pub const ALL: &'static [Tool] = &[Tool::Clipboard, Tool::FileTransfer];
+    pub const ALL: &'static [Tool] = &[Tool::Clipboard, Tool::FileTransfer, Tool::Chat];
 
     /// The protocol version (major, minor) that brought this tool: the relay lists a tool in
     /// `SessionTools` only to a side whose agreed version has it (an older side could not read it).
@@ -315,6 +320,7 @@ impl Tool {
         match self {
             Tool::Clipboard => (1, 1),
             Tool::FileTransfer => (1, 2),
+            Tool::Chat => (1, 3),
         }
     }
 }
@@ -409,6 +415,9 @@ pub enum Message {
     ListDevices,
     /// Relay to technician: the team's devices.
     DeviceList(Vec<DeviceInfo>),
+    /// Relay to technician (protocol 1.3.0, in place of `DeviceList` for a technician on 1.3.0
+    /// or later): the team's devices with their state, busy ones included.
+    DeviceStatusList(Vec<DeviceInfo>),
     /// Technician to relay: connect me to this target.
     SessionRequest {
         /// The device or session code.
@@ -585,6 +594,12 @@ pub enum Message {
         outcome: FileOutcome,
         /// Why, for people (may be empty when verified).
         message: String,
+    },
+    /// Technician or streamer to the other side (protocol 1.3.0): a line of chat, for the other
+    /// person to read.
+    ChatText {
+        /// The line, 1 byte to 2 KiB of UTF-8.
+        text: String,
     },
     /// Technician to streamer: a mouse event.
     MouseInput(MouseInput),

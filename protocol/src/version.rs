@@ -148,7 +148,7 @@ pub fn recorded_session_gate(found: &ProductVersion) -> Result<(), Refusal> {
 }
 
 /// The protocol versions this implementation speaks: the highest of each major version it supports.
-pub const PROTOCOL_VERSIONS: &[semver::Version] = &[semver::Version::new(1, 2, 0)];
+pub const PROTOCOL_VERSIONS: &[semver::Version] = &[semver::Version::new(1, 3, 0)];
 
 /// The most protocol versions a peer may list in its hello.
 pub const MAX_PROTOCOL_VERSIONS: usize = 16;

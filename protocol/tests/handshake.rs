@@ -47,7 +47,7 @@ fn to_verify(role: Role, credential: Credential) -> (ClientHandshake, RelayHands
     assert_eq!(
         welcome,
         Message::Welcome {
-            protocol_version: "1.2.0".into(),
+            protocol_version: "1.3.0".into(),
             relay_version: "3.5.8.0".into()
         }
     );
@@ -71,7 +71,7 @@ fn technician_handshake_succeeds() {
     };
     assert_eq!(peer.role, Role::Technician);
     assert_eq!(peer.product_version, STREAMER);
-    assert_eq!(peer.protocol_version, semver::Version::new(1, 2, 0));
+    assert_eq!(peer.protocol_version, semver::Version::new(1, 3, 0));
     assert_eq!(peer.team_id, "team-1");
     assert_eq!(replies.len(), 1);
     let event = client
@@ -80,7 +80,7 @@ fn technician_handshake_succeeds() {
     assert_eq!(
         event,
         ClientEvent::Established {
-            protocol_version: semver::Version::new(1, 2, 0),
+            protocol_version: semver::Version::new(1, 3, 0),
             team_id: "team-1".into(),
             name: "Ada".into()
         }
@@ -209,7 +209,7 @@ fn incompatible_protocol_is_refused_with_both_lists() {
     let r = expect_refusal(relay.receive(hello), ErrorCode::ProtocolVersionUnsupported);
     assert_eq!(
         r.message,
-        "No common protocol version: this side speaks 1.2.0, the peer speaks 2.0.0, 3.1.0. Update the \
+        "No common protocol version: this side speaks 1.3.0, the peer speaks 2.0.0, 3.1.0. Update the \
          older program."
     );
 }
@@ -220,12 +220,12 @@ fn compatible_newer_minor_negotiates_down() {
     let hello = Message::Hello {
         role: Role::Streamer,
         product_version: "3.6.0.0".into(),
-        protocol_versions: vec!["1.3.0".into(), "2.0.0".into()],
+        protocol_versions: vec!["1.4.0".into(), "2.0.0".into()],
     };
     assert_eq!(
         relay.receive(hello),
         RelayAction::Reply(Message::Welcome {
-            protocol_version: "1.2.0".into(),
+            protocol_version: "1.3.0".into(),
             relay_version: "3.5.8.0".into()
         })
     );
@@ -269,8 +269,14 @@ fn an_older_minor_is_agreed_and_the_kinds_it_lacks_are_known() {
         assert!(!kind.known_at(&v1_1), "{kind:?} is not in 1.1.0");
         assert!(kind.known_at(&v1_2), "{kind:?} is in 1.2.0");
     }
+    let v1_3 = semver::Version::new(1, 3, 0);
+    for kind in [MessageKind::ChatText, MessageKind::DeviceStatusList] {
+        assert!(!kind.known_at(&v1_2), "{kind:?} is not in 1.2.0");
+        assert!(kind.known_at(&v1_3), "{kind:?} is in 1.3.0");
+    }
     assert_eq!(Tool::Clipboard.since(), (1, 1));
     assert_eq!(Tool::FileTransfer.since(), (1, 2));
+    assert_eq!(Tool::Chat.since(), (1, 3));
 }
 
 #[test]

@@ -81,6 +81,7 @@ fn credential() -> impl Strategy<Value = Credential> {
     ]
 }
 
+/// A device as a `DeviceList` carries it (never busy: that list has no such state).
 fn device() -> impl Strategy<Value = DeviceInfo> {
     (
         id(),
@@ -92,8 +93,18 @@ fn device() -> impl Strategy<Value = DeviceInfo> {
             id,
             name,
             online,
+            busy: false,
             streamer_version,
         })
+}
+
+/// A device as a `DeviceStatusList` carries it: offline, online, or online and busy.
+fn device_status() -> impl Strategy<Value = DeviceInfo> {
+    (device(), 0..3u8).prop_map(|(d, state)| DeviceInfo {
+        online: state > 0,
+        busy: state == 2,
+        ..d
+    })
 }
 
 fn monitor() -> impl Strategy<Value = MonitorInfo> {
@@ -191,6 +202,7 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(code, message)| Message::Refused { code, message }),
         Just(Message::ListDevices),
         proptest::collection::vec(device(), 0..20).prop_map(Message::DeviceList),
+        proptest::collection::vec(device_status(), 0..20).prop_map(Message::DeviceStatusList),
         prop_oneof![
             id().prop_map(|device_id| SessionTarget::Device { device_id }),
             text(limits::SESSION_CODE).prop_map(|code| SessionTarget::Code { code }),
@@ -285,26 +297,31 @@ fn message() -> impl Strategy<Value = Message> {
             })
         }),
         text(limits::TEXT).prop_map(|text| Message::TextInput { text }),
-        proptest::collection::vec((0..1usize, 0..3usize), 0..=limits::TOOLS).prop_map(|v| {
-            Message::SessionTools(
-                v.into_iter()
-                    .map(|(_, s)| ToolGrant {
-                        tool: Tool::Clipboard,
-                        state: [
-                            ToolState::Allowed,
-                            ToolState::Forbidden,
-                            ToolState::Unsupported,
-                        ][s],
-                    })
-                    .collect(),
-            )
-        }),
+        proptest::collection::vec((0..Tool::ALL.len(), 0..3usize), 0..=limits::TOOLS).prop_map(
+            |v| {
+                Message::SessionTools(
+                    v.into_iter()
+                        .map(|(t, s)| ToolGrant {
+                            tool: Tool::ALL[t],
+                            state: [
+                                ToolState::Allowed,
+                                ToolState::Forbidden,
+                                ToolState::Unsupported,
+                            ][s],
+                        })
+                        .collect(),
+                )
+            }
+        ),
         (any::<u16>(), text(limits::MESSAGE)).prop_map(|(n, message)| Message::ToolRefused {
             tool: Tool::Clipboard,
             code: ErrorCode::from_number(n),
             message,
         }),
         text(4096).prop_map(|text| Message::ClipboardText { text }),
+        text(limits::CHAT)
+            .prop_filter("a chat line is not empty", |t| !t.is_empty())
+            .prop_map(|text| Message::ChatText { text }),
         file_message(),
     ]
 }
@@ -485,6 +502,7 @@ fn largest_messages() -> Vec<Message> {
         id: s(limits::ID),
         name: s(limits::NAME),
         online: true,
+        busy: true,
         streamer_version: Some(s(limits::VERSION)),
     };
     let monitor = MonitorInfo {
@@ -540,7 +558,14 @@ fn largest_messages() -> Vec<Message> {
             message: s(limits::MESSAGE),
         },
         Message::ListDevices,
-        Message::DeviceList(vec![device; limits::DEVICES]),
+        Message::DeviceList(vec![
+            DeviceInfo {
+                busy: false,
+                ..device.clone()
+            };
+            limits::DEVICES
+        ]),
+        Message::DeviceStatusList(vec![device; limits::DEVICES]),
         Message::SessionRequest {
             target: SessionTarget::Device {
                 device_id: s(limits::ID),
@@ -657,6 +682,9 @@ fn largest_messages() -> Vec<Message> {
         },
         Message::ClipboardText {
             text: s(limits::CLIPBOARD),
+        },
+        Message::ChatText {
+            text: s(limits::CHAT),
         },
         Message::FileOffer {
             transfer_id: u32::MAX,
@@ -895,6 +923,7 @@ fn session_traffic_is_media_and_remote_control_only() {
             K::FileChunk,
             K::FileProgress,
             K::FileEnd,
+            K::ChatText,
         ]
     );
 }

@@ -66,8 +66,28 @@ fn expected() -> BTreeMap<&'static str, Message> {
                 id: "d1".into(),
                 name: "PC".into(),
                 online: true,
+                busy: false,
                 streamer_version: Some("3.5.8.0".into()),
             }]),
+        ),
+        (
+            "device-status-list",
+            Message::DeviceStatusList(vec![
+                DeviceInfo {
+                    id: "d1".into(),
+                    name: "PC".into(),
+                    online: true,
+                    busy: true,
+                    streamer_version: Some("3.5.8.0".into()),
+                },
+                DeviceInfo {
+                    id: "d2".into(),
+                    name: "Mac".into(),
+                    online: false,
+                    busy: false,
+                    streamer_version: None,
+                },
+            ]),
         ),
         (
             "session-request-code",
@@ -247,6 +267,19 @@ fn expected() -> BTreeMap<&'static str, Message> {
                 outcome: FileOutcome::Verified,
                 message: String::new(),
             },
+        ),
+        (
+            "chat-text",
+            Message::ChatText {
+                text: "Hi, café?".into(),
+            },
+        ),
+        (
+            "session-tools-chat-allowed",
+            Message::SessionTools(vec![ToolGrant {
+                tool: Tool::Chat,
+                state: ToolState::Allowed,
+            }]),
         ),
         (
             "clipboard-text",

@@ -108,7 +108,7 @@ async fn main() -> Result<()> {
     )
     .await?;
     tech.send(&Message::ListDevices).await?;
-    if let Message::DeviceList(list) = recv(&mut tech).await? {
+    if let Message::DeviceStatusList(list) = recv(&mut tech).await? {
         for d in list {
             println!(
                 "  {:<14} online={} streamer {}",

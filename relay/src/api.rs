@@ -350,6 +350,7 @@ struct DeviceView {
     id: String,
     name: String,
     online: bool,
+    busy: bool,
     streamer_version: Option<String>,
     revoked: bool,
 }
@@ -364,6 +365,7 @@ async fn devices(
             .into_iter()
             .map(|d| DeviceView {
                 online: shared.hub.device_online(&d.id),
+                busy: shared.hub.device_busy(&d.id) == Some(true),
                 id: d.id,
                 name: d.name,
                 streamer_version: d.streamer_version,

@@ -59,6 +59,8 @@ pub struct SessionTools {
     pub clipboard: protocol::ToolState,
     /// Files, both ways.
     pub file_transfer: protocol::ToolState,
+    /// Chat lines, both ways.
+    pub chat: protocol::ToolState,
     /// The team's largest file, in bytes.
     pub max_file_bytes: u64,
     /// The protocol version the technician's connection agreed on.
@@ -94,6 +96,7 @@ impl SessionTools {
         match tool {
             protocol::Tool::Clipboard => self.clipboard,
             protocol::Tool::FileTransfer => self.file_transfer,
+            protocol::Tool::Chat => self.chat,
         }
     }
 }
@@ -318,6 +321,14 @@ impl Hub {
     /// Whether a device's streamer is connected.
     pub fn device_online(&self, device_id: &str) -> bool {
         lock(&self.inner).devices.contains_key(device_id)
+    }
+
+    /// Whether a device's streamer is in a session (`Some(true)`), free (`Some(false)`), or not
+    /// connected (`None`).
+    pub fn device_busy(&self, device_id: &str) -> Option<bool> {
+        let inner = lock(&self.inner);
+        let conn_id = inner.devices.get(device_id)?;
+        inner.streamers.get(conn_id).map(|s| s.busy)
     }
 
     /// Claims a device's streamer for a session: marks it busy and returns it.

@@ -297,6 +297,13 @@ pub(crate) async fn change_settings(
             onoff(new.allow_clipboard).into(),
         ));
     }
+    if old.allow_chat != new.allow_chat {
+        changes.push((
+            "allow_chat",
+            onoff(old.allow_chat).into(),
+            onoff(new.allow_chat).into(),
+        ));
+    }
     if old.allow_file_transfer != new.allow_file_transfer {
         changes.push((
             "allow_file_transfer",

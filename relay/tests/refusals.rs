@@ -718,7 +718,7 @@ async fn device_list_and_session_request_floods_are_refused() {
     let code = loop {
         tech.send(&Message::ListDevices).await.unwrap();
         match recv(&mut tech).await {
-            Message::DeviceList(_) => answered += 1,
+            Message::DeviceStatusList(_) => answered += 1,
             Message::Refused { code, .. } => break code,
             other => panic!("unexpected {other:?}"),
         }
@@ -729,6 +729,9 @@ async fn device_list_and_session_request_floods_are_refused() {
     // A new connection starts with a full allowance.
     let mut tech = relay.technician(&team).await;
     tech.send(&Message::ListDevices).await.unwrap();
-    assert!(matches!(recv(&mut tech).await, Message::DeviceList(_)));
+    assert!(matches!(
+        recv(&mut tech).await,
+        Message::DeviceStatusList(_)
+    ));
     relay.stop().await;
 }

@@ -30,7 +30,7 @@ async fn fresh_data_dir_creates_a_ca_that_clients_trust_and_others_are_refused_b
     let team = relay.team("acme").await;
     let mut tech = relay.technician(&team).await;
     tech.send(&Message::ListDevices).await.unwrap();
-    assert_eq!(recv(&mut tech).await, Message::DeviceList(vec![]));
+    assert_eq!(recv(&mut tech).await, Message::DeviceStatusList(vec![]));
 
     // A client that trusts nothing is refused by TLS itself.
     let nothing = Connector::trusting(rustls::RootCertStore::empty()).unwrap();
@@ -72,11 +72,12 @@ async fn device_session_forwards_both_ways_intact_and_in_order() {
     let mut tech = relay.technician(&team).await;
 
     tech.send(&Message::ListDevices).await.unwrap();
-    let Message::DeviceList(devices) = recv(&mut tech).await else {
+    let Message::DeviceStatusList(devices) = recv(&mut tech).await else {
         panic!()
     };
     assert_eq!(devices.len(), 1);
     assert!(devices[0].online);
+    assert!(!devices[0].busy, "free before any session");
     assert_eq!(devices[0].streamer_version.as_deref(), Some("3.5.8.0"));
 
     let started = pair(
@@ -543,6 +544,69 @@ async fn the_last_sessions_traffic_arriving_during_the_next_offer_is_dropped() {
             Message::SessionEnded { .. } => {}
             other => panic!("expected the new session to start, got {other:?}"),
         }
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_in_a_session_is_listed_busy_then_free_and_an_older_technician_gets_the_old_list()
+{
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let (mut tech, _streamer, _, _) = relay.in_session(&team).await;
+    let mut other = relay.technician(&team).await;
+    other.send(&Message::ListDevices).await.unwrap();
+    let Message::DeviceStatusList(devices) = recv(&mut other).await else {
+        panic!("a technician on 1.3.0 gets the states")
+    };
+    assert_eq!(devices.len(), 1);
+    assert!(devices[0].online && devices[0].busy, "{devices:?}");
+    // Asking for it anyway is refused with the reason.
+    other
+        .send(&Message::SessionRequest {
+            target: SessionTarget::Device {
+                device_id: devices[0].id.clone(),
+            },
+            view: ViewRequest::default(),
+        })
+        .await
+        .unwrap();
+    let Message::SessionRefused { code, .. } = recv(&mut other).await else {
+        panic!("refused")
+    };
+    assert_eq!(code, ErrorCode::DeviceBusy);
+
+    // A technician on 1.2.0 gets a DeviceList, which has no busy state.
+    let credential = Credential::TechnicianToken {
+        token: team.token.clone(),
+    };
+    let (mut old, _) = relay
+        .client_speaking(Role::Technician, credential, "1.2.0")
+        .await;
+    old.send(&Message::ListDevices).await.unwrap();
+    let Message::DeviceList(old_list) = recv(&mut old).await else {
+        panic!("a technician on 1.2.0 gets a DeviceList")
+    };
+    assert!(old_list[0].online && !old_list[0].busy, "{old_list:?}");
+
+    // The session ends: the device is free again.
+    tech.send(&Message::LeaveSession).await.unwrap();
+    while !matches!(recv(&mut tech).await, Message::SessionEnded { .. }) {}
+    let started = std::time::Instant::now();
+    loop {
+        other.send(&Message::ListDevices).await.unwrap();
+        let Message::DeviceStatusList(devices) = recv(&mut other).await else {
+            panic!()
+        };
+        if !devices[0].busy {
+            assert!(devices[0].online);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still busy after the session"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     relay.stop().await;
 }

@@ -177,44 +177,14 @@ async fn streamer_speaking(
         .create_deployment_code(&team.id, 3_600_000)
         .await
         .unwrap();
-    let mut c = relay.connect().await;
-    let (mut machine, hello) = ClientHandshake::start(
-        Role::Streamer,
-        CURRENT,
-        Credential::DeploymentCode {
-            code,
-            device_name: "Old desk".into(),
-        },
-    );
-    let Message::Hello {
-        role,
-        product_version,
-        ..
-    } = hello
-    else {
-        panic!("the handshake starts with Hello")
+    let credential = Credential::DeploymentCode {
+        code,
+        device_name: "Old desk".into(),
     };
-    c.send(&Message::Hello {
-        role,
-        product_version,
-        protocol_versions: vec![version.into()],
-    })
-    .await
-    .unwrap();
-    let mut device_id = None;
-    loop {
-        match machine.receive(next(&mut c).await).unwrap() {
-            ClientEvent::Send(m) => c.send(&m).await.unwrap(),
-            ClientEvent::Registered { device_id: id, .. } => device_id = Some(id),
-            ClientEvent::Established {
-                protocol_version, ..
-            } => {
-                assert_eq!(protocol_version.to_string(), version);
-                return (c, device_id.expect("registered"));
-            }
-            ClientEvent::SessionCode { .. } => {}
-        }
-    }
+    let (c, device_id) = relay
+        .client_speaking(Role::Streamer, credential, version)
+        .await;
+    (c, device_id.expect("registered"))
 }
 
 #[tokio::test]
@@ -236,6 +206,7 @@ async fn a_streamer_on_protocol_1_0_makes_the_clipboard_unsupported_and_is_sent_
     let grants = tools(&mut tech).await;
     assert_eq!(state(&grants, Tool::Clipboard), ToolState::Unsupported);
     assert_eq!(state(&grants, Tool::FileTransfer), ToolState::Unsupported);
+    assert_eq!(state(&grants, Tool::Chat), ToolState::Unsupported);
     tech.send(&Message::ClipboardText {
         text: "for the old one".into(),
     })
@@ -464,6 +435,7 @@ async fn a_streamer_on_protocol_1_1_is_not_told_of_file_transfer() {
     .await;
     let for_tech = tools(&mut tech).await;
     assert_eq!(state(&for_tech, Tool::Clipboard), ToolState::Allowed);
+    assert_eq!(state(&for_tech, Tool::Chat), ToolState::Unsupported);
     assert_eq!(state(&for_tech, Tool::FileTransfer), ToolState::Unsupported);
     // The 1.1 streamer's list holds only what 1.1 knows, which it can read.
     assert_eq!(
@@ -478,5 +450,92 @@ async fn a_streamer_on_protocol_1_1_is_not_told_of_file_transfer() {
         panic!("no ToolRefused")
     };
     assert_eq!(code, ErrorCode::ToolUnsupported);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn chat_lines_cross_both_ways_and_each_is_in_the_audit_trail_with_its_text() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let (mut tech, mut streamer, _, started) = relay.in_session(&team).await;
+    let Message::SessionStarted { session_id, .. } = started else {
+        panic!()
+    };
+    assert_eq!(
+        state(&tools(&mut tech).await, Tool::Chat),
+        ToolState::Allowed
+    );
+    assert_eq!(
+        state(&tools(&mut streamer).await, Tool::Chat),
+        ToolState::Allowed
+    );
+    let ask = Message::ChatText {
+        text: "Can you see my pointer?".into(),
+    };
+    cross(&mut tech, &mut streamer, std::slice::from_ref(&ask)).await;
+    let answer = Message::ChatText {
+        text: "Oui, <b>très</b> bien".into(),
+    };
+    cross(&mut streamer, &mut tech, std::slice::from_ref(&answer)).await;
+    let sent = events(&relay, &team, Action::ChatSent).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent.iter().all(|(object, _)| object == &session_id));
+    assert_eq!(
+        audit_details(&relay, &team, Action::ChatSent).await,
+        [
+            "remote computer → technician: Oui, <b>très</b> bien",
+            "technician → remote computer: Can you see my pointer?",
+        ]
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_team_that_forbids_chat_gets_tool_refused_both_ways_and_the_line_is_not_logged() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let mut s = relay.store.team_settings(&team.id).await.unwrap().unwrap();
+    s.allow_chat = false;
+    relay.store.set_team_settings(&team.id, &s).await.unwrap();
+    let (mut tech, mut streamer, _, _) = relay.in_session(&team).await;
+    let grants = tools(&mut tech).await;
+    assert_eq!(state(&grants, Tool::Chat), ToolState::Forbidden);
+    // The other tools keep their own settings.
+    assert_eq!(state(&grants, Tool::Clipboard), ToolState::Allowed);
+    assert_eq!(
+        state(&tools(&mut streamer).await, Tool::Chat),
+        ToolState::Forbidden
+    );
+    for (from, line) in [(&mut tech, "hello?"), (&mut streamer, "anyone?")] {
+        from.send(&Message::ChatText { text: line.into() })
+            .await
+            .unwrap();
+        let Message::ToolRefused {
+            tool,
+            code,
+            message,
+        } = next(from).await
+        else {
+            panic!("no ToolRefused")
+        };
+        assert_eq!((tool, code), (Tool::Chat, ErrorCode::ToolForbidden));
+        assert!(message.contains("chat"), "{message}");
+    }
+    // Nothing crossed: the next thing the streamer hears is the technician's key.
+    let key = Message::KeyInput(KeyInput {
+        code: "KeyC".into(),
+        down: true,
+        modifiers: Modifiers::default(),
+    });
+    tech.send(&key).await.unwrap();
+    assert_eq!(next(&mut streamer).await, key);
+    assert_eq!(
+        audit_details(&relay, &team, Action::ChatRefused).await,
+        [
+            "remote computer → technician, TOOL_FORBIDDEN",
+            "technician → remote computer, TOOL_FORBIDDEN",
+        ]
+    );
+    assert!(events(&relay, &team, Action::ChatSent).await.is_empty());
     relay.stop().await;
 }

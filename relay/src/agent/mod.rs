@@ -581,15 +581,15 @@ impl Conn {
         Ok(msg)
     }
 
-    /// A tool's message from one side of a session (clipboard text): written to the audit trail
-    /// and forwarded to the other side when the session allows the tool; otherwise audited as
-    /// refused and answered with `ToolRefused`, the session going on. Nothing reaches the other
-    /// side without its audit event.
+    /// A tool's message from one side of a session (clipboard text, a chat line): written to the
+    /// audit trail and forwarded to the other side when the session allows the tool; otherwise
+    /// audited as refused and answered with `ToolRefused`, the session going on. Nothing reaches
+    /// the other side without its audit event.
     async fn tool_use(
         &self,
         link: &SessionLink,
         from: Sender,
-        len: usize,
+        msg: &Message,
         bytes: Bytes,
     ) -> Result<(), Closed> {
         use crate::store::audit::{Action, Actor};
@@ -608,21 +608,46 @@ impl Conn {
                 &tools.streamer_protocol,
             ),
         };
-        let mut refusal = match tools.clipboard {
+        // What the audit trail says of a forwarded use: the clipboard's size (never its text), or
+        // the chat line itself (the session's conversation).
+        let (tool, what, sent, refused, used) = match msg {
+            Message::ChatText { text } => (
+                Tool::Chat,
+                "chat",
+                Action::ChatSent,
+                Action::ChatRefused,
+                format!("{direction}: {text}"),
+            ),
+            Message::ClipboardText { text } => (
+                Tool::Clipboard,
+                "the clipboard",
+                Action::ClipboardSent,
+                Action::ClipboardRefused,
+                format!("{direction}, {} bytes", text.len()),
+            ),
+            other => {
+                // The callers pass only the tools' kinds; anything else is our bug, not the peer's.
+                tracing::error!(kind = other.kind().name(), "not a tool's message");
+                return Ok(());
+            }
+        };
+        let mut refusal = match tools.state(tool) {
             ToolState::Allowed => None,
             ToolState::Forbidden => Some(Refusal::new(
                 ErrorCode::ToolForbidden,
-                "Your team's settings do not allow the clipboard in sessions: the text was not sent.",
+                format!(
+                    "Your team's settings do not allow {what} in sessions: the text was not sent."
+                ),
             )),
             ToolState::Unsupported => Some(Refusal::new(
                 ErrorCode::ToolUnsupported,
-                "The other side's software is too old for the clipboard: the text was not sent.",
+                format!("The other side's software is too old for {what}: the text was not sent."),
             )),
         };
         let actor = Actor::User(tools.technician.0.clone(), tools.technician.1.clone());
         let (action, detail) = match &refusal {
-            None => (Action::ClipboardSent, format!("{direction}, {len} bytes")),
-            Some(r) => (Action::ClipboardRefused, format!("{direction}, {}", r.code)),
+            None => (sent, used),
+            Some(r) => (refused, format!("{direction}, {}", r.code)),
         };
         let logged = crate::ops::audit(
             &self.shared,
@@ -635,11 +660,11 @@ impl Conn {
         )
         .await;
         if let Err(e) = logged {
-            tracing::error!(error = %e, session = %link.id, "auditing a clipboard use; not forwarding it");
+            tracing::error!(error = %e, session = %link.id, tool = what, "auditing a tool's use; not forwarding it");
             refusal.get_or_insert_with(|| {
                 Refusal::new(
                     ErrorCode::InternalError,
-                    "The relay could not log the clipboard text, so it was not sent. Try again.",
+                    format!("The relay could not log the use of {what}, so the text was not sent. Try again."),
                 )
             });
         }
@@ -650,7 +675,7 @@ impl Conn {
             }
             Some(r) if MessageKind::ToolRefused.known_at(own_protocol) => {
                 self.send(&Message::ToolRefused {
-                    tool: Tool::Clipboard,
+                    tool,
                     code: r.code,
                     message: r.message,
                 })
@@ -660,7 +685,9 @@ impl Conn {
         }
     }
 
-    async fn device_list(&self, team_id: &str) -> Message {
+    /// The team's devices for a technician that agreed on `agreed`: a `DeviceStatusList` (busy ones
+    /// told apart) from 1.3.0 on, a `DeviceList` before.
+    async fn device_list(&self, team_id: &str, agreed: &semver::Version) -> Message {
         let devices = match self.shared.store.devices(team_id).await {
             Ok(d) => d,
             Err(e) => {
@@ -668,17 +695,24 @@ impl Conn {
                 Vec::new()
             }
         };
-        Message::DeviceList(
-            devices
-                .into_iter()
-                .filter(|d| !d.revoked)
-                .map(|d| DeviceInfo {
-                    online: self.shared.hub.device_online(&d.id),
+        let devices = devices
+            .into_iter()
+            .filter(|d| !d.revoked)
+            .map(|d| {
+                let busy = self.shared.hub.device_busy(&d.id);
+                DeviceInfo {
+                    online: busy.is_some(),
+                    busy: busy.unwrap_or(false),
                     id: d.id,
                     name: d.name,
                     streamer_version: d.streamer_version,
-                })
-                .collect(),
-        )
+                }
+            })
+            .collect();
+        if MessageKind::DeviceStatusList.known_at(agreed) {
+            Message::DeviceStatusList(devices)
+        } else {
+            Message::DeviceList(devices)
+        }
     }
 }

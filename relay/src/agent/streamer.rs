@@ -417,9 +417,8 @@ impl Conn {
                     );
                 }
                 Message::SessionAccept { .. } | Message::SessionDecline { .. } => {}
-                Message::ClipboardText { text } => {
-                    self.tool_use(link, Sender::Streamer, text.len(), bytes)
-                        .await?;
+                m @ (Message::ClipboardText { .. } | Message::ChatText { .. }) => {
+                    self.tool_use(link, Sender::Streamer, &m, bytes).await?;
                 }
                 m if m.kind().is_file_transfer() => {
                     self.file_use(link, crate::transfers::Side::Streamer, &m, bytes)

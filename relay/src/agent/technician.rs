@@ -66,7 +66,9 @@ impl Conn {
             }
             let result = match msg {
                 Message::ListDevices => {
-                    let list = self.device_list(&user.team_id).await;
+                    let list = self
+                        .device_list(&user.team_id, &peer.protocol_version)
+                        .await;
                     self.send(&list).await
                 }
                 Message::SessionRequest { target, view } => {
@@ -242,11 +244,19 @@ impl Conn {
         } else {
             ToolState::Unsupported
         };
+        let chat = if !settings.allow_chat {
+            ToolState::Forbidden
+        } else if both_know(MessageKind::ChatText) {
+            ToolState::Allowed
+        } else {
+            ToolState::Unsupported
+        };
         let tools = SessionTools {
             team_id: user.team_id.clone(),
             technician: (user.id.clone(), user.name.clone()),
             clipboard,
             file_transfer,
+            chat,
             max_file_bytes: settings.max_file_bytes(),
             technician_protocol: protocol.clone(),
             streamer_protocol: streamer.protocol.clone(),
@@ -340,17 +350,14 @@ impl Conn {
                     );
                 }
                 MessageKind::ListDevices => {
-                    let list = self.device_list(&user.team_id).await;
+                    let list = self
+                        .device_list(&user.team_id, &link.tools.technician_protocol)
+                        .await;
                     self.send(&list).await?;
                 }
-                MessageKind::ClipboardText => {
-                    self.tool_use(
-                        &link,
-                        Sender::Technician,
-                        bytes.len() - protocol::HEADER_LEN,
-                        bytes,
-                    )
-                    .await?;
+                MessageKind::ClipboardText | MessageKind::ChatText => {
+                    self.tool_use(&link, Sender::Technician, &msg, bytes)
+                        .await?;
                 }
                 kind if kind.is_file_transfer() => {
                     self.file_use(&link, crate::transfers::Side::Technician, &msg, bytes)

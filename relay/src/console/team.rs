@@ -59,6 +59,7 @@ fn settings_body(s: &TeamSettings, can_edit: bool, message: Option<&str>) -> Str
          <label>Who may play back and download{pa}</label></fieldset>\
          <fieldset><legend>Tools in sessions</legend>\
          <label class=\"check\"><input type=\"checkbox\" name=\"allow_clipboard\" id=\"allow_clipboard\"{ac}{disabled}> Clipboard text both ways (each use is in the audit trail)</label>\
+         <label class=\"check\"><input type=\"checkbox\" name=\"allow_chat\" id=\"allow_chat\"{ach}{disabled}> Chat between technician and end user (each line is in the audit trail)</label>\
          <label class=\"check\"><input type=\"checkbox\" name=\"allow_file_transfer\" id=\"allow_file_transfer\"{af}{disabled}> Files both ways (each file is in the audit trail, with its SHA-256)</label>\
          <label>Largest file, in MB<input type=\"number\" name=\"max_file_mb\" id=\"max_file_mb\" min=\"1\" max=\"1000000\" step=\"1\" value=\"{mf}\" required{disabled}></label></fieldset>\
          <fieldset><legend>Time zone</legend>\
@@ -72,6 +73,7 @@ fn settings_body(s: &TeamSettings, can_edit: bool, message: Option<&str>) -> Str
         ru = check(s.record_unattended),
         ra = check(s.record_attended),
         ac = check(s.allow_clipboard),
+        ach = check(s.allow_chat),
         af = check(s.allow_file_transfer),
         mf = s.max_file_mb,
         pu = policy_select("playback_unattended", s.playback_unattended, can_edit),
@@ -106,6 +108,7 @@ pub(crate) struct SettingsForm {
     record_unattended: Option<String>,
     record_attended: Option<String>,
     allow_clipboard: Option<String>,
+    allow_chat: Option<String>,
     allow_file_transfer: Option<String>,
     max_file_mb: String,
     playback_unattended: String,
@@ -161,6 +164,7 @@ pub(crate) async fn save_settings(
         playback_attended: pa,
         time_zone: f.time_zone,
         allow_clipboard: f.allow_clipboard.is_some(),
+        allow_chat: f.allow_chat.is_some(),
         allow_file_transfer: f.allow_file_transfer.is_some(),
         max_file_mb,
     };
@@ -254,6 +258,8 @@ async fn team_body(shared: &Shared, viewer: &Viewer, message: &str) -> Result<St
     for d in shared.store.devices(&viewer.user.team_id).await? {
         let status = if d.revoked {
             "<span class=\"muted\">Revoked</span>"
+        } else if shared.hub.device_busy(&d.id) == Some(true) {
+            "<span class=\"online\">In a session</span>"
         } else if shared.hub.device_online(&d.id) {
             "<span class=\"online\">Online</span>"
         } else {

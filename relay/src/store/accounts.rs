@@ -118,6 +118,9 @@ pub struct TeamSettings {
     /// Whether sessions may carry clipboard text both ways (on when not given).
     #[serde(default = "allowed")]
     pub allow_clipboard: bool,
+    /// Whether technician and end user may chat in sessions (on when not given).
+    #[serde(default = "allowed")]
+    pub allow_chat: bool,
     /// Whether sessions may carry files both ways (on when not given).
     #[serde(default = "allowed")]
     pub allow_file_transfer: bool,
@@ -628,7 +631,7 @@ impl Store {
     pub async fn team_settings(&self, team_id: &str) -> Result<Option<TeamSettings>, StoreError> {
         let row = sqlx::query(
             "SELECT record_attended, record_unattended, playback_attended, playback_unattended, time_zone, \
-             allow_clipboard, allow_file_transfer, max_file_mb FROM teams WHERE id = ?",
+             allow_clipboard, allow_chat, allow_file_transfer, max_file_mb FROM teams WHERE id = ?",
         )
         .bind(team_id)
         .fetch_optional(&self.pool)
@@ -645,6 +648,7 @@ impl Store {
                 )?,
                 time_zone: r.try_get("time_zone")?,
                 allow_clipboard: r.try_get("allow_clipboard")?,
+                allow_chat: r.try_get("allow_chat")?,
                 allow_file_transfer: r.try_get("allow_file_transfer")?,
                 max_file_mb: u32::try_from(r.try_get::<i64, _>("max_file_mb")?)
                     .map_err(|_| StoreError::Corrupt("max_file_mb".into()))?,
@@ -661,8 +665,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE teams SET record_attended = ?, record_unattended = ?, playback_attended = ?, \
-             playback_unattended = ?, time_zone = ?, allow_clipboard = ?, allow_file_transfer = ?, \
-             max_file_mb = ? WHERE id = ?",
+             playback_unattended = ?, time_zone = ?, allow_clipboard = ?, allow_chat = ?, \
+             allow_file_transfer = ?, max_file_mb = ? WHERE id = ?",
         )
         .bind(s.record_attended)
         .bind(s.record_unattended)
@@ -670,6 +674,7 @@ impl Store {
         .bind(s.playback_unattended.as_str())
         .bind(&s.time_zone)
         .bind(s.allow_clipboard)
+        .bind(s.allow_chat)
         .bind(s.allow_file_transfer)
         .bind(i64::from(s.max_file_mb))
         .bind(team_id)

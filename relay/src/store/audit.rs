@@ -70,6 +70,10 @@ pub enum Action {
     ClipboardSent,
     /// Clipboard text was not forwarded (object: the session, detail: direction and code).
     ClipboardRefused,
+    /// A chat line went through a session (object: the session, detail: direction and the line).
+    ChatSent,
+    /// A chat line was not forwarded (object: the session, detail: direction and code).
+    ChatRefused,
     /// A file began to cross a session (object: the session, detail: direction, name, size and
     /// the byte it started or resumed at).
     TransferStarted,
@@ -114,6 +118,8 @@ const ACTIONS: &[(Action, &str)] = &[
     (Action::OwnerReset, "owner_reset"),
     (Action::ClipboardSent, "clipboard_sent"),
     (Action::ClipboardRefused, "clipboard_refused"),
+    (Action::ChatSent, "chat_sent"),
+    (Action::ChatRefused, "chat_refused"),
     (Action::TransferStarted, "transfer_started"),
     (Action::TransferCompleted, "transfer_completed"),
     (Action::TransferStopped, "transfer_stopped"),

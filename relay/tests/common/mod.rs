@@ -131,6 +131,51 @@ impl TestRelay {
         self.connector.connect(&self.addr).await.unwrap()
     }
 
+    /// A client of `role` whose `Hello` lists protocol `version` only (an older client), signed in
+    /// with `credential`; the device id when the relay registered one.
+    pub async fn client_speaking(
+        &self,
+        role: Role,
+        credential: Credential,
+        version: &str,
+    ) -> (Connection, Option<String>) {
+        let mut c = self.connect().await;
+        let (mut machine, hello) = protocol::ClientHandshake::start(role, CURRENT, credential);
+        let Message::Hello {
+            role,
+            product_version,
+            ..
+        } = hello
+        else {
+            panic!("the handshake starts with Hello")
+        };
+        c.send(&Message::Hello {
+            role,
+            product_version,
+            protocol_versions: vec![version.into()],
+        })
+        .await
+        .unwrap();
+        let mut device_id = None;
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), c.recv())
+                .await
+                .expect("a message within 10 s")
+                .unwrap();
+            match machine.receive(msg).unwrap() {
+                protocol::ClientEvent::Send(m) => c.send(&m).await.unwrap(),
+                protocol::ClientEvent::Registered { device_id: id, .. } => device_id = Some(id),
+                protocol::ClientEvent::Established {
+                    protocol_version, ..
+                } => {
+                    assert_eq!(protocol_version.to_string(), version);
+                    return (c, device_id);
+                }
+                protocol::ClientEvent::SessionCode { .. } => {}
+            }
+        }
+    }
+
     pub async fn technician(&self, team: &Team) -> Connection {
         self.technician_at(team, &self.addr).await
     }
