@@ -56,6 +56,39 @@ pub struct AgentConfig {
     /// Where files the technician sends are written (`None`: the user's Downloads folder,
     /// [`default_downloads`]).
     pub downloads: Option<PathBuf>,
+    /// The chat lines the end user types (the terminal, the window), sent to the technician while
+    /// a session allows chat; `None`: this streamer's user has nowhere to type them.
+    pub chat_input: Option<ChatInput>,
+}
+
+/// The chat lines the end user types, one `String` a line, shared by every session of a run.
+#[derive(Clone)]
+pub struct ChatInput(Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<String>>>);
+
+impl ChatInput {
+    /// A chat input and where the end user's lines go in (a bounded queue: a full one makes the
+    /// typing side wait).
+    pub fn new() -> (tokio::sync::mpsc::Sender<String>, Self) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        (tx, Self(Arc::new(tokio::sync::Mutex::new(rx))))
+    }
+}
+
+impl std::fmt::Debug for ChatInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChatInput")
+    }
+}
+
+/// A session's chat with the end user: where the technician's lines are shown and where the end
+/// user's come from. The default shows lines in the log only and sends none (the Windows
+/// service's helper, whose session has no one at a terminal).
+#[derive(Debug, Clone, Default)]
+pub struct Chat {
+    /// Where the technician's lines go, as [`Notice::Chat`].
+    pub shown: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
+    /// The end user's lines.
+    pub typed: Option<ChatInput>,
 }
 
 /// The user's Downloads folder: the platform's (XDG `XDG_DOWNLOAD_DIR` on Linux, the Downloads
@@ -85,6 +118,9 @@ pub enum Notice {
     SessionEnded(String),
     /// The connection was lost; retrying in this many seconds.
     Reconnecting(u64, String),
+    /// A line of chat in the session: who wrote it (the technician's name, or `None` for the end
+    /// user's own line, shown back once sent) and the line.
+    Chat(Option<String>, String),
 }
 
 /// The device credential kept on disk.
@@ -257,6 +293,8 @@ pub struct InProcess {
     pub frame_rate: u16,
     /// Where files the technician sends are written.
     pub downloads: PathBuf,
+    /// The chat with the end user.
+    pub chat: Chat,
 }
 
 impl std::fmt::Debug for InProcess {
@@ -274,18 +312,24 @@ impl SessionHost for InProcess {
         offer: Message,
         shutdown: &'a CancellationToken,
     ) -> SessionFuture<'a> {
-        let view = match offer {
-            Message::SessionOffer { view, .. } => view,
-            _ => protocol::ViewRequest::default(),
+        let (view, technician) = match offer {
+            Message::SessionOffer {
+                view, technician, ..
+            } => (view, technician),
+            _ => (protocol::ViewRequest::default(), String::new()),
         };
-        Box::pin(session(
-            conn,
-            self.platform.as_ref(),
-            self.frame_rate,
-            view,
-            &self.downloads,
-            shutdown,
-        ))
+        Box::pin(async move {
+            session(
+                conn,
+                self.platform.as_ref(),
+                self.frame_rate,
+                view,
+                &self.downloads,
+                (&self.chat, &technician),
+                shutdown,
+            )
+            .await
+        })
     }
 }
 
@@ -319,6 +363,10 @@ pub async fn run(
         platform,
         frame_rate: config.frame_rate,
         downloads: config.downloads.clone().unwrap_or_else(default_downloads),
+        chat: Chat {
+            shown: Some(notices.clone()),
+            typed: config.chat_input.clone(),
+        },
     };
     run_hosted(config, &host, notices, shutdown).await
 }
@@ -485,6 +533,7 @@ pub async fn session<L: SessionLink>(
     frame_rate: u16,
     view: protocol::ViewRequest,
     downloads: &Path,
+    (chat, technician): (&Chat, &str),
     shutdown: &CancellationToken,
 ) -> Result<String> {
     let source = platform.screen()?;
@@ -521,6 +570,13 @@ pub async fn session<L: SessionLink>(
     // what it asks for is read from where it says. The relay enforces the team's size limit.
     let (mut files, mut files_ready) = relay_client::files::Endpoint::new(downloads, u64::MAX);
     let mut files_allowed = false;
+    // The end user's lines are read only while this session may carry them; the lock keeps one
+    // session reading at a time (one session at a time anyway).
+    let mut chat_allowed = false;
+    let mut typed = match &chat.typed {
+        Some(input) => Some(input.0.lock().await),
+        None => None,
+    };
     let result = loop {
         tokio::select! {
             frame = frames.recv() => match frame {
@@ -529,6 +585,15 @@ pub async fn session<L: SessionLink>(
             },
             Some(packet) = audio.recv() => conn.send(&packet).await?,
             Some(text) = clip_changes.recv() => conn.send(&Message::ClipboardText { text }).await?,
+            Some(line) = async { typed.as_mut()?.recv().await }, if chat_allowed => {
+                let line = line.trim();
+                if !line.is_empty() && line.len() <= protocol::limits::CHAT {
+                    conn.send(&Message::ChatText { text: line.to_owned() }).await?;
+                    show_chat(chat, None, line);
+                } else if !line.is_empty() {
+                    tracing::warn!(bytes = line.len(), max = protocol::limits::CHAT, "a chat line too long to send");
+                }
+            }
             Some(ready) = files_ready.recv() => {
                 let (replies, updates) = files.ready(ready);
                 for u in updates {
@@ -557,6 +622,7 @@ pub async fn session<L: SessionLink>(
                 Message::RecordingState { .. } => {}
                 Message::SessionTools(tools) => {
                     files_allowed = tools.iter().any(|t| t.tool == protocol::Tool::FileTransfer && t.state == protocol::ToolState::Allowed);
+                    chat_allowed = tools.iter().any(|t| t.tool == protocol::Tool::Chat && t.state == protocol::ToolState::Allowed);
                     let allowed = tools.iter().any(|t| t.tool == protocol::Tool::Clipboard && t.state == protocol::ToolState::Allowed);
                     if allowed && clipboard.is_none() {
                         match platform.clipboard(clip_tx.clone()) {
@@ -567,6 +633,7 @@ pub async fn session<L: SessionLink>(
                         clipboard = None;
                     }
                 }
+                Message::ChatText { text } => show_chat(chat, Some(technician), &text),
                 Message::ClipboardText { text } => match clipboard.as_mut() {
                     Some(c) => if let Err(e) = c.set(&text) { tracing::warn!(error = %e, "clipboard text not set"); },
                     None => tracing::info!("clipboard text from the technician, but this session has no clipboard"),
@@ -604,6 +671,18 @@ pub async fn session<L: SessionLink>(
     drop(frames);
     let _ = tokio::task::spawn_blocking(move || capture.join()).await;
     result
+}
+
+/// A chat line to the end user's eyes (the window and the terminal), and to the log.
+fn show_chat(chat: &Chat, from: Option<&str>, text: &str) {
+    tracing::info!(
+        from = from.unwrap_or("the end user"),
+        chars = text.chars().count(),
+        "chat line"
+    );
+    if let Some(shown) = &chat.shown {
+        let _ = shown.send(Notice::Chat(from.map(str::to_owned), text.to_owned()));
+    }
 }
 
 /// A transfer's start and end in the streamer's log (progress is not logged).

@@ -174,6 +174,15 @@ fn main() -> ExitCode {
         frame_rate: args.frame_rate,
         announced_version: args.announce_version,
         downloads: args.downloads.clone(),
+        chat_input: None,
+    };
+    // Attended: what the end user types on the terminal, a line at a time, is chat for the
+    // technician (while a session allows it).
+    let attended = matches!(config.mode, Mode::Attended { .. });
+    let (chat_lines, chat_input) = agent::ChatInput::new();
+    let config = AgentConfig {
+        chat_input: attended.then_some(chat_input),
+        ..config
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -236,12 +245,27 @@ fn main() -> ExitCode {
                         if recorded {
                             println!("This session is being recorded by your team's policy.");
                         }
+                        println!("Type a line and press Enter to chat with {technician}.");
                     }
                     Notice::SessionEnded(why) => println!("The session ended: {why}"),
                     Notice::Reconnecting(secs, why) => println!("Connection lost ({why}); trying again in {secs} s."),
+                    Notice::Chat(Some(technician), line) => println!("{technician}: {line}"),
+                    Notice::Chat(None, line) => println!("You: {line}"),
                 }
             }
         });
+        if attended {
+            // A blocking read of standard input on a thread of its own; it ends with the input
+            // (a streamer started without a terminal reads nothing).
+            std::thread::spawn(move || {
+                for line in std::io::stdin().lines() {
+                    let Ok(line) = line else { break };
+                    if chat_lines.blocking_send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         let platform = agent::native_platform(args.display)?;
         agent::run(config, platform, tx, shutdown).await
     });

@@ -307,6 +307,7 @@ fn serve(dir: &std::path::Path, shutdown: CancellationToken) -> Result<()> {
         frame_rate: 30,
         announced_version: None,
         downloads: None,
+        chat_input: None,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let result = runtime.block_on(async move {

@@ -129,6 +129,7 @@ async fn main() -> Result<()> {
         frame_rate: 15,
         announced_version: None,
         downloads: None,
+        chat_input: None,
     };
     let platform = Arc::new(X11Platform {
         display: Some(display_name.clone()),

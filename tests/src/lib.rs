@@ -302,6 +302,7 @@ impl TestStreamer {
             frame_rate,
             announced_version: None,
             downloads: Some(dir.join("Downloads")),
+            chat_input: None,
         };
         let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
         let stop = CancellationToken::new();

@@ -50,6 +50,7 @@ async fn an_unpaced_audio_source_keeps_its_session_alive() {
         frame_rate: 10,
         announced_version: None,
         downloads: None,
+        chat_input: None,
     };
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();

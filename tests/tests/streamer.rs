@@ -51,6 +51,7 @@ async fn setup(display: &XDisplay, record: bool) -> Setup {
         frame_rate: 10,
         announced_version: None,
         downloads: None,
+        chat_input: None,
     };
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let streamer_stop = CancellationToken::new();
@@ -552,7 +553,7 @@ async fn the_streamer_reconnects_by_itself_after_the_relay_restarts() {
     .await
     .unwrap();
     tech.send(&Message::ListDevices).await.unwrap();
-    let Message::DeviceList(devices) = recv(&mut tech).await else {
+    let Message::DeviceStatusList(devices) = recv(&mut tech).await else {
         panic!()
     };
     assert_eq!(devices.len(), 1, "registered once, not again");
@@ -677,6 +678,7 @@ impl Attended {
             frame_rate: 10,
             announced_version,
             downloads: None,
+            chat_input: None,
         };
         let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
         let stop = CancellationToken::new();

@@ -1,6 +1,7 @@
 //! The attended streamer's window on Linux (GTK), on a virtual X display: it shows the session code
 //! to read out, says "This session is recorded by the technician's team" when the relay says so, and
-//! its End session button ends the session. Read as a person would: OCR of the screen, and of the
+//! shows the technician's chat line, sends the end user's typed one, and its End session button ends
+//! the session. Read as a person would: OCR of the screen, and of the
 //! technician's decoded picture; the button clicked through the session, where the end user would.
 //!
 //! One test in its own binary: GTK opens `$DISPLAY`, which this sets for the process.
@@ -38,7 +39,7 @@ fn screen_text(display: &str, work: &std::path::Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_linux_window_shows_the_code_and_the_recording_and_ends_the_session() {
+async fn the_linux_window_shows_the_code_the_recording_and_the_chat_and_ends_the_session() {
     let (width, height) = (1280u16, 720u16);
     let display = XDisplay::start(width, height);
     // Before any thread of GTK's or the agent's reads the environment.
@@ -48,6 +49,8 @@ async fn the_linux_window_shows_the_code_and_the_recording_and_ends_the_session(
     let relay = TestRelay::start(data.path(), 0).await;
     let team = relay.acme(PASSWORD, true, false).await;
 
+    // What the end user types on the streamer's terminal, as the command line reads it.
+    let (typed, chat_input) = agent::ChatInput::new();
     // The attended streamer with its window, as the command line runs them.
     let stop = CancellationToken::new();
     let shown = window::show(stop.clone()).expect("Linux has a window");
@@ -71,6 +74,7 @@ async fn the_linux_window_shows_the_code_and_the_recording_and_ends_the_session(
         frame_rate: 10,
         announced_version: None,
         downloads: None,
+        chat_input: Some(chat_input),
     };
     let platform = Arc::new(X11Platform {
         display: Some(display.name.clone()),
@@ -124,6 +128,33 @@ async fn the_linux_window_shows_the_code_and_the_recording_and_ends_the_session(
         plain(&screen_text(&display.name, work.path())).contains(&plain("Owner is connected")),
         "the window names the technician"
     );
+
+    // Chat: the technician's line shows in the window with their name (as text, markup and all);
+    // the end user's line reaches the technician.
+    tech.send(&Message::ChatText {
+        text: "Please open <the> printer settings".into(),
+    })
+    .await
+    .unwrap();
+    view.until_text(
+        &mut tech,
+        &plain("Owner: Please open <the> printer settings"),
+        work.path(),
+    )
+    .await;
+    typed.send("It is open now".into()).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), tech.recv())
+            .await
+            .expect("the end user's chat line within 10 s")
+            .unwrap();
+        if let Message::ChatText { text } = msg {
+            assert_eq!(text, "It is open now");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
 
     // Its End session button ends the session: clicked through the session, where it is (no
     // window manager here, so no frame: the window's client area starts at its position).

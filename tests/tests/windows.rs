@@ -395,7 +395,7 @@ async fn the_msi_runs_the_service_which_retries_a_bad_code_registers_serves_thro
     let started = Instant::now();
     let device = loop {
         tech.send(&Message::ListDevices).await.unwrap();
-        if let Message::DeviceList(list) = recv(&mut tech).await {
+        if let Message::DeviceStatusList(list) = recv(&mut tech).await {
             if let Some(d) = list.into_iter().find(|d| d.online) {
                 break d;
             }
@@ -538,7 +538,7 @@ async fn the_msi_runs_the_service_which_retries_a_bad_code_registers_serves_thro
     let started = Instant::now();
     loop {
         tech.send(&Message::ListDevices).await.unwrap();
-        if let Message::DeviceList(list) = recv(&mut tech).await {
+        if let Message::DeviceStatusList(list) = recv(&mut tech).await {
             if list.iter().all(|d| !d.online) {
                 break;
             }

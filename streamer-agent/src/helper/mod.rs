@@ -209,8 +209,10 @@ pub async fn serve_helper<L: SessionLink>(
     platform: &dyn crate::agent::Platform,
     frame_rate: u16,
 ) -> Result<String> {
-    let view = match link.recv().await? {
-        Message::SessionOffer { view, .. } => view,
+    let (view, technician) = match link.recv().await? {
+        Message::SessionOffer {
+            view, technician, ..
+        } => (view, technician),
         other => bail!(
             "the service sent {} before the session's offer",
             other.kind().name()
@@ -221,7 +223,18 @@ pub async fn serve_helper<L: SessionLink>(
     // The helper runs as the signed-in user: the files the technician sends go into their
     // Downloads folder.
     let downloads = crate::agent::default_downloads();
-    crate::agent::session(link, platform, frame_rate, view, &downloads, &never).await
+    // An unattended session: the technician's chat lines go to the helper's log only.
+    let chat = crate::agent::Chat::default();
+    crate::agent::session(
+        link,
+        platform,
+        frame_rate,
+        view,
+        &downloads,
+        (&chat, &technician),
+        &never,
+    )
+    .await
 }
 
 #[cfg(test)]

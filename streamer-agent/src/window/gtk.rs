@@ -16,7 +16,8 @@ use gtk::prelude::*;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    lines_for, CODE, CODE_PX, END_BUTTON, HEIGHT, MARGIN, RECORDED, STATUS, TEXT_PX, WHO, WIDTH,
+    lines_for, CHAT, CODE, CODE_PX, END_BUTTON, HEIGHT, MARGIN, RECORDED, STATUS, TEXT_PX, WHO,
+    WIDTH,
 };
 use crate::agent::Notice;
 
@@ -76,6 +77,8 @@ pub fn run(notices: Receiver<Notice>, end: CancellationToken, done: Arc<AtomicBo
     let code = label(&fixed, "code", CODE);
     let who = label(&fixed, "line", WHO);
     let recorded = label(&fixed, "line", RECORDED);
+    // Plain text, never markup: the technician's words are shown as they are.
+    let chat = label(&fixed, "line", CHAT);
     let button = gtk::Button::with_label("End session");
     let (bx, by, bw, bh) = END_BUTTON;
     button.set_size_request(bw, bh);
@@ -110,6 +113,7 @@ pub fn run(notices: Receiver<Notice>, end: CancellationToken, done: Arc<AtomicBo
                 (&code, lines.code),
                 (&who, lines.who),
                 (&recorded, lines.recorded),
+                (&chat, lines.chat),
             ] {
                 if let Some(text) = text {
                     label.set_text(&text);

@@ -4,7 +4,8 @@
 //!
 //! The window sits in the bottom-right corner of the screen. It shows the session code to read
 //! out, who is connected, "This session is recorded by the technician's team" when the relay says
-//! so, and an End session button. Closing the window ends the session too.
+//! so, an End session button, and the newest line of chat with the technician (the end user
+//! answers on the terminal). Closing the window ends the session too.
 
 #[cfg(target_os = "linux")]
 pub mod gtk;
@@ -22,7 +23,7 @@ use crate::agent::Notice;
 /// The window's size, and so where its button is (the end-to-end test clicks it).
 pub const WIDTH: i32 = 520;
 /// See [`WIDTH`].
-pub const HEIGHT: i32 = 330;
+pub const HEIGHT: i32 = 400;
 /// The End session button's rectangle in the window's client area: x, y, width, height.
 pub const END_BUTTON: (i32, i32, i32, i32) = (20, 230, 200, 44);
 /// The window's distance from the screen's right and bottom edges.
@@ -35,6 +36,8 @@ pub const CODE: (i32, i32, i32, i32) = (20, 70, 480, 56);
 pub const WHO: (i32, i32, i32, i32) = (20, 132, 480, 28);
 /// Where the recording notice is.
 pub const RECORDED: (i32, i32, i32, i32) = (20, 166, 480, 56);
+/// Where the newest chat line is (below the button, two lines of text).
+pub const CHAT: (i32, i32, i32, i32) = (20, 286, 480, 56);
 /// The text size of every line but the code, in pixels.
 pub const TEXT_PX: i32 = 20;
 /// The code's text size, in pixels (bold).
@@ -118,6 +121,8 @@ pub struct Lines {
     pub who: Option<String>,
     /// The recording notice.
     pub recorded: Option<String>,
+    /// The newest chat line, with who wrote it.
+    pub chat: Option<String>,
 }
 
 /// What the window shows after `notice`.
@@ -148,12 +153,18 @@ pub fn lines_for(notice: &Notice) -> Lines {
             } else {
                 String::new()
             }),
+            chat: s(""),
         },
         Notice::SessionEnded(why) => Lines {
             status: Some(why.clone()),
             code: s(""),
             who: s(""),
             recorded: s(""),
+            chat: s(""),
+        },
+        Notice::Chat(from, line) => Lines {
+            chat: Some(format!("{}: {line}", from.as_deref().unwrap_or("You"))),
+            ..Lines::default()
         },
         Notice::Reconnecting(secs, _) => Lines {
             status: Some(format!("Connection lost; trying again in {secs} s.")),
@@ -203,7 +214,13 @@ mod tests {
             recorded: false,
         });
         assert_eq!(unrecorded.recorded.as_deref(), Some(""));
+        let chat = lines_for(&Notice::Chat(Some("Ann".into()), "<b>Hi</b>".into()));
+        assert_eq!(chat.chat.as_deref(), Some("Ann: <b>Hi</b>"));
+        assert_eq!(chat.status, None, "a chat line leaves the other lines be");
+        let own = lines_for(&Notice::Chat(None, "Thanks".into()));
+        assert_eq!(own.chat.as_deref(), Some("You: Thanks"));
         let ended = lines_for(&Notice::SessionEnded("You ended the session.".into()));
+        assert_eq!(ended.chat.as_deref(), Some(""));
         assert_eq!(ended.status.as_deref(), Some("You ended the session."));
         assert_eq!(ended.who.as_deref(), Some(""));
     }

@@ -27,7 +27,8 @@ use windows::Win32::UI::WindowsAndMessaging::{
 };
 
 use super::{
-    lines_for, CODE, CODE_PX, END_BUTTON, HEIGHT, MARGIN, RECORDED, STATUS, TEXT_PX, WHO, WIDTH,
+    lines_for, CHAT, CODE, CODE_PX, END_BUTTON, HEIGHT, MARGIN, RECORDED, STATUS, TEXT_PX, WHO,
+    WIDTH,
 };
 use crate::agent::Notice;
 
@@ -40,6 +41,7 @@ struct Ui {
     code: HWND,
     who: HWND,
     recorded: HWND,
+    chat: HWND,
     button: HWND,
     notices: Receiver<Notice>,
     end: CancellationToken,
@@ -91,6 +93,7 @@ unsafe extern "system" fn procedure(window: HWND, message: u32, w: WPARAM, l: LP
                             (ui.code, lines.code),
                             (ui.who, lines.who),
                             (ui.recorded, lines.recorded),
+                            (ui.chat, lines.chat),
                         ] {
                             if let Some(text) = text {
                                 set_text(control, &text);
@@ -210,6 +213,8 @@ pub fn run(notices: Receiver<Notice>, end: CancellationToken, done: Arc<AtomicBo
         let code = child(w!("STATIC"), w!(""), 0, CODE, 0, large)?;
         let who = child(w!("STATIC"), w!(""), 0, WHO, 0, normal)?;
         let recorded = child(w!("STATIC"), w!(""), 0, RECORDED, 0, normal)?;
+        // SS_NOPREFIX (0x80): an `&` in the technician's words is shown, not taken for a mnemonic.
+        let chat = child(w!("STATIC"), w!(""), 0x80, CHAT, 0, normal)?;
         let button = child(
             w!("BUTTON"),
             w!("End session"),
@@ -225,6 +230,7 @@ pub fn run(notices: Receiver<Notice>, end: CancellationToken, done: Arc<AtomicBo
                 code,
                 who,
                 recorded,
+                chat,
                 button,
                 notices,
                 end,

@@ -156,6 +156,7 @@ impl LiveSession {
                 frame_rate: 15,
                 announced_version: None,
                 downloads: None,
+                chat_input: None,
             },
             Arc::new(X11Platform {
                 display: Some(display.name.clone()),
