@@ -102,6 +102,8 @@ pub enum Event {
     Tools(Vec<ToolGrant>),
     /// The text now on the remote computer's clipboard, to put on the technician's.
     Clipboard(String),
+    /// A line of chat from the person at the remote computer (protocol 1.3.0), to show as text.
+    Chat(String),
     /// The relay did not forward a use of `tool` (the team forbids it, or the remote side's
     /// software is too old for it); the session goes on.
     ToolRefused {
@@ -154,6 +156,11 @@ pub enum Command {
     /// longer text is not sent, and the session answers with [`Event::ToolRefused`] itself
     /// (`MESSAGE_TOO_LARGE`).
     Clipboard(String),
+    /// Send a line of chat to the person at the remote computer (when [`Event::Tools`] allowed
+    /// it). Leading and trailing white space is trimmed; an empty line is not sent, and one over
+    /// [`CHAT_MAX`] bytes is refused by the session itself (`MESSAGE_TOO_LARGE`), as for the
+    /// clipboard.
+    Chat(String),
     /// Send the file at `path` to the remote computer (into the end user's Downloads folder), as
     /// transfer `transfer_id` (the caller's choice, unique in the session). A transfer of the same
     /// file that an earlier session cut off resumes where it stopped. [`Event::Transfer`] follows
@@ -202,6 +209,9 @@ pub const PICTURE_STALL: Duration = Duration::from_secs(2);
 
 /// The most clipboard text a session sends or receives, in bytes of UTF-8 (the protocol's limit).
 pub const CLIPBOARD_MAX: usize = protocol::limits::CLIPBOARD;
+
+/// The longest chat line a session sends, in bytes of UTF-8 (the protocol's limit).
+pub const CHAT_MAX: usize = protocol::limits::CHAT;
 
 /// Whether `tool` is allowed in a session whose [`Event::Tools`] said `tools`.
 pub fn allowed(tools: &[ToolGrant], tool: Tool) -> bool {
@@ -331,12 +341,13 @@ impl Technician {
         self.files_folder = dir.to_path_buf();
     }
 
-    /// The team's devices, with their online state and streamer version.
+    /// The team's devices, with their online and busy state and streamer version (a relay on a
+    /// protocol before 1.3.0 does not say which are busy: none is then).
     pub async fn devices(&mut self) -> Result<Vec<DeviceInfo>, TechnicianError> {
         self.conn.send(&Message::ListDevices).await?;
         loop {
             match recv(&mut self.conn).await? {
-                Message::DeviceList(d) => return Ok(d),
+                Message::DeviceList(d) | Message::DeviceStatusList(d) => return Ok(d),
                 Message::Refused { code, message } => {
                     return Err(TechnicianError::Refused(Refusal::new(code, message)))
                 }
@@ -455,6 +466,7 @@ fn event_of(msg: Message, started: Instant) -> Option<Event> {
         Message::SessionEnded { reason, message } => Event::Ended { reason, message },
         Message::SessionTools(tools) => Event::Tools(tools),
         Message::ClipboardText { text } => Event::Clipboard(text),
+        Message::ChatText { text } => Event::Chat(text),
         Message::ToolRefused {
             tool,
             code,
@@ -630,21 +642,29 @@ async fn session_loop(
             cmd = commands.recv(), if commands_open => {
                 // The caller dropped its sender: it is done with the session, which is left once.
                 commands_open = cmd.is_some();
-                if let Some(Command::Clipboard(text)) = &cmd {
-                    if text.len() > CLIPBOARD_MAX {
-                        let _ = events
-                            .send(Event::ToolRefused {
-                                tool: Tool::Clipboard,
-                                code: ErrorCode::MessageTooLarge,
-                                message: format!(
-                                    "The clipboard holds {} bytes of text; at most {} are sent.",
-                                    text.len(),
-                                    CLIPBOARD_MAX
-                                ),
-                            })
-                            .await;
-                        continue;
-                    }
+                let cmd = match cmd {
+                    Some(Command::Chat(text)) => match text.trim() {
+                        "" => continue,
+                        line => Some(Command::Chat(line.to_owned())),
+                    },
+                    other => other,
+                };
+                let too_long = match &cmd {
+                    Some(Command::Clipboard(text)) if text.len() > CLIPBOARD_MAX => Some((
+                        Tool::Clipboard,
+                        format!("The clipboard holds {} bytes of text; at most {CLIPBOARD_MAX} are sent.", text.len()),
+                    )),
+                    Some(Command::Chat(text)) if text.len() > CHAT_MAX => Some((
+                        Tool::Chat,
+                        format!("The chat line has {} bytes; at most {CHAT_MAX} are sent.", text.len()),
+                    )),
+                    _ => None,
+                };
+                if let Some((tool, message)) = too_long {
+                    let _ = events
+                        .send(Event::ToolRefused { tool, code: ErrorCode::MessageTooLarge, message })
+                        .await;
+                    continue;
                 }
                 match &cmd {
                     Some(Command::SendFile { transfer_id, path }) => {
@@ -672,6 +692,7 @@ async fn session_loop(
                     Some(Command::SetFrameRate(frame_rate)) => Message::SetFrameRate { frame_rate },
                     Some(Command::Keyframe) => Message::KeyframeRequest,
                     Some(Command::Clipboard(text)) => Message::ClipboardText { text },
+                    Some(Command::Chat(text)) => Message::ChatText { text },
                     Some(Command::SendFile { .. } | Command::GetFile { .. } | Command::CancelTransfer(_)) => continue,
                     Some(Command::Leave) | None => Message::LeaveSession,
                 };

@@ -379,6 +379,7 @@ async fn the_command_line_client_starts_at_its_rate_and_takes_typed_commands() {
         .spawn()
         .unwrap();
     let mut typed = child.stdin.take().unwrap();
+    let too_long = format!("chat {}", "x".repeat(technician::CHAT_MAX + 1));
     let output = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(2));
         for line in [
@@ -388,6 +389,9 @@ async fn the_command_line_client_starts_at_its_rate_and_takes_typed_commands() {
             "hello",
             "",
             "clipboard  two spaces, kept",
+            "chat   Is the printer on?  ",
+            "chat    ",
+            too_long.as_str(),
             "leave",
         ] {
             writeln!(typed, "{line}").unwrap();
@@ -407,6 +411,8 @@ async fn the_command_line_client_starts_at_its_rate_and_takes_typed_commands() {
         "> hello: unknown command",
         "Tools: clipboard allowed",
         "> clipboard  two spaces, kept",
+        "chat allowed",
+        "Refused chat (MESSAGE_TOO_LARGE): The chat line has 2049 bytes; at most 2048 are sent.",
         "> leave",
         "Session ended (TechnicianLeft)",
     ] {
@@ -452,6 +458,17 @@ async fn the_command_line_client_starts_at_its_rate_and_takes_typed_commands() {
             text: " two spaces, kept".into()
         }),
         "the rest of the line after `clipboard ` goes onto the remote clipboard: {seen:?}"
+    );
+    let chats: Vec<&Message> = seen
+        .iter()
+        .filter(|m| matches!(m, Message::ChatText { .. }))
+        .collect();
+    assert_eq!(
+        chats,
+        [&Message::ChatText {
+            text: "Is the printer on?".into()
+        }],
+        "a chat line is sent trimmed; an empty or too long one is not sent"
     );
     w.shutdown.cancel();
 }

@@ -272,6 +272,7 @@ async fn devices(app: State<'_, Arc<App>>) -> Result<Value, Failure> {
                     "id": d.id,
                     "name": d.name,
                     "online": d.online,
+                    "busy": d.busy,
                     "streamerVersion": d.streamer_version,
                 })
             })
@@ -718,6 +719,27 @@ async fn request_keyframe(app: State<'_, Arc<App>>) -> Result<(), Failure> {
     command(&app, Command::Keyframe).await
 }
 
+/// A chat line for the person at the remote computer (the page shows it as sent once this
+/// answers).
+#[tauri::command]
+async fn send_chat(app: State<'_, Arc<App>>, text: String) -> Result<(), Failure> {
+    let line = text.trim();
+    if line.is_empty() {
+        return Err(Failure::new("INPUT", "Type a message first."));
+    }
+    if line.len() > technician::CHAT_MAX {
+        return Err(Failure::new(
+            "MESSAGE_TOO_LARGE",
+            format!(
+                "A message is at most {} bytes; this one has {}.",
+                technician::CHAT_MAX,
+                line.len()
+            ),
+        ));
+    }
+    command(&app, Command::Chat(line.to_owned())).await
+}
+
 #[tauri::command]
 async fn leave(app: State<'_, Arc<App>>) -> Result<(), Failure> {
     command(&app, Command::Leave).await
@@ -816,6 +838,7 @@ fn main() {
             switch_monitor,
             set_frame_rate,
             request_keyframe,
+            send_chat,
             leave,
             view_area,
             view_state,

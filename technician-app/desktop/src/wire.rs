@@ -80,9 +80,12 @@ pub fn encode(event: &Event) -> Option<Vec<u8>> {
                 "type": "tools",
                 "clipboard": state(Tool::Clipboard),
                 "fileTransfer": state(Tool::FileTransfer),
+                "chat": state(Tool::Chat),
             })
         }
         Event::Transfer(t) => transfer_json(t),
+        // The page shows it with textContent: words, never markup.
+        Event::Chat(text) => json!({"type": "chat", "text": text}),
         Event::ToolRefused {
             tool,
             code,
@@ -159,6 +162,7 @@ fn tool_name(tool: Tool) -> &'static str {
     match tool {
         Tool::Clipboard => "clipboard",
         Tool::FileTransfer => "fileTransfer",
+        Tool::Chat => "chat",
     }
 }
 
@@ -313,6 +317,22 @@ mod tests {
             )
         );
         assert_eq!(encode(&Event::Clipboard("a password".into())), None);
+    }
+
+    #[test]
+    fn chat_lines_and_the_chat_tool_reach_the_page() {
+        use protocol::ToolGrant;
+        let json =
+            |e: &Event| -> Value { serde_json::from_slice(&encode(e).unwrap()[1..]).unwrap() };
+        let line = json(&Event::Chat("<b>hi</b> & bye".into()));
+        assert_eq!(line, json!({"type": "chat", "text": "<b>hi</b> & bye"}));
+        let tools = json(&Event::Tools(vec![ToolGrant {
+            tool: Tool::Chat,
+            state: ToolState::Allowed,
+        }]));
+        assert_eq!(tools["chat"], "allowed");
+        // A relay before 1.3.0 names no chat: not available.
+        assert_eq!(json(&Event::Tools(vec![]))["chat"], "unsupported");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! app's desktop and the remote computer's (xclip on each display), and off for a forbidding team;
 //! and a file sent to the end user's Downloads folder and one fetched by its path into the folder the
 //! technician set, each shown verified in the files panel; and the keys menu's combinations
-//! (Ctrl+Alt+Del, Alt+F4) arriving on the remote display in order, the keyboard back on the view.
+//! (Ctrl+Alt+Del, Alt+F4) arriving on the remote display in order, the keyboard back on the view;
+//! and the chat with the end user both ways, shown as text, each line in the audit trail.
 
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -512,5 +513,124 @@ async fn the_keys_menu_sends_each_combination_to_the_remote_display_and_gives_th
             "the menu is ready for the next combination"
         );
     }
+    stage.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_app_chats_with_the_end_user_both_ways_as_text_and_each_line_is_audited() {
+    use relay::store::audit::{Action, AuditFilter};
+    let mut stage = common::stage(640, 480, 10, |_| {}).await;
+    stage.connect_to_test_pc().await;
+    let w = &stage.window;
+    w.wait_text("#clipboard-state", Duration::from_secs(15), |t| {
+        t == "Clipboard shared"
+    })
+    .await
+    .unwrap();
+    let stage_before = w.script(STAGE_RECT, serde_json::json!([])).await.unwrap();
+
+    // The end user writes while the panel is closed: the Chat button counts it, nothing opens
+    // over the view and the view does not move.
+    let from_user = "<i>Hello</i>, is that you & the printer?";
+    stage.chat.typed.send(from_user.into()).await.unwrap();
+    w.wait_text("#chat-button", Duration::from_secs(15), |t| t == "Chat (1)")
+        .await
+        .unwrap();
+    assert_eq!(
+        w.script(STAGE_RECT, serde_json::json!([])).await.unwrap(),
+        stage_before,
+        "an incoming line does not move the view"
+    );
+    let (from, line) = tokio::time::timeout(Duration::from_secs(5), stage.chat.shown.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (from, line.as_str()),
+        (None, from_user),
+        "the end user sees their own line"
+    );
+
+    // Opened: the line is there as text (the markup shown, not applied), the count is gone and the
+    // keyboard is in the chat's input, not on the remote screen.
+    w.click("#chat-button").await.unwrap();
+    w.wait_text("#chat-log", Duration::from_secs(5), |t| {
+        t.contains(&format!("Test PC:{from_user}")) || t.contains(&format!("Test PC: {from_user}"))
+    })
+    .await
+    .unwrap();
+    let markup = w
+        .script(
+            "return document.querySelectorAll('#chat-log i').length;",
+            serde_json::json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(markup, 0, "no markup from the end user is applied");
+    assert_eq!(
+        w.visible_text("#chat-button").await.unwrap().as_deref(),
+        Some("Chat")
+    );
+    let focused = "return document.activeElement && document.activeElement.id;";
+    assert_eq!(
+        w.script(focused, serde_json::json!([])).await.unwrap(),
+        "chat-line"
+    );
+
+    // The technician answers: the streamer shows it with the technician's name.
+    let answer = "Yes, it's Ada: I'm fixing the printer now";
+    w.type_into("#chat-line", answer).await.unwrap();
+    w.click("#chat-send").await.unwrap();
+    let (from, line) = tokio::time::timeout(Duration::from_secs(10), stage.chat.shown.recv())
+        .await
+        .expect("the technician's line reaches the streamer within 10 s")
+        .unwrap();
+    assert_eq!((from.as_deref(), line.as_str()), (Some("Ada"), answer));
+    w.wait_text("#chat-log", Duration::from_secs(5), |t| {
+        t.contains("You:") && t.contains(answer)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        w.script(
+            "return document.getElementById('chat-line').value;",
+            serde_json::json!([])
+        )
+        .await
+        .unwrap(),
+        "",
+        "the input is cleared once sent"
+    );
+
+    // Escape closes the panel and gives the keyboard back to the remote screen.
+    w.press_keys("\u{E00C}").await.unwrap();
+    assert_eq!(
+        w.script(focused, serde_json::json!([])).await.unwrap(),
+        "stage"
+    );
+    assert!(w.visible_text("#chat-panel").await.unwrap().is_none());
+
+    let filter = AuditFilter {
+        action: Some(Action::ChatSent),
+        limit: 10,
+        ..Default::default()
+    };
+    let mut lines: Vec<String> = stage
+        .relay
+        .store
+        .audit_events(&stage.team_id, &filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.detail)
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            format!("remote computer → technician: {from_user}"),
+            format!("technician → remote computer: {answer}"),
+        ]
+    );
     stage.finish().await;
 }

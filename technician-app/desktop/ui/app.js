@@ -26,8 +26,8 @@ const WORDS = {
   SESSION_CODE_INVALID: ['That session code does not work', 'Codes are 9 digits and expire after 10 minutes. Ask the end user for the code on their screen.'],
   RECORDING_UNAVAILABLE: ['The session cannot be recorded right now', 'Your team records every session, so the relay will not connect until recording works again.'],
   SESSION_DECLINED: ['The end user declined the session', 'They chose not to share their screen.'],
-  TOOL_FORBIDDEN: ['Your team does not allow this', 'The team owner or an admin can switch the clipboard and file transfer on in the console\'s settings.'],
-  TOOL_UNSUPPORTED: ['That computer\'s streamer is too old for this', 'Update the streamer on that computer to use the clipboard or file transfer.'],
+  TOOL_FORBIDDEN: ['Your team does not allow this', 'The team owner or an admin can switch the clipboard, chat and file transfer on in the console\'s settings.'],
+  TOOL_UNSUPPORTED: ['That computer\'s streamer is too old for this', 'Update the streamer on that computer to use the clipboard, chat or file transfer.'],
   FILE_TOO_LARGE: ['That file is larger than your team allows', null],
   RATE_LIMITED: ['Too many attempts', 'Wait a moment, then try again.'],
   RELAY_SHUTTING_DOWN: ['The relay is restarting', 'Try again in a minute.'],
@@ -166,17 +166,19 @@ async function refreshDevices() {
   for (const d of devices) {
     const tr = document.createElement('tr');
     tr.dataset.deviceId = d.id;
-    const cells = [d.name, d.online ? 'Online' : 'Offline', d.streamerVersion || '—'];
+    const state = !d.online ? 'Offline' : d.busy ? 'In a session' : 'Online';
+    const cells = [d.name, state, d.streamerVersion || '—'];
     cells.forEach((text, i) => {
       const td = document.createElement('td');
       td.textContent = text;
-      if (i === 1) td.className = 'status' + (d.online ? ' online' : '');
+      if (i === 1) td.className = 'status' + (d.online ? (d.busy ? ' busy' : ' online') : '');
       tr.appendChild(td);
     });
     const td = document.createElement('td');
     const b = document.createElement('button');
     b.textContent = 'Connect';
     b.className = 'primary connect';
+    // A busy device can still be asked: the relay answers DEVICE_BUSY in plain words.
     b.disabled = !d.online;
     b.onclick = () => connect({ device: d.id }, d.name);
     td.appendChild(b);
@@ -395,6 +397,10 @@ function event(e) {
     case 'tools':
       clipboardState(e.clipboard, CLIPBOARD_STATES[e.clipboard] || CLIPBOARD_STATES.unsupported);
       filesState(e.fileTransfer || 'unsupported');
+      chatState(e.chat || 'unsupported');
+      break;
+    case 'chat':
+      chatLine(st.device || 'Remote computer', e.text, false);
       break;
     case 'transfer':
       transfer(e);
@@ -505,6 +511,7 @@ function transfer(e) {
 }
 
 function toggleFiles(open) {
+  if (open) toggleChat(false, false);
   $('files-panel').classList.toggle('hidden', !open);
   $('session-view').classList.toggle('files-open', open);
   $('files-button').setAttribute('aria-expanded', String(open));
@@ -519,6 +526,69 @@ $('get-form').onsubmit = (e) => {
   e.preventDefault();
   invoke('get_file', { remotePath: $('remote-path').value }).then(() => { $('remote-path').value = ''; }).catch(failure);
 };
+// ---- Chat ----------------------------------------------------------------------------------------
+
+const CHAT_STATES = {
+  allowed: 'Messages go to the person at the remote computer; each one is in your team\'s audit trail.',
+  forbidden: 'Your team\'s settings do not allow chat in sessions.',
+  unsupported: 'The remote computer\'s streamer is too old for chat.',
+};
+let unreadChat = 0;
+
+function chatState(state) {
+  $('chat-state').dataset.state = state;
+  $('chat-state').textContent = CHAT_STATES[state] || CHAT_STATES.unsupported;
+  $('chat-line').disabled = state !== 'allowed';
+  $('chat-send').disabled = state !== 'allowed';
+}
+
+// A line in the chat's log: who wrote it and what, as text (never markup). While the panel is
+// closed, the Chat button counts the end user's unread lines; nothing opens over the view.
+function chatLine(from, text, mine) {
+  const li = document.createElement('li');
+  li.className = mine ? 'mine' : 'theirs';
+  const who = document.createElement('span');
+  who.className = 'from';
+  who.textContent = `${from}:`;
+  li.append(who, document.createTextNode(text));
+  $('chat-log').append(li);
+  $('chat-log').scrollTop = $('chat-log').scrollHeight;
+  if (!mine && $('chat-panel').classList.contains('hidden')) unreadChat++;
+  renderChatButton();
+}
+
+function renderChatButton() {
+  $('chat-button').textContent = unreadChat ? `Chat (${unreadChat})` : 'Chat';
+}
+
+// Open: the chat's input takes the keyboard (typing is for the end user to read, not for the
+// remote screen). Closed: the keyboard goes back to the remote screen.
+function toggleChat(open, refocus = true) {
+  if (open) toggleFiles(false);
+  $('chat-panel').classList.toggle('hidden', !open);
+  $('session-view').classList.toggle('files-open', open || !$('files-panel').classList.contains('hidden'));
+  $('chat-button').setAttribute('aria-expanded', String(open));
+  if (open) {
+    unreadChat = 0;
+    renderChatButton();
+    $('chat-line').focus();
+  } else if (refocus) {
+    $('stage').focus();
+  }
+}
+$('chat-button').onclick = () => toggleChat($('chat-panel').classList.contains('hidden'));
+$('chat-close').onclick = () => toggleChat(false);
+$('chat-panel').addEventListener('keydown', (e) => { if (e.key === 'Escape') toggleChat(false); });
+$('chat-form').onsubmit = (e) => {
+  e.preventDefault();
+  const text = $('chat-line').value.trim();
+  if (!text) return;
+  invoke('send_chat', { text }).then(() => {
+    chatLine('You', text, true);
+    $('chat-line').value = '';
+  }).catch(failure);
+};
+
 $('change-folder').onclick = () => invoke('pick_files_folder').then((f) => { if (f) $('files-folder').textContent = f; }).catch(failure);
 
 // The limit as people say it: "2 minutes", "24 hours", "1 hour 30 minutes", "20 seconds".
@@ -659,6 +729,10 @@ async function connect(target, name) {
   filesState('unsupported');
   $('transfers').textContent = '';
   toggleFiles(false);
+  chatState('unsupported');
+  $('chat-log').textContent = '';
+  unreadChat = 0;
+  toggleChat(false, false);
   $('session-device').textContent = name;
   renderStatus();
   try {

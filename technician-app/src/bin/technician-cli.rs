@@ -3,10 +3,10 @@
 //!
 //! During a session, lines typed on standard input are commands: `rate N` (frame rate), `monitor N`
 //! (switch to the monitor with that id), `keyframe`, `clipboard TEXT` (put the rest of the line on
-//! the remote computer's clipboard), `send PATH` (a file to the remote computer's Downloads
+//! the remote computer's clipboard), `chat TEXT` (a line of chat to the end user), `send PATH` (a file to the remote computer's Downloads
 //! folder), `get PATH` (the remote computer's file into `--files-into`), `cancel N` (transfer N),
 //! `leave`. Each is answered on standard output, the remote clipboard's text is printed as it
-//! changes, and each transfer's start, every tenth of it, and its end.
+//! changes, the end user's chat lines as they come, and each transfer's start, every tenth of it, and its end.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +23,8 @@ use technician::{Command, Event, Technician, TechnicianError};
 #[command(
     after_help = "During a session, type a command and Enter on standard input: \
     `rate N` (frame rate, 1 to 60), `monitor N` (the monitor with that id), `keyframe`, \
-    `clipboard TEXT` (the rest of the line onto the remote clipboard), `send PATH`, `get PATH`, \
+    `clipboard TEXT` (the rest of the line onto the remote clipboard), `chat TEXT` (a line of chat \
+    to the end user), `send PATH`, `get PATH`, \
     `cancel N`, `leave`."
 )]
 struct Args {
@@ -75,7 +76,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "  {}  {:<24} {:<8} streamer {}",
             d.id,
             d.name,
-            if d.online { "online" } else { "offline" },
+            match (d.online, d.busy) {
+                (true, true) => "in a session",
+                (true, false) => "online",
+                _ => "offline",
+            },
             d.streamer_version.as_deref().unwrap_or("-")
         );
     }
@@ -216,6 +221,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     text.escape_debug()
                 )
             }
+            Event::Chat(text) => println!("Chat from the remote computer: {}", text.escape_debug()),
             Event::ToolRefused {
                 tool,
                 code,
@@ -257,6 +263,7 @@ fn tool_name(tool: protocol::Tool) -> &'static str {
     match tool {
         protocol::Tool::Clipboard => "clipboard",
         protocol::Tool::FileTransfer => "file transfer",
+        protocol::Tool::Chat => "chat",
     }
 }
 
@@ -336,13 +343,16 @@ impl Transfers {
 }
 
 /// A command typed during a session: `rate N`, `monitor N`, `keyframe`, `clipboard TEXT`,
-/// `send PATH`, `get PATH`, `cancel N`, `leave`; `None` for an empty line. Transfers are
+/// `chat TEXT`, `send PATH`, `get PATH`, `cancel N`, `leave`; `None` for an empty line. Transfers are
 /// numbered from 1 with `next_id`.
 fn typed_command(line: &str, next_id: &mut u32) -> Result<Option<Command>, &'static str> {
     // The clipboard's text and the paths are the rest of the line, spaces and all.
     let rest = line.trim_start();
     if let Some(text) = rest.strip_prefix("clipboard ") {
         return Ok(Some(Command::Clipboard(text.to_owned())));
+    }
+    if let Some(text) = rest.strip_prefix("chat ") {
+        return Ok(Some(Command::Chat(text.to_owned())));
     }
     let mut new_id = || {
         *next_id += 1;
@@ -374,7 +384,7 @@ fn typed_command(line: &str, next_id: &mut u32) -> Result<Option<Command>, &'sta
         return Ok(None);
     };
     if words.next().is_some() {
-        return Err("one command a line: rate N, monitor N, keyframe, clipboard TEXT, send PATH, get PATH, cancel N, leave");
+        return Err("one command a line: rate N, monitor N, keyframe, clipboard TEXT, chat TEXT, send PATH, get PATH, cancel N, leave");
     }
     Ok(Some(match (verb, arg) {
         ("rate", Some(n)) => match n.parse::<u16>() {
@@ -390,7 +400,7 @@ fn typed_command(line: &str, next_id: &mut u32) -> Result<Option<Command>, &'sta
         }
         ("leave", None) => Command::Leave,
         _ => return Err(
-            "unknown command: rate N, monitor N, keyframe, clipboard TEXT, send PATH, get PATH, cancel N, leave",
+            "unknown command: rate N, monitor N, keyframe, clipboard TEXT, chat TEXT, send PATH, get PATH, cancel N, leave",
         ),
     }))
 }

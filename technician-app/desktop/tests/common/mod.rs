@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relay::Config;
-use streamer_agent::agent::{self, AgentConfig, Mode, X11Platform};
+use streamer_agent::agent::{self, AgentConfig, Mode, Notice, X11Platform};
 pub use system_tests::webdriver::{AppWindow, TauriDriver};
 use system_tests::{TestRelay, XDisplay};
 use tokio_util::sync::CancellationToken;
@@ -36,6 +36,15 @@ pub struct Stage {
     pub agent_stop: CancellationToken,
     pub agent: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub dir: tempfile::TempDir,
+    /// The end user's side of the streamer's chat.
+    pub chat: StreamerChat,
+}
+
+/// The end user's side of the streamer's chat: what they type (as on the streamer's terminal), and
+/// each chat line the streamer showed them (who wrote it, `None` for their own, and the line).
+pub struct StreamerChat {
+    pub typed: tokio::sync::mpsc::Sender<String>,
+    pub shown: tokio::sync::mpsc::UnboundedReceiver<(Option<String>, String)>,
 }
 
 /// Sets up the stage with a `width` x `height` streamer display and `tweak` applied to the relay's
@@ -68,7 +77,7 @@ pub async fn stage(
         .await
         .unwrap();
 
-    let (agent_stop, agent) = start_agent(
+    let (agent_stop, agent, chat) = start_agent_with_chat(
         &relay.addr,
         &relay.ca(),
         dir.path(),
@@ -116,6 +125,7 @@ pub async fn stage(
         agent_stop,
         agent,
         dir,
+        chat,
     }
 }
 
@@ -196,9 +206,34 @@ pub fn start_agent(
     CancellationToken,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
+    let (stop, agent, _) = start_agent_with_chat(relay, ca, dir, display, code, frame_rate);
+    (stop, agent)
+}
+
+/// [`start_agent`], with the end user's side of its chat.
+pub fn start_agent_with_chat(
+    relay: &str,
+    ca: &std::path::Path,
+    dir: &std::path::Path,
+    display: &str,
+    code: String,
+    frame_rate: u16,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    StreamerChat,
+) {
     let stop = CancellationToken::new();
     let (notices, mut notices_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move { while notices_rx.recv().await.is_some() {} });
+    let (shown_tx, shown) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(n) = notices_rx.recv().await {
+            if let Notice::Chat(from, line) = n {
+                let _ = shown_tx.send((from, line));
+            }
+        }
+    });
+    let (typed, chat_input) = agent::ChatInput::new();
     let agent = tokio::spawn(agent::run(
         AgentConfig {
             relay: relay.to_owned(),
@@ -212,6 +247,7 @@ pub fn start_agent(
             frame_rate,
             announced_version: None,
             downloads: Some(dir.join("Downloads")),
+            chat_input: Some(chat_input),
         },
         Arc::new(X11Platform {
             display: Some(display.to_owned()),
@@ -219,7 +255,7 @@ pub fn start_agent(
         notices,
         stop.clone(),
     ));
-    (stop, agent)
+    (stop, agent, StreamerChat { typed, shown })
 }
 
 /// Calls the app's command `cmd` with `args` as the page would, and gives its answer.
