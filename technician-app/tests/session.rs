@@ -191,7 +191,7 @@ async fn events_arrive_in_order_and_the_connection_is_reusable() {
     };
     assert_eq!((device_name.as_str(), recorded), ("Front desk", false));
     assert_eq!(next(&mut s).await, Event::Recording(false));
-    // The session's tools, right after the recording state: a 1.2 streamer may use both.
+    // The session's tools, right after the recording state: a 1.3 streamer may use all three.
     assert_eq!(
         next(&mut s).await,
         Event::Tools(vec![
@@ -201,6 +201,10 @@ async fn events_arrive_in_order_and_the_connection_is_reusable() {
             },
             ToolGrant {
                 tool: Tool::FileTransfer,
+                state: ToolState::Allowed
+            },
+            ToolGrant {
+                tool: Tool::Chat,
                 state: ToolState::Allowed
             },
         ])
