@@ -719,6 +719,15 @@ async fn request_keyframe(app: State<'_, Arc<App>>) -> Result<(), Failure> {
     command(&app, Command::Keyframe).await
 }
 
+/// Full screen on or off: the window covers the screen, and the page keeps only the session bar
+/// above the view.
+#[tauri::command]
+async fn set_fullscreen(window: tauri::WebviewWindow, on: bool) -> Result<(), Failure> {
+    window
+        .set_fullscreen(on)
+        .map_err(|e| Failure::new("WINDOW", format!("Full screen is not available: {e}")))
+}
+
 /// A chat line for the person at the remote computer (the page shows it as sent once this
 /// answers).
 #[tauri::command]
@@ -839,6 +848,7 @@ fn main() {
             set_frame_rate,
             request_keyframe,
             send_chat,
+            set_fullscreen,
             leave,
             view_area,
             view_state,

@@ -1,7 +1,9 @@
 //! The live view's geometry and pixels, shared by every way the app draws.
 //!
 //! [`Fit`] is the one transform between the remote screen and the app's window: the remote screen
-//! scaled down (never up) to the stage with its aspect kept, centred. The native view draws through
+//! scaled down (never up) to the stage with its aspect kept, centred ([`Scale::Fit`]); or shown
+//! pixel for pixel ([`Scale::Actual`]), the part of it under the stage's scroll position when it is
+//! larger than the stage. The native view draws through
 //! it and every mouse event is mapped back through it, so a click lands on the pixel drawn under the
 //! pointer. [`Scaler`] turns a decoded I420 picture into the window's BGRX pixels at the fitted size
 //! in one pass.
@@ -58,16 +60,37 @@ pub mod native {
 
 use serde::{Deserialize, Serialize};
 
-/// A rectangle in the webview's device pixels (CSS pixels times the device pixel ratio).
+/// How the remote screen is sized in the stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Scale {
+    /// Scaled down to the stage (never up), the whole screen in view.
+    #[default]
+    Fit,
+    /// One remote pixel to one device pixel; the stage scrolls over a larger screen.
+    Actual,
+}
+
+/// A rectangle in the webview's device pixels (CSS pixels times the device pixel ratio): the
+/// stage's inside, with how the remote screen is sized in it and, at [`Scale::Actual`], how far
+/// the stage is scrolled (device pixels, which are remote pixels then).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Area {
     pub x: f64,
     pub y: f64,
     pub width: f64,
     pub height: f64,
+    #[serde(default)]
+    pub scale: Scale,
+    #[serde(default)]
+    pub scroll_x: f64,
+    #[serde(default)]
+    pub scroll_y: f64,
 }
 
-/// Where the remote screen is drawn: a whole-pixel rectangle in the webview's device pixels.
+/// Where the remote screen is drawn: a whole-pixel rectangle in the webview's device pixels, and
+/// the part of the remote screen drawn there (all of it, unless 1:1 on a smaller stage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Fit {
@@ -77,6 +100,13 @@ pub struct Fit {
     pub height: u32,
     pub remote_width: u32,
     pub remote_height: u32,
+    /// The drawn part's corner in the remote screen (even numbers: the colour planes are half
+    /// the size, and a part starts on a whole colour sample).
+    pub src_x: u32,
+    pub src_y: u32,
+    /// The drawn part's size in remote pixels.
+    pub src_width: u32,
+    pub src_height: u32,
 }
 
 impl Fit {
@@ -95,9 +125,36 @@ impl Fit {
             return None;
         }
         let (rw, rh) = (f64::from(remote_width), f64::from(remote_height));
-        let scale = (area.width / rw).min(area.height / rh).min(1.0);
-        let width = (rw * scale).round().max(1.0);
-        let height = (rh * scale).round().max(1.0);
+        let (width, height, src) = match area.scale {
+            Scale::Fit => {
+                let scale = (area.width / rw).min(area.height / rh).min(1.0);
+                let width = (rw * scale).round().max(1.0);
+                let height = (rh * scale).round().max(1.0);
+                (width, height, (0, 0, remote_width, remote_height))
+            }
+            Scale::Actual => {
+                // As much of the screen as the stage holds, from the scroll position on (kept
+                // inside the screen, and even).
+                let width = rw.min(area.width.floor());
+                let height = rh.min(area.height.floor());
+                let (w, h) = (width as u32, height as u32);
+                let from = |scroll: f64, room: u32| {
+                    let at = if scroll.is_finite() {
+                        scroll.round()
+                    } else {
+                        0.0
+                    };
+                    (at.clamp(0.0, f64::from(room)) as u32) & !1
+                };
+                let src = (
+                    from(area.scroll_x, remote_width - w),
+                    from(area.scroll_y, remote_height - h),
+                    w,
+                    h,
+                );
+                (width, height, src)
+            }
+        };
         Some(Self {
             x: (area.x + (area.width - width) / 2.0).round() as i32,
             y: (area.y + (area.height - height) / 2.0).round() as i32,
@@ -105,6 +162,10 @@ impl Fit {
             height: height as u32,
             remote_width,
             remote_height,
+            src_x: src.0,
+            src_y: src.1,
+            src_width: src.2,
+            src_height: src.3,
         })
     }
 
@@ -120,16 +181,20 @@ impl Fit {
         {
             return None;
         }
-        let rx = (fx * f64::from(self.remote_width) / f64::from(self.width)).floor();
-        let ry = (fy * f64::from(self.remote_height) / f64::from(self.height)).floor();
+        let rx = f64::from(self.src_x)
+            + (fx * f64::from(self.src_width) / f64::from(self.width)).floor();
+        let ry = f64::from(self.src_y)
+            + (fy * f64::from(self.src_height) / f64::from(self.height)).floor();
         let clamp = |v: f64, n: u32| v.clamp(0.0, f64::from(n - 1)) as u16;
         Some((clamp(rx, self.remote_width), clamp(ry, self.remote_height)))
     }
 
-    /// The drawn pixel (relative to the picture's corner) that shows remote pixel (`rx`, `ry`).
+    /// The drawn pixel (relative to the picture's corner) that shows remote pixel (`rx`, `ry`)
+    /// (the nearest edge of the drawn part for a pixel outside it).
     pub fn from_remote(&self, rx: u32, ry: u32) -> (u32, u32) {
-        let x = (u64::from(rx) * u64::from(self.width) / u64::from(self.remote_width)) as u32;
-        let y = (u64::from(ry) * u64::from(self.height) / u64::from(self.remote_height)) as u32;
+        let (rx, ry) = (rx.saturating_sub(self.src_x), ry.saturating_sub(self.src_y));
+        let x = (u64::from(rx) * u64::from(self.width) / u64::from(self.src_width)) as u32;
+        let y = (u64::from(ry) * u64::from(self.height) / u64::from(self.src_height)) as u32;
         (x.min(self.width - 1), y.min(self.height - 1))
     }
 }
@@ -231,7 +296,61 @@ mod tests {
             y,
             width,
             height,
+            scale: Scale::Fit,
+            scroll_x: 0.0,
+            scroll_y: 0.0,
         }
+    }
+
+    fn actual(x: f64, y: f64, width: f64, height: f64, scroll: (f64, f64)) -> Area {
+        Area {
+            scale: Scale::Actual,
+            scroll_x: scroll.0,
+            scroll_y: scroll.1,
+            ..area(x, y, width, height)
+        }
+    }
+
+    #[test]
+    fn one_to_one_shows_the_part_under_the_scroll_position_pixel_for_pixel() {
+        // A 1920x1080 screen in a 1000x600 stage, scrolled by (301, 200): an even corner.
+        let fit = Fit::new(
+            actual(10.0, 50.0, 1000.0, 600.0, (301.0, 200.0)),
+            1920,
+            1080,
+        )
+        .unwrap();
+        assert_eq!((fit.x, fit.y, fit.width, fit.height), (10, 50, 1000, 600));
+        assert_eq!(
+            (fit.src_x, fit.src_y, fit.src_width, fit.src_height),
+            (300, 200, 1000, 600)
+        );
+        // Input lands on the pixel drawn under the pointer, one to one.
+        assert_eq!(fit.to_remote(10.0, 50.0), Some((300, 200)));
+        assert_eq!(fit.to_remote(1009.5, 649.5), Some((1299, 799)));
+        assert_eq!(fit.from_remote(300 + 17, 200 + 5), (17, 5));
+        // Scrolled past the end (or by what is no number): kept inside the screen.
+        let end = Fit::new(
+            actual(0.0, 0.0, 1000.0, 600.0, (5000.0, 5000.0)),
+            1920,
+            1080,
+        )
+        .unwrap();
+        assert_eq!((end.src_x, end.src_y), (920, 480));
+        assert_eq!(end.to_remote(999.0, 599.0), Some((1919, 1079)));
+        let odd = Fit::new(
+            actual(0.0, 0.0, 1000.0, 600.0, (f64::NAN, -3.0)),
+            1920,
+            1080,
+        )
+        .unwrap();
+        assert_eq!((odd.src_x, odd.src_y), (0, 0));
+        // A screen smaller than the stage is centred at 1:1, as when fitted.
+        let small = Fit::new(actual(0.0, 0.0, 1400.0, 900.0, (50.0, 50.0)), 1024, 768).unwrap();
+        assert_eq!(
+            small,
+            Fit::new(area(0.0, 0.0, 1400.0, 900.0), 1024, 768).unwrap()
+        );
     }
 
     #[test]

@@ -290,7 +290,8 @@ function draw() {
 function fitCanvas() {
   const stage = $('stage');
   const dpr = window.devicePixelRatio || 1;
-  const scale = Math.min(1, (stage.clientWidth * dpr) / remote.width, (stage.clientHeight * dpr) / remote.height);
+  const scale = sizing === 'actual' ? 1
+    : Math.min(1, (stage.clientWidth * dpr) / remote.width, (stage.clientHeight * dpr) / remote.height);
   const w = Math.max(1, Math.round(remote.width * scale));
   const h = Math.max(1, Math.round(remote.height * scale));
   if (canvas.width !== w || canvas.height !== h) {
@@ -384,6 +385,8 @@ function event(e) {
       $('frame-rate').value = String(e.frameRate);
       streamInfo = `${e.width}×${e.height}, ${e.frameRate} fps chosen, ${e.orientation}, H.264`;
       $('stats').textContent = streamInfo;
+      screenSize = { width: e.width, height: e.height };
+      applyScale();
       break;
     case 'limitWarning':
       startCountdown(e.timeLeftMs, e.limitSecs);
@@ -660,6 +663,7 @@ function lostSession(e) {
 }
 
 async function backToDevices(keepNotice) {
+  setFullscreen(false).catch(() => {});
   current = null;
   session = null;
   st.lost = null;
@@ -693,6 +697,7 @@ function startCountdown(ms, limitSecs) {
 }
 
 function endSession(text, detail, code) {
+  setFullscreen(false).catch(() => {});
   clearInterval(countdown);
   resetDecoder();
   current = null;
@@ -741,6 +746,8 @@ async function connect(target, name) {
     native = how && how.view === 'native';
     view.mode = native ? 'native' : 'webview';
     canvas.classList.toggle('hidden', native);
+    screenSize = null;
+    applyScale();
     if (how && how.frameRate) $('frame-rate').value = String(how.frameRate);
     session = channel;
     show('session-view');
@@ -796,7 +803,48 @@ $('keys').onchange = () => {
   sendCombo(name).catch(failure);
 };
 
-for (const id of ['monitor', 'frame-rate', 'keys']) {
+// ---- Size and full screen -----------------------------------------------------------------------
+
+// 'fit': the whole remote screen, scaled down to the stage; 'actual': 1:1, the stage scrolling over
+// it with its scroll bars (the wheel over the picture still scrolls the remote computer).
+let sizing = 'fit';
+let screenSize = null;
+
+function applyScale() {
+  const stage = $('stage');
+  stage.classList.toggle('actual', sizing === 'actual');
+  const dpr = window.devicePixelRatio || 1;
+  // With the native view the page draws nothing: a space of the screen's size gives the stage its
+  // scroll range. Without it, the canvas itself is that size.
+  const space = $('scroll-space');
+  const big = sizing === 'actual' && native && screenSize;
+  space.style.width = big ? `${screenSize.width / dpr}px` : '0';
+  space.style.height = big ? `${screenSize.height / dpr}px` : '0';
+  if (!native && session) fitCanvas();
+  sendArea();
+}
+$('scale').onchange = () => {
+  sizing = $('scale').value;
+  applyScale();
+  $('stage').focus();
+};
+$('stage').addEventListener('scroll', () => sendArea());
+
+let fullscreen = false;
+async function setFullscreen(on) {
+  if (on === fullscreen) return;
+  await invoke('set_fullscreen', { on });
+  fullscreen = on;
+  document.body.classList.toggle('fullscreen', on);
+  $('fullscreen').textContent = on ? 'Exit full screen' : 'Full screen';
+  $('fullscreen').setAttribute('aria-pressed', String(on));
+  sendArea();
+}
+$('fullscreen').onclick = () => {
+  setFullscreen(!fullscreen).catch(failure).finally(() => $('stage').focus());
+};
+
+for (const id of ['monitor', 'frame-rate', 'keys', 'scale']) {
   $(id).addEventListener('keydown', (e) => {
     if (e.key === 'Escape') $('stage').focus();
   });
@@ -829,7 +877,15 @@ function stageArea() {
   const dpr = window.devicePixelRatio || 1;
   const x = r.left + stage.clientLeft;
   const y = r.top + stage.clientTop;
-  return { x: x * dpr, y: y * dpr, width: stage.clientWidth * dpr, height: stage.clientHeight * dpr };
+  return {
+    x: x * dpr,
+    y: y * dpr,
+    width: stage.clientWidth * dpr,
+    height: stage.clientHeight * dpr,
+    scale: sizing,
+    scrollX: stage.scrollLeft * dpr,
+    scrollY: stage.scrollTop * dpr,
+  };
 }
 
 // Tells the native view where the stage is whenever that changes (layout, window size, banners).

@@ -567,14 +567,22 @@ impl Drawer {
         let t = Instant::now();
         let (y, uv) = self.picture.split_at(w * h);
         let (u, v) = uv.split_at(cw * ch);
+        // The part of the picture shown (all of it, but at 1:1 on a smaller stage). A picture
+        // whose size changed since the transform was made is drawn at the next one.
+        let (sx, sy) = (fit.src_x as usize, fit.src_y as usize);
+        let (sw, sh) = (fit.src_width as usize, fit.src_height as usize);
+        if sx + sw > w || sy + sh > h || sw == 0 || sh == 0 {
+            return;
+        }
+        let (yo, co) = (sy * w + sx, (sy / 2) * cw + sx / 2);
         let planes = Planes {
-            y,
-            u,
-            v,
+            y: &y[yo..],
+            u: &u[co..],
+            v: &v[co..],
             y_stride: w,
             uv_stride: cw,
-            width: w,
-            height: h,
+            width: sw,
+            height: sh,
         };
         let (dw, dh) = (fit.width as usize, fit.height as usize);
         let dimmed = self.dimmed;
