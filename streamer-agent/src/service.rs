@@ -331,7 +331,8 @@ fn serve(dir: &std::path::Path, shutdown: CancellationToken) -> Result<()> {
                         tracing::info!(%technician, recorded, "session started")
                     }
                     Notice::SessionEnded(why) => tracing::info!(reason = %why, "session ended"),
-                    Notice::SessionCode(..) => {}
+                    // Attended only; and a service's sessions chat in their helper, which logs it.
+                    Notice::SessionCode(..) | Notice::Chat(..) | Notice::ChatOpen(_) => {}
                 }
             }
         });
