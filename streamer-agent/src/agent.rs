@@ -121,6 +121,8 @@ pub enum Notice {
     /// A line of chat in the session: who wrote it (the technician's name, or `None` for the end
     /// user's own line, shown back once sent) and the line.
     Chat(Option<String>, String),
+    /// Whether the end user can write to the technician now (the session allows chat).
+    ChatOpen(bool),
 }
 
 /// The device credential kept on disk.
@@ -577,6 +579,10 @@ pub async fn session<L: SessionLink>(
         Some(input) => Some(input.0.lock().await),
         None => None,
     };
+    // Lines written while no session could take them are not for this one.
+    if let Some(t) = typed.as_mut() {
+        while t.try_recv().is_ok() {}
+    }
     let result = loop {
         tokio::select! {
             frame = frames.recv() => match frame {
@@ -585,9 +591,11 @@ pub async fn session<L: SessionLink>(
             },
             Some(packet) = audio.recv() => conn.send(&packet).await?,
             Some(text) = clip_changes.recv() => conn.send(&Message::ClipboardText { text }).await?,
-            Some(line) = async { typed.as_mut()?.recv().await }, if chat_allowed => {
+            Some(line) = async { typed.as_mut()?.recv().await } => {
                 let line = line.trim();
-                if !line.is_empty() && line.len() <= protocol::limits::CHAT {
+                if !chat_allowed {
+                    tracing::info!("the end user wrote, but this session does not allow chat: not sent");
+                } else if !line.is_empty() && line.len() <= protocol::limits::CHAT {
                     conn.send(&Message::ChatText { text: line.to_owned() }).await?;
                     show_chat(chat, None, line);
                 } else if !line.is_empty() {
@@ -623,6 +631,9 @@ pub async fn session<L: SessionLink>(
                 Message::SessionTools(tools) => {
                     files_allowed = tools.iter().any(|t| t.tool == protocol::Tool::FileTransfer && t.state == protocol::ToolState::Allowed);
                     chat_allowed = tools.iter().any(|t| t.tool == protocol::Tool::Chat && t.state == protocol::ToolState::Allowed);
+                    if let Some(shown) = &chat.shown {
+                        let _ = shown.send(Notice::ChatOpen(chat_allowed && chat.typed.is_some()));
+                    }
                     let allowed = tools.iter().any(|t| t.tool == protocol::Tool::Clipboard && t.state == protocol::ToolState::Allowed);
                     if allowed && clipboard.is_none() {
                         match platform.clipboard(clip_tx.clone()) {

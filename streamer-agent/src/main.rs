@@ -198,7 +198,7 @@ fn main() -> ExitCode {
     // Attended: the window that shows the code, who is connected and the recording, with its End
     // session button (which cancels `shutdown`, as Ctrl-C does).
     let window = if matches!(config.mode, Mode::Attended { .. }) && !args.no_window {
-        streamer_agent::window::show(shutdown.clone())
+        streamer_agent::window::show(shutdown.clone(), attended.then(|| chat_lines.clone()))
     } else {
         None
     };
@@ -245,12 +245,13 @@ fn main() -> ExitCode {
                         if recorded {
                             println!("This session is being recorded by your team's policy.");
                         }
-                        println!("Type a line and press Enter to chat with {technician}.");
                     }
                     Notice::SessionEnded(why) => println!("The session ended: {why}"),
                     Notice::Reconnecting(secs, why) => println!("Connection lost ({why}); trying again in {secs} s."),
                     Notice::Chat(Some(technician), line) => println!("{technician}: {line}"),
                     Notice::Chat(None, line) => println!("You: {line}"),
+                    Notice::ChatOpen(true) => println!("Type a line and press Enter to write to the technician."),
+                    Notice::ChatOpen(false) => {}
                 }
             }
         });

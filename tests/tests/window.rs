@@ -49,11 +49,12 @@ async fn the_linux_window_shows_the_code_the_recording_and_the_chat_and_ends_the
     let relay = TestRelay::start(data.path(), 0).await;
     let team = relay.acme(PASSWORD, true, false).await;
 
-    // What the end user types on the streamer's terminal, as the command line reads it.
+    // What the end user types on the streamer's terminal or in its window's chat line, as the
+    // command line wires them.
     let (typed, chat_input) = agent::ChatInput::new();
     // The attended streamer with its window, as the command line runs them.
     let stop = CancellationToken::new();
-    let shown = window::show(stop.clone()).expect("Linux has a window");
+    let shown = window::show(stop.clone(), Some(typed.clone())).expect("Linux has a window");
     let to_window = shown.notices();
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel::<Notice>();
     let (test_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<Notice>();
@@ -156,12 +157,48 @@ async fn the_linux_window_shows_the_code_the_recording_and_the_chat_and_ends_the
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
-    // Its End session button ends the session: clicked through the session, where it is (no
-    // window manager here, so no frame: the window's client area starts at its position).
+    // The end user writes in the window's chat line (clicked and typed through the session, where
+    // the end user would) and presses Enter: the technician gets the line. (No window manager
+    // here, so no frame: the window's client area starts at its position.)
     let (x0, y0) = (
         i32::from(width) - window::WIDTH - window::MARGIN,
         i32::from(height) - window::HEIGHT - window::MARGIN,
     );
+    let (ix, iy, iw, ih) = window::CHAT_INPUT;
+    system_tests::click(
+        &mut tech,
+        (x0 + ix + iw / 2) as u16,
+        (y0 + iy + ih / 2) as u16,
+    )
+    .await;
+    tech.send(&Message::TextInput {
+        text: "Printer ready".into(),
+    })
+    .await
+    .unwrap();
+    for down in [true, false] {
+        tech.send(&Message::KeyInput(KeyInput {
+            code: "Enter".into(),
+            down,
+            modifiers: Modifiers::default(),
+        }))
+        .await
+        .unwrap();
+    }
+    let started = Instant::now();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(15), tech.recv())
+            .await
+            .expect("the line written in the window within 15 s")
+            .unwrap();
+        if let Message::ChatText { text } = msg {
+            assert_eq!(text, "Printer ready");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15));
+    }
+
+    // Its End session button ends the session: clicked through the session, where it is.
     let (bx, by, bw, bh) = window::END_BUTTON;
     let (x, y) = ((x0 + bx + bw / 2) as u16, (y0 + by + bh / 2) as u16);
     system_tests::click(&mut tech, x, y).await;

@@ -1,6 +1,7 @@
 //! The attended window on Linux: GTK 3, laid out as the Windows one (the same rectangles, so that a
 //! test can click its button), in the bottom-right corner of the primary monitor, above other
-//! windows and never taking the keyboard focus from the end user's programs.
+//! windows and never taking the keyboard focus from the end user's programs when it appears (the
+//! end user gives it the keyboard by clicking its chat line).
 //!
 //! GTK runs on the thread that calls [`run`] (its own), with the display in `$DISPLAY` (the
 //! command line sets it from `--display`). Notices are read on a 100 ms timer, as on Windows.
@@ -16,8 +17,8 @@ use gtk::prelude::*;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    lines_for, CHAT, CODE, CODE_PX, END_BUTTON, HEIGHT, MARGIN, RECORDED, STATUS, TEXT_PX, WHO,
-    WIDTH,
+    lines_for, Typed, CHAT, CHAT_INPUT, CHAT_SEND, CODE, CODE_PX, END_BUTTON, HEIGHT, MARGIN,
+    RECORDED, STATUS, TEXT_PX, WHO, WIDTH,
 };
 use crate::agent::Notice;
 
@@ -33,8 +34,14 @@ fn label(fixed: &gtk::Fixed, class: &str, (x, y, w, h): (i32, i32, i32, i32)) ->
     label
 }
 
-/// Shows the window until `done` is set; its End session button and closing it cancel `end`.
-pub fn run(notices: Receiver<Notice>, end: CancellationToken, done: Arc<AtomicBool>) -> Result<()> {
+/// Shows the window until `done` is set; its End session button and closing it cancel `end`; its
+/// chat line's text goes to `typed`.
+pub fn run(
+    notices: Receiver<Notice>,
+    end: CancellationToken,
+    done: Arc<AtomicBool>,
+    typed: Option<Typed>,
+) -> Result<()> {
     gtk::init().context("starting GTK (is $DISPLAY set?)")?;
     let css = gtk::CssProvider::new();
     css.load_from_data(
@@ -59,7 +66,8 @@ pub fn run(notices: Receiver<Notice>, end: CancellationToken, done: Arc<AtomicBo
     window.set_size_request(WIDTH, HEIGHT);
     window.set_resizable(false);
     window.set_keep_above(true);
-    window.set_accept_focus(false);
+    // The keyboard only for writing to the technician, and only when the end user clicks there.
+    window.set_accept_focus(typed.is_some());
     window.set_focus_on_map(false);
     window.set_type_hint(gtk::gdk::WindowTypeHint::Utility);
     let display = gtk::prelude::WidgetExt::display(&window);
@@ -84,6 +92,39 @@ pub fn run(notices: Receiver<Notice>, end: CancellationToken, done: Arc<AtomicBo
     button.set_size_request(bw, bh);
     button.set_can_focus(false);
     fixed.put(&button, bx, by);
+    // The end user's answer: a line and its Send button, usable while the session allows chat.
+    let input = gtk::Entry::new();
+    input.set_placeholder_text(Some("Write to the technician…"));
+    input.set_max_length(1000);
+    input.set_sensitive(false);
+    let (ix, iy, iw, ih) = CHAT_INPUT;
+    input.set_size_request(iw, ih);
+    let send = gtk::Button::with_label("Send");
+    send.set_sensitive(false);
+    send.set_can_focus(false);
+    let (sx, sy, sw, sh) = CHAT_SEND;
+    send.set_size_request(sw, sh);
+    if let Some(typed) = typed {
+        fixed.put(&input, ix, iy);
+        fixed.put(&send, sx, sy);
+        let send_line = Rc::new({
+            let input = input.clone();
+            move || {
+                let line = input.text().trim().to_owned();
+                if line.is_empty() {
+                    return;
+                }
+                // The agent takes lines as fast as the session sends them; a full queue keeps
+                // the line in the box to send again.
+                if typed.try_send(line).is_ok() {
+                    input.set_text("");
+                }
+            }
+        });
+        let on_enter = send_line.clone();
+        input.connect_activate(move |_| on_enter());
+        send.connect_clicked(move |_| send_line());
+    }
     window.add(&fixed);
 
     let end_session = Rc::new({
@@ -118,6 +159,10 @@ pub fn run(notices: Receiver<Notice>, end: CancellationToken, done: Arc<AtomicBo
                 if let Some(text) = text {
                     label.set_text(&text);
                 }
+            }
+            if let Some(open) = lines.chat_open {
+                input.set_sensitive(open);
+                send.set_sensitive(open);
             }
         }
         if done.load(Ordering::Acquire) {

@@ -4,8 +4,9 @@
 //!
 //! The window sits in the bottom-right corner of the screen. It shows the session code to read
 //! out, who is connected, "This session is recorded by the technician's team" when the relay says
-//! so, an End session button, and the newest line of chat with the technician (the end user
-//! answers on the terminal). Closing the window ends the session too.
+//! so, an End session button, and the chat with the technician: their newest line, and a line to
+//! write an answer in with its Send button (usable while a session allows chat). Closing the window
+//! ends the session too.
 
 #[cfg(target_os = "linux")]
 pub mod gtk;
@@ -36,8 +37,15 @@ pub const CODE: (i32, i32, i32, i32) = (20, 70, 480, 56);
 pub const WHO: (i32, i32, i32, i32) = (20, 132, 480, 28);
 /// Where the recording notice is.
 pub const RECORDED: (i32, i32, i32, i32) = (20, 166, 480, 56);
-/// Where the newest chat line is (below the button, two lines of text).
-pub const CHAT: (i32, i32, i32, i32) = (20, 286, 480, 56);
+/// Where the newest chat line is (below the button).
+pub const CHAT: (i32, i32, i32, i32) = (20, 284, 480, 28);
+/// The line the end user writes to the technician in.
+pub const CHAT_INPUT: (i32, i32, i32, i32) = (20, 318, 370, 36);
+/// Its Send button (Enter in the line sends too).
+pub const CHAT_SEND: (i32, i32, i32, i32) = (400, 318, 100, 36);
+
+/// Where the lines the end user writes in the window go (the agent's chat input).
+pub type Typed = tokio::sync::mpsc::Sender<String>;
 /// The text size of every line but the code, in pixels.
 pub const TEXT_PX: i32 = 20;
 /// The code's text size, in pixels (bold).
@@ -64,17 +72,18 @@ impl Shown {
     }
 }
 
-/// Shows this platform's attended window: its End session button and closing it cancel `end`.
-/// `None` where there is no window (other platforms); a window that cannot be shown (no display)
-/// says why on stderr, and the terminal still says everything.
-pub fn show(end: CancellationToken) -> Option<Shown> {
+/// Shows this platform's attended window: its End session button and closing it cancel `end`;
+/// what the end user writes in its chat line goes to `typed` (no chat line without it). `None`
+/// where there is no window (other platforms); a window that cannot be shown (no display) says why
+/// on stderr, and the terminal still says everything.
+pub fn show(end: CancellationToken, typed: Option<Typed>) -> Option<Shown> {
     #[cfg(any(windows, target_os = "linux"))]
     {
         let (notices, rx) = std::sync::mpsc::channel();
         let done = Arc::new(AtomicBool::new(false));
         let window_done = done.clone();
         let thread = std::thread::spawn(move || {
-            if let Err(e) = run(rx, end, window_done) {
+            if let Err(e) = run(rx, end, window_done, typed) {
                 eprintln!("streamer: the window could not be shown: {e:#}");
             }
         });
@@ -86,7 +95,7 @@ pub fn show(end: CancellationToken) -> Option<Shown> {
     }
     #[cfg(not(any(windows, target_os = "linux")))]
     {
-        let _ = end;
+        let _ = (end, typed);
         None
     }
 }
@@ -96,8 +105,9 @@ fn run(
     notices: Receiver<Notice>,
     end: CancellationToken,
     done: Arc<AtomicBool>,
+    typed: Option<Typed>,
 ) -> anyhow::Result<()> {
-    win32::run(notices, end, done)
+    win32::run(notices, end, done, typed)
 }
 
 #[cfg(target_os = "linux")]
@@ -105,8 +115,9 @@ fn run(
     notices: Receiver<Notice>,
     end: CancellationToken,
     done: Arc<AtomicBool>,
+    typed: Option<Typed>,
 ) -> anyhow::Result<()> {
-    gtk::run(notices, end, done)
+    gtk::run(notices, end, done, typed)
 }
 
 /// The words the window shows for each notice: (status, code, who, recorded); `None` leaves a line
@@ -123,6 +134,8 @@ pub struct Lines {
     pub recorded: Option<String>,
     /// The newest chat line, with who wrote it.
     pub chat: Option<String>,
+    /// Whether the end user can write to the technician now.
+    pub chat_open: Option<bool>,
 }
 
 /// What the window shows after `notice`.
@@ -154,6 +167,7 @@ pub fn lines_for(notice: &Notice) -> Lines {
                 String::new()
             }),
             chat: s(""),
+            chat_open: Some(false),
         },
         Notice::SessionEnded(why) => Lines {
             status: Some(why.clone()),
@@ -161,6 +175,11 @@ pub fn lines_for(notice: &Notice) -> Lines {
             who: s(""),
             recorded: s(""),
             chat: s(""),
+            chat_open: Some(false),
+        },
+        Notice::ChatOpen(open) => Lines {
+            chat_open: Some(*open),
+            ..Lines::default()
         },
         Notice::Chat(from, line) => Lines {
             chat: Some(format!("{}: {line}", from.as_deref().unwrap_or("You"))),
@@ -217,10 +236,17 @@ mod tests {
         let chat = lines_for(&Notice::Chat(Some("Ann".into()), "<b>Hi</b>".into()));
         assert_eq!(chat.chat.as_deref(), Some("Ann: <b>Hi</b>"));
         assert_eq!(chat.status, None, "a chat line leaves the other lines be");
+        assert_eq!(
+            started.chat_open,
+            Some(false),
+            "closed until the session's tools say"
+        );
+        assert_eq!(lines_for(&Notice::ChatOpen(true)).chat_open, Some(true));
         let own = lines_for(&Notice::Chat(None, "Thanks".into()));
         assert_eq!(own.chat.as_deref(), Some("You: Thanks"));
         let ended = lines_for(&Notice::SessionEnded("You ended the session.".into()));
         assert_eq!(ended.chat.as_deref(), Some(""));
+        assert_eq!(ended.chat_open, Some(false));
         assert_eq!(ended.status.as_deref(), Some("You ended the session."));
         assert_eq!(ended.who.as_deref(), Some(""));
     }

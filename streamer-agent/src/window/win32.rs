@@ -2,7 +2,9 @@
 //!
 //! It runs on a thread of its own with its own message loop, and learns what happens from the
 //! agent's notices, which it reads on a 100 ms timer. It never takes the keyboard focus from the
-//! end user's programs (`WS_EX_NOACTIVATE`): what the technician types goes where it went before.
+//! end user's programs by itself (shown without activation; without a chat line also
+//! `WS_EX_NOACTIVATE`): what the technician types goes where it went before. With a chat line the
+//! end user gives it the keyboard by clicking there.
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
@@ -19,20 +21,28 @@ use windows::Win32::System::LibraryLoader::GetModuleHandleW;
 use windows::Win32::UI::Input::KeyboardAndMouse::EnableWindow;
 use windows::Win32::UI::WindowsAndMessaging::{
     CreateWindowExW, DefWindowProcW, DestroyWindow, DispatchMessageW, GetMessageW,
-    GetSystemMetrics, LoadCursorW, PostQuitMessage, RegisterClassW, SendMessageW, SetTimer,
-    SetWindowTextW, ShowWindow, TranslateMessage, BS_PUSHBUTTON, HMENU, IDC_ARROW, MSG,
-    SM_CXSCREEN, SM_CYSCREEN, SW_SHOWNOACTIVATE, WINDOW_EX_STYLE, WINDOW_STYLE, WM_CLOSE,
-    WM_COMMAND, WM_DESTROY, WM_SETFONT, WM_TIMER, WNDCLASSW, WS_CAPTION, WS_CHILD,
-    WS_EX_NOACTIVATE, WS_EX_TOPMOST, WS_OVERLAPPED, WS_SYSMENU, WS_VISIBLE,
+    GetSystemMetrics, GetWindowTextLengthW, GetWindowTextW, LoadCursorW, PostQuitMessage,
+    RegisterClassW, SendMessageW, SetTimer, SetWindowTextW, ShowWindow, TranslateMessage,
+    BS_PUSHBUTTON, HMENU, IDC_ARROW, MSG, SM_CXSCREEN, SM_CYSCREEN, SW_SHOWNOACTIVATE,
+    WINDOW_EX_STYLE, WINDOW_STYLE, WM_CLOSE, WM_COMMAND, WM_DESTROY, WM_SETFONT, WM_TIMER,
+    WNDCLASSW, WS_CAPTION, WS_CHILD, WS_EX_NOACTIVATE, WS_EX_TOPMOST, WS_OVERLAPPED, WS_SYSMENU,
+    WS_VISIBLE,
 };
 
 use super::{
-    lines_for, CHAT, CODE, CODE_PX, END_BUTTON, HEIGHT, MARGIN, RECORDED, STATUS, TEXT_PX, WHO,
-    WIDTH,
+    lines_for, Typed, CHAT, CHAT_INPUT, CHAT_SEND, CODE, CODE_PX, END_BUTTON, HEIGHT, MARGIN,
+    RECORDED, STATUS, TEXT_PX, WHO, WIDTH,
 };
 use crate::agent::Notice;
 
 const END_ID: usize = 1;
+const SEND_ID: usize = 2;
+/// `ES_AUTOHSCROLL`: the line scrolls as the end user writes past its width.
+const ES_AUTOHSCROLL: u32 = 0x80;
+/// `WS_BORDER`: the line's frame.
+const WS_BORDER: u32 = 0x0080_0000;
+/// `WS_TABSTOP`.
+const WS_TABSTOP: u32 = 0x0001_0000;
 const TIMER_ID: usize = 1;
 
 struct Ui {
@@ -42,6 +52,9 @@ struct Ui {
     who: HWND,
     recorded: HWND,
     chat: HWND,
+    input: HWND,
+    send: HWND,
+    typed: Option<Typed>,
     button: HWND,
     notices: Receiver<Notice>,
     end: CancellationToken,
@@ -99,6 +112,13 @@ unsafe extern "system" fn procedure(window: HWND, message: u32, w: WPARAM, l: LP
                                 set_text(control, &text);
                             }
                         }
+                        if let Some(open) = lines.chat_open {
+                            // SAFETY: this thread's own controls.
+                            unsafe {
+                                let _ = EnableWindow(ui.input, open);
+                                let _ = EnableWindow(ui.send, open);
+                            }
+                        }
                     }
                     if ui.done.load(Ordering::Acquire) {
                         // SAFETY: this thread's own window.
@@ -110,6 +130,10 @@ unsafe extern "system" fn procedure(window: HWND, message: u32, w: WPARAM, l: LP
         }
         WM_COMMAND if w.0 & 0xffff == END_ID => {
             end_session();
+            LRESULT(0)
+        }
+        WM_COMMAND if w.0 & 0xffff == SEND_ID => {
+            send_line();
             LRESULT(0)
         }
         WM_CLOSE => {
@@ -127,6 +151,27 @@ unsafe extern "system" fn procedure(window: HWND, message: u32, w: WPARAM, l: LP
     }
 }
 
+/// Sends what the end user wrote in the chat line to the agent, and empties the line (a full
+/// queue keeps it there to send again).
+fn send_line() {
+    UI.with(|ui| {
+        if let Some(ui) = ui.borrow().as_ref() {
+            let Some(typed) = &ui.typed else { return };
+            // SAFETY: reads this thread's own edit control into a buffer of its length plus the NUL.
+            let line = unsafe {
+                let len = usize::try_from(GetWindowTextLengthW(ui.input)).unwrap_or(0);
+                let mut buf = vec![0u16; len + 1];
+                let n = usize::try_from(GetWindowTextW(ui.input, &mut buf)).unwrap_or(0);
+                String::from_utf16_lossy(&buf[..n.min(len)])
+            };
+            let line = line.trim().to_owned();
+            if !line.is_empty() && typed.try_send(line).is_ok() {
+                set_text(ui.input, "");
+            }
+        }
+    });
+}
+
 fn end_session() {
     UI.with(|ui| {
         if let Some(ui) = ui.borrow().as_ref() {
@@ -140,7 +185,12 @@ fn end_session() {
 
 /// Shows the window and runs its message loop until `done` is set (the agent has stopped). The End
 /// session button and closing the window cancel `end`.
-pub fn run(notices: Receiver<Notice>, end: CancellationToken, done: Arc<AtomicBool>) -> Result<()> {
+pub fn run(
+    notices: Receiver<Notice>,
+    end: CancellationToken,
+    done: Arc<AtomicBool>,
+    typed: Option<Typed>,
+) -> Result<()> {
     // SAFETY: Win32 window creation on this thread; every handle stays on it.
     unsafe {
         let instance = GetModuleHandleW(None).context("GetModuleHandleW")?;
@@ -157,8 +207,13 @@ pub fn run(notices: Receiver<Notice>, end: CancellationToken, done: Arc<AtomicBo
             return Err(windows::core::Error::from_thread()).context("RegisterClassW");
         }
         let (sw, sh) = (GetSystemMetrics(SM_CXSCREEN), GetSystemMetrics(SM_CYSCREEN));
+        let ex_style = if typed.is_some() {
+            WS_EX_TOPMOST
+        } else {
+            WS_EX_TOPMOST | WS_EX_NOACTIVATE
+        };
         let window = CreateWindowExW(
-            WS_EX_TOPMOST | WS_EX_NOACTIVATE,
+            ex_style,
             class,
             w!("Remote support"),
             WS_OVERLAPPED | WS_CAPTION | WS_SYSMENU,
@@ -215,6 +270,28 @@ pub fn run(notices: Receiver<Notice>, end: CancellationToken, done: Arc<AtomicBo
         let recorded = child(w!("STATIC"), w!(""), 0, RECORDED, 0, normal)?;
         // SS_NOPREFIX (0x80): an `&` in the technician's words is shown, not taken for a mnemonic.
         let chat = child(w!("STATIC"), w!(""), 0x80, CHAT, 0, normal)?;
+        let input = child(
+            w!("EDIT"),
+            w!(""),
+            WS_BORDER | WS_TABSTOP | ES_AUTOHSCROLL,
+            CHAT_INPUT,
+            0,
+            normal,
+        )?;
+        let send = child(
+            w!("BUTTON"),
+            w!("Send"),
+            BS_PUSHBUTTON as u32,
+            CHAT_SEND,
+            SEND_ID,
+            normal,
+        )?;
+        let _ = EnableWindow(input, false);
+        let _ = EnableWindow(send, false);
+        if typed.is_none() {
+            let _ = ShowWindow(input, windows::Win32::UI::WindowsAndMessaging::SW_HIDE);
+            let _ = ShowWindow(send, windows::Win32::UI::WindowsAndMessaging::SW_HIDE);
+        }
         let button = child(
             w!("BUTTON"),
             w!("End session"),
@@ -231,6 +308,9 @@ pub fn run(notices: Receiver<Notice>, end: CancellationToken, done: Arc<AtomicBo
                 who,
                 recorded,
                 chat,
+                input,
+                send,
+                typed,
                 button,
                 notices,
                 end,
