@@ -52,6 +52,9 @@ async fn recv(c: &mut Connection) -> Message {
         .expect("the connection is open")
 }
 
+/// How often [`View::until_text`] reads the newest picture.
+pub const OCR_EVERY: Duration = Duration::from_millis(1500);
+
 /// The technician's side of the picture: decodes what arrives and reads it with OCR.
 #[derive(Default)]
 #[allow(missing_debug_implementations)] // the decoder is not Debug
@@ -65,6 +68,11 @@ pub struct View {
 
 impl View {
     /// Reads frames until OCR finds `text` (compared as [`plain`]) in one; returns its size.
+    ///
+    /// Every frame is decoded, but OCR (about a second a picture) reads the newest picture at
+    /// most every [`OCR_EVERY`]: reading each one, a view fell further behind a stream of 10
+    /// pictures a second the longer it watched (the Windows streamer's GDI capture sends every
+    /// tick), and never saw what the screen showed now.
     pub async fn until_text(
         &mut self,
         tech: &mut Connection,
@@ -73,6 +81,7 @@ impl View {
     ) -> (usize, usize) {
         let started = Instant::now();
         let mut read = String::new();
+        let mut last_read: Option<Instant> = None;
         while started.elapsed() < Duration::from_secs(60) {
             match recv(tech).await {
                 Message::MonitorList(m) => self.monitors = m,
@@ -84,7 +93,12 @@ impl View {
                     let decoder = self
                         .decoder
                         .get_or_insert_with(|| openh264::decoder::Decoder::new().unwrap());
-                    if let Some(image) = decoder.decode(&f.payload).unwrap() {
+                    let image = decoder.decode(&f.payload).unwrap();
+                    if last_read.is_some_and(|t| t.elapsed() < OCR_EVERY) {
+                        continue;
+                    }
+                    if let Some(image) = image {
+                        last_read = Some(Instant::now());
                         let (w, h) = image.dimensions();
                         let mut rgb = vec![0u8; w * h * 3];
                         image.write_rgb8(&mut rgb);

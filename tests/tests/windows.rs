@@ -186,12 +186,48 @@ async fn the_windows_streamer_shows_a_wine_program_types_into_it_and_is_recorded
         work.path(),
     )
     .await;
-    // ... and its End session button ends it: the technician clicks it here, as the end user would
-    // (the window sits in the bottom-right corner; the offsets allow for its frame and title).
+    // The window sits in the bottom-right corner; the offsets allow for its frame and title.
     let (x0, y0) = (
         1280 - streamer_agent::window::WIDTH - streamer_agent::window::MARGIN,
         720 - streamer_agent::window::HEIGHT - streamer_agent::window::MARGIN,
     );
+    let centre = |(x, y, w, h): (i32, i32, i32, i32)| {
+        ((x0 + 4 + x + w / 2) as u16, (y0 + 26 + y + h / 2) as u16)
+    };
+    // Chat in the Win32 window: the technician's line is read in it (from the technician's
+    // picture), and the end user's answer, written in its line and sent with Send, arrives.
+    tech.send(&Message::ChatText {
+        text: "Please restart the printer".into(),
+    })
+    .await
+    .unwrap();
+    view.until_text(
+        &mut tech,
+        &plain("Owner: Please restart the printer"),
+        work.path(),
+    )
+    .await;
+    let (x, y) = centre(streamer_agent::window::CHAT_INPUT);
+    system_tests::click(&mut tech, x, y).await;
+    tech.send(&Message::TextInput {
+        text: "Done".into(),
+    })
+    .await
+    .unwrap();
+    let (x, y) = centre(streamer_agent::window::CHAT_SEND);
+    system_tests::click(&mut tech, x, y).await;
+    let started = Instant::now();
+    loop {
+        if let Message::ChatText { text } = recv(&mut tech).await {
+            assert_eq!(text, "Done", "the end user's answer");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the answer written in the window did not arrive"
+        );
+    }
+    // ... and its End session button ends it: the technician clicks it here, as the end user would.
     let (bx, by, bw, bh) = streamer_agent::window::END_BUTTON;
     let (x, y) = (
         (x0 + 4 + bx + bw / 2) as u16,
