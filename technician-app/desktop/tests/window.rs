@@ -711,16 +711,24 @@ async fn one_to_one_scrolls_over_a_larger_screen_with_input_mapped_and_full_scre
     }
 
     // Scrolled to the right end with the stage's scroll bar: the view shows the screen's right edge.
-    w.script(
-        "const s = document.getElementById('stage'); s.scrollLeft = s.scrollWidth;",
-        serde_json::json!([]),
-    )
-    .await
-    .unwrap();
-    let end = wait_fit(&stage, "scrolled to the right end", |f| {
-        f["srcX"].as_u64().unwrap_or(0) + f["srcWidth"].as_u64().unwrap_or(0) >= 1918
-    })
-    .await;
+    let started = std::time::Instant::now();
+    let end = loop {
+        w.script(
+            "const s = document.getElementById('stage'); s.scrollLeft = s.scrollWidth;",
+            serde_json::json!([]),
+        )
+        .await
+        .unwrap();
+        let fit = view_fit(&stage).await;
+        if fit["srcX"].as_u64().unwrap_or(0) + fit["srcWidth"].as_u64().unwrap_or(0) >= 1918 {
+            break fit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "scrolled to the right end: {fit}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     stage.wait_frames(2).await;
     let (view, px) = stage.native_view_on_screen().await;
     let right_x = usize::from(view.width) - 4;

@@ -41,6 +41,7 @@ const WORDS = {
   CA_FILE: ['The relay\'s certificate authority file cannot be used', null],
   TLS: ['Secure connection failed', null],
   INPUT: ['Check what you entered', null],
+  WINDOW: ['The window cannot do that here', 'Full screen needs the desktop\'s window manager; use the window\'s own maximise instead.'],
   NOT_SIGNED_IN: ['You are signed out', 'Sign in again.'],
   NO_SESSION: ['The session has ended', null],
   NO_NATIVE_VIEW: ['This app draws the session in the page here', null],
@@ -733,6 +734,9 @@ async function connect(target, name) {
   clipboardState('', '');
   filesState('unsupported');
   $('transfers').textContent = '';
+  screenSize = null;
+  $('stage').scrollLeft = 0;
+  $('stage').scrollTop = 0;
   toggleFiles(false);
   chatState('unsupported');
   $('chat-log').textContent = '';
@@ -746,7 +750,7 @@ async function connect(target, name) {
     native = how && how.view === 'native';
     view.mode = native ? 'native' : 'webview';
     canvas.classList.toggle('hidden', native);
-    screenSize = null;
+    // The stream's size may have come already (its events can come before this answer).
     applyScale();
     if (how && how.frameRate) $('frame-rate').value = String(how.frameRate);
     session = channel;
