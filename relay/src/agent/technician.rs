@@ -228,29 +228,19 @@ impl Conn {
         }
         let id = secrets::new_id()
             .map_err(|_| Refusal::new(ErrorCode::InternalError, "no session id"))?;
-        let both_know =
-            |kind: MessageKind| kind.known_at(protocol) && kind.known_at(&streamer.protocol);
-        let clipboard = if !settings.allow_clipboard {
-            ToolState::Forbidden
-        } else if both_know(MessageKind::ClipboardText) {
-            ToolState::Allowed
-        } else {
-            ToolState::Unsupported
+        // A tool the team allows is usable when both sides' versions have its messages.
+        let state = |allowed: bool, kind: MessageKind| {
+            if !allowed {
+                ToolState::Forbidden
+            } else if kind.known_at(protocol) && kind.known_at(&streamer.protocol) {
+                ToolState::Allowed
+            } else {
+                ToolState::Unsupported
+            }
         };
-        let file_transfer = if !settings.allow_file_transfer {
-            ToolState::Forbidden
-        } else if both_know(MessageKind::FileOffer) {
-            ToolState::Allowed
-        } else {
-            ToolState::Unsupported
-        };
-        let chat = if !settings.allow_chat {
-            ToolState::Forbidden
-        } else if both_know(MessageKind::ChatText) {
-            ToolState::Allowed
-        } else {
-            ToolState::Unsupported
-        };
+        let clipboard = state(settings.allow_clipboard, MessageKind::ClipboardText);
+        let file_transfer = state(settings.allow_file_transfer, MessageKind::FileOffer);
+        let chat = state(settings.allow_chat, MessageKind::ChatText);
         let tools = SessionTools {
             team_id: user.team_id.clone(),
             technician: (user.id.clone(), user.name.clone()),
