@@ -519,7 +519,7 @@ async fn the_keys_menu_sends_each_combination_to_the_remote_display_and_gives_th
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_app_chats_with_the_end_user_both_ways_as_text_and_each_line_is_audited() {
-    use relay::store::audit::{Action, AuditFilter};
+    use relay::store::audit::Action;
     let mut stage = common::stage(640, 480, 10, |_| {}).await;
     stage.connect_to_test_pc().await;
     let w = &stage.window;
@@ -611,21 +611,7 @@ async fn the_app_chats_with_the_end_user_both_ways_as_text_and_each_line_is_audi
     );
     assert!(w.visible_text("#chat-panel").await.unwrap().is_none());
 
-    let filter = AuditFilter {
-        action: Some(Action::ChatSent),
-        limit: 10,
-        ..Default::default()
-    };
-    let mut lines: Vec<String> = stage
-        .relay
-        .store
-        .audit_events(&stage.team_id, &filter)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.detail)
-        .collect();
-    lines.sort();
+    let lines = system_tests::audit_details(&stage.relay, &stage.team_id, Action::ChatSent).await;
     assert_eq!(
         lines,
         [
