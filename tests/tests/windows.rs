@@ -52,6 +52,28 @@ async fn session_started(tech: &mut Connection) -> (String, String, bool, Access
     }
 }
 
+/// Ctrl+Alt+Del as the app's Keys menu sends it: pressed in order, released in reverse, each key
+/// with the modifiers held at that moment.
+async fn send_ctrl_alt_del(tech: &mut Connection) {
+    let both = Modifiers::CONTROL | Modifiers::ALT;
+    for (code, down, mods) in [
+        ("ControlLeft", true, Modifiers::CONTROL),
+        ("AltLeft", true, both),
+        ("Delete", true, both),
+        ("Delete", false, both),
+        ("AltLeft", false, Modifiers::CONTROL),
+        ("ControlLeft", false, 0),
+    ] {
+        tech.send(&Message::KeyInput(KeyInput {
+            code: code.into(),
+            down,
+            modifiers: Modifiers(mods),
+        }))
+        .await
+        .unwrap();
+    }
+}
+
 fn key(code: &str, down: bool) -> Message {
     Message::KeyInput(KeyInput {
         code: code.into(),
@@ -201,6 +223,20 @@ async fn the_windows_streamer_shows_a_wine_program_types_into_it_and_is_recorded
     })
     .await
     .unwrap();
+    // The streamer has it (its terminal prints the technician's lines), then its window shows it.
+    let mut printed = Vec::new();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("the streamer prints the technician's line; it printed {printed:#?}")
+            })
+            .expect("the streamer is running");
+        if line.contains("Owner: Please restart the printer") {
+            break;
+        }
+        printed.push(line);
+    }
     view.until_text(
         &mut tech,
         &plain("Owner: Please restart the printer"),
@@ -499,6 +535,64 @@ async fn the_msi_runs_the_service_which_retries_a_bad_code_registers_serves_thro
             == "PROBE 4217u7"
     })
     .await;
+    // Ctrl+Alt+Del as the Keys menu sends it: the service recognises it and would ask Windows for
+    // the secure attention sequence, with the policy that allows it set for the call and removed
+    // after, since this machine had none. Wine's SendSAS is a stub that aborts its caller, so the
+    // service says so and the keys go to the desktop instead. Then an administrator's policy that
+    // forbids it (0) is respected and left as it is.
+    const POLICY: &str = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Policies\System";
+    let policy = || desktop.run("reg", &["query", POLICY]).1;
+    for (set, expected) in [
+        (None, "Wine does not implement SendSAS"),
+        (
+            Some("0"),
+            "this computer's policy SoftwareSASGeneration is 0, which does not let services",
+        ),
+    ] {
+        if let Some(value) = set {
+            let (status, out) = desktop.run(
+                "reg",
+                &[
+                    "add",
+                    POLICY,
+                    "/v",
+                    "SoftwareSASGeneration",
+                    "/t",
+                    "REG_DWORD",
+                    "/d",
+                    value,
+                    "/f",
+                ],
+            );
+            assert!(status.success(), "{out}");
+        }
+        send_ctrl_alt_del(&mut tech).await;
+        let started = Instant::now();
+        while !service_log().contains(expected) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the service recognises Ctrl+Alt+Del ({expected}); its log:\n{}",
+                service_log()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        match set {
+            None => assert!(
+                !policy().contains("SoftwareSASGeneration"),
+                "the policy set for the call is removed: {}",
+                policy()
+            ),
+            Some(_) => assert!(
+                policy().contains("0x0"),
+                "the administrator's policy stays: {}",
+                policy()
+            ),
+        }
+    }
+    desktop.run(
+        "reg",
+        &["delete", POLICY, "/v", "SoftwareSASGeneration", "/f"],
+    );
     let helper_log = || {
         std::fs::read_to_string(
             desktop

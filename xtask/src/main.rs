@@ -492,7 +492,9 @@ fn windows() -> Result<()> {
     // A later version of the same product, for the upgrade-in-place test.
     let upgrade_msi = build_msi(Some("99.0.0.0"))?;
     // `--workspace` so that features resolve as in the workspace's own test run, which then
-    // reuses this build.
+    // reuses this build. One at a time: each keeps Wine, its X display and OCR busy, and the
+    // attended test's steps wait on what the other's load slows (measured: run together, the
+    // attended test's chat step took over 45 s; alone, the whole test 52 s).
     run_tests(
         cargo()
             .args([
@@ -502,6 +504,7 @@ fn windows() -> Result<()> {
                 "windows",
                 "--",
                 "--ignored",
+                "--test-threads=1",
             ])
             .env("STREAMER_WINDOWS_EXE", &exe)
             .env("STREAMER_WINDOWS_MSI", &msi)

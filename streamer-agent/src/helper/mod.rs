@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{end_text, SessionLink};
 
 #[cfg(windows)]
+pub mod sas;
+#[cfg(windows)]
 pub mod windows;
 
 /// The protocol's frames over a byte stream (a named pipe): each message as on the relay link,
@@ -111,12 +113,18 @@ pub enum Forwarded {
 ///
 /// `tools` keeps the session's `SessionTools` across helpers: a helper started after the relay
 /// sent it gets it first.
+///
+/// Ctrl+Alt+Del from the technician ([`is_secure_attention`]) goes to `secure_attention` (the
+/// service asks Windows for the secure attention sequence, which no program in the user's session
+/// can produce with keys); when that fails, the key goes to the helper as any other, and the
+/// desktop's programs see Ctrl+Alt+Del.
 pub async fn forward<R: SessionLink, H: SessionLink>(
     relay: &mut R,
     helper: &mut H,
     restart: impl Future<Output = ()>,
     shutdown: &CancellationToken,
     tools: &mut Option<Message>,
+    secure_attention: &(dyn Fn() -> Result<()> + Sync),
 ) -> Result<Forwarded> {
     tokio::pin!(restart);
     if let Some(msg) = tools.as_ref() {
@@ -149,6 +157,15 @@ pub async fn forward<R: SessionLink, H: SessionLink>(
                     Message::ToolRefused { code, message, .. } => {
                         tracing::info!(%code, %message, "clipboard text not forwarded");
                     }
+                    Message::KeyInput(key) if is_secure_attention(key) => match secure_attention() {
+                        Ok(()) => tracing::info!("Ctrl+Alt+Del: the secure attention sequence was sent"),
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "Ctrl+Alt+Del: no secure attention sequence; the keys go to the desktop");
+                            if let Err(e) = helper.send(&msg).await {
+                                return Ok(Forwarded::HelperLost(e));
+                            }
+                        }
+                    },
                     _ if msg.kind().is_session_traffic() => {
                         if let Err(e) = helper.send(&msg).await {
                             return Ok(Forwarded::HelperLost(e));
@@ -193,6 +210,17 @@ pub async fn let_helper_finish<H: SessionLink>(
     tokio::time::timeout(within, async { while helper.recv().await.is_ok() {} })
         .await
         .is_ok()
+}
+
+/// Whether `key` completes Ctrl+Alt+Del: Delete (or the keypad's) going down with Control and
+/// Alt held, and neither Shift nor the Windows key (Ctrl+Alt+Shift+Del is another shortcut).
+pub fn is_secure_attention(key: &protocol::KeyInput) -> bool {
+    use protocol::Modifiers;
+    let held = key.modifiers.0
+        & (Modifiers::CONTROL | Modifiers::ALT | Modifiers::SHIFT | Modifiers::META);
+    key.down
+        && matches!(key.code.as_str(), "Delete" | "NumpadDecimal")
+        && held == Modifiers::CONTROL | Modifiers::ALT
 }
 
 fn ended(reason: EndReason) -> Message {
@@ -341,16 +369,37 @@ mod tests {
         helper: PipeLink<DuplexStream>,
     }
 
+    /// A secure attention sequence that cannot be had (as on every platform but Windows).
+    fn no_sas() -> Result<()> {
+        bail!("no secure attention sequence here")
+    }
+
     fn forwarding(
         restart: impl Future<Output = ()> + Send + 'static,
         shutdown: CancellationToken,
+    ) -> (Ends, tokio::task::JoinHandle<Result<Forwarded>>) {
+        forwarding_with(restart, shutdown, no_sas)
+    }
+
+    fn forwarding_with(
+        restart: impl Future<Output = ()> + Send + 'static,
+        shutdown: CancellationToken,
+        sas: impl Fn() -> Result<()> + Send + Sync + 'static,
     ) -> (Ends, tokio::task::JoinHandle<Result<Forwarded>>) {
         let (relay_end, relay) = pair();
         let (helper_end, helper) = pair();
         let task = tokio::spawn(async move {
             let (mut relay, mut helper) = (relay, helper);
             let mut tools = None;
-            let out = forward(&mut relay, &mut helper, restart, &shutdown, &mut tools).await;
+            let out = forward(
+                &mut relay,
+                &mut helper,
+                restart,
+                &shutdown,
+                &mut tools,
+                &sas,
+            )
+            .await;
             drop((relay, helper));
             out
         });
@@ -379,6 +428,7 @@ mod tests {
                 std::future::pending(),
                 &CancellationToken::new(),
                 &mut kept,
+                &no_sas,
             )
             .await;
             (relay, kept, out)
@@ -398,12 +448,90 @@ mod tests {
                 async {},
                 &CancellationToken::new(),
                 &mut kept,
+                &no_sas,
             )
             .await
         });
         assert_eq!(helper_end.recv().await.unwrap(), tools);
         assert!(matches!(second.await.unwrap().unwrap(), Forwarded::Restart));
         drop(relay_end);
+    }
+
+    fn held(code: &str, down: bool, modifiers: u8) -> Message {
+        Message::KeyInput(KeyInput {
+            code: code.into(),
+            down,
+            modifiers: Modifiers(modifiers),
+        })
+    }
+
+    #[test]
+    fn ctrl_alt_del_is_delete_going_down_with_control_and_alt_only() {
+        let (c, a, s, m) = (
+            Modifiers::CONTROL,
+            Modifiers::ALT,
+            Modifiers::SHIFT,
+            Modifiers::META,
+        );
+        let sas = |code: &str, down: bool, mods: u8| match held(code, down, mods) {
+            Message::KeyInput(k) => is_secure_attention(&k),
+            _ => unreachable!(),
+        };
+        assert!(sas("Delete", true, c | a));
+        assert!(sas("NumpadDecimal", true, c | a));
+        assert!(!sas("Delete", false, c | a), "its release");
+        assert!(!sas("Delete", true, c), "Ctrl+Del");
+        assert!(!sas("Delete", true, a), "Alt+Del");
+        assert!(!sas("Delete", true, c | a | s), "Ctrl+Alt+Shift+Del");
+        assert!(!sas("Delete", true, c | a | m));
+        assert!(!sas("Backspace", true, c | a));
+    }
+
+    #[tokio::test]
+    async fn ctrl_alt_del_goes_to_the_secure_attention_sequence_and_to_the_desktop_when_it_fails() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let both = Modifiers::CONTROL | Modifiers::ALT;
+        for works in [true, false] {
+            let asked = Arc::new(AtomicUsize::new(0));
+            let counter = Arc::clone(&asked);
+            let (mut ends, task) = forwarding_with(
+                std::future::pending(),
+                CancellationToken::new(),
+                move || {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if works {
+                        Ok(())
+                    } else {
+                        bail!("the policy does not allow it")
+                    }
+                },
+            );
+            let keys = [
+                held("ControlLeft", true, Modifiers::CONTROL),
+                held("AltLeft", true, both),
+                held("Delete", true, both),
+                held("Delete", false, both),
+                held("AltLeft", false, Modifiers::CONTROL),
+                held("ControlLeft", false, 0),
+            ];
+            for k in &keys {
+                ends.relay.send(k).await.unwrap();
+            }
+            let mut reached = Vec::new();
+            while reached.len() < keys.len() - usize::from(works) {
+                reached.push(ends.helper.recv().await.unwrap());
+            }
+            let expected: Vec<Message> = keys
+                .iter()
+                .filter(|k| !works || **k != keys[2])
+                .cloned()
+                .collect();
+            assert_eq!(reached, expected, "sequence sent: {works}");
+            assert_eq!(asked.load(Ordering::SeqCst), 1);
+            drop(ends);
+            assert!(task.await.is_ok());
+        }
     }
 
     #[tokio::test]

@@ -343,6 +343,7 @@ impl SessionHost for HelperHost {
                     helper.console_changed(),
                     shutdown,
                     &mut tools,
+                    &super::sas::send,
                 )
                 .await;
                 if matches!(forwarded, Ok(Forwarded::Ended(_))) {
