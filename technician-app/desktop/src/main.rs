@@ -19,6 +19,9 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod file_commands;
+mod tab_commands;
+
+use tab_commands::{leave_all, share_clipboard, Tab};
 
 use technician_desktop::clipboard;
 use technician_desktop::settings::{self, Settings};
@@ -26,7 +29,9 @@ use technician_desktop::view::native::NativeView;
 use technician_desktop::view::{self, Area};
 use technician_desktop::wire;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
@@ -37,7 +42,7 @@ use serde_json::{json, Value};
 use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::{Manager, State};
 use technician::{Account, Command, Event, Technician, TechnicianError};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::Mutex;
 
 /// Remote Support Technician.
 #[derive(Debug, Clone, Parser)]
@@ -61,10 +66,14 @@ struct Args {
     product_version: bool,
 }
 
-/// The app's state: at most one signed-in technician, at most one session.
+/// The app's state: at most one signed-in technician, any number of sessions, each in a tab of
+/// the window, at most one of them shown.
 struct App {
     args: Args,
     inner: Mutex<Inner>,
+    /// The tab shown (0: none, the device list): its video alone goes to the native view. Kept
+    /// out of the lock, which each video frame would otherwise take.
+    shown: AtomicU64,
     /// The native view, once the window exists (`None`: the page draws).
     view: OnceLock<Option<NativeView>>,
     /// The settings file, once the config folder is known.
@@ -97,20 +106,27 @@ struct Inner {
     account: Option<Account>,
     /// Signed in, connected and not in a session.
     technician: Option<Technician>,
-    /// Where the session's commands go, while one runs.
-    commands: Option<mpsc::Sender<Command>>,
-    /// The device of the session running or last run, whose choices are remembered.
-    device: Option<String>,
-    /// Counts sign-ins, sign-outs and sessions: a reconnection for an earlier one gives up.
+    /// The sessions in the window's tabs, by tab id (from 1, never used twice in a run).
+    tabs: BTreeMap<u64, Tab>,
+    /// The tab shown (`None`: the device list).
+    active: Option<u64>,
+    /// The last tab id given.
+    last_tab: u64,
+    /// Counts sign-ins and sign-outs: a reconnection for an earlier one gives up.
     epoch: u64,
     /// What is remembered between runs.
     settings: Settings,
 }
 
 impl Inner {
-    /// Remembers a choice for the session's device.
+    /// The tab shown, when it is a session's.
+    fn shown(&self) -> Option<&Tab> {
+        self.active.and_then(|id| self.tabs.get(&id))
+    }
+
+    /// Remembers a choice for the shown session's device.
     fn choose(&mut self, app: &App, change: impl FnOnce(&mut settings::DeviceChoice)) {
-        let Some(device) = self.device.clone() else {
+        let Some(device) = self.shown().and_then(|t| t.device.clone()) else {
             return;
         };
         let now_ms = std::time::SystemTime::now()
@@ -206,7 +222,7 @@ async fn sign_in(
     let technician = account.open().await?;
     let name = technician.name.clone();
     let mut inner = app.inner.lock().await;
-    leave_session(&mut inner).await;
+    leave_all(&app, &mut inner).await;
     inner.epoch += 1;
     inner.account = Some(account);
     inner.technician = Some(technician);
@@ -220,10 +236,9 @@ async fn sign_in(
 #[tauri::command]
 async fn sign_out(app: State<'_, Arc<App>>) -> Result<(), Failure> {
     let mut inner = app.inner.lock().await;
-    leave_session(&mut inner).await;
+    leave_all(&app, &mut inner).await;
     inner.epoch += 1;
     inner.technician = None;
-    inner.device = None;
     let account = inner.account.take();
     drop(inner);
     if let Some(account) = account {
@@ -309,8 +324,6 @@ async fn connect(
         }
     };
     let mut inner = app.inner.lock().await;
-    leave_session(&mut inner).await;
-    inner.epoch += 1;
     let epoch = inner.epoch;
     let device = match &target {
         SessionTarget::Device { device_id } => Some(device_id.clone()),
@@ -331,47 +344,76 @@ async fn connect(
         monitor_id: remembered.monitor_id,
     };
     technician(&mut inner).await?;
+    let mut held = inner.technician.take();
+    // Not held while the session is set up (an attended one waits for the end user): the other
+    // tabs' input and the device list go on meanwhile.
+    drop(inner);
     let mut session = None;
     // Twice at most: a held connection that died while idle is replaced once.
     for retry in [true, false] {
-        let Some(held) = inner.technician.take() else {
+        let Some(connection) = held.take() else {
             break;
         };
-        match held.connect_with(target.clone(), view).await {
+        match connection.connect_with(target.clone(), view).await {
             Ok(s) => {
                 session = Some(s);
                 break;
             }
             Err((_, e)) if retry && e.code().is_none() => {
+                let mut inner = app.inner.lock().await;
                 technician(&mut inner).await?;
+                held = inner.technician.take();
             }
             Err((technician, e)) => {
                 if e.code().is_some() {
-                    inner.technician = Some(technician);
+                    let mut inner = app.inner.lock().await;
+                    if inner.technician.is_none() {
+                        inner.technician = Some(technician);
+                    }
                 }
                 return Err(e.into());
             }
         }
     }
     let session = session.ok_or_else(|| Failure::new("NOT_SIGNED_IN", "Sign in first."))?;
-    inner.commands = Some(session.commands.clone());
-    inner.device = device;
-    if inner.device.is_some() {
-        inner.choose(&app, |c| {
-            c.frame_rate = view.frame_rate;
-            c.monitor_id = view.monitor_id;
-        });
+    let mut inner = app.inner.lock().await;
+    if inner.epoch != epoch {
+        // Signed out (or in again) meanwhile: this session is not the technician's any more.
+        let _ = session.commands.send(Command::Leave).await;
+        return Err(Failure::new(
+            "NOT_SIGNED_IN",
+            "Signed out while connecting.",
+        ));
     }
+    // A new tab, shown at once; the sessions in other tabs go on behind it.
+    inner.last_tab += 1;
+    let tab = inner.last_tab;
+    inner.tabs.insert(
+        tab,
+        Tab {
+            commands: Some(session.commands.clone()),
+            device,
+            size: None,
+            clipboard: None,
+        },
+    );
+    inner.active = Some(tab);
+    app.shown.store(tab, Ordering::SeqCst);
+    inner.choose(&app, |c| {
+        c.frame_rate = view.frame_rate;
+        c.monitor_id = view.monitor_id;
+    });
     drop(inner);
     let native = app.native().is_some();
     if let Some(view) = app.native() {
         view.start(session.commands.clone());
     }
     let app = Arc::clone(&app);
-    tauri::async_runtime::spawn(forward(app, session, on_event, epoch));
+    tauri::async_runtime::spawn(forward(app, session, on_event, tab, epoch));
     Ok(json!({
         "view": if native { "native" } else { "webview" },
         "frameRate": view.frame_rate,
+        "tab": tab,
     }))
 }
 
@@ -386,6 +428,7 @@ async fn forward(
     app: Arc<App>,
     mut session: technician::Session,
     page: Channel<InvokeResponseBody>,
+    tab: u64,
     epoch: u64,
 ) {
     let view = app.native().cloned();
@@ -400,26 +443,36 @@ async fn forward(
             break;
         }
         let ended = matches!(event, Event::Lost { .. });
+        let shown = app.shown.load(Ordering::SeqCst) == tab;
         match &event {
             Event::Tools(tools) if technician::allowed(tools, protocol::Tool::Clipboard) => {
-                let page = page.clone();
-                app.clipboard.share(
-                    epoch,
-                    session.commands.clone(),
-                    Box::new(move |v| page_send(&page, &v)),
-                );
+                if let Some(t) = app.inner.lock().await.tabs.get_mut(&tab) {
+                    t.clipboard = Some(page.clone());
+                }
+                if shown {
+                    share_clipboard(&app, tab, session.commands.clone(), page.clone());
+                }
             }
-            Event::Clipboard(text) => app.clipboard.remote(text.clone()),
+            Event::Clipboard(text) if shown => app.clipboard.remote(text.clone()),
+            Event::VideoConfig(c) => {
+                let size = (u32::from(c.width), u32::from(c.height));
+                if let Some(t) = app.inner.lock().await.tabs.get_mut(&tab) {
+                    t.size = Some(size);
+                }
+                if let (Some(view), true) = (&view, shown) {
+                    view.remote_size(size.0, size.1);
+                }
+            }
             _ => {}
         }
         if let Some(view) = &view {
-            match &event {
-                Event::Video(frame) => {
+            if let Event::Video(frame) = &event {
+                // A tab behind another one: its pictures are not drawn (a keyframe is asked for
+                // when it is shown again).
+                if shown {
                     view.frame(frame.clone());
-                    continue;
                 }
-                Event::VideoConfig(c) => view.remote_size(u32::from(c.width), u32::from(c.height)),
-                _ => {}
+                continue;
             }
         }
         if let Some(bytes) = wire::encode(&event) {
@@ -430,8 +483,8 @@ async fn forward(
             break;
         }
     }
-    app.clipboard.stop(epoch);
-    if let Some(view) = &view {
+    app.clipboard.stop(tab);
+    if let (Some(view), true) = (&view, app.shown.load(Ordering::SeqCst) == tab) {
         // A lost session's last picture stays, darkened, under the page's word that it is lost.
         if lost {
             view.dim(true);
@@ -441,8 +494,9 @@ async fn forward(
     }
     let back = session.task.await;
     let mut inner = app.inner.lock().await;
-    if inner.epoch == epoch {
-        inner.commands = None;
+    if let Some(t) = inner.tabs.get_mut(&tab) {
+        t.commands = None;
+        t.clipboard = None;
     }
     match back {
         Ok(Ok(technician)) => {
@@ -457,7 +511,7 @@ async fn forward(
         }
         Ok(Err(_)) => {
             drop(inner);
-            reconnect(app, page, epoch).await;
+            reconnect(app, page, tab, epoch).await;
         }
         Err(_) => page_send(
             &page,
@@ -468,8 +522,8 @@ async fn forward(
 
 /// After a lost connection: connects again with the account's token, with backoff, telling the
 /// page each attempt, until it is back (`reconnected`), the token is refused (`signedOut`), or the
-/// technician moved on (signed out, or started another session).
-async fn reconnect(app: Arc<App>, page: Channel<InvokeResponseBody>, epoch: u64) {
+/// technician moved on (signed out, or closed the lost session's tab).
+async fn reconnect(app: Arc<App>, page: Channel<InvokeResponseBody>, tab: u64, epoch: u64) {
     for attempt in 0u32.. {
         let delay = technician::reconnect_delay(attempt);
         page_send(
@@ -477,9 +531,10 @@ async fn reconnect(app: Arc<App>, page: Channel<InvokeResponseBody>, epoch: u64)
             &json!({"type": "reconnecting", "attempt": attempt + 1, "inMs": delay.as_millis() as u64}),
         );
         tokio::time::sleep(delay).await;
+        let moved_on = |inner: &Inner| inner.epoch != epoch || !inner.tabs.contains_key(&tab);
         let account = {
             let inner = app.inner.lock().await;
-            if inner.epoch != epoch {
+            if moved_on(&inner) {
                 return;
             }
             inner.account.clone()
@@ -487,12 +542,15 @@ async fn reconnect(app: Arc<App>, page: Channel<InvokeResponseBody>, epoch: u64)
         let Some(account) = account else { return };
         let result = account.open().await;
         let mut inner = app.inner.lock().await;
-        if inner.epoch != epoch {
+        if moved_on(&inner) {
             return;
         }
         match result {
             Ok(technician) => {
-                inner.technician = Some(technician);
+                // Several lost tabs may each reconnect: one connection is kept for the next use.
+                if inner.technician.is_none() {
+                    inner.technician = Some(technician);
+                }
                 page_send(&page, &json!({"type": "reconnected"}));
                 return;
             }
@@ -512,31 +570,14 @@ async fn reconnect(app: Arc<App>, page: Channel<InvokeResponseBody>, epoch: u64)
     }
 }
 
-async fn leave_session(inner: &mut Inner) {
-    if let Some(commands) = inner.commands.take() {
-        let _ = commands.send(Command::Leave).await;
-    }
-}
-
-/// Leaves the session, if any, and stops a reconnection: the technician is back at the device list.
-#[tauri::command]
-async fn back_to_devices(app: State<'_, Arc<App>>) -> Result<(), Failure> {
-    let mut inner = app.inner.lock().await;
-    leave_session(&mut inner).await;
-    inner.epoch += 1;
-    if let Some(view) = app.native() {
-        view.stop();
-    }
-    Ok(())
-}
-
+/// Sends `cmd` to the shown session.
 async fn command(app: &App, cmd: Command) -> Result<(), Failure> {
     let commands = app
         .inner
         .lock()
         .await
-        .commands
-        .clone()
+        .shown()
+        .and_then(|t| t.commands.clone())
         .ok_or_else(|| Failure::new("NO_SESSION", "There is no session."))?;
     commands
         .send(cmd)
@@ -769,6 +810,7 @@ fn main() {
     let app = Arc::new(App {
         args,
         inner: Mutex::new(Inner::default()),
+        shown: AtomicU64::new(0),
         view: OnceLock::new(),
         settings: OnceLock::new(),
         clipboard: clipboard::Sharing::spawn(clipboard::Desktop::open),
@@ -821,15 +863,17 @@ fn main() {
                 api.prevent_close();
                 let handle = window.app_handle().clone();
                 tauri::async_runtime::spawn(async move {
-                    let commands = app.inner.lock().await.commands.take();
-                    if let Some(commands) = commands {
+                    let tabs = std::mem::take(&mut app.inner.lock().await.tabs);
+                    let running: Vec<_> = tabs.into_values().filter_map(|t| t.commands).collect();
+                    for commands in &running {
                         let _ = commands.send(Command::Leave).await;
-                        // The session's task sends the leave and reads the end; a second at most.
-                        let deadline =
-                            tokio::time::Instant::now() + std::time::Duration::from_secs(1);
-                        while !commands.is_closed() && tokio::time::Instant::now() < deadline {
-                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        }
+                    }
+                    // Each session's task sends the leave and reads the end; a second at most.
+                    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+                    while running.iter().any(|c| !c.is_closed())
+                        && tokio::time::Instant::now() < deadline
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
                     handle.exit(0);
                 });
@@ -839,9 +883,11 @@ fn main() {
             defaults,
             sign_in,
             sign_out,
-            back_to_devices,
+            tab_commands::back_to_devices,
             devices,
             connect,
+            tab_commands::select_tab,
+            tab_commands::close_tab,
             mouse,
             key,
             switch_monitor,

@@ -103,6 +103,7 @@ async function start() {
 // Back at the sign-in page (at start, after signing out, or when the relay refused the token).
 function signedOut() {
   clearInterval(refreshTimer);
+  clearTabs();
   current = null;
   session = null;
   sendArea();
@@ -159,8 +160,10 @@ async function refreshDevices() {
   $('devices-updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
   $('no-devices').classList.toggle('hidden', devices.length > 0);
   // Rows are rebuilt only when something changed, so that a refresh never takes a click away.
-  const same = JSON.stringify(devices) === JSON.stringify(lastDevices) && $('device-rows').children.length === devices.length;
+  const inTabs = tabs.map((t) => (t.target.device ? t.target.device : '')).join(',');
+  const same = JSON.stringify(devices) === JSON.stringify(lastDevices) && $('device-rows').children.length === devices.length && inTabs === $('device-rows').dataset.tabs;
   lastDevices = devices;
+  $('device-rows').dataset.tabs = inTabs;
   if (same) return;
   const rows = $('device-rows');
   rows.textContent = '';
@@ -182,6 +185,13 @@ async function refreshDevices() {
     // A busy device can still be asked: the relay answers DEVICE_BUSY in plain words.
     b.disabled = !d.online;
     b.onclick = () => connect({ device: d.id }, d.name);
+    // A device in one of this window's tabs: its tab is shown instead.
+    const tab = tabs.find((t) => t.target.device === d.id);
+    if (tab) {
+      b.textContent = 'Show';
+      b.disabled = false;
+      b.onclick = () => switchTo(tab).catch(failure);
+    }
     td.appendChild(b);
     tr.appendChild(td);
     rows.appendChild(tr);
@@ -406,6 +416,10 @@ function event(e) {
     case 'chat':
       chatLine(st.device || 'Remote computer', e.text, false);
       break;
+    case 'chatMine':
+      // A line the technician sent, replayed when the tab is shown again.
+      chatLine('You', e.text, true);
+      break;
     case 'transfer':
       transfer(e);
       break;
@@ -557,7 +571,7 @@ function chatLine(from, text, mine) {
   li.append(who, document.createTextNode(text));
   $('chat-log').append(li);
   $('chat-log').scrollTop = $('chat-log').scrollHeight;
-  if (!mine && $('chat-panel').classList.contains('hidden')) unreadChat++;
+  if (!mine && !replaying && $('chat-panel').classList.contains('hidden')) unreadChat++;
   renderChatButton();
 }
 
@@ -588,6 +602,7 @@ $('chat-form').onsubmit = (e) => {
   const text = $('chat-line').value.trim();
   if (!text) return;
   invoke('send_chat', { text }).then(() => {
+    if (shownTab) remember(shownTab, { type: 'chatMine', text });
     chatLine('You', text, true);
     $('chat-line').value = '';
   }).catch(failure);
@@ -663,8 +678,10 @@ function lostSession(e) {
   renderStatus();
 }
 
+// Closes the shown tab (a lost session's, or one that could not start) and shows the list.
 async function backToDevices(keepNotice) {
   setFullscreen(false).catch(() => {});
+  if (shownTab) dropTab(shownTab);
   current = null;
   session = null;
   st.lost = null;
@@ -676,8 +693,15 @@ async function backToDevices(keepNotice) {
   await loadDevices().catch(failure);
 }
 
-function reconnectDevice() {
-  connect(st.target, st.device);
+// A new session with the lost session's device, in place of the lost one's tab.
+async function reconnectDevice() {
+  const { target, device } = st;
+  if (shownTab) {
+    const lost = shownTab;
+    dropTab(lost);
+    if (lost.id) await invoke('close_tab', { tab: lost.id }).catch(() => {});
+  }
+  connect(target, device);
 }
 
 function recording(on) {
@@ -710,18 +734,55 @@ function endSession(text, detail, code) {
   loadDevices().catch(failure);
 }
 
+// A new session in a tab of its own, shown at once; the sessions in other tabs go on behind it.
 async function connect(target, name) {
   hideNotice();
   clearInterval(refreshTimer);
   const channel = new Channel();
+  if (shownTab) shownTab.unread = unreadChat;
+  const tab = openTab(channel, target, name);
   current = channel;
   channel.onmessage = (m) => {
-    if (channel !== current) return;
     const bytes = new Uint8Array(m);
-    view.messages++;
-    if (bytes[0] === 1) video(bytes);
-    else if (bytes[0] === 2) event(JSON.parse(new TextDecoder().decode(bytes.subarray(1))));
+    if (bytes[0] === 2) {
+      const e = JSON.parse(new TextDecoder().decode(bytes.subarray(1)));
+      // Every tab keeps its events; only the shown one acts on them now (tabs.js).
+      if (!tabHears(tab, e)) return;
+      view.messages++;
+      event(e);
+    } else if (bytes[0] === 1 && channel === current) {
+      view.messages++;
+      video(bytes);
+    }
   };
+  blankSession(name, target);
+  try {
+    const how = await invoke('connect', { target, frameRate: Number($('frame-rate').value) || null, onEvent: channel });
+    tab.id = how.tab;
+    renderTabs();
+    if (channel !== current) return;
+    native = how && how.view === 'native';
+    view.mode = native ? 'native' : 'webview';
+    canvas.classList.toggle('hidden', native);
+    // The stream's size may have come already (its events can come before this answer).
+    applyScale();
+    if (how && how.frameRate) $('frame-rate').value = String(how.frameRate);
+    session = channel;
+    show('session-view');
+    sendArea();
+    $('stage').focus();
+  } catch (f) {
+    dropTab(tab);
+    if (channel === current) current = null;
+    // From the lost screen ("Connect again"): back to the list, under the refusal.
+    if (!$('session-view').classList.contains('hidden')) await backToDevices(true);
+    failure(f);
+  }
+}
+
+// The session view emptied for `name` (a new session, or a tab shown again before its events are
+// replayed into it).
+function blankSession(name, target) {
   resetDecoder();
   view.frames = 0;
   Object.assign(st, { lost: null, limit: null, stalled: false, device: name, target });
@@ -744,25 +805,6 @@ async function connect(target, name) {
   toggleChat(false, false);
   $('session-device').textContent = name;
   renderStatus();
-  try {
-    const how = await invoke('connect', { target, frameRate: Number($('frame-rate').value) || null, onEvent: channel });
-    if (channel !== current) return;
-    native = how && how.view === 'native';
-    view.mode = native ? 'native' : 'webview';
-    canvas.classList.toggle('hidden', native);
-    // The stream's size may have come already (its events can come before this answer).
-    applyScale();
-    if (how && how.frameRate) $('frame-rate').value = String(how.frameRate);
-    session = channel;
-    show('session-view');
-    sendArea();
-    $('stage').focus();
-  } catch (f) {
-    if (channel === current) current = null;
-    // From the lost screen ("Connect again"): back to the list, under the refusal.
-    if (!$('session-view').classList.contains('hidden')) await backToDevices(true);
-    failure(f);
-  }
 }
 
 $('leave').onclick = () => {
@@ -973,5 +1015,3 @@ for (const [type, down] of [['keydown', true], ['keyup', false]]) {
 }
 
 window.addEventListener('resize', () => { if (session) fitCanvas(); });
-
-start().catch(failure);

@@ -77,7 +77,8 @@ pub async fn stage(
         .await
         .unwrap();
 
-    let (agent_stop, agent, chat) = start_agent_with_chat(
+    let (agent_stop, agent, chat) = start_named_agent(
+        "Test PC",
         &relay.addr,
         &relay.ca(),
         dir.path(),
@@ -206,12 +207,13 @@ pub fn start_agent(
     CancellationToken,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
-    let (stop, agent, _) = start_agent_with_chat(relay, ca, dir, display, code, frame_rate);
+    let (stop, agent, _) = start_named_agent("Test PC", relay, ca, dir, display, code, frame_rate);
     (stop, agent)
 }
 
-/// [`start_agent`], with the end user's side of its chat.
-pub fn start_agent_with_chat(
+/// [`start_agent`] for a device called `name`, with the end user's side of its chat.
+pub fn start_named_agent(
+    name: &str,
     relay: &str,
     ca: &std::path::Path,
     dir: &std::path::Path,
@@ -242,7 +244,7 @@ pub fn start_agent_with_chat(
                 credential_file: dir.join("device.credential"),
                 deployment_code: Some(code),
             },
-            device_name: "Test PC".into(),
+            device_name: name.into(),
             display: Some(display.to_owned()),
             frame_rate,
             announced_version: None,
