@@ -78,6 +78,9 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// The sender of those e-mails (`Remote Support <support@example.com>`).
     pub smtp_from: Option<String>,
+    /// Where `/metrics` is served in the Prometheus text format, over plain HTTP (an internal
+    /// address: it is never on the public port); unset, nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -113,6 +116,7 @@ impl Default for Config {
             password_reset_ttl_secs: 24 * 3600,
             smtp_url: None,
             smtp_from: None,
+            metrics_listen: None,
         }
     }
 }

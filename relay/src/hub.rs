@@ -413,6 +413,16 @@ impl Hub {
         conns.map_or(0, HashMap::len)
     }
 
+    /// Live sessions, streamers online and signed-in technician connections, now.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let inner = lock(&self.inner);
+        (
+            inner.sessions.len(),
+            inner.streamers.len(),
+            inner.technicians.values().map(HashMap::len).sum(),
+        )
+    }
+
     /// Registers a live session of `team_id`; [`Hub::remove_session`] when it has ended.
     pub fn add_session(&self, team_id: &str, link: Arc<SessionLink>) {
         lock(&self.inner)

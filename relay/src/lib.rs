@@ -14,6 +14,7 @@ mod console;
 pub mod hub;
 pub mod links;
 pub mod mail;
+pub mod metrics;
 mod ops;
 pub mod rate;
 pub mod recorder;
@@ -57,6 +58,7 @@ pub(crate) struct Shared {
     mailer: Option<mail::Mailer>,
     sign_ins: throttle::SignInThrottle,
     codes: throttle::CodeThrottle,
+    metrics: Arc<metrics::Metrics>,
     version: ProductVersion,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -68,6 +70,36 @@ pub struct Relay {
     shared: Arc<Shared>,
     tls: Arc<rustls::ServerConfig>,
     dev_ca: Option<PathBuf>,
+    metrics: Option<TcpListener>,
+}
+
+impl Shared {
+    /// Whether the database and the recordings store answer now (each within
+    /// [`metrics::HEALTH_TIMEOUT`]): a query, and a small object written and deleted.
+    pub(crate) async fn health(&self) -> (bool, bool) {
+        let within = metrics::HEALTH_TIMEOUT;
+        let (database, store) = tokio::join!(
+            tokio::time::timeout(within, self.store.ping()),
+            tokio::time::timeout(within, self.recordings.probe()),
+        );
+        (
+            database.is_ok_and(|r| r.is_ok()),
+            store.is_ok_and(|r| r.is_ok()),
+        )
+    }
+
+    /// The metrics exposition now.
+    pub(crate) async fn metrics_text(&self) -> String {
+        let (database_up, store_up) = self.health().await;
+        let (live_sessions, streamers_online, technician_connections) = self.hub.counts();
+        self.metrics.render(&metrics::Gauges {
+            database_up,
+            store_up,
+            live_sessions,
+            streamers_online,
+            technician_connections,
+        })
+    }
 }
 
 impl Relay {
@@ -86,7 +118,9 @@ impl Relay {
         let spool_dir = config.data_dir.join("spool");
         std::fs::create_dir_all(&spool_dir)
             .with_context(|| format!("creating the recording spool {}", spool_dir.display()))?;
+        let metrics = Arc::new(metrics::Metrics::default());
         let recorder = recorder::RecorderContext {
+            metrics: metrics.clone(),
             store: store.clone(),
             recordings: recordings.clone(),
             spool_dir,
@@ -116,6 +150,7 @@ impl Relay {
                 usize::try_from(config.max_sign_in_failures_per_address).unwrap_or(usize::MAX),
             ),
             codes: throttle::CodeThrottle::default(),
+            metrics,
             version: product_version()?,
             recorder,
             config,
@@ -130,7 +165,14 @@ impl Relay {
             shared,
             tls,
             dev_ca: dev_ca.map(|p| p.ca_cert),
+            metrics: None,
         })
+    }
+
+    /// Serves `/metrics` on `listener` too (plain HTTP), from [`Relay::serve`] until shutdown.
+    pub fn with_metrics_listener(mut self, listener: TcpListener) -> Self {
+        self.metrics = Some(listener);
+        self
     }
 
     /// The SQL store, for administration and tests.
@@ -178,6 +220,13 @@ impl Relay {
             shared.shutdown.clone(),
             shared.tracker.clone(),
         ));
+        let metrics = self.metrics.map(|listener| {
+            let stop = shared.shutdown.clone();
+            tokio::spawn(std::future::IntoFuture::into_future(
+                axum::serve(listener, api::metrics_router(shared.clone()))
+                    .with_graceful_shutdown(async move { stop.cancelled().await }),
+            ))
+        });
         let retention = tokio::spawn(recorder::retention::run(
             shared.recorder.clone(),
             std::time::Duration::from_secs(shared.config.retention_days.saturating_mul(86_400)),
@@ -192,6 +241,9 @@ impl Relay {
         shared.shutdown.cancel();
         let _ = accept.await;
         let _ = retention.await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         shared.tracker.close();
         let drain = Config::ms(shared.config.drain_timeout_ms);
         if tokio::time::timeout(drain, shared.tracker.wait())

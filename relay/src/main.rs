@@ -23,6 +23,9 @@ struct Args {
     /// Address of the HTTPS port (agents and console).
     #[arg(long, env = "RELAY_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Address where /metrics is served (Prometheus text, plain HTTP; an internal address).
+    #[arg(long, env = "RELAY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Host names for the development certificate (repeat, or comma-separated in the variable).
     #[arg(
         long = "server-name",
@@ -87,6 +90,9 @@ impl Args {
         if let Some(v) = self.listen {
             config.listen = v;
         }
+        if let Some(v) = self.metrics_listen {
+            config.metrics_listen = Some(v);
+        }
         if !self.server_names.is_empty() {
             config.server_names = self.server_names;
         }
@@ -142,7 +148,8 @@ async fn shutdown_signal(token: CancellationToken) {
 async fn serve(args: Args) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let listen = config.listen;
-    let relay = Relay::prepare(config, Arc::new(SystemClock)).await?;
+    let metrics_listen = config.metrics_listen;
+    let mut relay = Relay::prepare(config, Arc::new(SystemClock)).await?;
     if let Some(first) = relay.bootstrap_if_empty().await? {
         println!("First start: created a team and its owner.");
         println!("  sign in as:       {}", first.email);
@@ -161,6 +168,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     );
     if let Some(ca) = relay.dev_ca_cert() {
         println!("  clients trust the development CA in {}", ca.display());
+    }
+    if let Some(addr) = metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for metrics on {addr}"))?;
+        println!("  metrics on http://{}/metrics", metrics.local_addr()?);
+        relay = relay.with_metrics_listener(metrics);
     }
     let token = CancellationToken::new();
     tokio::spawn(shutdown_signal(token.clone()));

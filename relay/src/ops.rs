@@ -137,6 +137,7 @@ pub(crate) async fn sign_in(
     let email = email.trim();
     let now = shared.clock.now_ms();
     if let Err(paused) = shared.sign_ins.check(email, addr, now) {
+        shared.metrics.sign_in_throttled();
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "TOO_MANY_ATTEMPTS",

@@ -274,6 +274,7 @@ impl Conn {
     }
 
     async fn refuse(&self, refusal: Refusal) {
+        self.shared.metrics.refused(refusal.code);
         let _ = self
             .send(&Message::Refused {
                 code: refusal.code,

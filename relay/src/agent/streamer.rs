@@ -275,10 +275,14 @@ impl Conn {
         };
         let _ = offer.reply.send(OfferReply::Accepted);
         self.shared.hub.add_session(&streamer.team_id, link.clone());
+        self.shared.metrics.session_started(offer.recorded);
         let result = self
             .streamer_session(&link, commands, recorder.as_mut())
             .await;
         self.shared.hub.remove_session(&link.id);
+        if let Some((reason, _)) = link.reason() {
+            self.shared.metrics.session_ended(reason);
+        }
         self.session_ended_at = Some(Instant::now());
         // The last file is finished with every frame that was forwarded, and stored.
         if let Some(recorder) = recorder {

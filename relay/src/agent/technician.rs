@@ -83,6 +83,7 @@ impl Conn {
                         }
                         Err(r) => {
                             tracing::info!(code = %r.code, user = %user.id, "session refused");
+                            self.shared.metrics.refused(r.code);
                             self.send(&Message::SessionRefused {
                                 code: r.code,
                                 message: r.message,
@@ -354,6 +355,7 @@ impl Conn {
                         .await?;
                 }
                 MessageKind::SessionRequest => {
+                    self.shared.metrics.refused(ErrorCode::UnexpectedMessage);
                     self.send(&Message::SessionRefused {
                         code: ErrorCode::UnexpectedMessage,
                         message: "End the current session before starting another.".into(),

@@ -45,6 +45,8 @@ pub struct RecorderContext {
     pub clock: SharedClock,
     /// No file exceeds this many bytes.
     pub max_file_bytes: u64,
+    /// Where stored files and failed uploads are counted.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Why a file was started.
@@ -677,12 +679,32 @@ fn headroom(cap: u64, largest_sample: u64) -> u64 {
     (cap / 8).max(largest_sample.saturating_mul(4))
 }
 
-/// Copies a spool file into the object store under `key`, streaming it in parts.
+/// Copies a spool file into the object store under `key`, streaming it in parts; counted in the
+/// metrics (its bytes and time, or a failure).
 pub(crate) async fn upload(
     ctx: &RecorderContext,
     spool: &std::path::Path,
     key: &str,
 ) -> Result<(), RecordError> {
+    let started = std::time::Instant::now();
+    match put_file(ctx, spool, key).await {
+        Ok(bytes) => {
+            ctx.metrics.uploaded(bytes, started.elapsed());
+            Ok(())
+        }
+        Err(e) => {
+            ctx.metrics.upload_failed();
+            Err(e)
+        }
+    }
+}
+
+/// [`upload`]'s work: the bytes put.
+async fn put_file(
+    ctx: &RecorderContext,
+    spool: &std::path::Path,
+    key: &str,
+) -> Result<u64, RecordError> {
     use tokio::io::AsyncReadExt;
     let storage = |e: &dyn std::fmt::Display| RecordError::Storage(format!("uploading {key}: {e}"));
     let mut file = tokio::fs::File::open(spool)
@@ -693,16 +715,18 @@ pub(crate) async fn upload(
         object_store::path::Path::from(key),
     );
     let mut buf = vec![0u8; 8 * 1024 * 1024];
+    let mut bytes = 0u64;
     loop {
         let n = file.read(&mut buf).await.map_err(|e| storage(&e))?;
         if n == 0 {
             break;
         }
+        bytes += n as u64;
         if let Err(e) = writer.put(Bytes::copy_from_slice(&buf[..n])).await {
             let _ = writer.abort().await;
             return Err(storage(&e));
         }
     }
     writer.shutdown().await.map_err(|e| storage(&e))?;
-    Ok(())
+    Ok(bytes)
 }

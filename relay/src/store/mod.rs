@@ -71,6 +71,12 @@ impl Store {
         Ok(Self { pool, clock })
     }
 
+    /// Whether the database answers a query now.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;

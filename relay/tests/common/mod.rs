@@ -37,6 +37,8 @@ pub struct TestRelay {
     pub served: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub config: Config,
     pub recorder: relay::recorder::RecorderContext,
+    /// Where `/metrics` is served, when the config asked for it (on any free port).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
@@ -80,6 +82,14 @@ impl TestRelay {
         let recorder = relay.recorder().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let (relay, metrics) = match config.metrics_listen {
+            Some(_) => {
+                let m = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = m.local_addr().unwrap();
+                (relay.with_metrics_listener(m), Some(addr))
+            }
+            None => (relay, None),
+        };
         let shutdown = CancellationToken::new();
         let served = tokio::spawn(relay.serve(listener, shutdown.clone()));
         Self {
@@ -92,6 +102,7 @@ impl TestRelay {
             served,
             config,
             recorder,
+            metrics,
         }
     }
 

@@ -1,0 +1,246 @@
+//! What an operator watches. `/metrics`, on an address of its own, read as Prometheus reads it (by
+//! a Prometheus text-format parser): the relay up, the database and store answering, live
+//! sessions, sessions started and ended, recorded bytes and uploads (equal to what the store
+//! holds), refusals by code and throttled sign-ins. `/healthz` on the public port says whether the
+//! database and the recordings store answer, and which one does not.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use common::media::TestEncoder;
+use common::recorded::*;
+use common::*;
+use prometheus_parse::{Scrape, Value};
+use protocol::{Credential, ErrorCode, Role};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `GET /metrics` over plain HTTP, parsed.
+async fn scrape(addr: SocketAddr) -> Scrape {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    // Chunked or not: the chunk-size lines are not metric lines, and the parser skips nothing
+    // silently, so take the body as sent when it is not chunked.
+    let text = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        unchunk(body)
+    } else {
+        body.to_owned()
+    };
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+fn unchunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").unwrap();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+}
+
+/// The value of `name` with `labels`, as a number (0 when the series is absent).
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)));
+    match found.map(|s| &s.value) {
+        None => 0.0,
+        Some(Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v)) => *v,
+        Some(Value::Histogram(buckets)) => buckets
+            .iter()
+            .find(|b| b.less_than.is_infinite())
+            .map_or(0.0, |b| b.count),
+        Some(other) => panic!("{name}: {other:?}"),
+    }
+}
+
+fn typed(scrape: &Scrape, name: &str) -> bool {
+    scrape.docs.contains_key(name)
+}
+
+async fn health(relay: &TestRelay) -> (u16, serde_json::Value) {
+    let (status, _, body) = relay
+        .connector
+        .request(&relay.addr, "GET", "/healthz", &[], Bytes::new())
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn metrics_count_sessions_recordings_refusals_and_throttles_and_health_names_what_fails() {
+    let relay =
+        TestRelay::start_with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let metrics = relay.metrics.expect("a metrics address");
+    let team = relay.team("acme").await;
+
+    let first = scrape(metrics).await;
+    for family in [
+        "relay_up",
+        "relay_database_up",
+        "relay_store_up",
+        "relay_sessions",
+        "relay_sessions_started_total",
+        "relay_refusals_total",
+        "relay_sign_ins_throttled_total",
+        "relay_recorded_bytes_total",
+        "relay_upload_failures_total",
+        "relay_upload_seconds",
+    ] {
+        assert!(
+            typed(&first, family),
+            "{family} has no HELP: {:?}",
+            first.docs
+        );
+    }
+    assert_eq!(value(&first, "relay_up", &[]), 1.0);
+    assert_eq!(value(&first, "relay_database_up", &[]), 1.0);
+    assert_eq!(value(&first, "relay_store_up", &[]), 1.0);
+    assert_eq!(value(&first, "relay_sessions", &[]), 0.0);
+    assert_eq!(value(&first, "relay_recorded_bytes_total", &[]), 0.0);
+
+    // A recorded session: live while it runs, then started and ended once, and its files'
+    // bytes counted as the store holds them.
+    relay.set_recording(&team, false, true).await;
+    let mut r = recorded_session(&relay, &team).await;
+    let live = scrape(metrics).await;
+    assert_eq!(value(&live, "relay_sessions", &[]), 1.0);
+    assert_eq!(value(&live, "relay_streamers_online", &[]), 1.0);
+    assert_eq!(
+        value(
+            &live,
+            "relay_sessions_started_total",
+            &[("recorded", "true")]
+        ),
+        1.0
+    );
+    let mut enc = TestEncoder::new(320, 240, 10, 0);
+    r.streamer.send(&enc.config()).await.unwrap();
+    stream(&mut r.streamer, &mut enc, 30, 10).await;
+    let session = r.session_id.clone();
+    finish(&relay, r).await;
+    let files = relay.store.recording_files(&session).await.unwrap();
+    let stored: i64 = files.iter().map(|f| f.size_bytes.unwrap()).sum();
+    assert!(stored > 0);
+    let after = scrape(metrics).await;
+    assert_eq!(value(&after, "relay_sessions", &[]), 0.0);
+    assert_eq!(
+        value(
+            &after,
+            "relay_sessions_ended_total",
+            &[("reason", "TECHNICIAN_LEFT")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "relay_recorded_bytes_total", &[]),
+        stored as f64
+    );
+    assert_eq!(
+        value(&after, "relay_recording_files_stored_total", &[]),
+        files.len() as f64
+    );
+    assert_eq!(
+        value(&after, "relay_upload_seconds", &[]),
+        files.len() as f64,
+        "one upload timed per file"
+    );
+    assert_eq!(value(&after, "relay_upload_failures_total", &[]), 0.0);
+
+    // Refusals by code: an agent with a token the relay never issued, twice.
+    for _ in 0..2 {
+        let (_, result) = relay
+            .handshake_as(
+                Role::Technician,
+                Credential::TechnicianToken {
+                    token: "not-a-token".into(),
+                },
+            )
+            .await;
+        assert_eq!(
+            handshake_refusal(result).code,
+            ErrorCode::AuthenticationFailed
+        );
+    }
+    // Throttled sign-ins: five wrong passwords, then the account's pause refuses the sixth.
+    for _ in 0..6 {
+        relay
+            .api(
+                "POST",
+                "/api/v1/sign-in",
+                None,
+                Some(serde_json::json!({"email": team.owner_email, "password": "guess"})),
+            )
+            .await;
+    }
+    let refused = scrape(metrics).await;
+    assert_eq!(
+        value(
+            &refused,
+            "relay_refusals_total",
+            &[("code", "AUTHENTICATION_FAILED")]
+        ),
+        2.0
+    );
+    assert_eq!(value(&refused, "relay_sign_ins_throttled_total", &[]), 1.0);
+
+    // Health: both answer; then the recordings store cannot take a write (its folder is a file
+    // now): 503 naming the store, and the metrics say so; back when it is restored.
+    assert_eq!(
+        health(&relay).await,
+        (
+            200,
+            serde_json::json!({"status": "ok", "database": "ok", "store": "ok"})
+        )
+    );
+    let recordings = relay.dir.path().join("recordings");
+    let aside = relay.dir.path().join("recordings-aside");
+    std::fs::rename(&recordings, &aside).unwrap();
+    std::fs::write(&recordings, b"not a folder").unwrap();
+    assert_eq!(
+        health(&relay).await,
+        (
+            503,
+            serde_json::json!({"status": "failing", "database": "ok", "store": "failing"})
+        )
+    );
+    assert_eq!(value(&scrape(metrics).await, "relay_store_up", &[]), 0.0);
+    std::fs::remove_file(&recordings).unwrap();
+    std::fs::rename(&aside, &recordings).unwrap();
+    assert_eq!(health(&relay).await.0, 200);
+
+    // The database gone (its pool closed under the relay): 503 naming the database.
+    relay.store.close().await;
+    assert_eq!(
+        health(&relay).await,
+        (
+            503,
+            serde_json::json!({"status": "failing", "database": "failing", "store": "ok"})
+        )
+    );
+    assert_eq!(value(&scrape(metrics).await, "relay_database_up", &[]), 0.0);
+    relay.stop().await;
+}
