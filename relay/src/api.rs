@@ -42,49 +42,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
 pub const AGENT_PATH: &str = "/v1/agent";
 
 /// The router for the whole port.
-/// `/metrics` alone, for the metrics listen address.
-pub(crate) fn metrics_router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route(
-            "/metrics",
-            get(|State(shared): State<Arc<Shared>>| async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    shared.metrics_text().await,
-                )
-            }),
-        )
-        .with_state(shared)
-}
-
-/// Whether the relay can do its work now: the database answers and the recordings store takes a
-/// write. 200 when both do, 503 (with which one failed) otherwise, for load balancers and monitors.
-async fn health(State(shared): State<Arc<Shared>>) -> Response {
-    let (database, store) = shared.health().await;
-    let word = |ok: bool| if ok { "ok" } else { "failing" };
-    let status = if database && store {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(serde_json::json!({
-            "status": word(database && store),
-            "database": word(database),
-            "store": word(store),
-        })),
-    )
-        .into_response()
-}
-
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(AGENT_PATH, get(agent))
-        .route("/healthz", get(health))
+        .route("/healthz", get(crate::metrics::health))
         .route("/api/v1/sign-in", post(sign_in))
         .route("/api/v1/sign-out", post(sign_out))
         .route("/api/v1/team", get(team))

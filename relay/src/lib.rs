@@ -223,7 +223,7 @@ impl Relay {
         let metrics = self.metrics.map(|listener| {
             let stop = shared.shutdown.clone();
             tokio::spawn(std::future::IntoFuture::into_future(
-                axum::serve(listener, api::metrics_router(shared.clone()))
+                axum::serve(listener, metrics::router(shared.clone()))
                     .with_graceful_shutdown(async move { stop.cancelled().await }),
             ))
         });

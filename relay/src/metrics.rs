@@ -9,10 +9,17 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
 use crate::hub::lock;
+use crate::Shared;
 
 /// Upper bounds (seconds) of the upload-duration histogram's buckets.
 const UPLOAD_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -247,6 +254,45 @@ pub struct Gauges {
     pub live_sessions: usize,
     pub streamers_online: usize,
     pub technician_connections: usize,
+}
+
+/// `/metrics` alone, for the metrics listen address.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(shared): State<Arc<Shared>>| async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    shared.metrics_text().await,
+                )
+            }),
+        )
+        .with_state(shared)
+}
+
+/// Whether the relay can do its work now: the database answers and the recordings store takes a
+/// write. 200 when both do, 503 (with which one failed) otherwise, for load balancers and monitors.
+pub(crate) async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    let (database, store) = shared.health().await;
+    let word = |ok: bool| if ok { "ok" } else { "failing" };
+    let status = if database && store {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({
+            "status": word(database && store),
+            "database": word(database),
+            "store": word(store),
+        })),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
