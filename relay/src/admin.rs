@@ -44,7 +44,7 @@ pub async fn run(config: &Config, command: &Command) -> anyhow::Result<String> {
         "{} has no relay database: give the relay's --data-dir (or --config), or start the relay once",
         config.data_dir.display()
     );
-    let store = Store::open(&config.data_dir, Arc::new(SystemClock))
+    let store = Store::open(&config.database_url(), Arc::new(SystemClock))
         .await
         .context("opening the database")?;
     let result = run_on(&store, config, command).await;

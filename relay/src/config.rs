@@ -11,8 +11,12 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Where the database, the TLS material and the recordings live.
+    /// Where the TLS material, the recordings' spool and (by default) the database and the
+    /// recordings live.
     pub data_dir: PathBuf,
+    /// The database: `postgres://user:password@host/name` (PostgreSQL, which a fleet of relays
+    /// shares; `?sslmode=verify-full` for TLS), or `sqlite://PATH`; unset, `relay.db` in `data_dir`.
+    pub database_url: Option<String>,
     /// Address of the HTTPS port that serves agents and the console.
     pub listen: SocketAddr,
     /// Host names and addresses the development certificate is issued for.
@@ -87,6 +91,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("relay-data"),
+            database_url: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             server_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             tls_cert: None,
@@ -127,6 +132,13 @@ impl Config {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// The database's URL: `database_url`, or the embedded default in `data_dir`.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| crate::store::sqlite_url(&self.data_dir))
     }
 
     /// Checks settings that cannot work together.

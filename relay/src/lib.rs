@@ -110,7 +110,7 @@ impl Relay {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
         let (tls, dev_ca) = tls::server_config(&config)?;
-        let store = store::Store::open(&config.data_dir, clock.clone())
+        let store = store::Store::open(&config.database_url(), clock.clone())
             .await
             .context("opening the database")?;
         let recordings = recording::Recordings::local(&config.data_dir.join("recordings"))

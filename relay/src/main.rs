@@ -17,9 +17,14 @@ struct Args {
     /// TOML settings file (keys as in relay::Config; unset keys keep their defaults).
     #[arg(long, env = "RELAY_CONFIG")]
     config: Option<PathBuf>,
-    /// Data directory: database, TLS material, recordings.
+    /// Data directory: TLS material, the recordings' spool, and by default the database and the
+    /// recordings.
     #[arg(long, env = "RELAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The database (postgres://USER:PASSWORD@HOST/NAME or sqlite://PATH); unset, relay.db in the
+    /// data directory. Prefer the variable or the settings file to a password on the command line.
+    #[arg(long, env = "RELAY_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Address of the HTTPS port (agents and console).
     #[arg(long, env = "RELAY_LISTEN")]
     listen: Option<SocketAddr>,
@@ -86,6 +91,9 @@ impl Args {
         };
         if let Some(v) = self.data_dir {
             config.data_dir = v;
+        }
+        if let Some(v) = self.database_url {
+            config.database_url = Some(v);
         }
         if let Some(v) = self.listen {
             config.listen = v;

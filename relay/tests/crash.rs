@@ -40,6 +40,8 @@ fn spawn_relay_with(data: &Path, args: &[&std::ffi::OsStr]) -> RelayProcess {
         .arg(data)
         .arg("--listen")
         .arg("127.0.0.1:0")
+        .arg("--database-url")
+        .arg(database_url_of(data))
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -145,7 +147,7 @@ async fn sigkill_mid_session_keeps_finished_files_and_closes_the_open_one_as_inc
         .success());
     wait_exit(&mut again.child);
 
-    let store = Store::open(&data, Arc::new(relay::SystemClock))
+    let store = Store::open(&database_url_of(&data), Arc::new(relay::SystemClock))
         .await
         .unwrap();
     let files = store.recording_files(&session_id).await.unwrap();
@@ -368,7 +370,7 @@ async fn sigkill_in_a_new_files_first_fragment_never_lists_a_file_without_media(
             .unwrap()
             .success());
         wait_exit(&mut again.child);
-        let store = Store::open(&data, Arc::new(relay::SystemClock))
+        let store = Store::open(&database_url_of(&data), Arc::new(relay::SystemClock))
             .await
             .unwrap();
         let files = store.recording_files(&session_id).await.unwrap();

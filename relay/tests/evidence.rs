@@ -436,7 +436,7 @@ async fn relay_shutting_down() {
     let recorder = relay.recorder.clone();
     // Shutdown waits for the last file to be stored; the store is then looked at afresh.
     let (_dir, config, clock) = relay.stop_keeping_data().await;
-    let store = relay::store::Store::open(&config.data_dir, std::sync::Arc::new(clock))
+    let store = relay::store::Store::open(&config.database_url(), std::sync::Arc::new(clock))
         .await
         .unwrap();
     check_in(&store, &recorder, live, Some(EndReason::RelayShuttingDown)).await;

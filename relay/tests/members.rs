@@ -571,6 +571,8 @@ fn admin_cmd(data: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_relay"))
         .arg("--data-dir")
         .arg(data)
+        .arg("--database-url")
+        .arg(database_url_of(data))
         .arg("admin")
         .args(args)
         .env("RUST_LOG", "warn")

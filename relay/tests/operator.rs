@@ -55,6 +55,7 @@ async fn one_command_starts_a_usable_relay_and_sigterm_stops_it() {
         .arg("--server-name")
         .arg("localhost")
         .env("RELAY_DATA_DIR", &data)
+        .envs(test_database_url(&data).map(|url| ("RELAY_DATABASE_URL", url)))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -110,7 +111,11 @@ async fn one_command_starts_a_usable_relay_and_sigterm_stops_it() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(data.join("relay.db").exists());
+    // The database is in the data directory unless it is elsewhere (PostgreSQL).
+    assert_eq!(
+        data.join("relay.db").exists(),
+        test_database_url(&data).is_none()
+    );
     assert!(data.join("first-owner.txt").exists());
 }
 

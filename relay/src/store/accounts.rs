@@ -233,7 +233,7 @@ impl Denied {
     }
 }
 
-pub(super) fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
+pub(super) fn user_from_row(row: &sqlx::any::AnyRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
         id: row.try_get("id")?,
         team_id: row.try_get("team_id")?,
@@ -243,7 +243,7 @@ pub(super) fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord,
     })
 }
 
-fn device_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<DeviceRecord, StoreError> {
+fn device_from_row(row: &sqlx::any::AnyRow) -> Result<DeviceRecord, StoreError> {
     Ok(DeviceRecord {
         id: row.try_get("id")?,
         team_id: row.try_get("team_id")?,
@@ -270,16 +270,18 @@ impl Store {
         let owner_id = secrets::new_id()?;
         let hash = secrets::hash_password(owner_password)?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO teams (id, name, attended_key, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&team.id)
-            .bind(&team.name)
-            .bind(&team.attended_key)
-            .bind(self.now())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO teams (id, name, attended_key, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&team.id)
+        .bind(&team.name)
+        .bind(&team.attended_key)
+        .bind(self.now())
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO users (id, team_id, email, name, role, password_hash, created_at) \
-             VALUES (?, ?, ?, ?, 'owner', ?, ?)",
+             VALUES ($1, $2, $3, $4, 'owner', $5, $6)",
         )
         .bind(&owner_id)
         .bind(&team.id)
@@ -306,7 +308,7 @@ impl Store {
         let hash = secrets::hash_password(password)?;
         sqlx::query(
             "INSERT INTO users (id, team_id, email, name, role, password_hash, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&id)
         .bind(team_id)
@@ -336,7 +338,7 @@ impl Store {
     ) -> Result<Result<SignIn, Denied>, StoreError> {
         let row = sqlx::query(
             "SELECT id, team_id, email, name, role, password_hash FROM users \
-             WHERE email = ? AND removed_at IS NULL",
+             WHERE email = $1 AND removed_at IS NULL",
         )
         .bind(email)
         .fetch_optional(&self.pool)
@@ -354,7 +356,7 @@ impl Store {
         let token = secrets::new_token()?;
         let now = self.now();
         let expires_at = now.saturating_add(ttl_ms);
-        sqlx::query("INSERT INTO sign_in_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO sign_in_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(secrets::digest(&token))
             .bind(&user.id)
             .bind(now)
@@ -376,7 +378,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT u.id, u.team_id, u.email, u.name, u.role, u.removed_at, t.expires_at, \
              t.revoked_at FROM sign_in_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_hash = ?",
+             WHERE t.token_hash = $1",
         )
         .bind(secrets::digest(token))
         .fetch_optional(&self.pool)
@@ -398,7 +400,7 @@ impl Store {
 
     /// A user by id.
     pub async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, team_id, email, name, role FROM users WHERE id = ?")
+        let row = sqlx::query("SELECT id, team_id, email, name, role FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -408,7 +410,7 @@ impl Store {
     /// The team of the active member with this e-mail address, if any.
     pub async fn team_of_email(&self, email: &str) -> Result<Option<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT team_id FROM users WHERE email = ? AND removed_at IS NULL")
+            sqlx::query_scalar("SELECT team_id FROM users WHERE email = $1 AND removed_at IS NULL")
                 .bind(email)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -417,7 +419,7 @@ impl Store {
 
     /// A team's name (empty for an unknown team).
     pub async fn team_name(&self, team_id: &str) -> Result<String, StoreError> {
-        let name: Option<String> = sqlx::query_scalar("SELECT name FROM teams WHERE id = ?")
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM teams WHERE id = $1")
             .bind(team_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -427,7 +429,7 @@ impl Store {
     /// A team's users, owner first, then by name.
     pub async fn team_users(&self, team_id: &str) -> Result<Vec<UserRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, team_id, email, name, role FROM users WHERE team_id = ? \
+            "SELECT id, team_id, email, name, role FROM users WHERE team_id = $1 \
              AND removed_at IS NULL ORDER BY CASE role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, name",
         )
         .bind(team_id)
@@ -439,7 +441,7 @@ impl Store {
     /// Revokes a sign-in token; returns whether it existed and was live.
     pub async fn revoke_token(&self, token: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE sign_in_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+            "UPDATE sign_in_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
         )
         .bind(self.now())
         .bind(secrets::digest(token))
@@ -469,7 +471,7 @@ impl Store {
         let now = self.now();
         sqlx::query(
             "INSERT INTO deployment_codes (code_hash, team_id, created_at, expires_at, id, hint, created_by) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(secrets::digest(&code))
         .bind(team_id)
@@ -490,7 +492,7 @@ impl Store {
         device_name: &str,
     ) -> Result<Result<(DeviceRecord, String), Denied>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, team_id, expires_at, revoked_at FROM deployment_codes WHERE code_hash = ?",
+            "SELECT id, team_id, expires_at, revoked_at FROM deployment_codes WHERE code_hash = $1",
         )
         .bind(secrets::digest(code))
         .fetch_optional(&self.pool)
@@ -512,7 +514,7 @@ impl Store {
             revoked: false,
         };
         let secret = secrets::new_token()?;
-        sqlx::query("INSERT INTO devices (id, team_id, name, secret_hash, created_at, code_id) VALUES (?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO devices (id, team_id, name, secret_hash, created_at, code_id) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&device.id)
             .bind(&device.team_id)
             .bind(&device.name)
@@ -531,7 +533,7 @@ impl Store {
         secret: &str,
     ) -> Result<Result<DeviceRecord, Denied>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, team_id, name, streamer_version, revoked_at, secret_hash FROM devices WHERE id = ?",
+            "SELECT id, team_id, name, streamer_version, revoked_at, secret_hash FROM devices WHERE id = $1",
         )
         .bind(device_id)
         .fetch_optional(&self.pool)
@@ -552,7 +554,7 @@ impl Store {
 
     /// Records the streamer version a device reported and when it was seen.
     pub async fn device_seen(&self, device_id: &str, version: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE devices SET streamer_version = ?, last_seen_at = ? WHERE id = ?")
+        sqlx::query("UPDATE devices SET streamer_version = $1, last_seen_at = $2 WHERE id = $3")
             .bind(version)
             .bind(self.now())
             .bind(device_id)
@@ -564,7 +566,7 @@ impl Store {
     /// Revokes a device of `team_id`; returns false when the team has no such live device.
     pub async fn revoke_device(&self, team_id: &str, device_id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE devices SET revoked_at = ? WHERE id = ? AND team_id = ? AND revoked_at IS NULL",
+            "UPDATE devices SET revoked_at = $1 WHERE id = $2 AND team_id = $3 AND revoked_at IS NULL",
         )
         .bind(self.now())
         .bind(device_id)
@@ -577,7 +579,7 @@ impl Store {
     /// A team's devices, revoked ones included.
     pub async fn devices(&self, team_id: &str) -> Result<Vec<DeviceRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, team_id, name, streamer_version, revoked_at FROM devices WHERE team_id = ? ORDER BY name, id",
+            "SELECT id, team_id, name, streamer_version, revoked_at FROM devices WHERE team_id = $1 ORDER BY name, id",
         )
         .bind(team_id)
         .fetch_all(&self.pool)
@@ -592,7 +594,7 @@ impl Store {
         device_id: &str,
     ) -> Result<Option<DeviceRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, team_id, name, streamer_version, revoked_at FROM devices WHERE id = ? AND team_id = ?",
+            "SELECT id, team_id, name, streamer_version, revoked_at FROM devices WHERE id = $1 AND team_id = $2",
         )
         .bind(device_id)
         .bind(team_id)
@@ -603,7 +605,7 @@ impl Store {
 
     /// The team whose attended download carries `key`.
     pub async fn team_by_attended_key(&self, key: &str) -> Result<Option<TeamRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, name, attended_key FROM teams WHERE attended_key = ?")
+        let row = sqlx::query("SELECT id, name, attended_key FROM teams WHERE attended_key = $1")
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
@@ -620,7 +622,7 @@ impl Store {
     /// A team's attended-access key.
     pub async fn attended_key(&self, team_id: &str) -> Result<Option<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT attended_key FROM teams WHERE id = ?")
+            sqlx::query_scalar("SELECT attended_key FROM teams WHERE id = $1")
                 .bind(team_id)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -631,15 +633,15 @@ impl Store {
     pub async fn team_settings(&self, team_id: &str) -> Result<Option<TeamSettings>, StoreError> {
         let row = sqlx::query(
             "SELECT record_attended, record_unattended, playback_attended, playback_unattended, time_zone, \
-             allow_clipboard, allow_chat, allow_file_transfer, max_file_mb FROM teams WHERE id = ?",
+             allow_clipboard, allow_chat, allow_file_transfer, max_file_mb FROM teams WHERE id = $1",
         )
         .bind(team_id)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
             Ok(TeamSettings {
-                record_attended: r.try_get("record_attended")?,
-                record_unattended: r.try_get("record_unattended")?,
+                record_attended: super::flag(&r, "record_attended")?,
+                record_unattended: super::flag(&r, "record_unattended")?,
                 playback_attended: PlaybackPolicy::parse(
                     r.try_get::<&str, _>("playback_attended")?,
                 )?,
@@ -647,9 +649,9 @@ impl Store {
                     r.try_get::<&str, _>("playback_unattended")?,
                 )?,
                 time_zone: r.try_get("time_zone")?,
-                allow_clipboard: r.try_get("allow_clipboard")?,
-                allow_chat: r.try_get("allow_chat")?,
-                allow_file_transfer: r.try_get("allow_file_transfer")?,
+                allow_clipboard: super::flag(&r, "allow_clipboard")?,
+                allow_chat: super::flag(&r, "allow_chat")?,
+                allow_file_transfer: super::flag(&r, "allow_file_transfer")?,
                 max_file_mb: u32::try_from(r.try_get::<i64, _>("max_file_mb")?)
                     .map_err(|_| StoreError::Corrupt("max_file_mb".into()))?,
             })
@@ -664,18 +666,18 @@ impl Store {
         s: &TeamSettings,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE teams SET record_attended = ?, record_unattended = ?, playback_attended = ?, \
-             playback_unattended = ?, time_zone = ?, allow_clipboard = ?, allow_chat = ?, \
-             allow_file_transfer = ?, max_file_mb = ? WHERE id = ?",
+            "UPDATE teams SET record_attended = $1, record_unattended = $2, playback_attended = $3, \
+             playback_unattended = $4, time_zone = $5, allow_clipboard = $6, allow_chat = $7, \
+             allow_file_transfer = $8, max_file_mb = $9 WHERE id = $10",
         )
-        .bind(s.record_attended)
-        .bind(s.record_unattended)
+        .bind(i64::from(s.record_attended))
+        .bind(i64::from(s.record_unattended))
         .bind(s.playback_attended.as_str())
         .bind(s.playback_unattended.as_str())
         .bind(&s.time_zone)
-        .bind(s.allow_clipboard)
-        .bind(s.allow_chat)
-        .bind(s.allow_file_transfer)
+        .bind(i64::from(s.allow_clipboard))
+        .bind(i64::from(s.allow_chat))
+        .bind(i64::from(s.allow_file_transfer))
         .bind(i64::from(s.max_file_mb))
         .bind(team_id)
         .execute(&self.pool)

@@ -34,7 +34,7 @@ impl Store {
             "SELECT c.id, c.hint, c.created_at, c.expires_at, c.revoked_at, u.name AS created_by_name, \
              (SELECT COUNT(*) FROM devices d WHERE d.code_id = c.id) AS devices \
              FROM deployment_codes c LEFT JOIN users u ON u.id = c.created_by \
-             WHERE c.team_id = ? ORDER BY c.created_at DESC, c.rowid DESC LIMIT 200",
+             WHERE c.team_id = $1 ORDER BY c.created_at DESC, c.rowid DESC LIMIT 200",
         )
         .bind(team_id)
         .fetch_all(&self.pool)
@@ -62,7 +62,7 @@ impl Store {
         id: &str,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE deployment_codes SET revoked_at = ? WHERE team_id = ? AND id = ? AND revoked_at IS NULL",
+            "UPDATE deployment_codes SET revoked_at = $1 WHERE team_id = $2 AND id = $3 AND revoked_at IS NULL",
         )
         .bind(self.now())
         .bind(team_id)

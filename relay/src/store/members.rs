@@ -127,7 +127,7 @@ impl Store {
     async fn member(&self, team_id: &str, id: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, team_id, email, name, role FROM users \
-             WHERE id = ? AND team_id = ? AND removed_at IS NULL",
+             WHERE id = $1 AND team_id = $2 AND removed_at IS NULL",
         )
         .bind(id)
         .bind(team_id)
@@ -151,7 +151,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO member_links \
              (token_hash, kind, team_id, email, role, user_id, created_by, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(secrets::digest(&token))
         .bind(kind.as_str())
@@ -170,14 +170,14 @@ impl Store {
     /// Marks the link used, inside `tx`, if it is live and of `kind`.
     async fn take_link(
         &self,
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         kind: LinkKind,
         token: &str,
     ) -> Result<Result<Link, MemberError>, StoreError> {
         let digest = secrets::digest(token);
         let row = sqlx::query(
             "SELECT team_id, email, role, user_id, created_by, expires_at, used_at, revoked_at \
-             FROM member_links WHERE token_hash = ? AND kind = ?",
+             FROM member_links WHERE token_hash = $1 AND kind = $2",
         )
         .bind(&digest)
         .bind(kind.as_str())
@@ -195,7 +195,7 @@ impl Store {
             return Ok(Err(MemberError::Link(Denied::Expired)));
         }
         let taken = sqlx::query(
-            "UPDATE member_links SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+            "UPDATE member_links SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
         )
         .bind(self.now())
         .bind(&digest)
@@ -217,14 +217,14 @@ impl Store {
     /// for cutting their live connections.
     async fn end_sign_ins(
         &self,
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         user_id: &str,
         keep: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
         let now = self.now();
         let digests: Vec<String> = sqlx::query_scalar(
-            "SELECT token_hash FROM sign_in_tokens WHERE user_id = ? AND revoked_at IS NULL \
-             AND expires_at > ? AND (? IS NULL OR token_hash != ?)",
+            "SELECT token_hash FROM sign_in_tokens WHERE user_id = $1 AND revoked_at IS NULL \
+             AND expires_at > $2 AND ($3 IS NULL OR token_hash != $4)",
         )
         .bind(user_id)
         .bind(now)
@@ -233,8 +233,8 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE sign_in_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL \
-             AND (? IS NULL OR token_hash != ?)",
+            "UPDATE sign_in_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
+             AND ($3 IS NULL OR token_hash != $4)",
         )
         .bind(now)
         .bind(user_id)
@@ -274,7 +274,7 @@ impl Store {
         if let Err(e) = check_email(email) {
             return Ok(Err(e));
         }
-        let existing = sqlx::query("SELECT team_id, removed_at FROM users WHERE email = ?")
+        let existing = sqlx::query("SELECT team_id, removed_at FROM users WHERE email = $1")
             .bind(email)
             .fetch_optional(&self.pool)
             .await?;
@@ -315,8 +315,8 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         let roles: Vec<Option<String>> = sqlx::query_scalar(
-            "SELECT role FROM member_links WHERE team_id = ? AND kind = 'invitation' AND email = ? \
-             AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?",
+            "SELECT role FROM member_links WHERE team_id = $1 AND kind = 'invitation' AND email = $2 \
+             AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
         )
         .bind(&actor.team_id)
         .bind(email.trim())
@@ -332,8 +332,8 @@ impl Store {
             )));
         }
         let done = sqlx::query(
-            "UPDATE member_links SET revoked_at = ? WHERE team_id = ? AND kind = 'invitation' \
-             AND email = ? AND used_at IS NULL AND revoked_at IS NULL",
+            "UPDATE member_links SET revoked_at = $1 WHERE team_id = $2 AND kind = 'invitation' \
+             AND email = $3 AND used_at IS NULL AND revoked_at IS NULL",
         )
         .bind(self.now())
         .bind(&actor.team_id)
@@ -390,7 +390,7 @@ impl Store {
         let role = UserRole::parse(link.role.as_deref().unwrap_or("member"))?;
         if role == UserRole::Owner {
             let owners: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM users WHERE team_id = ? AND role = 'owner' AND removed_at IS NULL",
+                "SELECT COUNT(*) FROM users WHERE team_id = $1 AND role = 'owner' AND removed_at IS NULL",
             )
             .bind(&link.team_id)
             .fetch_one(&mut *tx)
@@ -402,7 +402,7 @@ impl Store {
                 // The operator's `relay admin reset-owner`: the owner hands over on acceptance
                 // and stays on as an admin.
                 sqlx::query(
-                    "UPDATE users SET role = 'admin' WHERE team_id = ? AND role = 'owner' \
+                    "UPDATE users SET role = 'admin' WHERE team_id = $1 AND role = 'owner' \
                      AND removed_at IS NULL",
                 )
                 .bind(&link.team_id)
@@ -411,7 +411,7 @@ impl Store {
             }
         }
         let hash = secrets::hash_password(password)?;
-        let existing = sqlx::query("SELECT id, team_id, removed_at FROM users WHERE email = ?")
+        let existing = sqlx::query("SELECT id, team_id, removed_at FROM users WHERE email = $1")
             .bind(&link.email)
             .fetch_optional(&mut *tx)
             .await?;
@@ -422,8 +422,8 @@ impl Store {
             {
                 let id: String = row.try_get("id")?;
                 sqlx::query(
-                    "UPDATE users SET name = ?, role = ?, password_hash = ?, removed_at = NULL \
-                     WHERE id = ?",
+                    "UPDATE users SET name = $1, role = $2, password_hash = $3, removed_at = NULL \
+                     WHERE id = $4",
                 )
                 .bind(&name)
                 .bind(role.as_str())
@@ -442,7 +442,7 @@ impl Store {
                 let id = secrets::new_id()?;
                 sqlx::query(
                     "INSERT INTO users (id, team_id, email, name, role, password_hash, created_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(&id)
                 .bind(&link.team_id)
@@ -493,7 +493,7 @@ impl Store {
         if let Some(why) = refusal {
             return Ok(Err(MemberError::NotAllowed(why)));
         }
-        sqlx::query("UPDATE users SET role = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
             .bind(role.as_str())
             .bind(&target.id)
             .execute(&self.pool)
@@ -520,11 +520,11 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         // In this order: the team never has two owners (an index enforces one).
-        sqlx::query("UPDATE users SET role = 'admin' WHERE id = ?")
+        sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
             .bind(&owner.id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE users SET role = 'owner' WHERE id = ?")
+        sqlx::query("UPDATE users SET role = 'owner' WHERE id = $1")
             .bind(&target.id)
             .execute(&mut *tx)
             .await?;
@@ -558,13 +558,13 @@ impl Store {
             return Ok(Err(MemberError::NotAllowed(why)));
         }
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE users SET removed_at = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET removed_at = $1 WHERE id = $2")
             .bind(self.now())
             .bind(&target.id)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "UPDATE member_links SET revoked_at = ? WHERE user_id = ? AND used_at IS NULL \
+            "UPDATE member_links SET revoked_at = $1 WHERE user_id = $2 AND used_at IS NULL \
              AND revoked_at IS NULL",
         )
         .bind(self.now())
@@ -586,7 +586,7 @@ impl Store {
         new: &str,
     ) -> Result<Result<Vec<String>, MemberError>, StoreError> {
         let stored: Option<String> = sqlx::query_scalar(
-            "SELECT password_hash FROM users WHERE id = ? AND removed_at IS NULL",
+            "SELECT password_hash FROM users WHERE id = $1 AND removed_at IS NULL",
         )
         .bind(&user.id)
         .fetch_optional(&self.pool)
@@ -604,7 +604,7 @@ impl Store {
         }
         let hash = secrets::hash_password(new)?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(&hash)
             .bind(&user.id)
             .execute(&mut *tx)
@@ -672,7 +672,7 @@ impl Store {
         }
         let user_id = link.user_id.unwrap_or_default();
         let row = sqlx::query(
-            "SELECT id, team_id, email, name, role FROM users WHERE id = ? AND removed_at IS NULL",
+            "SELECT id, team_id, email, name, role FROM users WHERE id = $1 AND removed_at IS NULL",
         )
         .bind(&user_id)
         .fetch_optional(&mut *tx)
@@ -680,7 +680,7 @@ impl Store {
         let Some(user) = row.as_ref().map(user_from_row).transpose()? else {
             return Ok(Err(MemberError::Link(Denied::Revoked)));
         };
-        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(secrets::hash_password(password)?)
             .bind(&user.id)
             .execute(&mut *tx)
@@ -698,8 +698,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT l.email, l.role, u.name AS invited_by, l.created_at, l.expires_at \
              FROM member_links l LEFT JOIN users u ON u.id = l.created_by \
-             WHERE l.team_id = ? AND l.kind = 'invitation' AND l.used_at IS NULL \
-             AND l.revoked_at IS NULL AND l.expires_at > ? ORDER BY l.created_at DESC",
+             WHERE l.team_id = $1 AND l.kind = 'invitation' AND l.used_at IS NULL \
+             AND l.revoked_at IS NULL AND l.expires_at > $2 ORDER BY l.created_at DESC",
         )
         .bind(team_id)
         .bind(self.now())
@@ -735,11 +735,11 @@ impl Store {
             Ok(n) => n,
             Err(e) => return Ok(Err(e)),
         };
-        let old: String = sqlx::query_scalar("SELECT name FROM teams WHERE id = ?")
+        let old: String = sqlx::query_scalar("SELECT name FROM teams WHERE id = $1")
             .bind(&actor.team_id)
             .fetch_one(&self.pool)
             .await?;
-        sqlx::query("UPDATE teams SET name = ? WHERE id = ?")
+        sqlx::query("UPDATE teams SET name = $1 WHERE id = $2")
             .bind(name)
             .bind(&actor.team_id)
             .execute(&self.pool)
@@ -768,7 +768,13 @@ mod tests {
     async fn team() -> Team {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(1_000_000));
-        let store = Store::open(dir.path(), clock.clone()).await.unwrap();
+        let store = Store::open(
+            &crate::store::test_database_url(dir.path())
+                .unwrap_or_else(|| crate::store::sqlite_url(dir.path())),
+            clock.clone(),
+        )
+        .await
+        .unwrap();
         let t = store
             .create_team("acme", "owner@acme.example", "Olive", PW)
             .await

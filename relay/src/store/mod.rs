@@ -1,4 +1,8 @@
-//! Metadata in SQL: teams, people, credentials, devices, settings and sessions (SQLite by default).
+//! Metadata in SQL: teams, people, credentials, devices, settings and sessions, in SQLite (the
+//! default, a file in the data directory) or PostgreSQL (`database_url`), through one code path:
+//! sqlx's `Any` driver, queries written in the SQL both engines share with `$n` parameters, and
+//! integers for flags (`Any` reads no SQLite integer as a boolean). Each engine has its own
+//! migrations folder, kept in step: the same schema in each dialect.
 
 mod accounts;
 pub mod audit;
@@ -9,11 +13,10 @@ mod recordings;
 mod sessions;
 
 use std::path::Path;
-use std::str::FromStr;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::{Any, AnyPool, Executor};
 
 use crate::clock::SharedClock;
 use crate::secrets::SecretError;
@@ -36,6 +39,9 @@ pub enum StoreError {
     /// Migrating the schema failed.
     #[error("database migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database URL names no engine the relay has.
+    #[error("database_url {0:?}: the relay keeps its data in SQLite (sqlite:PATH) or PostgreSQL (postgres://...)")]
+    Engine(String),
     /// No random secret could be made.
     #[error(transparent)]
     Secret(#[from] SecretError),
@@ -47,28 +53,131 @@ pub enum StoreError {
 /// The SQL store, shared by every connection.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
     clock: SharedClock,
+    engine: Engine,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The database engine behind a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// SQLite, a file on the relay's disk (one relay).
+    Sqlite,
+    /// PostgreSQL (one or more relays).
+    Postgres,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The embedded default: `relay.db` in the data directory, as a URL (`sqlite:` with the path's
+/// characters that mean something in a URL escaped).
+pub fn sqlite_url(data_dir: &Path) -> String {
+    let path = data_dir.join("relay.db").to_string_lossy().into_owned();
+    let mut escaped = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '%' | '?' | '#' | ' ' => escaped.push_str(&format!("%{:02X}", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    format!("sqlite://{escaped}")
+}
+
+/// For test suites: the database of a relay whose data directory is `dir`. With
+/// `RELAY_TEST_DATABASE_URL` set to a PostgreSQL server (`postgres://USER@HOST:PORT`, a role that
+/// may create databases), a database of its own there, named after the directory (the relay creates
+/// it), so that the same tests run on either engine; unset, none (the embedded SQLite default).
+pub fn test_database_url(dir: &Path) -> Option<String> {
+    let server = std::env::var("RELAY_TEST_DATABASE_URL").ok()?;
+    let name: String = dir
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(format!("{}/relay_{name}", server.trim_end_matches('/')))
+}
+
+impl Engine {
+    /// The engine a URL names.
+    pub fn of(url: &str) -> Result<Self, StoreError> {
+        match url.split_once(':').map(|(scheme, _)| scheme) {
+            Some("sqlite") => Ok(Self::Sqlite),
+            Some("postgres" | "postgresql") => Ok(Self::Postgres),
+            _ => Err(StoreError::Engine(redacted(url))),
+        }
+    }
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A flag column (0 or 1 in both engines) as a boolean.
+fn flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool, StoreError> {
+    use sqlx::Row;
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
 
 impl Store {
-    /// Opens (creating if needed) `relay.db` in `data_dir` and brings its schema up to date.
-    pub async fn open(data_dir: &Path, clock: SharedClock) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(data_dir.join("relay.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
+    /// Connects to the database at `url` (`sqlite://PATH` or `postgres://...`), creating it if it
+    /// does not exist (a PostgreSQL role needs CREATEDB for that; a database made beforehand needs
+    /// nothing more than its ownership), and brings its schema up to date.
+    pub async fn open(url: &str, clock: SharedClock) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let engine = Engine::of(url)?;
+        let url = match engine {
+            // Read-write, created if missing.
+            Engine::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        if engine == Engine::Postgres && !Any::database_exists(&url).await? {
+            Any::create_database(&url).await?;
+        }
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        // Foreign keys are on and a busy database is waited for 5 s by sqlx's
+                        // defaults; writes go to a write-ahead log, synced at checkpoints.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, clock })
+        match engine {
+            Engine::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Engine::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self {
+            pool,
+            clock,
+            engine,
+        })
+    }
+
+    /// The engine behind this store.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Whether the database answers a query now.

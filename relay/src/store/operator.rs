@@ -62,7 +62,7 @@ impl Store {
         if let Err(e) = check_email(owner_email) {
             return Ok(Err(e));
         }
-        let taken: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = ?")
+        let taken: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
             .bind(owner_email)
             .fetch_optional(&self.pool)
             .await?;
@@ -79,17 +79,19 @@ impl Store {
         let token = secrets::new_token()?;
         let now = self.now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO teams (id, name, attended_key, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&team.id)
-            .bind(&team.name)
-            .bind(&team.attended_key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO teams (id, name, attended_key, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&team.id)
+        .bind(&team.name)
+        .bind(&team.attended_key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO member_links \
              (token_hash, kind, team_id, email, role, created_at, expires_at) \
-             VALUES (?, 'invitation', ?, ?, 'owner', ?, ?)",
+             VALUES ($1, 'invitation', $2, $3, 'owner', $4, $5)",
         )
         .bind(secrets::digest(&token))
         .bind(&team.id)
@@ -136,7 +138,7 @@ impl Store {
         new_email: Option<&str>,
         ttl_ms: i64,
     ) -> Result<Result<OwnerReset, MemberError>, StoreError> {
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM teams WHERE id = ?")
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM teams WHERE id = $1")
             .bind(team_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -144,7 +146,7 @@ impl Store {
             return Ok(Err(MemberError::Invalid("there is no team with that id")));
         }
         let owner = sqlx::query(
-            "SELECT id, team_id, email, name, role FROM users WHERE team_id = ? AND role = 'owner' \
+            "SELECT id, team_id, email, name, role FROM users WHERE team_id = $1 AND role = 'owner' \
              AND removed_at IS NULL",
         )
         .bind(team_id)
@@ -177,7 +179,7 @@ impl Store {
                 if let Err(err) = check_email(e) {
                     return Ok(Err(err));
                 }
-                let other = sqlx::query("SELECT team_id, removed_at FROM users WHERE email = ?")
+                let other = sqlx::query("SELECT team_id, removed_at FROM users WHERE email = $1")
                     .bind(e)
                     .fetch_optional(&self.pool)
                     .await?;

@@ -142,7 +142,7 @@ pub struct RecordingFile {
 const FILE_COLUMNS: &str = "id, session_id, team_id, monitor_id, monitor_key, monitor_name, seq, split_reason, width, height, frame_rate, \
      orientation, started_at, ended_at, duration_ms, size_bytes, frame_count, sha256, state, object_key";
 
-fn file_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RecordingFile, StoreError> {
+fn file_from_row(r: &sqlx::any::AnyRow) -> Result<RecordingFile, StoreError> {
     Ok(RecordingFile {
         id: r.try_get("id")?,
         session_id: r.try_get("session_id")?,
@@ -174,7 +174,7 @@ impl Store {
         session_id: &str,
         state: RecordingState,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET recording_state = ? WHERE id = ?")
+        sqlx::query("UPDATE sessions SET recording_state = $1 WHERE id = $2")
             .bind(state.as_str())
             .bind(session_id)
             .execute(&self.pool)
@@ -188,7 +188,7 @@ impl Store {
         session_id: &str,
     ) -> Result<Option<RecordingState>, StoreError> {
         let s: Option<String> =
-            sqlx::query_scalar("SELECT recording_state FROM sessions WHERE id = ?")
+            sqlx::query_scalar("SELECT recording_state FROM sessions WHERE id = $1")
                 .bind(session_id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -200,19 +200,19 @@ impl Store {
         sqlx::query(
             "INSERT INTO recording_files (id, session_id, team_id, monitor_id, monitor_key, monitor_name, seq, \
              split_reason, width, height, frame_rate, orientation, started_at, state, object_key) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'recording', ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'recording', $14)",
         )
         .bind(&f.id)
         .bind(&f.session_id)
         .bind(&f.team_id)
-        .bind(f.monitor_id)
+        .bind(i64::from(f.monitor_id))
         .bind(&f.monitor_key)
         .bind(&f.monitor_name)
-        .bind(f.seq)
+        .bind(i64::from(f.seq))
         .bind(f.split_reason)
-        .bind(f.width)
-        .bind(f.height)
-        .bind(f.frame_rate)
+        .bind(i64::from(f.width))
+        .bind(i64::from(f.height))
+        .bind(i64::from(f.frame_rate))
         .bind(f.orientation)
         .bind(f.started_at)
         .bind(&f.object_key)
@@ -224,8 +224,8 @@ impl Store {
     /// Records the close of a recording file.
     pub async fn close_recording_file(&self, id: &str, c: &ClosedFile) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE recording_files SET ended_at = ?, duration_ms = ?, size_bytes = ?, frame_count = ?, \
-             sha256 = ?, state = ? WHERE id = ?",
+            "UPDATE recording_files SET ended_at = $1, duration_ms = $2, size_bytes = $3, frame_count = $4, \
+             sha256 = $5, state = $6 WHERE id = $7",
         )
         .bind(c.ended_at)
         .bind(c.duration_ms)
@@ -246,7 +246,7 @@ impl Store {
         session_id: &str,
     ) -> Result<Vec<RecordingFile>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {FILE_COLUMNS} FROM recording_files f WHERE session_id = ? \
+            "SELECT {FILE_COLUMNS} FROM recording_files f WHERE session_id = $1 \
              ORDER BY (SELECT MIN(g.seq) FROM recording_files g \
                        WHERE g.session_id = f.session_id AND g.monitor_key = f.monitor_key), started_at, seq"
         )))
@@ -263,7 +263,7 @@ impl Store {
         id: &str,
     ) -> Result<Option<RecordingFile>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {FILE_COLUMNS} FROM recording_files WHERE team_id = ? AND id = ?"
+            "SELECT {FILE_COLUMNS} FROM recording_files WHERE team_id = $1 AND id = $2"
         )))
         .bind(team_id)
         .bind(id)
@@ -274,7 +274,7 @@ impl Store {
 
     /// Removes a file's row: only for a file that never held a frame (recovery).
     pub async fn remove_recording_file(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM recording_files WHERE id = ? AND state = 'recording'")
+        sqlx::query("DELETE FROM recording_files WHERE id = $1 AND state = 'recording'")
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -298,7 +298,7 @@ impl Store {
             .execute(&self.pool)
             .await?;
         let done = sqlx::query(
-            "UPDATE sessions SET ended_at = ?, end_reason = 'RELAY_RESTARTED' WHERE ended_at IS NULL",
+            "UPDATE sessions SET ended_at = $1, end_reason = 'RELAY_RESTARTED' WHERE ended_at IS NULL",
         )
         .bind(now)
         .execute(&self.pool)
@@ -313,7 +313,7 @@ impl Store {
     ) -> Result<Vec<RecordingFile>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {FILE_COLUMNS} FROM recording_files \
-             WHERE state IN ('complete', 'incomplete') AND ended_at < ? ORDER BY ended_at"
+             WHERE state IN ('complete', 'incomplete') AND ended_at < $1 ORDER BY ended_at"
         )))
         .bind(before_ms)
         .fetch_all(&self.pool)
@@ -323,7 +323,7 @@ impl Store {
 
     /// Marks a file deleted by retention.
     pub async fn mark_recording_file_deleted(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE recording_files SET state = 'deleted', deleted_at = ? WHERE id = ?")
+        sqlx::query("UPDATE recording_files SET state = 'deleted', deleted_at = $1 WHERE id = $2")
             .bind(self.now())
             .bind(id)
             .execute(&self.pool)

@@ -104,13 +104,13 @@ impl Store {
             None => (None, None),
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT * FROM (SELECT {SESSION_COLUMNS} FROM sessions WHERE team_id = ? \
-             AND (? IS NULL OR started_at >= ?) AND (? IS NULL OR started_at < ?) \
-             AND (? IS NULL OR technician_id = ?) AND (? IS NULL OR device_id = ?) \
-             AND (? IS NULL OR access = ?) AND (? = 0 OR ended_at IS NULL) \
-             AND (? IS NULL OR started_at < ? OR (started_at = ? AND id > ?))) \
-             WHERE (? IS NULL OR derived_recording_state = ?) \
-             ORDER BY started_at DESC, id LIMIT ?"
+            "SELECT * FROM (SELECT {SESSION_COLUMNS} FROM sessions WHERE team_id = $1 \
+             AND ($2 IS NULL OR started_at >= $3) AND ($4 IS NULL OR started_at < $5) \
+             AND ($6 IS NULL OR technician_id = $7) AND ($8 IS NULL OR device_id = $9) \
+             AND ($10 IS NULL OR access = $11) AND ($12 = 0 OR ended_at IS NULL) \
+             AND ($13 IS NULL OR started_at < $14 OR (started_at = $15 AND id > $16))) \
+             WHERE ($17 IS NULL OR derived_recording_state = $18) \
+             ORDER BY started_at DESC, id LIMIT $19"
         )))
         .bind(team_id)
         .bind(filter.from)
@@ -123,7 +123,7 @@ impl Store {
         .bind(filter.device_id.as_deref())
         .bind(filter.access.map(access_str))
         .bind(filter.access.map(access_str))
-        .bind(filter.live)
+        .bind(i64::from(filter.live))
         .bind(after_at)
         .bind(after_at)
         .bind(after_at)
@@ -140,7 +140,7 @@ impl Store {
     pub async fn insert_session(&self, s: &NewSession) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id, team_id, technician_id, device_id, device_name, access, recorded, \
-             streamer_version, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             streamer_version, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&s.id)
         .bind(&s.team_id)
@@ -148,7 +148,7 @@ impl Store {
         .bind(&s.device_id)
         .bind(&s.device_name)
         .bind(access_str(s.access))
-        .bind(s.recorded)
+        .bind(i64::from(s.recorded))
         .bind(&s.streamer_version)
         .bind(self.now())
         .execute(&self.pool)
@@ -159,7 +159,7 @@ impl Store {
     /// Records the end of a session, once: a second call leaves the first reason in place.
     pub async fn end_session(&self, id: &str, reason: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
+            "UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL",
         )
         .bind(self.now())
         .bind(reason)
@@ -172,7 +172,7 @@ impl Store {
     /// A team's sessions, newest first.
     pub async fn sessions(&self, team_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE team_id = ? ORDER BY started_at DESC, id"
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE team_id = $1 ORDER BY started_at DESC, id"
         )))
         .bind(team_id)
         .fetch_all(&self.pool)
@@ -187,7 +187,7 @@ impl Store {
         id: &str,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE team_id = ? AND id = ?"
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE team_id = $1 AND id = $2"
         )))
         .bind(team_id)
         .bind(id)
@@ -197,14 +197,14 @@ impl Store {
     }
 }
 
-fn session_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<SessionRecord, StoreError> {
+fn session_from_row(r: &sqlx::any::AnyRow) -> Result<SessionRecord, StoreError> {
     Ok(SessionRecord {
         id: r.try_get("id")?,
         technician_id: r.try_get("technician_id")?,
         device_id: r.try_get("device_id")?,
         device_name: r.try_get("device_name")?,
         access: r.try_get("access")?,
-        recorded: r.try_get("recorded")?,
+        recorded: super::flag(r, "recorded")?,
         started_at: r.try_get("started_at")?,
         ended_at: r.try_get("ended_at")?,
         end_reason: r.try_get("end_reason")?,

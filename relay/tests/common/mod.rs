@@ -41,9 +41,17 @@ pub struct TestRelay {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
+pub use relay::store::test_database_url;
+
+/// The URL of the database a test relay on `dir` uses, whichever engine it is.
+pub fn database_url_of(dir: &std::path::Path) -> String {
+    test_database_url(dir).unwrap_or_else(|| relay::store::sqlite_url(dir))
+}
+
 pub fn test_config(dir: &std::path::Path) -> Config {
     Config {
         data_dir: dir.to_path_buf(),
+        database_url: test_database_url(dir),
         listen: "127.0.0.1:0".parse().unwrap(),
         offer_timeout_ms: 5_000,
         drain_timeout_ms: 5_000,
