@@ -38,12 +38,18 @@ fn ms(secs: u64) -> i64 {
 
 /// Runs `command` on `config`'s data directory; returns the text to print.
 pub async fn run(config: &Config, command: &Command) -> anyhow::Result<String> {
-    let db = config.data_dir.join("relay.db");
-    anyhow::ensure!(
-        db.exists(),
-        "{} has no relay database: give the relay's --data-dir (or --config), or start the relay once",
-        config.data_dir.display()
-    );
+    match &config.database_url {
+        None => anyhow::ensure!(
+            config.data_dir.join("relay.db").exists(),
+            "{} has no relay database: give the relay's --data-dir (or --config), or start the relay once",
+            config.data_dir.display()
+        ),
+        Some(url) => anyhow::ensure!(
+            Store::exists(url).await.context("reaching the database")?,
+            "{} has no relay database: give the relay's --database-url (or --config), or start the relay once",
+            crate::store::redacted(url)
+        ),
+    }
     let store = Store::open(&config.database_url(), Arc::new(SystemClock))
         .await
         .context("opening the database")?;

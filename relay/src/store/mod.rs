@@ -86,24 +86,22 @@ pub fn sqlite_url(data_dir: &Path) -> String {
 
 /// For test suites: the database of a relay whose data directory is `dir`. With
 /// `RELAY_TEST_DATABASE_URL` set to a PostgreSQL server (`postgres://USER@HOST:PORT`, a role that
-/// may create databases), a database of its own there, named after the directory (the relay creates
-/// it), so that the same tests run on either engine; unset, none (the embedded SQLite default).
+/// may create databases), a database of its own there, named after the directory's path (the relay
+/// creates it), so that the same tests run on either engine; unset, none (the embedded SQLite default).
 pub fn test_database_url(dir: &Path) -> Option<String> {
     let server = std::env::var("RELAY_TEST_DATABASE_URL").ok()?;
-    let name: String = dir
-        .file_name()
-        .unwrap_or_default()
+    // FNV-1a of the whole path: tests name their data directories alike inside their own
+    // temporary directories.
+    let hash = dir
         .to_string_lossy()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    Some(format!("{}/relay_{name}", server.trim_end_matches('/')))
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    Some(format!(
+        "{}/relay_{hash:016x}",
+        server.trim_end_matches('/')
+    ))
 }
 
 impl Engine {
@@ -147,7 +145,13 @@ impl Store {
             _ => url.to_owned(),
         };
         if engine == Engine::Postgres && !Any::database_exists(&url).await? {
-            Any::create_database(&url).await?;
+            // Relays of a fleet starting together may race to create it: one wins, and the
+            // others find it made.
+            if let Err(e) = Any::create_database(&url).await {
+                if !Any::database_exists(&url).await? {
+                    return Err(e.into());
+                }
+            }
         }
         let pool = AnyPoolOptions::new()
             .max_connections(8)
@@ -173,6 +177,13 @@ impl Store {
             clock,
             engine,
         })
+    }
+
+    /// Whether the database at `url` exists (it may still be empty).
+    pub async fn exists(url: &str) -> Result<bool, StoreError> {
+        sqlx::any::install_default_drivers();
+        Engine::of(url)?;
+        Ok(Any::database_exists(url).await?)
     }
 
     /// The engine behind this store.

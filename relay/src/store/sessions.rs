@@ -108,7 +108,7 @@ impl Store {
              AND ($2 IS NULL OR started_at >= $3) AND ($4 IS NULL OR started_at < $5) \
              AND ($6 IS NULL OR technician_id = $7) AND ($8 IS NULL OR device_id = $9) \
              AND ($10 IS NULL OR access = $11) AND ($12 = 0 OR ended_at IS NULL) \
-             AND ($13 IS NULL OR started_at < $14 OR (started_at = $15 AND id > $16))) \
+             AND ($13 IS NULL OR started_at < $14 OR (started_at = $15 AND id > $16))) AS s \
              WHERE ($17 IS NULL OR derived_recording_state = $18) \
              ORDER BY started_at DESC, id LIMIT $19"
         )))
