@@ -169,7 +169,7 @@ async fn through_relay(
     let data = tempfile::tempdir()?;
     // Provision the team before the relay starts, through its own store.
     let clock: relay::clock::SharedClock = Arc::new(relay::clock::SystemClock);
-    let store = relay::store::Store::open(data.path(), clock).await?;
+    let store = relay::store::Store::open(&relay::store::sqlite_url(data.path()), clock).await?;
     let (token, team_key) = load::provision(&store, record).await?;
     store.close().await;
 

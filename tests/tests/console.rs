@@ -516,9 +516,12 @@ async fn the_recording_column_tells_incomplete_after_a_crash() {
     let (process, port) = RelayProcess::start(&data, 0);
     let addr = format!("localhost:{port}");
     let ca = data.join("tls/dev-ca.pem");
-    let store = relay::store::Store::open(&data, Arc::new(relay::SystemClock))
-        .await
-        .unwrap();
+    let store = relay::store::Store::open(
+        &relay::store::sqlite_url(&data),
+        Arc::new(relay::SystemClock),
+    )
+    .await
+    .unwrap();
     let acme = store
         .create_team("acme", "owner@acme.example", "Olivia Owner", PASSWORD)
         .await

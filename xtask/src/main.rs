@@ -8,6 +8,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
+mod engines;
+
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
@@ -17,6 +19,7 @@ commands:
   fuzz [SECS]   run each fuzz target for SECS seconds (default 20)
   installers    check the release workflow, build every Linux installer (relay, streamer, app),
                 install, smoke-test and remove each (root; part of `test`)
+  engines       run the relay's test suite on PostgreSQL (a cluster of its own; part of `test`)
   windows       cross-build the streamer for Windows, run its tests under Wine, build its MSI,
                 check the app builds for Windows, and run the end-to-end Windows tests (part of
                 `test`)";
@@ -103,6 +106,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("test") => test(),
+        Some("engines") => ensure_packages(BUILD_PACKAGES)
+            .and_then(|()| ensure_packages(TEST_PACKAGES))
+            .and_then(|()| relay_on_engines()),
         Some("installers") => ensure_packages(BUILD_PACKAGES).and_then(|()| installers()),
         Some("windows") => ensure_packages(BUILD_PACKAGES)
             .and_then(|()| ensure_packages(TEST_PACKAGES))
@@ -298,6 +304,7 @@ fn test() -> Result<()> {
     fuzz(20)?;
     installers()?;
     windows()?;
+    relay_on_engines()?;
     // Last, so that the test runner's summary is the last thing printed. Every suite runs even
     // after one fails, so that a red run lists every failure at once.
     run_tests(workspace_cargo().args(["test", "--workspace", "--no-fail-fast"]))
@@ -319,6 +326,32 @@ fn ensure_clippy() -> Result<()> {
 /// Runs cargo test, echoing its output, and ends with one line that adds up every test binary's
 /// `test result:` line, so the total is the last thing printed.
 fn run_tests(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let (counts, status) = run_counting(cmd)?;
+    println!(
+        "total: {} passed, {} failed, {} skipped",
+        counts.passed, counts.failed, counts.ignored
+    );
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    if counts.passed == 0 {
+        bail!("cargo test ran no test");
+    }
+    Ok(())
+}
+
+/// Tests passed, failed and skipped, as test binaries report them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Runs a test command (cargo test, or a test binary), echoing its output and adding up its
+/// `test result:` lines.
+fn run_counting(cmd: &mut Command) -> Result<(Counts, std::process::ExitStatus)> {
     use std::io::BufRead;
     let shown = format!("{cmd:?}");
     eprintln!("xtask: [{}] running {shown}", since_start());
@@ -327,10 +360,10 @@ fn run_tests(cmd: &mut Command) -> Result<()> {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {shown}"))?;
-    let stdout = child.stdout.take().context("cargo test has no stdout")?;
-    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    let stdout = child.stdout.take().context("the tests have no stdout")?;
+    let mut counts = Counts::default();
     for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.context("reading cargo test's output")?;
+        let line = line.context("reading the tests' output")?;
         println!("{line}");
         if let Some(rest) = line.strip_prefix("test result: ") {
             for part in rest.split(['.', ';']) {
@@ -338,9 +371,9 @@ fn run_tests(cmd: &mut Command) -> Result<()> {
                 if let (Some(n), Some(what)) = (words.next(), words.next()) {
                     let n: u64 = n.parse().unwrap_or(0);
                     match what {
-                        "passed" => passed += n,
-                        "failed" => failed += n,
-                        "ignored" => ignored += n,
+                        "passed" => counts.passed += n,
+                        "failed" => counts.failed += n,
+                        "ignored" => counts.ignored += n,
                         _ => {}
                     }
                 }
@@ -351,16 +384,49 @@ fn run_tests(cmd: &mut Command) -> Result<()> {
         .wait()
         .with_context(|| format!("waiting for {shown}"))?;
     eprintln!(
-        "xtask: [{}] took {:.0} s: {shown}",
+        "xtask: [{}] took {:.0} s: {}",
         since_start(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        shown.chars().take(160).collect::<String>()
     );
-    println!("total: {passed} passed, {failed} failed, {ignored} skipped");
-    if !status.success() {
-        bail!("{shown} failed with {status}");
+    Ok((counts, status))
+}
+
+/// The relay's whole test suite again (every test binary of the relay: its unit tests and each of
+/// `relay/tests/`), on the engines of a fleet: a PostgreSQL cluster of its own. Every binary runs
+/// even after one fails.
+fn relay_on_engines() -> Result<()> {
+    ensure_packages(engines::ENGINE_PACKAGES)?;
+    let binaries = engines::relay_test_binaries()?;
+    let postgres = engines::Postgres::start()?;
+    let mut total = Counts::default();
+    let mut failed = Vec::new();
+    for binary in &binaries {
+        let (counts, status) = run_counting(
+            Command::new(binary)
+                .current_dir(workspace_root().join("relay"))
+                .env("RELAY_TEST_DATABASE_URL", &postgres.url),
+        )?;
+        total.passed += counts.passed;
+        total.failed += counts.failed;
+        total.ignored += counts.ignored;
+        if !status.success() {
+            failed.push(binary.display().to_string());
+        }
     }
-    if passed == 0 {
-        bail!("cargo test ran no test");
+    drop(postgres);
+    eprintln!(
+        "xtask: the relay on PostgreSQL: {} passed, {} failed, {} skipped",
+        total.passed, total.failed, total.ignored
+    );
+    if !failed.is_empty() {
+        bail!(
+            "the relay's tests on PostgreSQL failed in {}",
+            failed.join(", ")
+        );
+    }
+    if total.passed == 0 {
+        bail!("the relay's tests on PostgreSQL ran no test");
     }
     Ok(())
 }
