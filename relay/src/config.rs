@@ -85,6 +85,32 @@ pub struct Config {
     /// Where `/metrics` is served in the Prometheus text format, over plain HTTP (an internal
     /// address: it is never on the public port); unset, nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where recordings are kept: `s3://BUCKET` or `s3://BUCKET/PREFIX` (an S3-compatible store,
+    /// which a fleet of relays shares; the `s3_*` settings or the usual `AWS_*` environment
+    /// variables say where and with which keys); unset, `recordings/` in `data_dir`.
+    pub recordings_url: Option<String>,
+    /// The S3 endpoint (`https://s3.example.com`); unset, AWS's for the region (or `AWS_ENDPOINT`).
+    pub s3_endpoint: Option<String>,
+    /// The S3 region (or `AWS_REGION`; `us-east-1` when neither is set).
+    pub s3_region: Option<String>,
+    /// The S3 access key id (or `AWS_ACCESS_KEY_ID`).
+    pub s3_access_key_id: Option<String>,
+    /// The S3 secret access key (or `AWS_SECRET_ACCESS_KEY`).
+    pub s3_secret_access_key: Option<Secret>,
+    /// Allows an `http://` endpoint (recordings then cross the network unencrypted: only for a
+    /// store on the relay's own machine or network).
+    pub s3_allow_http: bool,
+}
+
+/// A setting that is a secret: shown as `***` in logs and debug output.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
 }
 
 impl Default for Config {
@@ -122,6 +148,12 @@ impl Default for Config {
             smtp_url: None,
             smtp_from: None,
             metrics_listen: None,
+            recordings_url: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_allow_http: false,
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod secrets;
 mod server;
 mod session_log;
 pub mod store;
+pub mod test_engines;
 pub mod throttle;
 pub mod tls;
 pub mod transfers;
@@ -113,8 +114,8 @@ impl Relay {
         let store = store::Store::open(&config.database_url(), clock.clone())
             .await
             .context("opening the database")?;
-        let recordings = recording::Recordings::local(&config.data_dir.join("recordings"))
-            .context("opening the recordings store")?;
+        let recordings =
+            recording::Recordings::open(&config).context("opening the recordings store")?;
         let spool_dir = config.data_dir.join("spool");
         std::fs::create_dir_all(&spool_dir)
             .with_context(|| format!("creating the recording spool {}", spool_dir.display()))?;

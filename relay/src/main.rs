@@ -25,6 +25,10 @@ struct Args {
     /// data directory. Prefer the variable or the settings file to a password on the command line.
     #[arg(long, env = "RELAY_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Where recordings are kept: s3://BUCKET[/PREFIX] (the AWS_* variables or the settings file
+    /// say where and with which keys); unset, recordings/ in the data directory.
+    #[arg(long, env = "RELAY_RECORDINGS_URL")]
+    recordings_url: Option<String>,
     /// Address of the HTTPS port (agents and console).
     #[arg(long, env = "RELAY_LISTEN")]
     listen: Option<SocketAddr>,
@@ -94,6 +98,9 @@ impl Args {
         }
         if let Some(v) = self.database_url {
             config.database_url = Some(v);
+        }
+        if let Some(v) = self.recordings_url {
+            config.recordings_url = Some(v);
         }
         if let Some(v) = self.listen {
             config.listen = v;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use object_store::path::Path as ObjectPath;
@@ -92,6 +93,60 @@ impl Recordings {
         std::fs::create_dir_all(dir)?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)?;
         Ok(Self::new(Arc::new(fs)))
+    }
+
+    /// The recordings' store `config` names: `recordings_url` (`s3://BUCKET[/PREFIX]`), or
+    /// `recordings/` in the data directory.
+    pub fn open(config: &crate::Config) -> anyhow::Result<Self> {
+        let Some(url) = &config.recordings_url else {
+            return Self::local(&config.data_dir.join("recordings"));
+        };
+        let rest = url.strip_prefix("s3://").ok_or_else(|| {
+            anyhow::anyhow!(
+                "recordings_url {url:?}: the relay keeps recordings in a directory (unset) or an \
+                 S3-compatible store (s3://BUCKET or s3://BUCKET/PREFIX)"
+            )
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        anyhow::ensure!(!bucket.is_empty(), "recordings_url {url:?} names no bucket");
+        // The HTTP client's TLS uses the relay's provider (ring); installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut s3 = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(endpoint) = &config.s3_endpoint {
+            anyhow::ensure!(
+                !endpoint.starts_with("http://") || config.s3_allow_http,
+                "s3_endpoint {endpoint:?} is plain HTTP: recordings would cross the network \
+                 unencrypted; use https://, or set s3_allow_http for a store on this network"
+            );
+            // Path-style requests (`ENDPOINT/BUCKET/KEY`): what S3-compatible servers answer
+            // without a DNS name per bucket.
+            s3 = s3
+                .with_endpoint(endpoint)
+                .with_virtual_hosted_style_request(false);
+        }
+        if config.s3_allow_http {
+            s3 = s3.with_allow_http(true);
+        }
+        if let Some(region) = &config.s3_region {
+            s3 = s3.with_region(region);
+        }
+        if let Some(key) = &config.s3_access_key_id {
+            s3 = s3.with_access_key_id(key);
+        }
+        if let Some(secret) = &config.s3_secret_access_key {
+            s3 = s3.with_secret_access_key(&secret.0);
+        }
+        let store = s3
+            .build()
+            .with_context(|| format!("the recordings store {url}"))?;
+        let prefix = prefix.trim_matches('/');
+        if prefix.is_empty() {
+            Ok(Self::new(Arc::new(store)))
+        } else {
+            Ok(Self::new(Arc::new(object_store::prefix::PrefixStore::new(
+                store, prefix,
+            ))))
+        }
     }
 
     /// The underlying store.

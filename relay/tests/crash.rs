@@ -42,6 +42,12 @@ fn spawn_relay_with(data: &Path, args: &[&std::ffi::OsStr]) -> RelayProcess {
         .arg("127.0.0.1:0")
         .arg("--database-url")
         .arg(database_url_of(data))
+        .args(
+            test_recordings_url(data)
+                .map(|url| ["--recordings-url".to_owned(), url])
+                .into_iter()
+                .flatten(),
+        )
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -157,7 +163,7 @@ async fn sigkill_mid_session_keeps_finished_files_and_closes_the_open_one_as_inc
         (finished.state.as_str(), finished.frame_count),
         ("complete", Some(30))
     );
-    let bytes = std::fs::read(object_path(&data, &finished.object_key)).unwrap();
+    let bytes = read_stored(&data, &finished.object_key).await;
     assert_eq!(
         finished.sha256.as_deref(),
         Some(hex::encode(sha2::Sha256::digest(&bytes)).as_str()),
@@ -171,7 +177,7 @@ async fn sigkill_mid_session_keeps_finished_files_and_closes_the_open_one_as_inc
         Some(40),
         "the complete fragments survive; the one gathering is lost"
     );
-    let bytes = std::fs::read(object_path(&data, &cut.object_key)).unwrap();
+    let bytes = read_stored(&data, &cut.object_key).await;
     assert_eq!(cut.size_bytes, Some(bytes.len() as i64));
     assert_eq!(
         cut.sha256.as_deref(),
@@ -385,7 +391,7 @@ async fn sigkill_in_a_new_files_first_fragment_never_lists_a_file_without_media(
                 f.frame_count.unwrap_or(0) > 0,
                 "a file without frames: {what}"
             );
-            let bytes = std::fs::read(object_path(&data, &f.object_key)).unwrap();
+            let bytes = read_stored(&data, &f.object_key).await;
             assert_eq!(f.size_bytes, Some(bytes.len() as i64), "{what}");
             let samples = recording_fmp4::read_samples(&bytes).expect("it plays");
             assert_eq!(Some(samples.len() as i64), f.frame_count, "{what}");

@@ -315,7 +315,9 @@ async fn a_streamer_lost_mid_session_that_reconnects_replaces_its_silent_connect
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_storage_ends_the_session_refuses_new_ones_and_loses_nothing() {
-    let relay = TestRelay::start().await;
+    // The fault is a read-only file system mounted over the recordings: this relay keeps them in
+    // its directory whichever store the other tests use.
+    let relay = TestRelay::start_with(|c| c.recordings_url = None).await;
     let team = relay.team("acme").await;
     relay.set_recording(&team, false, true).await;
     let (tech, mut streamer, device_id, started) = relay.in_session(&team).await;

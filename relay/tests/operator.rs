@@ -56,6 +56,7 @@ async fn one_command_starts_a_usable_relay_and_sigterm_stops_it() {
         .arg("localhost")
         .env("RELAY_DATA_DIR", &data)
         .envs(test_database_url(&data).map(|url| ("RELAY_DATABASE_URL", url)))
+        .envs(test_recordings_url(&data).map(|url| ("RELAY_RECORDINGS_URL", url)))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -126,22 +126,9 @@ async fn with_recording_off_nothing_is_stored() {
         relay.store.recording_state(&session_id).await.unwrap(),
         Some(RecordingState::NotRecorded)
     );
-    let stored: Vec<_> = walk(&relay.dir.path().join("recordings"));
+    let stored = stored_objects(&relay).await;
     assert!(stored.is_empty(), "nothing stored: {stored:?}");
     relay.stop().await;
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[tokio::test]

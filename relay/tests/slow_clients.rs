@@ -216,11 +216,7 @@ async fn a_client_that_stops_reading_a_download_is_dropped() {
         .unwrap()
         .remove(0);
     let big: Vec<u8> = (0..64 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(
-        relay.dir.path().join("recordings").join(&file.object_key),
-        &big,
-    )
-    .unwrap();
+    write_object(&relay, &file.object_key, &big).await;
     relay
         .store
         .close_recording_file(

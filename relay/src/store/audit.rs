@@ -358,7 +358,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(1_000_000));
         let store = Store::open(
-            &crate::store::test_database_url(dir.path())
+            &crate::test_engines::database_url(dir.path())
                 .unwrap_or_else(|| crate::store::sqlite_url(dir.path())),
             clock.clone(),
         )

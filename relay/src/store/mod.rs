@@ -84,26 +84,6 @@ pub fn sqlite_url(data_dir: &Path) -> String {
     format!("sqlite://{escaped}")
 }
 
-/// For test suites: the database of a relay whose data directory is `dir`. With
-/// `RELAY_TEST_DATABASE_URL` set to a PostgreSQL server (`postgres://USER@HOST:PORT`, a role that
-/// may create databases), a database of its own there, named after the directory's path (the relay
-/// creates it), so that the same tests run on either engine; unset, none (the embedded SQLite default).
-pub fn test_database_url(dir: &Path) -> Option<String> {
-    let server = std::env::var("RELAY_TEST_DATABASE_URL").ok()?;
-    // FNV-1a of the whole path: tests name their data directories alike inside their own
-    // temporary directories.
-    let hash = dir
-        .to_string_lossy()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-    Some(format!(
-        "{}/relay_{hash:016x}",
-        server.trim_end_matches('/')
-    ))
-}
-
 impl Engine {
     /// The engine a URL names.
     pub fn of(url: &str) -> Result<Self, StoreError> {

@@ -41,7 +41,8 @@ pub struct TestRelay {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
-pub use relay::store::test_database_url;
+pub use relay::test_engines::database_url as test_database_url;
+pub use relay::test_engines::recordings_url as test_recordings_url;
 
 /// The URL of the database a test relay on `dir` uses, whichever engine it is.
 pub fn database_url_of(dir: &std::path::Path) -> String {
@@ -52,11 +53,69 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     Config {
         data_dir: dir.to_path_buf(),
         database_url: test_database_url(dir),
+        recordings_url: test_recordings_url(dir),
         listen: "127.0.0.1:0".parse().unwrap(),
         offer_timeout_ms: 5_000,
         drain_timeout_ms: 5_000,
         ..Config::default()
     }
+}
+
+/// The keys of every object in a relay's recordings store, whichever store it is (a directory or
+/// S3), but the health probe's.
+pub async fn stored_objects(relay: &TestRelay) -> Vec<String> {
+    use futures_util::TryStreamExt as _;
+    let listed: Vec<_> = relay
+        .recorder
+        .recordings
+        .objects()
+        .list(None)
+        .try_collect()
+        .await
+        .unwrap();
+    listed
+        .into_iter()
+        .map(|meta| meta.location.to_string())
+        .filter(|key| !key.starts_with("health/"))
+        .collect()
+}
+
+/// The bytes of the object `key` in a relay's recordings store.
+pub async fn read_object(relay: &TestRelay, key: &str) -> Vec<u8> {
+    read_object_in(&relay.recorder.recordings, key).await
+}
+
+/// The bytes of the object `key` in the recordings store of a test relay (stopped, or another
+/// process) on the data directory `data`.
+pub async fn read_stored(data: &std::path::Path, key: &str) -> Vec<u8> {
+    let recordings = relay::recording::Recordings::open(&test_config(data)).unwrap();
+    read_object_in(&recordings, key).await
+}
+
+async fn read_object_in(recordings: &relay::recording::Recordings, key: &str) -> Vec<u8> {
+    use object_store::ObjectStoreExt as _;
+    let got = recordings
+        .objects()
+        .get(&object_store::path::Path::from(key))
+        .await
+        .unwrap();
+    got.bytes().await.unwrap().to_vec()
+}
+
+/// Replaces the object `key` in a relay's recordings store with `bytes` (as someone with access
+/// to the store could).
+pub async fn write_object(relay: &TestRelay, key: &str, bytes: &[u8]) {
+    use object_store::ObjectStoreExt as _;
+    relay
+        .recorder
+        .recordings
+        .objects()
+        .put(
+            &object_store::path::Path::from(key),
+            object_store::PutPayload::from(bytes.to_vec()),
+        )
+        .await
+        .unwrap();
 }
 
 impl TestRelay {
@@ -446,7 +505,7 @@ pub async fn stream_or_end(
     None
 }
 
-/// Where the default object store keeps a recording object under a data directory.
+/// Where the directory store (the default) keeps a recording object under a data directory.
 pub fn object_path(data: &std::path::Path, key: &str) -> std::path::PathBuf {
     data.join("recordings").join(key)
 }
