@@ -1,5 +1,6 @@
-//! The engines a fleet of relays runs on, started for the relay's test suite: a throwaway
-//! PostgreSQL cluster (Debian's packages) on a free port of 127.0.0.1, stopped when dropped.
+//! The engines a fleet of relays runs on, started for the relay's test suite from Debian's
+//! packages on free ports of 127.0.0.1, and stopped when dropped: a throwaway PostgreSQL cluster,
+//! and a throwaway Ceph cluster with its RADOS gateway (S3).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,7 +8,16 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// Debian packages of the engines.
-pub const ENGINE_PACKAGES: &[&str] = &["postgresql"];
+pub const ENGINE_PACKAGES: &[&str] = &[
+    "postgresql",
+    // Ceph's monitor, OSD, manager and RADOS gateway (about 290 MB).
+    "radosgw",
+    "ceph-mon",
+    "ceph-osd",
+    "ceph-mgr",
+    // The script that starts them waits on the gateway and makes the bucket with it.
+    "curl",
+];
 
 /// A free TCP port on 127.0.0.1 (free when asked; the engine binds it a moment later).
 fn free_port() -> Result<u16> {
@@ -108,6 +118,70 @@ impl Drop for Postgres {
             .stdout(std::process::Stdio::null())
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Ceph cluster of its own (one monitor, one OSD in memory, one manager) and its RADOS gateway,
+/// with a bucket and a user's keys (`xtask/engines/start-rgw.sh`; about 15 s).
+pub struct Rgw {
+    dir: PathBuf,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The bucket made for the tests.
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl Rgw {
+    pub fn start() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("relay-rgw-{}", std::process::id()));
+        let (rgw_port, mon_port) = (free_port()?, free_port()?);
+        let bucket = "relay-tests".to_owned();
+        let script = crate::workspace_root().join("xtask/engines/start-rgw.sh");
+        eprintln!(
+            "xtask: [{}] starting Ceph's RADOS gateway",
+            crate::since_start()
+        );
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(&dir)
+            .arg(rgw_port.to_string())
+            .arg(mon_port.to_string())
+            .arg(&bucket)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        // Whatever happens next, what was started is stopped when this is dropped.
+        let mut rgw = Self {
+            dir,
+            endpoint: format!("http://127.0.0.1:{rgw_port}"),
+            bucket,
+            access_key: String::new(),
+            secret_key: String::new(),
+        };
+        if !out.status.success() {
+            bail!("{} failed with {}", script.display(), out.status);
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        match (lines.next(), lines.next()) {
+            (Some(access), Some(secret)) => {
+                rgw.access_key = access.to_owned();
+                rgw.secret_key = secret.to_owned();
+                Ok(rgw)
+            }
+            _ => bail!("{} printed no keys", script.display()),
+        }
+    }
+}
+
+impl Drop for Rgw {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(crate::workspace_root().join("xtask/engines/stop-rgw.sh"))
+            .arg(&self.dir)
+            .status();
     }
 }
 

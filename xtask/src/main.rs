@@ -19,7 +19,8 @@ commands:
   fuzz [SECS]   run each fuzz target for SECS seconds (default 20)
   installers    check the release workflow, build every Linux installer (relay, streamer, app),
                 install, smoke-test and remove each (root; part of `test`)
-  engines       run the relay's test suite on PostgreSQL (a cluster of its own; part of `test`)
+  engines       run the relay's test suite on PostgreSQL and Ceph's RADOS gateway (S3), each
+                started for it (part of `test`)
   windows       cross-build the streamer for Windows, run its tests under Wine, build its MSI,
                 check the app builds for Windows, and run the end-to-end Windows tests (part of
                 `test`)";
@@ -393,19 +394,26 @@ fn run_counting(cmd: &mut Command) -> Result<(Counts, std::process::ExitStatus)>
 }
 
 /// The relay's whole test suite again (every test binary of the relay: its unit tests and each of
-/// `relay/tests/`), on the engines of a fleet: a PostgreSQL cluster of its own. Every binary runs
-/// even after one fails.
+/// `relay/tests/`), on the engines of a fleet: a PostgreSQL cluster and a Ceph RADOS gateway of
+/// their own. Every binary runs even after one fails.
 fn relay_on_engines() -> Result<()> {
     ensure_packages(engines::ENGINE_PACKAGES)?;
     let binaries = engines::relay_test_binaries()?;
     let postgres = engines::Postgres::start()?;
+    let rgw = engines::Rgw::start()?;
     let mut total = Counts::default();
     let mut failed = Vec::new();
     for binary in &binaries {
         let (counts, status) = run_counting(
             Command::new(binary)
                 .current_dir(workspace_root().join("relay"))
-                .env("RELAY_TEST_DATABASE_URL", &postgres.url),
+                .env("RELAY_TEST_DATABASE_URL", &postgres.url)
+                .env("RELAY_TEST_RECORDINGS_URL", format!("s3://{}", rgw.bucket))
+                .env("AWS_ENDPOINT", &rgw.endpoint)
+                .env("AWS_ALLOW_HTTP", "true")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ACCESS_KEY_ID", &rgw.access_key)
+                .env("AWS_SECRET_ACCESS_KEY", &rgw.secret_key),
         )?;
         total.passed += counts.passed;
         total.failed += counts.failed;
@@ -415,8 +423,9 @@ fn relay_on_engines() -> Result<()> {
         }
     }
     drop(postgres);
+    drop(rgw);
     eprintln!(
-        "xtask: the relay on PostgreSQL: {} passed, {} failed, {} skipped",
+        "xtask: the relay on PostgreSQL and RGW: {} passed, {} failed, {} skipped",
         total.passed, total.failed, total.ignored
     );
     if !failed.is_empty() {
