@@ -176,6 +176,34 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    #[test]
+    fn recordings_urls_that_cannot_work_are_refused_saying_why() {
+        let refused = |url: &str, endpoint: Option<&str>| {
+            let config = crate::Config {
+                recordings_url: Some(url.to_owned()),
+                s3_endpoint: endpoint.map(str::to_owned),
+                ..crate::Config::default()
+            };
+            Recordings::open(&config).unwrap_err().to_string()
+        };
+        assert!(refused("ftp://host/x", None).contains("s3://BUCKET"));
+        assert!(refused("s3://", None).contains("names no bucket"));
+        let plain = refused("s3://bucket", Some("http://10.0.0.5:7480"));
+        assert!(
+            plain.contains("unencrypted") && plain.contains("s3_allow_http"),
+            "{plain}"
+        );
+        // Allowed, it builds (nothing is contacted until a recording is stored).
+        let config = crate::Config {
+            recordings_url: Some("s3://bucket/team-a".into()),
+            s3_endpoint: Some("http://127.0.0.1:7480".into()),
+            s3_allow_http: true,
+            s3_region: Some("us-east-1".into()),
+            ..crate::Config::default()
+        };
+        Recordings::open(&config).unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn probes_at_once_all_pass_and_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();

@@ -186,3 +186,33 @@ impl Store {
         self.clock.now_ms()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn the_default_database_opens_in_a_directory_whose_name_means_something_in_a_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data #1? 100% é");
+        std::fs::create_dir_all(&data).unwrap();
+        let clock: SharedClock = std::sync::Arc::new(crate::SystemClock);
+        let store = Store::open(&sqlite_url(&data), clock.clone())
+            .await
+            .unwrap();
+        store.ping().await.unwrap();
+        store.close().await;
+        assert!(data.join("relay.db").exists());
+        assert_eq!(store.engine(), Engine::Sqlite);
+    }
+
+    #[test]
+    fn urls_of_other_engines_are_refused_with_their_password_hidden() {
+        let e = Engine::of("mysql://root:hunter2@db/relay").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("mysql://root:***@db/relay"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(Engine::of("postgresql://db/x").unwrap(), Engine::Postgres);
+    }
+}
