@@ -6,6 +6,13 @@
 //! (defaults: 500 sessions, 30 s; `--no-content` skips the size-per-hour part). Method and results:
 //! docs/PERFORMANCE.md.
 //!
+//! `--engines` instead runs the recording relay on the embedded defaults (SQLite, local disk) and
+//! then on PostgreSQL and an S3 store, same load, same run: `RELAY_BENCH_DATABASE_URL` names a
+//! PostgreSQL server (`postgres://USER@HOST:PORT`, each run gets a database of its own),
+//! `RELAY_BENCH_RECORDINGS_URL` a bucket (`s3://BUCKET`, each run gets a prefix), reached with the
+//! `AWS_*` variables. `cargo xtask engines --bench [ARGS]` starts both (PostgreSQL, Ceph's RADOS
+//! gateway) and runs this.
+//!
 //! The relay is the release binary (`target/release/relay`, built first), a child process on a fresh
 //! data directory with recording on for the team; the forwarder is this program started again with
 //! `--forwarder`. Each server's CPU and memory come from `/proc`. The load (both sides of every
@@ -89,26 +96,37 @@ fn encode(content: Content, seconds: usize) -> Fixture {
 struct Server {
     child: Child,
     port: u16,
+    /// Where the relay serves `/metrics` (`127.0.0.1:PORT`), when it was asked to.
+    metrics: Option<String>,
 }
 
 impl Server {
-    /// Starts `cmd` and waits for the line that names its port (`...127.0.0.1:PORT`).
-    fn start(mut cmd: Command, marker: &str) -> Result<Self> {
+    /// Starts `cmd` and waits for the line that names its port (`...127.0.0.1:PORT`), and then for
+    /// the one that names its metrics address when `metrics` (the relay prints it next).
+    fn start(mut cmd: Command, marker: &str, metrics: bool) -> Result<Self> {
         let mut child = cmd.stdout(Stdio::piped()).spawn().context("starting")?;
         let out = child.stdout.take().unwrap();
         let mut lines = std::io::BufReader::new(out).lines();
-        let port = loop {
+        let mut port = None;
+        let mut metrics_addr = None;
+        while port.is_none() || (metrics && metrics_addr.is_none()) {
             let Some(line) = lines.next() else {
                 bail!("the server ended before listening");
             };
             let line = line?;
             if let Some(rest) = line.split(marker).nth(1) {
-                break rest.trim().trim_start_matches("127.0.0.1:").parse()?;
+                port = Some(rest.trim().trim_start_matches("127.0.0.1:").parse()?);
+            } else if let Some(rest) = line.split("metrics on http://").nth(1) {
+                metrics_addr = Some(rest.trim().trim_end_matches("/metrics").to_owned());
             }
-        };
+        }
         // Keep draining its output so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Self { child, port })
+        Ok(Self {
+            child,
+            port: port.unwrap_or_default(),
+            metrics: metrics_addr,
+        })
     }
 
     fn pid(&self) -> u32 {
@@ -157,32 +175,140 @@ fn relay_binary() -> Result<PathBuf> {
     Ok(target.join("release/relay"))
 }
 
-/// A relay child on a fresh data directory, recording attended sessions when `record`: the sessions
-/// run, the relay is stopped (finishing its recordings), and the recorded bytes are counted.
+/// Where a relay keeps its data: the embedded defaults in its data directory, or PostgreSQL and an
+/// S3 bucket (a database and a prefix of its own in each).
+#[derive(Debug, Clone)]
+struct Engines {
+    /// `postgres://USER@HOST:PORT`.
+    database_server: String,
+    /// `s3://BUCKET`.
+    bucket: String,
+}
+
+impl Engines {
+    fn from_env() -> Result<Self> {
+        let var = |name: &str| {
+            std::env::var(name).with_context(|| {
+                format!("--engines needs {name} (cargo xtask engines --bench sets it)")
+            })
+        };
+        Ok(Self {
+            database_server: var("RELAY_BENCH_DATABASE_URL")?,
+            bucket: var("RELAY_BENCH_RECORDINGS_URL")?,
+        })
+    }
+}
+
+/// What the relay's `/metrics` said about storing recordings, after the sessions ended.
+#[derive(Debug, Clone, Copy, Default)]
+struct Uploads {
+    files: f64,
+    bytes: f64,
+    failures: f64,
+    /// Mean time of one file's put into the store.
+    mean_s: f64,
+    /// The upper bound of the histogram bucket that holds the 99th percentile.
+    p99_le_s: f64,
+}
+
+/// Scrapes the relay's `/metrics` (parsed with prometheus-parse) until its sessions have ended
+/// and its stored files stop growing (at most 60 s), and reads the uploads off it.
+async fn uploads_after_sessions(metrics: &str) -> Result<Uploads> {
+    let url = format!("http://{metrics}/metrics");
+    let client = reqwest::Client::new();
+    let mut last = -1.0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = client.get(&url).send().await?.text().await?;
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))?;
+        let value = |name: &str| {
+            scrape
+                .samples
+                .iter()
+                .filter(|s| s.metric == name)
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    _ => 0.0,
+                })
+                .sum::<f64>()
+        };
+        let files = value("relay_recording_files_stored_total");
+        let settled = value("relay_sessions") == 0.0 && files == last;
+        if settled || std::time::Instant::now() > deadline {
+            let mut uploads = Uploads {
+                files,
+                bytes: value("relay_recorded_bytes_total"),
+                failures: value("relay_upload_failures_total"),
+                ..Uploads::default()
+            };
+            if let Some(histogram) = scrape.samples.iter().find_map(|s| match &s.value {
+                prometheus_parse::Value::Histogram(h) if s.metric == "relay_upload_seconds" => {
+                    Some(h.clone())
+                }
+                _ => None,
+            }) {
+                let count = histogram.iter().map(|b| b.count).fold(0.0, f64::max);
+                uploads.mean_s = value("relay_upload_seconds_sum") / count.max(1.0);
+                uploads.p99_le_s = histogram
+                    .iter()
+                    .find(|b| b.count >= 0.99 * count)
+                    .map_or(f64::NAN, |b| b.less_than);
+            }
+            return Ok(uploads);
+        }
+        last = files;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+}
+
+/// A relay child on a fresh data directory (and, with `engines`, its own database and bucket
+/// prefix there), recording attended sessions when `record`: the sessions run, the uploads of
+/// their recordings are awaited and read off `/metrics`, the relay is stopped (finishing what is
+/// left), and the recorded bytes are counted.
 async fn through_relay(
     binary: &Path,
     fixture: Arc<Fixture>,
     options: Options,
     record: bool,
     audit: bool,
-) -> Result<(Report, u64)> {
+    engines: Option<&Engines>,
+) -> Result<(Report, u64, Uploads)> {
     let data = tempfile::tempdir()?;
+    let name = format!(
+        "bench_{}",
+        relay::secrets::new_id().map_err(|e| anyhow::anyhow!("{e}"))?
+    );
+    let (database_url, recordings_url) = match engines {
+        Some(e) => (
+            format!("{}/{name}", e.database_server.trim_end_matches('/')),
+            Some(format!("{}/{name}", e.bucket.trim_end_matches('/'))),
+        ),
+        None => (relay::store::sqlite_url(data.path()), None),
+    };
     // Provision the team before the relay starts, through its own store.
     let clock: relay::clock::SharedClock = Arc::new(relay::clock::SystemClock);
-    let store = relay::store::Store::open(&relay::store::sqlite_url(data.path()), clock).await?;
+    let store = relay::store::Store::open(&database_url, clock).await?;
     let (token, team_key) = load::provision(&store, record).await?;
     store.close().await;
 
     // The relay's log (warnings and errors) goes to a file; the report counts its lines.
     let log_path = data.path().join("relay.log");
     let mut cmd = Command::new(binary);
-    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+    cmd.args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
         .arg(data.path())
+        .arg("--database-url")
+        .arg(&database_url)
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
         .env("RELAY_BENCH_AUDIT_OFF", if audit { "0" } else { "1" })
         .stderr(std::fs::File::create(&log_path)?);
-    let server = Server::start(cmd, "listening on https://")?;
+    if let Some(url) = &recordings_url {
+        cmd.arg("--recordings-url").arg(url);
+    }
+    let server = Server::start(cmd, "listening on https://", true)?;
     let connector = Connector::trusting_ca_file(&data.path().join("tls/dev-ca.pem"))?;
     let target = Target::Relay {
         addr: format!("localhost:{}", server.port),
@@ -195,8 +321,17 @@ async fn through_relay(
         ProcSample::of(pid).unwrap_or_default()
     })
     .await?;
+    let uploads = match &server.metrics {
+        Some(addr) if record => uploads_after_sessions(addr).await?,
+        _ => Uploads::default(),
+    };
     server.stop()?;
-    let recorded = load::dir_bytes(&data.path().join("recordings"));
+    let recorded = match recordings_url {
+        None => load::dir_bytes(&data.path().join("recordings")),
+        // What the relay put into the bucket (its counter; the files of a recording that a
+        // shutdown finished are not in it).
+        Some(_) => uploads.bytes as u64,
+    };
     let log = std::fs::read_to_string(&log_path)?;
     let count = |level: &str| log.lines().filter(|l| l.contains(level)).count();
     let (warnings, errors) = (count("WARN"), count("ERROR"));
@@ -206,13 +341,13 @@ async fn through_relay(
             "relay log (recording {record}): {warnings} warnings, {errors} errors; first: {first}"
         );
     }
-    Ok((report, recorded))
+    Ok((report, recorded, uploads))
 }
 
 async fn through_forwarder(fixture: Arc<Fixture>, options: Options) -> Result<Report> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("--forwarder");
-    let server = Server::start(cmd, "forwarding on ")?;
+    let server = Server::start(cmd, "forwarding on ", false)?;
     let pid = server.pid();
     let target = Target::Plain {
         addr: format!("127.0.0.1:{}", server.port),
@@ -273,10 +408,32 @@ fn main() -> Result<()> {
     );
     runtime.block_on(async {
         let baseline = through_forwarder(fixture.clone(), options).await?;
-        let (unrecorded, _) = through_relay(&binary, fixture.clone(), options, false, true).await?;
-        let (unaudited, _) = through_relay(&binary, fixture.clone(), options, true, false).await?;
-        let (relay, recorded) =
-            through_relay(&binary, fixture.clone(), options, true, true).await?;
+        if args.iter().any(|a| a == "--engines") {
+            let engines = Engines::from_env()?;
+            let (local, local_bytes, local_up) =
+                through_relay(&binary, fixture.clone(), options, true, true, None).await?;
+            let (shared, shared_bytes, shared_up) = through_relay(
+                &binary,
+                fixture.clone(),
+                options,
+                true,
+                true,
+                Some(&engines),
+            )
+            .await?;
+            print_engines(
+                (&local, local_bytes, &local_up),
+                (&shared, shared_bytes, &shared_up),
+                &baseline,
+            );
+            return Ok(());
+        }
+        let (unrecorded, _, _) =
+            through_relay(&binary, fixture.clone(), options, false, true, None).await?;
+        let (unaudited, _, _) =
+            through_relay(&binary, fixture.clone(), options, true, false, None).await?;
+        let (relay, recorded, _) =
+            through_relay(&binary, fixture.clone(), options, true, true, None).await?;
         print_table(&baseline, &unrecorded, &relay, recorded);
         print_audit(&relay, &unaudited);
         if args.iter().any(|a| a == "--no-content") {
@@ -299,7 +456,7 @@ fn main() -> Result<()> {
                 window: Duration::from_secs(20),
                 setup_concurrency: 1,
             };
-            let (r, bytes) = through_relay(&binary, f.clone(), one, true, true).await?;
+            let (r, bytes, _) = through_relay(&binary, f.clone(), one, true, true, None).await?;
             let streamed_secs = r.frames_sent as f64 / f64::from(f.config.frame_rate);
             println!(
                 "| {name} | {:.0} | {bytes} | {:.3} | {:.2} GB |",
@@ -310,6 +467,79 @@ fn main() -> Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+/// The recording relay on the embedded defaults beside the same relay on PostgreSQL and S3, same
+/// run, same load (and the plain forwarder's figures for scale).
+fn print_engines(local: (&Report, u64, &Uploads), shared: (&Report, u64, &Uploads), base: &Report) {
+    let (l, s) = (local.0, shared.0);
+    println!("\n| figure | SQLite + local disk | PostgreSQL + S3 (RGW) | S3 / local | plain TCP forwarder |");
+    println!("|---|---:|---:|---:|---:|");
+    let row = |name: &str, a: f64, b: f64, f: f64, digits: usize| {
+        let ratio = if a > 0.0 {
+            format!("{:.2}", b / a)
+        } else {
+            "-".into()
+        };
+        println!("| {name} | {a:.digits$} | {b:.digits$} | {ratio} | {f:.digits$} |");
+    };
+    println!(
+        "| sessions held / asked | {} / {} | {} / {} | | {} / {} |",
+        l.held, l.sessions, s.held, s.sessions, base.held, base.sessions
+    );
+    let cpu = |r: &Report| r.cpu_per_session() * 100.0;
+    row(
+        "relay CPU per session (% of a core)",
+        cpu(l),
+        cpu(s),
+        cpu(base),
+        3,
+    );
+    let p99 = |r: &Report| r.latency_ms(0.99);
+    row("transit latency p99 (ms)", p99(l), p99(s), p99(base), 2);
+    let lost = |r: &Report| r.frames_lost() as f64;
+    row("frames lost", lost(l), lost(s), lost(base), 0);
+    let setup = |r: &Report| r.setup.as_secs_f64();
+    row(
+        "setup of all sessions (s)",
+        setup(l),
+        setup(s),
+        setup(base),
+        2,
+    );
+    println!(
+        "| recording files stored | {} | {} | | |",
+        local.2.files, shared.2.files
+    );
+    println!(
+        "| upload time per file, mean (ms) | {:.1} | {:.1} | {} | |",
+        local.2.mean_s * 1000.0,
+        shared.2.mean_s * 1000.0,
+        if local.2.mean_s > 0.0 {
+            format!("{:.2}", shared.2.mean_s / local.2.mean_s)
+        } else {
+            "-".into()
+        }
+    );
+    println!(
+        "| upload time per file, p99 at most (ms) | {:.0} | {:.0} | | |",
+        local.2.p99_le_s * 1000.0,
+        shared.2.p99_le_s * 1000.0
+    );
+    println!(
+        "| upload failures | {} | {} | | |",
+        local.2.failures, shared.2.failures
+    );
+    println!(
+        "| bytes recorded / video bytes received | {:.3} | {:.3} | | |",
+        local.1 as f64 / l.payload_bytes.max(1) as f64,
+        shared.1 as f64 / s.payload_bytes.max(1) as f64
+    );
+    for (who, r) in [("local", l), ("PostgreSQL + S3", s)] {
+        for f in r.failures.iter().take(5) {
+            println!("{who} failure: {f}");
+        }
+    }
 }
 
 /// The recording relay with its audit trail (every session's start and end) beside the same relay

@@ -21,6 +21,9 @@ commands:
                 install, smoke-test and remove each (root; part of `test`)
   engines       run the relay's test suite on PostgreSQL and Ceph's RADOS gateway (S3), each
                 started for it (part of `test`)
+  engines --bench [ARGS]
+                the load bench's recording relay on SQLite and local disk, then on PostgreSQL and
+                the RADOS gateway, same run (ARGS go to the bench: --sessions N --seconds S)
   windows       cross-build the streamer for Windows, run its tests under Wine, build its MSI,
                 check the app builds for Windows, and run the end-to-end Windows tests (part of
                 `test`)";
@@ -107,6 +110,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("test") => test(),
+        Some("engines") if args.get(1).is_some_and(|a| a == "--bench") => {
+            ensure_packages(BUILD_PACKAGES).and_then(|()| engines_bench(&args[2..]))
+        }
         Some("engines") => ensure_packages(BUILD_PACKAGES)
             .and_then(|()| ensure_packages(TEST_PACKAGES))
             .and_then(|()| relay_on_engines()),
@@ -391,6 +397,35 @@ fn run_counting(cmd: &mut Command) -> Result<(Counts, std::process::ExitStatus)>
         shown.chars().take(160).collect::<String>()
     );
     Ok((counts, status))
+}
+
+/// The load bench (`tests/benches/relay_load.rs --engines`) with PostgreSQL and the RADOS gateway
+/// started for it.
+fn engines_bench(bench_args: &[String]) -> Result<()> {
+    ensure_packages(engines::ENGINE_PACKAGES)?;
+    let postgres = engines::Postgres::start()?;
+    let rgw = engines::Rgw::start()?;
+    let result = run(cargo()
+        .args([
+            "bench",
+            "-p",
+            "system-tests",
+            "--bench",
+            "relay_load",
+            "--",
+            "--engines",
+        ])
+        .args(bench_args)
+        .env("RELAY_BENCH_DATABASE_URL", &postgres.url)
+        .env("RELAY_BENCH_RECORDINGS_URL", format!("s3://{}", rgw.bucket))
+        .env("AWS_ENDPOINT", &rgw.endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", &rgw.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &rgw.secret_key));
+    drop(rgw);
+    drop(postgres);
+    result
 }
 
 /// The relay's whole test suite again (every test binary of the relay: its unit tests and each of
