@@ -222,6 +222,15 @@ impl Conn {
             ),
         )
         .await;
+        // Live (listed, counted, and endable by an admin) before either side hears it started: a
+        // client that asks right after `SessionStarted` finds it (seen on PostgreSQL, whose
+        // recording-state write below came between the two, in relay/tests/operations.rs).
+        self.shared.hub.add_session(&streamer.team_id, link.clone());
+        let live = LiveSession {
+            shared: self.shared.clone(),
+            id: link.id.clone(),
+        };
+        self.shared.metrics.session_started(offer.recorded);
         // Both sides learn whether the session is recorded before any media is forwarded: these are
         // queued ahead of everything this task will forward.
         let started = Message::SessionStarted {
@@ -274,12 +283,10 @@ impl Conn {
             None
         };
         let _ = offer.reply.send(OfferReply::Accepted);
-        self.shared.hub.add_session(&streamer.team_id, link.clone());
-        self.shared.metrics.session_started(offer.recorded);
         let result = self
             .streamer_session(&link, commands, recorder.as_mut())
             .await;
-        self.shared.hub.remove_session(&link.id);
+        drop(live);
         if let Some((reason, _)) = link.reason() {
             self.shared.metrics.session_ended(reason);
         }
@@ -473,4 +480,17 @@ fn human_duration(d: Duration) -> String {
         (secs, "second")
     };
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// A session registered live in the hub, forgotten when this is dropped (its end, or an early
+/// return while it was being announced).
+struct LiveSession {
+    shared: std::sync::Arc<crate::Shared>,
+    id: String,
+}
+
+impl Drop for LiveSession {
+    fn drop(&mut self) {
+        self.shared.hub.remove_session(&self.id);
+    }
 }
