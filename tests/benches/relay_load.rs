@@ -215,7 +215,7 @@ struct Uploads {
 /// and its stored files stop growing (at most 60 s), and reads the uploads off it.
 async fn uploads_after_sessions(metrics: &str) -> Result<Uploads> {
     let url = format!("http://{metrics}/metrics");
-    let client = reqwest::Client::new();
+    let client = system_tests::http_client();
     let mut last = -1.0;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {

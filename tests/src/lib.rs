@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 use relay::{Config, ManualClock, Relay};
 use tokio_util::sync::CancellationToken;
 
+/// An HTTP client. The workspace's reqwest has rustls without a built-in crypto provider (the
+/// relay's S3 client brings it so, on ring, the provider everything here uses), and a client cannot
+/// be made until a process-wide provider is installed: this installs ring's first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 pub mod content;
 pub mod link;
 pub mod load;

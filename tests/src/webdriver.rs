@@ -140,7 +140,7 @@ impl Driver {
         let driver = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
+            http: crate::http_client(),
         };
         let started = Instant::now();
         loop {
