@@ -30,3 +30,8 @@ pub fn recordings_url(dir: &Path) -> Option<String> {
     let bucket = std::env::var("RELAY_TEST_RECORDINGS_URL").ok()?;
     Some(format!("{}/{}", bucket.trim_end_matches('/'), name_of(dir)))
 }
+
+/// The URL of the database a test relay on `dir` uses, whichever engine it is.
+pub fn database_url_or_default(dir: &Path) -> String {
+    database_url(dir).unwrap_or_else(|| crate::store::sqlite_url(dir))
+}

@@ -176,6 +176,19 @@ impl Rgw {
     }
 }
 
+impl Rgw {
+    /// The `AWS_*` variables that reach this gateway with its keys.
+    pub fn aws_env(&self) -> [(&'static str, &str); 5] {
+        [
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", self.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.as_str()),
+        ]
+    }
+}
+
 impl Drop for Rgw {
     fn drop(&mut self) {
         let _ = Command::new("bash")

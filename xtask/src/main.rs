@@ -420,11 +420,7 @@ fn engines_bench(bench_args: &[String]) -> Result<()> {
         .args(bench_args)
         .env("RELAY_BENCH_DATABASE_URL", &postgres.url)
         .env("RELAY_BENCH_RECORDINGS_URL", format!("s3://{}", rgw.bucket))
-        .env("AWS_ENDPOINT", &rgw.endpoint)
-        .env("AWS_ALLOW_HTTP", "true")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", &rgw.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &rgw.secret_key));
+        .envs(rgw.aws_env()));
     drop(rgw);
     drop(postgres);
     result
@@ -446,11 +442,7 @@ fn relay_on_engines() -> Result<()> {
                 .current_dir(workspace_root().join("relay"))
                 .env("RELAY_TEST_DATABASE_URL", &postgres.url)
                 .env("RELAY_TEST_RECORDINGS_URL", format!("s3://{}", rgw.bucket))
-                .env("AWS_ENDPOINT", &rgw.endpoint)
-                .env("AWS_ALLOW_HTTP", "true")
-                .env("AWS_REGION", "us-east-1")
-                .env("AWS_ACCESS_KEY_ID", &rgw.access_key)
-                .env("AWS_SECRET_ACCESS_KEY", &rgw.secret_key),
+                .envs(rgw.aws_env()),
         )?;
         total.passed += counts.passed;
         total.failed += counts.failed;

@@ -769,8 +769,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(1_000_000));
         let store = Store::open(
-            &crate::test_engines::database_url(dir.path())
-                .unwrap_or_else(|| crate::store::sqlite_url(dir.path())),
+            &crate::test_engines::database_url_or_default(dir.path()),
             clock.clone(),
         )
         .await

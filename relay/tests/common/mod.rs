@@ -46,7 +46,7 @@ pub use relay::test_engines::recordings_url as test_recordings_url;
 
 /// The URL of the database a test relay on `dir` uses, whichever engine it is.
 pub fn database_url_of(dir: &std::path::Path) -> String {
-    test_database_url(dir).unwrap_or_else(|| relay::store::sqlite_url(dir))
+    relay::test_engines::database_url_or_default(dir)
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
