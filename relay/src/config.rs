@@ -87,7 +87,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Where recordings are kept: `s3://BUCKET` or `s3://BUCKET/PREFIX` (an S3-compatible store,
     /// which a fleet of relays shares; the `s3_*` settings or the usual `AWS_*` environment
-    /// variables say where and with which keys); unset, `recordings/` in `data_dir`.
+    /// variables say where and with which keys), or `file:///PATH` (a directory); unset,
+    /// `recordings/` in `data_dir`.
     pub recordings_url: Option<String>,
     /// The S3 endpoint (`https://s3.example.com`); unset, AWS's for the region (or `AWS_ENDPOINT`).
     pub s3_endpoint: Option<String>,
@@ -100,6 +101,26 @@ pub struct Config {
     /// Allows an `http://` endpoint (recordings then cross the network unencrypted: only for a
     /// store on the relay's own machine or network).
     pub s3_allow_http: bool,
+    /// Where this relay takes links from the other relays of its fleet (mutual TLS with
+    /// certificates from `fleet_ca`); unset, the relay runs alone. A fleet shares one PostgreSQL
+    /// database (`database_url`) and one S3-compatible store (`recordings_url`).
+    pub peer_listen: Option<SocketAddr>,
+    /// The `host:port` the other relays dial to reach `peer_listen` (its host is a name in
+    /// `fleet_cert`).
+    pub announce_address: Option<String>,
+    /// The fleet's CA certificate (PEM): the only issuer of relay certificates this relay trusts
+    /// on the peer port, both ways (`relay admin fleet-ca` makes one).
+    pub fleet_ca: Option<PathBuf>,
+    /// This relay's certificate from the fleet's CA (PEM), for both ends of a peer link
+    /// (`relay admin fleet-cert`).
+    pub fleet_cert: Option<PathBuf>,
+    /// The private key (PEM) of `fleet_cert`.
+    pub fleet_key: Option<PathBuf>,
+    /// How often a relay of a fleet tells the database it is alive.
+    pub heartbeat_ms: u64,
+    /// A relay whose last heartbeat is older than this is dead to its peers: its streamers count
+    /// as offline, and one peer ends its sessions as `RELAY_LOST` and finishes its recordings.
+    pub relay_expiry_ms: u64,
 }
 
 /// A setting that is a secret: shown as `***` in logs and debug output.
@@ -154,6 +175,13 @@ impl Default for Config {
             s3_access_key_id: None,
             s3_secret_access_key: None,
             s3_allow_http: false,
+            peer_listen: None,
+            announce_address: None,
+            fleet_ca: None,
+            fleet_cert: None,
+            fleet_key: None,
+            heartbeat_ms: 2_000,
+            relay_expiry_ms: 10_000,
         }
     }
 }
@@ -209,6 +237,21 @@ impl Config {
             self.invitation_ttl_secs > 0 && self.password_reset_ttl_secs > 0,
             "invitation_ttl_secs and password_reset_ttl_secs must be positive"
         );
+        if self.peer_listen.is_some() {
+            anyhow::ensure!(
+                self.announce_address.is_some()
+                    && self.fleet_ca.is_some()
+                    && self.fleet_cert.is_some()
+                    && self.fleet_key.is_some(),
+                "peer_listen needs announce_address, fleet_ca, fleet_cert and fleet_key: a relay \
+                 of a fleet says where its peers reach it and proves it is one of them"
+            );
+            anyhow::ensure!(
+                self.heartbeat_ms > 0 && self.relay_expiry_ms >= 3 * self.heartbeat_ms,
+                "relay_expiry_ms must be at least three heartbeats (heartbeat_ms), so that one late \
+                 heartbeat does not end a relay's sessions"
+            );
+        }
         Ok(())
     }
 
@@ -266,5 +309,11 @@ mod tests {
         };
         assert!(cfg.validate().is_err());
         assert!(Config::default().validate().is_ok());
+        let half_fleet = Config {
+            peer_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9443))),
+            ..Config::default()
+        };
+        let err = half_fleet.validate().unwrap_err().to_string();
+        assert!(err.contains("announce_address"), "{err}");
     }
 }

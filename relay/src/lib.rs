@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod clock;
 pub mod config;
 mod console;
+pub mod fleet;
 pub mod hub;
 pub mod links;
 pub mod mail;
@@ -60,6 +61,8 @@ pub(crate) struct Shared {
     sign_ins: throttle::SignInThrottle,
     codes: throttle::CodeThrottle,
     metrics: Arc<metrics::Metrics>,
+    /// This relay's fleet, when it is one of several.
+    fleet: Option<fleet::Fleet>,
     version: ProductVersion,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -111,9 +114,13 @@ impl Relay {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
         let (tls, dev_ca) = tls::server_config(&config)?;
+        let relay_id = fleet::relay_id(&config.data_dir)?;
+        let fleet = fleet::Fleet::from_config(&config, &relay_id)
+            .context("the fleet's peer-link settings")?;
         let store = store::Store::open(&config.database_url(), clock.clone())
             .await
-            .context("opening the database")?;
+            .context("opening the database")?
+            .for_relay(&relay_id);
         let recordings =
             recording::Recordings::open(&config).context("opening the recordings store")?;
         let spool_dir = config.data_dir.join("spool");
@@ -127,6 +134,7 @@ impl Relay {
             spool_dir,
             clock: clock.clone(),
             max_file_bytes: config.max_recording_file_bytes,
+            mirror_spool: config.peer_listen.is_some(),
         };
         let recovered = recorder::recovery::recover(&recorder)
             .await
@@ -137,6 +145,11 @@ impl Relay {
                 sessions = recovered.sessions,
                 "recovered from an unclean stop"
             );
+        }
+        if let Some(fleet) = &fleet {
+            fleet::join(&store, fleet)
+                .await
+                .context("joining the fleet")?;
         }
         let links = links::LinkKey::load_or_create(&config.data_dir)
             .context("opening the link-signing key")?;
@@ -152,6 +165,7 @@ impl Relay {
             ),
             codes: throttle::CodeThrottle::default(),
             metrics,
+            fleet,
             version: product_version()?,
             recorder,
             config,
@@ -221,6 +235,25 @@ impl Relay {
             shared.shutdown.clone(),
             shared.tracker.clone(),
         ));
+        let peers = match (&shared.fleet, shared.config.peer_listen) {
+            (Some(fleet), Some(addr)) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening for peer links on {addr}"))?;
+                tracing::info!(%addr, announce = %fleet.announce, relay = %fleet.relay_id, "peer links of the fleet");
+                Some(tokio::spawn(server::accept_loop(
+                    listener,
+                    fleet.server.clone(),
+                    fleet::router(shared.clone()),
+                    Config::ms(shared.config.http_request_timeout_ms),
+                    Config::ms(shared.config.idle_timeout_ms),
+                    shared.shutdown.clone(),
+                    shared.tracker.clone(),
+                )))
+            }
+            _ => None,
+        };
+        let heartbeat = tokio::spawn(fleet::run(shared.clone()));
         let metrics = self.metrics.map(|listener| {
             let stop = shared.shutdown.clone();
             tokio::spawn(std::future::IntoFuture::into_future(
@@ -242,6 +275,9 @@ impl Relay {
         shared.shutdown.cancel();
         let _ = accept.await;
         let _ = retention.await;
+        if let Some(peers) = peers {
+            let _ = peers.await;
+        }
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }
@@ -256,6 +292,8 @@ impl Relay {
                 "drain deadline passed; closing the rest"
             );
         }
+        // Leaves the fleet once the sessions are ended.
+        let _ = heartbeat.await;
         shared.store.close().await;
         Ok(())
     }

@@ -85,6 +85,26 @@ enum Admin {
         #[arg(long)]
         new_owner_email: Option<String>,
     },
+    /// Makes a fleet CA in a directory: fleet-ca.pem (every relay's fleet_ca) and
+    /// fleet-ca-key.pem (keep it with the operator: it issues relay certificates).
+    FleetCa {
+        /// Where to write them.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issues a relay's certificate (fleet_cert, fleet_key) from the fleet CA, for the host names
+    /// its peers dial (its announce_address's host first).
+    FleetCert {
+        /// The directory holding the fleet CA (fleet-ca-key.pem).
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// A host name or address of the relay; repeat for more.
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// Where to write NAME.pem and NAME-key.pem.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 impl Args {
@@ -126,6 +146,9 @@ fn to_command(a: Admin) -> relay::admin::Command {
             relay::admin::Command::CreateTeam { name, owner_email }
         }
         Admin::ListTeams => relay::admin::Command::ListTeams,
+        Admin::FleetCa { .. } | Admin::FleetCert { .. } => {
+            unreachable!("fleet certificates are made without a relay database")
+        }
         Admin::ResetOwner {
             team,
             new_owner_email,
@@ -164,6 +187,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let listen = config.listen;
     let metrics_listen = config.metrics_listen;
+    let (peer_listen, announce) = (config.peer_listen, config.announce_address.clone());
     let mut relay = Relay::prepare(config, Arc::new(SystemClock)).await?;
     if let Some(first) = relay.bootstrap_if_empty().await? {
         println!("First start: created a team and its owner.");
@@ -190,6 +214,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("listening for metrics on {addr}"))?;
         println!("  metrics on http://{}/metrics", metrics.local_addr()?);
         relay = relay.with_metrics_listener(metrics);
+    }
+    if let (Some(peer), Some(announce)) = (peer_listen, &announce) {
+        println!("  peer links of the fleet on {peer}, announced as {announce}");
     }
     let token = CancellationToken::new();
     tokio::spawn(shutdown_signal(token.clone()));
@@ -225,6 +252,29 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::Admin(admin)) = args.command.take() {
+        let made = match &admin {
+            Admin::FleetCa { dir } => Some(relay::tls::make_fleet_ca(dir)),
+            Admin::FleetCert { ca_dir, names, out } => {
+                Some(relay::tls::make_fleet_cert(ca_dir, names, out))
+            }
+            _ => None,
+        };
+        if let Some(made) = made {
+            return match made {
+                Ok((cert, key)) => {
+                    println!(
+                        "certificate: {}\nprivate key: {}",
+                        cert.display(),
+                        key.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("relay admin: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         let result = args
             .into_config()
             .and_then(|config| runtime.block_on(relay::admin::run(&config, &to_command(admin))));

@@ -45,6 +45,33 @@ pub struct Metrics {
     /// Uploads of closed files to the recordings store that failed.
     upload_failures: AtomicU64,
     uploads: Mutex<Histogram>,
+    /// Peer links (a fleet's relay-to-relay session links) open now, by direction.
+    peer_links_out: AtomicU64,
+    peer_links_in: AtomicU64,
+    /// Peer links opened, by direction, and dials that failed.
+    peer_links_opened_out: AtomicU64,
+    peer_links_opened_in: AtomicU64,
+    peer_dial_failures: AtomicU64,
+    /// Relays of the fleet this relay found dead and closed up after.
+    relays_lost: AtomicU64,
+}
+
+/// Counts one open peer link while it lives.
+#[derive(Debug)]
+pub(crate) struct PeerLinkGuard {
+    metrics: Arc<Metrics>,
+    outgoing: bool,
+}
+
+impl Drop for PeerLinkGuard {
+    fn drop(&mut self) {
+        let open = if self.outgoing {
+            &self.metrics.peer_links_out
+        } else {
+            &self.metrics.peer_links_in
+        };
+        open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +121,32 @@ impl Metrics {
         }
         h.count += 1;
         h.sum += secs;
+    }
+
+    /// A peer link opened: `outgoing` when this relay dialled it (its technician's session runs
+    /// on the streamer's relay), else a peer dialled this relay. Counted open until the guard drops.
+    pub(crate) fn peer_link(self: &Arc<Self>, outgoing: bool) -> PeerLinkGuard {
+        let (open, opened) = if outgoing {
+            (&self.peer_links_out, &self.peer_links_opened_out)
+        } else {
+            (&self.peer_links_in, &self.peer_links_opened_in)
+        };
+        open.fetch_add(1, Ordering::Relaxed);
+        opened.fetch_add(1, Ordering::Relaxed);
+        PeerLinkGuard {
+            metrics: self.clone(),
+            outgoing,
+        }
+    }
+
+    /// Dialling a peer relay failed.
+    pub(crate) fn peer_dial_failed(&self) {
+        self.peer_dial_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// This relay closed up after a dead peer.
+    pub(crate) fn relay_lost(&self) {
+        self.relays_lost.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An upload of a closed recording file failed.
@@ -232,6 +285,40 @@ impl Metrics {
             "histogram",
             "Time to put a closed recording file into the recordings store.",
             series,
+        );
+        let directions = |out_v: &AtomicU64, in_v: &AtomicU64| {
+            vec![
+                ("{direction=\"out\"}".to_owned(), load(out_v).to_string()),
+                ("{direction=\"in\"}".to_owned(), load(in_v).to_string()),
+            ]
+        };
+        family(
+            &mut out,
+            "relay_peer_links",
+            "gauge",
+            "Relay-to-relay session links open now: out, dialled by this relay for its technician; in, dialled by a peer to this relay's streamer.",
+            directions(&self.peer_links_out, &self.peer_links_in),
+        );
+        family(
+            &mut out,
+            "relay_peer_links_opened_total",
+            "counter",
+            "Relay-to-relay session links opened, by direction.",
+            directions(&self.peer_links_opened_out, &self.peer_links_opened_in),
+        );
+        family(
+            &mut out,
+            "relay_peer_dial_failures_total",
+            "counter",
+            "Dials to a peer relay that failed (unreachable, or its certificate refused).",
+            one(load(&self.peer_dial_failures)),
+        );
+        family(
+            &mut out,
+            "relay_fleet_relays_lost_total",
+            "counter",
+            "Relays of the fleet this relay found silent past relay_expiry_ms and closed up after.",
+            one(load(&self.relays_lost)),
         );
         out
     }

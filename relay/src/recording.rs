@@ -101,10 +101,19 @@ impl Recordings {
         let Some(url) = &config.recordings_url else {
             return Self::local(&config.data_dir.join("recordings"));
         };
+        if let Some(path) = url.strip_prefix("file://") {
+            // A directory elsewhere than the data directory: relays of a fleet on one machine (or
+            // sharing a mounted file system) keep recordings together in it.
+            anyhow::ensure!(
+                path.starts_with('/'),
+                "recordings_url {url:?}: a directory is named by an absolute path (file:///srv/recordings)"
+            );
+            return Self::local(std::path::Path::new(path));
+        }
         let rest = url.strip_prefix("s3://").ok_or_else(|| {
             anyhow::anyhow!(
-                "recordings_url {url:?}: the relay keeps recordings in a directory (unset) or an \
-                 S3-compatible store (s3://BUCKET or s3://BUCKET/PREFIX)"
+                "recordings_url {url:?}: the relay keeps recordings in a directory (unset, or \
+                 file:///PATH) or an S3-compatible store (s3://BUCKET or s3://BUCKET/PREFIX)"
             )
         })?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -188,6 +197,7 @@ mod tests {
         };
         assert!(refused("ftp://host/x", None).contains("s3://BUCKET"));
         assert!(refused("s3://", None).contains("names no bucket"));
+        assert!(refused("file://relative/dir", None).contains("absolute path"));
         let plain = refused("s3://bucket", Some("http://10.0.0.5:7480"));
         assert!(
             plain.contains("unencrypted") && plain.contains("s3_allow_http"),

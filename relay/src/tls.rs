@@ -161,3 +161,146 @@ pub fn server_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, Opti
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((Arc::new(server), dev))
 }
+
+/// The fleet CA's parameters, rebuilt identically each time (as the development CA's are), so that
+/// its key alone can issue relay certificates.
+fn fleet_ca_params() -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "Remote support relay fleet CA");
+    dn.push(DnType::OrganizationName, "Remote support relay fleet");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2044, 1, 1);
+    Ok(params)
+}
+
+/// Makes a fleet CA in `dir`: `fleet-ca.pem` (every relay's `fleet_ca`) and `fleet-ca-key.pem`
+/// (0600; kept by the operator, needed only to issue relay certificates). Refuses to replace one.
+pub fn make_fleet_ca(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (cert_path, key_path) = (dir.join("fleet-ca.pem"), dir.join("fleet-ca-key.pem"));
+    anyhow::ensure!(
+        !cert_path.exists() && !key_path.exists(),
+        "{} already holds a fleet CA: relays trust it, so it is not replaced",
+        dir.display()
+    );
+    let key = KeyPair::generate().context("generating the fleet CA key")?;
+    let cert = fleet_ca_params()?
+        .self_signed(&key)
+        .context("signing the fleet CA")?;
+    write_private(&key_path, &key.serialize_pem())?;
+    std::fs::write(&cert_path, cert.pem())
+        .with_context(|| format!("writing {}", cert_path.display()))?;
+    Ok((cert_path, key_path))
+}
+
+/// Issues a relay's certificate from the fleet CA in `ca_dir` for `names` (the host of its
+/// `announce_address` first), usable both to serve and to dial peer links. Writes `NAME.pem` and
+/// `NAME-key.pem` (0600) in `out_dir`, named after the first name.
+pub fn make_fleet_cert(
+    ca_dir: &Path,
+    names: &[String],
+    out_dir: &Path,
+) -> Result<(PathBuf, PathBuf)> {
+    let first = names.first().context("a relay certificate needs a name")?;
+    let ca_key_path = ca_dir.join("fleet-ca-key.pem");
+    let pem = std::fs::read_to_string(&ca_key_path)
+        .with_context(|| format!("reading {}", ca_key_path.display()))?;
+    let ca_key = KeyPair::from_pem(&pem).context("parsing the fleet CA key")?;
+    let issuer = Issuer::new(fleet_ca_params()?, ca_key);
+    let mut params = CertificateParams::new(names.to_vec()).context("relay certificate names")?;
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, first.as_str());
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Remote support relay fleet");
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2044, 1, 1);
+    let key = KeyPair::generate().context("generating the relay key")?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .context("signing the relay certificate")?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let safe: String = first
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let (cert_path, key_path) = (
+        out_dir.join(format!("{safe}.pem")),
+        out_dir.join(format!("{safe}-key.pem")),
+    );
+    write_private(&key_path, &key.serialize_pem())?;
+    std::fs::write(&cert_path, cert.pem())
+        .with_context(|| format!("writing {}", cert_path.display()))?;
+    Ok((cert_path, key_path))
+}
+
+fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
+    Ok(certs)
+}
+
+/// The TLS settings of a fleet's peer links: the server side (a client certificate from the fleet
+/// CA is required) and the client side (the peer's certificate must come from the fleet CA, and
+/// this relay shows its own).
+pub fn peer_configs(
+    config: &Config,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>)> {
+    let (Some(ca), Some(cert), Some(key)) =
+        (&config.fleet_ca, &config.fleet_cert, &config.fleet_key)
+    else {
+        anyhow::bail!("a fleet needs fleet_ca, fleet_cert and fleet_key");
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pem_certs(ca)? {
+        roots.add(c).context("the fleet CA certificate")?;
+    }
+    let roots = Arc::new(roots);
+    let chain = pem_certs(cert)?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()
+    .context("the fleet's client-certificate check")?;
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS protocol versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.clone(), key.clone_key())
+        .context("fleet_cert and fleet_key do not match")?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .context("fleet_cert and fleet_key do not match")?;
+    Ok((Arc::new(server), Arc::new(client)))
+}

@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,80 +18,27 @@ use relay::store::{RecordingState, Store};
 use relay_client::{Connection, Connector};
 use sha2::Digest;
 
-/// The relay binary on a data directory, with what it printed on start.
-struct RelayProcess {
-    child: Child,
-    addr: String,
-    first_owner: Option<(String, String, String)>,
-}
+use common::process::{wait_exit, RelayProcess};
 
-// The child is returned to the caller, which always waits for it (`wait_exit`).
-#[allow(clippy::zombie_processes)]
 fn spawn_relay(data: &Path) -> RelayProcess {
     spawn_relay_with(data, &[])
 }
 
 /// [`spawn_relay`] with more arguments.
-#[allow(clippy::zombie_processes)]
 fn spawn_relay_with(data: &Path, args: &[&std::ffi::OsStr]) -> RelayProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--database-url")
-        .arg(database_url_of(data))
-        .args(
-            test_recordings_url(data)
-                .map(|url| ["--recordings-url".to_owned(), url])
-                .into_iter()
-                .flatten(),
-        )
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut email, mut password, mut code) = (None, None, None);
-    loop {
-        let line = lines
-            .next()
-            .expect("the relay printed its address")
-            .unwrap();
-        let line = line.trim().to_owned();
-        if let Some(v) = line.strip_prefix("sign in as:") {
-            email = Some(v.trim().to_owned());
-        } else if let Some(v) = line.strip_prefix("password:") {
-            password = Some(v.trim().to_owned());
-        } else if let Some(v) = line.strip_prefix("deployment code:") {
-            code = Some(v.trim().to_owned());
-        } else if let Some(rest) = line.split("listening on https://").nth(1) {
-            let port = rest.rsplit(':').next().unwrap().trim().to_owned();
-            let first_owner = match (email, password, code) {
-                (Some(e), Some(p), Some(c)) => Some((e, p, c)),
-                _ => None,
-            };
-            // Keep reading stdout so the relay never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines.by_ref() {});
-            return RelayProcess {
-                child,
-                addr: format!("localhost:{port}"),
-                first_owner,
-            };
-        }
+    let mut all: Vec<std::ffi::OsString> = vec![
+        "--data-dir".into(),
+        data.into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--database-url".into(),
+        database_url_of(data).into(),
+    ];
+    if let Some(url) = test_recordings_url(data) {
+        all.extend(["--recordings-url".into(), url.into()]);
     }
-}
-
-fn wait_exit(child: &mut Child) {
-    for _ in 0..300 {
-        if child.try_wait().unwrap().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the relay did not exit");
+    all.extend(args.iter().map(|a| a.to_os_string()));
+    common::process::spawn(&all)
 }
 
 #[tokio::test]

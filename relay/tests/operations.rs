@@ -8,74 +8,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use common::media::TestEncoder;
 use common::recorded::*;
 use common::*;
-use prometheus_parse::{Scrape, Value};
+use prometheus_parse::Scrape;
 use protocol::{Credential, ErrorCode, Role};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// `GET /metrics` over plain HTTP, parsed.
-async fn scrape(addr: SocketAddr) -> Scrape {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/plain; version=0.0.4"),
-        "{head}"
-    );
-    // Chunked or not: the chunk-size lines are not metric lines, and the parser skips nothing
-    // silently, so take the body as sent when it is not chunked.
-    let text = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        unchunk(body)
-    } else {
-        body.to_owned()
-    };
-    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
-}
-
-fn unchunk(mut body: &str) -> String {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n").unwrap();
-        let n = usize::from_str_radix(size.trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-}
-
-/// The value of `name` with `labels`, as a number (0 when the series is absent).
-fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found = scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)));
-    match found.map(|s| &s.value) {
-        None => 0.0,
-        Some(Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v)) => *v,
-        Some(Value::Histogram(buckets)) => buckets
-            .iter()
-            .find(|b| b.less_than.is_infinite())
-            .map_or(0.0, |b| b.count),
-        Some(other) => panic!("{name}: {other:?}"),
-    }
-}
 
 fn typed(scrape: &Scrape, name: &str) -> bool {
     scrape.docs.contains_key(name)
@@ -121,21 +59,21 @@ async fn metrics_count_sessions_recordings_refusals_and_throttles_and_health_nam
             first.docs
         );
     }
-    assert_eq!(value(&first, "relay_up", &[]), 1.0);
-    assert_eq!(value(&first, "relay_database_up", &[]), 1.0);
-    assert_eq!(value(&first, "relay_store_up", &[]), 1.0);
-    assert_eq!(value(&first, "relay_sessions", &[]), 0.0);
-    assert_eq!(value(&first, "relay_recorded_bytes_total", &[]), 0.0);
+    assert_eq!(metric_value(&first, "relay_up", &[]), 1.0);
+    assert_eq!(metric_value(&first, "relay_database_up", &[]), 1.0);
+    assert_eq!(metric_value(&first, "relay_store_up", &[]), 1.0);
+    assert_eq!(metric_value(&first, "relay_sessions", &[]), 0.0);
+    assert_eq!(metric_value(&first, "relay_recorded_bytes_total", &[]), 0.0);
 
     // A recorded session: live while it runs, then started and ended once, and its files'
     // bytes counted as the store holds them.
     relay.set_recording(&team, false, true).await;
     let mut r = recorded_session(&relay, &team).await;
     let live = scrape(metrics).await;
-    assert_eq!(value(&live, "relay_sessions", &[]), 1.0);
-    assert_eq!(value(&live, "relay_streamers_online", &[]), 1.0);
+    assert_eq!(metric_value(&live, "relay_sessions", &[]), 1.0);
+    assert_eq!(metric_value(&live, "relay_streamers_online", &[]), 1.0);
     assert_eq!(
-        value(
+        metric_value(
             &live,
             "relay_sessions_started_total",
             &[("recorded", "true")]
@@ -151,9 +89,9 @@ async fn metrics_count_sessions_recordings_refusals_and_throttles_and_health_nam
     let stored: i64 = files.iter().map(|f| f.size_bytes.unwrap()).sum();
     assert!(stored > 0);
     let after = scrape(metrics).await;
-    assert_eq!(value(&after, "relay_sessions", &[]), 0.0);
+    assert_eq!(metric_value(&after, "relay_sessions", &[]), 0.0);
     assert_eq!(
-        value(
+        metric_value(
             &after,
             "relay_sessions_ended_total",
             &[("reason", "TECHNICIAN_LEFT")]
@@ -161,19 +99,22 @@ async fn metrics_count_sessions_recordings_refusals_and_throttles_and_health_nam
         1.0
     );
     assert_eq!(
-        value(&after, "relay_recorded_bytes_total", &[]),
+        metric_value(&after, "relay_recorded_bytes_total", &[]),
         stored as f64
     );
     assert_eq!(
-        value(&after, "relay_recording_files_stored_total", &[]),
+        metric_value(&after, "relay_recording_files_stored_total", &[]),
         files.len() as f64
     );
     assert_eq!(
-        value(&after, "relay_upload_seconds", &[]),
+        metric_value(&after, "relay_upload_seconds", &[]),
         files.len() as f64,
         "one upload timed per file"
     );
-    assert_eq!(value(&after, "relay_upload_failures_total", &[]), 0.0);
+    assert_eq!(
+        metric_value(&after, "relay_upload_failures_total", &[]),
+        0.0
+    );
 
     // Refusals by code: an agent with a token the relay never issued, twice.
     for _ in 0..2 {
@@ -203,14 +144,17 @@ async fn metrics_count_sessions_recordings_refusals_and_throttles_and_health_nam
     }
     let refused = scrape(metrics).await;
     assert_eq!(
-        value(
+        metric_value(
             &refused,
             "relay_refusals_total",
             &[("code", "AUTHENTICATION_FAILED")]
         ),
         2.0
     );
-    assert_eq!(value(&refused, "relay_sign_ins_throttled_total", &[]), 1.0);
+    assert_eq!(
+        metric_value(&refused, "relay_sign_ins_throttled_total", &[]),
+        1.0
+    );
 
     // Health: both answer; then the recordings store cannot take a write (its folder is a file
     // now): 503 naming the store, and the metrics say so; back when it is restored.
@@ -232,7 +176,10 @@ async fn metrics_count_sessions_recordings_refusals_and_throttles_and_health_nam
             serde_json::json!({"status": "failing", "database": "ok", "store": "failing"})
         )
     );
-    assert_eq!(value(&scrape(metrics).await, "relay_store_up", &[]), 0.0);
+    assert_eq!(
+        metric_value(&scrape(metrics).await, "relay_store_up", &[]),
+        0.0
+    );
     std::fs::remove_file(&recordings).unwrap();
     std::fs::rename(&aside, &recordings).unwrap();
     assert_eq!(health(&relay).await.0, 200);
@@ -246,6 +193,9 @@ async fn metrics_count_sessions_recordings_refusals_and_throttles_and_health_nam
             serde_json::json!({"status": "failing", "database": "failing", "store": "ok"})
         )
     );
-    assert_eq!(value(&scrape(metrics).await, "relay_database_up", &[]), 0.0);
+    assert_eq!(
+        metric_value(&scrape(metrics).await, "relay_database_up", &[]),
+        0.0
+    );
     relay.stop().await;
 }

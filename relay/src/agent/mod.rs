@@ -6,6 +6,7 @@
 //! and when either is reached the reader stops reading (backpressure reaches the sender through TCP).
 
 mod files;
+mod peer;
 mod streamer;
 mod technician;
 
@@ -86,10 +87,23 @@ struct Conn {
     requests: TokenBucket,
     /// When this connection's last session ended, to let traffic already in flight then through.
     session_ended_at: Option<Instant>,
+    /// A peer link from another relay of the fleet: its sessions are with streamers here only.
+    via_peer: bool,
 }
 
 /// Serves one upgraded WebSocket until it closes.
 pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
+    serve_as(shared, socket, false).await;
+}
+
+/// Serves a peer link: a technician of another relay of the fleet, whose sign-in token comes in
+/// the link's [`crate::fleet::PeerHello`], for a session with a streamer connected here.
+pub(crate) async fn serve_peer(shared: Arc<Shared>, socket: WebSocket) {
+    let _open = shared.metrics.peer_link(false);
+    serve_as(shared, socket, true).await;
+}
+
+async fn serve_as(shared: Arc<Shared>, socket: WebSocket, via_peer: bool) {
     let (sink, stream) = socket.split();
     let (out, out_rx) = mpsc::channel(WRITER_QUEUE);
     let writer_dead = CancellationToken::new();
@@ -112,8 +126,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
         out,
         writer_dead,
         conn_id,
+        via_peer,
     };
-    conn.run().await;
+    if via_peer {
+        conn.run_peer().await;
+    } else {
+        conn.run().await;
+    }
     // Let the writer send what is queued (a refusal, a session end), then close the socket.
     close.cancel();
     let Conn { mut stream, .. } = conn;
@@ -237,7 +256,7 @@ impl Conn {
                 if !matches!(self.shared.store.user_for_token(&token).await, Ok(Ok(_))) {
                     revoked.cancel();
                 }
-                self.technician(peer, user, revoked).await;
+                self.technician(peer, user, &token, revoked).await;
                 self.shared.hub.remove_technician(&digest, self.conn_id);
             }
             Identity::Device(device) => {
@@ -251,12 +270,122 @@ impl Conn {
                 code,
                 expires_at_ms,
             } => {
-                self.shared
-                    .hub
-                    .add_code(code, self.conn_id, team.id.clone(), expires_at_ms);
+                self.shared.hub.add_code(
+                    code.clone(),
+                    self.conn_id,
+                    team.id.clone(),
+                    expires_at_ms,
+                );
+                if self.shared.fleet.is_some() {
+                    // Published to the fleet, so that a technician on any relay can use it.
+                    let store = &self.shared.store;
+                    let published = store
+                        .add_session_code(
+                            &code,
+                            &team.id,
+                            store.relay_id(),
+                            self.conn_id,
+                            expires_at_ms,
+                        )
+                        .await;
+                    if let Err(e) = published {
+                        tracing::error!(error = %e, "publishing a session code to the fleet");
+                        self.refuse(Refusal::new(
+                            ErrorCode::InternalError,
+                            "the relay could not publish the session code; connect again",
+                        ))
+                        .await;
+                        self.shared.hub.remove_streamer(self.conn_id);
+                        return;
+                    }
+                }
                 let _ = self.streamer(peer, None, team.id, device_name).await;
             }
         }
+    }
+
+    /// A peer link's start: the hello (JSON in a text message) within the hello timeout, its
+    /// token checked as a technician's, then that technician's loop.
+    async fn run_peer(&mut self) {
+        let deadline = Instant::now() + Config::ms(self.shared.config.hello_timeout_ms);
+        let hello = loop {
+            let item = tokio::select! {
+                item = tokio::time::timeout_at(deadline, self.stream.next()) => item,
+                _ = self.writer_dead.cancelled() => return,
+            };
+            match item {
+                Ok(Some(Ok(WsMessage::Text(text)))) => {
+                    break serde_json::from_str::<crate::fleet::PeerHello>(text.as_str())
+                }
+                Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+                Ok(Some(Ok(_))) => {
+                    return self
+                        .refuse(Refusal::new(
+                            ErrorCode::MalformedMessage,
+                            "a peer link starts with the peer hello (JSON in a text message)",
+                        ))
+                        .await
+                }
+                Err(_) => {
+                    return self
+                        .refuse(Refusal::new(ErrorCode::Timeout, "no peer hello in time"))
+                        .await
+                }
+                Ok(None | Some(Err(_))) => return,
+            }
+        };
+        let hello = match hello {
+            Ok(h) => h,
+            Err(e) => {
+                return self
+                    .refuse(Refusal::new(
+                        ErrorCode::MalformedMessage,
+                        format!("the peer hello is not valid: {e}"),
+                    ))
+                    .await
+            }
+        };
+        let versions = (
+            hello.product_version.parse::<protocol::ProductVersion>(),
+            semver::Version::parse(&hello.protocol_version),
+        );
+        let (Ok(product_version), Ok(protocol_version)) = versions else {
+            return self
+                .refuse(Refusal::new(
+                    ErrorCode::MalformedMessage,
+                    "the peer hello's versions are not valid",
+                ))
+                .await;
+        };
+        let user = match self.shared.store.user_for_token(&hello.token).await {
+            Ok(Ok(user)) => user,
+            Ok(Err(d)) => {
+                return self
+                    .refuse(Refusal::new(d.code(), format!("sign-in token: {d}")))
+                    .await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "credential check failed");
+                return self
+                    .refuse(Refusal::new(
+                        ErrorCode::InternalError,
+                        "the relay could not check the credential; try again",
+                    ))
+                    .await;
+            }
+        };
+        tracing::info!(peer = %hello.relay_id, user = %user.id, "peer link for a technician");
+        let peer = Peer {
+            role: Role::Technician,
+            product_version,
+            protocol_version,
+            team_id: user.team_id.clone(),
+            name: user.name.clone(),
+        };
+        let digest = secrets::digest(&hello.token);
+        let revoked = self.shared.hub.add_technician(&digest, self.conn_id);
+        self.technician(peer, user, &hello.token, revoked).await;
+        self.shared.hub.remove_technician(&digest, self.conn_id);
     }
 
     async fn send(&self, msg: &Message) -> Result<(), Closed> {
@@ -696,11 +825,29 @@ impl Conn {
                 Vec::new()
             }
         };
+        // Devices whose streamers are connected to other live relays of the fleet.
+        let elsewhere = match &self.shared.fleet {
+            Some(fleet) => {
+                let alive_after = fleet.alive_after(self.shared.clock.now_ms());
+                match self.shared.store.team_presence(team_id, alive_after).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the fleet's presence");
+                        std::collections::HashMap::new()
+                    }
+                }
+            }
+            None => std::collections::HashMap::new(),
+        };
         let devices = devices
             .into_iter()
             .filter(|d| !d.revoked)
             .map(|d| {
-                let busy = self.shared.hub.device_busy(&d.id);
+                let busy = self
+                    .shared
+                    .hub
+                    .device_busy(&d.id)
+                    .or_else(|| elsewhere.get(&d.id).copied());
                 DeviceInfo {
                     online: busy.is_some(),
                     busy: busy.unwrap_or(false),

@@ -36,6 +36,7 @@ impl Conn {
         } else {
             AccessType::Attended
         };
+        let fleet_device = device_id.clone().filter(|_| self.shared.fleet.is_some());
         self.shared.hub.add_streamer(OnlineStreamer {
             conn_id: self.conn_id,
             team_id,
@@ -48,8 +49,36 @@ impl Conn {
             outbound: self.out.clone(),
             busy: false,
         });
+        let store = &self.shared.store;
+        if let Some(device) = &fleet_device {
+            // Published to the fleet: technicians on other relays find it here.
+            if let Err(e) = store
+                .set_presence(device, store.relay_id(), self.conn_id)
+                .await
+            {
+                tracing::error!(error = %e, "publishing the device's presence to the fleet");
+            }
+        }
         let result = self.streamer_idle(&mut commands).await;
         self.shared.hub.remove_streamer(self.conn_id);
+        if self.shared.fleet.is_some() {
+            let store = &self.shared.store;
+            let gone = match &fleet_device {
+                Some(device) => {
+                    store
+                        .clear_presence(device, store.relay_id(), self.conn_id)
+                        .await
+                }
+                None => {
+                    store
+                        .remove_session_codes(store.relay_id(), self.conn_id)
+                        .await
+                }
+            };
+            if let Err(e) = gone {
+                tracing::warn!(error = %e, "removing the streamer from the fleet's tables");
+            }
+        }
         // Refuse offers that raced with the disconnection.
         commands.close();
         while let Ok(cmd) = commands.try_recv() {
@@ -226,6 +255,7 @@ impl Conn {
         // client that asks right after `SessionStarted` finds it (seen on PostgreSQL, whose
         // recording-state write below came between the two, in relay/tests/operations.rs).
         self.shared.hub.add_session(&streamer.team_id, link.clone());
+        self.fleet_busy(&streamer, true).await;
         let live = LiveSession {
             shared: self.shared.clone(),
             id: link.id.clone(),
@@ -305,6 +335,7 @@ impl Conn {
             self.shared.hub.remove_streamer(self.conn_id);
         } else {
             self.shared.hub.release(self.conn_id);
+            self.fleet_busy(&streamer, false).await;
         }
         let (reason, _) = link
             .reason()
@@ -329,6 +360,20 @@ impl Conn {
         .await;
         tracing::info!(session = %link.id, reason = %EndReason::name(reason), "session ended");
         result
+    }
+
+    /// Tells the fleet whether a device held here is in a session (for other relays' device lists).
+    async fn fleet_busy(&self, streamer: &OnlineStreamer, busy: bool) {
+        let (Some(_), Some(device)) = (&self.shared.fleet, &streamer.device_id) else {
+            return;
+        };
+        let store = &self.shared.store;
+        if let Err(e) = store
+            .set_presence_busy(device, store.relay_id(), busy)
+            .await
+        {
+            tracing::warn!(error = %e, "publishing the device's state to the fleet");
+        }
     }
 
     /// A session's start or end in the audit trail, as the technician's doing. A failure is

@@ -26,6 +26,23 @@ fn signed_out() -> Refusal {
     )
 }
 
+/// Where a requested session runs.
+enum Started {
+    /// On this relay, which holds the streamer.
+    Here(Arc<SessionLink>),
+    /// On the relay of the fleet at this peer address, which holds the streamer.
+    There(String),
+}
+
+/// What a peer link starts from: the peer's address, the technician's token and handshake, and
+/// the session request as the technician sent it.
+pub(super) struct PeerLinkStart<'a> {
+    pub(super) address: &'a str,
+    pub(super) token: &'a str,
+    pub(super) peer: &'a Peer,
+    pub(super) request: bytes::Bytes,
+}
+
 const TECHNICIAN_SIDE: SessionSide = SessionSide {
     sender: Sender::Technician,
     lost: EndReason::TechnicianDisconnected,
@@ -38,6 +55,7 @@ impl Conn {
         &mut self,
         peer: Peer,
         user: UserRecord,
+        token: &str,
         revoked: CancellationToken,
     ) {
         let shutdown = self.shared.shutdown.clone();
@@ -55,7 +73,7 @@ impl Conn {
                 Next::Gone | Next::TimedOut => return,
                 Next::Bad(r) => return self.refuse(r).await,
             };
-            let msg = match self.decode_from(bytes, Sender::Technician) {
+            let msg = match self.decode_from(bytes.clone(), Sender::Technician) {
                 Ok(m) => m,
                 Err(r) => return self.refuse(r).await,
             };
@@ -76,10 +94,19 @@ impl Conn {
                         .start_session(&user, &peer.protocol_version, target, view)
                         .await
                     {
-                        Ok(link) => {
+                        Ok(Started::Here(link)) => {
                             let result = self.technician_session(&user, link, &revoked).await;
                             self.session_ended_at = Some(tokio::time::Instant::now());
                             result
+                        }
+                        Ok(Started::There(address)) => {
+                            let link = PeerLinkStart {
+                                address: &address,
+                                token,
+                                peer: &peer,
+                                request: bytes,
+                            };
+                            self.remote_session(&user, link, &revoked).await
                         }
                         Err(r) => {
                             tracing::info!(code = %r.code, user = %user.id, "session refused");
@@ -116,7 +143,7 @@ impl Conn {
         protocol: &semver::Version,
         target: SessionTarget,
         view: protocol::ViewRequest,
-    ) -> Result<Arc<SessionLink>, Refusal> {
+    ) -> Result<Started, Refusal> {
         let shared = &self.shared;
         let internal = |e: crate::store::StoreError| {
             tracing::error!(error = %e, "starting a session");
@@ -142,16 +169,29 @@ impl Conn {
                         ))
                     }
                 }
-                let streamer = shared.hub.claim_device(&device_id).map_err(|e| match e {
-                    ClaimError::Busy => Refusal::new(
+                let busy = || {
+                    Refusal::new(
                         ErrorCode::DeviceBusy,
                         "This computer is already in a session.",
-                    ),
-                    _ => Refusal::new(
-                        ErrorCode::DeviceOffline,
-                        "This computer's streamer is not connected.",
-                    ),
-                })?;
+                    )
+                };
+                let streamer = match shared.hub.claim_device(&device_id) {
+                    Ok(s) => s,
+                    Err(ClaimError::Busy) => return Err(busy()),
+                    Err(_) => {
+                        // Connected to another relay of the fleet, perhaps.
+                        let elsewhere =
+                            self.device_elsewhere(&device_id).await.map_err(internal)?;
+                        return match elsewhere {
+                            Some(p) if p.busy => Err(busy()),
+                            Some(p) => Ok(Started::There(p.peer_address)),
+                            None => Err(Refusal::new(
+                                ErrorCode::DeviceOffline,
+                                "This computer's streamer is not connected.",
+                            )),
+                        };
+                    }
+                };
                 (streamer, AccessType::Unattended)
             }
             SessionTarget::Code { code } => {
@@ -166,6 +206,22 @@ impl Conn {
                 } else {
                     Err(ClaimError::BadCode)
                 };
+                if well_formed && matches!(claim, Err(ClaimError::BadCode)) {
+                    // Held by another relay of the fleet, perhaps.
+                    let elsewhere = self
+                        .code_elsewhere(&code, &user.team_id)
+                        .await
+                        .map_err(internal)?;
+                    if let Some(address) = elsewhere {
+                        shared.codes.succeeded(&user.id);
+                        return Ok(Started::There(address));
+                    }
+                }
+                if claim.is_ok() && shared.fleet.is_some() {
+                    if let Err(e) = shared.store.remove_session_code(&code).await {
+                        tracing::warn!(error = %e, "removing a used session code from the fleet");
+                    }
+                }
                 match &claim {
                     Ok(_) => shared.codes.succeeded(&user.id),
                     // A busy computer's code was right.
@@ -187,7 +243,44 @@ impl Conn {
         if result.is_err() {
             shared.hub.release(streamer.conn_id);
         }
-        result
+        result.map(Started::Here)
+    }
+
+    /// Where a device's streamer is, when another live relay of the fleet holds it (never for a
+    /// peer link: its sessions are with this relay's streamers only).
+    async fn device_elsewhere(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<crate::store::fleet::Presence>, crate::store::StoreError> {
+        let shared = &self.shared;
+        let Some(fleet) = shared.fleet.as_ref().filter(|_| !self.via_peer) else {
+            return Ok(None);
+        };
+        let alive_after = fleet.alive_after(shared.clock.now_ms());
+        Ok(shared
+            .store
+            .presence(device_id, alive_after)
+            .await?
+            .filter(|p| p.relay_id != fleet.relay_id))
+    }
+
+    /// The peer address of the live relay holding a team's session code, when it is not this one.
+    async fn code_elsewhere(
+        &self,
+        code: &str,
+        team_id: &str,
+    ) -> Result<Option<String>, crate::store::StoreError> {
+        let shared = &self.shared;
+        let Some(fleet) = shared.fleet.as_ref().filter(|_| !self.via_peer) else {
+            return Ok(None);
+        };
+        let alive_after = fleet.alive_after(shared.clock.now_ms());
+        Ok(shared
+            .store
+            .session_code_holder(code, team_id, alive_after)
+            .await?
+            .filter(|h| h.relay_id != fleet.relay_id)
+            .map(|h| h.peer_address))
     }
 
     async fn offer(

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use object_store::ObjectStoreExt as _;
 use protocol::{encode_to_bytes, EndReason, Message, Orientation, VideoConfig, VideoFrame};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -47,6 +48,9 @@ pub struct RecorderContext {
     pub max_file_bytes: u64,
     /// Where stored files and failed uploads are counted.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// In a fleet: every synced fragment is also put in the shared store (`spool/RELAY/FILE/`), so
+    /// that a peer can finish the files of a relay that died and never comes back.
+    pub mirror_spool: bool,
 }
 
 /// Why a file was started.
@@ -608,6 +612,15 @@ impl StorageTask {
         };
         open.spool.write_all(bytes).await.map_err(storage)?;
         open.spool.sync_data().await.map_err(storage)?;
+        if self.ctx.mirror_spool {
+            let key = recovery::chunk_key(self.ctx.store.relay_id(), &open.row.id, open.synced);
+            self.ctx
+                .recordings
+                .objects()
+                .put(&key, Bytes::copy_from_slice(bytes).into())
+                .await
+                .map_err(|e| RecordError::Storage(format!("mirroring the spool to {key}: {e}")))?;
+        }
         open.hasher.update(bytes);
         open.synced += bytes.len() as u64;
         if !open.listed {
@@ -668,6 +681,9 @@ impl StorageTask {
             .await
             .map_err(|e| RecordError::Storage(e.to_string()))?;
         let _ = tokio::fs::remove_file(&spool_path).await;
+        if self.ctx.mirror_spool {
+            recovery::remove_chunks(&self.ctx, self.ctx.store.relay_id(), &row.id).await;
+        }
         tracing::info!(session = %self.session_id, file = %row.id, state = closed.state, size = closed.size_bytes, frames = closed.frame_count, "recording file stored");
         Ok(())
     }

@@ -4,6 +4,9 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStoreExt as _;
 use sha2::{Digest, Sha256};
 use shiguredo_mp4::boxes::MoofBox;
 use shiguredo_mp4::{BoxHeader, BoxSize, BoxType, Decode};
@@ -138,12 +141,125 @@ pub struct Recovered {
     pub sessions: u64,
 }
 
+/// The object key of a mirrored spool chunk: the bytes of `relay_id`'s open file `file_id` from
+/// byte `offset` (zero-padded, so that keys sort in file order).
+pub(crate) fn chunk_key(relay_id: &str, file_id: &str, offset: u64) -> ObjectPath {
+    ObjectPath::from(format!("spool/{relay_id}/{file_id}/{offset:016}"))
+}
+
+fn chunk_prefix(relay_id: &str, file_id: &str) -> ObjectPath {
+    ObjectPath::from(format!("spool/{relay_id}/{file_id}"))
+}
+
+/// The mirrored chunks of a file, in file order.
+async fn chunks(
+    ctx: &RecorderContext,
+    relay_id: &str,
+    file_id: &str,
+) -> anyhow::Result<Vec<ObjectPath>> {
+    let prefix = chunk_prefix(relay_id, file_id);
+    let mut keys: Vec<ObjectPath> = ctx
+        .recordings
+        .objects()
+        .list(Some(&prefix))
+        .map(|m| m.map(|m| m.location))
+        .try_collect()
+        .await?;
+    keys.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+    Ok(keys)
+}
+
+/// Removes a file's mirrored chunks (it is stored); a failure is logged, the chunks are only spare.
+pub(crate) async fn remove_chunks(ctx: &RecorderContext, relay_id: &str, file_id: &str) {
+    let keys = match chunks(ctx, relay_id, file_id).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(file = %file_id, error = %e, "listing a stored file's spool chunks");
+            return;
+        }
+    };
+    for key in keys {
+        if let Err(e) = ctx.recordings.objects().delete(&key).await {
+            tracing::warn!(%key, error = %e, "removing a stored file's spool chunk");
+        }
+    }
+}
+
+/// Writes a file's mirrored chunks, in order, to `into`; false when there are none. Chunks
+/// must join without a gap (each is named by its offset); what follows a gap is left out.
+async fn fetch_chunks(
+    ctx: &RecorderContext,
+    relay_id: &str,
+    file_id: &str,
+    into: &Path,
+) -> anyhow::Result<bool> {
+    let keys = chunks(ctx, relay_id, file_id).await?;
+    if keys.is_empty() {
+        return Ok(false);
+    }
+    let mut out = tokio::fs::File::create(into).await?;
+    let mut at = 0u64;
+    for key in keys {
+        let offset: u64 = key
+            .filename()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u64::MAX);
+        if offset != at {
+            tracing::warn!(file = %file_id, at, offset, "a gap in the mirrored spool; the file ends before it");
+            break;
+        }
+        let bytes = ctx.recordings.objects().get(&key).await?.bytes().await?;
+        tokio::io::AsyncWriteExt::write_all(&mut out, &bytes).await?;
+        at += bytes.len() as u64;
+    }
+    tokio::io::AsyncWriteExt::flush(&mut out).await?;
+    out.sync_all().await?;
+    Ok(true)
+}
+
+/// Finishes one file a stopped relay left open, from the spool file at `spool` (whatever it holds
+/// when it exists): cut after its last complete fragment, stored as `incomplete`, or removed with
+/// its row when it holds no frame. True when it was kept.
+async fn finish_left_open(
+    ctx: &RecorderContext,
+    f: &crate::store::RecordingFile,
+    spool: &Path,
+    ended_at: i64,
+) -> anyhow::Result<bool> {
+    let summary = if spool.exists() {
+        Some(truncate_and_summarise(spool).await?)
+    } else {
+        None
+    };
+    let Some(summary) = summary.filter(|s| s.frame_count > 0) else {
+        // Nothing playable: not a recording. Its row goes, so that it is never listed.
+        ctx.store.remove_recording_file(&f.id).await?;
+        let _ = std::fs::remove_file(spool);
+        tracing::warn!(file = %f.id, session = %f.session_id, "recording file left open by a crash held no frame; removed");
+        return Ok(false);
+    };
+    upload(ctx, spool, &f.object_key).await?;
+    let closed = ClosedFile {
+        ended_at,
+        duration_ms: summary.duration_ms,
+        size_bytes: summary.size_bytes,
+        frame_count: summary.frame_count,
+        sha256: summary.sha256,
+        state: "incomplete",
+    };
+    ctx.store.close_recording_file(&f.id, &closed).await?;
+    let _ = std::fs::remove_file(spool);
+    tracing::warn!(file = %f.id, session = %f.session_id, frames = closed.frame_count, "recording file left open by a crash closed as incomplete");
+    Ok(true)
+}
+
 /// Closes what a crash left open, keeping what plays and removing what holds no frame. Runs at
-/// start, before any connection is served.
+/// start, before any connection is served, on this relay's own sessions and spool.
 pub async fn recover(ctx: &RecorderContext) -> anyhow::Result<Recovered> {
     let mut recovered = Recovered::default();
     let mut known = std::collections::HashSet::new();
-    for f in ctx.store.unfinished_recording_files().await? {
+    let relay_id = ctx.store.relay_id().to_owned();
+    for f in ctx.store.unfinished_recording_files(&relay_id).await? {
         let spool = ctx.spool_dir.join(format!("{}.mp4", f.id));
         known.insert(spool.clone());
         let ended_at = std::fs::metadata(&spool)
@@ -154,32 +270,14 @@ pub async fn recover(ctx: &RecorderContext) -> anyhow::Result<Recovered> {
                 || ctx.clock.now_ms(),
                 |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
             );
-        let summary = if spool.exists() {
-            Some(truncate_and_summarise(&spool).await?)
+        if finish_left_open(ctx, &f, &spool, ended_at).await? {
+            recovered.files += 1;
         } else {
-            None
-        };
-        let Some(summary) = summary.filter(|s| s.frame_count > 0) else {
-            // Nothing playable: not a recording. Its row goes, so that it is never listed.
-            ctx.store.remove_recording_file(&f.id).await?;
-            let _ = std::fs::remove_file(&spool);
-            tracing::warn!(file = %f.id, session = %f.session_id, "recording file left open by a crash held no frame; removed");
             recovered.removed += 1;
-            continue;
-        };
-        upload(ctx, &spool, &f.object_key).await?;
-        let closed = ClosedFile {
-            ended_at,
-            duration_ms: summary.duration_ms,
-            size_bytes: summary.size_bytes,
-            frame_count: summary.frame_count,
-            sha256: summary.sha256,
-            state: "incomplete",
-        };
-        ctx.store.close_recording_file(&f.id, &closed).await?;
-        let _ = std::fs::remove_file(&spool);
-        tracing::warn!(file = %f.id, session = %f.session_id, frames = closed.frame_count, "recording file left open by a crash closed as incomplete");
-        recovered.files += 1;
+        }
+        if ctx.mirror_spool {
+            remove_chunks(ctx, &relay_id, &f.id).await;
+        }
     }
     // Spool files without a row: a crash came before their first fragment was synced and listed.
     if let Ok(entries) = std::fs::read_dir(&ctx.spool_dir) {
@@ -192,6 +290,34 @@ pub async fn recover(ctx: &RecorderContext) -> anyhow::Result<Recovered> {
             }
         }
     }
-    recovered.sessions = ctx.store.end_interrupted_sessions().await?;
+    recovered.sessions = ctx
+        .store
+        .end_interrupted_sessions(&relay_id, "RELAY_RESTARTED")
+        .await?;
+    Ok(recovered)
+}
+
+/// Closes what relay `dead`, found silent by its peers, left open: each open file is rebuilt from
+/// its mirrored spool chunks in the shared store, cut after its last complete fragment and stored
+/// as `incomplete`; its live sessions end as `RELAY_LOST`. Run by the one peer that claimed it.
+pub async fn recover_peer(ctx: &RecorderContext, dead: &str) -> anyhow::Result<Recovered> {
+    let mut recovered = Recovered::default();
+    for f in ctx.store.unfinished_recording_files(dead).await? {
+        let spool = ctx.spool_dir.join(format!("{}.peer", f.id));
+        let fetched = fetch_chunks(ctx, dead, &f.id, &spool).await?;
+        if !fetched {
+            let _ = std::fs::remove_file(&spool);
+        }
+        if finish_left_open(ctx, &f, &spool, ctx.clock.now_ms()).await? {
+            recovered.files += 1;
+        } else {
+            recovered.removed += 1;
+        }
+        remove_chunks(ctx, dead, &f.id).await;
+    }
+    recovered.sessions = ctx
+        .store
+        .end_interrupted_sessions(dead, "RELAY_LOST")
+        .await?;
     Ok(recovered)
 }

@@ -7,6 +7,7 @@
 mod accounts;
 pub mod audit;
 mod devices;
+pub mod fleet;
 pub mod members;
 pub mod operator;
 mod recordings;
@@ -56,6 +57,8 @@ pub struct Store {
     pool: AnyPool,
     clock: SharedClock,
     engine: Engine,
+    /// The relay this store writes sessions for (`""` for tools that start none).
+    relay_id: std::sync::Arc<str>,
 }
 
 /// The database engine behind a store.
@@ -156,6 +159,7 @@ impl Store {
             pool,
             clock,
             engine,
+            relay_id: std::sync::Arc::from(""),
         })
     }
 
@@ -164,6 +168,18 @@ impl Store {
         sqlx::any::install_default_drivers();
         Engine::of(url)?;
         Ok(Any::database_exists(url).await?)
+    }
+
+    /// This store, writing the sessions it starts as run by relay `relay_id` (a fleet's relays
+    /// share one database, and each closes only its own sessions after a crash).
+    pub fn for_relay(mut self, relay_id: &str) -> Self {
+        self.relay_id = std::sync::Arc::from(relay_id);
+        self
+    }
+
+    /// The relay this store writes sessions for.
+    pub fn relay_id(&self) -> &str {
+        &self.relay_id
     }
 
     /// The engine behind this store.

@@ -282,25 +282,43 @@ impl Store {
     }
 
     /// Files left in `recording` state, as a crash leaves them.
-    pub async fn unfinished_recording_files(&self) -> Result<Vec<RecordingFile>, StoreError> {
+    pub async fn unfinished_recording_files(
+        &self,
+        relay_id: &str,
+    ) -> Result<Vec<RecordingFile>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {FILE_COLUMNS} FROM recording_files WHERE state = 'recording'"
+            "SELECT {FILE_COLUMNS} FROM recording_files WHERE state = 'recording' \
+             AND session_id IN (SELECT id FROM sessions WHERE relay_id IN ($1, ''))"
         )))
+        .bind(relay_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(file_from_row).collect()
     }
 
-    /// Marks sessions that were live when the relay stopped: ended now, recording incomplete.
-    pub async fn end_interrupted_sessions(&self) -> Result<u64, StoreError> {
+    /// Marks relay `relay_id`'s sessions that were live when it stopped as ended now with
+    /// `reason` (`RELAY_RESTARTED`, or `RELAY_LOST` when its peers found it dead), their recording
+    /// incomplete. Sessions from before relays had ids (`''`) count as any relay's.
+    pub async fn end_interrupted_sessions(
+        &self,
+        relay_id: &str,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
         let now = self.now();
-        sqlx::query("UPDATE sessions SET recording_state = 'incomplete' WHERE recording_state = 'recording'")
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE sessions SET recording_state = 'incomplete' \
+             WHERE recording_state = 'recording' AND relay_id IN ($1, '')",
+        )
+        .bind(relay_id)
+        .execute(&self.pool)
+        .await?;
         let done = sqlx::query(
-            "UPDATE sessions SET ended_at = $1, end_reason = 'RELAY_RESTARTED' WHERE ended_at IS NULL",
+            "UPDATE sessions SET ended_at = $1, end_reason = $2 \
+             WHERE ended_at IS NULL AND relay_id IN ($3, '')",
         )
         .bind(now)
+        .bind(reason)
+        .bind(relay_id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

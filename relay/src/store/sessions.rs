@@ -140,7 +140,7 @@ impl Store {
     pub async fn insert_session(&self, s: &NewSession) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id, team_id, technician_id, device_id, device_name, access, recorded, \
-             streamer_version, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             streamer_version, started_at, relay_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&s.id)
         .bind(&s.team_id)
@@ -151,6 +151,7 @@ impl Store {
         .bind(i64::from(s.recorded))
         .bind(&s.streamer_version)
         .bind(self.now())
+        .bind(&*self.relay_id)
         .execute(&self.pool)
         .await?;
         Ok(())

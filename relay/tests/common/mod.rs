@@ -4,6 +4,7 @@
 
 pub mod media;
 pub mod netcut;
+pub mod process;
 pub mod recorded;
 
 use std::sync::Arc;
@@ -508,4 +509,68 @@ pub async fn stream_or_end(
 /// Where the directory store (the default) keeps a recording object under a data directory.
 pub fn object_path(data: &std::path::Path, key: &str) -> std::path::PathBuf {
     data.join("recordings").join(key)
+}
+
+/// `GET /metrics` over plain HTTP, parsed.
+pub async fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    // Chunked or not: the chunk-size lines are not metric lines, and the parser skips nothing
+    // silently, so take the body as sent when it is not chunked.
+    let text = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        unchunk(body)
+    } else {
+        body.to_owned()
+    };
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+fn unchunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").unwrap();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+}
+
+/// The value of `name` with `labels`, as a number (0 when the series is absent).
+pub fn metric_value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)));
+    match found.map(|s| &s.value) {
+        None => 0.0,
+        Some(
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v),
+        ) => *v,
+        Some(prometheus_parse::Value::Histogram(buckets)) => buckets
+            .iter()
+            .find(|b| b.less_than.is_infinite())
+            .map_or(0.0, |b| b.count),
+        Some(other) => panic!("{name}: {other:?}"),
+    }
 }

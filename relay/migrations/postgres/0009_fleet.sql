@@ -1,0 +1,28 @@
+-- A fleet of relays sharing one database: which relay runs each session, the relays alive (their
+-- heartbeats), which relay holds each device's streamer, and live session codes.
+ALTER TABLE sessions ADD COLUMN relay_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX sessions_live_by_relay ON sessions (relay_id) WHERE ended_at IS NULL;
+
+CREATE TABLE relays (
+    id TEXT PRIMARY KEY,
+    peer_address TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL
+);
+
+CREATE TABLE presence (
+    device_id TEXT PRIMARY KEY,
+    relay_id TEXT NOT NULL,
+    conn_id BIGINT NOT NULL,
+    busy BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX presence_by_relay ON presence (relay_id);
+
+CREATE TABLE session_codes (
+    code TEXT PRIMARY KEY,
+    team_id TEXT NOT NULL,
+    relay_id TEXT NOT NULL,
+    conn_id BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX session_codes_by_relay ON session_codes (relay_id);
