@@ -160,18 +160,24 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     };
     let mut tick = tokio::time::interval(fleet.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Notices from before this start concern connections this relay does not hold.
+    let mut last_notice = shared.store.last_fleet_notice().await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "reading the fleet's notices");
+        0
+    });
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if let Err(e) = shared
-            .store
-            .heartbeat(&fleet.relay_id, &fleet.announce)
-            .await
-        {
+        let beat = shared.store.heartbeat(&fleet.relay_id, &fleet.announce);
+        if let Err(e) = beat.await {
             tracing::error!(error = %e, "fleet heartbeat failed");
             continue;
+        }
+        match act_on_notices(&shared, last_notice).await {
+            Ok(last) => last_notice = last,
+            Err(e) => tracing::error!(error = %e, "reading the fleet's notices"),
         }
         if let Err(e) = sweep(&shared, fleet).await {
             tracing::error!(error = %e, "closing up after a silent relay");
@@ -181,6 +187,59 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     if let Err(e) = shared.store.leave_fleet(&fleet.relay_id).await {
         tracing::warn!(error = %e, "leaving the fleet");
     }
+}
+
+/// How long a notice is kept: far longer than any relay's heartbeat interval.
+const NOTICE_KEEP_MS: i64 = 10 * 60 * 1000;
+
+/// What a notice of another relay (or this one) asks of the connections this relay holds.
+async fn act_on_notices(shared: &Shared, after: i64) -> anyhow::Result<i64> {
+    let notices = shared
+        .store
+        .fleet_notices_after(after, shared.clock.now_ms() - NOTICE_KEEP_MS)
+        .await?;
+    let mut last = after;
+    for n in notices {
+        last = n.id;
+        match n.kind.as_str() {
+            SIGN_IN_ENDED => {
+                shared.hub.revoke_technician_token(&n.subject);
+            }
+            DEVICE_REVOKED => shared.hub.revoke_device(&n.subject),
+            SESSION_ENDED => {
+                let (team, message) = n.detail.split_once('\n').unwrap_or((&n.detail, ""));
+                shared.hub.end_session(
+                    team,
+                    &n.subject,
+                    protocol::EndReason::EndedByAdmin,
+                    message,
+                );
+            }
+            other => tracing::warn!(kind = other, "a fleet notice of an unknown kind"),
+        }
+    }
+    Ok(last)
+}
+
+/// A sign-in ended (signed out, or its user removed): its connections are cut.
+pub(crate) const SIGN_IN_ENDED: &str = "sign_in_ended";
+/// A device's credential was revoked: its streamer is cut.
+pub(crate) const DEVICE_REVOKED: &str = "device_revoked";
+/// An owner or admin ended a session: the relay running it ends it.
+pub(crate) const SESSION_ENDED: &str = "session_ended";
+
+/// Tells every relay of the fleet (within a heartbeat) what to do to the connections it holds;
+/// nothing for a relay that runs alone.
+pub(crate) async fn notify(
+    shared: &Shared,
+    kind: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<(), crate::store::StoreError> {
+    if shared.fleet.is_none() {
+        return Ok(());
+    }
+    shared.store.add_fleet_notice(kind, subject, detail).await
 }
 
 /// Claims each silent relay (exactly one peer wins each), finishes its recordings and ends its

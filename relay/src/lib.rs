@@ -157,13 +157,20 @@ impl Relay {
             (Some(url), Some(from)) => Some(mail::Mailer::new(url, from)?),
             _ => None,
         };
+        let mut sign_ins = throttle::SignInThrottle::new(
+            usize::try_from(config.max_sign_in_failures_per_address).unwrap_or(usize::MAX),
+        );
+        let mut codes = throttle::CodeThrottle::default();
+        if fleet.is_some() {
+            // Fleet-wide: a guess counts whichever relay it reaches.
+            sign_ins = sign_ins.in_database(&store);
+            codes = codes.in_database(&store);
+        }
         let shared = Arc::new(Shared {
             links,
             mailer,
-            sign_ins: throttle::SignInThrottle::new(
-                usize::try_from(config.max_sign_in_failures_per_address).unwrap_or(usize::MAX),
-            ),
-            codes: throttle::CodeThrottle::default(),
+            sign_ins,
+            codes,
             metrics,
             fleet,
             version: product_version()?,

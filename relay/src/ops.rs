@@ -136,7 +136,7 @@ pub(crate) async fn sign_in(
 ) -> Result<SignIn, ApiError> {
     let email = email.trim();
     let now = shared.clock.now_ms();
-    if let Err(paused) = shared.sign_ins.check(email, addr, now) {
+    if let Err(paused) = shared.sign_ins.check(email, addr, now).await {
         shared.metrics.sign_in_throttled();
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -150,7 +150,7 @@ pub(crate) async fn sign_in(
         .await?;
     match signed_in {
         Ok(s) => {
-            shared.sign_ins.succeeded(email);
+            shared.sign_ins.succeeded(email).await;
             let actor = Actor::User(s.user.id.clone(), s.user.name.clone());
             audit(
                 shared,
@@ -165,7 +165,7 @@ pub(crate) async fn sign_in(
             Ok(s)
         }
         Err(_) => {
-            shared.sign_ins.failed(email, addr, now);
+            shared.sign_ins.failed(email, addr, now).await;
             // A failed attempt on a member's address is their team's business.
             let team = shared.store.team_of_email(email).await?;
             audit(
@@ -190,19 +190,22 @@ pub(crate) async fn sign_in(
 /// Ends the sign-in in use, and the connections made with it.
 pub(crate) async fn sign_out(shared: &Shared, who: Who<'_>) -> Result<(), ApiError> {
     shared.store.revoke_token(who.token).await?;
-    shared
-        .hub
-        .revoke_technician_token(&crate::secrets::digest(who.token));
+    let digest = crate::secrets::digest(who.token);
+    shared.hub.revoke_technician_token(&digest);
+    crate::fleet::notify(shared, crate::fleet::SIGN_IN_ENDED, &digest, "").await?;
     audit_by(shared, who, Action::SignOut, &who.user.email, "").await?;
     Ok(())
 }
 
-/// Cuts the live technician connections made with these sign-ins (token digests).
-fn cut(shared: &Shared, digests: &[String]) -> usize {
-    digests
-        .iter()
-        .map(|d| shared.hub.revoke_technician_token(d))
-        .sum()
+/// Cuts the live technician connections made with these sign-ins (token digests), here and on
+/// the fleet's other relays; returns how many this relay held.
+async fn cut(shared: &Shared, digests: &[String]) -> Result<usize, ApiError> {
+    let mut here = 0;
+    for d in digests {
+        here += shared.hub.revoke_technician_token(d);
+        crate::fleet::notify(shared, crate::fleet::SIGN_IN_ENDED, d, "").await?;
+    }
+    Ok(here)
 }
 
 // ---- Settings -----------------------------------------------------------------------------------
@@ -378,6 +381,7 @@ pub(crate) async fn revoke_device(
         ));
     }
     shared.hub.revoke_device(device_id);
+    crate::fleet::notify(shared, crate::fleet::DEVICE_REVOKED, device_id, "").await?;
     audit_by(
         shared,
         who,
@@ -424,12 +428,25 @@ pub(crate) async fn end_session(
         "{} ended the session from the relay's console.",
         who.user.name
     );
-    if !shared.hub.end_session(
+    let here = shared.hub.end_session(
         &who.user.team_id,
         session_id,
         protocol::EndReason::EndedByAdmin,
         &message,
-    ) {
+    );
+    let elsewhere = match (&shared.fleet, here) {
+        (Some(fleet), false) => shared
+            .store
+            .live_session_relay(session_id)
+            .await?
+            .filter(|relay| *relay != fleet.relay_id),
+        _ => None,
+    };
+    if elsewhere.is_some() {
+        // Run by another relay of the fleet, which ends it within a heartbeat.
+        let detail = format!("{}\n{message}", who.user.team_id);
+        crate::fleet::notify(shared, crate::fleet::SESSION_ENDED, session_id, &detail).await?;
+    } else if !here {
         // Its row says live, but no connection of this relay holds it: it is ending now.
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -647,7 +664,7 @@ pub(crate) async fn remove_member(
     member_id: &str,
 ) -> Result<(), ApiError> {
     let (target, ended) = refused(shared.store.remove_member(who.user, member_id).await)?;
-    let cut_off = cut(shared, &ended);
+    let cut_off = cut(shared, &ended).await?;
     audit_by(
         shared,
         who,
@@ -703,7 +720,7 @@ pub(crate) async fn change_password(
             .change_password(who.user, who.token, current, new)
             .await,
     )?;
-    cut(shared, &ended);
+    cut(shared, &ended).await?;
     audit_by(
         shared,
         who,
@@ -752,7 +769,7 @@ pub(crate) async fn reset_password(
     addr: Option<IpAddr>,
 ) -> Result<UserRecord, ApiError> {
     let (user, ended) = refused(shared.store.reset_password(token, password).await)?;
-    cut(shared, &ended);
+    cut(shared, &ended).await?;
     audit(
         shared,
         Some(&user.team_id),

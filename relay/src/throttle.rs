@@ -9,11 +9,14 @@
 //!   code entry, and 50 across one team pause the team's (many accounts cannot multiply the
 //!   guesses). A code that works clears the technician's count.
 //!
-//! Kept in memory, per relay: a fleet behind a load balancer multiplies the allowance by its relays.
+//! Kept in memory by a relay that runs alone; in a fleet, in the shared database
+//! (`throttle_failures`), so that the allowance holds fleet-wide, whichever relay each try reaches.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+
+use crate::store::Store;
 
 /// Wrong passwords allowed for one account in the window.
 pub const MAX_FAILURES: usize = 5;
@@ -34,6 +37,8 @@ const MAX_TRACKED: usize = 100_000;
 pub struct FailureThrottle {
     max_failures: usize,
     failures: Mutex<HashMap<String, Vec<i64>>>,
+    /// In a fleet: the shared database, and this throttle's name in it.
+    shared: Option<(Store, &'static str)>,
 }
 
 /// Tries are refused for now.
@@ -61,7 +66,14 @@ impl FailureThrottle {
         Self {
             max_failures,
             failures: Mutex::default(),
+            shared: None,
         }
+    }
+
+    /// This throttle kept in `store` under `scope` (a fleet's relays share it).
+    pub fn in_database(mut self, store: Store, scope: &'static str) -> Self {
+        self.shared = Some((store, scope));
+        self
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<i64>>> {
@@ -70,17 +82,31 @@ impl FailureThrottle {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether `k` may try at `now_ms`.
-    pub fn check(&self, k: &str, now_ms: i64) -> Result<(), Locked> {
-        let map = self.map();
-        let Some(times) = map.get(&key(k)) else {
-            return Ok(());
+    /// Whether `k` may try at `now_ms`. (A database that cannot be read lets the try go on, as
+    /// one relay's restart would: the try itself needs the database.)
+    pub async fn check(&self, k: &str, now_ms: i64) -> Result<(), Locked> {
+        let recent: Vec<i64> = match &self.shared {
+            Some((store, scope)) => {
+                match store
+                    .throttle_failures(scope, &key(k), now_ms - WINDOW_MS + 1)
+                    .await
+                {
+                    Ok(times) => times,
+                    Err(e) => {
+                        tracing::error!(error = %e, scope, "reading a throttle");
+                        return Ok(());
+                    }
+                }
+            }
+            None => match self.map().get(&key(k)) {
+                Some(times) => times
+                    .iter()
+                    .copied()
+                    .filter(|t| now_ms - t < WINDOW_MS)
+                    .collect(),
+                None => return Ok(()),
+            },
         };
-        let recent: Vec<i64> = times
-            .iter()
-            .copied()
-            .filter(|t| now_ms - t < WINDOW_MS)
-            .collect();
         if recent.len() < self.max_failures {
             return Ok(());
         }
@@ -92,7 +118,16 @@ impl FailureThrottle {
     }
 
     /// Records a failure for `k` at `now_ms`.
-    pub fn failed(&self, k: &str, now_ms: i64) {
+    pub async fn failed(&self, k: &str, now_ms: i64) {
+        if let Some((store, scope)) = &self.shared {
+            if let Err(e) = store
+                .throttle_failed(scope, &key(k), now_ms, now_ms - WINDOW_MS)
+                .await
+            {
+                tracing::error!(error = %e, scope, "recording a failure in a throttle");
+            }
+            return;
+        }
         let mut map = self.map();
         if map.len() >= MAX_TRACKED {
             map.retain(|_, times| times.iter().any(|t| now_ms - t < WINDOW_MS));
@@ -111,7 +146,13 @@ impl FailureThrottle {
     }
 
     /// A success: `k`'s count starts again.
-    pub fn succeeded(&self, k: &str) {
+    pub async fn succeeded(&self, k: &str) {
+        if let Some((store, scope)) = &self.shared {
+            if let Err(e) = store.throttle_cleared(scope, &key(k)).await {
+                tracing::error!(error = %e, scope, "clearing a throttle");
+            }
+            return;
+        }
         self.map().remove(&key(k));
     }
 }
@@ -140,17 +181,32 @@ impl SignInThrottle {
         }
     }
 
+    /// These throttles kept in `store`, shared by a fleet's relays.
+    pub fn in_database(self, store: &Store) -> Self {
+        Self {
+            accounts: self.accounts.in_database(store.clone(), "sign_in_account"),
+            addresses: self
+                .addresses
+                .map(|a| a.in_database(store.clone(), "sign_in_address")),
+        }
+    }
+
     /// Whether `email` may try to sign in from `address` at `now_ms`; the refusal in words if not.
-    pub fn check(&self, email: &str, address: Option<IpAddr>, now_ms: i64) -> Result<(), String> {
+    pub async fn check(
+        &self,
+        email: &str,
+        address: Option<IpAddr>,
+        now_ms: i64,
+    ) -> Result<(), String> {
         if let (Some(a), Some(addresses)) = (address, &self.addresses) {
-            addresses.check(&a.to_string(), now_ms).map_err(|l| {
+            addresses.check(&a.to_string(), now_ms).await.map_err(|l| {
                 format!(
                     "Too many wrong passwords from your network: sign-in from it is paused. Try again in {}.",
                     l.wait()
                 )
             })?;
         }
-        self.accounts.check(email, now_ms).map_err(|l| {
+        self.accounts.check(email, now_ms).await.map_err(|l| {
             format!(
                 "Too many wrong passwords for this account: sign-in is paused. Try again in {}.",
                 l.wait()
@@ -159,17 +215,17 @@ impl SignInThrottle {
     }
 
     /// Records a wrong password for `email` from `address` at `now_ms`.
-    pub fn failed(&self, email: &str, address: Option<IpAddr>, now_ms: i64) {
-        self.accounts.failed(email, now_ms);
+    pub async fn failed(&self, email: &str, address: Option<IpAddr>, now_ms: i64) {
+        self.accounts.failed(email, now_ms).await;
         if let (Some(a), Some(addresses)) = (address, &self.addresses) {
-            addresses.failed(&a.to_string(), now_ms);
+            addresses.failed(&a.to_string(), now_ms).await;
         }
     }
 
     /// A successful sign-in: the account's count starts again (the address's does not: one good
     /// account must not reset the count of guesses at others).
-    pub fn succeeded(&self, email: &str) {
-        self.accounts.succeeded(email);
+    pub async fn succeeded(&self, email: &str) {
+        self.accounts.succeeded(email).await;
     }
 }
 
@@ -190,8 +246,16 @@ impl Default for CodeThrottle {
 }
 
 impl CodeThrottle {
+    /// These throttles kept in `store`, shared by a fleet's relays.
+    pub fn in_database(self, store: &Store) -> Self {
+        Self {
+            users: self.users.in_database(store.clone(), "code_user"),
+            teams: self.teams.in_database(store.clone(), "code_team"),
+        }
+    }
+
     /// Whether technician `user` of `team` may enter a code at `now_ms`; the refusal in words if not.
-    pub fn check(&self, user: &str, team: &str, now_ms: i64) -> Result<(), String> {
+    pub async fn check(&self, user: &str, team: &str, now_ms: i64) -> Result<(), String> {
         let paused = |whose: &str, l: Locked| {
             format!(
                 "Too many wrong session codes {whose}: entering codes is paused. Try again in {}, or connect to a computer from your device list.",
@@ -200,21 +264,23 @@ impl CodeThrottle {
         };
         self.users
             .check(user, now_ms)
+            .await
             .map_err(|l| paused("from you", l))?;
         self.teams
             .check(team, now_ms)
+            .await
             .map_err(|l| paused("in your team", l))
     }
 
     /// Records a wrong code.
-    pub fn failed(&self, user: &str, team: &str, now_ms: i64) {
-        self.users.failed(user, now_ms);
-        self.teams.failed(team, now_ms);
+    pub async fn failed(&self, user: &str, team: &str, now_ms: i64) {
+        self.users.failed(user, now_ms).await;
+        self.teams.failed(team, now_ms).await;
     }
 
     /// A code that worked: the technician's count starts again (not the team's).
-    pub fn succeeded(&self, user: &str) {
-        self.users.succeeded(user);
+    pub async fn succeeded(&self, user: &str) {
+        self.users.succeeded(user).await;
     }
 }
 
@@ -222,36 +288,50 @@ impl CodeThrottle {
 mod tests {
     use super::*;
 
-    #[test]
-    fn five_wrong_passwords_pause_the_account_for_the_window() {
+    #[tokio::test]
+    async fn five_wrong_passwords_pause_the_account_for_the_window() {
         let t = SignInThrottle::default();
         let start = 1_000_000;
         for i in 0..5 {
-            assert_eq!(t.check("Ann@Example.com", None, start + i), Ok(()));
-            t.failed("ann@example.com ", None, start + i);
+            assert_eq!(t.check("Ann@Example.com", None, start + i).await, Ok(()));
+            t.failed("ann@example.com ", None, start + i).await;
         }
-        let locked = t.accounts.check("ann@example.com", start + 10).unwrap_err();
+        let locked = t
+            .accounts
+            .check("ann@example.com", start + 10)
+            .await
+            .unwrap_err();
         assert_eq!(locked.retry_after_secs, 899);
-        let message = t.check("ann@example.com", None, start + 10).unwrap_err();
+        let message = t
+            .check("ann@example.com", None, start + 10)
+            .await
+            .unwrap_err();
         assert!(message.contains("15 minutes"), "{message}");
         assert_eq!(
-            t.check("bob@example.com", None, start + 10),
+            t.check("bob@example.com", None, start + 10).await,
             Ok(()),
             "others unaffected"
         );
         // The first failure leaves the window: one more try is allowed.
-        assert_eq!(t.check("ann@example.com", None, start + WINDOW_MS), Ok(()));
-        t.failed("ann@example.com", None, start + WINDOW_MS);
-        assert!(t.check("ann@example.com", None, start + WINDOW_MS).is_err());
-        t.succeeded("ann@example.com");
         assert_eq!(
-            t.check("ann@example.com", None, start + WINDOW_MS + 2),
+            t.check("ann@example.com", None, start + WINDOW_MS).await,
+            Ok(())
+        );
+        t.failed("ann@example.com", None, start + WINDOW_MS).await;
+        assert!(t
+            .check("ann@example.com", None, start + WINDOW_MS)
+            .await
+            .is_err());
+        t.succeeded("ann@example.com").await;
+        assert_eq!(
+            t.check("ann@example.com", None, start + WINDOW_MS + 2)
+                .await,
             Ok(())
         );
     }
 
-    #[test]
-    fn one_address_guessing_across_accounts_is_paused_and_success_does_not_clear_it() {
+    #[tokio::test]
+    async fn one_address_guessing_across_accounts_is_paused_and_success_does_not_clear_it() {
         let t = SignInThrottle::default();
         let (guesser, other): (IpAddr, IpAddr) = (
             "203.0.113.7".parse().unwrap(),
@@ -259,74 +339,120 @@ mod tests {
         );
         for i in 0..MAX_ADDRESS_FAILURES {
             let email = format!("user{i}@example.com");
-            assert_eq!(t.check(&email, Some(guesser), 1_000), Ok(()));
-            t.failed(&email, Some(guesser), 1_000);
+            assert_eq!(t.check(&email, Some(guesser), 1_000).await, Ok(()));
+            t.failed(&email, Some(guesser), 1_000).await;
             if i % 4 == 0 {
                 // A right password in between does not reset the address's count.
-                t.succeeded("own@example.com");
+                t.succeeded("own@example.com").await;
             }
         }
         let message = t
             .check("fresh@example.com", Some(guesser), 2_000)
+            .await
             .unwrap_err();
         assert!(message.contains("from your network"), "{message}");
-        assert_eq!(t.check("fresh@example.com", Some(other), 2_000), Ok(()));
         assert_eq!(
-            t.check("fresh@example.com", Some(guesser), 1_000 + WINDOW_MS),
+            t.check("fresh@example.com", Some(other), 2_000).await,
+            Ok(())
+        );
+        assert_eq!(
+            t.check("fresh@example.com", Some(guesser), 1_000 + WINDOW_MS)
+                .await,
             Ok(())
         );
     }
 
-    #[test]
-    fn the_address_limit_can_be_turned_off() {
+    #[tokio::test]
+    async fn the_address_limit_can_be_turned_off() {
         let t = SignInThrottle::new(0);
         let address: IpAddr = "203.0.113.7".parse().unwrap();
         for i in 0..(MAX_ADDRESS_FAILURES * 2) {
-            t.failed(&format!("user{i}@example.com"), Some(address), 1_000);
+            t.failed(&format!("user{i}@example.com"), Some(address), 1_000)
+                .await;
         }
-        assert_eq!(t.check("fresh@example.com", Some(address), 2_000), Ok(()));
+        assert_eq!(
+            t.check("fresh@example.com", Some(address), 2_000).await,
+            Ok(())
+        );
         // The per-account limit stays.
         for _ in 0..MAX_FAILURES {
-            t.failed("ann@example.com", Some(address), 1_000);
+            t.failed("ann@example.com", Some(address), 1_000).await;
         }
-        assert!(t.check("ann@example.com", Some(address), 2_000).is_err());
+        assert!(t
+            .check("ann@example.com", Some(address), 2_000)
+            .await
+            .is_err());
     }
 
-    #[test]
-    fn wrong_codes_pause_the_technician_then_the_team() {
+    #[tokio::test]
+    async fn wrong_codes_pause_the_technician_then_the_team() {
         let t = CodeThrottle::default();
         for i in 0..MAX_CODE_FAILURES {
-            assert_eq!(t.check("ann", "acme", i as i64), Ok(()));
-            t.failed("ann", "acme", i as i64);
+            assert_eq!(t.check("ann", "acme", i as i64).await, Ok(()));
+            t.failed("ann", "acme", i as i64).await;
         }
-        let message = t.check("ann", "acme", 100).unwrap_err();
+        let message = t.check("ann", "acme", 100).await.unwrap_err();
         assert!(message.contains("from you"), "{message}");
-        assert_eq!(t.check("bob", "acme", 100), Ok(()), "a colleague still may");
+        assert_eq!(
+            t.check("bob", "acme", 100).await,
+            Ok(()),
+            "a colleague still may"
+        );
         // Many technicians of one team cannot multiply the guesses.
         for i in 0..(MAX_TEAM_CODE_FAILURES - MAX_CODE_FAILURES) {
-            t.failed(&format!("tech{}", i % 5), "acme", 200);
+            t.failed(&format!("tech{}", i % 5), "acme", 200).await;
         }
-        let message = t.check("bob", "acme", 300).unwrap_err();
+        let message = t.check("bob", "acme", 300).await.unwrap_err();
         assert!(message.contains("in your team"), "{message}");
-        assert_eq!(t.check("carol", "other", 300), Ok(()));
-        t.succeeded("ann");
+        assert_eq!(t.check("carol", "other", 300).await, Ok(()));
+        t.succeeded("ann").await;
         assert!(
-            t.check("ann", "acme", 300).is_err(),
+            t.check("ann", "acme", 300).await.is_err(),
             "the team is still paused"
         );
     }
 
-    #[test]
-    fn made_up_keys_cannot_grow_memory_without_end() {
+    #[tokio::test]
+    async fn made_up_keys_cannot_grow_memory_without_end() {
         let t = FailureThrottle::new(MAX_FAILURES);
         for i in 0..(MAX_TRACKED + 10) {
-            t.failed(&format!("nobody{i}@example.com"), 1_000);
+            t.failed(&format!("nobody{i}@example.com"), 1_000).await;
         }
         assert!(t.map().len() <= MAX_TRACKED);
         // A single key keeps only what decides.
         for i in 0..1_000 {
-            t.failed("busy", 2_000 + i);
+            t.failed("busy", 2_000 + i).await;
         }
         assert_eq!(t.map()["busy"].len(), MAX_FAILURES);
+    }
+
+    #[tokio::test]
+    async fn in_the_database_two_relays_share_one_allowance() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::SystemClock);
+        let url = crate::test_engines::database_url_or_default(dir.path());
+        let store = Store::open(&url, clock).await.unwrap();
+        let (a, b) = (
+            CodeThrottle::default().in_database(&store),
+            CodeThrottle::default().in_database(&store),
+        );
+        // Five wrong codes through each relay: the technician's ten.
+        for i in 0..MAX_CODE_FAILURES {
+            let relay = if i % 2 == 0 { &a } else { &b };
+            assert_eq!(relay.check("ann", "acme", 1_000).await, Ok(()));
+            relay.failed("ann", "acme", 1_000).await;
+        }
+        assert!(a.check("ann", "acme", 2_000).await.is_err());
+        assert!(b.check("ann", "acme", 2_000).await.is_err());
+        assert_eq!(b.check("ann", "acme", 1_000 + WINDOW_MS).await, Ok(()));
+        b.succeeded("ann").await;
+        assert_eq!(a.check("ann", "acme", 2_000).await, Ok(()));
+        let s = SignInThrottle::default().in_database(&store);
+        for _ in 0..MAX_FAILURES {
+            s.failed("Ann@Example.com", None, 1_000).await;
+        }
+        let other = SignInThrottle::default().in_database(&store);
+        assert!(other.check("ann@example.com", None, 2_000).await.is_err());
+        store.close().await;
     }
 }

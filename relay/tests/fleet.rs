@@ -173,6 +173,35 @@ async fn device_streamer(connector: &Connector, addr: &str, id: &str, secret: &s
     c
 }
 
+/// A new device registered with `code` through `addr`: its streamer, id and secret.
+async fn registered(connector: &Connector, addr: &str, code: &str) -> (Connection, String, String) {
+    let mut streamer = connector.connect(addr).await.unwrap();
+    let est = streamer
+        .handshake(
+            Role::Streamer,
+            CURRENT,
+            Credential::DeploymentCode {
+                code: code.to_owned(),
+                device_name: "Front desk".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let (device_id, secret) = est.registered.unwrap();
+    (streamer, device_id, secret)
+}
+
+/// A session by device between `tech` and `streamer`; its id.
+async fn by_device(tech: &mut Connection, streamer: &mut Connection, device_id: &str) -> String {
+    let target = SessionTarget::Device {
+        device_id: device_id.to_owned(),
+    };
+    match pair(tech, streamer, target).await {
+        Message::SessionStarted { session_id, .. } => session_id,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// The device list's entry for `device_id`, asked of a technician's relay.
 async fn device_state(tech: &mut Connection, device_id: &str) -> (bool, bool) {
     tech.send(&Message::ListDevices).await.unwrap();
@@ -235,7 +264,7 @@ async fn ended(tech: &mut Connection) -> (EndReason, String) {
     loop {
         match recv(tech).await {
             Message::SessionEnded { reason, message } => return (reason, message),
-            Message::VideoFrame(_) | Message::VideoConfig(_) => {}
+            Message::VideoFrame(_) | Message::VideoConfig(_) | Message::RecordingState { .. } => {}
             other => panic!("expected SessionEnded, got {other:?}"),
         }
     }
@@ -261,41 +290,14 @@ async fn a_session_between_relays_is_recorded_once_and_a_code_made_on_one_works_
     let team = owner(&connector, &a.process).await;
 
     // A device's streamer on A; its technician on B.
-    let mut streamer = connector.connect(&a.process.addr).await.unwrap();
-    let est = streamer
-        .handshake(
-            Role::Streamer,
-            CURRENT,
-            Credential::DeploymentCode {
-                code: team.code.clone(),
-                device_name: "Front desk".into(),
-            },
-        )
-        .await
-        .unwrap();
-    let (device_id, _) = est.registered.unwrap();
+    let (mut streamer, device_id, _) = registered(&connector, &a.process.addr, &team.code).await;
     let mut tech = technician(&connector, &b.process.addr, &team.token).await;
     assert_eq!(
         device_state(&mut tech, &device_id).await,
         (true, false),
         "online through A"
     );
-    let Message::SessionStarted {
-        session_id,
-        recorded,
-        ..
-    } = pair(
-        &mut tech,
-        &mut streamer,
-        SessionTarget::Device {
-            device_id: device_id.clone(),
-        },
-    )
-    .await
-    else {
-        panic!()
-    };
-    assert!(recorded);
+    let session_id = by_device(&mut tech, &mut streamer, &device_id).await;
     assert_eq!(
         recv(&mut tech).await,
         Message::RecordingState { recorded: true }
@@ -311,6 +313,7 @@ async fn a_session_between_relays_is_recorded_once_and_a_code_made_on_one_works_
     frames_and_input_flow(&mut tech, &mut streamer, &mut enc).await;
     tech.send(&Message::LeaveSession).await.unwrap();
     assert_eq!(ended(&mut tech).await.0, EndReason::TechnicianLeft);
+    assert_eq!(ended(&mut streamer).await.0, EndReason::TechnicianLeft);
 
     // Recorded once: one row, by A, with one file.
     let store =
@@ -460,6 +463,30 @@ async fn a_session_between_relays_is_recorded_once_and_a_code_made_on_one_works_
         ),
         0.0
     );
+
+    // An admin ends, through C, a session that runs on A for a technician on B.
+    let session_id = by_device(&mut tech, &mut streamer, &device_id).await;
+    let path = format!("/api/v1/sessions/{session_id}/end");
+    let (status, body) = connector
+        .api(&c.process.addr, "POST", &path, Some(&team.token), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(ended(&mut tech).await.0, EndReason::EndedByAdmin);
+    // Signing out through C cuts the technician's connection on B and its peer link on A.
+    let (status, body) = connector
+        .api(
+            &c.process.addr,
+            "POST",
+            "/api/v1/sign-out",
+            Some(&team.token),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(refused(&mut tech).await.0, ErrorCode::CredentialRevoked);
+    assert_eq!(refused(&mut tech_c).await.0, ErrorCode::CredentialRevoked);
     drop((streamer, attended, tech, tech_c));
     store.close().await;
     stop(vec![a, b, c]);
@@ -474,31 +501,10 @@ async fn a_relay_killed_mid_session_ends_it_as_lost_with_its_recording_and_its_s
     let c = setup.start("c");
     let connector = setup.connector();
     let team = owner(&connector, &a.process).await;
-    let mut streamer = connector.connect(&a.process.addr).await.unwrap();
-    let est = streamer
-        .handshake(
-            Role::Streamer,
-            CURRENT,
-            Credential::DeploymentCode {
-                code: team.code.clone(),
-                device_name: "Front desk".into(),
-            },
-        )
-        .await
-        .unwrap();
-    let (device_id, secret) = est.registered.unwrap();
+    let (mut streamer, device_id, secret) =
+        registered(&connector, &a.process.addr, &team.code).await;
     let mut tech = technician(&connector, &b.process.addr, &team.token).await;
-    let Message::SessionStarted { session_id, .. } = pair(
-        &mut tech,
-        &mut streamer,
-        SessionTarget::Device {
-            device_id: device_id.clone(),
-        },
-    )
-    .await
-    else {
-        panic!()
-    };
+    let session_id = by_device(&mut tech, &mut streamer, &device_id).await;
     let reader = tokio::spawn(async move {
         // The technician reads on, until the relay tells it the session ended.
         loop {
@@ -625,6 +631,16 @@ fn peer_address(m: &Member) -> String {
 /// client's certificate after the client's side of the handshake is done, so the refusal shows on
 /// the read.
 async fn raw_tls(addr: &str, ca: &Path, client: Option<(&Path, &Path)>) -> std::io::Result<()> {
+    tokio::time::timeout(Duration::from_secs(10), raw_tls_inner(addr, ca, client))
+        .await
+        .expect("the peer port answers within 10 s")
+}
+
+async fn raw_tls_inner(
+    addr: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> std::io::Result<()> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -689,27 +705,31 @@ async fn peer_refusal(
         protocol_version: PROTOCOL_VERSIONS[0].to_string(),
     };
     let mut ws = fleet.dial(addr, &hello).await.unwrap();
-    let request = encode_to_bytes(&Message::SessionRequest {
-        target: SessionTarget::Device {
-            device_id: device_id.into(),
-        },
-        view: ViewRequest::default(),
-    })
-    .unwrap();
-    let _ = ws
-        .send(tokio_tungstenite::tungstenite::Message::Binary(request))
-        .await;
-    while let Some(Ok(m)) = ws.next().await {
-        if let tokio_tungstenite::tungstenite::Message::Binary(b) = m {
-            match decode_frame(b).unwrap() {
-                Message::Refused { code, message } | Message::SessionRefused { code, message } => {
-                    return (code, message)
+    let answer = async move {
+        let request = encode_to_bytes(&Message::SessionRequest {
+            target: SessionTarget::Device {
+                device_id: device_id.into(),
+            },
+            view: ViewRequest::default(),
+        })
+        .unwrap();
+        let _ = ws
+            .send(tokio_tungstenite::tungstenite::Message::Binary(request))
+            .await;
+        while let Some(Ok(m)) = ws.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Binary(b) = m {
+                match decode_frame(b).unwrap() {
+                    Message::Refused { code, message }
+                    | Message::SessionRefused { code, message } => return (code, message),
+                    _ => {}
                 }
-                _ => {}
             }
         }
-    }
-    panic!("the peer closed without a refusal");
+        panic!("the peer closed without a refusal");
+    };
+    tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("the peer answers within 10 s")
 }
 
 /// A second team on the shared database, its owner signed in through `addr`; returns the token.

@@ -26,3 +26,23 @@ CREATE TABLE session_codes (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX session_codes_by_relay ON session_codes (relay_id);
+
+-- Failures of the throttles (wrong passwords, wrong session codes) in a fleet, by throttle and
+-- key, so that their limits hold whichever relay each try reaches.
+CREATE TABLE throttle_failures (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX throttle_failures_by_key ON throttle_failures (scope, key, at);
+CREATE INDEX throttle_failures_by_time ON throttle_failures (at);
+
+-- What one relay of a fleet tells the others to do to the connections they hold: cut a sign-in's
+-- connections, a revoked device's streamer, end a session an admin ended. Read in order by id.
+CREATE TABLE fleet_notices (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at INTEGER NOT NULL
+);

@@ -199,6 +199,7 @@ impl Conn {
                 shared
                     .codes
                     .check(&user.id, &user.team_id, now)
+                    .await
                     .map_err(|paused| Refusal::new(ErrorCode::RateLimited, paused))?;
                 let well_formed = code.len() == 9 && code.bytes().all(|b| b.is_ascii_digit());
                 let claim = if well_formed {
@@ -213,7 +214,7 @@ impl Conn {
                         .await
                         .map_err(internal)?;
                     if let Some(address) = elsewhere {
-                        shared.codes.succeeded(&user.id);
+                        shared.codes.succeeded(&user.id).await;
                         return Ok(Started::There(address));
                     }
                 }
@@ -223,10 +224,10 @@ impl Conn {
                     }
                 }
                 match &claim {
-                    Ok(_) => shared.codes.succeeded(&user.id),
+                    Ok(_) => shared.codes.succeeded(&user.id).await,
                     // A busy computer's code was right.
                     Err(ClaimError::Busy) => {}
-                    Err(_) => shared.codes.failed(&user.id, &user.team_id, now),
+                    Err(_) => shared.codes.failed(&user.id, &user.team_id, now).await,
                 }
                 let streamer = claim.map_err(|e| match e {
                     ClaimError::Busy => Refusal::new(ErrorCode::DeviceBusy, "This computer is already in a session."),

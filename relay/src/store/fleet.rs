@@ -270,6 +270,143 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The times (Unix ms) of throttle `scope`'s failures for `key` at or after `since_ms`, oldest
+    /// first.
+    pub async fn throttle_failures(
+        &self,
+        scope: &str,
+        key: &str,
+        since_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at FROM throttle_failures WHERE scope = $1 AND key = $2 AND at >= $3 ORDER BY at",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<i64, _>("at").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Records a failure of `key` in throttle `scope` at `at_ms`, and forgets every failure older
+    /// than `forget_before_ms` (out of every window).
+    pub async fn throttle_failed(
+        &self,
+        scope: &str,
+        key: &str,
+        at_ms: i64,
+        forget_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM throttle_failures WHERE at < $1")
+            .bind(forget_before_ms)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO throttle_failures (scope, key, at) VALUES ($1, $2, $3)")
+            .bind(scope)
+            .bind(key)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets `key`'s failures in throttle `scope` (a success).
+    pub async fn throttle_cleared(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM throttle_failures WHERE scope = $1 AND key = $2")
+            .bind(scope)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A notice from one relay of the fleet to the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetNotice {
+    /// Its place in the order.
+    pub id: i64,
+    /// `sign_in_ended`, `device_revoked` or `session_ended`.
+    pub kind: String,
+    /// A sign-in token's digest, a device's id, or a session's id.
+    pub subject: String,
+    /// For `session_ended`: the team's id and the message, on two lines.
+    pub detail: String,
+}
+
+impl Store {
+    /// Tells the fleet's relays something about the connections they hold.
+    pub async fn add_fleet_notice(
+        &self,
+        kind: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO fleet_notices (kind, subject, detail, at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(kind)
+        .bind(subject)
+        .bind(detail)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest notice's id (0 when there is none): a relay that joins reads on from there.
+    pub async fn last_fleet_notice(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS last FROM fleet_notices")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("last")?)
+    }
+
+    /// Notices after `after_id`, in order; notices older than `forget_before_ms` are removed.
+    pub async fn fleet_notices_after(
+        &self,
+        after_id: i64,
+        forget_before_ms: i64,
+    ) -> Result<Vec<FleetNotice>, StoreError> {
+        sqlx::query("DELETE FROM fleet_notices WHERE at < $1")
+            .bind(forget_before_ms)
+            .execute(&self.pool)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT id, kind, subject, detail FROM fleet_notices WHERE id > $1 ORDER BY id",
+        )
+        .bind(after_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FleetNotice {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    subject: r.try_get("subject")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The relay running a live session, if it is live.
+    pub async fn live_session_relay(&self, session_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT relay_id FROM sessions WHERE id = $1 AND ended_at IS NULL")
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get("relay_id").map_err(StoreError::from))
+            .transpose()
+    }
+}
+
 fn conn_id_i64(conn_id: u64) -> i64 {
     i64::try_from(conn_id).unwrap_or(i64::MAX)
 }

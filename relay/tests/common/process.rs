@@ -16,6 +16,16 @@ pub struct RelayProcess {
     pub attended_key: Option<String>,
 }
 
+impl Drop for RelayProcess {
+    /// A test that fails leaves no relay running: killed, and waited for.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Starts the relay binary with `args` and waits until it listens. Its stdout is read on; its
 /// log goes to the test's output (warnings, or `RUST_LOG`).
 // The child is returned to the caller, which always waits for it (`wait_exit`).
