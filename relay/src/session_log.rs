@@ -122,6 +122,7 @@ pub(crate) fn end_reason_words(name: &str) -> String {
         "PROTOCOL_ERROR" => "A program in the session broke the protocol",
         "ENDED_BY_ADMIN" => "An owner or admin ended it",
         "RELAY_RESTARTED" => "The relay stopped during the session and restarted",
+        "RELAY_LOST" => "The relay running it stopped answering, and another relay closed it",
         other => return other.to_owned(),
     }
     .to_owned()

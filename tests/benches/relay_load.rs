@@ -6,8 +6,9 @@
 //! (defaults: 500 sessions, 30 s; `--no-content` skips the size-per-hour part). Method and results:
 //! docs/PERFORMANCE.md.
 //!
-//! `--engines` instead runs the recording relay on the embedded defaults (SQLite, local disk) and
-//! then on PostgreSQL and an S3 store, same load, same run: `RELAY_BENCH_DATABASE_URL` names a
+//! `--engines` instead runs the recording relay on the embedded defaults (SQLite, local disk),
+//! then on PostgreSQL and an S3 store, then as a two-relay fleet on them (streamers on one relay,
+//! technicians on the other, joined by peer links), same load, same run: `RELAY_BENCH_DATABASE_URL` names a
 //! PostgreSQL server (`postgres://USER@HOST:PORT`, each run gets a database of its own),
 //! `RELAY_BENCH_RECORDINGS_URL` a bucket (`s3://BUCKET`, each run gets a prefix), reached with the
 //! `AWS_*` variables. `cargo xtask engines --bench [ARGS]` starts both (PostgreSQL, Ceph's RADOS
@@ -315,6 +316,7 @@ async fn through_relay(
         connector,
         token,
         team_key,
+        technician_addr: None,
     };
     let pid = server.pid();
     let report = load::run(target, fixture, options, || {
@@ -332,16 +334,116 @@ async fn through_relay(
         // shutdown finished are not in it).
         Some(_) => uploads.bytes as u64,
     };
-    let log = std::fs::read_to_string(&log_path)?;
+    report_log(&log_path, &format!("recording {record}"))?;
+    Ok((report, recorded, uploads))
+}
+
+/// Says how many warnings and errors a relay logged (and the first line), when it logged any.
+fn report_log(log_path: &Path, which: &str) -> Result<()> {
+    let log = std::fs::read_to_string(log_path)?;
     let count = |level: &str| log.lines().filter(|l| l.contains(level)).count();
     let (warnings, errors) = (count("WARN"), count("ERROR"));
     if warnings + errors > 0 {
         let first = log.lines().next().unwrap_or_default();
-        println!(
-            "relay log (recording {record}): {warnings} warnings, {errors} errors; first: {first}"
-        );
+        println!("relay log ({which}): {warnings} warnings, {errors} errors; first: {first}");
     }
-    Ok((report, recorded, uploads))
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Two recording relays as a fleet on PostgreSQL and S3 (a database and a prefix of their own):
+/// streamers connect to relay A, technicians to relay B, which joins each session to A over a
+/// peer link; A records. The CPU figure is both relays' together; uploads are A's.
+async fn through_fleet(
+    binary: &Path,
+    fixture: Arc<Fixture>,
+    options: Options,
+    engines: &Engines,
+) -> Result<(Report, u64, Uploads)> {
+    let root = tempfile::tempdir()?;
+    let name = format!(
+        "bench_fleet_{}",
+        relay::secrets::new_id().map_err(|e| anyhow::anyhow!("{e}"))?
+    );
+    let database_url = format!("{}/{name}", engines.database_server.trim_end_matches('/'));
+    let recordings_url = format!("{}/{name}", engines.bucket.trim_end_matches('/'));
+    let clock: relay::clock::SharedClock = Arc::new(relay::clock::SystemClock);
+    let store = relay::store::Store::open(&database_url, clock).await?;
+    let (token, team_key) = load::provision(&store, true).await?;
+    store.close().await;
+    let ca = root.path().join("ca");
+    relay::tls::make_fleet_ca(&ca)?;
+    let start = |member: &str, agent_tls: &str| -> Result<Server> {
+        let data = root.path().join(member);
+        let (cert, key) = relay::tls::make_fleet_cert(&ca, &["localhost".into()], &data)?;
+        let peer = free_port()?;
+        let config = data.join("relay.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {data:?}\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+                 database_url = {database_url:?}\nrecordings_url = {recordings_url:?}\n\
+                 peer_listen = \"127.0.0.1:{peer}\"\nannounce_address = \"localhost:{peer}\"\n\
+                 fleet_ca = {:?}\nfleet_cert = {cert:?}\nfleet_key = {key:?}\n{agent_tls}",
+                ca.join("fleet-ca.pem")
+            ),
+        )?;
+        let mut cmd = Command::new(binary);
+        cmd.arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .env("RELAY_BENCH_AUDIT_OFF", "0")
+            .stderr(std::fs::File::create(data.join("relay.log"))?);
+        Server::start(cmd, "listening on https://", true)
+    };
+    let a = start("a", "")?;
+    let a_tls = root.path().join("a/tls");
+    let b = start(
+        "b",
+        &format!(
+            "tls_cert = {:?}\ntls_key = {:?}\n",
+            a_tls.join("server.pem"),
+            a_tls.join("server-key.pem")
+        ),
+    )?;
+    let target = Target::Relay {
+        addr: format!("localhost:{}", a.port),
+        connector: Connector::trusting_ca_file(&a_tls.join("dev-ca.pem"))?,
+        token,
+        team_key,
+        technician_addr: Some(format!("localhost:{}", b.port)),
+    };
+    let (pid_a, pid_b) = (a.pid(), b.pid());
+    let report = load::run(target, fixture, options, || {
+        let (x, y) = (
+            ProcSample::of(pid_a).unwrap_or_default(),
+            ProcSample::of(pid_b).unwrap_or_default(),
+        );
+        ProcSample {
+            cpu: x.cpu + y.cpu,
+            rss: x.rss + y.rss,
+        }
+    })
+    .await?;
+    let uploads = match &a.metrics {
+        Some(addr) => uploads_after_sessions(addr).await?,
+        None => Uploads::default(),
+    };
+    b.stop()?;
+    a.stop()?;
+    for member in ["a", "b"] {
+        report_log(
+            &root.path().join(member).join("relay.log"),
+            &format!("fleet relay {member}"),
+        )?;
+    }
+    Ok((report, uploads.bytes as u64, uploads))
 }
 
 async fn through_forwarder(fixture: Arc<Fixture>, options: Options) -> Result<Report> {
@@ -421,9 +523,29 @@ fn main() -> Result<()> {
                 Some(&engines),
             )
             .await?;
+            let (fleet, fleet_bytes, fleet_up) =
+                through_fleet(&binary, fixture.clone(), options, &engines).await?;
             print_engines(
-                (&local, local_bytes, &local_up),
-                (&shared, shared_bytes, &shared_up),
+                &[
+                    Column {
+                        name: "SQLite + local disk",
+                        report: &local,
+                        bytes: local_bytes,
+                        uploads: &local_up,
+                    },
+                    Column {
+                        name: "PostgreSQL + S3 (RGW), one relay",
+                        report: &shared,
+                        bytes: shared_bytes,
+                        uploads: &shared_up,
+                    },
+                    Column {
+                        name: "PostgreSQL + S3 (RGW), two-relay fleet",
+                        report: &fleet,
+                        bytes: fleet_bytes,
+                        uploads: &fleet_up,
+                    },
+                ],
                 &baseline,
             );
             return Ok(());
@@ -469,75 +591,109 @@ fn main() -> Result<()> {
     })
 }
 
-/// The recording relay on the embedded defaults beside the same relay on PostgreSQL and S3, same
-/// run, same load (and the plain forwarder's figures for scale).
-fn print_engines(local: (&Report, u64, &Uploads), shared: (&Report, u64, &Uploads), base: &Report) {
-    let (l, s) = (local.0, shared.0);
-    println!("\n| figure | SQLite + local disk | PostgreSQL + S3 (RGW) | S3 / local | plain TCP forwarder |");
-    println!("|---|---:|---:|---:|---:|");
-    let row = |name: &str, a: f64, b: f64, f: f64, digits: usize| {
-        let ratio = if a > 0.0 {
-            format!("{:.2}", b / a)
-        } else {
-            "-".into()
-        };
-        println!("| {name} | {a:.digits$} | {b:.digits$} | {ratio} | {f:.digits$} |");
-    };
+/// One configuration's figures in the engines' table.
+struct Column<'a> {
+    name: &'a str,
+    report: &'a Report,
+    bytes: u64,
+    uploads: &'a Uploads,
+}
+
+/// The recording relay on the embedded defaults beside the same relay on PostgreSQL and S3 and a
+/// two-relay fleet on them, same run, same load (each against the first, and the plain
+/// forwarder's figures for scale).
+fn print_engines(columns: &[Column], base: &Report) {
+    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
+    let ratios: Vec<String> = columns[1..]
+        .iter()
+        .map(|c| format!("{} / first", c.name))
+        .collect();
     println!(
-        "| sessions held / asked | {} / {} | {} / {} | | {} / {} |",
-        l.held, l.sessions, s.held, s.sessions, base.held, base.sessions
+        "\n| figure | {} | {} | plain TCP forwarder |",
+        names.join(" | "),
+        ratios.join(" | ")
+    );
+    println!("|---|{}---:|", "---:|".repeat(columns.len() * 2 - 1));
+    let row = |name: &str, f: &dyn Fn(&Column) -> f64, base: Option<f64>, digits: usize| {
+        let first = f(&columns[0]);
+        let values: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{:.digits$}", f(c)))
+            .collect();
+        let ratios: Vec<String> = columns[1..]
+            .iter()
+            .map(|c| {
+                if first > 0.0 {
+                    format!("{:.2}", f(c) / first)
+                } else {
+                    "-".into()
+                }
+            })
+            .collect();
+        let base = base.map_or(String::new(), |b| format!("{b:.digits$}"));
+        println!(
+            "| {name} | {} | {} | {base} |",
+            values.join(" | "),
+            ratios.join(" | ")
+        );
+    };
+    let held: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{} / {}", c.report.held, c.report.sessions))
+        .collect();
+    println!(
+        "| sessions held / asked | {} | {} | {} / {} |",
+        held.join(" | "),
+        vec![""; columns.len() - 1].join(" | "),
+        base.held,
+        base.sessions
     );
     let cpu = |r: &Report| r.cpu_per_session() * 100.0;
     row(
         "relay CPU per session (% of a core)",
-        cpu(l),
-        cpu(s),
-        cpu(base),
+        &|c| cpu(c.report),
+        Some(cpu(base)),
         3,
     );
     let p99 = |r: &Report| r.latency_ms(0.99);
-    row("transit latency p99 (ms)", p99(l), p99(s), p99(base), 2);
+    row(
+        "transit latency p99 (ms)",
+        &|c| p99(c.report),
+        Some(p99(base)),
+        2,
+    );
     let lost = |r: &Report| r.frames_lost() as f64;
-    row("frames lost", lost(l), lost(s), lost(base), 0);
+    row("frames lost", &|c| lost(c.report), Some(lost(base)), 0);
     let setup = |r: &Report| r.setup.as_secs_f64();
     row(
         "setup of all sessions (s)",
-        setup(l),
-        setup(s),
-        setup(base),
+        &|c| setup(c.report),
+        Some(setup(base)),
         2,
     );
-    println!(
-        "| recording files stored | {} | {} | | |",
-        local.2.files, shared.2.files
+    row("recording files stored", &|c| c.uploads.files, None, 0);
+    row(
+        "upload time per file, mean (ms)",
+        &|c| c.uploads.mean_s * 1000.0,
+        None,
+        1,
     );
-    println!(
-        "| upload time per file, mean (ms) | {:.1} | {:.1} | {} | |",
-        local.2.mean_s * 1000.0,
-        shared.2.mean_s * 1000.0,
-        if local.2.mean_s > 0.0 {
-            format!("{:.2}", shared.2.mean_s / local.2.mean_s)
-        } else {
-            "-".into()
-        }
+    row(
+        "upload time per file, p99 at most (ms)",
+        &|c| c.uploads.p99_le_s * 1000.0,
+        None,
+        0,
     );
-    println!(
-        "| upload time per file, p99 at most (ms) | {:.0} | {:.0} | | |",
-        local.2.p99_le_s * 1000.0,
-        shared.2.p99_le_s * 1000.0
+    row("upload failures", &|c| c.uploads.failures, None, 0);
+    row(
+        "bytes recorded / video bytes received",
+        &|c| c.bytes as f64 / c.report.payload_bytes.max(1) as f64,
+        None,
+        3,
     );
-    println!(
-        "| upload failures | {} | {} | | |",
-        local.2.failures, shared.2.failures
-    );
-    println!(
-        "| bytes recorded / video bytes received | {:.3} | {:.3} | | |",
-        local.1 as f64 / l.payload_bytes.max(1) as f64,
-        shared.1 as f64 / s.payload_bytes.max(1) as f64
-    );
-    for (who, r) in [("local", l), ("PostgreSQL + S3", s)] {
-        for f in r.failures.iter().take(5) {
-            println!("{who} failure: {f}");
+    for c in columns {
+        for f in c.report.failures.iter().take(5) {
+            println!("{} failure: {f}", c.name);
         }
     }
 }

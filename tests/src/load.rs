@@ -117,6 +117,9 @@ pub enum Target {
         token: String,
         /// The team's attended-access key.
         team_key: String,
+        /// Where technicians connect, when not `addr`: another relay of a fleet, which joins
+        /// each session to the streamer's relay over a peer link.
+        technician_addr: Option<String>,
     },
     /// The baseline [`Forwarder`] at this address.
     Plain {
@@ -325,6 +328,7 @@ async fn pair(target: &Target, index: usize) -> Result<Paired> {
             connector,
             token,
             team_key,
+            technician_addr,
         } => {
             let mut streamer = connector.connect(addr).await?;
             let est = streamer
@@ -338,7 +342,9 @@ async fn pair(target: &Target, index: usize) -> Result<Paired> {
                 )
                 .await?;
             let (code, _) = est.session_code.context("no session code")?;
-            let mut technician = connector.connect(addr).await?;
+            let mut technician = connector
+                .connect(technician_addr.as_deref().unwrap_or(addr))
+                .await?;
             technician
                 .handshake(
                     Role::Technician,

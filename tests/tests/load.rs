@@ -69,6 +69,7 @@ async fn every_frame_of_concurrent_sessions_arrives_through_the_relay_and_is_rec
         connector: Connector::trusting_ca_file(&relay.ca()).unwrap(),
         token,
         team_key,
+        technician_addr: None,
     };
     let report = load::run(target, fixture(), small(), this_process)
         .await

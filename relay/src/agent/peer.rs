@@ -85,13 +85,28 @@ impl Conn {
                         _ => break Lost,
                     };
                     let kind = protocol::parse_header(&bytes).ok().flatten().map(|h| h.kind);
+                    if kind == Some(MessageKind::Refused) {
+                        // The streamer's relay refused the link itself (a sign-in it no longer
+                        // takes, a flood): before the session, a refused request for the
+                        // technician; during it, the technician's connection is refused here too.
+                        let Ok(Message::Refused { code, message }) = protocol::decode_frame(bytes) else {
+                            break Lost;
+                        };
+                        if started {
+                            self.refuse(Refusal::new(code, message)).await;
+                            break Gone;
+                        }
+                        shared.metrics.refused(code);
+                        let refused = Message::SessionRefused { code, message };
+                        break if self.send(&refused).await.is_ok() { Done } else { Gone };
+                    }
                     let last = match kind {
                         Some(MessageKind::SessionStarted) => {
                             started = true;
                             false
                         }
                         Some(MessageKind::SessionEnded) => started,
-                        Some(MessageKind::SessionRefused | MessageKind::Refused) => !started,
+                        Some(MessageKind::SessionRefused) => !started,
                         _ => false,
                     };
                     if !self.to_technician(&budget, bytes).await {
