@@ -171,9 +171,23 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             _ = tick.tick() => {}
         }
         let beat = shared.store.heartbeat(&fleet.relay_id, &fleet.announce);
-        if let Err(e) = beat.await {
-            tracing::error!(error = %e, "fleet heartbeat failed");
-            continue;
+        match beat.await {
+            Ok(false) => {}
+            // Taken for dead while the database was out of reach: what this relay holds is
+            // published again (its sessions were ended as lost by a peer; they end here too
+            // as they end).
+            Ok(true) => {
+                tracing::warn!(
+                    "this relay was taken for dead by its fleet; publishing its streamers again"
+                );
+                if let Err(e) = republish(&shared, fleet).await {
+                    tracing::error!(error = %e, "publishing this relay's streamers again");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "fleet heartbeat failed");
+                continue;
+            }
         }
         match act_on_notices(&shared, last_notice).await {
             Ok(last) => last_notice = last,
@@ -187,6 +201,30 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     if let Err(e) = shared.store.leave_fleet(&fleet.relay_id).await {
         tracing::warn!(error = %e, "leaving the fleet");
     }
+}
+
+/// Publishes again every streamer and session code this relay holds.
+async fn republish(shared: &Shared, fleet: &Fleet) -> Result<(), crate::store::StoreError> {
+    let (devices, codes) = shared.hub.held();
+    for (device, conn_id, busy) in devices {
+        shared
+            .store
+            .set_presence(&device, &fleet.relay_id, conn_id)
+            .await?;
+        if busy {
+            shared
+                .store
+                .set_presence_busy(&device, &fleet.relay_id, true)
+                .await?;
+        }
+    }
+    for (code, team, conn_id, expires_at) in codes {
+        shared
+            .store
+            .add_session_code(&code, &team, &fleet.relay_id, conn_id, expires_at)
+            .await?;
+    }
+    Ok(())
 }
 
 /// How long a notice is kept: far longer than any relay's heartbeat interval.
@@ -206,6 +244,15 @@ async fn act_on_notices(shared: &Shared, after: i64) -> anyhow::Result<i64> {
                 shared.hub.revoke_technician_token(&n.subject);
             }
             DEVICE_REVOKED => shared.hub.revoke_device(&n.subject),
+            DEVICE_MOVED
+                if shared
+                    .fleet
+                    .as_ref()
+                    .is_some_and(|f| f.relay_id != n.detail) =>
+            {
+                shared.hub.device_moved(&n.subject);
+            }
+            DEVICE_MOVED => {}
             SESSION_ENDED => {
                 let (team, message) = n.detail.split_once('\n').unwrap_or((&n.detail, ""));
                 shared.hub.end_session(
@@ -225,6 +272,9 @@ async fn act_on_notices(shared: &Shared, after: i64) -> anyhow::Result<i64> {
 pub(crate) const SIGN_IN_ENDED: &str = "sign_in_ended";
 /// A device's credential was revoked: its streamer is cut.
 pub(crate) const DEVICE_REVOKED: &str = "device_revoked";
+/// A device's streamer connected to the relay named in the detail: a connection of it that
+/// another relay still holds is stale (its session ends as lost, as on one relay).
+pub(crate) const DEVICE_MOVED: &str = "device_moved";
 /// An owner or admin ended a session: the relay running it ends it.
 pub(crate) const SESSION_ENDED: &str = "session_ended";
 

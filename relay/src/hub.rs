@@ -454,13 +454,40 @@ impl Hub {
 
     /// Tells a device's connected streamer, if any, that its credential was revoked.
     pub fn revoke_device(&self, device_id: &str) {
+        self.tell_device(device_id, StreamerCommand::Revoke);
+    }
+
+    /// Tells a device's connected streamer, if any, that the device connected again elsewhere (to
+    /// another relay of the fleet): its connection here is stale.
+    pub fn device_moved(&self, device_id: &str) {
+        self.tell_device(device_id, StreamerCommand::Replaced);
+    }
+
+    fn tell_device(&self, device_id: &str, command: StreamerCommand) {
         let inner = lock(&self.inner);
         if let Some(s) = inner
             .devices
             .get(device_id)
             .and_then(|c| inner.streamers.get(c))
         {
-            let _ = s.commands.try_send(StreamerCommand::Revoke);
+            let _ = s.commands.try_send(command);
         }
+    }
+
+    /// What this relay holds, for publishing to its fleet again: each device's streamer (device
+    /// id, connection number, busy) and each live session code (code, team, connection, expiry).
+    pub fn held(&self) -> (Vec<(String, u64, bool)>, Vec<(String, String, u64, i64)>) {
+        let inner = lock(&self.inner);
+        let devices = inner
+            .devices
+            .iter()
+            .filter_map(|(d, c)| inner.streamers.get(c).map(|s| (d.clone(), *c, s.busy)))
+            .collect();
+        let codes = inner
+            .codes
+            .iter()
+            .map(|(code, c)| (code.clone(), c.team_id.clone(), c.conn_id, c.expires_at_ms))
+            .collect();
+        (devices, codes)
     }
 }

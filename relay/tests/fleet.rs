@@ -290,7 +290,8 @@ async fn a_session_between_relays_is_recorded_once_and_a_code_made_on_one_works_
     let team = owner(&connector, &a.process).await;
 
     // A device's streamer on A; its technician on B.
-    let (mut streamer, device_id, _) = registered(&connector, &a.process.addr, &team.code).await;
+    let (mut streamer, device_id, secret) =
+        registered(&connector, &a.process.addr, &team.code).await;
     let mut tech = technician(&connector, &b.process.addr, &team.token).await;
     assert_eq!(
         device_state(&mut tech, &device_id).await,
@@ -464,7 +465,16 @@ async fn a_session_between_relays_is_recorded_once_and_a_code_made_on_one_works_
         0.0
     );
 
-    // An admin ends, through C, a session that runs on A for a technician on B.
+    // The device connects again, to C, while A still holds its old connection: A drops the stale
+    // one (as one relay replaces a device's older connection), and the device is reached on C.
+    let again = device_streamer(&connector, &c.process.addr, &device_id, &secret).await;
+    let (code, message) = refused(&mut streamer).await;
+    assert_eq!(code, ErrorCode::CredentialRevoked, "{message}");
+    assert!(message.contains("connected again"), "{message}");
+    drop(streamer);
+    let mut streamer = again;
+
+    // An admin ends, through C, a session that runs on C for a technician on B.
     let session_id = by_device(&mut tech, &mut streamer, &device_id).await;
     let path = format!("/api/v1/sessions/{session_id}/end");
     let (status, body) = connector

@@ -23,7 +23,8 @@ commands:
                 started for it (part of `test`)
   engines --bench [ARGS]
                 the load bench's recording relay on SQLite and local disk, then on PostgreSQL and
-                the RADOS gateway, same run (ARGS go to the bench: --sessions N --seconds S)
+                the RADOS gateway, then as a two-relay fleet on them, same run (ARGS go to the
+                bench: --sessions N --seconds S)
   windows       cross-build the streamer for Windows, run its tests under Wine, build its MSI,
                 check the app builds for Windows, and run the end-to-end Windows tests (part of
                 `test`)";

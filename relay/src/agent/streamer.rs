@@ -58,6 +58,12 @@ impl Conn {
             {
                 tracing::error!(error = %e, "publishing the device's presence to the fleet");
             }
+            // An older connection of the device on another relay is stale now.
+            let moved = crate::fleet::DEVICE_MOVED;
+            let notice = crate::fleet::notify(&self.shared, moved, device, store.relay_id());
+            if let Err(e) = notice.await {
+                tracing::error!(error = %e, "telling the fleet the device connected here");
+            }
         }
         let result = self.streamer_idle(&mut commands).await;
         self.shared.hub.remove_streamer(self.conn_id);

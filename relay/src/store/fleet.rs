@@ -32,7 +32,20 @@ pub struct CodeHolder {
 
 impl Store {
     /// Records that relay `relay_id` is alive now and reachable by its peers at `peer_address`.
-    pub async fn heartbeat(&self, relay_id: &str, peer_address: &str) -> Result<(), StoreError> {
+    /// True when its row had to be made again: it is new to the fleet, or its peers took it for
+    /// dead (the database was out of its reach longer than the expiry) and removed what it held.
+    pub async fn heartbeat(&self, relay_id: &str, peer_address: &str) -> Result<bool, StoreError> {
+        let now = self.now();
+        let beat =
+            sqlx::query("UPDATE relays SET peer_address = $1, heartbeat_at = $2 WHERE id = $3")
+                .bind(peer_address)
+                .bind(now)
+                .bind(relay_id)
+                .execute(&self.pool)
+                .await?;
+        if beat.rows_affected() == 1 {
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO relays (id, peer_address, started_at, heartbeat_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET peer_address = excluded.peer_address, \
@@ -40,11 +53,11 @@ impl Store {
         )
         .bind(relay_id)
         .bind(peer_address)
-        .bind(self.now())
-        .bind(self.now())
+        .bind(now)
+        .bind(now)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Relays whose last heartbeat is older than `before_ms`.
@@ -434,7 +447,8 @@ mod tests {
             .await
             .unwrap();
         let (device, _) = store.register_device(&code, "pc").await.unwrap().unwrap();
-        store.heartbeat("a", "a.example:9443").await.unwrap();
+        assert!(store.heartbeat("a", "a.example:9443").await.unwrap(), "new");
+        assert!(!store.heartbeat("a", "a.example:9443").await.unwrap());
         store.heartbeat("b", "b.example:9443").await.unwrap();
         store.set_presence(&device.id, "a", 7).await.unwrap();
         store
@@ -482,6 +496,10 @@ mod tests {
         assert!(!store.claim_silent_relay("a", alive_after).await.unwrap());
         assert!(!store.claim_silent_relay("b", alive_after).await.unwrap());
         assert_eq!(store.leave_fleet("a").await.unwrap(), 1);
+        // A comes back (its database was out of reach, say): its heartbeat says it must publish
+        // what it holds again; B's says nothing new.
+        assert!(store.heartbeat("a", "a.example:9443").await.unwrap());
+        assert!(!store.heartbeat("b", "b.example:9443").await.unwrap());
         // A stale clear from the old connection does not remove a newer presence.
         store.set_presence(&device.id, "b", 9).await.unwrap();
         store.clear_presence(&device.id, "a", 7).await.unwrap();
