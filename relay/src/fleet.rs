@@ -205,23 +205,28 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 /// Publishes again every streamer and session code this relay holds.
 async fn republish(shared: &Shared, fleet: &Fleet) -> Result<(), crate::store::StoreError> {
-    let (devices, codes) = shared.hub.held();
-    for (device, conn_id, busy) in devices {
-        shared
-            .store
-            .set_presence(&device, &fleet.relay_id, conn_id)
+    let held = shared.hub.held();
+    for d in held.devices {
+        let store = &shared.store;
+        store
+            .set_presence(&d.device_id, &fleet.relay_id, d.conn_id)
             .await?;
-        if busy {
-            shared
-                .store
-                .set_presence_busy(&device, &fleet.relay_id, true)
+        if d.busy {
+            store
+                .set_presence_busy(&d.device_id, &fleet.relay_id, true)
                 .await?;
         }
     }
-    for (code, team, conn_id, expires_at) in codes {
+    for c in held.codes {
         shared
             .store
-            .add_session_code(&code, &team, &fleet.relay_id, conn_id, expires_at)
+            .add_session_code(
+                &c.code,
+                &c.team_id,
+                &fleet.relay_id,
+                c.conn_id,
+                c.expires_at_ms,
+            )
             .await?;
     }
     Ok(())

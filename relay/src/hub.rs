@@ -232,6 +232,39 @@ struct HubInner {
     sessions: HashMap<String, (String, Arc<SessionLink>)>,
 }
 
+/// The devices' streamers and session codes a relay holds ([`Hub::held`]).
+#[derive(Debug, Clone, Default)]
+pub struct Held {
+    /// Each device's connected streamer.
+    pub devices: Vec<HeldDevice>,
+    /// Each live session code.
+    pub codes: Vec<HeldCode>,
+}
+
+/// A device's streamer connected here.
+#[derive(Debug, Clone)]
+pub struct HeldDevice {
+    /// The device.
+    pub device_id: String,
+    /// Its connection's number.
+    pub conn_id: u64,
+    /// Whether it is in a session or has one on offer.
+    pub busy: bool,
+}
+
+/// A live session code of an attended streamer connected here.
+#[derive(Debug, Clone)]
+pub struct HeldCode {
+    /// The code.
+    pub code: String,
+    /// Its team.
+    pub team_id: String,
+    /// The streamer's connection number.
+    pub conn_id: u64,
+    /// When it expires (Unix ms).
+    pub expires_at_ms: i64,
+}
+
 /// Why a streamer cannot be claimed for a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimError {
@@ -474,20 +507,30 @@ impl Hub {
         }
     }
 
-    /// What this relay holds, for publishing to its fleet again: each device's streamer (device
-    /// id, connection number, busy) and each live session code (code, team, connection, expiry).
-    pub fn held(&self) -> (Vec<(String, u64, bool)>, Vec<(String, String, u64, i64)>) {
+    /// What this relay holds, for publishing to its fleet again.
+    pub fn held(&self) -> Held {
         let inner = lock(&self.inner);
         let devices = inner
             .devices
             .iter()
-            .filter_map(|(d, c)| inner.streamers.get(c).map(|s| (d.clone(), *c, s.busy)))
+            .filter_map(|(d, c)| {
+                inner.streamers.get(c).map(|s| HeldDevice {
+                    device_id: d.clone(),
+                    conn_id: *c,
+                    busy: s.busy,
+                })
+            })
             .collect();
         let codes = inner
             .codes
             .iter()
-            .map(|(code, c)| (code.clone(), c.team_id.clone(), c.conn_id, c.expires_at_ms))
+            .map(|(code, c)| HeldCode {
+                code: code.clone(),
+                team_id: c.team_id.clone(),
+                conn_id: c.conn_id,
+                expires_at_ms: c.expires_at_ms,
+            })
             .collect();
-        (devices, codes)
+        Held { devices, codes }
     }
 }
