@@ -360,9 +360,17 @@ async fn pair(target: &Target, index: usize) -> Result<Paired> {
                     view: protocol::ViewRequest::default(),
                 })
                 .await?;
-            let session_id = match streamer.recv().await? {
-                Message::SessionOffer { session_id, .. } => session_id,
-                other => bail!("the streamer expected an offer, got {:?}", other.kind()),
+            // A refused request never reaches the streamer: give up rather than wait for ever.
+            let offer = tokio::time::timeout(Duration::from_secs(15), streamer.recv()).await;
+            let session_id = match offer {
+                Ok(Ok(Message::SessionOffer { session_id, .. })) => session_id,
+                Ok(Ok(other)) => bail!("the streamer expected an offer, got {:?}", other.kind()),
+                Ok(Err(e)) => bail!("the streamer's connection failed: {e}"),
+                Err(_) => {
+                    let answer =
+                        tokio::time::timeout(Duration::from_secs(1), technician.recv()).await;
+                    bail!("no offer within 15 s; the technician got {answer:?}")
+                }
             };
             streamer
                 .send(&Message::SessionAccept { session_id })

@@ -239,12 +239,21 @@ impl Conn {
     async fn run(&mut self) {
         let (peer, identity) = match self.handshake().await {
             Ok(v) => v,
-            Err(Some(refusal)) => {
-                tracing::info!(code = %refusal.code, reason = %refusal.message, "connection refused");
-                self.refuse(refusal).await;
+            Err(failed) => {
+                if let Some(refusal) = failed {
+                    tracing::info!(code = %refusal.code, reason = %refusal.message, "connection refused");
+                    self.refuse(refusal).await;
+                }
+                // A code published just before the handshake's last step failed goes with it.
+                self.shared.hub.remove_streamer(self.conn_id);
+                if self.shared.fleet.is_some() {
+                    let store = &self.shared.store;
+                    let _ = store
+                        .remove_session_codes(store.relay_id(), self.conn_id)
+                        .await;
+                }
                 return;
             }
-            Err(None) => return,
         };
         match identity {
             Identity::Technician { user, token } => {
@@ -265,43 +274,43 @@ impl Conn {
                     .await;
             }
             Identity::Attended {
-                team,
-                device_name,
-                code,
-                expires_at_ms,
+                team, device_name, ..
             } => {
-                self.shared.hub.add_code(
-                    code.clone(),
-                    self.conn_id,
-                    team.id.clone(),
-                    expires_at_ms,
-                );
-                if self.shared.fleet.is_some() {
-                    // Published to the fleet, so that a technician on any relay can use it.
-                    let store = &self.shared.store;
-                    let published = store
-                        .add_session_code(
-                            &code,
-                            &team.id,
-                            store.relay_id(),
-                            self.conn_id,
-                            expires_at_ms,
-                        )
-                        .await;
-                    if let Err(e) = published {
-                        tracing::error!(error = %e, "publishing a session code to the fleet");
-                        self.refuse(Refusal::new(
-                            ErrorCode::InternalError,
-                            "the relay could not publish the session code; connect again",
-                        ))
-                        .await;
-                        self.shared.hub.remove_streamer(self.conn_id);
-                        return;
-                    }
-                }
+                // Its code was published before the handshake's end told it (`publish_code`).
                 let _ = self.streamer(peer, None, team.id, device_name).await;
             }
         }
+    }
+
+    /// Makes an attended streamer's new session code usable: in this relay's hub, and published
+    /// to the fleet. `Err(Some)` is the refusal when the fleet's database did not take it.
+    async fn publish_code(
+        &self,
+        code: &str,
+        team_id: &str,
+        expires_at_ms: i64,
+    ) -> Result<(), Option<Refusal>> {
+        self.shared.hub.add_code(
+            code.to_owned(),
+            self.conn_id,
+            team_id.to_owned(),
+            expires_at_ms,
+        );
+        if self.shared.fleet.is_none() {
+            return Ok(());
+        }
+        let store = &self.shared.store;
+        let published = store
+            .add_session_code(code, team_id, store.relay_id(), self.conn_id, expires_at_ms)
+            .await;
+        published.map_err(|e| {
+            tracing::error!(error = %e, "publishing a session code to the fleet");
+            self.shared.hub.remove_streamer(self.conn_id);
+            Some(Refusal::new(
+                ErrorCode::InternalError,
+                "the relay could not publish the session code; connect again",
+            ))
+        })
     }
 
     /// A peer link's start: the hello (JSON in a text message) within the hello timeout, its
@@ -504,6 +513,17 @@ impl Conn {
                                 {
                                     tracing::warn!(error = %e, "could not record the device's version");
                                 }
+                            }
+                            // A session code works (here and, in a fleet, on every relay) before
+                            // the streamer is told it: a technician may use it at once.
+                            if let Identity::Attended {
+                                team,
+                                code,
+                                expires_at_ms,
+                                ..
+                            } = &identity
+                            {
+                                self.publish_code(code, &team.id, *expires_at_ms).await?;
                             }
                             for msg in &replies {
                                 self.send(msg).await.map_err(|_| None)?;
