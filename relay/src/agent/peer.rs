@@ -1,17 +1,21 @@
-//! The technician's relay's half of a session that runs on another relay of the fleet: a peer link
-//! to the streamer's relay (crate::fleet), and the technician's frames carried both ways unchanged.
+//! Peer links between the relays of a fleet (crate::fleet), both ends: the streamer's relay takes a
+//! link as a technician connection vouched for by the technician's own token ([`Conn::run_peer`]);
+//! the technician's relay runs its half of a session that runs on another relay of the fleet,
+//! carrying the technician's frames both ways unchanged ([`Conn::remote_session`]).
 //!
-//! The streamer's relay runs the session (policy, recording, tools, limits). This side keeps what
-//! belongs to the technician's connection: its message rate, its sign-out, device lists (answered
-//! here), and a second session request (refused here, as on a session of this relay).
+//! The streamer's relay runs the session (policy, recording, tools, limits). The technician's relay
+//! keeps what belongs to the technician's connection: its message rate, its sign-out, device lists
+//! (answered there), and a second session request (refused there, as on a session of its own).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::Message as WsMessage;
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
-use protocol::{EndReason, ErrorCode, Message, MessageKind, Refusal, Sender};
+use protocol::{EndReason, ErrorCode, Message, MessageKind, Peer, Refusal, Role, Sender};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as PeerMessage;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +24,7 @@ use super::{Closed, Conn, Next};
 use crate::config::Config;
 use crate::fleet::PeerHello;
 use crate::hub::OutFrame;
+use crate::secrets;
 use crate::store::UserRecord;
 
 /// What the technician is told when the streamer's relay cannot be reached.
@@ -39,6 +44,90 @@ fn relay_lost() -> Message {
 }
 
 impl Conn {
+    /// A peer link's start: the hello (JSON in a text message) within the hello timeout, its
+    /// token checked as a technician's, then that technician's loop.
+    pub(super) async fn run_peer(&mut self) {
+        let deadline = Instant::now() + Config::ms(self.shared.config.hello_timeout_ms);
+        let hello = loop {
+            let item = tokio::select! {
+                item = tokio::time::timeout_at(deadline, self.stream.next()) => item,
+                _ = self.writer_dead.cancelled() => return,
+            };
+            match item {
+                Ok(Some(Ok(WsMessage::Text(text)))) => {
+                    break serde_json::from_str::<crate::fleet::PeerHello>(text.as_str())
+                }
+                Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+                Ok(Some(Ok(_))) => {
+                    return self
+                        .refuse(Refusal::new(
+                            ErrorCode::MalformedMessage,
+                            "a peer link starts with the peer hello (JSON in a text message)",
+                        ))
+                        .await
+                }
+                Err(_) => {
+                    return self
+                        .refuse(Refusal::new(ErrorCode::Timeout, "no peer hello in time"))
+                        .await
+                }
+                Ok(None | Some(Err(_))) => return,
+            }
+        };
+        let hello = match hello {
+            Ok(h) => h,
+            Err(e) => {
+                return self
+                    .refuse(Refusal::new(
+                        ErrorCode::MalformedMessage,
+                        format!("the peer hello is not valid: {e}"),
+                    ))
+                    .await
+            }
+        };
+        let versions = (
+            hello.product_version.parse::<protocol::ProductVersion>(),
+            semver::Version::parse(&hello.protocol_version),
+        );
+        let (Ok(product_version), Ok(protocol_version)) = versions else {
+            return self
+                .refuse(Refusal::new(
+                    ErrorCode::MalformedMessage,
+                    "the peer hello's versions are not valid",
+                ))
+                .await;
+        };
+        let user = match self.shared.store.user_for_token(&hello.token).await {
+            Ok(Ok(user)) => user,
+            Ok(Err(d)) => {
+                return self
+                    .refuse(Refusal::new(d.code(), format!("sign-in token: {d}")))
+                    .await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "credential check failed");
+                return self
+                    .refuse(Refusal::new(
+                        ErrorCode::InternalError,
+                        "the relay could not check the credential; try again",
+                    ))
+                    .await;
+            }
+        };
+        tracing::info!(peer = %hello.relay_id, user = %user.id, "peer link for a technician");
+        let peer = Peer {
+            role: Role::Technician,
+            product_version,
+            protocol_version,
+            team_id: user.team_id.clone(),
+            name: user.name.clone(),
+        };
+        let digest = secrets::digest(&hello.token);
+        let revoked = self.shared.hub.add_technician(&digest, self.conn_id);
+        self.technician(peer, user, &hello.token, revoked).await;
+        self.shared.hub.remove_technician(&digest, self.conn_id);
+    }
+
     /// Runs a session on the relay at `start.address` for this technician, until it ends there,
     /// the link breaks, or this connection goes.
     pub(super) async fn remote_session(
