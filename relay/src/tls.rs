@@ -41,16 +41,40 @@ impl DevCaPaths {
 /// The CA's parameters. They are rebuilt identically on every start, so the stored CA key can sign a
 /// new server certificate without parsing the CA certificate back.
 fn ca_params() -> Result<CertificateParams> {
+    authority_params(
+        "Remote support relay development CA",
+        "Remote support relay (development)",
+    )
+}
+
+/// A CA's parameters from its names, identical at every call (both CAs are rebuilt this way to
+/// sign with their stored key).
+fn authority_params(common_name: &str, organization: &str) -> Result<CertificateParams> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "Remote support relay development CA");
-    dn.push(
-        DnType::OrganizationName,
-        "Remote support relay (development)",
-    );
+    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::OrganizationName, organization);
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2044, 1, 1);
+    Ok(params)
+}
+
+/// A leaf certificate's parameters: `names` (the first also its common name), for `uses`.
+fn leaf_params(names: &[String], uses: Vec<ExtendedKeyUsagePurpose>) -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(names.to_vec()).context("certificate names")?;
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        names.first().map_or("localhost", String::as_str),
+    );
+    params.extended_key_usages = uses;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2044, 1, 1);
     Ok(params)
@@ -100,20 +124,7 @@ pub fn ensure_dev_ca(data_dir: &Path, names: &[String]) -> Result<DevCaPaths> {
     let current = std::fs::read_to_string(&paths.names).unwrap_or_default();
     if current != wanted || !paths.server_cert.exists() || !paths.server_key.exists() {
         let issuer = Issuer::new(ca_params()?, ca_key);
-        let mut params =
-            CertificateParams::new(names.to_vec()).context("server certificate names")?;
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().map_or("localhost", String::as_str),
-        );
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2044, 1, 1);
+        let params = leaf_params(names, vec![ExtendedKeyUsagePurpose::ServerAuth])?;
         let key = KeyPair::generate().context("generating the server key")?;
         let cert = params
             .signed_by(&key, &issuer)
@@ -140,15 +151,7 @@ pub fn server_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, Opti
             )
         }
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .with_context(|| format!("reading {}", cert_path.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing {}", cert_path.display()))?;
-    anyhow::ensure!(
-        !certs.is_empty(),
-        "{} holds no certificate",
-        cert_path.display()
-    );
+    let certs = pem_certs(&cert_path)?;
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .with_context(|| format!("reading {}", key_path.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -165,16 +168,10 @@ pub fn server_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, Opti
 /// The fleet CA's parameters, rebuilt identically each time (as the development CA's are), so that
 /// its key alone can issue relay certificates.
 fn fleet_ca_params() -> Result<CertificateParams> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "Remote support relay fleet CA");
-    dn.push(DnType::OrganizationName, "Remote support relay fleet");
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2044, 1, 1);
-    Ok(params)
+    authority_params(
+        "Remote support relay fleet CA",
+        "Remote support relay fleet",
+    )
 }
 
 /// Makes a fleet CA in `dir`: `fleet-ca.pem` (every relay's `fleet_ca`) and `fleet-ca-key.pem`
@@ -211,24 +208,16 @@ pub fn make_fleet_cert(
         .with_context(|| format!("reading {}", ca_key_path.display()))?;
     let ca_key = KeyPair::from_pem(&pem).context("parsing the fleet CA key")?;
     let issuer = Issuer::new(fleet_ca_params()?, ca_key);
-    let mut params = CertificateParams::new(names.to_vec()).context("relay certificate names")?;
-    params.distinguished_name = DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, first.as_str());
+    let mut params = leaf_params(
+        names,
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    )?;
     params
         .distinguished_name
         .push(DnType::OrganizationName, "Remote support relay fleet");
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2044, 1, 1);
     let key = KeyPair::generate().context("generating the relay key")?;
     let cert = params
         .signed_by(&key, &issuer)
