@@ -576,7 +576,7 @@ fn windows() -> Result<()> {
         "technician-desktop",
     ]);
     if !linted_in_build {
-        clippy.args(["-p", "streamer-agent"]);
+        clippy.args(["-p", "streamer-agent", "-p", "technician-view"]);
     }
     run(clippy.args([
         "--lib",
@@ -596,6 +596,9 @@ fn windows() -> Result<()> {
         "relay-client",
         "-p",
         "streamer-agent",
+        // The app's native view, drawn in a child of a Win32 window under Wine (tests/win32.rs).
+        "-p",
+        "technician-view",
     ];
     run_tests(
         workspace_cargo()

@@ -1,8 +1,8 @@
 //! The technician app's code that does not need Tauri: what crosses from the Rust side to the page,
-//! the live view's geometry, pixels and native surface, the shared clipboard and the remembered
-//! settings.
+//! the shared clipboard and the remembered settings. The live view (geometry, pixels, native
+//! surface) is its own crate, `technician-view`, re-exported here as [`view`].
 
 pub mod clipboard;
 pub mod settings;
-pub mod view;
+pub use technician_view as view;
 pub mod wire;

@@ -4,8 +4,8 @@
 //! (`ui/`) shows them. Session events reach the page on one Tauri channel as binary messages
 //! ([`wire`]): small JSON messages, and the H.264 access units only where there is no native view.
 //!
-//! Video: on X11 the app decodes in Rust and draws into a native child window over the page's stage
-//! ([`view::native`]); the page tells it where the stage is and sends mouse events in page
+//! Video: on X11 and Windows the app decodes in Rust and draws into a native child window over the
+//! page's stage ([`view::native`]); the page tells it where the stage is and sends mouse events in page
 //! coordinates, which are mapped through the same [`view::Fit`] the view draws with. Elsewhere (and
 //! with `TECHNICIAN_VIEW=webview`) the page decodes with WebCodecs and maps input itself. Input,
 //! monitor and frame-rate changes come back as commands.
@@ -691,20 +691,34 @@ fn open_view(window: &tauri::WebviewWindow) -> Option<NativeView> {
 }
 
 #[cfg(target_os = "linux")]
-fn native_parent(window: &tauri::WebviewWindow) -> anyhow::Result<u32> {
+fn native_parent(window: &tauri::WebviewWindow) -> anyhow::Result<u64> {
     use raw_window_handle::{HasWindowHandle, RawWindowHandle};
     let handle = window
         .window_handle()
         .map_err(|e| anyhow::anyhow!("the window's handle: {e}"))?;
     match handle.as_raw() {
-        RawWindowHandle::Xlib(h) => u32::try_from(h.window).map_err(anyhow::Error::from),
-        RawWindowHandle::Xcb(h) => Ok(h.window.get()),
+        RawWindowHandle::Xlib(h) => Ok(h.window),
+        RawWindowHandle::Xcb(h) => Ok(u64::from(h.window.get())),
         other => anyhow::bail!("not an X11 window ({other:?})"),
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-fn native_parent(_: &tauri::WebviewWindow) -> anyhow::Result<u32> {
+/// The `HWND` of the app's window, whose client area the webview fills: the page's device pixels
+/// are the window's client coordinates.
+#[cfg(windows)]
+fn native_parent(window: &tauri::WebviewWindow) -> anyhow::Result<u64> {
+    use raw_window_handle::{HasWindowHandle, RawWindowHandle};
+    let handle = window
+        .window_handle()
+        .map_err(|e| anyhow::anyhow!("the window's handle: {e}"))?;
+    match handle.as_raw() {
+        RawWindowHandle::Win32(h) => Ok(h.hwnd.get() as u64),
+        other => anyhow::bail!("not a Win32 window ({other:?})"),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
+fn native_parent(_: &tauri::WebviewWindow) -> anyhow::Result<u64> {
     anyhow::bail!("no native view on this platform yet")
 }
 

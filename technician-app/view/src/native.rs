@@ -1,19 +1,17 @@
-//! The native view on X11: the session's H.264 decoded in Rust (openh264) and drawn into a child X
-//! window of the app's own window, placed over the page's stage.
+//! The native view: the session's H.264 decoded in Rust (openh264) and drawn into a child window
+//! of the app's own window, placed over the page's stage. One drawing thread, over a [`Surface`]
+//! per platform: X11 ([`x11`]: MIT-SHM, SHAPE) and Windows ([`win32`]: GDI, a layered window).
 //!
 //! - The page keeps everything else (controls, recording badge, warnings, refusals): it tells the
 //!   view where its stage is ([`NativeView::set_area`]) and the view covers the fitted rectangle.
-//! - The child window takes no input (an empty SHAPE input region), so the pointer and the keyboard
-//!   stay with the page, which sends page coordinates that the app maps through the same [`Fit`].
+//! - The child window takes no input (X11: an empty SHAPE input region; Windows: a transparent
+//!   layered window, which hit-testing passes over), so the pointer and the keyboard stay with the
+//!   page, which sends page coordinates that the app maps through the same [`Fit`].
 //! - One thread decodes every access unit (the decoder needs them all) but draws only the latest
 //!   picture: when several are waiting it decodes them all and draws once; when the queue passes
 //!   [`BEHIND`] access units it skips to the next keyframe and asks for one (at most once a
 //!   second), so that the view never falls further behind.
-//! - Pixels are converted straight into a shared memory segment that the server reads
-//!   (`ShmPutImage`, MIT-SHM), or, where the server cannot share memory with the app, sent with
-//!   `PutImage` in bands under its request limit; a round trip after each picture makes "drawn"
-//!   mean "on the server's screen" (and hands the segment back for the next picture).
-//! - A probe (for tests and the latency benchmark) reads one pixel back from the X server after a
+//! - A probe (for tests and the latency benchmark) reads one pixel back from the screen after a
 //!   picture is drawn and notes when it shows an expected colour.
 
 use std::collections::VecDeque;
@@ -21,23 +19,89 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 use protocol::VideoFrame;
 use technician::Command;
-use x11_shm::{Access, Segment};
-use x11rb::connection::{Connection, RequestConnection};
-use x11rb::protocol::shape::{self, ConnectionExt as _};
-use x11rb::protocol::shm::{self, ConnectionExt as _};
-use x11rb::protocol::xproto::{
-    ClipOrdering, ConfigureWindowAux, ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask,
-    ImageFormat, WindowClass,
-};
-use x11rb::protocol::Event as XEvent;
-use x11rb::rust_connection::RustConnection;
 
 use super::{Area, Fit, Planes, Probe, Scaler, Stats};
+
+#[cfg(target_os = "linux")]
+pub mod x11;
+#[cfg(target_os = "linux")]
+use x11::X11Surface as PlatformSurface;
+
+#[cfg(windows)]
+pub mod win32;
+#[cfg(windows)]
+use win32::Win32Surface as PlatformSurface;
+
+#[cfg(not(any(target_os = "linux", windows)))]
+use unsupported::Unsupported as PlatformSurface;
+
+/// What the drawing thread draws on: a child window of the app's window. Made and used on the
+/// drawing thread alone (a Win32 window belongs to the thread that made it).
+pub trait Surface: Sized {
+    /// How long the drawing thread may wait for a message before it looks at the window's own
+    /// events (exposure; on Windows, the thread's message queue, which must not stand still).
+    const IDLE: Duration;
+    /// Makes the child window of `parent` (an X window id, or an `HWND`), not shown yet.
+    fn open(parent: u64) -> Result<Self>;
+    /// The child window's id (an X window id, or an `HWND`).
+    fn id(&self) -> u64;
+    /// Moves the window over `fit`'s rectangle and shows it, or hides it (`None`).
+    fn place(&mut self, fit: Option<Fit>) -> Result<()>;
+    /// `width` x `height` 32-bit BGRX pixels, rows packed, to draw the next picture into.
+    fn canvas(&mut self, width: u32, height: u32) -> &mut [u8];
+    /// Shows the canvas at the window's corner; returns once the system has it on screen (X11: a
+    /// round trip to the server; Windows: GDI done with it).
+    fn present(&mut self, width: u32, height: u32) -> Result<()>;
+    /// One pixel of the window, as the screen shows it, RGB.
+    fn read(&self, x: u32, y: u32) -> Result<[u8; 3]>;
+    /// Handles the window's pending events; true when it must be drawn again.
+    fn exposed(&mut self) -> bool;
+    /// Whether pictures reach the display server through shared memory.
+    fn shared_memory(&self) -> bool;
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
+mod unsupported {
+    use super::{Fit, Result, Surface};
+    use std::time::Duration;
+
+    /// No native view on this platform yet (macOS: see ARCHITECTURE.md); the page draws.
+    #[derive(Debug)]
+    pub struct Unsupported;
+
+    impl Surface for Unsupported {
+        const IDLE: Duration = Duration::from_millis(100);
+        fn open(_: u64) -> Result<Self> {
+            anyhow::bail!("no native view on this platform yet")
+        }
+        fn id(&self) -> u64 {
+            0
+        }
+        fn place(&mut self, _: Option<Fit>) -> Result<()> {
+            Ok(())
+        }
+        fn canvas(&mut self, _: u32, _: u32) -> &mut [u8] {
+            &mut []
+        }
+        fn present(&mut self, _: u32, _: u32) -> Result<()> {
+            Ok(())
+        }
+        fn read(&self, _: u32, _: u32) -> Result<[u8; 3]> {
+            anyhow::bail!("no native view")
+        }
+        fn exposed(&mut self) -> bool {
+            false
+        }
+        fn shared_memory(&self) -> bool {
+            false
+        }
+    }
+}
 
 /// Access units waiting past which the view skips to the next keyframe.
 pub const BEHIND: usize = 8;
@@ -78,20 +142,30 @@ impl Geometry {
 }
 
 impl NativeView {
-    /// Opens the view as a child of X window `parent` on the display the app uses (`DISPLAY`).
-    pub fn open(parent: u32) -> Result<Self> {
-        let surface = Surface::open(parent)?;
-        let stats = Arc::new(Mutex::new(Stats {
-            window: surface.window,
-            ..Stats::default()
-        }));
+    /// Opens the view as a child of the app's window `parent`: an X window on the display the app
+    /// uses (`DISPLAY`), or an `HWND` on Windows. Fails where there is no native view.
+    pub fn open(parent: u64) -> Result<Self> {
+        let stats = Arc::new(Mutex::new(Stats::default()));
         let geometry = Arc::new(Mutex::new(Geometry::default()));
         let (tx, rx) = mpsc::channel();
         let (s, g) = (Arc::clone(&stats), Arc::clone(&geometry));
+        let (opened_tx, opened) = mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("native-view".into())
-            .spawn(move || Drawer::new(surface, s, g).run(&rx))
+            .spawn(move || match PlatformSurface::open(parent) {
+                Ok(surface) => {
+                    lock(&s).window = surface.id();
+                    let _ = opened_tx.send(Ok(()));
+                    Drawer::new(surface, s, g).run(&rx);
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                }
+            })
             .context("the view's thread")?;
+        opened
+            .recv()
+            .context("the view's thread ended while opening")??;
         Ok(Self {
             tx,
             stats,
@@ -170,216 +244,9 @@ fn epoch_ms() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The child window and what drawing into it needs.
-struct Surface {
-    conn: RustConnection,
-    window: u32,
-    gc: u32,
-    depth: u8,
-    /// Largest `PutImage` payload, bytes.
-    max_bytes: usize,
-    /// Where the window is and whether it is mapped.
-    placed: Option<Fit>,
-    /// Shared memory with the server, while it works.
-    shm: bool,
-    segment: Option<Segment>,
-}
-
-impl Surface {
-    fn open(parent: u32) -> Result<Self> {
-        let (conn, _) = x11rb::connect(None).context("the X display")?;
-        if conn
-            .extension_information(shape::X11_EXTENSION_NAME)?
-            .is_none()
-        {
-            bail!(
-                "the X server has no SHAPE extension (needed for a view that passes input through)"
-            );
-        }
-        let window = conn.generate_id()?;
-        conn.create_window(
-            x11rb::COPY_DEPTH_FROM_PARENT,
-            window,
-            parent,
-            0,
-            0,
-            1,
-            1,
-            0,
-            WindowClass::INPUT_OUTPUT,
-            x11rb::COPY_FROM_PARENT,
-            // No background: the server never clears the picture before a redraw.
-            &CreateWindowAux::new().event_mask(EventMask::EXPOSURE),
-        )?;
-        // Input passes through to the page beneath.
-        conn.shape_rectangles(
-            shape::SO::SET,
-            shape::SK::INPUT,
-            ClipOrdering::UNSORTED,
-            window,
-            0,
-            0,
-            &[],
-        )?;
-        let gc = conn.generate_id()?;
-        conn.create_gc(gc, window, &CreateGCAux::new().graphics_exposures(0))?;
-        let depth = conn.get_geometry(window)?.reply()?.depth;
-        let bpp = conn
-            .setup()
-            .pixmap_formats
-            .iter()
-            .find(|f| f.depth == depth)
-            .map(|f| f.bits_per_pixel);
-        if bpp != Some(32) || !(depth == 24 || depth == 32) {
-            bail!("the app's window has depth {depth} at {bpp:?} bits a pixel; the view draws 32-bit pixels");
-        }
-        let max_bytes = conn.maximum_request_bytes().saturating_sub(64);
-        let shm = conn
-            .extension_information(shm::X11_EXTENSION_NAME)?
-            .is_some();
-        Ok(Self {
-            conn,
-            window,
-            gc,
-            depth,
-            max_bytes,
-            placed: None,
-            shm,
-            segment: None,
-        })
-    }
-
-    /// `len` bytes of shared memory to draw into, or `None` without MIT-SHM.
-    fn shared(&mut self, len: usize) -> Option<&mut [u8]> {
-        if !self.shm {
-            return None;
-        }
-        if self.segment.as_ref().is_none_or(|s| s.size() < len) {
-            if let Some(old) = self.segment.take() {
-                old.release(&self.conn);
-            }
-            self.segment = Segment::attach(&self.conn, len, Access::ClientWrites);
-            if self.segment.is_none() {
-                eprintln!("technician-app: the X server cannot share memory with the app; sending pictures over its socket");
-                self.shm = false;
-                return None;
-            }
-        }
-        self.segment.as_mut()?.bytes_mut(len)
-    }
-
-    /// Shows the shared picture (`width` x `height`) at the window's corner, then waits for the
-    /// server.
-    fn put_shared(&self, width: u32, height: u32) -> Result<()> {
-        let seg = self
-            .segment
-            .as_ref()
-            .map(Segment::xid)
-            .context("no shared memory")?;
-        let (w, h) = (width as u16, height as u16);
-        self.conn.shm_put_image(
-            self.window,
-            self.gc,
-            w,
-            h,
-            0,
-            0,
-            w,
-            h,
-            0,
-            0,
-            self.depth,
-            ImageFormat::Z_PIXMAP.into(),
-            false,
-            seg,
-            0,
-        )?;
-        self.conn.get_input_focus()?.reply()?;
-        Ok(())
-    }
-
-    fn place(&mut self, fit: Option<Fit>) -> Result<()> {
-        if fit == self.placed {
-            return Ok(());
-        }
-        match fit {
-            Some(f) => {
-                self.conn.configure_window(
-                    self.window,
-                    &ConfigureWindowAux::new()
-                        .x(f.x)
-                        .y(f.y)
-                        .width(f.width)
-                        .height(f.height),
-                )?;
-                if self.placed.is_none() {
-                    self.conn.map_window(self.window)?;
-                }
-            }
-            None => {
-                self.conn.unmap_window(self.window)?;
-            }
-        }
-        self.placed = fit;
-        self.conn.flush()?;
-        Ok(())
-    }
-
-    /// Puts `pixels` (`width` x `height` BGRX) at the window's corner, then waits for the server.
-    fn put(&self, pixels: &[u8], width: u32, height: u32) -> Result<()> {
-        let stride = width as usize * 4;
-        let rows = (self.max_bytes / stride).max(1);
-        let pixels = &pixels[..(stride * height as usize).min(pixels.len())];
-        for (band, chunk) in pixels.chunks(rows * stride).enumerate() {
-            self.conn.put_image(
-                ImageFormat::Z_PIXMAP,
-                self.window,
-                self.gc,
-                width as u16,
-                (chunk.len() / stride) as u16,
-                0,
-                (band * rows) as i16,
-                0,
-                self.depth,
-                chunk,
-            )?;
-        }
-        self.conn.get_input_focus()?.reply()?;
-        Ok(())
-    }
-
-    /// One pixel of the window as the server shows it.
-    fn read(&self, x: u32, y: u32) -> Result<[u8; 3]> {
-        let img = self
-            .conn
-            .get_image(
-                ImageFormat::Z_PIXMAP,
-                self.window,
-                x as i16,
-                y as i16,
-                1,
-                1,
-                !0,
-            )?
-            .reply()?;
-        match img.data.get(..3) {
-            Some(&[b, g, r]) => Ok([r, g, b]),
-            _ => bail!("an empty image"),
-        }
-    }
-
-    fn exposed(&self) -> bool {
-        let mut any = false;
-        while let Ok(Some(ev)) = self.conn.poll_for_event() {
-            any |= matches!(ev, XEvent::Expose(_));
-        }
-        any
-    }
-}
-
 /// The drawing thread's state.
-struct Drawer {
-    surface: Surface,
+struct Drawer<S> {
+    surface: S,
     stats: Arc<Mutex<Stats>>,
     geometry: Arc<Mutex<Geometry>>,
     decoder: Option<Decoder>,
@@ -390,7 +257,6 @@ struct Drawer {
     picture: Vec<u8>,
     picture_size: (usize, usize),
     scaler: Scaler,
-    pixels: Vec<u8>,
     /// Whether pictures are drawn darkened (a lost connection).
     dimmed: bool,
 }
@@ -402,8 +268,8 @@ fn darken(pixels: &mut [u8]) {
     }
 }
 
-impl Drawer {
-    fn new(surface: Surface, stats: Arc<Mutex<Stats>>, geometry: Arc<Mutex<Geometry>>) -> Self {
+impl<S: Surface> Drawer<S> {
+    fn new(surface: S, stats: Arc<Mutex<Stats>>, geometry: Arc<Mutex<Geometry>>) -> Self {
         Self {
             surface,
             stats,
@@ -415,7 +281,6 @@ impl Drawer {
             picture: Vec::new(),
             picture_size: (0, 0),
             scaler: Scaler::default(),
-            pixels: Vec::new(),
             dimmed: false,
         }
     }
@@ -423,7 +288,7 @@ impl Drawer {
     fn run(mut self, rx: &mpsc::Receiver<Msg>) {
         let mut queue: VecDeque<VideoFrame> = VecDeque::new();
         loop {
-            let first = match rx.recv_timeout(Duration::from_millis(100)) {
+            let first = match rx.recv_timeout(S::IDLE) {
                 Ok(m) => Some(m),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -471,9 +336,14 @@ impl Drawer {
             if let Err(e) = self.surface.place(shown) {
                 eprintln!("technician-app: the view cannot be placed: {e}");
             }
-            if (fresh || redraw) && shown.is_some() {
-                if let Some(fit) = shown {
+            if let Some(fit) = shown {
+                if fresh || redraw {
                     self.draw(fit);
+                } else {
+                    // Where the system shows a picture after it was handed over (Windows'
+                    // compositor; Wine's window surfaces), a watched pixel is looked at again
+                    // until it shows.
+                    self.look(fit);
                 }
             }
         }
@@ -585,48 +455,49 @@ impl Drawer {
             height: sh,
         };
         let (dw, dh) = (fit.width as usize, fit.height as usize);
-        let dimmed = self.dimmed;
-        let put = if let Some(buf) = self.surface.shared(dw * dh * 4) {
-            self.scaler.draw(&planes, buf, dw, dh);
-            if dimmed {
-                darken(buf);
-            }
-            self.surface.put_shared(fit.width, fit.height)
-        } else {
-            self.pixels.resize(dw * dh * 4, 0);
-            self.scaler.draw(&planes, &mut self.pixels, dw, dh);
-            if dimmed {
-                darken(&mut self.pixels);
-            }
-            self.surface.put(&self.pixels, fit.width, fit.height)
-        };
+        let buf = self.surface.canvas(fit.width, fit.height);
+        self.scaler.draw(&planes, buf, dw, dh);
+        if self.dimmed {
+            darken(buf);
+        }
+        let put = self.surface.present(fit.width, fit.height);
         let ms = t.elapsed().as_secs_f64() * 1000.0;
+        {
+            let mut s = lock(&self.stats);
+            s.fit = Some(fit);
+            s.shared_memory = self.surface.shared_memory();
+            match &put {
+                Ok(()) => {
+                    s.frames += 1;
+                    s.draw_ms += ms;
+                }
+                Err(e) => {
+                    s.draw_errors += 1;
+                    eprintln!("technician-app: a picture was not drawn: {e}");
+                }
+            }
+        }
+        if put.is_ok() {
+            self.look(fit);
+        }
+    }
+
+    /// Reads the watched pixel off the screen, if one is watched and not seen yet, and notes when
+    /// it shows the colour watched for.
+    fn look(&mut self, fit: Fit) {
         let probe = lock(&self.stats)
             .probe
             .as_ref()
             .filter(|p| p.changed_at.is_none())
-            .map(|p| (p.x, p.y, p.rgb));
-        let seen = match (&put, probe) {
-            (Ok(()), Some((rx, ry, _))) => {
-                let (x, y) = fit.from_remote(rx, ry);
-                self.surface.read(x, y).ok()
-            }
-            _ => None,
+            .map(|p| (p.x, p.y));
+        let Some((rx, ry)) = probe else {
+            return;
         };
-        let mut s = lock(&self.stats);
-        s.fit = Some(fit);
-        s.shared_memory = self.surface.segment.is_some();
-        match put {
-            Ok(()) => {
-                s.frames += 1;
-                s.draw_ms += ms;
-            }
-            Err(e) => {
-                s.draw_errors += 1;
-                eprintln!("technician-app: a picture was not drawn: {e}");
-            }
-        }
-        if let (Some(p), Some(px)) = (s.probe.as_mut(), seen) {
+        let (x, y) = fit.from_remote(rx, ry);
+        let Ok(px) = self.surface.read(x, y) else {
+            return;
+        };
+        if let Some(p) = lock(&self.stats).probe.as_mut() {
             p.seen = Some(px);
             let d: u32 = (0..3).map(|i| u32::from(px[i].abs_diff(p.rgb[i]))).sum();
             if d < 60 {

@@ -8,55 +8,10 @@
 //! pointer. [`Scaler`] turns a decoded I420 picture into the window's BGRX pixels at the fitted size
 //! in one pass.
 //!
-//! The native view itself is in [`native`] (X11 here; see ARCHITECTURE.md for the other platforms).
+//! The native view itself is in [`native`]: the decoding and drawing thread, over a child window of
+//! the app's window on X11 and on Windows (see ARCHITECTURE.md for macOS).
 
-#[cfg(target_os = "linux")]
 pub mod native;
-
-/// No native view on this platform yet (see ARCHITECTURE.md): the page draws with WebCodecs. The
-/// type has no values, so the app's code that would use one is there but never runs.
-#[cfg(not(target_os = "linux"))]
-pub mod native {
-    use super::{Area, Fit, Stats};
-    use protocol::VideoFrame;
-    use technician::Command;
-
-    #[derive(Debug, Clone, Copy)]
-    pub enum NativeView {}
-
-    impl NativeView {
-        pub fn open(_parent: u32) -> anyhow::Result<Self> {
-            anyhow::bail!("no native view on this platform yet")
-        }
-        pub fn start(&self, _: tokio::sync::mpsc::Sender<Command>) {
-            match *self {}
-        }
-        pub fn frame(&self, _: VideoFrame) {
-            match *self {}
-        }
-        pub fn remote_size(&self, _: u32, _: u32) {
-            match *self {}
-        }
-        pub fn set_area(&self, _: Option<Area>) {
-            match *self {}
-        }
-        pub fn stop(&self) {
-            match *self {}
-        }
-        pub fn dim(&self, _: bool) {
-            match *self {}
-        }
-        pub fn fit(&self) -> Option<Fit> {
-            match *self {}
-        }
-        pub fn stats(&self) -> Stats {
-            match *self {}
-        }
-        pub fn watch(&self, _: u32, _: u32, _: [u8; 3]) {
-            match *self {}
-        }
-    }
-}
 
 use serde::{Deserialize, Serialize};
 
@@ -203,10 +158,10 @@ impl Fit {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
-    /// The child window's X id (tests read the screen there).
-    pub window: u32,
+    /// The child window: its X id, or its `HWND` on Windows (tests read the screen there).
+    pub window: u64,
     pub decoded: u64,
-    /// Pictures drawn (on the X server's screen).
+    /// Pictures drawn (on the X server's screen; on Windows, GDI done with them).
     pub frames: u64,
     pub decode_ms: f64,
     pub draw_ms: f64,
@@ -216,7 +171,8 @@ pub struct Stats {
     pub skipped: u64,
     pub fit: Option<Fit>,
     pub probe: Option<Probe>,
-    /// Pictures go to the X server through shared memory (MIT-SHM), not its socket.
+    /// Pictures go to the X server through shared memory (MIT-SHM), not its socket (always false
+    /// on Windows).
     pub shared_memory: bool,
 }
 
