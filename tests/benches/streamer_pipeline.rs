@@ -14,6 +14,8 @@
 //! viewer would show: after a skipped frame, the previous picture).
 //!
 //! Run: `cargo bench -p system-tests --bench streamer_pipeline` (results: docs/PERFORMANCE.md).
+//! `BENCH_SECONDS=N`: each measurement's length (10 s); `BENCH_PART=2`: the second part only;
+//! `BENCH_CONTENT=typing` (or still, scrolling, video-like): that content only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -309,6 +311,12 @@ fn main() {
         ("scrolling", Some(Content::Scrolling)),
         ("video-like", Some(Content::Video)),
     ];
+    let only = std::env::var("BENCH_CONTENT").ok();
+    let kinds: Vec<(&str, Option<Content>)> = kinds
+        .into_iter()
+        .filter(|(name, _)| only.as_deref().is_none_or(|o| o == *name))
+        .collect();
+    assert!(!kinds.is_empty(), "BENCH_CONTENT names no content");
     let clips: Vec<Arc<Clip>> = kinds
         .iter()
         .map(|(_, c)| Arc::new(Clip::render(*c, W, H, LOOP)))
