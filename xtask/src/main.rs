@@ -25,9 +25,11 @@ commands:
                 the load bench's recording relay on SQLite and local disk, then on PostgreSQL and
                 the RADOS gateway, then as a two-relay fleet on them, same run (ARGS go to the
                 bench: --sessions N --seconds S)
-  windows       cross-build the streamer for Windows, run its tests under Wine, build its MSI,
-                check the app builds for Windows, and run the end-to-end Windows tests (part of
-                `test`)";
+  windows       cross-build the streamer for Windows, run its tests and the app's native view's
+                under Wine, build its MSI, check the app builds for Windows, and run the
+                end-to-end Windows tests (part of `test`)
+  macos         type-check and lint the app's native view's AppKit code for macOS (part of
+                `test`; nothing for macOS links here)";
 
 /// Debian packages every build needs: a C toolchain for crates that build C (and libFuzzer), and
 /// nasm, without which openh264 builds without its assembly and runs 2.5 times slower; cmake for the
@@ -80,6 +82,8 @@ const TEST_PACKAGES: &[&str] = &[
 /// The Windows target built here (with Debian's mingw-w64); the MSVC flavour is built in the
 /// release workflow.
 const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
+/// The macOS target whose code is type-checked here (Apple silicon; nothing for macOS links here).
+const MACOS_TARGET: &str = "aarch64-apple-darwin";
 
 /// Debian packages for the Windows build and its tests: the mingw-w64 toolchain (C and C++, for
 /// openh264, libopus and ring), Wine to run the results, wixl to build the MSI, and Tesseract to
@@ -121,6 +125,7 @@ fn main() -> ExitCode {
         Some("windows") => ensure_packages(BUILD_PACKAGES)
             .and_then(|()| ensure_packages(TEST_PACKAGES))
             .and_then(|()| windows()),
+        Some("macos") => macos(),
         Some("fuzz") => match args.get(1).map(|s| s.parse::<u32>()) {
             None => fuzz(20),
             Some(Ok(secs)) => fuzz(secs),
@@ -312,6 +317,7 @@ fn test() -> Result<()> {
     fuzz(20)?;
     installers()?;
     windows()?;
+    macos()?;
     // A failure on the engines does not stop the workspace's tests: a red run lists them all.
     let on_engines = relay_on_engines();
     // Last, so that the test runner's summary is the last thing printed. Every suite runs even
@@ -653,6 +659,23 @@ fn windows() -> Result<()> {
             .env("STREAMER_WINDOWS_MSI", &msi)
             .env("STREAMER_WINDOWS_UPGRADE_MSI", &upgrade_msi),
     )
+}
+
+/// What of the macOS code can be checked here: the app's native view's AppKit calls
+/// (`technician-view-macos`), type-checked and linted for Apple silicon. Nothing for macOS links
+/// here, and crates with C sources (openh264, ring) do not even build.
+fn macos() -> Result<()> {
+    run(Command::new("rustup").args(["target", "add", MACOS_TARGET]))?;
+    run(cargo().args([
+        "clippy",
+        "--target",
+        MACOS_TARGET,
+        "-p",
+        "technician-view-macos",
+        "--",
+        "-D",
+        "warnings",
+    ]))
 }
 
 /// Node.js and npm for the installers' tools. A machine that has them (from any source) keeps them;

@@ -4,10 +4,11 @@
 //! (`ui/`) shows them. Session events reach the page on one Tauri channel as binary messages
 //! ([`wire`]): small JSON messages, and the H.264 access units only where there is no native view.
 //!
-//! Video: on X11 and Windows the app decodes in Rust and draws into a native child window over the
-//! page's stage ([`view::native`]); the page tells it where the stage is and sends mouse events in page
-//! coordinates, which are mapped through the same [`view::Fit`] the view draws with. Elsewhere (and
-//! with `TECHNICIAN_VIEW=webview`) the page decodes with WebCodecs and maps input itself. Input,
+//! Video: the app decodes in Rust and draws into a native child window over the page's stage
+//! ([`view::native`]: X11 and Windows, tested; macOS, untested); the page tells it where the stage
+//! is and sends mouse events in page coordinates, which are mapped through the same [`view::Fit`]
+//! the view draws with. Where no native view opens (and with `TECHNICIAN_VIEW=webview`) the page
+//! decodes with WebCodecs and maps input itself. Input,
 //! monitor and frame-rate changes come back as commands.
 //!
 //! A lost connection never leaves the app stuck: the view is darkened, the page says so, and the app
@@ -717,9 +718,22 @@ fn native_parent(window: &tauri::WebviewWindow) -> anyhow::Result<u64> {
     }
 }
 
-#[cfg(not(any(target_os = "linux", windows)))]
+/// The window's content `NSView`, which the webview fills (untested: no Mac runs here).
+#[cfg(target_os = "macos")]
+fn native_parent(window: &tauri::WebviewWindow) -> anyhow::Result<u64> {
+    use raw_window_handle::{HasWindowHandle, RawWindowHandle};
+    let handle = window
+        .window_handle()
+        .map_err(|e| anyhow::anyhow!("the window's handle: {e}"))?;
+    match handle.as_raw() {
+        RawWindowHandle::AppKit(h) => Ok(h.ns_view.as_ptr() as usize as u64),
+        other => anyhow::bail!("not an AppKit window ({other:?})"),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 fn native_parent(_: &tauri::WebviewWindow) -> anyhow::Result<u64> {
-    anyhow::bail!("no native view on this platform yet")
+    anyhow::bail!("no native view on this platform")
 }
 
 #[tauri::command]

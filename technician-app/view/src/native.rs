@@ -1,11 +1,12 @@
 //! The native view: the session's H.264 decoded in Rust (openh264) and drawn into a child window
 //! of the app's own window, placed over the page's stage. One drawing thread, over a [`Surface`]
-//! per platform: X11 ([`x11`]: MIT-SHM, SHAPE) and Windows ([`win32`]: GDI, a layered window).
+//! per platform: X11 (`x11`: MIT-SHM, SHAPE), Windows (`win32`: GDI, a layered window) and macOS
+//! (`macos`: a layer-backed NSView; untested, see ARCHITECTURE.md).
 //!
 //! - The page keeps everything else (controls, recording badge, warnings, refusals): it tells the
 //!   view where its stage is ([`NativeView::set_area`]) and the view covers the fitted rectangle.
 //! - The child window takes no input (X11: an empty SHAPE input region; Windows: a transparent
-//!   layered window, which hit-testing passes over), so the pointer and the keyboard stay with the
+//!   layered window, which hit-testing passes over; macOS: `hitTest:` answers nil), so the pointer and the keyboard stay with the
 //!   page, which sends page coordinates that the app maps through the same [`Fit`].
 //! - One thread decodes every access unit (the decoder needs them all) but draws only the latest
 //!   picture: when several are waiting it decodes them all and draws once; when the queue passes
@@ -37,7 +38,12 @@ pub mod win32;
 #[cfg(windows)]
 use win32::Win32Surface as PlatformSurface;
 
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(target_os = "macos")]
+pub mod macos;
+#[cfg(target_os = "macos")]
+use macos::MacSurface as PlatformSurface;
+
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 use unsupported::Unsupported as PlatformSurface;
 
 /// What the drawing thread draws on: a child window of the app's window. Made and used on the
@@ -65,12 +71,19 @@ pub trait Surface: Sized {
     fn shared_memory(&self) -> bool;
 }
 
-#[cfg(not(any(target_os = "linux", windows)))]
+/// `pixels` sized for a `width` x `height` BGRX picture: the canvas of a surface that keeps its
+/// picture in memory of its own.
+fn sized(pixels: &mut Vec<u8>, width: u32, height: u32) -> &mut [u8] {
+    pixels.resize(width as usize * height as usize * 4, 0);
+    pixels
+}
+
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 mod unsupported {
     use super::{Fit, Result, Surface};
     use std::time::Duration;
 
-    /// No native view on this platform yet (macOS: see ARCHITECTURE.md); the page draws.
+    /// No native view on this platform; the page draws.
     #[derive(Debug)]
     pub struct Unsupported;
 

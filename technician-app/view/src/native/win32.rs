@@ -174,8 +174,7 @@ impl Surface for Win32Surface {
     }
 
     fn canvas(&mut self, width: u32, height: u32) -> &mut [u8] {
-        self.pixels.resize(width as usize * height as usize * 4, 0);
-        &mut self.pixels
+        super::sized(&mut self.pixels, width, height)
     }
 
     fn present(&mut self, width: u32, height: u32) -> Result<()> {

@@ -265,8 +265,7 @@ impl Surface for X11Surface {
                 return buf;
             }
         }
-        self.pixels.resize(len, 0);
-        &mut self.pixels
+        super::sized(&mut self.pixels, width, height)
     }
 
     fn present(&mut self, width: u32, height: u32) -> Result<()> {
