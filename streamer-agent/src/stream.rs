@@ -5,6 +5,14 @@
 //! Only what changed is captured and converted again; while the screen is still nothing is captured
 //! or encoded, except one frame every [`STILL_FRAME_EVERY`] so that the technician's view stays live
 //! and the recorder closes its fragments on time.
+//!
+//! Pacing: frames are captured at most once a frame interval (1 / the adapted frame rate), counted
+//! from the capture of the frame sent before. While the screen is changing ([`LIVE`]), a tick that
+//! finds nothing new looks again a quarter of an interval later instead of a whole one, so that the
+//! loop falls into step just after the screen's own changes: content drawn at the frame rate goes
+//! out one frame per change, each within a quarter interval of being drawn, rather than losing
+//! frames (two changes in one capture, then none) whenever the two clocks' jitter straddles a tick.
+//! A still screen keeps the plain cadence.
 
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -38,6 +46,9 @@ const LAYOUT_CHECK: Duration = Duration::from_secs(1);
 
 /// While nothing changes, a frame (the same picture: a few dozen bytes) is still sent this often.
 pub const STILL_FRAME_EVERY: Duration = Duration::from_millis(900);
+
+/// A screen that changed this recently is "changing": a tick that finds nothing looks again sooner.
+const LIVE: Duration = Duration::from_secs(1);
 
 /// How many of the latest frames' timestamps the loop keeps (4 s at 60 fps).
 const SENT_KEPT: usize = 240;
@@ -154,6 +165,9 @@ pub fn run_with(
     );
     let mut last_layout_check = Instant::now();
     let mut next_tick = Instant::now();
+    // When the screen last changed, and when the frame last sent was captured.
+    let mut last_change: Option<Instant> = None;
+    let mut sent_captured: Option<Instant> = None;
     loop {
         loop {
             match commands.try_recv() {
@@ -241,6 +255,7 @@ pub fn run_with(
                     .unwrap_or(u32::MAX),
             );
         }
+        let captured_at = Instant::now();
         let change = match source.capture_changes(&selected, &mut frame) {
             Ok(c) => c,
             Err(e) => {
@@ -252,6 +267,10 @@ pub fn run_with(
             }
         };
         let still = change == Change::Unchanged;
+        if !still {
+            last_change = Some(captured_at);
+        }
+        let mut sent = false;
         let due = last_sent.is_none_or(|t: Instant| t.elapsed() >= STILL_FRAME_EVERY);
         if !still || keyframe || due || unsent_change {
             let Some(enc) = encoder.as_mut() else {
@@ -279,12 +298,25 @@ pub fn run_with(
                     payload: Bytes::from(encoded.data),
                 }))?;
                 last_sent = Some(Instant::now());
+                sent_captured = Some(captured_at);
+                sent = true;
             }
         }
         // Pace to the frame rate; when behind, skip ahead rather than burst.
         adapter.on_tick(Instant::now());
         // The adapted rate paces the loop; the stream's announced rate stays the technician's.
-        next_tick += Duration::from_secs(1) / u32::from(adapter.rates().fps.max(1));
+        let interval = Duration::from_secs(1) / u32::from(adapter.rates().fps.max(1));
+        let changing = last_change.is_some_and(|t| t.elapsed() < LIVE);
+        next_tick = match (sent, sent_captured) {
+            // One interval after the capture of the frame just sent.
+            (true, _) => captured_at + interval,
+            // Nothing new on a changing screen: look again soon, but never sooner than an
+            // interval after the last frame sent.
+            (false, Some(last)) if changing && still && !unsent_change => {
+                (captured_at + interval / 4).max(last + interval)
+            }
+            _ => next_tick + interval,
+        };
         let now = Instant::now();
         if next_tick > now {
             std::thread::sleep(next_tick - now);
@@ -299,11 +331,44 @@ mod tests {
     use super::*;
     use crate::capture::{CaptureError, Rect};
 
-    /// A 64x48 screen that changes a band of rows on every capture, or never after the first.
+    /// A 64x48 screen that changes a band of rows on every capture, or never after the first, or
+    /// on a clock of its own (`drawn`).
     struct Fake {
         changing: bool,
         captures: Arc<Mutex<(u32, u32)>>,
         n: u8,
+        drawn: Option<Drawn>,
+    }
+
+    /// Changes drawn every `period` from the first capture, as an application draws: change `k`
+    /// at `k` periods, 1.5 ms early when `k` is even and 1.5 ms late when it is odd (the drawing
+    /// clock's jitter). `done` counts those that happened by the last capture.
+    struct Drawn {
+        period: Duration,
+        first: Option<Instant>,
+        done: u32,
+    }
+
+    impl Drawn {
+        /// How many changes happened by now (the change at 0 is the first capture's picture).
+        fn happened(&mut self) -> u32 {
+            let now = Instant::now();
+            let first = *self.first.get_or_insert(now);
+            let jitter = Duration::from_micros(1500);
+            while {
+                let k = self.done + 1;
+                let nominal = first + self.period * k;
+                let at = if k % 2 == 0 {
+                    nominal - jitter
+                } else {
+                    nominal + jitter
+                };
+                at <= now
+            } {
+                self.done += 1;
+            }
+            self.done
+        }
     }
 
     fn monitor() -> Monitor {
@@ -340,13 +405,24 @@ mod tests {
             let mut c = captures.lock().unwrap_or_else(|e| e.into_inner());
             if frame.bgra.is_empty() {
                 c.0 += 1;
+                if let Some(d) = self.drawn.as_mut() {
+                    d.happened();
+                }
                 *frame = self.capture(m)?;
                 return Ok(Change::Whole);
             }
-            if !self.changing {
+            if let Some(d) = self.drawn.as_mut() {
+                let before = d.done;
+                let now = d.happened();
+                c.1 += now - before;
+                if now == before {
+                    return Ok(Change::Unchanged);
+                }
+            } else if !self.changing {
                 return Ok(Change::Unchanged);
+            } else {
+                c.1 += 1;
             }
-            c.1 += 1;
             self.n = self.n.wrapping_add(40);
             frame.bgra[256 * 10..256 * 14].fill(self.n);
             Ok(Change::Regions(vec![Rect {
@@ -358,13 +434,27 @@ mod tests {
         }
     }
 
-    /// Runs the loop on `fake` at 30 fps for `for_`; returns the frames it sent.
+    /// Runs the loop on `fake` at 30 fps for `for_`; returns the frames it sent, the whole captures
+    /// and the changes.
     fn frames_sent(changing: bool, for_: Duration) -> (Vec<VideoFrame>, (u32, u32)) {
+        run_on(changing, None, for_)
+    }
+
+    fn run_on(
+        changing: bool,
+        drawn_every: Option<Duration>,
+        for_: Duration,
+    ) -> (Vec<VideoFrame>, (u32, u32)) {
         let captures = Arc::new(Mutex::new((0, 0)));
         let fake = Fake {
             changing,
             captures: captures.clone(),
             n: 0,
+            drawn: drawn_every.map(|period| Drawn {
+                period,
+                first: None,
+                done: 0,
+            }),
         };
         let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
@@ -424,5 +514,28 @@ mod tests {
             "{} frames for {changes} changes",
             changing.len()
         );
+    }
+
+    #[test]
+    fn content_drawn_at_the_frame_rate_goes_out_a_frame_per_change() {
+        // Drawn at 30 a second with a little jitter either side of the loop's own ticks: a loop
+        // on a fixed grid sees two changes at one tick and none at the next about half the time.
+        let (frames, (_, changes)) = run_on(
+            false,
+            Some(Duration::from_secs(1) / 30),
+            Duration::from_millis(3000),
+        );
+        assert!(changes >= 60, "{changes} changes drawn in 3 s");
+        // The first frame is the whole screen; each later one carries the changes since.
+        let later = frames.len().saturating_sub(1) as u32;
+        assert!(
+            later * 100 >= changes * 90,
+            "{later} frames for {changes} changes drawn"
+        );
+        // And never faster than the frame rate.
+        for pair in frames.windows(2) {
+            let gap = pair[1].timestamp_us - pair[0].timestamp_us;
+            assert!(gap >= 30_000, "frames {gap} µs apart at 30 fps");
+        }
     }
 }

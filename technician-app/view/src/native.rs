@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 use protocol::VideoFrame;
@@ -116,6 +116,9 @@ mod unsupported {
     }
 }
 
+/// How long opening the view may take before the app gives it up (and the page draws).
+const OPEN_WITHIN: Duration = Duration::from_secs(10);
+
 /// Access units waiting past which the view skips to the next keyframe.
 pub const BEHIND: usize = 8;
 
@@ -176,9 +179,18 @@ impl NativeView {
                 }
             })
             .context("the view's thread")?;
-        opened
-            .recv()
-            .context("the view's thread ended while opening")??;
+        // Bounded: on Windows the window is a child of a window of the caller's thread, and a
+        // message Windows sent between the two while the caller waits here would wait for ever.
+        // Past the bound the view is given up; its thread ends with the channel, closing the window.
+        match opened.recv_timeout(OPEN_WITHIN) {
+            Ok(result) => result?,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                bail!("the view's window did not open within {OPEN_WITHIN:?}")
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("the view's thread ended while opening")
+            }
+        }
         Ok(Self {
             tx,
             stats,
