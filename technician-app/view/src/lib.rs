@@ -201,42 +201,112 @@ pub struct Planes<'a> {
 }
 
 /// Scales an I420 picture to a destination size and converts it to BGRX (BT.601, limited range,
-/// as the streamer encodes): nearest sample, both index tables made once per size pair.
+/// as the streamer encodes): nearest sample, in the YUV planes (a quarter as many chroma samples
+/// as pixels to pick), then one SIMD conversion of the scaled planes (the `yuv` crate). A picture
+/// at its own size is converted straight from the decoder's planes. The index tables are made once
+/// per size pair, the scaled planes kept between pictures.
 #[derive(Debug, Default)]
 pub struct Scaler {
     key: (usize, usize, usize, usize),
+    /// For each destination column and row, the source column and row; for each destination
+    /// chroma column and row, the source chroma column and row.
     xs: Vec<usize>,
     ys: Vec<usize>,
+    cxs: Vec<usize>,
+    cys: Vec<usize>,
+    /// The scaled picture's planes.
+    y: Vec<u8>,
+    u: Vec<u8>,
+    v: Vec<u8>,
+}
+
+/// I420 planes to BGRA (alpha 0xff), packed rows of `width` pixels.
+fn to_bgra(src: &Planes<'_>, dst: &mut [u8]) -> Result<(), String> {
+    let image = yuv::YuvPlanarImage {
+        y_plane: src.y,
+        y_stride: u32::try_from(src.y_stride).map_err(|e| e.to_string())?,
+        u_plane: src.u,
+        u_stride: u32::try_from(src.uv_stride).map_err(|e| e.to_string())?,
+        v_plane: src.v,
+        v_stride: u32::try_from(src.uv_stride).map_err(|e| e.to_string())?,
+        width: u32::try_from(src.width).map_err(|e| e.to_string())?,
+        height: u32::try_from(src.height).map_err(|e| e.to_string())?,
+    };
+    let stride = u32::try_from(src.width * 4).map_err(|e| e.to_string())?;
+    yuv::yuv420_to_bgra(
+        &image,
+        dst,
+        stride,
+        yuv::YuvRange::Limited,
+        yuv::YuvStandardMatrix::Bt601,
+    )
+    .map_err(|e| e.to_string())
 }
 
 impl Scaler {
     /// Draws `src` into `dst` (`width` x `height`, 4 bytes a pixel, rows packed; the fourth byte
     /// 0xff so that the pixels are opaque on a 32-bit visual too).
-    pub fn draw(&mut self, src: &Planes<'_>, dst: &mut [u8], width: usize, height: usize) {
+    pub fn draw(
+        &mut self,
+        src: &Planes<'_>,
+        dst: &mut [u8],
+        width: usize,
+        height: usize,
+    ) -> Result<(), String> {
         if width == 0 || height == 0 || src.width == 0 || src.height == 0 {
-            return;
+            return Ok(());
         }
+        if dst.len() < width * height * 4 {
+            return Err(format!(
+                "{} bytes for a {width}x{height} picture",
+                dst.len()
+            ));
+        }
+        let dst = &mut dst[..width * height * 4];
+        let (scw, sch) = (src.width.div_ceil(2), src.height.div_ceil(2));
+        let whole = src.y.len() >= src.y_stride * (src.height - 1) + src.width
+            && src.u.len() >= src.uv_stride * (sch - 1) + scw
+            && src.v.len() >= src.uv_stride * (sch - 1) + scw;
+        if (src.width, src.height) == (width, height) && whole {
+            return to_bgra(src, dst);
+        }
+        let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
         let key = (src.width, src.height, width, height);
         if self.key != key {
             self.key = key;
             self.xs = (0..width).map(|x| x * src.width / width).collect();
             self.ys = (0..height).map(|y| y * src.height / height).collect();
+            // A chroma sample covers two by two pixels: the one under the block's top-left.
+            self.cxs = (0..cw).map(|c| self.xs[2 * c] / 2).collect();
+            self.cys = (0..ch).map(|c| self.ys[2 * c] / 2).collect();
+            self.y = vec![0; width * height];
+            self.u = vec![0; cw * ch];
+            self.v = vec![0; cw * ch];
         }
-        for (row, &sy) in dst.chunks_exact_mut(width * 4).zip(&self.ys) {
-            let yrow = &src.y[sy * src.y_stride..];
-            let urow = &src.u[(sy / 2) * src.uv_stride..];
-            let vrow = &src.v[(sy / 2) * src.uv_stride..];
-            for (px, &sx) in row.chunks_exact_mut(4).zip(&self.xs) {
-                let c = 298 * (i32::from(yrow[sx]) - 16);
-                let d = i32::from(urow[sx / 2]) - 128;
-                let e = i32::from(vrow[sx / 2]) - 128;
-                let clamp = |v: i32| ((v + 128) >> 8).clamp(0, 255) as u8;
-                px[0] = clamp(c + 516 * d);
-                px[1] = clamp(c - 100 * d - 208 * e);
-                px[2] = clamp(c + 409 * e);
-                px[3] = 0xff;
+        for (row, &sy) in self.y.chunks_exact_mut(width).zip(&self.ys) {
+            let from = &src.y[sy * src.y_stride..];
+            for (d, &sx) in row.iter_mut().zip(&self.xs) {
+                *d = from[sx];
             }
         }
+        for (plane, from) in [(&mut self.u, src.u), (&mut self.v, src.v)] {
+            for (row, &sy) in plane.chunks_exact_mut(cw).zip(&self.cys) {
+                let from = &from[sy * src.uv_stride..];
+                for (d, &sx) in row.iter_mut().zip(&self.cxs) {
+                    *d = from[sx];
+                }
+            }
+        }
+        let scaled = Planes {
+            y: &self.y,
+            u: &self.u,
+            v: &self.v,
+            y_stride: width,
+            uv_stride: cw,
+            width,
+            height,
+        };
+        to_bgra(&scaled, dst)
     }
 }
 
@@ -383,7 +453,7 @@ mod tests {
             height: 2,
         };
         let mut dst = vec![0u8; 2 * 4];
-        Scaler::default().draw(&src, &mut dst, 2, 1);
+        Scaler::default().draw(&src, &mut dst, 2, 1).unwrap();
         assert_eq!(dst, [255, 255, 255, 255, 0, 0, 0, 255]);
 
         // Pure red in BT.601 limited range: Y 81, U 90, V 240.
@@ -398,9 +468,70 @@ mod tests {
             height: 2,
         };
         let mut dst = vec![0u8; 4 * 4 * 4];
-        Scaler::default().draw(&src, &mut dst, 4, 4);
+        Scaler::default().draw(&src, &mut dst, 4, 4).unwrap();
         for px in dst.chunks_exact(4) {
             assert!(px[2] >= 250 && px[1] <= 5 && px[0] <= 5, "{px:?}");
         }
+    }
+
+    /// BT.601 limited range, as the scaler did it pixel by pixel before it used the `yuv` crate:
+    /// blue, green, red.
+    fn reference(y: u8, u: u8, v: u8) -> [u8; 3] {
+        let c = 298 * (i32::from(y) - 16);
+        let d = i32::from(u) - 128;
+        let e = i32::from(v) - 128;
+        let clamp = |v: i32| ((v + 128) >> 8).clamp(0, 255) as u8;
+        [
+            clamp(c + 516 * d),
+            clamp(c - 100 * d - 208 * e),
+            clamp(c + 409 * e),
+        ]
+    }
+
+    #[test]
+    fn the_scaler_picks_the_nearest_samples_at_any_size_and_converts_as_before() {
+        // A 20x15 picture (odd height, as a cropped or odd screen can be): luma from a pattern,
+        // chroma per 2x2 block from another, inside larger planes (the strides of a decoder).
+        let (w, h, ys, cs) = (20usize, 15usize, 32usize, 16usize);
+        let ch = h.div_ceil(2);
+        let yp: Vec<u8> = (0..ys * h).map(|i| (16 + (i * 37) % 220) as u8).collect();
+        let up: Vec<u8> = (0..cs * ch).map(|i| (60 + (i * 11) % 130) as u8).collect();
+        let vp: Vec<u8> = (0..cs * ch).map(|i| (70 + (i * 29) % 120) as u8).collect();
+        let src = Planes {
+            y: &yp,
+            u: &up,
+            v: &vp,
+            y_stride: ys,
+            uv_stride: cs,
+            width: w,
+            height: h,
+        };
+        let mut scaler = Scaler::default();
+        for (dw, dh) in [(7usize, 5usize), (13, 9), (20, 15), (31, 22)] {
+            let mut dst = vec![0u8; dw * dh * 4];
+            scaler.draw(&src, &mut dst, dw, dh).unwrap();
+            for dy in 0..dh {
+                for dx in 0..dw {
+                    let (sx, sy) = (dx * w / dw, dy * h / dh);
+                    // The chroma of the 2x2 destination block's top-left pixel.
+                    let (bx, by) = ((dx & !1) * w / dw, (dy & !1) * h / dh);
+                    let want = reference(
+                        yp[sy * ys + sx],
+                        up[(by / 2) * cs + bx / 2],
+                        vp[(by / 2) * cs + bx / 2],
+                    );
+                    let px = &dst[(dy * dw + dx) * 4..][..4];
+                    for c in 0..3 {
+                        assert!(
+                            px[c].abs_diff(want[c]) <= 2,
+                            "{dw}x{dh} at ({dx}, {dy}): {px:?} against BGR {want:?}"
+                        );
+                    }
+                    assert_eq!(px[3], 0xff);
+                }
+            }
+        }
+        let mut short = vec![0u8; 10];
+        assert!(scaler.draw(&src, &mut short, 7, 5).is_err());
     }
 }

@@ -481,11 +481,15 @@ impl<S: Surface> Drawer<S> {
         };
         let (dw, dh) = (fit.width as usize, fit.height as usize);
         let buf = self.surface.canvas(fit.width, fit.height);
-        self.scaler.draw(&planes, buf, dw, dh);
-        if self.dimmed {
-            darken(buf);
-        }
-        let put = self.surface.present(fit.width, fit.height);
+        let put = match self.scaler.draw(&planes, buf, dw, dh) {
+            Ok(()) => {
+                if self.dimmed {
+                    darken(buf);
+                }
+                self.surface.present(fit.width, fit.height)
+            }
+            Err(e) => Err(anyhow::anyhow!("converting the picture: {e}")),
+        };
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         {
             let mut s = lock(&self.stats);
