@@ -5,8 +5,8 @@
 //! pixel for pixel ([`Scale::Actual`]), the part of it under the stage's scroll position when it is
 //! larger than the stage. The native view draws through
 //! it and every mouse event is mapped back through it, so a click lands on the pixel drawn under the
-//! pointer. [`Scaler`] turns a decoded I420 picture into the window's BGRX pixels at the fitted size
-//! in one pass.
+//! pointer. [`Scaler`] turns a decoded I420 picture into the window's BGRX pixels at the fitted size:
+//! nearest samples in the YUV planes, then one SIMD conversion.
 //!
 //! The native view itself is in [`native`]: the decoding and drawing thread, over a child window of
 //! the app's window on X11 and on Windows (see ARCHITECTURE.md for macOS).
