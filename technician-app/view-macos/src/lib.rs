@@ -70,7 +70,8 @@ fn backing_scale(view: &NSView) -> f64 {
 
 impl MacView {
     /// Makes the view, hidden, as the topmost subview of `parent` (the app window's content
-    /// `NSView`, as raw-window-handle gives it).
+    /// `NSView`, as raw-window-handle gives it). Best called on the main thread (it then runs at
+    /// once); from another, it waits for the main thread, which must not be waiting for it.
     pub fn open(parent: u64) -> Result<Self, String> {
         if parent == 0 {
             return Err("no parent view".into());

@@ -52,8 +52,15 @@ pub trait Surface: Sized {
     /// How long the drawing thread may wait for a message before it looks at the window's own
     /// events (exposure; on Windows, the thread's message queue, which must not stand still).
     const IDLE: Duration;
-    /// Makes the child window of `parent` (an X window id, or an `HWND`), not shown yet.
-    fn open(parent: u64) -> Result<Self>;
+    /// What of the window is made on the caller's thread (macOS: the view itself, since AppKit
+    /// works on the main thread, which the caller is and which waits for the drawing thread while
+    /// the view opens); sent to the drawing thread.
+    type Parent: Send + 'static;
+    /// Called on the caller's thread with the app's window `parent` (an X window id, an `HWND`,
+    /// an `NSView`).
+    fn parent(parent: u64) -> Result<Self::Parent>;
+    /// Makes the child window, not shown yet, on the drawing thread.
+    fn open(parent: Self::Parent) -> Result<Self>;
     /// The child window's id (an X window id, or an `HWND`).
     fn id(&self) -> u64;
     /// Moves the window over `fit`'s rectangle and shows it, or hides it (`None`).
@@ -89,8 +96,12 @@ mod unsupported {
 
     impl Surface for Unsupported {
         const IDLE: Duration = Duration::from_millis(100);
-        fn open(_: u64) -> Result<Self> {
-            anyhow::bail!("no native view on this platform yet")
+        type Parent = ();
+        fn parent(_: u64) -> Result<()> {
+            anyhow::bail!("no native view on this platform")
+        }
+        fn open((): ()) -> Result<Self> {
+            anyhow::bail!("no native view on this platform")
         }
         fn id(&self) -> u64 {
             0
@@ -166,6 +177,7 @@ impl NativeView {
         let (tx, rx) = mpsc::channel();
         let (s, g) = (Arc::clone(&stats), Arc::clone(&geometry));
         let (opened_tx, opened) = mpsc::sync_channel(1);
+        let parent = PlatformSurface::parent(parent)?;
         std::thread::Builder::new()
             .name("native-view".into())
             .spawn(move || match PlatformSurface::open(parent) {

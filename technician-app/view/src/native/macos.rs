@@ -26,9 +26,17 @@ impl Surface for MacSurface {
     /// AppKit redraws a layer's contents itself: nothing to look at between pictures.
     const IDLE: Duration = Duration::from_millis(100);
 
-    fn open(parent: u64) -> Result<Self> {
+    /// The view is made on the caller's thread, the main thread: the drawing thread's calls go
+    /// to the main thread too, which would be waiting for the drawing thread here.
+    type Parent = MacView;
+
+    fn parent(parent: u64) -> Result<MacView> {
+        MacView::open(parent).map_err(|e| anyhow!("the native view: {e}"))
+    }
+
+    fn open(view: MacView) -> Result<Self> {
         Ok(Self {
-            view: MacView::open(parent).map_err(|e| anyhow!("the native view: {e}"))?,
+            view,
             pixels: Vec::new(),
             placed: None,
         })

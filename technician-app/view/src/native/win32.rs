@@ -139,6 +139,13 @@ impl Surface for Win32Surface {
     /// parent's thread shares its input queue with it.
     const IDLE: Duration = Duration::from_millis(20);
 
+    /// The window is made on the drawing thread, which runs its messages.
+    type Parent = u64;
+
+    fn parent(parent: u64) -> Result<u64> {
+        Ok(parent)
+    }
+
     fn open(parent: u64) -> Result<Self> {
         Self::create(HWND(parent as usize as *mut core::ffi::c_void))
     }

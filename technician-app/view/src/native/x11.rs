@@ -245,8 +245,14 @@ impl X11Surface {
 impl Surface for X11Surface {
     const IDLE: Duration = Duration::from_millis(100);
 
-    fn open(parent: u64) -> Result<Self> {
-        Self::connect(u32::try_from(parent).context("an X window id has 32 bits")?)
+    type Parent = u32;
+
+    fn parent(parent: u64) -> Result<u32> {
+        u32::try_from(parent).context("an X window id has 32 bits")
+    }
+
+    fn open(parent: u32) -> Result<Self> {
+        Self::connect(parent)
     }
 
     fn id(&self) -> u64 {
