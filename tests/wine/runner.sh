@@ -60,4 +60,20 @@ export WINEDEBUG="${WINEDEBUG:--all}"
 export WINEDLLOVERRIDES="${WINEDLLOVERRIDES:-mscoree,mshtml=}"
 status=0
 "$wine" "$exe" "$@" || status=$?
+# 53 is Wine's own "could not load" (c0000135): the program never started. Seen once in a fresh
+# prefix of this runner ("could not load kernel32.dll") between two test programs that ran; a
+# program that does start and fails exits otherwise (a Rust test harness with 101). Once more, in
+# a new prefix when the prefix is this runner's; a program that cannot load at all fails again.
+if [ "$status" = 53 ]; then
+    echo "wine-runner: Wine could not load $exe (status 53); once more in a fresh prefix" >&2
+    if [ -n "$own_prefix" ]; then
+        /usr/lib/wine/wineserver -k 2>/dev/null || true
+        /usr/lib/wine/wineserver -w 2>/dev/null || true
+        rm -rf "$own_prefix"
+        own_prefix="$(mktemp -d /tmp/wine-prefix.XXXXXX)"
+        export WINEPREFIX="$own_prefix"
+    fi
+    status=0
+    "$wine" "$exe" "$@" || status=$?
+fi
 exit "$status"
