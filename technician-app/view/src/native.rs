@@ -6,8 +6,9 @@
 //! - The page keeps everything else (controls, recording badge, warnings, refusals): it tells the
 //!   view where its stage is ([`NativeView::set_area`]) and the view covers the fitted rectangle.
 //! - The child window takes no input (X11: an empty SHAPE input region; Windows: a transparent
-//!   layered window, which hit-testing passes over; macOS: `hitTest:` answers nil), so the pointer and the keyboard stay with the
-//!   page, which sends page coordinates that the app maps through the same [`Fit`].
+//!   layered window, which hit-testing passes over; macOS: `hitTest:` answers nil), so the pointer
+//!   and the keyboard stay with the page, which sends page coordinates that the app maps through
+//!   the same [`Fit`].
 //! - One thread decodes every access unit (the decoder needs them all) but draws only the latest
 //!   picture: when several are waiting it decodes them all and draws once; when the queue passes
 //!   [`BEHIND`] access units it skips to the next keyframe and asks for one (at most once a
@@ -46,8 +47,9 @@ use macos::MacSurface as PlatformSurface;
 #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 use unsupported::Unsupported as PlatformSurface;
 
-/// What the drawing thread draws on: a child window of the app's window. Made and used on the
-/// drawing thread alone (a Win32 window belongs to the thread that made it).
+/// What the drawing thread draws on: a child window of the app's window. Opened and used on the
+/// drawing thread (a Win32 window belongs to the thread that made it), from what [`Surface::parent`]
+/// prepared on the caller's thread.
 pub trait Surface: Sized {
     /// How long the drawing thread may wait for a message before it looks at the window's own
     /// events (exposure; on Windows, the thread's message queue, which must not stand still).

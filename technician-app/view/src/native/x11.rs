@@ -114,10 +114,11 @@ impl X11Surface {
         })
     }
 
-    /// `len` bytes of shared memory to draw into, or `None` without MIT-SHM.
-    fn shared_bytes(&mut self, len: usize) -> Option<&mut [u8]> {
+    /// Whether a shared memory segment of at least `len` bytes is there to draw into (made or
+    /// grown here); false without MIT-SHM.
+    fn ensure_segment(&mut self, len: usize) -> bool {
         if !self.shm {
-            return None;
+            return false;
         }
         if self.segment.as_ref().is_none_or(|s| s.size() < len) {
             if let Some(old) = self.segment.take() {
@@ -127,10 +128,10 @@ impl X11Surface {
             if self.segment.is_none() {
                 eprintln!("technician-app: the X server cannot share memory with the app; sending pictures over its socket");
                 self.shm = false;
-                return None;
+                return false;
             }
         }
-        self.segment.as_mut()?.bytes_mut(len)
+        true
     }
 
     /// Shows the shared picture (`width` x `height`) at the window's corner, then waits for the
@@ -163,7 +164,48 @@ impl X11Surface {
         Ok(())
     }
 
-    fn move_to(&mut self, fit: Option<Fit>) -> Result<()> {
+    /// Puts `pixels` (`width` x `height` BGRX) at the window's corner, then waits for the server.
+    fn put(&self, pixels: &[u8], width: u32, height: u32) -> Result<()> {
+        let stride = width as usize * 4;
+        let rows = (self.max_bytes / stride).max(1);
+        let pixels = &pixels[..(stride * height as usize).min(pixels.len())];
+        for (band, chunk) in pixels.chunks(rows * stride).enumerate() {
+            self.conn.put_image(
+                ImageFormat::Z_PIXMAP,
+                self.window,
+                self.gc,
+                width as u16,
+                (chunk.len() / stride) as u16,
+                0,
+                (band * rows) as i16,
+                0,
+                self.depth,
+                chunk,
+            )?;
+        }
+        self.conn.get_input_focus()?.reply()?;
+        Ok(())
+    }
+}
+
+impl Surface for X11Surface {
+    const IDLE: Duration = Duration::from_millis(100);
+
+    type Parent = u32;
+
+    fn parent(parent: u64) -> Result<u32> {
+        u32::try_from(parent).context("an X window id has 32 bits")
+    }
+
+    fn open(parent: u32) -> Result<Self> {
+        Self::connect(parent)
+    }
+
+    fn id(&self) -> u64 {
+        u64::from(self.window)
+    }
+
+    fn place(&mut self, fit: Option<Fit>) -> Result<()> {
         if fit == self.placed {
             return Ok(());
         }
@@ -190,31 +232,26 @@ impl X11Surface {
         Ok(())
     }
 
-    /// Puts `pixels` (`width` x `height` BGRX) at the window's corner, then waits for the server.
-    fn put(&self, pixels: &[u8], width: u32, height: u32) -> Result<()> {
-        let stride = width as usize * 4;
-        let rows = (self.max_bytes / stride).max(1);
-        let pixels = &pixels[..(stride * height as usize).min(pixels.len())];
-        for (band, chunk) in pixels.chunks(rows * stride).enumerate() {
-            self.conn.put_image(
-                ImageFormat::Z_PIXMAP,
-                self.window,
-                self.gc,
-                width as u16,
-                (chunk.len() / stride) as u16,
-                0,
-                (band * rows) as i16,
-                0,
-                self.depth,
-                chunk,
-            )?;
+    fn canvas(&mut self, width: u32, height: u32) -> &mut [u8] {
+        let len = width as usize * height as usize * 4;
+        if self.ensure_segment(len) {
+            if let Some(buf) = self.segment.as_mut().and_then(|s| s.bytes_mut(len)) {
+                return buf;
+            }
         }
-        self.conn.get_input_focus()?.reply()?;
-        Ok(())
+        super::sized(&mut self.pixels, width, height)
+    }
+
+    fn present(&mut self, width: u32, height: u32) -> Result<()> {
+        if self.shm && self.segment.is_some() {
+            self.put_shared(width, height)
+        } else {
+            self.put(&self.pixels, width, height)
+        }
     }
 
     /// One pixel of the window as the server shows it.
-    fn pixel(&self, x: u32, y: u32) -> Result<[u8; 3]> {
+    fn read(&self, x: u32, y: u32) -> Result<[u8; 3]> {
         let img = self
             .conn
             .get_image(
@@ -233,61 +270,12 @@ impl X11Surface {
         }
     }
 
-    fn events(&self) -> bool {
+    fn exposed(&mut self) -> bool {
         let mut any = false;
         while let Ok(Some(ev)) = self.conn.poll_for_event() {
             any |= matches!(ev, XEvent::Expose(_));
         }
         any
-    }
-}
-
-impl Surface for X11Surface {
-    const IDLE: Duration = Duration::from_millis(100);
-
-    type Parent = u32;
-
-    fn parent(parent: u64) -> Result<u32> {
-        u32::try_from(parent).context("an X window id has 32 bits")
-    }
-
-    fn open(parent: u32) -> Result<Self> {
-        Self::connect(parent)
-    }
-
-    fn id(&self) -> u64 {
-        u64::from(self.window)
-    }
-
-    fn place(&mut self, fit: Option<Fit>) -> Result<()> {
-        self.move_to(fit)
-    }
-
-    fn canvas(&mut self, width: u32, height: u32) -> &mut [u8] {
-        let len = width as usize * height as usize * 4;
-        if self.shared_bytes(len).is_some() {
-            // Asked again, so that the borrow is the one returned (the segment is kept).
-            if let Some(buf) = self.segment.as_mut().and_then(|s| s.bytes_mut(len)) {
-                return buf;
-            }
-        }
-        super::sized(&mut self.pixels, width, height)
-    }
-
-    fn present(&mut self, width: u32, height: u32) -> Result<()> {
-        if self.shm && self.segment.is_some() {
-            self.put_shared(width, height)
-        } else {
-            self.put(&self.pixels, width, height)
-        }
-    }
-
-    fn read(&self, x: u32, y: u32) -> Result<[u8; 3]> {
-        self.pixel(x, y)
-    }
-
-    fn exposed(&mut self) -> bool {
-        self.events()
     }
 
     fn shared_memory(&self) -> bool {
