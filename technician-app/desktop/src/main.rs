@@ -21,13 +21,13 @@
 
 mod file_commands;
 mod tab_commands;
+mod view_commands;
 
 use tab_commands::{leave_all, share_clipboard, Tab};
 
 use technician_desktop::clipboard;
 use technician_desktop::settings::{self, Settings};
 use technician_desktop::view::native::NativeView;
-use technician_desktop::view::{self, Area};
 use technician_desktop::wire;
 
 use std::collections::BTreeMap;
@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
-use protocol::{KeyInput, Modifiers, MouseAction, MouseButton, MouseInput, SessionTarget};
+use protocol::{KeyInput, Modifiers, SessionTarget};
 use relay_client::{Connector, LinkError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -586,156 +586,6 @@ async fn command(app: &App, cmd: Command) -> Result<(), Failure> {
         .map_err(|_| Failure::new("NO_SESSION", "The session has ended."))
 }
 
-/// A mouse event from the page: in the remote monitor's pixels (`x`, `y`; the page's own view), or
-/// in the webview's device pixels (`pageX`, `pageY`; the native view), mapped here.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PageMouse {
-    action: String,
-    #[serde(default)]
-    button: u8,
-    #[serde(default)]
-    x: u16,
-    #[serde(default)]
-    y: u16,
-    page_x: Option<f64>,
-    page_y: Option<f64>,
-    #[serde(default)]
-    wheel_x: i16,
-    #[serde(default)]
-    wheel_y: i16,
-}
-
-fn mouse_input(m: &PageMouse) -> Result<MouseInput, Failure> {
-    let action = match m.action.as_str() {
-        "move" => MouseAction::Move,
-        "down" => MouseAction::Down,
-        "up" => MouseAction::Up,
-        "wheel" => MouseAction::Wheel,
-        other => {
-            return Err(Failure::new(
-                "INPUT",
-                format!("unknown mouse action {other}"),
-            ))
-        }
-    };
-    // The page's MouseEvent.button numbering.
-    let button = match (action, m.button) {
-        (MouseAction::Move | MouseAction::Wheel, _) => MouseButton::None,
-        (_, 0) => MouseButton::Left,
-        (_, 1) => MouseButton::Middle,
-        (_, 2) => MouseButton::Right,
-        (_, 3) => MouseButton::Back,
-        (_, 4) => MouseButton::Forward,
-        (_, n) => return Err(Failure::new("INPUT", format!("unknown mouse button {n}"))),
-    };
-    Ok(MouseInput {
-        action,
-        button,
-        x: m.x,
-        y: m.y,
-        wheel_x: m.wheel_x,
-        wheel_y: m.wheel_y,
-    })
-}
-
-#[tauri::command]
-async fn mouse(app: State<'_, Arc<App>>, mut event: PageMouse) -> Result<(), Failure> {
-    if let (Some(px), Some(py)) = (event.page_x, event.page_y) {
-        let fit = app.native().and_then(NativeView::fit);
-        // Outside the drawn picture (the letterbox, or before the first frame): not the remote
-        // screen, nothing to send.
-        let Some((x, y)) = fit.and_then(|f| f.to_remote(px, py)) else {
-            return Ok(());
-        };
-        (event.x, event.y) = (x, y);
-    }
-    command(&app, Command::Mouse(mouse_input(&event)?)).await
-}
-
-/// Where the page's stage is, in the webview's device pixels (`None`: the view is not shown).
-#[tauri::command]
-fn view_area(app: State<'_, Arc<App>>, area: Option<Area>) {
-    if let Some(view) = app.native() {
-        view.set_area(area);
-    }
-}
-
-/// The native view's counters (`null` without one).
-#[tauri::command]
-fn view_state(app: State<'_, Arc<App>>) -> Option<view::Stats> {
-    app.native().map(NativeView::stats)
-}
-
-/// Watches remote pixel (`x`, `y`) of the native view for the colour `rgb` (tests, benchmark).
-#[tauri::command]
-fn view_watch(app: State<'_, Arc<App>>, x: u32, y: u32, rgb: [u8; 3]) -> Result<(), Failure> {
-    let view = app
-        .native()
-        .ok_or_else(|| Failure::new("NO_NATIVE_VIEW", "This app draws in the page."))?;
-    view.watch(x, y, rgb);
-    Ok(())
-}
-
-/// The native view as a child of the app's window, where there is one and it is not turned off.
-fn open_view(window: &tauri::WebviewWindow) -> Option<NativeView> {
-    if std::env::var("TECHNICIAN_VIEW").is_ok_and(|v| v == "webview") {
-        return None;
-    }
-    match native_parent(window).and_then(NativeView::open) {
-        Ok(view) => Some(view),
-        Err(e) => {
-            eprintln!("technician-app: no native view ({e:#}); the page draws the session");
-            None
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn native_parent(window: &tauri::WebviewWindow) -> anyhow::Result<u64> {
-    use raw_window_handle::{HasWindowHandle, RawWindowHandle};
-    let handle = window
-        .window_handle()
-        .map_err(|e| anyhow::anyhow!("the window's handle: {e}"))?;
-    match handle.as_raw() {
-        RawWindowHandle::Xlib(h) => Ok(h.window),
-        RawWindowHandle::Xcb(h) => Ok(u64::from(h.window.get())),
-        other => anyhow::bail!("not an X11 window ({other:?})"),
-    }
-}
-
-/// The `HWND` of the app's window, whose client area the webview fills: the page's device pixels
-/// are the window's client coordinates.
-#[cfg(windows)]
-fn native_parent(window: &tauri::WebviewWindow) -> anyhow::Result<u64> {
-    use raw_window_handle::{HasWindowHandle, RawWindowHandle};
-    let handle = window
-        .window_handle()
-        .map_err(|e| anyhow::anyhow!("the window's handle: {e}"))?;
-    match handle.as_raw() {
-        RawWindowHandle::Win32(h) => Ok(h.hwnd.get() as u64),
-        other => anyhow::bail!("not a Win32 window ({other:?})"),
-    }
-}
-
-/// The window's content `NSView`, which the webview fills (untested: no Mac runs here).
-#[cfg(target_os = "macos")]
-fn native_parent(window: &tauri::WebviewWindow) -> anyhow::Result<u64> {
-    use raw_window_handle::{HasWindowHandle, RawWindowHandle};
-    let handle = window
-        .window_handle()
-        .map_err(|e| anyhow::anyhow!("the window's handle: {e}"))?;
-    match handle.as_raw() {
-        RawWindowHandle::AppKit(h) => Ok(h.ns_view.as_ptr() as usize as u64),
-        other => anyhow::bail!("not an AppKit window ({other:?})"),
-    }
-}
-
-#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
-fn native_parent(_: &tauri::WebviewWindow) -> anyhow::Result<u64> {
-    anyhow::bail!("no native view on this platform")
-}
-
 #[tauri::command]
 async fn key(
     app: State<'_, Arc<App>>,
@@ -863,7 +713,7 @@ fn main() {
             let _ = app.settings.set(store);
             let view = tauri_app
                 .get_webview_window("main")
-                .and_then(|w| open_view(&w));
+                .and_then(|w| view_commands::open_view(&w));
             let _ = app.view.set(view);
             Ok(())
         })
@@ -916,7 +766,7 @@ fn main() {
             connect,
             tab_commands::select_tab,
             tab_commands::close_tab,
-            mouse,
+            view_commands::mouse,
             key,
             switch_monitor,
             set_frame_rate,
@@ -924,9 +774,9 @@ fn main() {
             send_chat,
             set_fullscreen,
             leave,
-            view_area,
-            view_state,
-            view_watch,
+            view_commands::view_area,
+            view_commands::view_state,
+            view_commands::view_watch,
             file_commands::send_file,
             file_commands::pick_and_send_file,
             file_commands::get_file,
