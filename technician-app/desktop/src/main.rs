@@ -5,9 +5,10 @@
 //! ([`wire`]): small JSON messages, and the H.264 access units only where there is no native view.
 //!
 //! Video: the app decodes in Rust and draws into a native child window over the page's stage
-//! ([`view::native`]: X11 and Windows, tested; macOS, untested); the page tells it where the stage
-//! is and sends mouse events in page coordinates, which are mapped through the same [`view::Fit`]
-//! the view draws with. Where no native view opens (and with `TECHNICIAN_VIEW=webview`) the page
+//! ([`technician_desktop::view::native`]: X11 and Windows, tested; macOS, untested; the app's side
+//! in [`view_commands`]); the page tells it where the stage is and sends mouse events in page
+//! coordinates, which are mapped through the same [`technician_desktop::view::Fit`] the view draws
+//! with. Where no native view opens (and with `TECHNICIAN_VIEW=webview`) the page
 //! decodes with WebCodecs and maps input itself. Input,
 //! monitor and frame-rate changes come back as commands.
 //!
