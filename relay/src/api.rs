@@ -85,6 +85,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/audit.csv", get(audit_csv))
         .merge(crate::console::routes())
         .fallback(crate::console::fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            crate::browser_guard::guard,
+        ))
         .with_state(shared)
 }
 
@@ -707,13 +711,19 @@ async fn withdraw_invitation(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What a change of membership withdrew, as the API answers it.
+#[derive(Serialize)]
+struct WithdrawnAnswer {
+    withdrawn: crate::store::issued::Withdrawn,
+}
+
 async fn remove_member(
     State(shared): State<Arc<Shared>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    ops::remove_member(&shared, caller.who(), &id).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<Json<WithdrawnAnswer>, ApiError> {
+    let withdrawn = ops::remove_member(&shared, caller.who(), &id).await?;
+    Ok(Json(WithdrawnAnswer { withdrawn }))
 }
 
 #[derive(Deserialize)]
@@ -726,10 +736,10 @@ async fn set_role(
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<RoleRequest>, JsonRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<WithdrawnAnswer>, ApiError> {
     let Json(req) = body?;
-    ops::set_role(&shared, caller.who(), &id, req.role).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let withdrawn = ops::set_role(&shared, caller.who(), &id, req.role).await?;
+    Ok(Json(WithdrawnAnswer { withdrawn }))
 }
 
 async fn password_reset_link(

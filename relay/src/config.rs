@@ -68,6 +68,9 @@ pub struct Config {
     pub retention_days: u64,
     /// How often retention looks for recordings to delete.
     pub retention_sweep_secs: u64,
+    /// How often the database and the recordings store are probed for `/healthz` and `/metrics`
+    /// (which report the last probe: a request never writes to the store itself).
+    pub health_interval_ms: u64,
     /// Audit events are deleted this many days after they happened (90).
     pub audit_retention_days: u64,
     /// The address people open the relay's links at (`https://support.example.com`); unset, links
@@ -162,6 +165,7 @@ impl Default for Config {
             max_recording_file_bytes: 512 * 1024 * 1024,
             retention_days: 90,
             retention_sweep_secs: 3600,
+            health_interval_ms: 10_000,
             audit_retention_days: 90,
             public_url: None,
             invitation_ttl_secs: 7 * 24 * 3600,
@@ -226,6 +230,13 @@ impl Config {
         anyhow::ensure!(
             self.smtp_url.is_some() == self.smtp_from.is_some(),
             "smtp_url and smtp_from go together: set both or neither"
+        );
+        // Without it, a link would be made from the Host a request named, and a request can
+        // name any host: an e-mailed link must point at the relay's real address.
+        anyhow::ensure!(
+            self.smtp_url.is_none() || self.public_url.is_some(),
+            "smtp_url needs public_url (the address people open the relay at, such as \
+             https://support.example.com): e-mailed links are made from it"
         );
         if let Some(url) = &self.public_url {
             anyhow::ensure!(
@@ -315,5 +326,18 @@ mod tests {
         };
         let err = half_fleet.validate().unwrap_err().to_string();
         assert!(err.contains("announce_address"), "{err}");
+        // Security review finding 17: e-mailed links are never made from a request's Host.
+        let mail_without_address = Config {
+            smtp_url: Some("smtp://127.0.0.1:25".into()),
+            smtp_from: Some("support@example.com".into()),
+            ..Config::default()
+        };
+        let err = mail_without_address.validate().unwrap_err().to_string();
+        assert!(err.contains("smtp_url needs public_url"), "{err}");
+        let with_address = Config {
+            public_url: Some("https://support.example.com".into()),
+            ..mail_without_address
+        };
+        assert!(with_address.validate().is_ok());
     }
 }

@@ -44,6 +44,8 @@ pub struct SessionLink {
     pub tools: SessionTools,
     /// Its file transfers as they pass.
     pub transfers: Mutex<crate::transfers::Transfers>,
+    /// What its chat may still carry (each line is written to the audit trail).
+    pub chat: Mutex<crate::rate::ChatAllowance>,
     reason: Mutex<Option<(EndReason, String)>>,
 }
 
@@ -119,6 +121,7 @@ impl SessionLink {
             budget_to_streamer: Arc::new(Semaphore::new(budget)),
             ended: CancellationToken::new(),
             transfers: Mutex::new(crate::transfers::Transfers::default()),
+            chat: Mutex::new(crate::rate::ChatAllowance::new(tokio::time::Instant::now())),
             reason: Mutex::new(None),
         }
     }

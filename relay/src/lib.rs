@@ -8,6 +8,7 @@ pub mod admin;
 mod agent;
 mod api;
 pub mod bootstrap;
+mod browser_guard;
 pub mod clock;
 pub mod config;
 mod console;
@@ -64,6 +65,9 @@ pub(crate) struct Shared {
     /// This relay's fleet, when it is one of several.
     fleet: Option<fleet::Fleet>,
     version: ProductVersion,
+    /// The last probe of the database and the recordings store (`/healthz`, `/metrics`), made on
+    /// a timer by [`Shared::keep_probing`].
+    health: tokio::sync::watch::Sender<(bool, bool)>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -78,9 +82,27 @@ pub struct Relay {
 }
 
 impl Shared {
+    /// Whether the database and the recordings store answered at the last probe.
+    pub(crate) fn health(&self) -> (bool, bool) {
+        *self.health.borrow()
+    }
+
+    /// Probes every `health_interval_ms` until shutdown. Unauthenticated `/healthz` requests read
+    /// the last probe: however many arrive, the store sees one write and one delete an interval.
+    async fn keep_probing(self: Arc<Self>) {
+        let every = Config::ms(self.config.health_interval_ms);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            self.health.send_replace(self.probe_health().await);
+        }
+    }
+
     /// Whether the database and the recordings store answer now (each within
     /// [`metrics::HEALTH_TIMEOUT`]): a query, and a small object written and deleted.
-    pub(crate) async fn health(&self) -> (bool, bool) {
+    async fn probe_health(&self) -> (bool, bool) {
         let within = metrics::HEALTH_TIMEOUT;
         let (database, store) = tokio::join!(
             tokio::time::timeout(within, self.store.ping()),
@@ -94,7 +116,7 @@ impl Shared {
 
     /// The metrics exposition now.
     pub(crate) async fn metrics_text(&self) -> String {
-        let (database_up, store_up) = self.health().await;
+        let (database_up, store_up) = self.health();
         let (live_sessions, streamers_online, technician_connections) = self.hub.counts();
         self.metrics.render(&metrics::Gauges {
             database_up,
@@ -180,9 +202,12 @@ impl Relay {
             clock,
             hub: hub::Hub::default(),
             recordings,
+            health: tokio::sync::watch::Sender::new((false, false)),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
+        // Healthy or not from the first request on; then on the timer, from `serve`.
+        shared.health.send_replace(shared.probe_health().await);
         Ok(Self {
             shared,
             tls,
@@ -232,6 +257,7 @@ impl Relay {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let shared = self.shared;
+        let prober = tokio::spawn(shared.clone().keep_probing());
         let router = api::router(shared.clone());
         let accept = tokio::spawn(server::accept_loop(
             listener,
@@ -282,6 +308,7 @@ impl Relay {
         shared.shutdown.cancel();
         let _ = accept.await;
         let _ = retention.await;
+        let _ = prober.await;
         if let Some(peers) = peers {
             let _ = peers.await;
         }

@@ -361,10 +361,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Whether the relay can do its work now: the database answers and the recordings store takes a
-/// write. 200 when both do, 503 (with which one failed) otherwise, for load balancers and monitors.
+/// Whether the relay can do its work: the database answered and the recordings store took a write
+/// at the last probe (every `health_interval_ms`). 200 when both did, 503 (with which one failed)
+/// otherwise, for load balancers and monitors. Reading it costs the store nothing.
 pub(crate) async fn health(State(shared): State<Arc<Shared>>) -> Response {
-    let (database, store) = shared.health().await;
+    let (database, store) = shared.health();
     let word = |ok: bool| if ok { "ok" } else { "failing" };
     let status = if database && store {
         StatusCode::OK

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 
 use crate::api::ApiError;
 use crate::store::audit::{Action, Actor, AuditEvent, AuditFilter, NewEvent};
+use crate::store::issued::Withdrawn;
 use crate::store::members::MemberError;
 use crate::store::{
     Denied, PlaybackPolicy, SignIn, StoreError, TeamSettings, UserRecord, UserRole,
@@ -91,7 +92,9 @@ impl From<MemberError> for ApiError {
             MemberError::NotAllowed(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             MemberError::NotFound => (StatusCode::NOT_FOUND, "MEMBER_NOT_FOUND"),
             MemberError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
-            MemberError::Invalid(_) => (StatusCode::BAD_REQUEST, "INVALID_VALUE"),
+            MemberError::Invalid(_) | MemberError::WrongPassword => {
+                (StatusCode::BAD_REQUEST, "INVALID_VALUE")
+            }
             MemberError::Link(Denied::Invalid) => (StatusCode::FORBIDDEN, "LINK_INVALID"),
             MemberError::Link(Denied::Expired) => (StatusCode::GONE, "LINK_EXPIRED"),
             MemberError::Link(Denied::Revoked) => (StatusCode::GONE, "LINK_USED"),
@@ -127,6 +130,20 @@ pub(crate) fn base_url(shared: &Shared, host: Option<&str>) -> String {
 
 // ---- Signing in and out -------------------------------------------------------------------------
 
+/// What the per-account sign-in throttle counts a try against: the account, once the address
+/// resolves to one (so that spellings the database takes for the same address share one count),
+/// else the address as people read it.
+async fn account_key(shared: &Shared, email: &str) -> Result<String, ApiError> {
+    Ok(match shared.store.account_id(email).await? {
+        Some(id) => format!("user:{id}"),
+        None => format!("email:{}", crate::store::normalize_email(email)),
+    })
+}
+
+fn paused(message: String) -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_ATTEMPTS", message)
+}
+
 /// Signs in with an e-mail and password, with the throttles, and audits the attempt.
 pub(crate) async fn sign_in(
     shared: &Shared,
@@ -136,13 +153,10 @@ pub(crate) async fn sign_in(
 ) -> Result<SignIn, ApiError> {
     let email = email.trim();
     let now = shared.clock.now_ms();
-    if let Err(paused) = shared.sign_ins.check(email, addr, now).await {
+    let account = account_key(shared, email).await?;
+    if let Err(why) = shared.sign_ins.check(&account, addr, now).await {
         shared.metrics.sign_in_throttled();
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TOO_MANY_ATTEMPTS",
-            paused,
-        ));
+        return Err(paused(why));
     }
     let signed_in = shared
         .store
@@ -150,7 +164,7 @@ pub(crate) async fn sign_in(
         .await?;
     match signed_in {
         Ok(s) => {
-            shared.sign_ins.succeeded(email).await;
+            shared.sign_ins.succeeded(&account).await;
             let actor = Actor::User(s.user.id.clone(), s.user.name.clone());
             audit(
                 shared,
@@ -165,7 +179,7 @@ pub(crate) async fn sign_in(
             Ok(s)
         }
         Err(_) => {
-            shared.sign_ins.failed(email, addr, now).await;
+            shared.sign_ins.failed(&account, addr, now).await;
             // A failed attempt on a member's address is their team's business.
             let team = shared.store.team_of_email(email).await?;
             audit(
@@ -504,8 +518,7 @@ pub(crate) async fn revoke_deployment_code(
     id: &str,
 ) -> Result<(), ApiError> {
     managers_only(who, "revoke deployment codes")?;
-    let codes = shared.store.deployment_codes(&who.user.team_id).await?;
-    let Some(code) = codes.iter().find(|c| c.id == id) else {
+    let Some(code) = shared.store.deployment_code(&who.user.team_id, id).await? else {
         // Another team's code is indistinguishable from a missing one.
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -628,7 +641,7 @@ pub(crate) async fn set_role(
     who: Who<'_>,
     member_id: &str,
     role: UserRole,
-) -> Result<(), ApiError> {
+) -> Result<Withdrawn, ApiError> {
     if role == UserRole::Owner {
         let target = refused(shared.store.transfer_ownership(who.user, member_id).await)?;
         audit_by(
@@ -643,41 +656,43 @@ pub(crate) async fn set_role(
             ),
         )
         .await?;
-        return Ok(());
+        return Ok(Withdrawn::default());
     }
-    let before = refused(shared.store.set_role(who.user, member_id, role).await)?;
+    let (before, withdrawn) = refused(shared.store.set_role(who.user, member_id, role).await)?;
     audit_by(
         shared,
         who,
         Action::RoleChanged,
         &before.email,
-        &format!("{} → {}", before.role.as_str(), role.as_str()),
+        &format!("{} → {}; {withdrawn}", before.role.as_str(), role.as_str()),
     )
     .await?;
-    Ok(())
+    Ok(withdrawn)
 }
 
-/// Removes a member: their sign-ins end and their live connections are cut at once.
+/// Removes a member: their sign-ins end and their live connections are cut at once; what they
+/// issued (invitations, reset links, deployment codes) is withdrawn.
 pub(crate) async fn remove_member(
     shared: &Shared,
     who: Who<'_>,
     member_id: &str,
-) -> Result<(), ApiError> {
-    let (target, ended) = refused(shared.store.remove_member(who.user, member_id).await)?;
-    let cut_off = cut(shared, &ended).await?;
+) -> Result<Withdrawn, ApiError> {
+    let removed = refused(shared.store.remove_member(who.user, member_id).await)?;
+    let cut_off = cut(shared, &removed.ended).await?;
     audit_by(
         shared,
         who,
         Action::MemberRemoved,
-        &target.email,
+        &removed.member.email,
         &format!(
-            "was {}; {} sign-in(s) ended, {cut_off} live connection(s) cut",
-            target.role.as_str(),
-            ended.len()
+            "was {}; {} sign-in(s) ended, {cut_off} live connection(s) cut; {}",
+            removed.member.role.as_str(),
+            removed.ended.len(),
+            removed.withdrawn
         ),
     )
     .await?;
-    Ok(())
+    Ok(removed.withdrawn)
 }
 
 /// Withdraws the pending invitations for `email`: their links stop working.
@@ -714,12 +729,33 @@ pub(crate) async fn change_password(
     current: &str,
     new: &str,
 ) -> Result<(), ApiError> {
-    let ended = refused(
-        shared
-            .store
-            .change_password(who.user, who.token, current, new)
-            .await,
-    )?;
+    // The current password is a guess like a sign-in's (a stolen token must not guess without
+    // limit): the same throttles count it and pause it.
+    let account = format!("user:{}", who.user.id);
+    let now = shared.clock.now_ms();
+    if let Err(why) = shared.sign_ins.check(&account, who.addr, now).await {
+        shared.metrics.sign_in_throttled();
+        return Err(paused(why));
+    }
+    let ended = match shared
+        .store
+        .change_password(who.user, who.token, current, new)
+        .await?
+    {
+        Err(MemberError::WrongPassword) => {
+            shared.sign_ins.failed(&account, who.addr, now).await;
+            audit_by(
+                shared,
+                who,
+                Action::PasswordChangeFailed,
+                &who.user.email,
+                "wrong current password",
+            )
+            .await?;
+            return Err(MemberError::WrongPassword.into());
+        }
+        other => other?,
+    };
     cut(shared, &ended).await?;
     audit_by(
         shared,

@@ -15,12 +15,19 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone)]
 pub struct Recordings {
     objects: Arc<dyn ObjectStore>,
-    /// Verdicts of [`Recordings::verify`] by object key, with the object's size and modification
-    /// time (and ETag) they were reached on: a file is hashed again only when it changed.
+    /// The directory of a store on local disk (its files' change times are read from it).
+    local_root: Option<Arc<object_store::local::LocalFileSystem>>,
+    /// Verdicts of [`Recordings::verify`] by object key, with the [`Stamp`] they were reached on:
+    /// a range read in the middle of a file (a player seeking) is served on the verdict while the
+    /// file is provably unchanged.
     verified: Arc<Mutex<HashMap<String, (Stamp, Integrity)>>>,
 }
 
-type Stamp = (u64, chrono::DateTime<chrono::Utc>, Option<String>);
+/// What tells that a stored file changed since it was hashed, made only of what a writer cannot
+/// put back: size and ETag (on S3 the ETag is the content's own digest, renewed by any write),
+/// and on local disk the inode and the *change* time, which every write and every `utimensat`
+/// moves to the present (the modification time, which `utimensat` sets at will, is not enough).
+type Stamp = (u64, Option<String>, Option<(u64, i64, i64)>);
 
 /// What a stored file's bytes say against the checksum recorded when it was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,23 +51,49 @@ impl Recordings {
     pub fn new(objects: Arc<dyn ObjectStore>) -> Self {
         Self {
             objects,
+            local_root: None,
             verified: Arc::default(),
         }
     }
 
-    /// Checks the object `key` against the SHA-256 (hex) recorded when it was stored, reading it
-    /// whole unless it is unchanged since an earlier check (same size, modification time and ETag).
+    /// The file's stamp: see [`Stamp`].
+    async fn stamp(&self, path: &ObjectPath) -> Result<Stamp, object_store::Error> {
+        let meta = self.objects.head(path).await?;
+        let local = match &self.local_root {
+            Some(fs) => {
+                use std::os::unix::fs::MetadataExt as _;
+                let file = fs.path_to_filesystem(path)?;
+                let m =
+                    tokio::fs::metadata(&file)
+                        .await
+                        .map_err(|e| object_store::Error::Generic {
+                            store: "LocalFileSystem",
+                            source: Box::new(e),
+                        })?;
+                Some((m.ino(), m.ctime(), m.ctime_nsec()))
+            }
+            None => None,
+        };
+        Ok((meta.size, meta.e_tag, local))
+    }
+
+    /// Checks the object `key` against the SHA-256 (hex) recorded when it was stored. A read
+    /// `from_start` (a download, a player's first request) always hashes the bytes as they are
+    /// now; a read from further in is served on an earlier verdict while the file's [`Stamp`] is
+    /// unchanged, and hashes it whole otherwise.
     pub async fn verify(
         &self,
         key: &str,
         expected: &str,
+        from_start: bool,
     ) -> Result<Integrity, object_store::Error> {
         let path = ObjectPath::from(key);
-        let meta = self.objects.head(&path).await?;
-        let stamp: Stamp = (meta.size, meta.last_modified, meta.e_tag.clone());
-        if let Some((seen, verdict)) = self.lock_verified().get(key) {
-            if *seen == stamp {
-                return Ok(verdict.clone());
+        let stamp = self.stamp(&path).await?;
+        if !from_start {
+            if let Some((seen, verdict)) = self.lock_verified().get(key) {
+                if *seen == stamp {
+                    return Ok(verdict.clone());
+                }
             }
         }
         let mut hasher = Sha256::new();
@@ -91,8 +124,11 @@ impl Recordings {
     /// Recordings on local disk under `dir` (created if missing).
     pub fn local(dir: &std::path::Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)?;
-        Ok(Self::new(Arc::new(fs)))
+        let fs = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir)?);
+        Ok(Self {
+            local_root: Some(fs.clone()),
+            ..Self::new(fs)
+        })
     }
 
     /// The recordings' store `config` names: `recordings_url` (`s3://BUCKET[/PREFIX]`), or

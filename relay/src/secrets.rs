@@ -80,6 +80,69 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Argon2 off the async workers: each hash or check runs on tokio's blocking threads, at most
+/// `permits` at a time, so that password work (sign-ins, password changes, by anyone) can never
+/// take the cores that serve every other request and session. Waiting for a permit is a wait, not
+/// work; a request that waits is served in turn.
+#[derive(Debug, Clone)]
+pub struct PasswordWork {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for PasswordWork {
+    /// Half the machine's cores, at least one: the other half stays with the async workers.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Self::new((cores / 2).max(1))
+    }
+}
+
+impl PasswordWork {
+    /// At most `permits` argon2 runs at once.
+    pub fn new(permits: usize) -> Self {
+        Self {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(permits.max(1))),
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, SecretError> {
+        // The semaphore is never closed, so acquiring fails only if it were.
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| SecretError::Hash(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| SecretError::Hash(e.to_string()))
+    }
+
+    /// [`hash_password`], off the async workers.
+    pub async fn hash(&self, password: &str) -> Result<String, SecretError> {
+        let password = password.to_owned();
+        self.run(move || hash_password(&password)).await?
+    }
+
+    /// [`verify_password`] against `stored`, or against [`dummy_hash`] when there is no account
+    /// (so that unknown addresses cost what wrong passwords do), off the async workers.
+    pub async fn verify(&self, password: &str, stored: Option<&str>) -> bool {
+        let password = password.to_owned();
+        let stored = stored.map(str::to_owned);
+        self.run(move || match stored {
+            Some(stored) => verify_password(&password, &stored),
+            None => {
+                let _ = verify_password(&password, dummy_hash());
+                false
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +154,40 @@ mod tests {
         assert!(verify_password("correct horse", &stored));
         assert!(!verify_password("wrong horse", &stored));
         assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn password_work_runs_off_the_async_workers_one_permit_at_a_time() {
+        let work = PasswordWork::new(1);
+        let stored = work.hash("correct horse").await.unwrap();
+        assert!(work.verify("correct horse", Some(&stored)).await);
+        assert!(!work.verify("wrong", Some(&stored)).await);
+        assert!(!work.verify("correct horse", None).await);
+        // Eight checks at once: while they run, an async task still gets its turn before any of
+        // them has finished (had they run on the two workers, it would wait for one to finish):
+        // told by the checks finished when it ran, not by a clock.
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let checks: Vec<_> = (0..8)
+            .map(|_| {
+                let (work, stored, done) = (work.clone(), stored.clone(), done.clone());
+                tokio::spawn(async move {
+                    work.verify("wrong", Some(&stored)).await;
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let seen = tokio::spawn({
+            let done = done.clone();
+            async move { done.load(std::sync::atomic::Ordering::SeqCst) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, 0, "an async task waited for argon2 checks to finish");
+        for c in checks {
+            c.await.unwrap();
+        }
+        assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), 8);
     }
 
     #[test]

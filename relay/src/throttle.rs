@@ -4,7 +4,11 @@
 //!
 //! - Sign-in ([`SignInThrottle`]): 5 wrong passwords for one account in 15 minutes pause that
 //!   account, and 50 from one client address pause that address (credential stuffing across many
-//!   accounts). A successful sign-in clears the account's count, never the address's.
+//!   accounts). A successful sign-in clears the account's count, never the address's. The caller
+//!   names the account (its id once the address resolves to one, so that every spelling the
+//!   database takes for one address shares one count); wrong current passwords in a password
+//!   change count as wrong passwords. An IPv6 client counts as its /64 (one subscriber's network,
+//!   which holds 2^64 addresses); an IPv4-mapped IPv6 address as the IPv4 address.
 //! - Session codes ([`CodeThrottle`]): 10 wrong codes from one technician in 15 minutes pause their
 //!   code entry, and 50 across one team pause the team's (many accounts cannot multiply the
 //!   guesses). A code that works clears the technician's count.
@@ -191,22 +195,22 @@ impl SignInThrottle {
         }
     }
 
-    /// Whether `email` may try to sign in from `address` at `now_ms`; the refusal in words if not.
+    /// Whether `account` may try a password from `address` at `now_ms`; the refusal in words if not.
     pub async fn check(
         &self,
-        email: &str,
+        account: &str,
         address: Option<IpAddr>,
         now_ms: i64,
     ) -> Result<(), String> {
         if let (Some(a), Some(addresses)) = (address, &self.addresses) {
-            addresses.check(&a.to_string(), now_ms).await.map_err(|l| {
+            addresses.check(&network_key(a), now_ms).await.map_err(|l| {
                 format!(
                     "Too many wrong passwords from your network: sign-in from it is paused. Try again in {}.",
                     l.wait()
                 )
             })?;
         }
-        self.accounts.check(email, now_ms).await.map_err(|l| {
+        self.accounts.check(account, now_ms).await.map_err(|l| {
             format!(
                 "Too many wrong passwords for this account: sign-in is paused. Try again in {}.",
                 l.wait()
@@ -214,18 +218,34 @@ impl SignInThrottle {
         })
     }
 
-    /// Records a wrong password for `email` from `address` at `now_ms`.
-    pub async fn failed(&self, email: &str, address: Option<IpAddr>, now_ms: i64) {
-        self.accounts.failed(email, now_ms).await;
+    /// Records a wrong password for `account` from `address` at `now_ms`.
+    pub async fn failed(&self, account: &str, address: Option<IpAddr>, now_ms: i64) {
+        self.accounts.failed(account, now_ms).await;
         if let (Some(a), Some(addresses)) = (address, &self.addresses) {
-            addresses.failed(&a.to_string(), now_ms).await;
+            addresses.failed(&network_key(a), now_ms).await;
         }
     }
 
     /// A successful sign-in: the account's count starts again (the address's does not: one good
     /// account must not reset the count of guesses at others).
-    pub async fn succeeded(&self, email: &str) {
-        self.accounts.succeeded(email).await;
+    pub async fn succeeded(&self, account: &str) {
+        self.accounts.succeeded(account).await;
+    }
+}
+
+/// The client network an address counts as: an IPv4 address itself (also when written as
+/// IPv4-mapped IPv6), an IPv6 address its /64.
+pub fn network_key(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
     }
 }
 
@@ -287,6 +307,31 @@ impl CodeThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_counts_as_its_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(network_key(a), "2001:db8:1:2::/64");
+        assert_eq!(network_key(a), network_key(b));
+        assert_ne!(network_key(a), network_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(network_key(mapped), "192.0.2.7");
+    }
+
+    #[tokio::test]
+    async fn a_64_guessing_from_many_addresses_is_paused_as_one() {
+        let t = SignInThrottle::new(3);
+        for i in 0..3u16 {
+            let a = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 7, i, i, i, i));
+            assert!(t.check(&format!("user:{i}"), Some(a), 1).await.is_ok());
+            t.failed(&format!("user:{i}"), Some(a), 1).await;
+        }
+        let fresh = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 7, 9, 9, 9, 9));
+        let refused = t.check("user:new", Some(fresh), 2).await.unwrap_err();
+        assert!(refused.contains("your network"), "{refused}");
+    }
 
     #[tokio::test]
     async fn five_wrong_passwords_pause_the_account_for_the_window() {

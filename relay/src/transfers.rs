@@ -159,7 +159,12 @@ impl Transfers {
                 );
                 Verdict::Forward
             }
-            Message::FileRequest { .. } => Verdict::Forward,
+            // What a technician asks a computer for is evidence too, whether or not a file
+            // comes of it (the streamer refuses its own data and what it cannot read).
+            Message::FileRequest { path, .. } => Verdict::LogAndForward(
+                Action::FileRequested,
+                format!("{}, {path}", Side::Streamer.sending()),
+            ),
             Message::FileAccept {
                 transfer_id,
                 offset,
@@ -170,10 +175,11 @@ impl Transfers {
                     Verdict::LogAndForward(
                         Action::TransferStarted,
                         format!(
-                            "{}, {}, {} bytes, from byte {offset}",
+                            "{}, {}, {} bytes, from byte {offset}, offered sha256 {}",
                             t.from.sending(),
                             t.name,
-                            t.size
+                            t.size,
+                            hex(&t.sha256)
                         ),
                     )
                 }
@@ -216,6 +222,15 @@ impl Transfers {
                 outcome,
                 ..
             } => {
+                // Only the receiver can say a file arrived whole: the sender's word would close
+                // the transfer with no SHA-256 in the trail.
+                if *outcome == FileOutcome::Verified
+                    && self.open.get(transfer_id).is_some_and(|t| t.from == from)
+                {
+                    return unexpected(format!(
+                        "Transfer {transfer_id} is yours to send: only its receiver says it arrived verified."
+                    ));
+                }
                 let Some(t) = self.open.remove(transfer_id) else {
                     // The end of a request that never became an offer (a file not found), or
                     // of an offer already over: nothing crossed.
@@ -324,8 +339,21 @@ mod tests {
             t.check(Side::Streamer, &accept, OPEN),
             Verdict::LogAndForward(
                 Action::TransferStarted,
-                "technician → remote computer, report.pdf, 1000 bytes, from byte 400".into()
+                format!(
+                    "technician → remote computer, report.pdf, 1000 bytes, from byte 400, offered sha256 {}",
+                    "ab".repeat(32)
+                )
             )
+        );
+        // The sender cannot close it as verified (no SHA-256 would reach the trail).
+        let claimed = Message::FileEnd {
+            transfer_id: 7,
+            outcome: FileOutcome::Verified,
+            message: String::new(),
+        };
+        assert_eq!(
+            code(t.check(Side::Technician, &claimed, OPEN)),
+            ErrorCode::UnexpectedMessage
         );
         assert_eq!(
             t.check(Side::Technician, &chunk(7, 400, 600), OPEN),
@@ -466,7 +494,8 @@ mod tests {
                 "remote computer → technician, report.pdf, cancelled, at byte 30 of 100".into()
             )
         );
-        // A sender cannot claim its own file verified: that is a stop too.
+        // A sender cannot claim its own file verified: refused, and the transfer stays open for
+        // its receiver's end (security review finding 18).
         t.check(Side::Streamer, &offer(4, 10), OPEN);
         t.check(
             Side::Technician,
@@ -481,9 +510,13 @@ mod tests {
             outcome: FileOutcome::Verified,
             message: String::new(),
         };
-        assert!(matches!(
-            t.check(Side::Streamer, &claimed, OPEN),
-            Verdict::LogAndForward(Action::TransferStopped, _)
-        ));
+        assert_eq!(
+            code(t.check(Side::Streamer, &claimed, OPEN)),
+            ErrorCode::UnexpectedMessage
+        );
+        assert_eq!(
+            t.interrupted(),
+            ["remote computer → technician, report.pdf, interrupted, at byte 0 of 10"]
+        );
     }
 }

@@ -202,8 +202,8 @@ async fn an_owner_builds_a_team_and_every_rule_holds_on_the_server() {
         )
         .await;
     assert_eq!(status, 404);
-    assert_eq!(role(&member_id, "admin", &owner).await.0, 204);
-    assert_eq!(role(&member_id, "member", &owner).await.0, 204);
+    assert_eq!(role(&member_id, "admin", &owner).await.0, 200);
+    assert_eq!(role(&member_id, "member", &owner).await.0, 200);
 
     // Removal: the member's live technician connection is cut at once, their token dies.
     let mut live = relay.connect().await;
@@ -224,7 +224,7 @@ async fn an_owner_builds_a_team_and_every_rule_holds_on_the_server() {
             None,
         )
         .await;
-    assert_eq!(status, 204);
+    assert_eq!(status, 200);
     let (refusal, _) = refused(&mut live).await;
     assert_eq!(refusal, ErrorCode::CredentialRevoked);
     let (status, _) = relay
@@ -312,7 +312,7 @@ async fn an_owner_builds_a_team_and_every_rule_holds_on_the_server() {
         (status, renamed["name"].as_str()),
         (200, Some("Acme Support"))
     );
-    assert_eq!(role(&admin_id, "owner", &owner).await.0, 204);
+    assert_eq!(role(&admin_id, "owner", &owner).await.0, 200);
     let (_, list) = relay
         .api("GET", "/api/v1/members", Some(&admin), None)
         .await;
@@ -479,7 +479,7 @@ async fn the_audit_log_pages_by_cursor_filters_and_exports_what_it_shows() {
     assert_eq!(status, 400);
 
     // The console's page refuses an address it did not make, saying why.
-    let cookie = format!("relay_console={admin}");
+    let cookie = format!("__Host-relay_console={admin}");
     for bad in ["before=abc", "from=27%2F11%2F2026", "action=nonsense"] {
         let (status, _, body) = relay
             .connector
@@ -853,5 +853,276 @@ async fn invitations_are_e_mailed_through_a_real_smtp_server_and_shown_when_it_f
         inv["email_error"].as_str().unwrap().contains("mail server"),
         "{inv}"
     );
+    relay.stop().await;
+}
+
+/// Security review finding 3: a removed (or demoted) admin's pending invitations, reset links and
+/// deployment codes stop working, the removal's answer and audit event say what was withdrawn,
+/// and what they made is refused at use even when it was not withdrawn.
+#[tokio::test]
+async fn a_removed_or_demoted_admin_leaves_no_way_back_into_the_team() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let owner = team.token.clone();
+    let (admin_id, admin) = join(&relay, &owner, "rogue@acme.example", "admin").await;
+    let (member_id, _) = join(&relay, &owner, "max@acme.example", "member").await;
+
+    // Before leaving, the admin prepares ways back in.
+    let (status, inv) = invite(&relay, &admin, "sockpuppet@evil.example", "member").await;
+    assert_eq!(status, 201, "{inv}");
+    let invitation = token_of(inv["url"].as_str().unwrap()).to_owned();
+    let (status, reset) = relay
+        .api(
+            "POST",
+            &format!("/api/v1/members/{member_id}/password-reset"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{reset}");
+    let reset = token_of(reset["url"].as_str().unwrap()).to_owned();
+    let (status, code_made) = relay
+        .api("POST", "/api/v1/deployment-codes", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200, "{code_made}");
+    let deployment_code = code_made["code"].as_str().unwrap().to_owned();
+
+    // The owner removes them: the answer says what was withdrawn.
+    let (status, removed) = relay
+        .api(
+            "DELETE",
+            &format!("/api/v1/members/{admin_id}"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(
+        removed["withdrawn"],
+        json!({"invitations": 1, "password_resets": 1, "deployment_codes": 1})
+    );
+    let audit = events(&relay, &owner, "action=member_removed").await;
+    let detail = audit[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("1 invitation(s), 1 password-reset link(s), 1 deployment code(s)"),
+        "{detail}"
+    );
+
+    // None of it works any more.
+    let (status, body) = accept(&relay, &invitation, "Sock Puppet", PASSWORD).await;
+    assert_eq!((status, code(&body)), (410, "LINK_USED"), "{body}");
+    let (status, body) = relay
+        .api(
+            "POST",
+            "/api/v1/password-reset",
+            None,
+            Some(json!({"token": reset, "password": "taken-over-password"})),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (410, "LINK_USED"), "{body}");
+    let (_, registered) = relay
+        .handshake_as(
+            Role::Streamer,
+            Credential::DeploymentCode {
+                code: deployment_code,
+                device_name: "Front desk PC".into(),
+            },
+        )
+        .await;
+    assert_eq!(
+        handshake_refusal(registered).code,
+        ErrorCode::CredentialRevoked
+    );
+    assert!(relay.store.devices(&team.id).await.unwrap().is_empty());
+
+    // An admin demoted to member loses what they issued the same way.
+    let (demoted_id, demoted) = join(&relay, &owner, "ada@acme.example", "admin").await;
+    let (status, inv) = invite(&relay, &demoted, "friend@evil.example", "member").await;
+    assert_eq!(status, 201, "{inv}");
+    let (status, changed) = relay
+        .api(
+            "PUT",
+            &format!("/api/v1/members/{demoted_id}/role"),
+            Some(&owner),
+            Some(json!({"role": "member"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["withdrawn"]["invitations"], 1);
+    let (status, body) = accept(
+        &relay,
+        token_of(inv["url"].as_str().unwrap()),
+        "Friend",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!((status, code(&body)), (410, "LINK_USED"), "{body}");
+
+    relay.stop().await;
+}
+
+/// Security review finding 4: a reset link made for a member does not reset them once they are an
+/// admin or the owner, and a link is re-checked at use against its maker's right now (an owner
+/// who handed over ownership may no longer reset an admin).
+#[tokio::test]
+async fn a_reset_link_never_outlives_the_right_that_made_it() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let owner = team.token.clone();
+    let (_, admin) = join(&relay, &owner, "ada@acme.example", "admin").await;
+    let (target_id, _) = join(&relay, &owner, "target@acme.example", "member").await;
+    let reset_for = |id: String, by: String| {
+        let relay = &relay;
+        async move {
+            let (status, body) = relay
+                .api(
+                    "POST",
+                    &format!("/api/v1/members/{id}/password-reset"),
+                    Some(&by),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            token_of(body["url"].as_str().unwrap()).to_owned()
+        }
+    };
+    let use_reset = |token: String| {
+        let relay = &relay;
+        async move {
+            relay
+                .api(
+                    "POST",
+                    "/api/v1/password-reset",
+                    None,
+                    Some(json!({"token": token, "password": "admin-took-over-123"})),
+                )
+                .await
+        }
+    };
+
+    // The review's attack: made while the target was a member, used after they became owner.
+    let link = reset_for(target_id.clone(), admin.clone()).await;
+    for role in ["admin", "owner"] {
+        let (status, body) = relay
+            .api(
+                "PUT",
+                &format!("/api/v1/members/{target_id}/role"),
+                Some(&owner),
+                Some(json!({ "role": role })),
+            )
+            .await;
+        assert_eq!(status, 200, "{role}: {body}");
+    }
+    let (status, body) = use_reset(link).await;
+    assert_eq!((status, code(&body)), (410, "LINK_USED"), "{body}");
+    assert!(
+        sign_in(&relay, "target@acme.example", "admin-took-over-123")
+            .await
+            .is_err()
+    );
+    assert!(sign_in(&relay, "target@acme.example", PASSWORD)
+        .await
+        .is_ok());
+
+    // Re-checked at use: the new owner makes a link for an admin, then hands ownership on and
+    // is an admin, who may not reset an admin.
+    let new_owner = sign_in(&relay, "target@acme.example", PASSWORD)
+        .await
+        .unwrap();
+    let (bob_id, _) = join(&relay, &new_owner, "bob@acme.example", "admin").await;
+    let (carol_id, _) = join(&relay, &new_owner, "carol@acme.example", "member").await;
+    let link = reset_for(bob_id, new_owner.clone()).await;
+    let (status, _) = relay
+        .api(
+            "PUT",
+            &format!("/api/v1/members/{carol_id}/role"),
+            Some(&new_owner),
+            Some(json!({"role": "owner"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = use_reset(link).await;
+    assert_eq!((status, code(&body)), (410, "LINK_USED"), "{body}");
+    assert!(sign_in(&relay, "bob@acme.example", PASSWORD).await.is_ok());
+    relay.stop().await;
+}
+
+/// Security review finding 9: a deployment code older than the newest 200 (the list's length)
+/// is still found, revoked, and then registers nothing.
+#[tokio::test]
+async fn a_deployment_code_past_the_newest_200_can_be_revoked() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let (status, made) = relay
+        .api("POST", "/api/v1/deployment-codes", Some(&team.token), None)
+        .await;
+    assert_eq!(status, 200, "{made}");
+    let oldest = made["code"].as_str().unwrap().to_owned();
+    let (_, listed) = relay
+        .api("GET", "/api/v1/deployment-codes", Some(&team.token), None)
+        .await;
+    let id = listed["deployment_codes"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..200 {
+        relay
+            .store
+            .create_deployment_code(&team.id, 3_600_000)
+            .await
+            .unwrap();
+    }
+    let (_, listed) = relay
+        .api("GET", "/api/v1/deployment-codes", Some(&team.token), None)
+        .await;
+    assert!(listed.to_string().find(&id).is_none(), "off the list");
+    let (status, body) = relay
+        .api(
+            "POST",
+            &format!("/api/v1/deployment-codes/{id}/revoke"),
+            Some(&team.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (_, registered) = relay
+        .handshake_as(
+            Role::Streamer,
+            Credential::DeploymentCode {
+                code: oldest,
+                device_name: "Front desk PC".into(),
+            },
+        )
+        .await;
+    assert_eq!(
+        handshake_refusal(registered).code,
+        ErrorCode::CredentialRevoked
+    );
+    relay.stop().await;
+}
+
+/// Security review finding 10: inviting an address answers alike whether or not it has an
+/// account in another team of the relay; the person who opens the link is told at acceptance.
+#[tokio::test]
+async fn an_invitation_reveals_nothing_about_other_teams() {
+    let relay = TestRelay::start().await;
+    let acme = relay.team("acme").await;
+    let globex = relay.team("globex").await;
+    join(&relay, &acme.token, "max@acme.example", "member").await;
+    let (taken, taken_body) = invite(&relay, &globex.token, "max@acme.example", "member").await;
+    let (free, free_body) = invite(&relay, &globex.token, "nobody@acme.example", "member").await;
+    assert_eq!((taken, free), (201, 201), "{taken_body} {free_body}");
+    assert_eq!(taken_body["emailed"], free_body["emailed"]);
+    let (status, body) = accept(
+        &relay,
+        token_of(taken_body["url"].as_str().unwrap()),
+        "Max",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!((status, code(&body)), (409, "CONFLICT"), "{body}");
+    // Inviting one's own team's member is still refused: that is the team's own business.
+    let (status, body) = invite(&relay, &acme.token, "MAX@acme.example", "member").await;
+    assert_eq!((status, code(&body)), (409, "CONFLICT"), "{body}");
     relay.stop().await;
 }

@@ -28,6 +28,22 @@ async fn health(relay: &TestRelay) -> (u16, serde_json::Value) {
     (status, serde_json::from_slice(&body).unwrap())
 }
 
+/// `/healthz` reports the last probe, made on a timer: waits (up to 20 s) for it to say `want`.
+async fn health_becomes(relay: &TestRelay, want: (u16, serde_json::Value)) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = health(relay).await;
+        if now == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health stayed {now:?}, not {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn metrics_count_sessions_recordings_refusals_and_throttles_and_health_names_what_fails() {
     // The store's failure is made in the file system (its folder replaced by a file): this relay
@@ -35,6 +51,7 @@ async fn metrics_count_sessions_recordings_refusals_and_throttles_and_health_nam
     let relay = TestRelay::start_with(|c| {
         c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
         c.recordings_url = None;
+        c.health_interval_ms = 100;
     })
     .await;
     let metrics = relay.metrics.expect("a metrics address");
@@ -157,45 +174,67 @@ async fn metrics_count_sessions_recordings_refusals_and_throttles_and_health_nam
     );
 
     // Health: both answer; then the recordings store cannot take a write (its folder is a file
-    // now): 503 naming the store, and the metrics say so; back when it is restored.
-    assert_eq!(
-        health(&relay).await,
+    // now): 503 naming the store at the next probe, and the metrics say so; back when it is
+    // restored.
+    let ok = || {
         (
             200,
-            serde_json::json!({"status": "ok", "database": "ok", "store": "ok"})
+            serde_json::json!({"status": "ok", "database": "ok", "store": "ok"}),
         )
-    );
+    };
+    health_becomes(&relay, ok()).await;
     let recordings = relay.dir.path().join("recordings");
     let aside = relay.dir.path().join("recordings-aside");
     std::fs::rename(&recordings, &aside).unwrap();
     std::fs::write(&recordings, b"not a folder").unwrap();
-    assert_eq!(
-        health(&relay).await,
+    health_becomes(
+        &relay,
         (
             503,
-            serde_json::json!({"status": "failing", "database": "ok", "store": "failing"})
-        )
-    );
+            serde_json::json!({"status": "failing", "database": "ok", "store": "failing"}),
+        ),
+    )
+    .await;
     assert_eq!(
         metric_value(&scrape(metrics).await, "relay_store_up", &[]),
         0.0
     );
     std::fs::remove_file(&recordings).unwrap();
     std::fs::rename(&aside, &recordings).unwrap();
-    assert_eq!(health(&relay).await.0, 200);
+    health_becomes(&relay, ok()).await;
 
     // The database gone (its pool closed under the relay): 503 naming the database.
     relay.store.close().await;
-    assert_eq!(
-        health(&relay).await,
+    health_becomes(
+        &relay,
         (
             503,
-            serde_json::json!({"status": "failing", "database": "failing", "store": "ok"})
-        )
-    );
+            serde_json::json!({"status": "failing", "database": "failing", "store": "ok"}),
+        ),
+    )
+    .await;
     assert_eq!(
         metric_value(&scrape(metrics).await, "relay_database_up", &[]),
         0.0
     );
+    relay.stop().await;
+}
+
+/// Security review finding 13: `/healthz` is unauthenticated, so it never writes to the store on
+/// request: it reports the last probe. Between two probes (an hour apart here), a store that
+/// broke is still reported as it was probed, however many requests come.
+#[tokio::test]
+async fn health_requests_never_write_to_the_store() {
+    let relay = TestRelay::start_with(|c| {
+        c.recordings_url = None;
+        c.health_interval_ms = 3_600_000;
+    })
+    .await;
+    let recordings = relay.dir.path().join("recordings");
+    std::fs::rename(&recordings, relay.dir.path().join("aside")).unwrap();
+    std::fs::write(&recordings, b"not a folder").unwrap();
+    for _ in 0..20 {
+        assert_eq!(health(&relay).await.0, 200, "a request probed the store");
+    }
     relay.stop().await;
 }

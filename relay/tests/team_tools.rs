@@ -573,7 +573,7 @@ async fn unknown_addresses_are_404s_and_a_browser_opening_a_dead_link_gets_a_pag
 
 /// A console page as the signed-in `token` sees it: the status and the HTML.
 async fn console_page(relay: &TestRelay, token: &str, path: &str) -> (u16, String) {
-    let cookie = format!("relay_console={token}");
+    let cookie = format!("__Host-relay_console={token}");
     let (status, _, body) = relay
         .connector
         .request(

@@ -191,3 +191,99 @@ async fn session_code_guessing_is_paused_per_technician_and_colleagues_are_not()
     let (c, _) = request_refused(&mut guesser, SessionTarget::Code { code }).await;
     assert_eq!(c, ErrorCode::SessionCodeInvalid);
 }
+
+/// Security review finding 2: look-alike spellings of an address (full-width and circled
+/// letters, which PostgreSQL's collation takes for the account's own) share the account's count:
+/// once it is paused, none of them signs in, even with the right password. Both engines.
+#[tokio::test]
+async fn look_alike_addresses_share_the_accounts_pause() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let variants = [
+        "\u{ff4f}wner@acme.example", // full-width o
+        "o\u{ff57}ner@acme.example", // full-width w
+        "\u{24de}wner@acme.example", // circled o
+        "OWNER@ACME.EXAMPLE",
+    ];
+    for (i, guess) in variants
+        .iter()
+        .chain([&team.owner_email.as_str()])
+        .enumerate()
+    {
+        let (status, body) = api_sign_in(&relay, guess, &format!("wrong-{i}")).await;
+        assert_eq!(status, 401, "{guess}: {body}");
+    }
+    for spelling in variants.iter().chain([&team.owner_email.as_str()]) {
+        let (status, body) = api_sign_in(&relay, spelling, PASSWORD).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (429, Some("TOO_MANY_ATTEMPTS")),
+            "{spelling}: {body}"
+        );
+    }
+    // After the pause, a look-alike spelling is the same account (it reads the same).
+    relay.clock.advance(Duration::from_secs(15 * 60));
+    let (status, body) = api_sign_in(&relay, variants[0], PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["team_id"], team.id.as_str());
+    assert_eq!(body["role"], "owner");
+    relay.stop().await;
+}
+
+/// Security review finding 7: a stolen token cannot guess the account's password through a
+/// password change: wrong current passwords count in the account's throttle, are audited, and
+/// pause both the change and the sign-in.
+#[tokio::test]
+async fn wrong_current_passwords_are_throttled_and_audited() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let change = |current: String| {
+        let relay = &relay;
+        let token = team.token.clone();
+        async move {
+            relay
+                .api(
+                    "PUT",
+                    "/api/v1/me/password",
+                    Some(&token),
+                    Some(serde_json::json!({
+                        "current_password": current,
+                        "new_password": "a brand new passphrase"
+                    })),
+                )
+                .await
+        }
+    };
+    let mut answers = Vec::new();
+    for i in 0..8 {
+        let (status, body) = change(format!("guess-{i:04}-xxxxxxxx")).await;
+        answers.push((
+            status,
+            body["error"]["code"].as_str().unwrap_or("").to_owned(),
+        ));
+    }
+    let wrong = answers.iter().filter(|a| a.0 == 400).count();
+    let paused = answers
+        .iter()
+        .filter(|a| *a == &(429, "TOO_MANY_ATTEMPTS".to_owned()))
+        .count();
+    assert_eq!((wrong, paused), (5, 3), "{answers:?}");
+    // Even the right current password, and the sign-in, wait now.
+    let (status, _) = change(PASSWORD.to_owned()).await;
+    assert_eq!(status, 429);
+    let (status, _) = api_sign_in(&relay, &team.owner_email, PASSWORD).await;
+    assert_eq!(status, 429);
+    let (_, audit) = relay
+        .api(
+            "GET",
+            "/api/v1/audit?action=password_change_failed",
+            Some(&team.token),
+            None,
+        )
+        .await;
+    assert_eq!(audit["events"].as_array().unwrap().len(), 5, "{audit}");
+    relay.clock.advance(Duration::from_secs(15 * 60));
+    let (status, body) = change(PASSWORD.to_owned()).await;
+    assert_eq!(status, 204, "{body}");
+    relay.stop().await;
+}

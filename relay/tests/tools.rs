@@ -352,12 +352,17 @@ async fn files_cross_both_ways_in_order_and_the_audit_trail_has_each_start_and_e
         (Tool::FileTransfer, ErrorCode::UnexpectedMessage)
     );
 
+    let offered = "5a".repeat(32);
     assert_eq!(
         audit_details(&relay, &team, Action::TransferStarted).await,
         [
-            "remote computer → technician, syslog, 10 bytes, from byte 0",
-            "technician → remote computer, setup.exe, 6 bytes, from byte 3",
+            format!("remote computer → technician, syslog, 10 bytes, from byte 0, offered sha256 {offered}"),
+            format!("technician → remote computer, setup.exe, 6 bytes, from byte 3, offered sha256 {offered}"),
         ]
+    );
+    assert_eq!(
+        audit_details(&relay, &team, Action::FileRequested).await,
+        ["remote computer → technician, /var/log/syslog"]
     );
     assert_eq!(
         audit_details(&relay, &team, Action::TransferCompleted).await,
@@ -370,6 +375,62 @@ async fn files_cross_both_ways_in_order_and_the_audit_trail_has_each_start_and_e
         audit_details(&relay, &team, Action::TransferStopped).await,
         ["remote computer → technician, syslog, cancelled, at byte 4 of 10"]
     );
+    relay.stop().await;
+}
+
+/// Security review finding 18: a sender's own "verified" end does not close its transfer (the
+/// trail would lack the SHA-256): it is refused, and the receiver's end logs the completion.
+#[tokio::test]
+async fn only_the_receiver_closes_a_transfer_as_verified() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let (mut tech, mut streamer, _, _) = relay.in_session(&team).await;
+    tools(&mut tech).await;
+    tools(&mut streamer).await;
+    let end = |outcome| Message::FileEnd {
+        transfer_id: 4,
+        outcome,
+        message: String::new(),
+    };
+    cross(&mut streamer, &mut tech, &[offer(4, 3, "notes.txt")]).await;
+    cross(
+        &mut tech,
+        &mut streamer,
+        &[Message::FileAccept {
+            transfer_id: 4,
+            offset: 0,
+        }],
+    )
+    .await;
+    cross(
+        &mut streamer,
+        &mut tech,
+        &[Message::FileChunk {
+            transfer_id: 4,
+            offset: 0,
+            data: bytes::Bytes::from_static(b"abc"),
+        }],
+    )
+    .await;
+    streamer.send(&end(FileOutcome::Verified)).await.unwrap();
+    let Message::ToolRefused { tool, code, .. } = next(&mut streamer).await else {
+        panic!("no ToolRefused")
+    };
+    assert_eq!(
+        (tool, code),
+        (Tool::FileTransfer, ErrorCode::UnexpectedMessage)
+    );
+    cross(&mut tech, &mut streamer, &[end(FileOutcome::Verified)]).await;
+    assert_eq!(
+        audit_details(&relay, &team, Action::TransferCompleted).await,
+        [format!(
+            "remote computer → technician, notes.txt, 3 bytes, sha256 {}",
+            "5a".repeat(32)
+        )]
+    );
+    assert!(audit_details(&relay, &team, Action::TransferStopped)
+        .await
+        .is_empty());
     relay.stop().await;
 }
 
@@ -487,6 +548,75 @@ async fn chat_lines_cross_both_ways_and_each_is_in_the_audit_trail_with_its_text
             "technician → remote computer: Can you see my pointer?",
         ]
     );
+    relay.stop().await;
+}
+
+/// Security review finding 14: an end user (anyone with the attended key) flooding chat fills
+/// no audit trail: past a burst of lines, each is refused `RATE_LIMITED`, neither forwarded nor
+/// logged, and the session goes on; the technician's side has its own allowance.
+#[tokio::test]
+async fn a_chat_flood_is_refused_past_a_burst_and_never_reaches_the_audit_trail() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let (mut tech, mut streamer, _, _) = relay.in_session(&team).await;
+    tools(&mut tech).await;
+    tools(&mut streamer).await;
+    let flood = 40;
+    for i in 0..flood {
+        streamer
+            .send(&Message::ChatText {
+                text: format!("line {i} {}", "x".repeat(2000)),
+            })
+            .await
+            .unwrap();
+    }
+    // A clipboard use after the flood marks its end on the technician's side: the relay handles
+    // one connection's messages in order.
+    streamer
+        .send(&Message::ClipboardText {
+            text: "end of flood".into(),
+        })
+        .await
+        .unwrap();
+    let mut forwarded = 0;
+    loop {
+        match next(&mut tech).await {
+            Message::ChatText { .. } => forwarded += 1,
+            Message::ClipboardText { .. } => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    for _ in forwarded..flood {
+        match next(&mut streamer).await {
+            Message::ToolRefused {
+                tool,
+                code,
+                message,
+            } => assert_eq!(
+                (tool, code),
+                (Tool::Chat, ErrorCode::RateLimited),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    // The burst went (one more if the sending took two seconds or more), and exactly those lines
+    // are in the trail.
+    assert!(
+        (relay::rate::CHAT_BURST..=relay::rate::CHAT_BURST + 1).contains(&forwarded),
+        "{forwarded} forwarded"
+    );
+    let logged = events(&relay, &team, Action::ChatSent).await.len();
+    assert_eq!(logged, forwarded as usize);
+    // The technician can still write, and the session goes on.
+    cross(
+        &mut tech,
+        &mut streamer,
+        &[Message::ChatText {
+            text: "Please stop.".into(),
+        }],
+    )
+    .await;
     relay.stop().await;
 }
 

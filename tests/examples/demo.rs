@@ -297,7 +297,7 @@ async fn main() -> Result<()> {
     }
 
     // The recording in the console, as the owner's browser gets it (and a file through its link).
-    let cookie = format!("relay_console={token}");
+    let cookie = format!("__Host-relay_console={token}");
     let page = format!("/console/sessions/{session_id}");
     let (status, _, html) = connector
         .request(

@@ -888,3 +888,191 @@ async fn an_owner_runs_a_team_in_the_console_and_the_audit_log_shows_it() {
     drop(driver);
     let _ = live.end(&relay).await;
 }
+
+/// A page on another port of the relay's host is the same *site* to the browser, so the owner's
+/// `SameSite=Strict` cookie goes with its forms: forms it auto-submits to every state-changing
+/// console route, and requests it sends to the API, are refused (`ORIGIN_REFUSED`) and change
+/// nothing; the console's own forms keep working.
+#[tokio::test(flavor = "multi_thread")]
+async fn forms_from_another_origin_of_the_same_site_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, acme) = acme_recording_unattended(dir.path()).await;
+    let base = format!("https://{}", relay.addr);
+    // The attacker's site: another HTTPS server on another port of the same host, with a
+    // certificate the browser trusts (the relay's own), serving a blank page.
+    let attacker = attacker_site(&relay.dir.join("tls")).await;
+    let max = relay
+        .store
+        .add_user(
+            &acme,
+            "max@acme.example",
+            "Max Member",
+            UserRole::Member,
+            PASSWORD,
+        )
+        .await
+        .unwrap();
+    let settings_before = relay.store.team_settings(&acme).await.unwrap().unwrap();
+    let home = dir.path().join("home");
+    trust_ca_for_chromium(&home, &relay.ca()).unwrap();
+    let driver = Driver::chromium(&home).await.unwrap();
+    let page = driver
+        .open_chromium(&dir.path().join("profile"))
+        .await
+        .unwrap();
+    sign_in(&page, &base, "owner@acme.example").await;
+
+    let forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (
+            "/console/settings".into(),
+            vec![
+                ("max_file_mb", "2048"),
+                ("playback_unattended", "members"),
+                ("playback_attended", "members"),
+                ("time_zone", "UTC"),
+            ],
+        ),
+        (
+            "/console/members/invite".into(),
+            vec![("email", "attacker@evil.example"), ("role", "admin")],
+        ),
+        (format!("/console/members/{}/remove", max), vec![]),
+        (
+            format!("/console/members/{}/role", max),
+            vec![("role", "admin")],
+        ),
+        (format!("/console/members/{}/password-reset", max), vec![]),
+        ("/console/team/deployment-code".into(), vec![]),
+        ("/console/team/name".into(), vec![("name", "Pwned")]),
+        (
+            "/console/account/password".into(),
+            vec![
+                ("current_password", PASSWORD),
+                ("new_password", "attacker-chosen-password"),
+            ],
+        ),
+        ("/console/sign-out".into(), vec![]),
+    ];
+    let attacker_page = format!("https://{attacker}/");
+    for (action, fields) in &forms {
+        page.goto(&attacker_page).await.unwrap();
+        page.script(
+            "const [action, fields] = arguments;
+             const f = document.createElement('form');
+             f.method = 'post';
+             f.action = action;
+             for (const [k, v] of fields) {
+               const i = document.createElement('input');
+               i.name = k; i.value = v; f.appendChild(i);
+             }
+             document.body.appendChild(f);
+             f.submit();",
+            json!([format!("{base}{action}"), fields]),
+        )
+        .await
+        .unwrap();
+        let refused = page
+            .wait_text("#origin-refused", Duration::from_secs(10), |t| {
+                t.contains("nothing was changed")
+            })
+            .await;
+        assert!(refused.is_ok(), "{action}: {refused:?}");
+    }
+    // The API from the attacker's page: a body-less POST needs no CORS preflight, so the browser
+    // sends it with the cookie (a `no-cors` fetch cannot read the answer: the store tells).
+    page.goto(&attacker_page).await.unwrap();
+    for (method, path) in [
+        ("POST", "/api/v1/deployment-codes".to_owned()),
+        ("DELETE", format!("/api/v1/members/{}", max)),
+        ("POST", "/api/v1/sign-out".to_owned()),
+    ] {
+        page.script_async(
+            "const [method, url, done] = arguments;
+             fetch(url, { method, mode: 'no-cors', credentials: 'include' })
+               .then(() => done('sent'), (e) => done(String(e)));",
+            json!([method, format!("{base}{path}")]),
+        )
+        .await
+        .unwrap();
+    }
+
+    // Nothing changed.
+    assert_eq!(
+        relay.store.team_settings(&acme).await.unwrap().unwrap(),
+        settings_before
+    );
+    let users = relay.store.team_users(&acme).await.unwrap();
+    assert!(
+        users
+            .iter()
+            .any(|u| u.id == max && u.role == UserRole::Member),
+        "{users:?}"
+    );
+    assert!(relay
+        .store
+        .pending_invitations(&acme)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(relay
+        .store
+        .deployment_codes(&acme)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(relay.store.team_name(&acme).await.unwrap(), "acme");
+
+    // The owner is still signed in, with the same password, and the console's own forms work.
+    set_unattended_playback(&page, &base, "admins", "Owner only → Admins and Owner").await;
+    page.goto(&format!("{base}/console/team")).await.unwrap();
+    shot(&page, "csrf-refused-then-own-form").await;
+    relay.stop().await;
+}
+
+/// A blank page over HTTPS on 127.0.0.1 (another port than the relay's), with the relay's own
+/// certificate and key from `tls`: a page of the same site as the relay, as a sibling app's is.
+async fn attacker_site(tls: &std::path::Path) -> std::net::SocketAddr {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(tls.join("server.pem"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(tls.join("server-key.pem")).unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body =
+                    "<!doctype html><title>Another app</title><p>Another app of the same site.</p>";
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}

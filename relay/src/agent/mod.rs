@@ -697,6 +697,39 @@ impl Conn {
                 return Ok(());
             }
         };
+        if let (Message::ChatText { text }, ToolState::Allowed) = (msg, tools.state(tool)) {
+            // Refused past the session's allowance without an audit event: the allowance is what
+            // keeps a flood out of the trail.
+            let taken = crate::hub::lock(&link.chat).take(
+                from == Sender::Technician,
+                text.len(),
+                tokio::time::Instant::now(),
+            );
+            if let Err(why) = taken {
+                let message = match why {
+                    crate::rate::ChatRefused::TooFast => format!(
+                        "Chat lines are coming faster than people type: at most {} at once, then {} a minute. The line was not sent.",
+                        crate::rate::CHAT_BURST,
+                        crate::rate::CHAT_LINES_PER_MINUTE
+                    ),
+                    crate::rate::ChatRefused::SessionFull => format!(
+                        "This session's chat has reached its limit of {} KiB. The line was not sent.",
+                        crate::rate::CHAT_BYTES_PER_SESSION / 1024
+                    ),
+                };
+                tracing::debug!(session = %link.id, ?why, "chat line refused");
+                if MessageKind::ToolRefused.known_at(own_protocol) {
+                    return self
+                        .send(&Message::ToolRefused {
+                            tool,
+                            code: ErrorCode::RateLimited,
+                            message,
+                        })
+                        .await;
+                }
+                return Ok(());
+            }
+        }
         let mut refusal = match tools.state(tool) {
             ToolState::Allowed => None,
             ToolState::Forbidden => Some(Refusal::new(

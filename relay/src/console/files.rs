@@ -195,7 +195,7 @@ async fn serve_file(
     match shared.links.verify(&link, &q.s, shared.clock.now_ms()) {
         Ok(()) => {}
         Err(e @ LinkRefused::Tampered) => {
-            tracing::warn!(file = %file_id, "refused a tampered link");
+            tracing::warn!(file = ?file_id, "refused a tampered link");
             return refuse(StatusCode::FORBIDDEN, "LINK_INVALID", &e.to_string());
         }
         Err(e @ LinkRefused::Expired) => {
@@ -215,10 +215,12 @@ async fn serve_file(
         }
     };
     let Some((session, file, when)) = allowed else {
+        // docs/openapi.json: LINK_INVALID also for a link whose user may no longer play the file
+        // (their role, the team's policy, or their membership changed).
         return refuse(
             StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            "The user who issued this link may no longer play this recording.",
+            "LINK_INVALID",
+            "The person this link was issued to may no longer play this recording.",
         );
     };
     if file.state == "deleted" || file.state == "recording" {
@@ -231,7 +233,18 @@ async fn serve_file(
     // Audit evidence: a file whose bytes no longer hash to the SHA-256 recorded when it was stored is
     // reported, never served as if genuine.
     if let Some(expected) = &file.sha256 {
-        match shared.recordings.verify(&file.object_key, expected).await {
+        // A read from the first byte (every download, a player's first request) hashes the bytes
+        // as they are now; a player seeking is served on that verdict while the file provably
+        // did not change (recording::Stamp).
+        let from_start = headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|r| r.trim().starts_with("bytes=0-"));
+        match shared
+            .recordings
+            .verify(&file.object_key, expected, from_start)
+            .await
+        {
             Ok(Integrity::Intact) => {}
             Ok(Integrity::Altered { actual }) => {
                 tracing::error!(

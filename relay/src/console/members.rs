@@ -16,6 +16,7 @@ use super::{day_start, local_time, time_zone, urlencode, COOKIE};
 use crate::api::{ApiError, AuditQuery, ClientAddress};
 use crate::ops;
 use crate::store::audit::Action;
+use crate::store::issued::Withdrawn;
 use crate::store::{StoreError, UserRole};
 use crate::Shared;
 
@@ -264,11 +265,13 @@ pub(crate) async fn set_role(
 ) -> Response {
     let r = async {
         let role = parse_role(&f.role)?;
-        ops::set_role(&shared, viewer.who(), &id, role).await?;
-        Ok(shown(if role == UserRole::Owner {
-            "Ownership transferred: you are now an admin."
+        let withdrawn = ops::set_role(&shared, viewer.who(), &id, role).await?;
+        Ok(shown(&if role == UserRole::Owner {
+            "Ownership transferred: you are now an admin.".to_owned()
+        } else if withdrawn == Withdrawn::default() {
+            "Role changed.".to_owned()
         } else {
-            "Role changed."
+            format!("Role changed; {withdrawn}.")
         }))
     }
     .await;
@@ -288,7 +291,11 @@ pub(crate) async fn remove(
 ) -> Response {
     let r = ops::remove_member(&shared, viewer.who(), &id)
         .await
-        .map(|()| shown("Member removed: their sign-ins ended and their live sessions were cut."));
+        .map(|withdrawn| {
+            shown(&format!(
+                "Member removed: their sign-ins ended and their live sessions were cut; {withdrawn}."
+            ))
+        });
     after(&shared, &viewer, r).await
 }
 

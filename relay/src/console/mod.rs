@@ -8,7 +8,7 @@ mod pages;
 mod sessions;
 mod team;
 
-pub(crate) use pages::{cookie_token, fallback};
+pub(crate) use pages::{cookie_token, fallback, refused_page};
 
 use std::sync::Arc;
 
@@ -23,7 +23,9 @@ use crate::store::{
 use crate::Shared;
 
 /// The console's name for the sign-in cookie.
-pub(crate) const COOKIE: &str = "relay_console";
+/// `__Host-`: browsers take it only from this host over HTTPS, for the whole host, with no `Domain`,
+/// so a sibling subdomain can neither set nor shadow it.
+pub(crate) const COOKIE: &str = "__Host-relay_console";
 
 /// The console's routes (pages, their static assets, and files through signed links).
 pub(crate) fn routes() -> Router<Arc<Shared>> {

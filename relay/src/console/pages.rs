@@ -215,10 +215,22 @@ pub(crate) async fn sign_out(State(shared): State<Arc<Shared>>, viewer: Viewer) 
     r.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_static(
-            "relay_console=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
+            "__Host-relay_console=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
         ),
     );
     r
+}
+
+/// A refusal made before any handler ran (no viewer to greet): the sentence, with `id` for tests
+/// and scripts, and the way back.
+pub(crate) fn refused_page(status: StatusCode, id: &str, message: &str) -> Response {
+    let body = format!(
+        "<h1>Refused</h1><p class=\"error\" role=\"alert\" id=\"{}\">{}</p>\
+         <p><a href=\"/console/sessions\">Go to the console</a></p>",
+        esc(id),
+        esc(message)
+    );
+    (status, Html(plain_page("Refused", &body))).into_response()
 }
 
 /// A 404 inside the console: the page says what is missing and where to go.
@@ -294,7 +306,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; relay_console=tok; b=2"),
+            HeaderValue::from_static("a=1; __Host-relay_console=tok; b=2"),
         );
         assert_eq!(cookie_token(&h).as_deref(), Some("tok"));
         assert_eq!(cookie_token(&HeaderMap::new()), None);

@@ -233,6 +233,15 @@ impl Denied {
     }
 }
 
+/// An e-mail address as people read it, the form it is stored and compared in: Unicode NFKC
+/// (full-width, circled and other compatibility letters become the plain ones), lower case,
+/// without surrounding spaces. Two addresses that read alike are one address, on both engines
+/// (PostgreSQL's case-insensitive collation already folds such variants; SQLite's folds ASCII only).
+pub fn normalize_email(email: &str) -> String {
+    use unicode_normalization::UnicodeNormalization as _;
+    email.trim().nfkc().collect::<String>().to_lowercase()
+}
+
 pub(super) fn user_from_row(row: &sqlx::any::AnyRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
         id: row.try_get("id")?,
@@ -268,7 +277,7 @@ impl Store {
             attended_key: secrets::new_token()?,
         };
         let owner_id = secrets::new_id()?;
-        let hash = secrets::hash_password(owner_password)?;
+        let hash = self.passwords.hash(owner_password).await?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO teams (id, name, attended_key, created_at) VALUES ($1, $2, $3, $4)",
@@ -285,7 +294,7 @@ impl Store {
         )
         .bind(&owner_id)
         .bind(&team.id)
-        .bind(owner_email)
+        .bind(normalize_email(owner_email))
         .bind(owner_name)
         .bind(&hash)
         .bind(self.now())
@@ -305,14 +314,14 @@ impl Store {
         password: &str,
     ) -> Result<String, StoreError> {
         let id = secrets::new_id()?;
-        let hash = secrets::hash_password(password)?;
+        let hash = self.passwords.hash(password).await?;
         sqlx::query(
             "INSERT INTO users (id, team_id, email, name, role, password_hash, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&id)
         .bind(team_id)
-        .bind(email)
+        .bind(normalize_email(email))
         .bind(name)
         .bind(role.as_str())
         .bind(&hash)
@@ -329,6 +338,35 @@ impl Store {
             .await?)
     }
 
+    /// The current member whose address is `email` as people read it: normalised first (how
+    /// addresses are stored), then as typed (for an address stored before normalisation).
+    async fn account_row(&self, email: &str) -> Result<Option<sqlx::any::AnyRow>, StoreError> {
+        let normal = normalize_email(email);
+        for candidate in [normal.as_str(), email.trim()] {
+            let row = sqlx::query(
+                "SELECT id, team_id, email, name, role, password_hash FROM users \
+                 WHERE email = $1 AND removed_at IS NULL",
+            )
+            .bind(candidate)
+            .fetch_optional(&self.pool)
+            .await?;
+            if row.is_some() {
+                return Ok(row);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The id of the current member whose address `email` is (as [`normalize_email`] reads it,
+    /// and as the database compares it), if any: what sign-in throttles key on.
+    pub async fn account_id(&self, email: &str) -> Result<Option<String>, StoreError> {
+        self.account_row(email)
+            .await?
+            .map(|r| r.try_get("id"))
+            .transpose()
+            .map_err(Into::into)
+    }
+
     /// Checks an e-mail and password and issues a sign-in token valid for `ttl_ms`.
     pub async fn sign_in(
         &self,
@@ -336,20 +374,14 @@ impl Store {
         password: &str,
         ttl_ms: i64,
     ) -> Result<Result<SignIn, Denied>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, team_id, email, name, role, password_hash FROM users \
-             WHERE email = $1 AND removed_at IS NULL",
-        )
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self.account_row(email).await?;
         let Some(row) = row else {
             // Hash anyway so that unknown addresses take as long as wrong passwords.
-            let _ = secrets::verify_password(password, secrets::dummy_hash());
+            let _ = self.passwords.verify(password, None).await;
             return Ok(Err(Denied::Invalid));
         };
         let stored: String = row.try_get("password_hash")?;
-        if !secrets::verify_password(password, &stored) {
+        if !self.passwords.verify(password, Some(&stored)).await {
             return Ok(Err(Denied::Invalid));
         }
         let user = user_from_row(&row)?;
@@ -398,23 +430,25 @@ impl Store {
         Ok(Ok(user_from_row(&row)?))
     }
 
-    /// A user by id.
+    /// A current member by id: `None` for an unknown id or someone removed from their team
+    /// (whatever they still hold, such as a file link they were issued, dies with their membership).
     pub async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, team_id, email, name, role FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, team_id, email, name, role FROM users WHERE id = $1 AND removed_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     /// The team of the active member with this e-mail address, if any.
     pub async fn team_of_email(&self, email: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT team_id FROM users WHERE email = $1 AND removed_at IS NULL")
-                .bind(email)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        self.account_row(email)
+            .await?
+            .map(|r| r.try_get("team_id"))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// A team's name (empty for an unknown team).
@@ -492,7 +526,7 @@ impl Store {
         device_name: &str,
     ) -> Result<Result<(DeviceRecord, String), Denied>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, team_id, expires_at, revoked_at FROM deployment_codes WHERE code_hash = $1",
+            "SELECT id, team_id, created_by, expires_at, revoked_at FROM deployment_codes WHERE code_hash = $1",
         )
         .bind(secrets::digest(code))
         .fetch_optional(&self.pool)
@@ -506,9 +540,18 @@ impl Store {
         if row.try_get::<i64, _>("expires_at")? <= self.now() {
             return Ok(Err(Denied::Expired));
         }
+        let team_id: String = row.try_get("team_id")?;
+        let created_by: Option<String> = row.try_get("created_by")?;
+        if !self
+            .code_issuer_may_issue(&team_id, created_by.as_deref())
+            .await?
+        {
+            // Its maker left the team or lost the right to make codes.
+            return Ok(Err(Denied::Revoked));
+        }
         let device = DeviceRecord {
             id: secrets::new_id()?,
-            team_id: row.try_get("team_id")?,
+            team_id,
             name: device_name.to_owned(),
             streamer_version: None,
             revoked: false,

@@ -32,6 +32,8 @@ pub enum Action {
     MemberRemoved,
     /// A member changed their own password.
     PasswordChanged,
+    /// A member's password change was refused: the current password given was wrong.
+    PasswordChangeFailed,
     /// A password-reset link was made for a member.
     PasswordResetIssued,
     /// A password was set through a reset link.
@@ -74,8 +76,8 @@ pub enum Action {
     ChatSent,
     /// A chat line was not forwarded (object: the session, detail: direction and code).
     ChatRefused,
-    /// A file began to cross a session (object: the session, detail: direction, name, size and
-    /// the byte it started or resumed at).
+    /// A file began to cross a session (object: the session, detail: direction, name, size, the
+    /// byte it started or resumed at, and the SHA-256 its sender offered).
     TransferStarted,
     /// A file crossed a session whole and its receiver checked its SHA-256 (object: the session,
     /// detail: direction, name, size and the SHA-256).
@@ -86,6 +88,9 @@ pub enum Action {
     /// A file offer or request was not forwarded (object: the session, detail: direction, what,
     /// and the code).
     TransferRefused,
+    /// The technician asked the remote computer for one of its files (object: the session,
+    /// detail: the path asked for), written before the request is forwarded.
+    FileRequested,
 }
 
 const ACTIONS: &[(Action, &str)] = &[
@@ -99,6 +104,7 @@ const ACTIONS: &[(Action, &str)] = &[
     (Action::InvitationWithdrawn, "invitation_withdrawn"),
     (Action::MemberRemoved, "member_removed"),
     (Action::PasswordChanged, "password_changed"),
+    (Action::PasswordChangeFailed, "password_change_failed"),
     (Action::PasswordResetIssued, "password_reset_issued"),
     (Action::PasswordReset, "password_reset"),
     (Action::TeamRenamed, "team_renamed"),
@@ -124,6 +130,7 @@ const ACTIONS: &[(Action, &str)] = &[
     (Action::TransferCompleted, "transfer_completed"),
     (Action::TransferStopped, "transfer_stopped"),
     (Action::TransferRefused, "transfer_refused"),
+    (Action::FileRequested, "file_requested"),
 ];
 
 impl Action {

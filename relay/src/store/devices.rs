@@ -28,15 +28,35 @@ pub struct DeploymentCode {
 }
 
 impl Store {
-    /// A team's deployment codes, newest first, at most 200.
+    /// A team's deployment codes, newest first, at most 200 (any one of them, listed or not, is
+    /// found by [`Store::deployment_code`]).
     pub async fn deployment_codes(&self, team_id: &str) -> Result<Vec<DeploymentCode>, StoreError> {
+        self.codes_where(team_id, None).await
+    }
+
+    /// One of the team's deployment codes by id (`None` for another team's or an unknown id).
+    pub async fn deployment_code(
+        &self,
+        team_id: &str,
+        id: &str,
+    ) -> Result<Option<DeploymentCode>, StoreError> {
+        Ok(self.codes_where(team_id, Some(id)).await?.pop())
+    }
+
+    async fn codes_where(
+        &self,
+        team_id: &str,
+        id: Option<&str>,
+    ) -> Result<Vec<DeploymentCode>, StoreError> {
         let rows = sqlx::query(
             "SELECT c.id, c.hint, c.created_at, c.expires_at, c.revoked_at, u.name AS created_by_name, \
              (SELECT COUNT(*) FROM devices d WHERE d.code_id = c.id) AS devices \
              FROM deployment_codes c LEFT JOIN users u ON u.id = c.created_by \
-             WHERE c.team_id = $1 ORDER BY c.created_at DESC, c.rowid DESC LIMIT 200",
+             WHERE c.team_id = $1 AND ($2 = '' OR c.id = $2) \
+             ORDER BY c.created_at DESC, c.rowid DESC LIMIT 200",
         )
         .bind(team_id)
+        .bind(id.unwrap_or(""))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

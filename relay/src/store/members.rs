@@ -11,8 +11,21 @@
 use sqlx::Row;
 
 use super::accounts::user_from_row;
+use super::issued::Withdrawn;
 use super::{Denied, Store, StoreError, UserRecord, UserRole};
 use crate::secrets;
+
+/// A member removed: who they were, the sign-ins that ended (digests, to cut live connections),
+/// and what they had issued that was withdrawn.
+#[derive(Debug, Clone)]
+pub struct Removed {
+    /// The member as they were.
+    pub member: UserRecord,
+    /// The digests of their sign-ins that ended.
+    pub ended: Vec<String>,
+    /// What they had issued, withdrawn.
+    pub withdrawn: Withdrawn,
+}
 
 /// Why a member operation was refused (the caller's fault), with a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +42,9 @@ pub enum MemberError {
     /// A value is not acceptable.
     #[error("{0}")]
     Invalid(&'static str),
+    /// The current password given to change it is wrong (a guess: the sign-in throttle counts it).
+    #[error("the current password is not right")]
+    WrongPassword,
     /// The link is unknown, used, revoked or expired.
     #[error("this link {}", match .0 { Denied::Expired => "has expired", Denied::Revoked => "was already used or withdrawn", Denied::Invalid => "is not valid" })]
     Link(Denied),
@@ -270,7 +286,7 @@ impl Store {
             }
             _ => {}
         }
-        let email = email.trim();
+        let email = &super::accounts::normalize_email(email);
         if let Err(e) = check_email(email) {
             return Ok(Err(e));
         }
@@ -281,9 +297,12 @@ impl Store {
         if let Some(row) = existing {
             let same_team = row.try_get::<String, _>("team_id")? == actor.team_id;
             let removed = row.try_get::<Option<i64>, _>("removed_at")?.is_some();
-            if !(same_team && removed) {
+            // Someone of another team gets an invitation like anyone else, and is told at
+            // acceptance that the address has an account: a manager learns nothing about the
+            // relay's other teams from inviting.
+            if same_team && !removed {
                 return Ok(Err(MemberError::Conflict(
-                    "this address already has an account on this relay",
+                    "this address is already a member of your team",
                 )));
             }
         }
@@ -388,6 +407,13 @@ impl Store {
             return Ok(Err(e));
         }
         let role = UserRole::parse(link.role.as_deref().unwrap_or("member"))?;
+        if let Some(by) = &link.created_by {
+            let issuer = super::issued::issuer_role(&mut tx, &link.team_id, by).await?;
+            if !issuer.is_some_and(|issuer| super::issued::may_invite(issuer, role)) {
+                // Its maker left, or may no longer invite to that role.
+                return Ok(Err(MemberError::Link(Denied::Revoked)));
+            }
+        }
         if role == UserRole::Owner {
             let owners: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM users WHERE team_id = $1 AND role = 'owner' AND removed_at IS NULL",
@@ -410,7 +436,7 @@ impl Store {
                 .await?;
             }
         }
-        let hash = secrets::hash_password(password)?;
+        let hash = self.passwords.hash(password).await?;
         let existing = sqlx::query("SELECT id, team_id, removed_at FROM users WHERE email = $1")
             .bind(&link.email)
             .fetch_optional(&mut *tx)
@@ -466,14 +492,16 @@ impl Store {
         }))
     }
 
-    /// Changes a member's role; returns the member as they were. The owner changes admins' and
-    /// members' roles; admins promote members; nobody changes their own or the owner's.
+    /// Changes a member's role; returns the member as they were, and what was withdrawn: the
+    /// pending reset links made for them, and, when an admin becomes a member, everything they
+    /// issued. The owner changes admins' and members' roles; admins promote members; nobody
+    /// changes their own or the owner's.
     pub async fn set_role(
         &self,
         actor: &UserRecord,
         target_id: &str,
         role: UserRole,
-    ) -> Result<Result<UserRecord, MemberError>, StoreError> {
+    ) -> Result<Result<(UserRecord, Withdrawn), MemberError>, StoreError> {
         let Some(target) = self.member(&actor.team_id, target_id).await? else {
             return Ok(Err(MemberError::NotFound));
         };
@@ -493,12 +521,21 @@ impl Store {
         if let Some(why) = refusal {
             return Ok(Err(MemberError::NotAllowed(why)));
         }
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
             .bind(role.as_str())
             .bind(&target.id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(Ok(target))
+        let mut withdrawn = Withdrawn {
+            password_resets: self.withdraw_resets_for(&mut tx, &target.id).await?,
+            ..Withdrawn::default()
+        };
+        if target.role.manages_team() && !role.manages_team() {
+            withdrawn = self.withdraw_issued(&mut tx, &target.id).await?;
+        }
+        tx.commit().await?;
+        Ok(Ok((target, withdrawn)))
     }
 
     /// The owner hands ownership to another member, and becomes an admin.
@@ -528,18 +565,21 @@ impl Store {
             .bind(&target.id)
             .execute(&mut *tx)
             .await?;
+        // A reset link made for them as a member or admin must not reset the owner.
+        self.withdraw_resets_for(&mut tx, &target.id).await?;
         tx.commit().await?;
         Ok(Ok(target))
     }
 
-    /// Removes a member: their sign-ins end (the digests returned, to cut live connections) and
-    /// their pending reset links are withdrawn; their sessions and recordings stay. The owner
-    /// removes admins and members; admins remove members.
+    /// Removes a member: their sign-ins end (the digests returned, to cut live connections), their
+    /// pending reset links are withdrawn, and so is everything they issued (invitations, reset
+    /// links, deployment codes); their sessions and recordings stay. The owner removes admins and
+    /// members; admins remove members.
     pub async fn remove_member(
         &self,
         actor: &UserRecord,
         target_id: &str,
-    ) -> Result<Result<(UserRecord, Vec<String>), MemberError>, StoreError> {
+    ) -> Result<Result<Removed, MemberError>, StoreError> {
         let Some(target) = self.member(&actor.team_id, target_id).await? else {
             return Ok(Err(MemberError::NotFound));
         };
@@ -571,9 +611,14 @@ impl Store {
         .bind(&target.id)
         .execute(&mut *tx)
         .await?;
+        let withdrawn = self.withdraw_issued(&mut tx, &target.id).await?;
         let ended = self.end_sign_ins(&mut tx, &target.id, None).await?;
         tx.commit().await?;
-        Ok(Ok((target, ended)))
+        Ok(Ok(Removed {
+            member: target,
+            ended,
+            withdrawn,
+        }))
     }
 
     /// Changes the user's own password after checking the current one; every other sign-in of
@@ -594,15 +639,13 @@ impl Store {
         let Some(stored) = stored else {
             return Ok(Err(MemberError::NotFound));
         };
-        if !secrets::verify_password(current, &stored) {
-            return Ok(Err(MemberError::Invalid(
-                "the current password is not right",
-            )));
+        if !self.passwords.verify(current, Some(&stored)).await {
+            return Ok(Err(MemberError::WrongPassword));
         }
         if let Err(e) = check_password(new, &user.email) {
             return Ok(Err(e));
         }
-        let hash = secrets::hash_password(new)?;
+        let hash = self.passwords.hash(new).await?;
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(&hash)
@@ -680,8 +723,15 @@ impl Store {
         let Some(user) = row.as_ref().map(user_from_row).transpose()? else {
             return Ok(Err(MemberError::Link(Denied::Revoked)));
         };
+        if let Some(by) = &link.created_by {
+            let issuer = super::issued::issuer_role(&mut tx, &link.team_id, by).await?;
+            if !issuer.is_some_and(|issuer| super::issued::may_reset(issuer, user.role)) {
+                // Its maker left, or may not reset this person as they are now.
+                return Ok(Err(MemberError::Link(Denied::Revoked)));
+            }
+        }
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(secrets::hash_password(password)?)
+            .bind(self.passwords.hash(password).await?)
             .bind(&user.id)
             .execute(&mut *tx)
             .await?;
@@ -867,8 +917,9 @@ mod tests {
         let admin = t.join(&t.owner, "a1@acme.example", UserRole::Admin).await;
         let admin2 = t.join(&t.owner, "a2@acme.example", UserRole::Admin).await;
         let member = t.join(&admin, "m1@acme.example", UserRole::Member).await;
-        let refused =
-            |r: Result<UserRecord, MemberError>| matches!(r, Err(MemberError::NotAllowed(_)));
+        let refused = |r: Result<(UserRecord, Withdrawn), MemberError>| {
+            matches!(r, Err(MemberError::NotAllowed(_)))
+        };
 
         assert!(matches!(
             t.store
@@ -921,7 +972,7 @@ mod tests {
                 .await
                 .unwrap()
         ));
-        let before = t
+        let (before, _) = t
             .store
             .set_role(&t.owner, &member.id, UserRole::Admin)
             .await
@@ -1003,14 +1054,14 @@ mod tests {
             t.store.remove_member(&t.owner, &t.owner.id).await.unwrap(),
             Err(MemberError::NotAllowed(_))
         ));
-        let (gone, ended) = t
+        let removed = t
             .store
             .remove_member(&t.owner, &member.id)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(gone.id, member.id);
-        assert_eq!(ended, vec![secrets::digest(&signed.token)]);
+        assert_eq!(removed.member.id, member.id);
+        assert_eq!(removed.ended, vec![secrets::digest(&signed.token)]);
         assert_eq!(
             t.store.user_for_token(&signed.token).await.unwrap(),
             Err(Denied::Revoked)
@@ -1055,7 +1106,7 @@ mod tests {
                 .change_password(&member, &here.token, "wrong password!", new)
                 .await
                 .unwrap(),
-            Err(MemberError::Invalid(_))
+            Err(MemberError::WrongPassword)
         ));
         let ended = t
             .store

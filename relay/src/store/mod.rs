@@ -8,6 +8,7 @@ mod accounts;
 pub mod audit;
 mod devices;
 pub mod fleet;
+pub mod issued;
 pub mod members;
 pub mod operator;
 mod recordings;
@@ -23,8 +24,8 @@ use crate::clock::SharedClock;
 use crate::secrets::SecretError;
 
 pub use accounts::{
-    Denied, DeviceRecord, NewTeam, PlaybackPolicy, SignIn, TeamRecord, TeamSettings, UserRecord,
-    UserRole, MAX_FILE_MB_RANGE,
+    normalize_email, Denied, DeviceRecord, NewTeam, PlaybackPolicy, SignIn, TeamRecord,
+    TeamSettings, UserRecord, UserRole, MAX_FILE_MB_RANGE,
 };
 pub use devices::DeploymentCode;
 pub use recordings::{ClosedFile, NewRecordingFile, RecordingFile, RecordingState};
@@ -59,6 +60,8 @@ pub struct Store {
     engine: Engine,
     /// The relay this store writes sessions for (`""` for tools that start none).
     relay_id: std::sync::Arc<str>,
+    /// Where passwords are hashed and checked: off the async workers, a few at a time.
+    passwords: crate::secrets::PasswordWork,
 }
 
 /// The database engine behind a store.
@@ -160,6 +163,7 @@ impl Store {
             clock,
             engine,
             relay_id: std::sync::Arc::from(""),
+            passwords: crate::secrets::PasswordWork::default(),
         })
     }
 

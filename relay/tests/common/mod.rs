@@ -580,3 +580,26 @@ pub fn metric_value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&s
         Some(other) => panic!("{name}: {other:?}"),
     }
 }
+
+/// `(METHOD, path)` of every `.route("/path", get(..).post(..))` in the relay's router sources.
+pub fn served_routes() -> std::collections::BTreeSet<(String, String)> {
+    let mut ops = std::collections::BTreeSet::new();
+    for file in ["src/api.rs", "src/console/mod.rs"] {
+        let text =
+            std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        // `.route("/path", ...)`, also as rustfmt wraps it over lines.
+        for chunk in text.split(".route(").skip(1) {
+            let Some(chunk) = chunk.trim_start().strip_prefix('"') else {
+                continue;
+            };
+            let (path, rest) = chunk.split_once('"').unwrap();
+            let call = &rest[..rest.find("))\n").map_or(rest.len(), |i| i + 2)];
+            for method in ["get", "post", "put", "delete", "patch"] {
+                if call.contains(&format!("{method}(")) {
+                    ops.insert((method.to_uppercase(), path.to_owned()));
+                }
+            }
+        }
+    }
+    ops
+}
