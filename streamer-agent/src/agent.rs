@@ -186,6 +186,11 @@ pub trait Platform: Send + Sync {
         let _ = changes;
         anyhow::bail!("this platform has no clipboard backend")
     }
+    /// Where this platform keeps the streamer's own data (credential, settings, logs), which a
+    /// technician's file request never reads, beside the credential file a run names.
+    fn own_data(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 /// X11 on Linux.
@@ -242,6 +247,11 @@ impl Platform for WindowsPlatform {
         Ok(Box::new(crate::input::sendinput::SendInputSink::new()))
     }
 
+    /// The service's data folder: the credential, the logs and what the installer put there.
+    fn own_data(&self) -> Vec<PathBuf> {
+        vec![crate::service::data_dir()]
+    }
+
     fn clipboard(
         &self,
         changes: crate::clipboard::Changes,
@@ -295,6 +305,9 @@ pub struct InProcess {
     pub frame_rate: u16,
     /// Where files the technician sends are written.
     pub downloads: PathBuf,
+    /// The streamer's own files that a technician's request never reads (the device credential),
+    /// beside the platform's [`Platform::own_data`].
+    pub own_data: Vec<PathBuf>,
     /// The chat with the end user.
     pub chat: Chat,
 }
@@ -326,7 +339,7 @@ impl SessionHost for InProcess {
                 self.platform.as_ref(),
                 self.frame_rate,
                 view,
-                &self.downloads,
+                (&self.downloads, &self.own_data),
                 (&self.chat, &technician),
                 shutdown,
             )
@@ -365,6 +378,12 @@ pub async fn run(
         platform,
         frame_rate: config.frame_rate,
         downloads: config.downloads.clone().unwrap_or_else(default_downloads),
+        own_data: match &config.mode {
+            Mode::Unattended {
+                credential_file, ..
+            } => vec![credential_file.clone()],
+            Mode::Attended { .. } => Vec::new(),
+        },
         chat: Chat {
             shown: Some(notices.clone()),
             typed: config.chat_input.clone(),
@@ -534,7 +553,7 @@ pub async fn session<L: SessionLink>(
     platform: &dyn Platform,
     frame_rate: u16,
     view: protocol::ViewRequest,
-    downloads: &Path,
+    (downloads, own_data): (&Path, &[PathBuf]),
     (chat, technician): (&Chat, &str),
     shutdown: &CancellationToken,
 ) -> Result<String> {
@@ -571,6 +590,15 @@ pub async fn session<L: SessionLink>(
     // Files both ways once the relay allows them: what the technician sends goes into Downloads,
     // what it asks for is read from where it says. The relay enforces the team's size limit.
     let (mut files, mut files_ready) = relay_client::files::Endpoint::new(downloads, u64::MAX);
+    // Whoever asks (any member of the team) is not trusted with the streamer's own data: its
+    // device credential would let them pose as this computer.
+    files.protect(
+        platform
+            .own_data()
+            .into_iter()
+            .chain(own_data.iter().cloned())
+            .collect(),
+    );
     let mut files_allowed = false;
     // The end user's lines are read only while this session may carry them; the lock keeps one
     // session reading at a time (one session at a time anyway).

@@ -366,3 +366,55 @@ async fn a_file_over_the_limit_and_a_forbidding_team_are_refused_logged_and_noth
     w.streamer.stop().await;
     w.relay.stop().await;
 }
+
+/// Security review finding 1: a technician (any member) asking the real streamer for its own
+/// device credential, by its path or through a link planted elsewhere, gets a refusal and no
+/// bytes; each request is in the audit trail with its path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streamer_never_sends_its_own_credential() {
+    let w = world(|_| {}).await;
+    let credential = w.dir.path().join("device.credential");
+    assert!(credential.exists(), "the streamer registered");
+    let planted = w.dir.path().join("remote computer");
+    std::fs::create_dir_all(&planted).unwrap();
+    std::os::unix::fs::symlink(&credential, planted.join("notes.txt")).unwrap();
+    let received = w.dir.path().join("technician");
+    let mut s = session(&w.account, &w.streamer.device_id).await;
+    assert_eq!(file_state(&mut s).await, ToolState::Allowed);
+    for (id, path) in [(1, credential.clone()), (2, planted.join("notes.txt"))] {
+        s.commands
+            .send(Command::GetFile {
+                transfer_id: id,
+                remote_path: path.display().to_string(),
+                into: Some(received.clone()),
+            })
+            .await
+            .unwrap();
+        let (stopped, _) = until(&mut s, Duration::from_secs(20), |e| match e {
+            Event::Transfer(Transfer::Stopped {
+                id: i,
+                outcome,
+                message,
+                ..
+            }) if *i == id => Some((*outcome, message.clone())),
+            Event::Transfer(Transfer::Verified { id: i, .. }) if *i == id => {
+                panic!("the credential was sent")
+            }
+            _ => None,
+        })
+        .await;
+        let (outcome, message) = stopped.expect("a refusal within 20 s");
+        assert_eq!(outcome, FileOutcome::Failed);
+        assert!(message.contains("never sent"), "{message}");
+    }
+    assert!(
+        !received.exists() || std::fs::read_dir(&received).unwrap().count() == 0,
+        "nothing landed"
+    );
+    let requested = audit_details(&w.relay, &w.team_id, Action::FileRequested).await;
+    assert_eq!(requested.len(), 2, "{requested:?}");
+    assert!(
+        requested.iter().any(|d| d.ends_with("device.credential")),
+        "{requested:?}"
+    );
+}

@@ -130,7 +130,43 @@ pub struct Endpoint {
     requested: std::collections::HashMap<u32, (String, PathBuf)>,
     /// Files received whole, being checked.
     finishing: std::collections::HashMap<u32, String>,
+    /// What this side never sends when asked: its own data (see [`Endpoint::protect`]).
+    protected: std::sync::Arc<[PathBuf]>,
     ready: tokio::sync::mpsc::Sender<Ready>,
+}
+
+/// Whether `asked` is, or is inside, one of `protected` (files or folders), however the path
+/// reaches it: symbolic links, `..` and, on Unix, hard links (the same inode) included.
+pub async fn is_protected(asked: &Path, protected: &[PathBuf]) -> bool {
+    let Ok(real) = tokio::fs::canonicalize(asked).await else {
+        return false;
+    };
+    #[cfg(unix)]
+    let asked_id = {
+        use std::os::unix::fs::MetadataExt as _;
+        tokio::fs::metadata(&real)
+            .await
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
+    for p in protected {
+        let Ok(own) = tokio::fs::canonicalize(p).await else {
+            continue;
+        };
+        if real.starts_with(&own) {
+            return true;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            if let Ok(m) = tokio::fs::metadata(&own).await {
+                if m.is_file() && asked_id == Some((m.dev(), m.ino())) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Sends `out`'s chunks from where it was accepted on into `ready`, within the window `acked`
@@ -199,6 +235,7 @@ impl Endpoint {
                 sending: Default::default(),
                 requested: Default::default(),
                 finishing: Default::default(),
+                protected: std::sync::Arc::from(Vec::new()),
                 ready,
             },
             rx,
@@ -211,6 +248,35 @@ impl Endpoint {
         let ready = self.ready.clone();
         tokio::spawn(async move {
             let out = Outgoing::open(id, &path).await;
+            let _ = ready.send(Ready::Opened(id, out, name)).await;
+        });
+    }
+
+    /// Never sends `paths` (files, or folders with all they hold) when the other side asks for
+    /// them: the agent's own data (its device credential, settings and logs), which the person
+    /// asking is not trusted with whatever their role.
+    pub fn protect(&mut self, paths: Vec<PathBuf>) {
+        self.protected = std::sync::Arc::from(paths);
+    }
+
+    /// Opens the file the other side asked for, unless it is this side's own data.
+    fn serve_request(&mut self, id: u32, path: PathBuf) {
+        let name = path.display().to_string();
+        self.opening.insert(id, name.clone());
+        let ready = self.ready.clone();
+        let protected = self.protected.clone();
+        tokio::spawn(async move {
+            let out = if is_protected(&path, &protected).await {
+                Err(Failure::new(
+                    FileOutcome::Failed,
+                    format!(
+                        "{name} belongs to the remote support software itself (its credential, \
+                         settings or logs) and is never sent."
+                    ),
+                ))
+            } else {
+                Outgoing::open(id, &path).await
+            };
             let _ = ready.send(Ready::Opened(id, out, name)).await;
         });
     }
@@ -426,7 +492,7 @@ impl Endpoint {
                 });
             }
             Message::FileRequest { transfer_id, path } => {
-                self.open(*transfer_id, PathBuf::from(path));
+                self.serve_request(*transfer_id, PathBuf::from(path));
             }
             Message::FileAccept {
                 transfer_id,
@@ -565,6 +631,62 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[tokio::test]
+    async fn own_data_is_protected_however_the_path_reaches_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("agent");
+        std::fs::create_dir_all(data.join("logs")).unwrap();
+        let credential = dir.path().join("device.credential");
+        std::fs::write(&credential, "id\nsecret\n").unwrap();
+        std::fs::write(data.join("logs/streamer.log"), "log").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        let protected = [credential.clone(), data.clone()];
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&credential, elsewhere.join("innocent.txt")).unwrap();
+        std::fs::hard_link(&credential, elsewhere.join("copy.txt")).unwrap();
+        for asked in [
+            credential.clone(),
+            data.join("logs/streamer.log"),
+            elsewhere.join("../device.credential"),
+            elsewhere.join("innocent.txt"),
+            elsewhere.join("copy.txt"),
+        ] {
+            assert!(
+                is_protected(&asked, &protected).await,
+                "{}",
+                asked.display()
+            );
+        }
+        assert!(!is_protected(&dir.path().join("notes.txt"), &protected).await);
+        assert!(!is_protected(&dir.path().join("missing"), &protected).await);
+
+        // Asked for through the protocol: refused with a sentence, nothing offered.
+        let (mut streamer, mut ready) = Endpoint::new(&dir.path().join("Downloads"), 1 << 20);
+        streamer.protect(protected.to_vec());
+        let (send, _) = streamer
+            .receive(&Message::FileRequest {
+                transfer_id: 9,
+                path: elsewhere.join("innocent.txt").display().to_string(),
+            })
+            .await;
+        assert!(send.is_empty());
+        let (send, updates) = streamer.ready(ready.recv().await.unwrap());
+        let [Message::FileEnd {
+            transfer_id: 9,
+            outcome: FileOutcome::Failed,
+            message,
+        }] = &send[..]
+        else {
+            panic!("{send:?}")
+        };
+        assert!(message.contains("never sent"), "{message}");
+        assert!(
+            matches!(&updates[..], [Update::Stopped { id: 9, .. }]),
+            "{updates:?}"
+        );
+    }
 
     /// Two endpoints joined by hand: what one sends, the other receives, until both are quiet.
     async fn pump(

@@ -258,7 +258,7 @@ pub async fn serve_helper<L: SessionLink>(
         platform,
         frame_rate,
         view,
-        &downloads,
+        (&downloads, &[]),
         (&chat, &technician),
         &never,
     )
