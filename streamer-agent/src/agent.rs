@@ -751,6 +751,10 @@ fn log_file_update(u: &relay_client::files::Update) {
         } => {
             tracing::info!(%name, ?outcome, %message, "file transfer stopped");
         }
+        // The streamer's endpoint takes what the technician sends without asking.
+        Update::Offered { name, size, .. } => {
+            tracing::info!(%name, size, "file offered");
+        }
     }
 }
 

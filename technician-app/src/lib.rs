@@ -184,6 +184,16 @@ pub enum Command {
     },
     /// Stop transfer `transfer_id`; what was received stays, to resume.
     CancelTransfer(u32),
+    /// Take the file the remote computer offered unasked ([`Transfer::Offered`]) into `into`
+    /// (the session's folder, [`Technician::set_files_folder`], when `None`).
+    TakeFile {
+        /// The transfer's id.
+        transfer_id: u32,
+        /// The folder here.
+        into: Option<PathBuf>,
+    },
+    /// Decline the file the remote computer offered unasked: nothing is written.
+    DeclineFile(u32),
     /// End the session.
     Leave,
 }
@@ -212,6 +222,10 @@ pub const CLIPBOARD_MAX: usize = protocol::limits::CLIPBOARD;
 
 /// The longest chat line a session sends, in bytes of UTF-8 (the protocol's limit).
 pub const CHAT_MAX: usize = protocol::limits::CHAT;
+
+/// The largest file the remote computer may offer unasked (2 GB, a team's default limit): larger
+/// ones are refused without asking the technician.
+pub const UNASKED_FILE_MAX: u64 = 2_000_000_000;
 
 /// Whether `tool` is allowed in a session whose [`Event::Tools`] said `tools`.
 pub fn allowed(tools: &[ToolGrant], tool: Tool) -> bool {
@@ -564,8 +578,11 @@ async fn session_loop(
     // was said to have stopped.
     let mut last_video = Instant::now();
     let mut stalled = false;
-    // The relay enforces the team's file size limit; this side takes what it allows.
+    // The relay enforces the team's file size limit; this side takes what it allows of files it
+    // asked for. A file the other side offers unasked (anyone holding the attended key can be
+    // the other side) waits for the technician's answer, and over UNASKED_FILE_MAX is refused.
     let (mut files, mut files_ready) = Endpoint::new(&tech.files_folder, u64::MAX);
+    files.ask_before_taking(UNASKED_FILE_MAX);
     loop {
         tokio::select! {
             Some(ready) = files_ready.recv() => {
@@ -682,6 +699,17 @@ async fn session_loop(
                         }
                         continue;
                     }
+                    Some(Command::TakeFile { transfer_id, into }) => {
+                        files.take(*transfer_id, into.as_deref());
+                        continue;
+                    }
+                    Some(Command::DeclineFile(id)) => {
+                        if let Some((end, stopped)) = files.decline(*id) {
+                            tech.conn.send(&end).await?;
+                            let _ = events.send(Event::Transfer(stopped)).await;
+                        }
+                        continue;
+                    }
                     _ => {}
                 }
                 let msg = match cmd {
@@ -693,7 +721,13 @@ async fn session_loop(
                     Some(Command::Keyframe) => Message::KeyframeRequest,
                     Some(Command::Clipboard(text)) => Message::ClipboardText { text },
                     Some(Command::Chat(text)) => Message::ChatText { text },
-                    Some(Command::SendFile { .. } | Command::GetFile { .. } | Command::CancelTransfer(_)) => continue,
+                    Some(
+                        Command::SendFile { .. }
+                        | Command::GetFile { .. }
+                        | Command::CancelTransfer(_)
+                        | Command::TakeFile { .. }
+                        | Command::DeclineFile(_),
+                    ) => continue,
                     Some(Command::Leave) | None => Message::LeaveSession,
                 };
                 tech.conn.send(&msg).await?;

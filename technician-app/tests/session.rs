@@ -632,3 +632,145 @@ async fn an_account_reconnects_with_its_token_until_it_signs_out() {
     );
     w.shutdown.cancel();
 }
+
+/// Security review finding 5: a file the remote computer offers unasked (an end user is anyone
+/// holding the attended key) is not written until the technician takes it: declined, its sender
+/// is told and nothing lands; taken, it starts; one over the cap is refused without asking.
+#[tokio::test]
+async fn a_file_nobody_asked_for_waits_for_the_technician() {
+    let w = world().await;
+    let code = w
+        .store
+        .create_deployment_code(&w.team_id, 3_600_000)
+        .await
+        .unwrap();
+    let mut conn: Connection = Connector::trusting_ca_file(&w.ca)
+        .unwrap()
+        .connect(&w.addr)
+        .await
+        .unwrap();
+    let est = conn
+        .handshake(
+            Role::Streamer,
+            ProductVersion::new(3, 5, 8, 0),
+            Credential::DeploymentCode {
+                code,
+                device_name: "Front desk".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let device_id = est.registered.unwrap().0;
+    let offer = |transfer_id, size| Message::FileOffer {
+        transfer_id,
+        size,
+        sha256: [9; 32],
+        name: "invoice.pdf.desktop".into(),
+    };
+    let peer = tokio::spawn(async move {
+        let Ok(Message::SessionOffer { session_id, .. }) = conn.recv().await else {
+            panic!("no offer")
+        };
+        conn.send(&Message::SessionAccept { session_id })
+            .await
+            .unwrap();
+        for m in [
+            offer(0x8000_0001, 33),
+            offer(0x8000_0002, 10),
+            offer(0x8000_0003, technician::UNASKED_FILE_MAX + 1),
+        ] {
+            conn.send(&m).await.unwrap();
+        }
+        let mut seen = Vec::new();
+        while let Ok(m) = conn.recv().await {
+            if matches!(m, Message::SessionEnded { .. }) {
+                break;
+            }
+            if m.kind().is_file_transfer() {
+                seen.push(m);
+            }
+        }
+        seen
+    });
+    let folder = tempfile::tempdir().unwrap();
+    let mut tech = Technician::sign_in(&w.addr, &w.ca, "ada@acme.example", PASSWORD)
+        .await
+        .unwrap();
+    tech.set_files_folder(folder.path());
+    let mut s = tech
+        .connect(SessionTarget::Device { device_id })
+        .await
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let mut offered = Vec::new();
+    let mut refused = Vec::new();
+    while offered.len() < 2 || refused.is_empty() {
+        match next(&mut s).await {
+            Event::Transfer(technician::Transfer::Offered { id, size, .. }) => {
+                offered.push((id, size))
+            }
+            Event::Transfer(technician::Transfer::Stopped { id, outcome, .. }) => {
+                refused.push((id, outcome))
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(offered, [(0x8000_0001, 33), (0x8000_0002, 10)]);
+    assert_eq!(refused, [(0x8000_0003, FileOutcome::TooLarge)]);
+    assert_eq!(
+        std::fs::read_dir(folder.path()).unwrap().count(),
+        0,
+        "nothing written unasked"
+    );
+    s.commands
+        .send(Command::DeclineFile(0x8000_0001))
+        .await
+        .unwrap();
+    s.commands
+        .send(Command::TakeFile {
+            transfer_id: 0x8000_0002,
+            into: None,
+        })
+        .await
+        .unwrap();
+    // The take starts the file (its accept goes out once the partial file is made).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && std::fs::read_dir(folder.path()).unwrap().count() == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.commands.send(Command::Leave).await.unwrap();
+    let seen = peer.await.unwrap();
+    assert!(
+        seen.iter().any(|m| matches!(
+            m,
+            Message::FileEnd {
+                transfer_id: 0x8000_0001,
+                outcome: FileOutcome::Cancelled,
+                ..
+            }
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|m| matches!(
+            m,
+            Message::FileAccept {
+                transfer_id: 0x8000_0002,
+                offset: 0
+            }
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|m| matches!(
+            m,
+            Message::FileEnd {
+                transfer_id: 0x8000_0003,
+                outcome: FileOutcome::TooLarge,
+                ..
+            }
+        )),
+        "{seen:?}"
+    );
+    w.shutdown.cancel();
+}

@@ -54,6 +54,16 @@ pub enum Update {
         /// Its SHA-256.
         sha256: [u8; 32],
     },
+    /// The other side offers a file nobody here asked for: it waits for [`Endpoint::take`] or
+    /// [`Endpoint::decline`] (an endpoint that asks first, [`Endpoint::ask_before_taking`]).
+    Offered {
+        /// The transfer.
+        id: u32,
+        /// The file's name, as the other side gives it.
+        name: String,
+        /// Its size.
+        size: u64,
+    },
     /// It stopped without the file.
     Stopped {
         /// The transfer.
@@ -132,6 +142,11 @@ pub struct Endpoint {
     finishing: std::collections::HashMap<u32, String>,
     /// What this side never sends when asked: its own data (see [`Endpoint::protect`]).
     protected: std::sync::Arc<[PathBuf]>,
+    /// Set: a file nobody here asked for waits for this side's answer, and is refused over this
+    /// many bytes (see [`Endpoint::ask_before_taking`]).
+    ask_unrequested: Option<u64>,
+    /// Offers nobody here asked for, waiting for an answer: name, size, SHA-256.
+    unasked: std::collections::HashMap<u32, (String, u64, [u8; 32])>,
     ready: tokio::sync::mpsc::Sender<Ready>,
 }
 
@@ -236,6 +251,8 @@ impl Endpoint {
                 requested: Default::default(),
                 finishing: Default::default(),
                 protected: std::sync::Arc::from(Vec::new()),
+                ask_unrequested: None,
+                unasked: Default::default(),
                 ready,
             },
             rx,
@@ -257,6 +274,50 @@ impl Endpoint {
     /// asking is not trusted with whatever their role.
     pub fn protect(&mut self, paths: Vec<PathBuf>) {
         self.protected = std::sync::Arc::from(paths);
+    }
+
+    /// Takes no file that nobody here asked for without an answer: such an offer comes out as
+    /// [`Update::Offered`] and waits for [`Endpoint::take`] or [`Endpoint::decline`]; one over
+    /// `max_bytes` is refused at once (`too large`). Files this side requested are taken as
+    /// before. For the technician's side: the other side is anyone holding the attended key.
+    pub fn ask_before_taking(&mut self, max_bytes: u64) {
+        self.ask_unrequested = Some(max_bytes);
+    }
+
+    /// Takes the offered file `id` that waited for an answer, into `into` (the endpoint's folder
+    /// when `None`); false when no such offer waits.
+    pub fn take(&mut self, id: u32, into: Option<&Path>) -> bool {
+        let Some((name, size, sha256)) = self.unasked.remove(&id) else {
+            return false;
+        };
+        let into = into.map_or_else(|| self.into.clone(), Path::to_path_buf);
+        self.start_incoming(id, into, name, size, sha256);
+        true
+    }
+
+    /// Declines the offered file `id` that waited for an answer: the `FileEnd` to send and what
+    /// happened, if it waited.
+    pub fn decline(&mut self, id: u32) -> Option<(Message, Update)> {
+        let (name, _, _) = self.unasked.remove(&id)?;
+        let f = Failure::new(FileOutcome::Cancelled, "The technician declined the file.");
+        Some((f.end(id), stopped(id, Direction::Receiving, name, f)))
+    }
+
+    fn start_incoming(
+        &mut self,
+        id: u32,
+        into: PathBuf,
+        name: String,
+        size: u64,
+        sha256: [u8; 32],
+    ) {
+        let max = self.max_incoming;
+        self.starting.insert(id, name.clone());
+        let ready = self.ready.clone();
+        tokio::spawn(async move {
+            let inc = Incoming::start(&into, id, &name, size, sha256, max).await;
+            let _ = ready.send(Ready::Started(id, inc, name)).await;
+        });
     }
 
     /// Opens the file the other side asked for, unless it is this side's own data.
@@ -305,7 +366,8 @@ impl Endpoint {
             | self.opening.remove(&id).is_some()
             | self.offered.remove(&id).is_some()
             | self.sending.remove(&id).is_some()
-            | self.requested.remove(&id).is_some();
+            | self.requested.remove(&id).is_some()
+            | self.unasked.remove(&id).is_some();
         open.then(|| Message::FileEnd {
             transfer_id: id,
             outcome: FileOutcome::Cancelled,
@@ -473,23 +535,27 @@ impl Endpoint {
                 sha256,
                 name,
             } => {
-                let into = match self.requested.remove(transfer_id) {
-                    Some((_, into)) => into,
-                    None => self.into.clone(),
-                };
-                let (id, name, size, sha256, max) = (
-                    *transfer_id,
-                    name.clone(),
-                    *size,
-                    *sha256,
-                    self.max_incoming,
-                );
-                self.starting.insert(id, name.clone());
-                let ready = self.ready.clone();
-                tokio::spawn(async move {
-                    let inc = Incoming::start(&into, id, &name, size, sha256, max).await;
-                    let _ = ready.send(Ready::Started(id, inc, name)).await;
-                });
+                let (id, name, size, sha256) = (*transfer_id, name.clone(), *size, *sha256);
+                match (self.requested.remove(transfer_id), self.ask_unrequested) {
+                    (Some((_, into)), _) => self.start_incoming(id, into, name, size, sha256),
+                    (None, None) => {
+                        self.start_incoming(id, self.into.clone(), name, size, sha256);
+                    }
+                    (None, Some(max)) if size > max => {
+                        let f = Failure::new(
+                            FileOutcome::TooLarge,
+                            format!(
+                                "{name} is {size} bytes, more than the {max} bytes this side takes unasked."
+                            ),
+                        );
+                        send.push(f.end(id));
+                        updates.push(stopped(id, Direction::Receiving, name, f));
+                    }
+                    (None, Some(_)) => {
+                        self.unasked.insert(id, (name.clone(), size, sha256));
+                        updates.push(Update::Offered { id, name, size });
+                    }
+                }
             }
             Message::FileRequest { transfer_id, path } => {
                 self.serve_request(*transfer_id, PathBuf::from(path));
@@ -618,6 +684,8 @@ impl Endpoint {
                     updates.push(stopped(id, Direction::Receiving, name, failure()));
                 } else if let Some((path, _)) = self.requested.remove(&id) {
                     updates.push(stopped(id, Direction::Receiving, path, failure()));
+                } else if let Some((name, _, _)) = self.unasked.remove(&id) {
+                    updates.push(stopped(id, Direction::Receiving, name, failure()));
                 }
             }
             _ => {}
@@ -631,6 +699,65 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_file_nobody_asked_for_waits_for_an_answer_and_a_large_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut tech, mut ready) = Endpoint::new(&dir.path().join("in"), u64::MAX);
+        tech.ask_before_taking(1000);
+        let offer = |id, size| Message::FileOffer {
+            transfer_id: id,
+            size,
+            sha256: [7; 32],
+            name: "invoice.pdf.desktop".into(),
+        };
+        // Offered: nothing is written, nothing is answered; the technician is asked.
+        let (send, updates) = tech.receive(&offer(1, 33)).await;
+        assert!(send.is_empty());
+        assert_eq!(
+            updates,
+            [Update::Offered {
+                id: 1,
+                name: "invoice.pdf.desktop".into(),
+                size: 33
+            }]
+        );
+        assert!(!dir.path().join("in").exists());
+        // Declined: the sender is told, nothing lands.
+        let (end, stopped) = tech.decline(1).unwrap();
+        assert!(matches!(
+            end,
+            Message::FileEnd {
+                transfer_id: 1,
+                outcome: FileOutcome::Cancelled,
+                ..
+            }
+        ));
+        assert!(matches!(stopped, Update::Stopped { id: 1, .. }));
+        assert!(tech.decline(1).is_none() && !tech.take(1, None));
+        // Over the cap: refused at once, never asked.
+        let (send, updates) = tech.receive(&offer(2, 1001)).await;
+        assert!(matches!(
+            &send[..],
+            [Message::FileEnd {
+                transfer_id: 2,
+                outcome: FileOutcome::TooLarge,
+                ..
+            }]
+        ));
+        assert!(matches!(&updates[..], [Update::Stopped { id: 2, .. }]));
+        // Taken: it starts as any offer does (its FileAccept comes from the prepared file).
+        tech.receive(&offer(3, 10)).await;
+        assert!(tech.take(3, None));
+        let (send, _) = tech.ready(ready.recv().await.unwrap());
+        assert!(matches!(
+            &send[..],
+            [Message::FileAccept {
+                transfer_id: 3,
+                offset: 0
+            }]
+        ));
+    }
 
     #[tokio::test]
     async fn own_data_is_protected_however_the_path_reaches_it() {
@@ -712,7 +839,8 @@ mod tests {
             if !(to_a.is_empty() && to_b.is_empty()) {
                 continue;
             }
-            let quiet = tokio::time::sleep(std::time::Duration::from_millis(200));
+            // Quiet for long enough that a busy machine has finished hashing and writing.
+            let quiet = tokio::time::sleep(std::time::Duration::from_millis(1500));
             tokio::select! {
                 Some(r) = a_ready.recv() => {
                     let (send, u) = a.ready(r);

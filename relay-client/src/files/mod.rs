@@ -278,12 +278,7 @@ impl Incoming {
             .await
             .map_err(|e| Failure::io("cannot create", dir, &e))?;
         let part = dir.join(part_name(name, &sha256));
-        let mut file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&part)
+        let mut file = open_part(&part)
             .await
             .map_err(|e| Failure::io("cannot write", &part, &e))?;
         // What an earlier transfer left: hashed again (the bytes are on this disk, not trusted
@@ -416,12 +411,53 @@ impl Incoming {
                 ),
             ));
         }
-        let path = free_name(&self.dir, &self.name);
-        tokio::fs::rename(&self.part, &path)
-            .await
-            .map_err(|e| Failure::io("cannot name", &path, &e))?;
-        Ok(path)
+        name_without_replacing(&self.part, &self.dir, &self.name).await
     }
+}
+
+/// Opens (creating it if missing) a partial file to write, never through a link: a symbolic link
+/// (or, on Windows, a junction or other reparse point) planted under its name would otherwise make
+/// the other side's bytes land wherever it points. Anything but a plain file there is refused.
+async fn open_part(part: &Path) -> std::io::Result<tokio::fs::File> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NOFOLLOW);
+    // FILE_FLAG_OPEN_REPARSE_POINT: the link itself is opened, and refused below.
+    #[cfg(windows)]
+    options.custom_flags(0x0020_0000);
+    let file = options.open(part).await?;
+    if !file.metadata().await?.is_file() {
+        return Err(std::io::Error::other("it is not a plain file"));
+    }
+    Ok(file)
+}
+
+/// Gives the finished partial file `part` its name in `dir`: `name`, else the first free
+/// `name (N).ext`, never replacing a file that is there, even one that appears meanwhile (a hard
+/// link made to a name that exists fails; a file system without hard links gets a checked rename).
+async fn name_without_replacing(part: &Path, dir: &Path, name: &str) -> Result<PathBuf, Failure> {
+    for _ in 0..1000 {
+        let path = free_name(dir, name);
+        match tokio::fs::hard_link(part, &path).await {
+            Ok(()) => {
+                let _ = tokio::fs::remove_file(part).await;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) if !path.exists() => {
+                return tokio::fs::rename(part, &path)
+                    .await
+                    .map(|()| path.clone())
+                    .map_err(|e| Failure::io("cannot name", &path, &e));
+            }
+            Err(e) => return Err(Failure::io("cannot name", &path, &e)),
+        }
+    }
+    Err(Failure::new(
+        FileOutcome::Failed,
+        format!("no free name for {name} in {}", dir.display()),
+    ))
 }
 
 mod endpoint;
@@ -447,6 +483,34 @@ mod tests {
                 out.progress(received);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_link_planted_as_the_partial_file_is_refused_and_nothing_is_written_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let into = dir.path().join("in");
+        std::fs::create_dir_all(&into).unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "precious").unwrap();
+        let sha: [u8; 32] = Sha256::digest(b"attacker-chosen bytes").into();
+        std::os::unix::fs::symlink(&victim, into.join(part_name("notes.txt", &sha))).unwrap();
+        let refused = Incoming::start(&into, 1, "notes.txt", 21, sha, 1 << 20).await;
+        assert!(refused.is_err(), "opened through the link");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        // Naming never replaces a file, not even one that appeared after the free name was chosen.
+        let part = into.join("x.part");
+        std::fs::write(&part, "new").unwrap();
+        std::fs::write(into.join("report.pdf"), "old").unwrap();
+        let named = name_without_replacing(&part, &into, "report.pdf")
+            .await
+            .unwrap();
+        assert_eq!(named, into.join("report (1).pdf"));
+        assert_eq!(
+            std::fs::read_to_string(into.join("report.pdf")).unwrap(),
+            "old"
+        );
+        assert_eq!(std::fs::read_to_string(&named).unwrap(), "new");
+        assert!(!part.exists());
     }
 
     #[tokio::test]

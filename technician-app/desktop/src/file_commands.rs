@@ -109,6 +109,26 @@ pub async fn cancel_transfer(app: State<'_, Arc<App>>, id: u32) -> Result<(), Fa
     command(&app, Command::CancelTransfer(id)).await
 }
 
+/// Takes the file the remote computer offered unasked into the files folder.
+#[tauri::command]
+pub async fn take_file(app: State<'_, Arc<App>>, id: u32) -> Result<(), Failure> {
+    let into = folder(&app).await;
+    command(
+        &app,
+        Command::TakeFile {
+            transfer_id: id,
+            into: Some(into),
+        },
+    )
+    .await
+}
+
+/// Declines the file the remote computer offered unasked: nothing is written.
+#[tauri::command]
+pub async fn decline_file(app: State<'_, Arc<App>>, id: u32) -> Result<(), Failure> {
+    command(&app, Command::DeclineFile(id)).await
+}
+
 #[tauri::command]
 pub async fn files_folder(app: State<'_, Arc<App>>) -> Result<String, Failure> {
     Ok(folder(&app).await.display().to_string())

@@ -397,6 +397,8 @@ async fn connect(
             device,
             size: None,
             clipboard: None,
+            takes_remote_clipboard: false,
+            held_clipboard: None,
         },
     );
     inner.active = Some(tab);
@@ -455,7 +457,21 @@ async fn forward(
                     share_clipboard(&app, tab, session.commands.clone(), page.clone());
                 }
             }
-            Event::Clipboard(text) if shown => app.clipboard.remote(text.clone()),
+            Event::Clipboard(text) if shown => {
+                let mut inner = app.inner.lock().await;
+                match inner.tabs.get_mut(&tab) {
+                    Some(t) if t.takes_remote_clipboard => app.clipboard.remote(text.clone()),
+                    Some(t) => {
+                        t.held_clipboard = Some(text.clone());
+                        drop(inner);
+                        page_send(
+                            &page,
+                            &json!({"type": "clipboard", "state": "held", "chars": text.chars().count()}),
+                        );
+                    }
+                    None => {}
+                }
+            }
             Event::VideoConfig(c) => {
                 let size = (u32::from(c.width), u32::from(c.height));
                 if let Some(t) = app.inner.lock().await.tabs.get_mut(&tab) {
@@ -767,6 +783,7 @@ fn main() {
             connect,
             tab_commands::select_tab,
             tab_commands::close_tab,
+            tab_commands::take_remote_clipboard,
             view_commands::mouse,
             key,
             switch_monitor,
@@ -782,6 +799,8 @@ fn main() {
             file_commands::pick_and_send_file,
             file_commands::get_file,
             file_commands::cancel_transfer,
+            file_commands::take_file,
+            file_commands::decline_file,
             file_commands::files_folder,
             file_commands::set_files_folder,
             file_commands::pick_files_folder,

@@ -24,6 +24,34 @@ pub(crate) struct Tab {
     pub size: Option<(u32, u32)>,
     /// The page's channel, while the session shares the clipboard.
     pub clipboard: Option<Channel<InvokeResponseBody>>,
+    /// Whether the remote computer's clipboard text replaces the local clipboard in this session
+    /// (off until the technician turns it on: the end user may be anyone, and a clipboard is
+    /// where a technician's next paste, into a terminal say, comes from).
+    pub takes_remote_clipboard: bool,
+    /// The remote computer's latest clipboard text while not taken, to take if it is turned on.
+    pub held_clipboard: Option<String>,
+}
+
+/// Lets the remote computer's clipboard text replace the local clipboard in the shown session
+/// (`on`), taking the latest text it copied meanwhile; or stops it.
+#[tauri::command]
+pub async fn take_remote_clipboard(app: State<'_, Arc<App>>, on: bool) -> Result<(), Failure> {
+    let mut inner = app.inner.lock().await;
+    let Some(t) = inner.active.and_then(|id| inner.tabs.get_mut(&id)) else {
+        return Err(Failure::new("NO_SESSION", "No session is shown."));
+    };
+    t.takes_remote_clipboard = on;
+    if let (true, Some(text)) = (on, t.held_clipboard.take()) {
+        app.clipboard.remote(text);
+    }
+    // The tab's page remembers the choice (it is replayed when the tab is shown again).
+    if let Some(page) = &t.clipboard {
+        page_send(
+            page,
+            &serde_json::json!({"type": "remoteClipboard", "taking": on}),
+        );
+    }
+    Ok(())
 }
 
 /// Shows session tab `tab`, or the device list (`None`); the sessions keep running either way.

@@ -155,6 +155,10 @@ fn transfer_json(t: &technician::Transfer) -> Value {
             "type": "transfer", "state": "stopped", "id": id, "direction": way(direction),
             "name": name, "outcome": format!("{outcome:?}"), "message": message,
         }),
+        Transfer::Offered { id, name, size } => json!({
+            "type": "transfer", "state": "offered", "id": id, "direction": "receiving",
+            "name": name, "size": size,
+        }),
     }
 }
 

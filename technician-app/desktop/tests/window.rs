@@ -285,9 +285,24 @@ async fn the_app_shares_the_clipboard_with_the_remote_computer_unless_the_team_f
     .await
     .unwrap();
 
-    // Copied on the remote computer: pasted in the app's desktop (the app serves it there).
+    // Copied on the remote computer: held, not pasted here, until the technician allows it for
+    // this session (the end user may be anyone); then pasted in the app's desktop.
     let to_here = "C:\\ProgramData\\Vendor\\crash-2026-12-04.dmp";
     let copied_there = copy(&there, to_here);
+    w.wait_text("#clipboard-state", Duration::from_secs(5), |t| {
+        t.contains(&format!(
+            "copied {} characters, not pasted here",
+            to_here.chars().count()
+        ))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        paste(&here, "clipboard").await.as_deref(),
+        Some(to_remote),
+        "the remote text did not replace the local clipboard unasked"
+    );
+    w.click("#take-remote-clipboard").await.unwrap();
     wait_for_paste(&here, "clipboard", to_here).await;
     w.wait_text("#clipboard-state", Duration::from_secs(5), |t| {
         t.contains(&format!("received {} characters", to_here.chars().count()))

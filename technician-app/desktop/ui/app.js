@@ -410,6 +410,7 @@ function event(e) {
       break;
     case 'tools':
       clipboardState(e.clipboard, CLIPBOARD_STATES[e.clipboard] || CLIPBOARD_STATES.unsupported);
+      $('take-clipboard').classList.toggle('hidden', e.clipboard !== 'allowed');
       filesState(e.fileTransfer || 'unsupported');
       chatState(e.chat || 'unsupported');
       break;
@@ -428,7 +429,11 @@ function event(e) {
       if (e.state === 'unavailable') clipboardState('unavailable', `Clipboard not available on this computer: ${e.message}`);
       else if (e.state === 'sent') clipboardState('allowed', `Clipboard shared · sent ${e.chars} characters`);
       else if (e.state === 'received') clipboardState('allowed', `Clipboard shared · received ${e.chars} characters`);
+      else if (e.state === 'held') clipboardState('allowed', `Clipboard shared · the remote computer copied ${e.chars} characters, not pasted here`);
       else clipboardState('allowed', CLIPBOARD_STATES.allowed);
+      break;
+    case 'remoteClipboard':
+      $('take-remote-clipboard').checked = e.taking;
       break;
     case 'toolRefused':
       // An overlay: the view does not move.
@@ -470,6 +475,7 @@ function clipboardState(state, text) {
   $('clipboard-state').dataset.state = state;
   $('clipboard-state').textContent = text;
 }
+$('take-remote-clipboard').onchange = (e) => invoke('take_remote_clipboard', { on: e.target.checked }).catch(failure);
 
 // ---- Files ----------------------------------------------------------------------------------------
 
@@ -506,8 +512,10 @@ function transfer(e) {
   if (!li) {
     li = document.createElement('li');
     li.dataset.id = e.id;
-    li.innerHTML = '<div class="name"></div><progress max="1" value="0"></progress><div class="row spread"><span class="state"></span><button class="link cancel">Stop</button></div>';
+    li.innerHTML = '<div class="name"></div><progress max="1" value="0"></progress><div class="row spread"><span class="state"></span><span><button class="link take hidden">Save</button> <button class="link decline hidden">Decline</button><button class="link cancel">Stop</button></span></div>';
     li.querySelector('.cancel').onclick = () => invoke('cancel_transfer', { id: e.id }).catch(failure);
+    li.querySelector('.take').onclick = () => invoke('take_file', { id: e.id }).catch(failure);
+    li.querySelector('.decline').onclick = () => invoke('decline_file', { id: e.id }).catch(failure);
     $('transfers').prepend(li);
   }
   const way = e.direction === 'sending' ? 'to the remote computer' : 'from the remote computer';
@@ -516,7 +524,14 @@ function transfer(e) {
   const bar = li.querySelector('progress');
   const stateText = li.querySelector('.state');
   li.querySelector('.cancel').classList.toggle('hidden', e.state !== 'progress');
-  if (e.state === 'progress') {
+  li.querySelector('.take').classList.toggle('hidden', e.state !== 'offered');
+  li.querySelector('.decline').classList.toggle('hidden', e.state !== 'offered');
+  if (e.state === 'offered') {
+    // Nobody here asked for it: it waits for the technician's answer (the end user may be anyone).
+    bar.value = 0;
+    stateText.textContent = `${size(e.size)} offered by the remote computer, which you did not ask for`;
+    if ($('files-panel').classList.contains('hidden')) toggleFiles(true);
+  } else if (e.state === 'progress') {
     bar.value = e.size ? e.done / e.size : 1;
     const resumed = e.resumedFrom > 0 ? ` · resumed at ${size(e.resumedFrom)}` : '';
     stateText.textContent = `${size(e.done)} of ${size(e.size)}${resumed}`;
@@ -793,6 +808,8 @@ function blankSession(name, target) {
   recording(false);
   $('not-recorded').classList.add('hidden');
   clipboardState('', '');
+  $('take-clipboard').classList.add('hidden');
+  $('take-remote-clipboard').checked = false;
   filesState('unsupported');
   $('transfers').textContent = '';
   screenSize = null;

@@ -18,6 +18,7 @@ const LATEST = {
   picture: () => 'picture',
   reconnecting: () => 'reconnecting',
   clipboard: () => 'clipboard',
+  remoteClipboard: () => 'remoteClipboard',
   recording: () => 'recording',
   monitors: () => 'monitors',
   limitWarning: () => 'limitWarning',

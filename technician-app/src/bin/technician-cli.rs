@@ -5,7 +5,8 @@
 //! (switch to the monitor with that id), `keyframe`, `clipboard TEXT` (put the rest of the line on
 //! the remote computer's clipboard), `chat TEXT` (a line of chat to the end user), `send PATH` (a file to the remote computer's Downloads
 //! folder), `get PATH` (the remote computer's file into `--files-into`), `cancel N` (transfer N),
-//! `leave`. Each is answered on standard output, the remote clipboard's text is printed as it
+//! `take N` and `decline N` (a file the remote computer offered unasked: it waits for one of
+//! them), `leave`. Each is answered on standard output, the remote clipboard's text is printed as it
 //! changes, the end user's chat lines as they come, and each transfer's start, every tenth of it, and its end.
 
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ use technician::{Command, Event, Technician, TechnicianError};
     `rate N` (frame rate, 1 to 60), `monitor N` (the monitor with that id), `keyframe`, \
     `clipboard TEXT` (the rest of the line onto the remote clipboard), `chat TEXT` (a line of chat \
     to the end user), `send PATH`, `get PATH`, \
-    `cancel N`, `leave`."
+    `cancel N`, `take N` and `decline N` (a file the remote computer offered unasked), `leave`."
 )]
 struct Args {
     /// The relay, host:port.
@@ -338,12 +339,17 @@ impl Transfers {
                 message,
                 ..
             } => println!("File {id}: {name} stopped ({outcome:?}): {message}"),
+            Transfer::Offered { id, name, size } => println!(
+                "File {id}: the remote computer offers {name} ({size} bytes), which you did not \
+                 ask for: type `take {id}` to save it, or `decline {id}`."
+            ),
         }
     }
 }
 
 /// A command typed during a session: `rate N`, `monitor N`, `keyframe`, `clipboard TEXT`,
-/// `chat TEXT`, `send PATH`, `get PATH`, `cancel N`, `leave`; `None` for an empty line. Transfers are
+/// `chat TEXT`, `send PATH`, `get PATH`, `cancel N`, `take N`, `decline N`, `leave`; `None` for an
+/// empty line. Transfers are
 /// numbered from 1 with `next_id`.
 fn typed_command(line: &str, next_id: &mut u32) -> Result<Option<Command>, &'static str> {
     // The clipboard's text and the paths are the rest of the line, spaces and all.
@@ -384,7 +390,7 @@ fn typed_command(line: &str, next_id: &mut u32) -> Result<Option<Command>, &'sta
         return Ok(None);
     };
     if words.next().is_some() {
-        return Err("one command a line: rate N, monitor N, keyframe, clipboard TEXT, chat TEXT, send PATH, get PATH, cancel N, leave");
+        return Err("one command a line: rate N, monitor N, keyframe, clipboard TEXT, chat TEXT, send PATH, get PATH, cancel N, take N, decline N, leave");
     }
     Ok(Some(match (verb, arg) {
         ("rate", Some(n)) => match n.parse::<u16>() {
@@ -398,9 +404,16 @@ fn typed_command(line: &str, next_id: &mut u32) -> Result<Option<Command>, &'sta
         ("cancel", Some(n)) => {
             Command::CancelTransfer(n.parse().map_err(|_| "a transfer is its number")?)
         }
+        ("take", Some(n)) => Command::TakeFile {
+            transfer_id: n.parse().map_err(|_| "a transfer is its number")?,
+            into: None,
+        },
+        ("decline", Some(n)) => {
+            Command::DeclineFile(n.parse().map_err(|_| "a transfer is its number")?)
+        }
         ("leave", None) => Command::Leave,
         _ => return Err(
-            "unknown command: rate N, monitor N, keyframe, clipboard TEXT, chat TEXT, send PATH, get PATH, cancel N, leave",
+            "unknown command: rate N, monitor N, keyframe, clipboard TEXT, chat TEXT, send PATH, get PATH, cancel N, take N, decline N, leave",
         ),
     }))
 }
