@@ -26,19 +26,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use protocol::{Orientation, VideoCodec, VideoConfig, VideoFrame};
 use relay_client::Connector;
 use streamer_agent::capture::Frame;
 use streamer_agent::encode::H264Encoder;
 use system_tests::content::{draw, Content};
-use system_tests::load::{self, Fixture, Forwarder, Options, ProcSample, Report, Target};
+use system_tests::load::{
+    self, relay_binary, Fixture, Forwarder, Options, ProcSample, Report, Server, Target,
+};
 
 const W: u16 = 1920;
 const H: u16 = 1080;
@@ -91,89 +92,6 @@ fn encode(content: Content, seconds: usize) -> Fixture {
         },
         frames,
     }
-}
-
-/// A server child process, killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    /// Where the relay serves `/metrics` (`127.0.0.1:PORT`), when it was asked to.
-    metrics: Option<String>,
-}
-
-impl Server {
-    /// Starts `cmd` and waits for the line that names its port (`...127.0.0.1:PORT`), and then for
-    /// the one that names its metrics address when `metrics` (the relay prints it next).
-    fn start(mut cmd: Command, marker: &str, metrics: bool) -> Result<Self> {
-        let mut child = cmd.stdout(Stdio::piped()).spawn().context("starting")?;
-        let out = child.stdout.take().unwrap();
-        let mut lines = std::io::BufReader::new(out).lines();
-        let mut port = None;
-        let mut metrics_addr = None;
-        while port.is_none() || (metrics && metrics_addr.is_none()) {
-            let Some(line) = lines.next() else {
-                bail!("the server ended before listening");
-            };
-            let line = line?;
-            if let Some(rest) = line.split(marker).nth(1) {
-                port = Some(rest.trim().trim_start_matches("127.0.0.1:").parse()?);
-            } else if let Some(rest) = line.split("metrics on http://").nth(1) {
-                metrics_addr = Some(rest.trim().trim_end_matches("/metrics").to_owned());
-            }
-        }
-        // Keep draining its output so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Ok(Self {
-            child,
-            port: port.unwrap_or_default(),
-            metrics: metrics_addr,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM (the relay drains its sessions and finishes its recordings), then waits.
-    fn stop(mut self) -> Result<()> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn relay_binary() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace())
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "relay",
-            "--bin",
-            "relay",
-            // The switch for the run with the audit trail off (benchmark builds only).
-            "--features",
-            "bench-switches",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("building the relay failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace().join("target"), PathBuf::from);
-    Ok(target.join("release/relay"))
 }
 
 /// Where a relay keeps its data: the embedded defaults in its data directory, or PostgreSQL and an

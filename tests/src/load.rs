@@ -703,3 +703,103 @@ impl Forwarder {
         }
     }
 }
+
+/// The workspace's root.
+fn workspace() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// A server child process, killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its HTTPS port on 127.0.0.1.
+    pub port: u16,
+    /// Where the relay serves `/metrics` (`127.0.0.1:PORT`), when it was asked to.
+    pub metrics: Option<String>,
+}
+
+impl Server {
+    /// Starts `cmd` and waits for the line that names its port (`...127.0.0.1:PORT`), and then for
+    /// the one that names its metrics address when `metrics` (the relay prints it next).
+    pub fn start(mut cmd: std::process::Command, marker: &str, metrics: bool) -> Result<Self> {
+        use std::io::BufRead as _;
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting")?;
+        let out = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(out).lines();
+        let mut port = None;
+        let mut metrics_addr = None;
+        while port.is_none() || (metrics && metrics_addr.is_none()) {
+            let Some(line) = lines.next() else {
+                bail!("the server ended before listening");
+            };
+            let line = line?;
+            if let Some(rest) = line.split(marker).nth(1) {
+                port = Some(rest.trim().trim_start_matches("127.0.0.1:").parse()?);
+            } else if let Some(rest) = line.split("metrics on http://").nth(1) {
+                metrics_addr = Some(rest.trim().trim_end_matches("/metrics").to_owned());
+            }
+        }
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Self {
+            child,
+            port: port.unwrap_or_default(),
+            metrics: metrics_addr,
+        })
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM (the relay drains its sessions and finishes its recordings), then waits.
+    pub fn stop(mut self) -> Result<()> {
+        std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds the relay's release binary (with the benchmark switches) and returns its path.
+pub fn relay_binary() -> Result<std::path::PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace())
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "relay",
+            "--bin",
+            "relay",
+            // The switch for the run with the audit trail off (benchmark builds only).
+            "--features",
+            "bench-switches",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("building the relay failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace().join("target"), std::path::PathBuf::from);
+    Ok(target.join("release/relay"))
+}

@@ -209,7 +209,9 @@ async fn fifty_megabytes_each_way_survive_a_relay_restart_and_resume_with_equal_
                 path,
                 ..
             } => verified.push((id, direction, path)),
-            Transfer::Stopped { .. } => panic!("a transfer stopped: {t:?}"),
+            Transfer::Stopped { .. } | Transfer::Offered { .. } => {
+                panic!("a transfer stopped, or one nobody asked for was offered: {t:?}")
+            }
         }
     }
     resumed.sort();
