@@ -58,8 +58,9 @@ async fn one_command_starts_a_usable_relay_and_sigterm_stops_it() {
         .envs(test_database_url(&data).map(|url| ("RELAY_DATABASE_URL", url)))
         .envs(test_recordings_url(&data).map(|url| ("RELAY_RECORDINGS_URL", url)))
         .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(std::fs::File::create(dir.path().join("relay.log")).unwrap())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -92,6 +93,15 @@ async fn one_command_starts_a_usable_relay_and_sigterm_stops_it() {
     .await
     .unwrap();
 
+    // Security review finding 15: an id from an unauthenticated URL forges no log line and puts
+    // no terminal escape in the log (ids are logged escaped).
+    let forged = "/files/x%0A2026-12-07T17:14:00.000000Z%20ERROR%20relay::ops:%20owner%20password%20reset%20by%20operator%1B%5B31mRED/play?u=a&t=1&s=00";
+    let (status, _, _) = connector
+        .request(&addr, "GET", forged, &[], bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -118,6 +128,13 @@ async fn one_command_starts_a_usable_relay_and_sigterm_stops_it() {
         test_database_url(&data).is_none()
     );
     assert!(data.join("first-owner.txt").exists());
+    let log = std::fs::read_to_string(dir.path().join("relay.log")).unwrap();
+    assert!(log.contains("refused a tampered link"), "{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-12-07T17:14:00")),
+        "a forged line: {log}"
+    );
+    assert!(!log.contains('\u{1b}'), "a raw terminal escape: {log:?}");
 }
 
 #[tokio::test]
