@@ -140,7 +140,15 @@ async fn account_key(shared: &Shared, email: &str) -> Result<String, ApiError> {
     })
 }
 
-fn paused(message: String) -> ApiError {
+/// How long a paused try waits before it is answered: a client that keeps trying on one
+/// connection (a stolen token guessing, a script) gets one answer a second instead of as many as
+/// the relay could give, which would slow everyone else's requests. A person waiting 15 minutes
+/// does not notice the second.
+pub(crate) const PAUSED_ANSWER_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The refusal of a paused try, given after [`PAUSED_ANSWER_DELAY`].
+async fn paused(message: String) -> ApiError {
+    tokio::time::sleep(PAUSED_ANSWER_DELAY).await;
     ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_ATTEMPTS", message)
 }
 
@@ -156,7 +164,7 @@ pub(crate) async fn sign_in(
     let account = account_key(shared, email).await?;
     if let Err(why) = shared.sign_ins.check(&account, addr, now).await {
         shared.metrics.sign_in_throttled();
-        return Err(paused(why));
+        return Err(paused(why).await);
     }
     let signed_in = shared
         .store
@@ -735,7 +743,7 @@ pub(crate) async fn change_password(
     let now = shared.clock.now_ms();
     if let Err(why) = shared.sign_ins.check(&account, who.addr, now).await {
         shared.metrics.sign_in_throttled();
-        return Err(paused(why));
+        return Err(paused(why).await);
     }
     let ended = match shared
         .store

@@ -80,14 +80,20 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Argon2 off the async workers: each hash or check runs on tokio's blocking threads, at most
-/// `permits` at a time, so that password work (sign-ins, password changes, by anyone) can never
-/// take the cores that serve every other request and session. Waiting for a permit is a wait, not
-/// work; a request that waits is served in turn.
+/// Argon2 off the async workers: each hash or check runs on threads of its own, at most `threads`
+/// at once (half the cores), at a lower scheduling priority (nice 10 on Linux), so that password
+/// work, whoever asks for it (sign-ins from anywhere, a stolen token guessing), neither holds the
+/// async workers that serve every other request and session nor takes their cores from them: it
+/// gets what they leave. Jobs wait in a bounded queue; a request whose job waits is served in turn.
 #[derive(Debug, Clone)]
 pub struct PasswordWork {
-    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    jobs: tokio::sync::mpsc::Sender<Job>,
 }
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Password jobs that may wait for a thread; past this, a request waits to queue its job.
+const QUEUED_JOBS: usize = 256;
 
 impl Default for PasswordWork {
     /// Half the machine's cores, at least one: the other half stays with the async workers.
@@ -98,26 +104,53 @@ impl Default for PasswordWork {
 }
 
 impl PasswordWork {
-    /// At most `permits` argon2 runs at once.
-    pub fn new(permits: usize) -> Self {
-        Self {
-            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(permits.max(1))),
+    /// `threads` password threads, which end when the last clone of this is dropped.
+    pub fn new(threads: usize) -> Self {
+        let (jobs, queue) = tokio::sync::mpsc::channel::<Job>(QUEUED_JOBS);
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..threads.max(1) {
+            let queue = queue.clone();
+            let started = std::thread::Builder::new()
+                .name(format!("passwords-{n}"))
+                .spawn(move || {
+                    #[cfg(target_os = "linux")]
+                    if let Err(e) = rustix::process::setpriority_process(None, 10) {
+                        tracing::warn!(error = %e, "password thread keeps the normal priority");
+                    }
+                    loop {
+                        // One thread takes the next job; the lock is let go before running it.
+                        let job = queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .blocking_recv();
+                        match job {
+                            Some(job) => job(),
+                            None => return,
+                        }
+                    }
+                });
+            if let Err(e) = started {
+                tracing::error!(error = %e, "starting a password thread");
+            }
         }
+        Self { jobs }
     }
 
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, SecretError> {
-        // The semaphore is never closed, so acquiring fails only if it were.
-        let _permit = self
-            .permits
-            .acquire()
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
+        });
+        self.jobs
+            .send(job)
             .await
-            .map_err(|e| SecretError::Hash(e.to_string()))?;
-        tokio::task::spawn_blocking(work)
+            .map_err(|_| SecretError::Hash("the password threads have stopped".into()))?;
+        result
             .await
-            .map_err(|e| SecretError::Hash(e.to_string()))
+            .map_err(|_| SecretError::Hash("a password job was lost".into()))
     }
 
     /// [`hash_password`], off the async workers.
@@ -157,7 +190,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn password_work_runs_off_the_async_workers_one_permit_at_a_time() {
+    async fn password_work_runs_off_the_async_workers_one_thread_at_a_time() {
         let work = PasswordWork::new(1);
         let stored = work.hash("correct horse").await.unwrap();
         assert!(work.verify("correct horse", Some(&stored)).await);

@@ -16,8 +16,9 @@
 //!   (127.0.x.y, each under the per-address limit), 16 at a time: each is an argon2 check of the
 //!   dummy hash, and an audit row.
 //!
-//! The attack's clients run in this process on its own runtime; the relay runs argon2 on its
-//! blocking threads behind a semaphore of half the cores.
+//! The attack's clients run in this process on a runtime of their own (two threads), team A's
+//! client on another; the relay runs argon2 on threads of its own, half the cores, at a lower
+//! priority.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -109,10 +110,16 @@ fn main() -> Result<()> {
     let args = args();
     let binary = relay_binary()?;
     let data = tempfile::tempdir()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // Team A's client on a runtime of its own: its requests never queue behind the attack's
+    // tasks in this process (the attack runs on `attack`'s two worker threads).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let attack_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let attack = attack_runtime.handle().clone();
     rt.block_on(async {
         // Two teams, made through the relay's own store before it starts.
         let clock: relay::clock::SharedClock = Arc::new(relay::clock::SystemClock);
@@ -161,7 +168,7 @@ fn main() -> Result<()> {
         for i in 0..8 {
             let (c, base, token) = (client(&ca, None), base.clone(), b_token.clone());
             let (stop, answered, refused) = (stop.clone(), answered.clone(), refused.clone());
-            attackers.push(tokio::spawn(async move {
+            attackers.push(attack.spawn(async move {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
@@ -193,7 +200,7 @@ fn main() -> Result<()> {
             let (base, ca) = (base.clone(), ca.clone());
             let (addresses, next_address) = (addresses.clone(), next_address.clone());
             let (stop, answered, refused) = (stop.clone(), answered.clone(), refused.clone());
-            attackers.push(tokio::spawn(async move {
+            attackers.push(attack.spawn(async move {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let k = next_address.fetch_add(1, Ordering::Relaxed) as usize;
