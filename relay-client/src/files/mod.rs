@@ -485,6 +485,8 @@ mod tests {
         }
     }
 
+    // A symbolic link is made with a Unix call here.
+    #[cfg(unix)]
     #[tokio::test]
     async fn a_link_planted_as_the_partial_file_is_refused_and_nothing_is_written_through_it() {
         let dir = tempfile::tempdir().unwrap();
