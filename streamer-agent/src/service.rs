@@ -23,13 +23,9 @@ use tokio_util::sync::CancellationToken;
 use windows::core::{HSTRING, PCWSTR};
 use windows::Win32::Foundation::{LocalFree, ERROR_SUCCESS, HLOCAL};
 use windows::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, GetNamedSecurityInfoW, SDDL_REVISION_1,
-    SE_FILE_OBJECT,
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
 };
-use windows::Win32::Security::{
-    IsWellKnownSid, SetFileSecurityW, WinBuiltinAdministratorsSid, WinLocalSystemSid,
-    DACL_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID,
-};
+use windows::Win32::Security::{SetFileSecurityW, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR};
 use windows::Win32::System::Com::CoTaskMemFree;
 use windows::Win32::System::Registry::{
     RegDeleteKeyValueW, RegGetValueW, HKEY_LOCAL_MACHINE, RRF_RT_REG_SZ,
@@ -254,135 +250,11 @@ pub(crate) fn init_log(dir: &std::path::Path, name: &str) {
     }
 }
 
-/// Whether `path` (which exists) is owned by SYSTEM or the Administrators group and is not a
-/// link (a junction or other reparse point). A folder a local user made before installation is
-/// theirs: they keep the right to change its DACL and to swap what is inside, so the service must
-/// not trust it.
-fn owned_by_the_machine(path: &std::path::Path) -> Result<bool> {
-    use std::os::windows::fs::MetadataExt as _;
-    const FILE_ATTRIBUTE_REPARSE_POINT: u32 = 0x400;
-    let meta =
-        std::fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if meta.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
-        return Ok(false);
-    }
-    let name = HSTRING::from(path.as_os_str());
-    let mut owner = PSID::default();
-    let mut sd = PSECURITY_DESCRIPTOR::default();
-    // SAFETY: the path is NUL-terminated; the owner points into `sd`, which the call allocates
-    // and which is freed below after the owner was last read.
-    let status = unsafe {
-        GetNamedSecurityInfoW(
-            PCWSTR(name.as_ptr()),
-            SE_FILE_OBJECT,
-            OWNER_SECURITY_INFORMATION,
-            Some(&mut owner),
-            None,
-            None,
-            None,
-            &mut sd,
-        )
-    };
-    if status != ERROR_SUCCESS {
-        anyhow::bail!(
-            "reading the owner of {}: error {}",
-            path.display(),
-            status.0
-        );
-    }
-    // SAFETY: `owner` is a valid SID inside `sd` until `sd` is freed.
-    let trusted = unsafe {
-        IsWellKnownSid(owner, WinLocalSystemSid).as_bool()
-            || IsWellKnownSid(owner, WinBuiltinAdministratorsSid).as_bool()
-            || is_this_process_user(owner)
-    };
-    // SAFETY: `sd` was allocated by GetNamedSecurityInfoW with LocalAlloc.
-    unsafe {
-        let _ = LocalFree(Some(HLOCAL(sd.0)));
-    }
-    Ok(trusted)
-}
-
-/// Whether `sid` is the account this process runs as (LocalSystem for the service on Windows;
-/// under Wine, Wine's one user): what the service made itself is the service's own.
-///
-/// # Safety
-/// `sid` must be a valid SID.
-unsafe fn is_this_process_user(sid: PSID) -> bool {
-    use windows::Win32::Foundation::{CloseHandle, HANDLE};
-    use windows::Win32::Security::{
-        EqualSid, GetTokenInformation, TokenUser, TOKEN_QUERY, TOKEN_USER,
-    };
-    use windows::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
-    let mut token = HANDLE::default();
-    // SAFETY: the pseudo-handle of this process needs no closing; the token handle is closed below.
-    if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) }.is_err() {
-        return false;
-    }
-    // A TOKEN_USER and the SID it points to, in u64s so that the struct is aligned.
-    let mut buf = vec![0u64; 64];
-    let mut len = 0u32;
-    // SAFETY: `buf` holds `buf.len() * 8` bytes, which the call writes at most.
-    let got = unsafe {
-        GetTokenInformation(
-            token,
-            TokenUser,
-            Some(buf.as_mut_ptr().cast()),
-            u32::try_from(buf.len() * 8).unwrap_or(0),
-            &mut len,
-        )
-    };
-    // SAFETY: the handle came from OpenProcessToken.
-    let _ = unsafe { CloseHandle(token) };
-    if got.is_err() {
-        return false;
-    }
-    // SAFETY: the call filled `buf` with a TOKEN_USER whose SID lies inside `buf`.
-    let user = unsafe { &*buf.as_ptr().cast::<TOKEN_USER>() };
-    // SAFETY: both SIDs are valid (the caller's, and the token's inside `buf`).
-    unsafe { EqualSid(sid, user.User.Sid) }.is_ok()
-}
-
-/// Makes the data folder, refusing one (or a `RecordedSupport` folder above it) that someone else
-/// made first, and protects both: SYSTEM and Administrators alone, inherited inside.
-fn prepare_data_dir(dir: &std::path::Path) -> Result<()> {
-    let parent = dir.parent().context("the data folder has a parent")?;
-    for path in [parent, dir] {
-        if path.exists() && !owned_by_the_machine(path)? {
-            anyhow::bail!(
-                "{} exists but is not owned by SYSTEM or the Administrators (or is a link): \
-                 someone made it before this installation, so it is not trusted. An administrator \
-                 deletes it, then installs again.",
-                path.display()
-            );
-        }
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    // Before anything secret is written: no ordinary user can read inside, or replace the folder.
-    protect(parent, SYSTEM_AND_ADMINS)?;
-    protect(dir, SYSTEM_AND_ADMINS)
-}
-
-/// The relay's CA as the service trusts it: a copy inside the protected data folder, taken from
-/// the MSI's `CA_FILE` when the service first runs with that setting. The path the MSI was given
-/// may be writable by ordinary users; a CA put there later is never trusted by SYSTEM.
-fn trusted_ca(dir: &std::path::Path, configured: &std::path::Path) -> Result<PathBuf> {
-    let copy = dir.join("relay-ca.pem");
-    let source = dir.join("relay-ca.source");
-    let recorded = std::fs::read_to_string(&source).unwrap_or_default();
-    if !copy.exists() || recorded != configured.display().to_string() {
-        std::fs::copy(configured, &copy)
-            .with_context(|| format!("copying the relay's CA from {}", configured.display()))?;
-        std::fs::write(&source, configured.display().to_string())
-            .with_context(|| format!("writing {}", source.display()))?;
-        tracing::info!(from = %configured.display(), to = %copy.display(), "took the relay's CA into the data folder");
-    }
-    Ok(copy)
-}
-
 fn run_service() -> Result<()> {
     let dir = data_dir();
-    prepare_data_dir(&dir)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Before anything secret is written: no ordinary user can read inside.
+    protect(&dir, SYSTEM_AND_ADMINS)?;
     init_log(&dir, "streamer.log");
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -422,7 +294,6 @@ fn serve(dir: &std::path::Path, shutdown: CancellationToken) -> Result<()> {
     let ca_file = setting("CaFile")
         .map(PathBuf::from)
         .context("no CA file is set (the MSI's CA_FILE property)")?;
-    let ca_file = trusted_ca(dir, &ca_file)?;
     let credential_file = dir.join("device.credential");
     let config = AgentConfig {
         relay,
