@@ -101,6 +101,18 @@ async fn measure(c: &reqwest::Client, base: &str, token: &str, secs: u64) -> Vec
     out
 }
 
+/// Counts an attack request's answer: paused (429) or answered (the relay did its work).
+fn count(r: &reqwest::Result<reqwest::Response>, answered: &AtomicU64, refused: &AtomicU64) {
+    if let Ok(r) = r {
+        let which = if r.status().as_u16() == 429 {
+            refused
+        } else {
+            answered
+        };
+        which.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 fn quantile_ms(sorted: &[u64], q: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted[i] as f64 / 1000.0
@@ -181,13 +193,7 @@ fn main() -> Result<()> {
                         }))
                         .send()
                         .await;
-                    if let Ok(r) = r {
-                        if r.status().as_u16() == 429 {
-                            refused.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            answered.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    count(&r, &answered, &refused);
                 }
             }));
         }
@@ -216,13 +222,7 @@ fn main() -> Result<()> {
                             .json(&json!({"email": format!("nobody-{k}-{n}@x.example"), "password": "guess"}))
                             .send()
                             .await;
-                        if let Ok(r) = r {
-                            if r.status().as_u16() == 429 {
-                                refused.fetch_add(1, Ordering::Relaxed);
-                            } else {
-                                answered.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
+                        count(&r, &answered, &refused);
                     }
                 }
             }));
