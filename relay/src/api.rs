@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -92,23 +91,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// The agent connections' WebSocket read and write buffer sizes.
-const WS_BUFFER: usize = 16 * 1024;
-
-async fn agent(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
-    let max = protocol::max_frame_len();
-    // WebSocket buffers of 16 KiB rather than the library's 128 KiB each way: a relay holds two
-    // connections a session, and at the default sizes they were most of its memory per session
-    // (measured with the relay_load benchmark, docs/PERFORMANCE.md). Larger messages still arrive
-    // whole; the buffers only start smaller. Writes are flushed per batch of queued frames anyway.
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(WS_BUFFER)
-        .write_buffer_size(WS_BUFFER)
-        .on_upgrade(move |socket| {
-            let tracker = shared.tracker.clone();
-            tracker.track_future(crate::agent::serve(shared, socket))
-        })
+/// An agent's WebSocket: what it may send before its handshake ends is bounded
+/// (`crate::agent::socket`).
+async fn agent(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    let tracker = shared.tracker.clone();
+    crate::agent::socket::upgrade(
+        request,
+        Some(crate::agent::socket::BEFORE_HANDSHAKE),
+        move |socket, gate| tracker.track_future(crate::agent::serve(shared, socket, gate)),
+    )
 }
 
 /// An API error: an HTTP status and a stable code with a sentence.

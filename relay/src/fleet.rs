@@ -321,20 +321,17 @@ async fn sweep(shared: &Shared, fleet: &Fleet) -> anyhow::Result<()> {
 
 /// The peer port's router: the peer link's WebSocket, nothing else.
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
-    use axum::extract::ws::WebSocketUpgrade;
     use axum::extract::State;
     use axum::routing::get;
     axum::Router::new()
         .route(
             PEER_PATH,
             get(
-                |State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade| async move {
-                    let max = protocol::max_frame_len();
-                    ws.max_message_size(max)
-                        .max_frame_size(max)
-                        .read_buffer_size(16 * 1024)
-                        .write_buffer_size(16 * 1024)
-                        .on_upgrade(move |socket| crate::agent::serve_peer(shared, socket))
+                |State(shared): State<Arc<Shared>>, request: axum::extract::Request| async move {
+                    // The peer port's TLS took the fleet's certificate: no budget before the hello.
+                    crate::agent::socket::upgrade(request, None, move |socket, gate| {
+                        crate::agent::serve_peer(shared, socket, gate)
+                    })
                 },
             ),
         )

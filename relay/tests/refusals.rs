@@ -422,6 +422,75 @@ async fn wrong_and_expired_session_codes_are_refused() {
     relay.stop().await;
 }
 
+/// Review finding 11: a connection that has not finished its handshake cannot make the relay hold a
+/// large message. A Hello-kind message of 1 MiB (within the largest frame) is sent all but its last
+/// byte: the relay refuses it once 64 KiB have come, rather than buffering it for the hello timeout.
+#[tokio::test]
+async fn a_large_message_before_the_handshake_is_refused_before_it_is_whole() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let relay = TestRelay::start().await;
+    let mut bystander = Bystander::start(&relay).await;
+    let tls = relay.connector.tls(&relay.addr).await.unwrap();
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    wr.write_all(
+        b"GET /v1/agent HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(rd.read_u8().await.unwrap());
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let len: usize = 1 << 20;
+    // A masked binary WebSocket message (mask key 0: the payload is as written), 64-bit length.
+    let mut message = vec![0x82, 0x80 | 127];
+    message.extend_from_slice(&(len as u64).to_be_bytes());
+    message.extend_from_slice(&[0, 0, 0, 0]);
+    // The protocol frame's header: a Hello whose body is the rest.
+    message.push(0x01);
+    message.extend_from_slice(&u32::try_from(len - 5).unwrap().to_be_bytes());
+    message.resize(message.len() + len - 5 - 1, b'x');
+    let sender = tokio::spawn(async move {
+        // The relay may stop reading once it refused; what it still reads it drops.
+        let _ = wr.write_all(&message).await;
+        wr
+    });
+    // The relay's answer: one unmasked binary message holding a Refused frame.
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut first = [0u8; 2];
+        rd.read_exact(&mut first).await?;
+        let len = match first[1] & 0x7f {
+            126 => usize::from(rd.read_u16().await?),
+            127 => usize::try_from(rd.read_u64().await?).unwrap(),
+            n => usize::from(n),
+        };
+        let mut body = vec![0u8; len];
+        rd.read_exact(&mut body).await?;
+        std::io::Result::Ok((first[0], body))
+    })
+    .await
+    .expect("refused before the hello timeout, without the message's last byte")
+    .unwrap();
+    assert_eq!(answer.0, 0x82, "a binary message");
+    match decode_frame(Bytes::from(answer.1)).unwrap() {
+        Message::Refused { code, message } => {
+            assert_eq!(code, ErrorCode::MessageTooLarge, "{message}");
+            assert!(message.contains("before the handshake ended"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    drop(sender);
+    bystander.still_forwards().await;
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn malformed_and_oversized_messages_are_refused() {
     let relay = TestRelay::start().await;

@@ -7,13 +7,13 @@
 
 mod files;
 mod peer;
+pub(crate) mod socket;
 mod streamer;
 mod technician;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message as WsMessage, WebSocket};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -24,6 +24,7 @@ use protocol::{
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -31,6 +32,7 @@ use crate::hub::{OutFrame, Outbound, SessionLink, WRITER_QUEUE};
 use crate::rate::TokenBucket;
 use crate::store::{DeviceRecord, TeamRecord, UserRecord};
 use crate::{secrets, Shared};
+use socket::{Gate, Socket};
 
 /// How long after a session's end its traffic still in flight is dropped rather than refused.
 const LATE_TRAFFIC_GRACE: Duration = Duration::from_secs(5);
@@ -76,7 +78,7 @@ enum Identity {
 
 struct Conn {
     shared: Arc<Shared>,
-    stream: SplitStream<WebSocket>,
+    stream: SplitStream<Socket>,
     out: Outbound,
     /// Cancelled by the writer when the socket can no longer be written.
     writer_dead: CancellationToken,
@@ -89,21 +91,23 @@ struct Conn {
     session_ended_at: Option<Instant>,
     /// A peer link from another relay of the fleet: its sessions are with streamers here only.
     via_peer: bool,
+    /// Opened when the handshake ends: until then the socket's reads are bounded in bytes.
+    gate: Gate,
 }
 
 /// Serves one upgraded WebSocket until it closes.
-pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
-    serve_as(shared, socket, false).await;
+pub(crate) async fn serve(shared: Arc<Shared>, socket: Socket, gate: Gate) {
+    serve_as(shared, socket, gate, false).await;
 }
 
 /// Serves a peer link: a technician of another relay of the fleet, whose sign-in token comes in
 /// the link's [`crate::fleet::PeerHello`], for a session with a streamer connected here.
-pub(crate) async fn serve_peer(shared: Arc<Shared>, socket: WebSocket) {
+pub(crate) async fn serve_peer(shared: Arc<Shared>, socket: Socket, gate: Gate) {
     let _open = shared.metrics.peer_link(false);
-    serve_as(shared, socket, true).await;
+    serve_as(shared, socket, gate, true).await;
 }
 
-async fn serve_as(shared: Arc<Shared>, socket: WebSocket, via_peer: bool) {
+async fn serve_as(shared: Arc<Shared>, socket: Socket, gate: Gate, via_peer: bool) {
     let (sink, stream) = socket.split();
     let (out, out_rx) = mpsc::channel(WRITER_QUEUE);
     let writer_dead = CancellationToken::new();
@@ -127,6 +131,7 @@ async fn serve_as(shared: Arc<Shared>, socket: WebSocket, via_peer: bool) {
         writer_dead,
         conn_id,
         via_peer,
+        gate,
     };
     if via_peer {
         conn.run_peer().await;
@@ -150,7 +155,7 @@ async fn serve_as(shared: Arc<Shared>, socket: WebSocket, via_peer: bool) {
 
 /// Writes queued frames and pings; closes the socket when told to or when a write stalls.
 async fn writer(
-    mut sink: SplitSink<WebSocket, WsMessage>,
+    mut sink: SplitSink<Socket, WsMessage>,
     mut queue: mpsc::Receiver<OutFrame>,
     config: Config,
     dead: CancellationToken,
@@ -197,16 +202,23 @@ async fn writer(
 }
 
 /// The refusal for a WebSocket message larger than the largest frame, which the WebSocket layer
-/// stops reading at its header; `None` for any other read error (the connection is gone).
-fn too_large(e: axum::Error) -> Option<Refusal> {
-    let inner = e.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
+/// stops reading at its header, or for more bytes than a handshake needs sent before it ended;
+/// `None` for any other read error (the connection is gone).
+fn too_large(e: tungstenite::Error) -> Option<Refusal> {
+    match e {
+        tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
             size,
             max_size,
-        })) => Some(Refusal::new(
+        }) => Some(Refusal::new(
             ErrorCode::MessageTooLarge,
             format!("a WebSocket message of {size} bytes is larger than the largest frame ({max_size} bytes)"),
+        )),
+        tungstenite::Error::Io(e) if socket::is_too_much_before_handshake(&e) => Some(Refusal::new(
+            ErrorCode::MessageTooLarge,
+            format!(
+                "more than {} bytes before the handshake ended: a handshake's messages are small",
+                socket::BEFORE_HANDSHAKE
+            ),
         )),
         _ => None,
     }
@@ -238,7 +250,11 @@ async fn forward(
 impl Conn {
     async fn run(&mut self) {
         let (peer, identity) = match self.handshake().await {
-            Ok(v) => v,
+            Ok(v) => {
+                // Who the peer is is known: the protocol's frame limits and rates bound it now.
+                self.gate.open();
+                v
+            }
             Err(failed) => {
                 if let Some(refusal) = failed {
                     tracing::info!(code = %refusal.code, reason = %refusal.message, "connection refused");
@@ -373,7 +389,9 @@ impl Conn {
                     ))
                 }
                 // Pings are answered by the WebSocket layer; pings and pongs show the peer is alive.
-                Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+                Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_)))) => {
+                    continue
+                }
             }
         }
     }

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Message as WsMessage;
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use protocol::{EndReason, ErrorCode, Message, MessageKind, Peer, Refusal, Role, Sender};
@@ -54,10 +53,10 @@ impl Conn {
                 _ = self.writer_dead.cancelled() => return,
             };
             match item {
-                Ok(Some(Ok(WsMessage::Text(text)))) => {
+                Ok(Some(Ok(PeerMessage::Text(text)))) => {
                     break serde_json::from_str::<crate::fleet::PeerHello>(text.as_str())
                 }
-                Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+                Ok(Some(Ok(PeerMessage::Ping(_) | PeerMessage::Pong(_)))) => continue,
                 Ok(Some(Ok(_))) => {
                     return self
                         .refuse(Refusal::new(
