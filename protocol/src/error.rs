@@ -27,6 +27,10 @@ pub enum ErrorCode {
     CredentialRevoked,
     /// This kind of credential is not allowed for the announced role (peer's fault).
     CredentialNotAllowed,
+    /// The device connected again on another connection, which replaced this one (protocol
+    /// 1.4.0; older versions get `CREDENTIAL_REVOKED`). Connect again: if that was a copy of this
+    /// device's credential, the relay notices and revokes the device.
+    ConnectedElsewhere,
     /// The authenticated principal's role does not allow the action (user's fault).
     Forbidden,
     /// No such device in the technician's team (also for other teams' devices, so as not to leak them).
@@ -82,6 +86,7 @@ const CODES: &[(ErrorCode, u16, &str)] = &[
         "CREDENTIAL_NOT_ALLOWED",
     ),
     (ErrorCode::Forbidden, 203, "FORBIDDEN"),
+    (ErrorCode::ConnectedElsewhere, 204, "CONNECTED_ELSEWHERE"),
     (ErrorCode::DeviceNotFound, 300, "DEVICE_NOT_FOUND"),
     (ErrorCode::DeviceOffline, 301, "DEVICE_OFFLINE"),
     (ErrorCode::DeviceBusy, 302, "DEVICE_BUSY"),

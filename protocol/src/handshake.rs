@@ -3,7 +3,8 @@
 //! Sequence (docs/PROTOCOL.md, "Handshake"): the client sends `Hello`; the relay answers `Welcome` or
 //! `Refused`; the client sends `Authenticate`; the relay checks the credential (the one step this
 //! module hands back to its caller, as [`RelayAction::Verify`]) and answers with `Registered` or
-//! `SessionCodeIssued` where the credential calls for it, then `Authenticated`, or `Refused`.
+//! `SessionCodeIssued` where the credential calls for it (from 1.4.0 `Registered` also follows a
+//! device credential: the device's next secret), then `Authenticated`, or `Refused`.
 
 use bytes::Bytes;
 
@@ -68,6 +69,9 @@ pub enum RelayAction {
         role: Role,
         /// The credential to check.
         credential: Credential,
+        /// The agreed protocol version: from 1.4.0 a device credential is renewed
+        /// ([`crate::rotates_device_secret`]).
+        protocol_version: semver::Version,
     },
     /// Send these messages in order; the connection is established with this peer.
     Established {
@@ -205,10 +209,14 @@ impl RelayHandshake {
                 self.state = RelayState::AwaitVerdict {
                     role,
                     product_version,
-                    protocol_version,
+                    protocol_version: protocol_version.clone(),
                     credential: credential.clone(),
                 };
-                RelayAction::Verify { role, credential }
+                RelayAction::Verify {
+                    role,
+                    credential,
+                    protocol_version,
+                }
             }
             (state, msg) => RelayAction::refuse(
                 ErrorCode::UnexpectedMessage,
@@ -243,6 +251,16 @@ impl RelayHandshake {
         let mut replies = Vec::with_capacity(2);
         match (&credential, verified.issued) {
             (Credential::DeploymentCode { .. }, Some(Issued::Device { device_id, secret })) => {
+                replies.push(Message::Registered { device_id, secret });
+            }
+            // From 1.4.0 a device's next secret, for the same device.
+            (
+                Credential::Device {
+                    device_id: presented,
+                    ..
+                },
+                Some(Issued::Device { device_id, secret }),
+            ) if *presented == device_id && crate::rotates_device_secret(&protocol_version) => {
                 replies.push(Message::Registered { device_id, secret });
             }
             (
@@ -370,6 +388,20 @@ impl ClientHandshake {
         (machine, hello)
     }
 
+    /// Whether `Registered` for `device_id` is this device's next secret: a device credential, on
+    /// protocol 1.4.0 or later, naming the same device.
+    fn is_renewal(&self, state: &ClientState, device_id: &str) -> bool {
+        match (state, &self.credential) {
+            (
+                ClientState::AwaitAuthenticated { protocol_version },
+                Credential::Device {
+                    device_id: ours, ..
+                },
+            ) => ours == device_id && crate::rotates_device_secret(protocol_version),
+            _ => false,
+        }
+    }
+
     /// Takes one message from the relay.
     pub fn receive(&mut self, msg: Message) -> Result<ClientEvent, ClientHandshakeError> {
         let state = std::mem::replace(&mut self.state, ClientState::Done);
@@ -420,7 +452,9 @@ impl ClientHandshake {
             (
                 state @ ClientState::AwaitAuthenticated { .. },
                 Message::Registered { device_id, secret },
-            ) if matches!(self.credential, Credential::DeploymentCode { .. }) => {
+            ) if matches!(self.credential, Credential::DeploymentCode { .. })
+                || self.is_renewal(&state, &device_id) =>
+            {
                 self.state = state;
                 Ok(ClientEvent::Registered { device_id, secret })
             }

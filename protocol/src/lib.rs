@@ -26,6 +26,7 @@ pub use handshake::{
 };
 pub use message::*;
 pub use version::{
-    negotiate_protocol, recorded_session_gate, streamer_version_unsupported_text, ProductVersion,
-    VersionError, MIN_RECORDED_STREAMER, PROTOCOL_VERSIONS,
+    negotiate_protocol, recorded_session_gate, rotates_device_secret,
+    streamer_version_unsupported_text, ProductVersion, VersionError, DEVICE_SECRET_ROTATION,
+    MIN_RECORDED_STREAMER, PROTOCOL_VERSIONS,
 };

@@ -148,7 +148,17 @@ pub fn recorded_session_gate(found: &ProductVersion) -> Result<(), Refusal> {
 }
 
 /// The protocol versions this implementation speaks: the highest of each major version it supports.
-pub const PROTOCOL_VERSIONS: &[semver::Version] = &[semver::Version::new(1, 3, 0)];
+pub const PROTOCOL_VERSIONS: &[semver::Version] = &[semver::Version::new(1, 4, 0)];
+
+/// The protocol version (major, minor) from which a device's secret is renewed at every
+/// connection: the relay sends `Registered` with the next secret after a device credential
+/// (docs/PROTOCOL.md section 6), and `CONNECTED_ELSEWHERE` to a connection another replaced.
+pub const DEVICE_SECRET_ROTATION: (u64, u64) = (1, 4);
+
+/// Whether a side that agreed on `agreed` renews device secrets ([`DEVICE_SECRET_ROTATION`]).
+pub fn rotates_device_secret(agreed: &semver::Version) -> bool {
+    (agreed.major, agreed.minor) >= DEVICE_SECRET_ROTATION
+}
 
 /// The most protocol versions a peer may list in its hello.
 pub const MAX_PROTOCOL_VERSIONS: usize = 16;

@@ -47,7 +47,7 @@ fn to_verify(role: Role, credential: Credential) -> (ClientHandshake, RelayHands
     assert_eq!(
         welcome,
         Message::Welcome {
-            protocol_version: "1.3.0".into(),
+            protocol_version: "1.4.0".into(),
             relay_version: "3.5.8.0".into()
         }
     );
@@ -58,7 +58,11 @@ fn to_verify(role: Role, credential: Credential) -> (ClientHandshake, RelayHands
     assert_eq!(auth, Message::Authenticate(credential.clone()));
     assert_eq!(
         relay.receive_frame(wire(&auth)),
-        RelayAction::Verify { role, credential }
+        RelayAction::Verify {
+            role,
+            credential,
+            protocol_version: semver::Version::new(1, 4, 0)
+        }
     );
     (client, relay)
 }
@@ -71,7 +75,7 @@ fn technician_handshake_succeeds() {
     };
     assert_eq!(peer.role, Role::Technician);
     assert_eq!(peer.product_version, STREAMER);
-    assert_eq!(peer.protocol_version, semver::Version::new(1, 3, 0));
+    assert_eq!(peer.protocol_version, semver::Version::new(1, 4, 0));
     assert_eq!(peer.team_id, "team-1");
     assert_eq!(replies.len(), 1);
     let event = client
@@ -80,7 +84,7 @@ fn technician_handshake_succeeds() {
     assert_eq!(
         event,
         ClientEvent::Established {
-            protocol_version: semver::Version::new(1, 3, 0),
+            protocol_version: semver::Version::new(1, 4, 0),
             team_id: "team-1".into(),
             name: "Ada".into()
         }
@@ -122,6 +126,80 @@ fn streamer_registers_with_a_deployment_code() {
         }
     );
     assert!(matches!(events[1], ClientEvent::Established { .. }));
+}
+
+/// From 1.4.0 a device credential is answered with the device's next secret, for that device only.
+#[test]
+fn a_device_gets_its_next_secret_from_1_4_0() {
+    let credential = Credential::Device {
+        device_id: "dev-9".into(),
+        secret: "old".into(),
+    };
+    let (mut client, mut relay) = to_verify(Role::Streamer, credential.clone());
+    let next = Issued::Device {
+        device_id: "dev-9".into(),
+        secret: "new".into(),
+    };
+    let RelayAction::Established { replies, .. } = relay.verdict(Ok(verified(Some(next)))) else {
+        panic!("not established")
+    };
+    assert_eq!(
+        client.receive(replies[0].clone()).unwrap(),
+        ClientEvent::Registered {
+            device_id: "dev-9".into(),
+            secret: "new".into()
+        }
+    );
+    assert!(matches!(
+        client.receive(replies[1].clone()).unwrap(),
+        ClientEvent::Established { .. }
+    ));
+
+    // A secret for another device is the relay's mistake, on both sides.
+    let (mut client, mut relay) = to_verify(Role::Streamer, credential.clone());
+    let other = Issued::Device {
+        device_id: "dev-1".into(),
+        secret: "new".into(),
+    };
+    expect_refusal(
+        relay.verdict(Ok(verified(Some(other)))),
+        ErrorCode::InternalError,
+    );
+    assert!(matches!(
+        client.receive(Message::Registered {
+            device_id: "dev-1".into(),
+            secret: "new".into()
+        }),
+        Err(ClientHandshakeError::Protocol(_))
+    ));
+
+    // A side on 1.3.0 gets no next secret: the relay may not issue one.
+    let mut relay = RelayHandshake::new(RELAY);
+    let hello = Message::Hello {
+        role: Role::Streamer,
+        product_version: "3.5.8.0".into(),
+        protocol_versions: vec!["1.3.0".into()],
+    };
+    assert!(matches!(relay.receive(hello), RelayAction::Reply(_)));
+    assert_eq!(
+        relay.receive(Message::Authenticate(credential)),
+        RelayAction::Verify {
+            role: Role::Streamer,
+            credential: Credential::Device {
+                device_id: "dev-9".into(),
+                secret: "old".into(),
+            },
+            protocol_version: semver::Version::new(1, 3, 0)
+        }
+    );
+    let next = Issued::Device {
+        device_id: "dev-9".into(),
+        secret: "new".into(),
+    };
+    expect_refusal(
+        relay.verdict(Ok(verified(Some(next)))),
+        ErrorCode::InternalError,
+    );
 }
 
 #[test]
@@ -209,7 +287,7 @@ fn incompatible_protocol_is_refused_with_both_lists() {
     let r = expect_refusal(relay.receive(hello), ErrorCode::ProtocolVersionUnsupported);
     assert_eq!(
         r.message,
-        "No common protocol version: this side speaks 1.3.0, the peer speaks 2.0.0, 3.1.0. Update the \
+        "No common protocol version: this side speaks 1.4.0, the peer speaks 2.0.0, 3.1.0. Update the \
          older program."
     );
 }
@@ -225,7 +303,7 @@ fn compatible_newer_minor_negotiates_down() {
     assert_eq!(
         relay.receive(hello),
         RelayAction::Reply(Message::Welcome {
-            protocol_version: "1.3.0".into(),
+            protocol_version: "1.4.0".into(),
             relay_version: "3.5.8.0".into()
         })
     );
@@ -269,7 +347,7 @@ fn an_older_minor_is_agreed_and_the_kinds_it_lacks_are_known() {
         assert!(!kind.known_at(&v1_1), "{kind:?} is not in 1.1.0");
         assert!(kind.known_at(&v1_2), "{kind:?} is in 1.2.0");
     }
-    let v1_3 = semver::Version::new(1, 3, 0);
+    let v1_3 = semver::Version::new(1, 4, 0);
     for kind in [MessageKind::ChatText, MessageKind::DeviceStatusList] {
         assert!(!kind.known_at(&v1_2), "{kind:?} is not in 1.2.0");
         assert!(kind.known_at(&v1_3), "{kind:?} is in 1.3.0");

@@ -469,8 +469,11 @@ async fn a_session_between_relays_is_recorded_once_and_a_code_made_on_one_works_
     // one (as one relay replaces a device's older connection), and the device is reached on C.
     let again = device_streamer(&connector, &c.process.addr, &device_id, &secret).await;
     let (code, message) = refused(&mut streamer).await;
-    assert_eq!(code, ErrorCode::CredentialRevoked, "{message}");
-    assert!(message.contains("connected again"), "{message}");
+    assert_eq!(code, ErrorCode::ConnectedElsewhere, "{message}");
+    assert!(
+        message.contains("connected to the relay again"),
+        "{message}"
+    );
     drop(streamer);
     let mut streamer = again;
 

@@ -266,6 +266,190 @@ async fn other_teams_devices_and_codes_are_not_found() {
     relay.stop().await;
 }
 
+/// Connects as a device with `secret`; the handshake's outcome.
+async fn as_device(
+    relay: &TestRelay,
+    device_id: &str,
+    secret: &str,
+) -> (
+    Connection,
+    Result<relay_client::Established, relay_client::LinkError>,
+) {
+    let mut c = relay.connect().await;
+    let est = c
+        .handshake(
+            Role::Streamer,
+            CURRENT,
+            Credential::Device {
+                device_id: device_id.into(),
+                secret: secret.into(),
+            },
+        )
+        .await;
+    (c, est)
+}
+
+/// The next secret a device connection was handed (protocol 1.4.0).
+fn next_secret(est: &relay_client::Established, device_id: &str) -> String {
+    let (id, secret) = est.registered.clone().expect("the device's next secret");
+    assert_eq!(id, device_id);
+    secret
+}
+
+/// The team's audit events with this action.
+async fn audited(relay: &TestRelay, team: &Team, action: &str) -> Vec<serde_json::Value> {
+    let (status, body) = relay
+        .api(
+            "GET",
+            &format!("/api/v1/audit?action={action}"),
+            Some(&team.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["events"].as_array().unwrap().clone()
+}
+
+/// Review finding 1, the rest: a device's secret is renewed at every connection, so a copy of the
+/// credential is useless after the computer's next connection, and a copy presented then is
+/// noticed: the device is revoked (nobody can tell which is the computer), its live connection
+/// cut off, and the audit trail says why. A streamer that lost its next secret still connects.
+#[tokio::test]
+async fn a_copied_device_secret_is_useless_after_the_next_connection_and_found_out() {
+    let relay = TestRelay::start().await;
+    let mut bystander = Bystander::start(&relay).await;
+    let team = relay.team("acme").await;
+    let (first, device_id, copied) = relay.device(&team, CURRENT).await;
+    drop(first);
+
+    // The computer connects: it is handed its next secret, and keeps the connection.
+    let (lost, est) = as_device(&relay, &device_id, &copied).await;
+    let unused = next_secret(&est.unwrap(), &device_id);
+    drop(lost);
+    // Cut off before it stored that one, it connects with the one it has, and is renewed again.
+    let (previous, est) = as_device(&relay, &device_id, &copied).await;
+    let renewed = next_secret(&est.unwrap(), &device_id);
+    assert_ne!(renewed, unused);
+    drop(previous);
+    let (mut computer, est) = as_device(&relay, &device_id, &renewed).await;
+    let current = next_secret(&est.unwrap(), &device_id);
+    assert_ne!(current, renewed);
+
+    // The copy taken before is refused now, and its use revokes the device.
+    let (_, est) = as_device(&relay, &device_id, &copied).await;
+    let refusal = handshake_refusal(est);
+    assert_eq!(
+        refusal.code,
+        ErrorCode::CredentialRevoked,
+        "{}",
+        refusal.message
+    );
+    assert!(
+        refusal.message.contains("used from two places"),
+        "{}",
+        refusal.message
+    );
+    let (code, _) = refused(&mut computer).await;
+    assert_eq!(code, ErrorCode::CredentialRevoked);
+    let (_, est) = as_device(&relay, &device_id, &current).await;
+    assert_eq!(handshake_refusal(est).code, ErrorCode::CredentialRevoked);
+    let events = audited(&relay, &team, "device_credential_reused").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["object"], device_id.as_str());
+    let (status, body) = relay
+        .api("GET", "/api/v1/devices", Some(&team.token), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let listed = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == device_id.as_str())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(listed["revoked"], true, "{body}");
+    bystander.still_forwards().await;
+    relay.stop().await;
+}
+
+/// A copy used while the computer is connected replaces the computer's connection
+/// (`CONNECTED_ELSEWHERE`, not a revocation: the streamer connects again), and the computer's
+/// reconnection, with the secret the copy's connection retired, reveals the copy: the device is
+/// revoked and the copy's connection cut off too.
+#[tokio::test]
+async fn a_copy_used_first_is_found_out_when_the_computer_connects_again() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let (first, device_id, copied) = relay.device(&team, CURRENT).await;
+    drop(first);
+    let (mut computer, est) = as_device(&relay, &device_id, &copied).await;
+    let held = next_secret(&est.unwrap(), &device_id);
+
+    let (mut copy, est) = as_device(&relay, &device_id, &copied).await;
+    est.expect("the copy still holds the current secret");
+    let (code, message) = refused(&mut computer).await;
+    assert_eq!(code, ErrorCode::ConnectedElsewhere, "{message}");
+
+    let (_, est) = as_device(&relay, &device_id, &held).await;
+    let refusal = handshake_refusal(est);
+    assert_eq!(
+        refusal.code,
+        ErrorCode::CredentialRevoked,
+        "{}",
+        refusal.message
+    );
+    let (code, _) = refused(&mut copy).await;
+    assert_eq!(code, ErrorCode::CredentialRevoked);
+    assert_eq!(
+        audited(&relay, &team, "device_credential_reused")
+            .await
+            .len(),
+        1
+    );
+    relay.stop().await;
+}
+
+/// Once a device's secret has been renewed, a connection that cannot renew it (an older protocol:
+/// a copy pretending to be an old streamer to keep a secret that never changes) is refused, with
+/// the version it needs. Before any renewal an older streamer connects as it always did.
+#[tokio::test]
+async fn a_renewed_device_is_refused_on_a_protocol_that_cannot_renew() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let (first, device_id, secret) = relay.device(&team, CURRENT).await;
+    drop(first);
+    let credential = |secret: &str| Credential::Device {
+        device_id: device_id.clone(),
+        secret: secret.into(),
+    };
+    let (older, _) = relay
+        .client_speaking(Role::Streamer, credential(&secret), "1.3.0")
+        .await;
+    drop(older);
+    let (_, est) = as_device(&relay, &device_id, &secret).await;
+    let next = next_secret(&est.unwrap(), &device_id);
+
+    let mut c = relay.connect().await;
+    c.send(&Message::Hello {
+        role: Role::Streamer,
+        product_version: CURRENT.to_string(),
+        protocol_versions: vec!["1.3.0".into()],
+    })
+    .await
+    .unwrap();
+    assert!(matches!(recv(&mut c).await, Message::Welcome { .. }));
+    c.send(&Message::Authenticate(credential(&next)))
+        .await
+        .unwrap();
+    let (code, message) = refused(&mut c).await;
+    assert_eq!(code, ErrorCode::ProtocolVersionUnsupported, "{message}");
+    assert!(message.contains("1.4.0"), "{message}");
+    // The computer itself still connects.
+    let (_, est) = as_device(&relay, &device_id, &next).await;
+    next_secret(&est.unwrap(), &device_id);
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn revoked_device_is_disconnected_and_cannot_return() {
     let relay = TestRelay::start().await;

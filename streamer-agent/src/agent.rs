@@ -455,6 +455,24 @@ pub async fn run_hosted(
                     ) {
                         return Err(e).context("the relay will not accept this device");
                     }
+                    if r.code == ErrorCode::ConnectedElsewhere {
+                        // Another connection used this computer's credential. Connecting again
+                        // with the secret this streamer holds settles it: the relay takes it if it
+                        // is still this computer's, and revokes the device if a copy renewed it.
+                        tracing::warn!(
+                            "another connection signed in as this computer and replaced this one; connecting again"
+                        );
+                        let _ = notices.send(Notice::Reconnecting(
+                            backoff.as_secs(),
+                            "another connection signed in to the relay as this computer; if that was not this computer, the relay revokes the copy at this reconnection".into(),
+                        ));
+                        backoff = Duration::from_secs(1);
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = shutdown.cancelled() => return Ok(()),
+                        }
+                        continue;
+                    }
                 }
                 let _ = notices.send(Notice::Reconnecting(backoff.as_secs(), format!("{e:#}")));
             }

@@ -564,6 +564,100 @@ async fn the_streamer_reconnects_by_itself_after_the_relay_restarts() {
     relay.stop().await;
 }
 
+/// Review finding 1, the rest, with the real streamer: it stores the next secret it is handed at
+/// each connection, and when a copy of its credential (taken from its file) connects, the
+/// streamer is told `CONNECTED_ELSEWHERE`, says so, connects again at once, and the copy is found
+/// out: the device is revoked and the streamer stops saying why.
+#[tokio::test]
+async fn the_streamer_renews_its_secret_and_a_stolen_copy_is_found_out() {
+    let display = XDisplay::start(320, 240);
+    let s = setup(&display, false).await;
+    let file = s._data.path().join("device.credential");
+    let Setup {
+        relay,
+        _data,
+        team_id,
+        mut notices,
+        streamer,
+        device_id,
+        ..
+    } = s;
+    let stolen = std::fs::read_to_string(&file).unwrap();
+    let secret_in = |text: &str| text.lines().nth(1).unwrap().to_owned();
+    let copy = secret_in(&stolen);
+    let as_copy = || async {
+        let mut c = Connector::trusting_ca_file(&relay.ca())
+            .unwrap()
+            .connect(&relay.addr)
+            .await
+            .unwrap();
+        let est = c
+            .handshake(
+                Role::Streamer,
+                ProductVersion::new(3, 5, 8, 0),
+                Credential::Device {
+                    device_id: device_id.clone(),
+                    secret: copy.clone(),
+                },
+            )
+            .await;
+        (c, est)
+    };
+
+    // The copy connects while the computer is connected: the computer's streamer is replaced,
+    // says so, and connects again with what it holds, storing the next secret it is handed.
+    let (mut thief, est) = as_copy().await;
+    est.expect("the copy holds the secret the computer holds");
+    let Notice::Reconnecting(_, why) = next_notice(&mut notices).await else {
+        panic!("the replaced streamer says it connects again")
+    };
+    assert!(why.contains("another connection"), "{why}");
+    assert_eq!(next_notice(&mut notices).await, Notice::Connected);
+    let renewed = secret_in(&std::fs::read_to_string(&file).unwrap());
+    assert_ne!(renewed, copy, "the streamer stored its next secret");
+    let refusal = tokio::time::timeout(Duration::from_secs(10), thief.recv())
+        .await
+        .expect("the copy's connection is replaced in turn");
+    assert!(
+        matches!(
+            refusal,
+            Ok(Message::Refused {
+                code: ErrorCode::ConnectedElsewhere,
+                ..
+            })
+        ),
+        "{refusal:?}"
+    );
+
+    // The copy comes back: still accepted (the computer has not used its next secret yet), and
+    // it retires the computer's. The computer, replaced, connects again with that secret, which
+    // reveals the copy: the device is revoked, and both are cut off.
+    let (mut thief, est) = as_copy().await;
+    est.expect("the current secret still works once");
+    let ended = tokio::time::timeout(Duration::from_secs(30), streamer)
+        .await
+        .expect("the streamer stops")
+        .unwrap();
+    let error = format!("{:#}", ended.expect_err("the streamer stops with why"));
+    assert!(error.contains("used from two places"), "{error}");
+    let refusal = tokio::time::timeout(Duration::from_secs(10), thief.recv())
+        .await
+        .expect("the copy is cut off");
+    assert!(
+        matches!(
+            refusal,
+            Ok(Message::Refused {
+                code: ErrorCode::CredentialRevoked,
+                ..
+            })
+        ),
+        "{refusal:?}"
+    );
+    let devices = relay.store.devices(&team_id).await.unwrap();
+    assert!(devices.iter().any(|d| d.id == device_id && d.revoked));
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn an_attended_streamer_shows_a_session_code_and_the_technician_connects_with_it() {
     let display = XDisplay::start(320, 240);

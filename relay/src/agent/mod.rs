@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::hub::{OutFrame, Outbound, SessionLink, WRITER_QUEUE};
 use crate::rate::TokenBucket;
-use crate::store::{DeviceRecord, TeamRecord, UserRecord};
+use crate::store::{DeviceCheck, DeviceRecord, TeamRecord, UserRecord};
 use crate::{secrets, Shared};
 use socket::{Gate, Socket};
 
@@ -93,6 +93,8 @@ struct Conn {
     via_peer: bool,
     /// Opened when the handshake ends: until then the socket's reads are bounded in bytes.
     gate: Gate,
+    /// The protocol version agreed in the handshake.
+    agreed: Option<semver::Version>,
 }
 
 /// Serves one upgraded WebSocket until it closes.
@@ -132,6 +134,7 @@ async fn serve_as(shared: Arc<Shared>, socket: Socket, gate: Gate, via_peer: boo
         conn_id,
         via_peer,
         gate,
+        agreed: None,
     };
     if via_peer {
         conn.run_peer().await;
@@ -253,6 +256,7 @@ impl Conn {
             Ok(v) => {
                 // Who the peer is is known: the protocol's frame limits and rates bound it now.
                 self.gate.open();
+                self.agreed = Some(v.0.protocol_version.clone());
                 v
             }
             Err(failed) => {
@@ -431,8 +435,13 @@ impl Conn {
                         "handshake out of order",
                     )))
                 }
-                RelayAction::Verify { role, credential } => {
-                    let (verdict, identity) = match self.verify(role, credential).await {
+                RelayAction::Verify {
+                    role,
+                    credential,
+                    protocol_version,
+                } => {
+                    let checked = self.verify(role, credential, &protocol_version).await;
+                    let (verdict, identity) = match checked {
                         Ok((verified, identity)) => (Ok(verified), Some(identity)),
                         Err(refusal) => (Err(refusal), None),
                     };
@@ -475,11 +484,49 @@ impl Conn {
         }
     }
 
+    /// A secret the device had stopped using was presented, so two copies of its credential
+    /// exist and nobody can tell which is the real computer: the device is revoked (the store did
+    /// it, `revoked_now`), its live connection cut off here and on every relay of the fleet, and
+    /// the team's audit trail says why. The answer is the refusal for this connection.
+    async fn credential_reused(&self, device: &DeviceRecord, revoked_now: bool) -> Refusal {
+        if revoked_now {
+            tracing::warn!(device = %device.id, team = %device.team_id, "a device secret was used again after it had been renewed: two copies of the credential exist; the device is revoked");
+            self.shared.hub.revoke_device(&device.id);
+            let revoked = crate::fleet::DEVICE_REVOKED;
+            if let Err(e) = crate::fleet::notify(&self.shared, revoked, &device.id, "").await {
+                tracing::error!(error = %e, "telling the fleet the device was revoked");
+            }
+            let logged = self
+                .shared
+                .store
+                .audit(crate::store::audit::NewEvent {
+                    team_id: Some(&device.team_id),
+                    actor: &crate::store::audit::Actor::Device(
+                        device.id.clone(),
+                        device.name.clone(),
+                    ),
+                    action: crate::store::audit::Action::DeviceCredentialReused,
+                    object: &device.id,
+                    detail: "a secret this computer had already renewed was presented again: its credential was copied, so the device was revoked; register it again with a deployment code",
+                    client_addr: "",
+                })
+                .await;
+            if let Err(e) = logged {
+                tracing::error!(error = %e, "auditing a reused device credential");
+            }
+        }
+        Refusal::new(
+            ErrorCode::CredentialRevoked,
+            "This computer's credential was used from two places, so the relay revoked it. An administrator must register this computer again with a deployment code.",
+        )
+    }
+
     /// Checks a credential against the store.
     async fn verify(
         &self,
         _role: Role,
         credential: Credential,
+        protocol_version: &semver::Version,
     ) -> Result<(Verified, Identity), Refusal> {
         let store = &self.shared.store;
         let internal = |e: crate::store::StoreError| {
@@ -506,15 +553,37 @@ impl Conn {
                 Ok((verified, Identity::Technician { user, token }))
             }
             Credential::Device { device_id, secret } => {
-                let device = store
-                    .authenticate_device(&device_id, &secret)
+                let renew = protocol::rotates_device_secret(protocol_version);
+                let checked = store
+                    .check_device_secret(&device_id, &secret, renew)
                     .await
-                    .map_err(internal)?
-                    .map_err(|d| denied(d, "device credential"))?;
+                    .map_err(internal)?;
+                let (device, next_secret) = match checked {
+                    DeviceCheck::Valid {
+                        device,
+                        next_secret,
+                    } => (device, next_secret),
+                    DeviceCheck::Denied(d) => return Err(denied(d, "device credential")),
+                    DeviceCheck::RenewalNeeded => return Err(Refusal::new(
+                        ErrorCode::ProtocolVersionUnsupported,
+                        format!(
+                            "this computer's credential is renewed at every connection, which needs protocol {}.{}.0 or later: update the streamer",
+                            protocol::DEVICE_SECRET_ROTATION.0,
+                            protocol::DEVICE_SECRET_ROTATION.1
+                        ),
+                    )),
+                    DeviceCheck::Reused {
+                        device,
+                        revoked_now,
+                    } => return Err(self.credential_reused(&device, revoked_now).await),
+                };
                 let verified = Verified {
                     team_id: device.team_id.clone(),
                     name: device.name.clone(),
-                    issued: None,
+                    issued: next_secret.map(|secret| Issued::Device {
+                        device_id: device.id.clone(),
+                        secret,
+                    }),
                 };
                 Ok((verified, Identity::Device(device)))
             }

@@ -108,8 +108,12 @@ impl Conn {
                 }
                 cmd = commands.recv() => match cmd {
                     Some(StreamerCommand::Offer(offer)) => self.handle_offer(offer, commands).await?,
-                    Some(StreamerCommand::Revoke | StreamerCommand::Replaced) | None => {
-                        self.refuse(Refusal::new(ErrorCode::CredentialRevoked, "this device's credential was revoked, or the device connected again")).await;
+                    Some(StreamerCommand::Replaced) => {
+                        self.refuse(self.cut_off(true)).await;
+                        return Err(Closed);
+                    }
+                    Some(StreamerCommand::Revoke) | None => {
+                        self.refuse(self.cut_off(false)).await;
                         return Err(Closed);
                     }
                 },
@@ -138,6 +142,29 @@ impl Conn {
                     }
                 },
             }
+        }
+    }
+
+    /// The refusal for a streamer connection the relay cuts off: its device was revoked, or it
+    /// was replaced by a newer connection of the same device. From protocol 1.4.0 a replaced one
+    /// gets `CONNECTED_ELSEWHERE`, so that it connects again: if the newer connection used a copy
+    /// of the device's credential, the secret the streamer holds has been retired, and presenting
+    /// it makes the relay revoke the device (docs/SECURITY.md).
+    fn cut_off(&self, replaced: bool) -> Refusal {
+        let renews = self
+            .agreed
+            .as_ref()
+            .is_some_and(protocol::rotates_device_secret);
+        if replaced && renews {
+            Refusal::new(
+                ErrorCode::ConnectedElsewhere,
+                "this computer connected to the relay again on another connection, which replaced this one",
+            )
+        } else {
+            Refusal::new(
+                ErrorCode::CredentialRevoked,
+                "this device's credential was revoked, or the device connected again",
+            )
         }
     }
 
@@ -416,7 +443,8 @@ impl Conn {
         mut recorder: Option<&mut SessionRecorder>,
     ) -> Result<(), Closed> {
         let shutdown = self.shared.shutdown.clone();
-        let mut revoked = false;
+        // Set when the device was revoked (false) or connected again elsewhere (true).
+        let mut cut_off: Option<bool> = None;
         // A recorded session lasts at most `max_recorded_session_secs`, with a warning before.
         let config = &self.shared.config;
         let limit = Duration::from_secs(config.max_recorded_session_secs);
@@ -430,8 +458,8 @@ impl Conn {
                 _ = link.ended.cancelled() => {
                     let (reason, message) = link.reason().unwrap_or((EndReason::ProtocolError, String::new()));
                     self.send(&Message::SessionEnded { reason, message }).await?;
-                    if revoked {
-                        self.refuse(Refusal::new(ErrorCode::CredentialRevoked, "this device's credential was revoked, or the device connected again")).await;
+                    if let Some(replaced) = cut_off {
+                        self.refuse(self.cut_off(replaced)).await;
                         return Err(Closed);
                     }
                     return Ok(());
@@ -458,11 +486,11 @@ impl Conn {
                     match cmd {
                         Some(StreamerCommand::Offer(o)) => { let _ = o.reply.send(OfferReply::NoAnswer); }
                         Some(StreamerCommand::Revoke) | None => {
-                            revoked = true;
+                            cut_off = Some(false);
                             link.end(EndReason::CredentialRevoked, "This computer's credential was revoked.");
                         }
                         Some(StreamerCommand::Replaced) => {
-                            revoked = true;
+                            cut_off = Some(true);
                             link.end(EndReason::StreamerDisconnected, "The remote computer's connection was lost, and it has connected again: start the session again.");
                         }
                     }

@@ -252,7 +252,7 @@ pub(super) fn user_from_row(row: &sqlx::any::AnyRow) -> Result<UserRecord, Store
     })
 }
 
-fn device_from_row(row: &sqlx::any::AnyRow) -> Result<DeviceRecord, StoreError> {
+pub(super) fn device_from_row(row: &sqlx::any::AnyRow) -> Result<DeviceRecord, StoreError> {
     Ok(DeviceRecord {
         id: row.try_get("id")?,
         team_id: row.try_get("team_id")?,
@@ -567,32 +567,6 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(Ok((device, secret)))
-    }
-
-    /// The device a device credential belongs to, if it is valid.
-    pub async fn authenticate_device(
-        &self,
-        device_id: &str,
-        secret: &str,
-    ) -> Result<Result<DeviceRecord, Denied>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, team_id, name, streamer_version, revoked_at, secret_hash FROM devices WHERE id = $1",
-        )
-        .bind(device_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
-            return Ok(Err(Denied::Invalid));
-        };
-        let stored: String = row.try_get("secret_hash")?;
-        if stored != secrets::digest(secret) {
-            return Ok(Err(Denied::Invalid));
-        }
-        let device = device_from_row(&row)?;
-        if device.revoked {
-            return Ok(Err(Denied::Revoked));
-        }
-        Ok(Ok(device))
     }
 
     /// Records the streamer version a device reported and when it was seen.

@@ -46,6 +46,9 @@ pub enum Action {
     DeviceRegistered,
     /// A device was revoked.
     DeviceRevoked,
+    /// A secret a device had stopped using was presented: two copies of its credential exist, and
+    /// the relay revoked the device (actor: the device).
+    DeviceCredentialReused,
     /// A deployment code was made.
     DeploymentCodeCreated,
     /// A deployment code was revoked (object: its first characters, detail: its id).
@@ -111,6 +114,7 @@ const ACTIONS: &[(Action, &str)] = &[
     (Action::SettingsChanged, "settings_changed"),
     (Action::DeviceRegistered, "device_registered"),
     (Action::DeviceRevoked, "device_revoked"),
+    (Action::DeviceCredentialReused, "device_credential_reused"),
     (Action::DeploymentCodeCreated, "deployment_code_created"),
     (Action::DeploymentCodeRevoked, "deployment_code_revoked"),
     (Action::SessionStarted, "session_started"),

@@ -6,6 +6,7 @@
 
 mod accounts;
 pub mod audit;
+mod device_secrets;
 mod devices;
 pub mod fleet;
 pub mod issued;
@@ -27,6 +28,7 @@ pub use accounts::{
     normalize_email, Denied, DeviceRecord, NewTeam, PlaybackPolicy, SignIn, TeamRecord,
     TeamSettings, UserRecord, UserRole, MAX_FILE_MB_RANGE,
 };
+pub use device_secrets::{DeviceCheck, RETIRED_KEPT};
 pub use devices::DeploymentCode;
 pub use recordings::{ClosedFile, NewRecordingFile, RecordingFile, RecordingState};
 pub(crate) use sessions::access_str;
