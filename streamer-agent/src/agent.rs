@@ -303,13 +303,24 @@ pub struct InProcess {
     pub platform: Arc<dyn Platform>,
     /// Frame rate until the technician chooses one.
     pub frame_rate: u16,
+    /// Where files go, what is never sent, and whose rights file calls run with.
+    pub files: SessionFiles,
+    /// The chat with the end user.
+    pub chat: Chat,
+}
+
+/// A session's file transfers: where the files the technician sends go, what is never sent when
+/// asked, and whose rights every file call runs with.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFiles {
     /// Where files the technician sends are written.
     pub downloads: PathBuf,
     /// The streamer's own files that a technician's request never reads (the device credential),
     /// beside the platform's [`Platform::own_data`].
     pub own_data: Vec<PathBuf>,
-    /// The chat with the end user.
-    pub chat: Chat,
+    /// Whose rights the file calls run with: this process's, or (the Windows helper, which runs
+    /// as SYSTEM) the signed-in user's.
+    pub rights: relay_client::files::FileRights,
 }
 
 impl std::fmt::Debug for InProcess {
@@ -339,7 +350,7 @@ impl SessionHost for InProcess {
                 self.platform.as_ref(),
                 self.frame_rate,
                 view,
-                (&self.downloads, &self.own_data),
+                &self.files,
                 (&self.chat, &technician),
                 shutdown,
             )
@@ -377,12 +388,15 @@ pub async fn run(
     let host = InProcess {
         platform,
         frame_rate: config.frame_rate,
-        downloads: config.downloads.clone().unwrap_or_else(default_downloads),
-        own_data: match &config.mode {
-            Mode::Unattended {
-                credential_file, ..
-            } => vec![credential_file.clone()],
-            Mode::Attended { .. } => Vec::new(),
+        files: SessionFiles {
+            downloads: config.downloads.clone().unwrap_or_else(default_downloads),
+            own_data: match &config.mode {
+                Mode::Unattended {
+                    credential_file, ..
+                } => vec![credential_file.clone()],
+                Mode::Attended { .. } => Vec::new(),
+            },
+            rights: relay_client::files::FileRights::this_process(),
         },
         chat: Chat {
             shown: Some(notices.clone()),
@@ -571,7 +585,7 @@ pub async fn session<L: SessionLink>(
     platform: &dyn Platform,
     frame_rate: u16,
     view: protocol::ViewRequest,
-    (downloads, own_data): (&Path, &[PathBuf]),
+    files_at: &SessionFiles,
     (chat, technician): (&Chat, &str),
     shutdown: &CancellationToken,
 ) -> Result<String> {
@@ -607,16 +621,18 @@ pub async fn session<L: SessionLink>(
     let mut clipboard: Option<Box<dyn crate::clipboard::Clipboard>> = None;
     // Files both ways once the relay allows them: what the technician sends goes into Downloads,
     // what it asks for is read from where it says. The relay enforces the team's size limit.
-    let (mut files, mut files_ready) = relay_client::files::Endpoint::new(downloads, u64::MAX);
+    let (mut files, mut files_ready) =
+        relay_client::files::Endpoint::new(&files_at.downloads, u64::MAX);
     // Whoever asks (any member of the team) is not trusted with the streamer's own data: its
     // device credential would let them pose as this computer.
     files.protect(
         platform
             .own_data()
             .into_iter()
-            .chain(own_data.iter().cloned())
+            .chain(files_at.own_data.iter().cloned())
             .collect(),
     );
+    files.act_as(files_at.rights.clone());
     let mut files_allowed = false;
     // The end user's lines are read only while this session may carry them; the lock keeps one
     // session reading at a time (one session at a time anyway).

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use protocol::{FileOutcome, Message};
 
-use super::{Failure, Incoming, Outgoing};
+use super::{Failure, FileRights, Incoming, Outgoing};
 
 /// The most file chunks a sender sends a second: the relay allows a connection 1000 messages a
 /// second, and video, audio and input take their share of that.
@@ -142,6 +142,8 @@ pub struct Endpoint {
     finishing: std::collections::HashMap<u32, String>,
     /// What this side never sends when asked: its own data (see [`Endpoint::protect`]).
     protected: std::sync::Arc<[PathBuf]>,
+    /// Whose rights the file-system calls run with (see [`Endpoint::act_as`]).
+    rights: FileRights,
     /// Set: a file nobody here asked for waits for this side's answer, and is refused over this
     /// many bytes (see [`Endpoint::ask_before_taking`]).
     ask_unrequested: Option<u64>,
@@ -251,6 +253,7 @@ impl Endpoint {
                 requested: Default::default(),
                 finishing: Default::default(),
                 protected: std::sync::Arc::from(Vec::new()),
+                rights: FileRights::default(),
                 ask_unrequested: None,
                 unasked: Default::default(),
                 ready,
@@ -263,8 +266,9 @@ impl Endpoint {
         let name = path.display().to_string();
         self.opening.insert(id, name.clone());
         let ready = self.ready.clone();
+        let rights = self.rights.clone();
         tokio::spawn(async move {
-            let out = Outgoing::open(id, &path).await;
+            let out = Outgoing::open(id, &path, &rights).await;
             let _ = ready.send(Ready::Opened(id, out, name)).await;
         });
     }
@@ -274,6 +278,12 @@ impl Endpoint {
     /// asking is not trusted with whatever their role.
     pub fn protect(&mut self, paths: Vec<PathBuf>) {
         self.protected = std::sync::Arc::from(paths);
+    }
+
+    /// Runs every file-system call of this endpoint's transfers with `rights` (this process's by
+    /// default): a service working for a signed-in user passes that user's.
+    pub fn act_as(&mut self, rights: FileRights) {
+        self.rights = rights;
     }
 
     /// Takes no file that nobody here asked for without an answer: such an offer comes out as
@@ -314,8 +324,9 @@ impl Endpoint {
         let max = self.max_incoming;
         self.starting.insert(id, name.clone());
         let ready = self.ready.clone();
+        let rights = self.rights.clone();
         tokio::spawn(async move {
-            let inc = Incoming::start(&into, id, &name, size, sha256, max).await;
+            let inc = Incoming::start(&into, id, (&name, size, sha256), max, &rights).await;
             let _ = ready.send(Ready::Started(id, inc, name)).await;
         });
     }
@@ -326,6 +337,7 @@ impl Endpoint {
         self.opening.insert(id, name.clone());
         let ready = self.ready.clone();
         let protected = self.protected.clone();
+        let rights = self.rights.clone();
         tokio::spawn(async move {
             let out = if is_protected(&path, &protected).await {
                 Err(Failure::new(
@@ -336,7 +348,7 @@ impl Endpoint {
                     ),
                 ))
             } else {
-                Outgoing::open(id, &path).await
+                Outgoing::open(id, &path, &rights).await
             };
             let _ = ready.send(Ready::Opened(id, out, name)).await;
         });
@@ -857,6 +869,82 @@ mod tests {
                 _ = quiet => return (seen_a, seen_b),
             }
         }
+    }
+
+    /// Every file-system call of a transfer runs with the endpoint's rights: a remote side whose
+    /// rights refuse everything (the Windows helper when no one is signed in) neither serves a
+    /// request nor writes an offered file, and one whose calls run on a worker (the Windows
+    /// helper's thread that impersonates the signed-in user) does all its opening, creating and
+    /// naming there.
+    #[tokio::test]
+    async fn every_file_call_runs_with_the_endpoints_rights() {
+        let (tech_dir, remote_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(tech_dir.path().join("tool.exe"), b"tool").unwrap();
+        std::fs::write(remote_dir.path().join("crash.dmp"), b"dump").unwrap();
+        let downloads = remote_dir.path().join("Downloads");
+        let (mut tech, mut tech_ready) = Endpoint::new(&tech_dir.path().join("in"), 1 << 30);
+        let (mut remote, mut remote_ready) = Endpoint::new(&downloads, 1 << 30);
+        remote.act_as(FileRights::refusing("no one is signed in to this computer"));
+
+        tech.offer(1, &tech_dir.path().join("tool.exe"));
+        let request = tech.request(
+            2,
+            remote_dir.path().join("crash.dmp").to_str().unwrap(),
+            None,
+        );
+        let (t, r) = pump(
+            &mut tech,
+            &mut tech_ready,
+            &mut remote,
+            &mut remote_ready,
+            vec![request],
+        )
+        .await;
+        for id in [1, 2] {
+            assert!(
+                r.iter()
+                    .any(|u| matches!(u, Update::Stopped { id: i, message, .. }
+                    if *i == id && message.contains("no one is signed in"))),
+                "transfer {id}: {r:?}"
+            );
+            assert!(
+                t.iter()
+                    .any(|u| matches!(u, Update::Stopped { id: i, .. } if *i == id)),
+                "transfer {id}: {t:?}"
+            );
+        }
+        assert!(!downloads.exists(), "nothing was written");
+
+        // The same with the calls on a worker thread that counts them.
+        let (jobs, queue) = std::sync::mpsc::channel::<super::super::Job>();
+        let worker = std::thread::spawn(move || queue.into_iter().map(|job| job()).count());
+        let jobs = std::sync::Mutex::new(jobs);
+        remote.act_as(FileRights::on("a worker", move |job| {
+            let _ = jobs.lock().unwrap().send(job);
+        }));
+        tech.offer(3, &tech_dir.path().join("tool.exe"));
+        let request = tech.request(
+            4,
+            remote_dir.path().join("crash.dmp").to_str().unwrap(),
+            None,
+        );
+        let (_, r) = pump(
+            &mut tech,
+            &mut tech_ready,
+            &mut remote,
+            &mut remote_ready,
+            vec![request],
+        )
+        .await;
+        let verified = r
+            .iter()
+            .filter(|u| matches!(u, Update::Verified { .. }))
+            .count();
+        assert_eq!(verified, 2, "{r:?}");
+        assert_eq!(std::fs::read(downloads.join("tool.exe")).unwrap(), b"tool");
+        drop(remote);
+        // Opening the requested file; creating the partial file; naming it.
+        assert_eq!(worker.join().unwrap(), 3);
     }
 
     #[tokio::test]

@@ -4,7 +4,8 @@
 //! resuming a partial file an earlier session left, hashing as it goes, and gives it its name once
 //! its SHA-256 matches the offer's.
 //!
-//! Neither touches the network: the caller passes messages in and sends what comes out.
+//! Neither touches the network: the caller passes messages in and sends what comes out. Every
+//! file-system call goes through the endpoint's [`FileRights`] (whose rights it runs with).
 
 use std::path::{Path, PathBuf};
 
@@ -93,9 +94,9 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// Opens the file at `path` for transfer `id`: its size, its SHA-256 (read through once) and
-    /// its name, which must be one a receiver can write.
-    pub async fn open(id: u32, path: &Path) -> Result<Self, Failure> {
+    /// Opens the file at `path` for transfer `id` with `rights`: its size, its SHA-256 (read
+    /// through once) and its name, which must be one a receiver can write.
+    pub async fn open(id: u32, path: &Path, rights: &FileRights) -> Result<Self, Failure> {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -117,15 +118,36 @@ impl Outgoing {
             };
             Failure::new(outcome, format!("{} cannot be read: {e}", path.display()))
         };
-        let meta = tokio::fs::metadata(path).await.map_err(not_found)?;
+        let at = path.to_path_buf();
+        let (file, meta) = rights
+            .call(move || {
+                let file = std::fs::File::open(&at)?;
+                let meta = file.metadata()?;
+                Ok((file, meta))
+            })
+            .await
+            .map_err(not_found)?;
         if !meta.is_file() {
             return Err(Failure::new(
                 FileOutcome::NotFound,
                 format!("{} is not a file", path.display()),
             ));
         }
-        let sha256 = sha256_file(path).await.map_err(not_found)?;
-        let file = tokio::fs::File::open(path).await.map_err(not_found)?;
+        // Hashed through the handle that is sent from: the file opened is the file offered.
+        let mut file = tokio::fs::File::from_std(file);
+        let mut hash = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).await.map_err(not_found)?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+        }
+        let sha256: [u8; 32] = hash.finalize().into();
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(not_found)?;
         Ok(Self {
             id,
             name,
@@ -223,6 +245,7 @@ pub struct Incoming {
     dir: PathBuf,
     part: PathBuf,
     file: tokio::fs::File,
+    rights: FileRights,
     hash: Sha256,
     received: u64,
     resumed_from: u64,
@@ -251,16 +274,15 @@ fn free_name(dir: &Path, name: &str) -> PathBuf {
 }
 
 impl Incoming {
-    /// Takes the offer of `name` (`size` bytes, `sha256`) as transfer `id` into `dir`, refusing
-    /// it over `max` bytes: resumes the partial file an earlier transfer of the same file left
-    /// (hashing what it holds), or starts one.
+    /// Takes the offer of `name` (`size` bytes, `sha256`) as transfer `id` into `dir` with
+    /// `rights`, refusing it over `max` bytes: resumes the partial file an earlier transfer of the
+    /// same file left (hashing what it holds), or starts one.
     pub async fn start(
         dir: &Path,
         id: u32,
-        name: &str,
-        size: u64,
-        sha256: [u8; 32],
+        (name, size, sha256): (&str, u64, [u8; 32]),
         max: u64,
+        rights: &FileRights,
     ) -> Result<Self, Failure> {
         if !protocol::is_file_name(name) {
             return Err(Failure::new(
@@ -274,12 +296,15 @@ impl Incoming {
                 format!("{name} is {size} bytes; this side takes at most {max}"),
             ));
         }
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| Failure::io("cannot create", dir, &e))?;
         let part = dir.join(part_name(name, &sha256));
-        let mut file = open_part(&part)
+        let (folder, at) = (dir.to_path_buf(), part.clone());
+        let mut file = rights
+            .call(move || {
+                std::fs::create_dir_all(&folder)?;
+                open_part(&at)
+            })
             .await
+            .map(tokio::fs::File::from_std)
             .map_err(|e| Failure::io("cannot write", &part, &e))?;
         // What an earlier transfer left: hashed again (the bytes are on this disk, not trusted
         // to be what the hash in the name says), cut back to the offered size at most.
@@ -319,6 +344,7 @@ impl Incoming {
             dir: dir.to_path_buf(),
             part,
             file,
+            rights: rights.clone(),
             hash,
             received: read,
             resumed_from: read,
@@ -400,7 +426,8 @@ impl Incoming {
         drop(self.file);
         let got: [u8; 32] = self.hash.finalize().into();
         if got != self.sha256 {
-            let _ = tokio::fs::remove_file(&self.part).await;
+            let part = self.part.clone();
+            let _ = self.rights.call(move || std::fs::remove_file(part)).await;
             return Err(Failure::new(
                 FileOutcome::HashMismatch,
                 format!(
@@ -411,23 +438,27 @@ impl Incoming {
                 ),
             ));
         }
-        name_without_replacing(&self.part, &self.dir, &self.name).await
+        name_without_replacing(&self.part, &self.dir, &self.name, &self.rights).await
     }
 }
 
 /// Opens (creating it if missing) a partial file to write, never through a link: a symbolic link
 /// (or, on Windows, a junction or other reparse point) planted under its name would otherwise make
 /// the other side's bytes land wherever it points. Anything but a plain file there is refused.
-async fn open_part(part: &Path) -> std::io::Result<tokio::fs::File> {
-    let mut options = tokio::fs::OpenOptions::new();
+fn open_part(part: &Path) -> std::io::Result<std::fs::File> {
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    #[cfg(windows)]
+    use std::os::windows::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
     options.custom_flags(libc::O_NOFOLLOW);
     // FILE_FLAG_OPEN_REPARSE_POINT: the link itself is opened, and refused below.
     #[cfg(windows)]
     options.custom_flags(0x0020_0000);
-    let file = options.open(part).await?;
-    if !file.metadata().await?.is_file() {
+    let file = options.open(part)?;
+    if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("it is not a plain file"));
     }
     Ok(file)
@@ -436,21 +467,29 @@ async fn open_part(part: &Path) -> std::io::Result<tokio::fs::File> {
 /// Gives the finished partial file `part` its name in `dir`: `name`, else the first free
 /// `name (N).ext`, never replacing a file that is there, even one that appears meanwhile (a hard
 /// link made to a name that exists fails; a file system without hard links gets a checked rename).
-async fn name_without_replacing(part: &Path, dir: &Path, name: &str) -> Result<PathBuf, Failure> {
+async fn name_without_replacing(
+    part: &Path,
+    dir: &Path,
+    name: &str,
+    rights: &FileRights,
+) -> Result<PathBuf, Failure> {
     for _ in 0..1000 {
         let path = free_name(dir, name);
-        match tokio::fs::hard_link(part, &path).await {
-            Ok(()) => {
-                let _ = tokio::fs::remove_file(part).await;
-                return Ok(path);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(_) if !path.exists() => {
-                return tokio::fs::rename(part, &path)
-                    .await
-                    .map(|()| path.clone())
-                    .map_err(|e| Failure::io("cannot name", &path, &e));
-            }
+        let (from, to) = (part.to_path_buf(), path.clone());
+        let named = rights
+            .call(move || match std::fs::hard_link(&from, &to) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&from);
+                    Ok(true)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(_) if !to.exists() => std::fs::rename(&from, &to).map(|()| true),
+                Err(e) => Err(e),
+            })
+            .await;
+        match named {
+            Ok(true) => return Ok(path),
+            Ok(false) => continue,
             Err(e) => return Err(Failure::io("cannot name", &path, &e)),
         }
     }
@@ -461,7 +500,9 @@ async fn name_without_replacing(part: &Path, dir: &Path, name: &str) -> Result<P
 }
 
 mod endpoint;
+mod rights;
 pub use endpoint::{Direction, Endpoint, Finished, Ready, Update, MAX_CHUNKS_PER_SEC};
+pub use rights::{FileRights, Job};
 
 #[cfg(test)]
 mod tests {
@@ -496,14 +537,21 @@ mod tests {
         std::fs::write(&victim, "precious").unwrap();
         let sha: [u8; 32] = Sha256::digest(b"attacker-chosen bytes").into();
         std::os::unix::fs::symlink(&victim, into.join(part_name("notes.txt", &sha))).unwrap();
-        let refused = Incoming::start(&into, 1, "notes.txt", 21, sha, 1 << 20).await;
+        let refused = Incoming::start(
+            &into,
+            1,
+            ("notes.txt", 21, sha),
+            1 << 20,
+            &FileRights::default(),
+        )
+        .await;
         assert!(refused.is_err(), "opened through the link");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         // Naming never replaces a file, not even one that appeared after the free name was chosen.
         let part = into.join("x.part");
         std::fs::write(&part, "new").unwrap();
         std::fs::write(into.join("report.pdf"), "old").unwrap();
-        let named = name_without_replacing(&part, &into, "report.pdf")
+        let named = name_without_replacing(&part, &into, "report.pdf", &FileRights::default())
             .await
             .unwrap();
         assert_eq!(named, into.join("report (1).pdf"));
@@ -524,11 +572,19 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         std::fs::write(into.path().join("big file.bin"), b"already there").unwrap();
 
-        let mut out = Outgoing::open(1, &path).await.unwrap();
-        assert_eq!((out.name.as_str(), out.size), ("big file.bin", 3_000_000));
-        let inc = Incoming::start(into.path(), 1, &out.name, out.size, out.sha256, u64::MAX)
+        let mut out = Outgoing::open(1, &path, &FileRights::default())
             .await
             .unwrap();
+        assert_eq!((out.name.as_str(), out.size), ("big file.bin", 3_000_000));
+        let inc = Incoming::start(
+            into.path(),
+            1,
+            (&out.name, out.size, out.sha256),
+            u64::MAX,
+            &FileRights::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             inc.accept(),
             Message::FileAccept {
@@ -547,20 +603,36 @@ mod tests {
         drop(inc);
         // A new session: the partial file is found empty (nothing was written), so start over and
         // cut the transfer off after 1 MB.
-        let mut out = Outgoing::open(2, &path).await.unwrap();
-        let mut inc = Incoming::start(into.path(), 2, &out.name, out.size, out.sha256, u64::MAX)
+        let mut out = Outgoing::open(2, &path, &FileRights::default())
             .await
             .unwrap();
+        let mut inc = Incoming::start(
+            into.path(),
+            2,
+            (&out.name, out.size, out.sha256),
+            u64::MAX,
+            &FileRights::default(),
+        )
+        .await
+        .unwrap();
         out.accept(0).await.unwrap();
         send_all(&mut out, &mut inc, Some(1_048_576)).await;
         assert_eq!(inc.received(), 1_048_576);
         drop(inc);
 
         // Resumed: only the rest crosses, and the hash covers the whole file.
-        let mut out = Outgoing::open(3, &path).await.unwrap();
-        let mut inc = Incoming::start(into.path(), 3, &out.name, out.size, out.sha256, u64::MAX)
+        let mut out = Outgoing::open(3, &path, &FileRights::default())
             .await
             .unwrap();
+        let mut inc = Incoming::start(
+            into.path(),
+            3,
+            (&out.name, out.size, out.sha256),
+            u64::MAX,
+            &FileRights::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(inc.resumed_from(), 1_048_576);
         out.accept(inc.resumed_from()).await.unwrap();
         send_all(&mut out, &mut inc, None).await;
@@ -583,9 +655,15 @@ mod tests {
     #[tokio::test]
     async fn wrong_data_is_caught_by_the_hash_and_not_kept() {
         let into = tempfile::tempdir().unwrap();
-        let mut inc = Incoming::start(into.path(), 1, "a.txt", 3, [0; 32], 10)
-            .await
-            .unwrap();
+        let mut inc = Incoming::start(
+            into.path(),
+            1,
+            ("a.txt", 3, [0; 32]),
+            10,
+            &FileRights::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             inc.chunk(1, b"bc").await.unwrap_err().outcome,
             FileOutcome::Failed,
@@ -597,11 +675,26 @@ mod tests {
         assert_eq!(err.outcome, FileOutcome::HashMismatch);
         assert_eq!(std::fs::read_dir(into.path()).unwrap().count(), 0);
 
-        let too_big = Incoming::start(into.path(), 2, "b.txt", 11, [0; 32], 10).await;
+        let too_big = Incoming::start(
+            into.path(),
+            2,
+            ("b.txt", 11, [0; 32]),
+            10,
+            &FileRights::default(),
+        )
+        .await;
         assert_eq!(too_big.unwrap_err().outcome, FileOutcome::TooLarge);
-        let bad = Incoming::start(into.path(), 3, "../b.txt", 1, [0; 32], 10).await;
+        let bad = Incoming::start(
+            into.path(),
+            3,
+            ("../b.txt", 1, [0; 32]),
+            10,
+            &FileRights::default(),
+        )
+        .await;
         assert_eq!(bad.unwrap_err().outcome, FileOutcome::Failed);
-        let missing = Outgoing::open(4, &into.path().join("nothing.txt")).await;
+        let missing =
+            Outgoing::open(4, &into.path().join("nothing.txt"), &FileRights::default()).await;
         assert_eq!(missing.unwrap_err().outcome, FileOutcome::NotFound);
     }
 }

@@ -236,6 +236,7 @@ pub async fn serve_helper<L: SessionLink>(
     link: &mut L,
     platform: &dyn crate::agent::Platform,
     frame_rate: u16,
+    files: &crate::agent::SessionFiles,
 ) -> Result<String> {
     let (view, technician) = match link.recv().await? {
         Message::SessionOffer {
@@ -248,9 +249,6 @@ pub async fn serve_helper<L: SessionLink>(
     };
     // The service ends the session (it forwards the relay's end); the helper has no one to ask.
     let never = CancellationToken::new();
-    // The helper runs as the signed-in user: the files the technician sends go into their
-    // Downloads folder.
-    let downloads = crate::agent::default_downloads();
     // An unattended session: the technician's chat lines go to the helper's log only.
     let chat = crate::agent::Chat::default();
     crate::agent::session(
@@ -258,7 +256,7 @@ pub async fn serve_helper<L: SessionLink>(
         platform,
         frame_rate,
         view,
-        (&downloads, &[]),
+        files,
         (&chat, &technician),
         &never,
     )
@@ -643,7 +641,9 @@ mod tests {
         let (mut service, mut helper) = pair();
         service.send(&key("KeyD")).await.unwrap();
         let platform = NoPlatform;
-        let err = serve_helper(&mut helper, &platform, 30).await.unwrap_err();
+        let err = serve_helper(&mut helper, &platform, 30, &Default::default())
+            .await
+            .unwrap_err();
         assert!(
             format!("{err}").contains("before the session's offer"),
             "{err}"

@@ -15,6 +15,15 @@
 //! - starts a new helper when it is lost, or when the console session (or its signed-in state)
 //!   changes, polled each second; gives up on the session after three failures in a row.
 //!
+//! The helper's file transfers run with the signed-in user's rights, not SYSTEM's
+//! ([`user_files`]): it takes the console user's token (`WTSQueryUserToken`, which SYSTEM may
+//! call), finds their Downloads folder with it (`SHGetKnownFolderPath(FOLDERID_Downloads)`), and
+//! runs every open, create, link, rename and remove of a transfer on a thread of its own that
+//! impersonates them (`ImpersonateLoggedOnUser`, per thread, until `RevertToSelf`): a technician's
+//! request reaches only what that user may read, and what the technician sends is the user's, in
+//! their folder, never written through a junction with SYSTEM's rights. With no one signed in (the
+//! sign-in screen), or without the token, every file call is refused, saying why.
+//!
 //! Not followed: a switch to the secure desktop inside a signed-in session (a UAC prompt, the lock
 //! screen); the helper keeps capturing the user's desktop meanwhile.
 #![allow(unsafe_code)]
@@ -30,21 +39,28 @@ use tokio_util::sync::CancellationToken;
 use windows::core::{PCWSTR, PWSTR};
 use windows::Win32::Foundation::{CloseHandle, HANDLE, WAIT_TIMEOUT};
 use windows::Win32::Security::{
-    DuplicateTokenEx, SecurityIdentification, SetTokenInformation, TokenPrimary, TokenSessionId,
-    SECURITY_ATTRIBUTES, TOKEN_ALL_ACCESS, TOKEN_DUPLICATE, TOKEN_QUERY,
+    DuplicateTokenEx, ImpersonateLoggedOnUser, RevertToSelf, SecurityIdentification,
+    SetTokenInformation, TokenPrimary, TokenSessionId, SECURITY_ATTRIBUTES, TOKEN_ALL_ACCESS,
+    TOKEN_DUPLICATE, TOKEN_QUERY,
 };
+use windows::Win32::System::Com::CoTaskMemFree;
 use windows::Win32::System::Pipes::GetNamedPipeClientProcessId;
 use windows::Win32::System::RemoteDesktop::{
-    WTSFreeMemory, WTSGetActiveConsoleSessionId, WTSQuerySessionInformationW, WTSUserName,
+    WTSFreeMemory, WTSGetActiveConsoleSessionId, WTSQuerySessionInformationW, WTSQueryUserToken,
+    WTSUserName,
 };
 use windows::Win32::System::Threading::{
     CreateProcessAsUserW, GetCurrentProcess, OpenProcessToken, TerminateProcess,
     WaitForSingleObject, CREATE_NO_WINDOW, CREATE_UNICODE_ENVIRONMENT, PROCESS_INFORMATION,
     STARTUPINFOW,
 };
+use windows::Win32::UI::Shell::{FOLDERID_Downloads, SHGetKnownFolderPath, KF_FLAG_DEFAULT};
 
 use super::{forward, Forwarded, PipeLink};
-use crate::agent::{end_text, SessionFuture, SessionHost, SessionLink, WindowsPlatform};
+use crate::agent::{
+    end_text, SessionFiles, SessionFuture, SessionHost, SessionLink, WindowsPlatform,
+};
+use relay_client::files::{FileRights, Job};
 
 /// The console session a helper runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,6 +392,84 @@ impl SessionHost for HelperHost {
     }
 }
 
+/// The signed-in console user's Downloads folder and rights that run file calls as that user; when
+/// no one is signed in, or the user's token cannot be had, rights that refuse every file call and
+/// say why (the session goes on without files).
+pub fn user_files() -> SessionFiles {
+    let refusing = |why: &str| SessionFiles {
+        rights: FileRights::refusing(why),
+        ..SessionFiles::default()
+    };
+    match Console::current() {
+        Some(console) if console.signed_in => match user_rights(console.session) {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "no file transfers: the signed-in user's rights could not be taken on");
+                refusing("this computer's streamer could not act as the signed-in user, so it sends and receives no files")
+            }
+        },
+        _ => refusing("no one is signed in to this computer, so it sends and receives no files"),
+    }
+}
+
+/// The user of console session `session`: their Downloads folder, and a thread that impersonates
+/// them for its whole life and runs the file calls sent to it.
+fn user_rights(session: u32) -> Result<SessionFiles> {
+    let mut raw = HANDLE::default();
+    // SAFETY: an out pointer to a handle the call opens; SYSTEM holds SeTcbPrivilege, which the
+    // call requires.
+    unsafe { WTSQueryUserToken(session, &mut raw) }.context("WTSQueryUserToken")?;
+    // SAFETY: the call opened this handle for us; it is closed when dropped.
+    let token = unsafe { OwnedHandle::from_raw_handle(raw.0) };
+    // SAFETY: the token is open; the path the call allocates is copied, then freed with
+    // CoTaskMemFree as its documentation says.
+    let downloads = unsafe {
+        let path = SHGetKnownFolderPath(
+            &FOLDERID_Downloads,
+            KF_FLAG_DEFAULT,
+            Some(HANDLE(token.as_raw_handle())),
+        )
+        .context("SHGetKnownFolderPath(Downloads)")?;
+        let text = path.to_string();
+        CoTaskMemFree(Some(path.0.cast_const().cast()));
+        text.context("the Downloads folder's path is not valid UTF-16")?
+    };
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    let (started, impersonating) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("files as the signed-in user".into())
+        .spawn(move || {
+            // SAFETY: the token stays open for the thread's life; impersonation is this
+            // thread's alone and lasts until RevertToSelf.
+            let ok = unsafe { ImpersonateLoggedOnUser(HANDLE(token.as_raw_handle())) };
+            let _ = started.send(ok.as_ref().map(drop).map_err(ToString::to_string));
+            if ok.is_err() {
+                // The jobs are dropped unrun: each call fails, saying it is not possible now.
+                return;
+            }
+            for job in queue {
+                job();
+            }
+            // SAFETY: ends this thread's impersonation.
+            let _ = unsafe { RevertToSelf() };
+        })
+        .context("starting the thread for file calls")?;
+    impersonating
+        .recv()
+        .context("the thread for file calls stopped")?
+        .map_err(|e| anyhow::anyhow!("ImpersonateLoggedOnUser: {e}"))?;
+    let jobs = std::sync::Mutex::new(jobs);
+    Ok(SessionFiles {
+        downloads: std::path::PathBuf::from(downloads),
+        own_data: Vec::new(),
+        rights: FileRights::on("the signed-in user", move |job| {
+            if let Ok(jobs) = jobs.lock() {
+                let _ = jobs.send(job);
+            }
+        }),
+    })
+}
+
 /// The helper process (`streamer.exe --helper <pipe>`): serves one session over the pipe, then
 /// exits. Logs to `helper.log` in the service's data folder.
 pub fn run(pipe: &str) -> Result<()> {
@@ -390,7 +484,9 @@ pub fn run(pipe: &str) -> Result<()> {
             .open(pipe)
             .with_context(|| format!("connecting to the service's pipe {pipe}"))?;
         let mut link = PipeLink::new(client);
-        super::serve_helper(&mut link, &WindowsPlatform, 30).await
+        // The service's data folder is protected by the platform's own data.
+        let files = user_files();
+        super::serve_helper(&mut link, &WindowsPlatform, 30, &files).await
     });
     match &result {
         Ok(why) => tracing::info!(reason = %why, "the helper's session ended"),
