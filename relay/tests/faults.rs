@@ -247,6 +247,14 @@ async fn a_technician_lost_mid_session_ends_it_keeps_the_recording_and_starts_ag
     let mut enc = TestEncoder::new(320, 240, 30, 0);
     streamer.send(&enc.config()).await.unwrap();
     stream_or_end(&mut streamer, &mut enc, 10, 10).await;
+    // The technician leaves once it has seen the ten frames (leaving earlier would race the last
+    // ones still on their way, which the relay then neither forwards nor records).
+    let mut frames_seen = 0;
+    while frames_seen < 10 {
+        if let Message::VideoFrame(_) = recv(&mut tech).await {
+            frames_seen += 1;
+        }
+    }
     tech.send(&Message::LeaveSession).await.unwrap();
     assert_eq!(one_complete_file(&relay, &second).await, 10);
     relay.stop().await;
