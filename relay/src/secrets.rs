@@ -81,7 +81,7 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
 }
 
 /// Argon2 off the async workers: each hash or check runs on threads of its own, at most `threads`
-/// at once (half the cores), at a lower scheduling priority (nice 10 on Linux), so that password
+/// at once (half the cores), at the lowest scheduling priority (nice 19 on Linux), so that password
 /// work, whoever asks for it (sign-ins from anywhere, a stolen token guessing), neither holds the
 /// async workers that serve every other request and session nor takes their cores from them: it
 /// gets what they leave. Jobs wait in a bounded queue; a request whose job waits is served in turn.
@@ -114,7 +114,7 @@ impl PasswordWork {
                 .name(format!("passwords-{n}"))
                 .spawn(move || {
                     #[cfg(target_os = "linux")]
-                    if let Err(e) = rustix::process::setpriority_process(None, 10) {
+                    if let Err(e) = rustix::process::setpriority_process(None, 19) {
                         tracing::warn!(error = %e, "password thread keeps the normal priority");
                     }
                     loop {
