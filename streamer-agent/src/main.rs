@@ -81,6 +81,18 @@ fn main() -> ExitCode {
             }
         };
     }
+    // The MSI's install prepares the service's data folder and takes the relay's CA into it.
+    #[cfg(windows)]
+    if std::env::args().nth(1).as_deref() == Some("--prepare-service-data") {
+        let ca_file = std::env::args().nth(2).unwrap_or_default();
+        return match streamer_agent::service::prepare_data(std::path::Path::new(&ca_file)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("streamer: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // The MSI's uninstall removes what the service wrote (credential, log).
     #[cfg(windows)]
     if std::env::args().nth(1).as_deref() == Some("--remove-service-data") {

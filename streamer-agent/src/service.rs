@@ -5,6 +5,11 @@
 //!   the registry once the device is registered: the credential replaces it.
 //! - The device credential lives in `%ProgramData%\RecordedSupport\Streamer\device.credential`,
 //!   readable by SYSTEM only; the log in `streamer.log` beside it.
+//! - The MSI prepares that folder before the service starts ([`prepare_data`], as SYSTEM): owned
+//!   by the Administrators, SYSTEM and Administrators alone in its DACL, a folder someone made
+//!   there before installation taken over and emptied (a link refused), and the relay's CA copied
+//!   in from `CA_FILE`. The service trusts that copy only: the path the MSI was given may be one an
+//!   ordinary user can write.
 //! - Stop and shutdown from the service manager end a running session with a goodbye.
 //! - A refused deployment code or a lost relay is retried with backoff (1 s doubling to 30 s), the
 //!   relay's sentence in the log; only a revoked device stops the service.
@@ -25,7 +30,10 @@ use windows::Win32::Foundation::{LocalFree, ERROR_SUCCESS, HLOCAL};
 use windows::Win32::Security::Authorization::{
     ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
 };
-use windows::Win32::Security::{SetFileSecurityW, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR};
+use windows::Win32::Security::{
+    SetFileSecurityW, DACL_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION,
+    PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
+};
 use windows::Win32::System::Com::CoTaskMemFree;
 use windows::Win32::System::Registry::{
     RegDeleteKeyValueW, RegGetValueW, HKEY_LOCAL_MACHINE, RRF_RT_REG_SZ,
@@ -120,6 +128,11 @@ fn forget_setting(name: &str) {
 const SYSTEM_ONLY: &str = "D:P(A;;FA;;;SY)";
 /// SYSTEM and Administrators, inherited by what is created inside: the data folder (its log).
 const SYSTEM_AND_ADMINS: &str = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
+/// The same, owned by the Administrators: a folder taken over from whoever made it.
+const OWNED_BY_ADMINS: &str = "O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
+
+/// The relay's CA as the service trusts it: the copy the MSI took into the data folder.
+pub const TRUSTED_CA: &str = "relay-ca.pem";
 
 /// A security descriptor built from SDDL, freed when dropped.
 pub(crate) struct SecurityDescriptor(PSECURITY_DESCRIPTOR);
@@ -173,6 +186,212 @@ pub fn protect(path: &std::path::Path, sddl: &str) -> Result<()> {
             .with_context(|| format!("protecting {}", path.display()));
     }
     Ok(())
+}
+
+/// Sets the owner and DACL of `path` from `sddl` (taking ownership needs SYSTEM's or an
+/// administrator's privilege, which the MSI's deferred action has).
+fn take_over(path: &std::path::Path, sddl: &str) -> Result<()> {
+    enable_privilege("SeTakeOwnershipPrivilege");
+    enable_privilege("SeRestorePrivilege");
+    let sd = SecurityDescriptor::from_sddl(sddl)?;
+    let file = HSTRING::from(path.as_os_str());
+    // SAFETY: the path is NUL-terminated and the descriptor lives across the call.
+    let ok = unsafe {
+        SetFileSecurityW(
+            PCWSTR(file.as_ptr()),
+            OWNER_SECURITY_INFORMATION
+                | DACL_SECURITY_INFORMATION
+                | PROTECTED_DACL_SECURITY_INFORMATION,
+            sd.as_raw(),
+        )
+    };
+    if !ok.as_bool() {
+        return Err(windows::core::Error::from_thread())
+            .with_context(|| format!("taking over {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Enables a privilege this process's token holds (best effort: without it, what needs it fails
+/// with its own error).
+fn enable_privilege(name: &str) {
+    use windows::Win32::Foundation::{CloseHandle, HANDLE, LUID};
+    use windows::Win32::Security::{
+        AdjustTokenPrivileges, LookupPrivilegeValueW, LUID_AND_ATTRIBUTES, SE_PRIVILEGE_ENABLED,
+        TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES, TOKEN_QUERY,
+    };
+    use windows::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+    let mut token = HANDLE::default();
+    // SAFETY: the pseudo-handle of this process needs no closing; the token is closed below.
+    if unsafe {
+        OpenProcessToken(
+            GetCurrentProcess(),
+            TOKEN_ADJUST_PRIVILEGES | TOKEN_QUERY,
+            &mut token,
+        )
+    }
+    .is_err()
+    {
+        return;
+    }
+    let name = HSTRING::from(name);
+    let mut luid = LUID::default();
+    // SAFETY: the name is NUL-terminated; `luid` is written by the call.
+    if unsafe { LookupPrivilegeValueW(PCWSTR::null(), PCWSTR(name.as_ptr()), &mut luid) }.is_ok() {
+        let privileges = TOKEN_PRIVILEGES {
+            PrivilegeCount: 1,
+            Privileges: [LUID_AND_ATTRIBUTES {
+                Luid: luid,
+                Attributes: SE_PRIVILEGE_ENABLED,
+            }],
+        };
+        // SAFETY: the token was opened for adjusting; the new state lives across the call.
+        let _ = unsafe { AdjustTokenPrivileges(token, false, Some(&privileges), 0, None, None) };
+    }
+    // SAFETY: the handle came from OpenProcessToken.
+    let _ = unsafe { CloseHandle(token) };
+}
+
+/// Whether `path` is owned by SYSTEM, the Administrators, or the account this process runs as (the
+/// MSI's action and the service run as SYSTEM; under Wine, as Wine's one user).
+fn owned_by_the_machine(path: &std::path::Path) -> Result<bool> {
+    use windows::Win32::Foundation::{CloseHandle, HANDLE};
+    use windows::Win32::Security::Authorization::{GetNamedSecurityInfoW, SE_FILE_OBJECT};
+    use windows::Win32::Security::{
+        EqualSid, GetTokenInformation, IsWellKnownSid, TokenUser, WinBuiltinAdministratorsSid,
+        WinLocalSystemSid, PSID, TOKEN_QUERY, TOKEN_USER,
+    };
+    use windows::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+    let name = HSTRING::from(path.as_os_str());
+    let mut owner = PSID::default();
+    let mut sd = PSECURITY_DESCRIPTOR::default();
+    // SAFETY: the path is NUL-terminated; the owner points into `sd`, which the call allocates
+    // and which is freed below, after the owner was last read.
+    let status = unsafe {
+        GetNamedSecurityInfoW(
+            PCWSTR(name.as_ptr()),
+            SE_FILE_OBJECT,
+            OWNER_SECURITY_INFORMATION,
+            Some(&mut owner),
+            None,
+            None,
+            None,
+            &mut sd,
+        )
+    };
+    if status != ERROR_SUCCESS {
+        anyhow::bail!(
+            "reading the owner of {}: error {}",
+            path.display(),
+            status.0
+        );
+    }
+    // SAFETY: `owner` is a valid SID inside `sd` until `sd` is freed.
+    let mut ours = unsafe {
+        IsWellKnownSid(owner, WinLocalSystemSid).as_bool()
+            || IsWellKnownSid(owner, WinBuiltinAdministratorsSid).as_bool()
+    };
+    if !ours {
+        let mut token = HANDLE::default();
+        // SAFETY: the pseudo-handle needs no closing; the token is closed below.
+        if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) }.is_ok() {
+            // A TOKEN_USER and the SID it points to, in u64s so that the struct is aligned.
+            let mut buf = vec![0u64; 64];
+            let mut len = 0u32;
+            // SAFETY: `buf` holds `buf.len() * 8` bytes, which the call writes at most.
+            let got = unsafe {
+                GetTokenInformation(
+                    token,
+                    TokenUser,
+                    Some(buf.as_mut_ptr().cast()),
+                    u32::try_from(buf.len() * 8).unwrap_or(0),
+                    &mut len,
+                )
+            };
+            if got.is_ok() {
+                // SAFETY: the call filled `buf` with a TOKEN_USER whose SID lies inside `buf`;
+                // both SIDs are valid here.
+                ours = unsafe {
+                    let user = &*buf.as_ptr().cast::<TOKEN_USER>();
+                    EqualSid(owner, user.User.Sid).is_ok()
+                };
+            }
+            // SAFETY: the handle came from OpenProcessToken.
+            let _ = unsafe { CloseHandle(token) };
+        }
+    }
+    // SAFETY: `sd` was allocated by GetNamedSecurityInfoW with LocalAlloc.
+    let _ = unsafe { LocalFree(Some(HLOCAL(sd.0))) };
+    Ok(ours)
+}
+
+/// Makes `%ProgramData%\RecordedSupport` and its `Streamer` folder the machine's: made if missing;
+/// refused if a link (a junction would redirect what the service writes); taken over and emptied
+/// if someone else owns it (a local user who made it before installation could otherwise change
+/// its DACL back and read or swap what the service writes: nothing in it is the service's); then
+/// SYSTEM and the Administrators alone, inherited inside.
+fn prepare_data_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::windows::fs::MetadataExt as _;
+    const FILE_ATTRIBUTE_REPARSE_POINT: u32 = 0x400;
+    let vendor = dir.parent().context("the data folder has a parent")?;
+    for path in [vendor, dir] {
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            Ok(meta)
+                if meta.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0 || !meta.is_dir() =>
+            {
+                anyhow::bail!(
+                    "{} is a link or not a folder: someone made it before this installation. An \
+                     administrator removes it, then installs again.",
+                    path.display()
+                );
+            }
+            Ok(_) if !owned_by_the_machine(path)? => {
+                take_over(path, OWNED_BY_ADMINS)?;
+                if path == dir {
+                    for entry in std::fs::read_dir(path)? {
+                        let entry = entry?;
+                        let kind = entry.file_type()?;
+                        // A link is removed as a link, never followed.
+                        if kind.is_dir() && !kind.is_symlink() {
+                            std::fs::remove_dir_all(entry.path())?;
+                        } else if kind.is_dir() {
+                            std::fs::remove_dir(entry.path())?;
+                        } else {
+                            std::fs::remove_file(entry.path())?;
+                        }
+                    }
+                }
+                eprintln!(
+                    "streamer: {} was made by someone else before this installation: taken over and emptied",
+                    path.display()
+                );
+            }
+            Ok(_) => {}
+        }
+        protect(path, SYSTEM_AND_ADMINS)?;
+    }
+    Ok(())
+}
+
+/// The MSI's install step (a deferred action, as SYSTEM, after the files are in place and before
+/// the service starts): prepares the data folder ([`prepare_data_dir`]) and copies the relay's CA
+/// from `ca_file` (the MSI's `CA_FILE`) into it as [`TRUSTED_CA`], the only CA the service trusts.
+pub fn prepare_data(ca_file: &std::path::Path) -> Result<()> {
+    let dir = data_dir();
+    prepare_data_dir(&dir)?;
+    let copy = dir.join(TRUSTED_CA);
+    std::fs::copy(ca_file, &copy).with_context(|| {
+        format!(
+            "copying the relay's CA from {} (the MSI's CA_FILE)",
+            ca_file.display()
+        )
+    })?;
+    protect(&copy, SYSTEM_AND_ADMINS)
 }
 
 /// Removes the data folder (the MSI's uninstall, after the service has stopped). The credential's
@@ -291,9 +510,15 @@ fn run_service() -> Result<()> {
 
 fn serve(dir: &std::path::Path, shutdown: CancellationToken) -> Result<()> {
     let relay = setting("Relay").context("no relay is set (the MSI's RELAY property)")?;
-    let ca_file = setting("CaFile")
-        .map(PathBuf::from)
-        .context("no CA file is set (the MSI's CA_FILE property)")?;
+    // The copy the MSI took in, never the path it was given (which a user may be able to write).
+    setting("CaFile").context("no CA file is set (the MSI's CA_FILE property)")?;
+    let ca_file = dir.join(TRUSTED_CA);
+    if !ca_file.exists() {
+        anyhow::bail!(
+            "the relay's CA was not taken into {} at installation: install again with CA_FILE",
+            dir.display()
+        );
+    }
     let credential_file = dir.join("device.credential");
     let config = AgentConfig {
         relay,

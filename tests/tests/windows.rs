@@ -499,6 +499,41 @@ async fn the_msi_runs_the_service_which_retries_a_bad_code_registers_serves_thro
         "protecting the credential failed:\n{}",
         service_log()
     );
+    // The service trusts the CA the MSI copied into its data folder, not the path it was given
+    // (which an ordinary user may be able to write): the path now holds something else, and the
+    // restarted service connects as before.
+    let trusted = desktop
+        .drive_c()
+        .join("ProgramData/RecordedSupport/Streamer/relay-ca.pem");
+    assert_eq!(
+        std::fs::read(&trusted).unwrap(),
+        std::fs::read(relay.ca()).unwrap(),
+        "the MSI copied the relay's CA into the data folder"
+    );
+    std::fs::write(desktop.drive_c().join("relay-ca.pem"), "not a CA").unwrap();
+    // "connected to the relay", not "not connected to the relay" (a retry).
+    let connected = || {
+        service_log()
+            .lines()
+            .filter(|l| l.contains("connected to the relay") && !l.contains("not connected"))
+            .count()
+    };
+    let connections = connected();
+    let (status, out) = desktop.run("sc", &["stop", SERVICE]);
+    assert!(status.success(), "{out}");
+    eventually(30, "the service stops", || {
+        service_state(&desktop).as_deref() == Some("STOPPED")
+    })
+    .await;
+    let (status, out) = desktop.run("sc", &["start", SERVICE]);
+    assert!(status.success(), "{out}");
+    eventually(
+        60,
+        "the restarted service connects with the CA it copied",
+        || connected() > connections,
+    )
+    .await;
+    std::fs::copy(relay.ca(), desktop.drive_c().join("relay-ca.pem")).unwrap();
     let (_, values) = desktop.run("reg", &["query", SETTINGS]);
     assert!(values.contains("Relay"), "{values}");
     eventually(10, "the used deployment code is deleted", || {
