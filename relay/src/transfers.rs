@@ -157,7 +157,15 @@ impl Transfers {
                         reached: 0,
                     },
                 );
-                Verdict::Forward
+                // An offer is evidence too, taken or not (the technician may decline it).
+                Verdict::LogAndForward(
+                    Action::FileOffered,
+                    format!(
+                        "{}, {name}, {size} bytes, offered sha256 {}",
+                        from.sending(),
+                        hex(sha256)
+                    ),
+                )
             }
             // What a technician asks a computer for is evidence too, whether or not a file
             // comes of it (the streamer refuses its own data and what it cannot read).

@@ -615,23 +615,7 @@ async fn a_large_message_before_the_handshake_is_refused_before_it_is_whole() {
 
     let relay = TestRelay::start().await;
     let mut bystander = Bystander::start(&relay).await;
-    let tls = relay.connector.tls(&relay.addr).await.unwrap();
-    let (mut rd, mut wr) = tokio::io::split(tls);
-    wr.write_all(
-        b"GET /v1/agent HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(rd.read_u8().await.unwrap());
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let (mut rd, mut wr) = tokio::io::split(relay.raw_agent_socket().await);
     let len: usize = 1 << 20;
     // A masked binary WebSocket message (mask key 0: the payload is as written), 64-bit length.
     let mut message = vec![0x82, 0x80 | 127];

@@ -162,24 +162,7 @@ async fn slow_http_clients_are_cut_off_and_others_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_that_dribbles_a_message_is_cut_off() {
     let relay = slow_relay().await;
-    let mut tls = relay.connector.tls(&relay.addr).await.unwrap();
-    tls.write_all(
-        b"GET /v1/agent HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        tls.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let tls = relay.raw_agent_socket().await;
     // A masked binary WebSocket message of 120 bytes, sent a byte per 200 ms (24 s in all).
     let mut message = vec![0x82, 0x80 | 120, 1, 2, 3, 4];
     message.extend(std::iter::repeat_n(0u8, 120));

@@ -364,6 +364,14 @@ async fn files_cross_both_ways_in_order_and_the_audit_trail_has_each_start_and_e
         audit_details(&relay, &team, Action::FileRequested).await,
         ["remote computer → technician, /var/log/syslog"]
     );
+    // Every offer, taken or not, before it was forwarded.
+    assert_eq!(
+        audit_details(&relay, &team, Action::FileOffered).await,
+        [
+            format!("remote computer → technician, syslog, 10 bytes, offered sha256 {offered}"),
+            format!("technician → remote computer, setup.exe, 6 bytes, offered sha256 {offered}"),
+        ]
+    );
     assert_eq!(
         audit_details(&relay, &team, Action::TransferCompleted).await,
         [format!(

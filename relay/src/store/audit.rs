@@ -94,6 +94,9 @@ pub enum Action {
     /// The technician asked the remote computer for one of its files (object: the session,
     /// detail: the path asked for), written before the request is forwarded.
     FileRequested,
+    /// A file offered in a session (detail: direction, name, size, the offered SHA-256), written
+    /// before the offer is forwarded, whether or not it is taken.
+    FileOffered,
 }
 
 const ACTIONS: &[(Action, &str)] = &[
@@ -135,6 +138,7 @@ const ACTIONS: &[(Action, &str)] = &[
     (Action::TransferStopped, "transfer_stopped"),
     (Action::TransferRefused, "transfer_refused"),
     (Action::FileRequested, "file_requested"),
+    (Action::FileOffered, "file_offered"),
 ];
 
 impl Action {

@@ -210,6 +210,29 @@ impl TestRelay {
         self.connector.connect(&self.addr).await.unwrap()
     }
 
+    /// A TLS connection upgraded to the agents' WebSocket by hand (the `101` read), for tests that
+    /// write WebSocket frames themselves: what a client library would never send.
+    pub async fn raw_agent_socket(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut tls = self.connector.tls(&self.addr).await.unwrap();
+        tls.write_all(
+            b"GET /v1/agent HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(tls.read_u8().await.unwrap());
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        tls
+    }
+
     /// A client of `role` whose `Hello` lists protocol `version` only (an older client), signed in
     /// with `credential`; the device id when the relay registered one.
     pub async fn client_speaking(
