@@ -335,9 +335,16 @@ mod tests {
     #[test]
     fn a_transfer_is_logged_at_its_start_and_its_verified_end() {
         let mut t = Transfers::default();
+        // The offer itself is evidence, taken or not.
         assert_eq!(
             t.check(Side::Technician, &offer(7, 1000), OPEN),
-            Verdict::Forward
+            Verdict::LogAndForward(
+                Action::FileOffered,
+                format!(
+                    "technician → remote computer, report.pdf, 1000 bytes, offered sha256 {}",
+                    "ab".repeat(32)
+                )
+            )
         );
         let accept = Message::FileAccept {
             transfer_id: 7,
