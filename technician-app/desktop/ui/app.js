@@ -20,6 +20,7 @@ const WORDS = {
   CREDENTIAL_REVOKED: ['Access was revoked', 'Your team revoked this sign-in or device. Sign in again, or ask an admin.'],
   CREDENTIAL_NOT_ALLOWED: ['Not allowed here', 'This kind of sign-in cannot be used for that.'],
   FORBIDDEN: ['Not allowed', 'Your role in the team does not allow this.'],
+  CONNECTED_ELSEWHERE: ['Connected elsewhere', 'The remote computer connected to the relay again on another connection, which replaced this one.'],
   DEVICE_NOT_FOUND: ['Device not found', 'The device was removed from your team, or belongs to another team.'],
   DEVICE_OFFLINE: ['The computer is offline', 'Its streamer is not connected to the relay right now.'],
   DEVICE_BUSY: ['The computer is already in a session', 'Only one technician can be connected at a time.'],
