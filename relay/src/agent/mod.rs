@@ -484,6 +484,26 @@ impl Conn {
         }
     }
 
+    /// Writes `action` to the device's team's audit trail, the device as actor and object.
+    async fn audit_device(
+        &self,
+        device: &DeviceRecord,
+        action: crate::store::audit::Action,
+        detail: &str,
+    ) -> Result<i64, crate::store::StoreError> {
+        self.shared
+            .store
+            .audit(crate::store::audit::NewEvent {
+                team_id: Some(&device.team_id),
+                actor: &crate::store::audit::Actor::Device(device.id.clone(), device.name.clone()),
+                action,
+                object: &device.id,
+                detail,
+                client_addr: "",
+            })
+            .await
+    }
+
     /// A secret the device had stopped using was presented, so two copies of its credential
     /// exist and nobody can tell which is the real computer: the device is revoked (the store did
     /// it, `revoked_now`), its live connection cut off here and on every relay of the fleet, and
@@ -497,19 +517,11 @@ impl Conn {
                 tracing::error!(error = %e, "telling the fleet the device was revoked");
             }
             let logged = self
-                .shared
-                .store
-                .audit(crate::store::audit::NewEvent {
-                    team_id: Some(&device.team_id),
-                    actor: &crate::store::audit::Actor::Device(
-                        device.id.clone(),
-                        device.name.clone(),
-                    ),
-                    action: crate::store::audit::Action::DeviceCredentialReused,
-                    object: &device.id,
-                    detail: "a secret this computer had already renewed was presented again: its credential was copied, so the device was revoked; register it again with a deployment code",
-                    client_addr: "",
-                })
+                .audit_device(
+                    device,
+                    crate::store::audit::Action::DeviceCredentialReused,
+                    "a secret this computer had already renewed was presented again: its credential was copied, so the device was revoked; register it again with a deployment code",
+                )
                 .await;
             if let Err(e) = logged {
                 tracing::error!(error = %e, "auditing a reused device credential");
@@ -594,20 +606,13 @@ impl Conn {
                     .map_err(internal)?
                     .map_err(|d| denied(d, "deployment code"))?;
                 tracing::info!(device = %device.id, team = %device.team_id, "device registered");
-                store
-                    .audit(crate::store::audit::NewEvent {
-                        team_id: Some(&device.team_id),
-                        actor: &crate::store::audit::Actor::Device(
-                            device.id.clone(),
-                            device.name.clone(),
-                        ),
-                        action: crate::store::audit::Action::DeviceRegistered,
-                        object: &device.id,
-                        detail: "with a deployment code",
-                        client_addr: "",
-                    })
-                    .await
-                    .map_err(internal)?;
+                self.audit_device(
+                    &device,
+                    crate::store::audit::Action::DeviceRegistered,
+                    "with a deployment code",
+                )
+                .await
+                .map_err(internal)?;
                 let verified = Verified {
                     team_id: device.team_id.clone(),
                     name: device.name.clone(),
