@@ -606,6 +606,38 @@ async fn wrong_and_expired_session_codes_are_refused() {
     relay.stop().await;
 }
 
+/// The agents' path refuses what is not a WebSocket upgrade, with the status that says what to send.
+#[tokio::test]
+async fn the_agent_path_refuses_what_is_not_a_websocket_upgrade() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let relay = TestRelay::start().await;
+    for (request, status) in [
+        ("GET /v1/agent HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", "426"),
+        (
+            "GET /v1/agent HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+            "426",
+        ),
+        (
+            "GET /v1/agent HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n",
+            "400",
+        ),
+    ] {
+        let mut tls = relay.connector.tls(&relay.addr).await.unwrap();
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request:?}: {answer}"
+        );
+    }
+    relay.stop().await;
+}
+
 /// Review finding 11: a connection that has not finished its handshake cannot make the relay hold a
 /// large message. A Hello-kind message of 1 MiB (within the largest frame) is sent all but its last
 /// byte: the relay refuses it once 64 KiB have come, rather than buffering it for the hello timeout.
