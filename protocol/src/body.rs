@@ -179,7 +179,13 @@ fn write_streamer_version(w: &mut Writer<'_>, v: Option<&str>) -> Result<(), Wir
     Ok(())
 }
 
+/// The view at the end of `SessionRequest` and `SessionOffer`. Both fields were added to the 1.0.0
+/// text before its release (PROTOCOL.md section 5): a body that ends before them is read as the
+/// default view, so a client written to the earlier text is understood.
 fn read_view(r: &mut Reader) -> Result<ViewRequest, WireError> {
+    if r.at_end() {
+        return Ok(ViewRequest::default());
+    }
     let frame_rate = match r.ranged_u16("view_frame_rate", 0, limits::MAX_FRAME_RATE)? {
         0 => None,
         n => Some(n),

@@ -119,6 +119,11 @@ impl Reader {
         self.body.split_off(0)
     }
 
+    /// Whether the body has been read to its end.
+    pub(crate) fn at_end(&self) -> bool {
+        self.body.is_empty()
+    }
+
     /// Ends the body: any byte left over is an error.
     pub(crate) fn finish(self) -> Result<(), WireError> {
         if self.body.is_empty() {

@@ -158,7 +158,7 @@ fn expected() -> BTreeMap<&'static str, Message> {
         (
             "monitor-list",
             Message::MonitorList(vec![MonitorInfo {
-                id: 1,
+                id: 0,
                 key: "DP-1".into(),
                 name: "A".into(),
                 x: -1920,
@@ -301,7 +301,22 @@ fn expected() -> BTreeMap<&'static str, Message> {
 struct Vector {
     name: String,
     refused_with: Option<String>,
+    /// An `accepted:` frame: decoded, never written this way (an earlier layout still understood).
+    read_only: bool,
     bytes: Vec<u8>,
+}
+
+/// The messages of the `accepted:` vectors: frames in an earlier layout that receivers still read.
+fn accepted() -> BTreeMap<&'static str, Message> {
+    BTreeMap::from([(
+        "session-request-code-without-view",
+        Message::SessionRequest {
+            target: SessionTarget::Code {
+                code: "123456789".into(),
+            },
+            view: ViewRequest::default(),
+        },
+    )])
 }
 
 fn parse_hex(line: &str, name: &str) -> Vec<u8> {
@@ -325,6 +340,14 @@ fn vectors_in_doc() -> Vec<Vector> {
             out.push(Vector {
                 name: name.trim().to_owned(),
                 refused_with: None,
+                read_only: false,
+                bytes: Vec::new(),
+            });
+        } else if let Some(name) = line.strip_prefix("accepted: ") {
+            out.push(Vector {
+                name: name.trim().to_owned(),
+                refused_with: None,
+                read_only: true,
                 bytes: Vec::new(),
             });
         } else if let Some(rest) = line.strip_prefix("refused: ") {
@@ -332,6 +355,7 @@ fn vectors_in_doc() -> Vec<Vector> {
             out.push(Vector {
                 name: name.to_owned(),
                 refused_with: Some(code.trim().to_owned()),
+                read_only: false,
                 bytes: Vec::new(),
             });
         } else {
@@ -341,6 +365,23 @@ fn vectors_in_doc() -> Vec<Vector> {
         }
     }
     out
+}
+
+/// A frame's header declares its body's length: a vector must carry exactly that many body bytes,
+/// except the ones refused for their header alone (too short, an unknown kind, or more than the
+/// kind's maximum declared, where the body is left out).
+fn assert_declared_length(v: &Vector) {
+    let Some(header) = parse_header(&v.bytes).ok().flatten() else {
+        return;
+    };
+    assert_eq!(
+        v.bytes.len() - HEADER_LEN,
+        header.body_len as usize,
+        "vector {} declares {} body bytes and carries {}",
+        v.name,
+        header.body_len,
+        v.bytes.len() - HEADER_LEN
+    );
 }
 
 /// A vector in the document's own format, for failure messages.
@@ -357,11 +398,23 @@ fn doc_form(name: &str, msg: &Message) -> String {
 #[test]
 fn document_vectors_match_the_code() {
     let expected = expected();
+    let accepted = accepted();
     let vectors = vectors_in_doc();
     let mut seen = Vec::new();
     for v in &vectors {
         let frame = Bytes::from(v.bytes.clone());
+        assert_declared_length(v);
         match &v.refused_with {
+            None if v.read_only => {
+                let want = accepted.get(v.name.as_str()).unwrap_or_else(|| {
+                    panic!(
+                        "docs/PROTOCOL.md has accepted frame {} that this test does not know",
+                        v.name
+                    )
+                });
+                assert_eq!(&decode_frame(frame).unwrap(), want, "decoding {}", v.name);
+                seen.push(v.name.as_str());
+            }
             None => {
                 let want = expected.get(v.name.as_str()).unwrap_or_else(|| {
                     panic!(
@@ -390,6 +443,12 @@ fn document_vectors_match_the_code() {
                 assert_eq!(err.refusal().code.name(), code, "vector {}: {err}", v.name);
             }
         }
+    }
+    for name in accepted.keys() {
+        assert!(
+            seen.contains(name),
+            "docs/PROTOCOL.md lacks the accepted frame {name}"
+        );
     }
     let missing: Vec<String> = expected
         .iter()

@@ -243,6 +243,7 @@ impl Connector {
         Ok(Connection {
             ws,
             heard: std::time::Instant::now(),
+            agreed: None,
         })
     }
 }
@@ -331,6 +332,8 @@ pub struct Connection {
     ws: WebSocketStream<TlsStream<TcpStream>>,
     /// When the relay was last heard from (any WebSocket message, pongs included).
     heard: std::time::Instant,
+    /// The protocol version agreed in [`Connection::handshake`]: no kind it lacks is sent.
+    agreed: Option<semver::Version>,
 }
 
 /// What the handshake established.
@@ -349,8 +352,30 @@ pub struct Established {
 }
 
 impl Connection {
-    /// Sends one message.
+    /// The protocol version agreed in the handshake (none before it ends).
+    pub fn agreed(&self) -> Option<&semver::Version> {
+        self.agreed.as_ref()
+    }
+
+    /// Whether the agreed version has `kind` (true before the handshake ends).
+    pub fn speaks(&self, kind: protocol::MessageKind) -> bool {
+        self.agreed.as_ref().is_none_or(|v| kind.known_at(v))
+    }
+
+    /// Sends one message. A kind the agreed version lacks is not sent (the relay would take it for
+    /// an unknown kind and close the connection): [`LinkError::Protocol`].
     pub async fn send(&mut self, msg: &Message) -> Result<(), LinkError> {
+        if !self.speaks(msg.kind()) {
+            let (major, minor) = msg.kind().since();
+            return Err(LinkError::Protocol(format!(
+                "{} needs protocol {major}.{minor}.0; the relay agreed on {}",
+                msg.kind().name(),
+                self.agreed
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            )));
+        }
         let bytes = encode_to_bytes(msg).map_err(LinkError::Encode)?;
         self.send_raw(bytes).await
     }
@@ -425,13 +450,14 @@ impl Connection {
                     team_id,
                     name,
                 }) => {
+                    self.agreed = Some(protocol_version.clone());
                     return Ok(Established {
                         protocol_version: protocol_version.to_string(),
                         team_id,
                         name,
                         registered,
                         session_code,
-                    })
+                    });
                 }
                 Err(ClientHandshakeError::Refused(r)) => return Err(LinkError::Refused(r)),
                 Err(ClientHandshakeError::Protocol(r)) => {

@@ -490,7 +490,13 @@ async fn sessions_csv(
     caller: Caller,
     q: Result<Query<SessionQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let mut filter = session_query(q)?.filter()?;
+    // The export holds every matching session: paging does not apply (openapi.json).
+    let query = SessionQuery {
+        after: None,
+        limit: None,
+        ..session_query(q)?
+    };
+    let mut filter = query.filter()?;
     let tz = crate::console::time_zone(&shared, &caller.user.team_id).await?;
     let csv =
         session_log::sessions_csv(&shared.store, &caller.user.team_id, &mut filter, &tz).await?;

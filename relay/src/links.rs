@@ -47,10 +47,10 @@ impl Purpose {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LinkRefused {
     /// The signature does not match: the link was changed or made up.
-    #[error("this link is not valid")]
+    #[error("The link's signature does not match: it was changed or cut short after it was made.")]
     Tampered,
     /// It was issued more than 10 minutes ago (or claims to be from the future).
-    #[error("this link has expired; links work for 10 minutes after they are issued")]
+    #[error("It was made more than 10 minutes ago.")]
     Expired,
 }
 

@@ -30,8 +30,8 @@ pub(crate) struct SessionQuery {
     pub live: Option<bool>,
     /// The previous page's `next_after`.
     pub after: Option<String>,
-    /// 1 to 1000, 100 by default.
-    pub limit: Option<u32>,
+    /// 1 to 1000, 100 by default (text, so that a bad one is named as such).
+    pub limit: Option<String>,
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -71,10 +71,14 @@ impl SessionQuery {
                     invalid("after is the previous page's next_after, unchanged.")
                 })?),
             };
-        let limit = self.limit.unwrap_or(100);
-        if !(1..=1000).contains(&limit) {
-            return Err(invalid("limit is 1 to 1000."));
-        }
+        let limit = match given(&self.limit) {
+            None => 100,
+            Some(l) => l
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=1000).contains(l))
+                .ok_or_else(|| invalid("limit is a whole number from 1 to 1000."))?,
+        };
         Ok(SessionFilter {
             from: self.from,
             until: self.until,
@@ -245,7 +249,8 @@ mod tests {
         assert!(q(|q| q.after = Some("nope".into()))
             .unwrap_err()
             .contains("after"));
-        assert!(q(|q| q.limit = Some(0)).unwrap_err().contains("limit"));
+        assert!(q(|q| q.limit = Some("0".into())).unwrap_err().contains("limit"));
+        assert!(q(|q| q.limit = Some("-1".into())).unwrap_err().contains("limit"));
         let f = q(|q| {
             q.access = Some(String::new());
             q.technician = Some(String::new());

@@ -29,6 +29,23 @@ impl Side {
             Side::Streamer => "remote computer → technician",
         }
     }
+
+    /// The other side, named for a sentence saying that its software lacks a tool this side has.
+    pub fn other_software(self) -> &'static str {
+        match self {
+            Side::Technician => "The remote computer's streamer",
+            Side::Streamer => "The technician's app",
+        }
+    }
+}
+
+impl From<protocol::Sender> for Side {
+    fn from(sender: protocol::Sender) -> Self {
+        match sender {
+            protocol::Sender::Technician => Side::Technician,
+            _ => Side::Streamer,
+        }
+    }
 }
 
 /// What the session allows.
@@ -98,11 +115,15 @@ impl Transfers {
             let (code, why) = match policy.state {
                 ToolState::Forbidden => (
                     ErrorCode::ToolForbidden,
-                    "Your team's settings do not allow file transfer in sessions: nothing was sent.",
+                    "Your team's settings do not allow file transfer in sessions: nothing was sent."
+                        .to_owned(),
                 ),
                 _ => (
                     ErrorCode::ToolUnsupported,
-                    "The other side's software is too old for file transfer: nothing was sent.",
+                    format!(
+                        "{} is too old for file transfer: nothing was sent.",
+                        from.other_software()
+                    ),
                 ),
             };
             let log = match msg {

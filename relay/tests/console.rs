@@ -178,9 +178,19 @@ async fn recordings_play_with_ranges_and_download_intact_under_the_policy() {
     .await;
     assert_eq!((status, &body[..]), (206, &object[..10]));
     // And the same link stops working when the policy is taken back.
+    // (docs/openapi.json: LINK_INVALID, for programs and, as a page, for a browser.)
     set_policy(&relay, &team, PlaybackPolicy::Owner).await;
-    let (status, _, _) = get(&relay, links["play_url"].as_str().unwrap(), &[]).await;
+    let (status, _, body) = get(&relay, links["play_url"].as_str().unwrap(), &[]).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "LINK_INVALID"));
+    let (status, _, page) = get(
+        &relay,
+        links["play_url"].as_str().unwrap(),
+        &[("accept", "text/html")],
+    )
+    .await;
+    let page = String::from_utf8_lossy(&page);
     assert_eq!(status, 403);
+    assert!(page.contains("may no longer play"), "{page}");
     relay.stop().await;
 }
 

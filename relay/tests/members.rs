@@ -397,6 +397,24 @@ async fn only_the_owner_loosens_recording_settings_and_each_change_is_audited() 
         stored.playback_unattended,
         relay::store::PlaybackPolicy::Owner
     );
+    // Every number out of range is a bad value, negative ones included (openapi.json); a value
+    // that is not a number is a malformed body.
+    for bad in [
+        Value::from(-5),
+        Value::from(0),
+        Value::from(1_000_001),
+        Value::from(1.5),
+        Value::from(5_000_000_000_u64),
+    ] {
+        let mut wrong = s.clone();
+        wrong["max_file_mb"] = bad.clone();
+        let (status, body) = put(&admin, wrong).await;
+        assert_eq!((status, code(&body)), (400, "INVALID_VALUE"), "{bad}: {body}");
+    }
+    let mut wrong = s.clone();
+    wrong["max_file_mb"] = "5".into();
+    let (status, body) = put(&admin, wrong).await;
+    assert_eq!((status, code(&body)), (400, "MALFORMED_REQUEST"), "{body}");
     // The owner does both; a bad time zone is refused.
     assert_eq!(put(&team.token, wider.clone()).await.0, 200);
     let mut narrower = wider.clone();

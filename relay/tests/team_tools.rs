@@ -191,19 +191,31 @@ async fn the_session_log_filters_pages_by_cursor_and_exports_the_same_rows() {
         );
     }
 
-    // The CSV holds the same rows as the filtered list, with end reasons in words.
-    let (status, headers, csv) = relay
-        .connector
-        .request(
-            &relay.addr,
-            "GET",
-            &format!("/api/v1/sessions.csv?technician={tech_id}"),
-            &[("authorization", &format!("Bearer {}", team.token))],
-            bytes::Bytes::new(),
-        )
-        .await
-        .unwrap();
+    // The CSV holds the same rows as the filtered list, with end reasons in words. Paging does not
+    // apply to it: `after` and `limit`, even bad ones, are ignored (docs/openapi.json).
+    let csv_for = |query: String| {
+        let relay = &relay;
+        let token = team.token.clone();
+        async move {
+            relay
+                .connector
+                .request(
+                    &relay.addr,
+                    "GET",
+                    &format!("/api/v1/sessions.csv?{query}"),
+                    &[("authorization", &format!("Bearer {token}"))],
+                    bytes::Bytes::new(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let (status, headers, csv) = csv_for(format!("technician={tech_id}")).await;
     assert_eq!(status, 200);
+    for paging in ["after=garbage&limit=-5", "limit=1", "limit=0&after="] {
+        let (status, _, same) = csv_for(format!("technician={tech_id}&{paging}")).await;
+        assert_eq!((status, &same), (200, &csv), "{paging}");
+    }
     assert!(headers["content-type"]
         .to_str()
         .unwrap()

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use protocol::{
-    AudioFrame, DeviceInfo, EndReason, ErrorCode, KeyInput, Message, MonitorInfo, MouseInput,
-    ProductVersion, Refusal, Role, SessionTarget, Tool, ToolGrant, ToolState, VersionError,
-    VideoConfig, VideoFrame, ViewRequest,
+    AudioFrame, DeviceInfo, EndReason, ErrorCode, KeyInput, Message, MessageKind, MonitorInfo,
+    MouseInput, ProductVersion, Refusal, Role, SessionTarget, Tool, ToolGrant, ToolState,
+    VersionError, VideoConfig, VideoFrame, ViewRequest,
 };
 use relay_client::files::Endpoint;
 pub use relay_client::files::{Direction, Update as Transfer};
@@ -666,6 +666,26 @@ async fn session_loop(
                     },
                     other => other,
                 };
+                // A tool whose messages the agreed version lacks (an older relay) is refused
+                // here: sent, it would be an unknown kind and close the connection.
+                let tool_kind = match &cmd {
+                    Some(Command::Clipboard(_)) => Some((Tool::Clipboard, MessageKind::ClipboardText)),
+                    Some(Command::Chat(_)) => Some((Tool::Chat, MessageKind::ChatText)),
+                    Some(Command::SendFile { .. } | Command::GetFile { .. }) => {
+                        Some((Tool::FileTransfer, MessageKind::FileOffer))
+                    }
+                    _ => None,
+                };
+                if let Some((tool, kind)) = tool_kind.filter(|(_, k)| !tech.conn.speaks(*k)) {
+                    let (major, minor) = kind.since();
+                    let message = format!(
+                        "The relay speaks an older protocol, without this tool (it needs {major}.{minor}.0): nothing was sent."
+                    );
+                    let _ = events
+                        .send(Event::ToolRefused { tool, code: ErrorCode::ToolUnsupported, message })
+                        .await;
+                    continue;
+                }
                 let too_long = match &cmd {
                     Some(Command::Clipboard(text)) if text.len() > CLIPBOARD_MAX => Some((
                         Tool::Clipboard,

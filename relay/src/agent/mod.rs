@@ -730,6 +730,21 @@ impl Conn {
     /// Decodes a frame and checks that this side may send its kind.
     fn decode_from(&self, bytes: Bytes, role: Sender) -> Result<Message, Refusal> {
         let msg = decode_frame(bytes).map_err(|e| e.refusal())?;
+        // A kind the agreed version lacks is unknown at that version (PROTOCOL.md section 5).
+        if let Some(agreed) = &self.agreed {
+            let kind = msg.kind();
+            if !kind.known_at(agreed) {
+                let (major, minor) = kind.since();
+                return Err(Refusal::new(
+                    ErrorCode::MalformedMessage,
+                    format!(
+                        "unknown message kind 0x{:02x} at protocol {agreed}, the version this connection agreed on ({} came in {major}.{minor}.0)",
+                        kind as u8,
+                        kind.name()
+                    ),
+                ));
+            }
+        }
         if !msg.kind().may_be_sent_by(role) {
             return Err(Refusal::new(
                 ErrorCode::UnexpectedMessage,
@@ -832,7 +847,10 @@ impl Conn {
             )),
             ToolState::Unsupported => Some(Refusal::new(
                 ErrorCode::ToolUnsupported,
-                format!("The other side's software is too old for {what}: the text was not sent."),
+                format!(
+                    "{} is too old for {what}: the text was not sent.",
+                    crate::transfers::Side::from(from).other_software()
+                ),
             )),
         };
         let actor = Actor::User(tools.technician.0.clone(), tools.technician.1.clone());

@@ -117,11 +117,7 @@ fn refusal_page(code: &str, message: &str) -> String {
         ),
         "LINK_INVALID" => (
             "This link is not valid",
-            "It was changed or cut short after it was made. Ask whoever sent it for a new one, or open the recording in the console.",
-        ),
-        "FORBIDDEN" => (
-            "This recording cannot be played with this link",
-            "The team's playback policy no longer lets the person who made the link play this recording.",
+            "Ask whoever sent it for a new one, or open the recording in the console.",
         ),
         "INTEGRITY_FAILED" => (
             "This recording failed its integrity check",

@@ -194,7 +194,7 @@ fn api_query(
         recording_state: q.recording.clone(),
         live: None,
         after: q.after.clone(),
-        limit: Some(SESSIONS_PAGE),
+        limit: Some(SESSIONS_PAGE.to_string()),
     })
 }
 

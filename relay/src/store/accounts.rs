@@ -126,8 +126,22 @@ pub struct TeamSettings {
     pub allow_file_transfer: bool,
     /// The largest file a session may carry, in MB of 1,000,000 bytes
     /// ([`MAX_FILE_MB_RANGE`]; 2048 when not given).
-    #[serde(default = "default_max_file_mb")]
+    #[serde(
+        default = "default_max_file_mb",
+        deserialize_with = "any_number_as_mb"
+    )]
     pub max_file_mb: u32,
+}
+
+/// Reads any JSON number as `max_file_mb`: one that is not a whole number from 0 to `u32::MAX`
+/// (negative, fractional, huge) becomes 0, which the range check refuses as a bad value
+/// (`INVALID_VALUE`) like every other number outside [`MAX_FILE_MB_RANGE`]. A value that is not a
+/// number at all stays a malformed body.
+fn any_number_as_mb<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = <serde_json::Number as serde::Deserialize>::deserialize(d)?;
+    Ok(n.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0))
 }
 
 /// The values `max_file_mb` may take: 1 MB to 1 TB.
