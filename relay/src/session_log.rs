@@ -249,8 +249,12 @@ mod tests {
         assert!(q(|q| q.after = Some("nope".into()))
             .unwrap_err()
             .contains("after"));
-        assert!(q(|q| q.limit = Some("0".into())).unwrap_err().contains("limit"));
-        assert!(q(|q| q.limit = Some("-1".into())).unwrap_err().contains("limit"));
+        assert!(q(|q| q.limit = Some("0".into()))
+            .unwrap_err()
+            .contains("limit"));
+        assert!(q(|q| q.limit = Some("-1".into()))
+            .unwrap_err()
+            .contains("limit"));
         let f = q(|q| {
             q.access = Some(String::new());
             q.technician = Some(String::new());

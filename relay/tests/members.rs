@@ -409,7 +409,11 @@ async fn only_the_owner_loosens_recording_settings_and_each_change_is_audited() 
         let mut wrong = s.clone();
         wrong["max_file_mb"] = bad.clone();
         let (status, body) = put(&admin, wrong).await;
-        assert_eq!((status, code(&body)), (400, "INVALID_VALUE"), "{bad}: {body}");
+        assert_eq!(
+            (status, code(&body)),
+            (400, "INVALID_VALUE"),
+            "{bad}: {body}"
+        );
     }
     let mut wrong = s.clone();
     wrong["max_file_mb"] = "5".into();

@@ -322,7 +322,7 @@ pub fn run_paced(
             // owed stays owed, as does the change: the picture goes as soon as the budget allows,
             // not at the next still frame.
             let encoded = enc
-                .encode_bgra(&frame, rows, keyframe)
+                .encode_bgra_at(&frame, rows, keyframe, pace.now())
                 .map_err(|e| e.to_string())?;
             unsent_change = encoded.is_none() && (unsent_change || !still);
             if let Some(encoded) = encoded {

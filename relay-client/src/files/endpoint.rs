@@ -853,8 +853,13 @@ mod tests {
             if !(to_a.is_empty() && to_b.is_empty()) {
                 continue;
             }
-            // Quiet for long enough that a busy machine has finished hashing and writing.
-            let quiet = tokio::time::sleep(std::time::Duration::from_millis(1500));
+            // Nothing in flight between them: done once neither has a transfer open. Otherwise a
+            // task of one of them (hashing, writing, sending chunks) has more to say, however
+            // long a busy machine takes; a minute of silence then is a transfer stuck open.
+            if !a.busy() && !b.busy() {
+                return (seen_a, seen_b);
+            }
+            let stuck = tokio::time::sleep(std::time::Duration::from_secs(60));
             tokio::select! {
                 Some(r) = a_ready.recv() => {
                     let (send, u) = a.ready(r);
@@ -866,7 +871,7 @@ mod tests {
                     to_a.extend(send);
                     seen_b.extend(u);
                 }
-                _ = quiet => return (seen_a, seen_b),
+                _ = stuck => panic!("transfers stuck open: {seen_a:?} {seen_b:?}"),
             }
         }
     }

@@ -126,10 +126,7 @@ pub struct TeamSettings {
     pub allow_file_transfer: bool,
     /// The largest file a session may carry, in MB of 1,000,000 bytes
     /// ([`MAX_FILE_MB_RANGE`]; 2048 when not given).
-    #[serde(
-        default = "default_max_file_mb",
-        deserialize_with = "any_number_as_mb"
-    )]
+    #[serde(default = "default_max_file_mb", deserialize_with = "any_number_as_mb")]
     pub max_file_mb: u32,
 }
 
@@ -139,9 +136,7 @@ pub struct TeamSettings {
 /// number at all stays a malformed body.
 fn any_number_as_mb<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let n = <serde_json::Number as serde::Deserialize>::deserialize(d)?;
-    Ok(n.as_u64()
-        .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or(0))
+    Ok(n.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0))
 }
 
 /// The values `max_file_mb` may take: 1 MB to 1 TB.

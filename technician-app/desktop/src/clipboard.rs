@@ -94,6 +94,10 @@ enum Order {
     Share(u64, tokio::sync::mpsc::Sender<Command>, Report),
     Remote(String),
     Stop(u64),
+    /// Read the local clipboard now, then say so (tests drive the thread with it instead of
+    /// waiting for [`POLL`]s).
+    #[cfg(test)]
+    PollThen(mpsc::Sender<()>),
 }
 
 /// The clipboard's thread.
@@ -111,7 +115,7 @@ impl Sharing {
         let (orders, rx) = mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("clipboard".into())
-            .spawn(move || run(open, rx));
+            .spawn(move || run(open, rx, Some(POLL)));
         if let Err(e) = spawned {
             eprintln!("technician-app: no clipboard thread: {e}");
         }
@@ -132,6 +136,25 @@ impl Sharing {
     pub fn stop(&self, epoch: u64) {
         let _ = self.orders.send(Order::Stop(epoch));
     }
+
+    /// A thread that reads the local clipboard only when [`Sharing::poll`] says so.
+    #[cfg(test)]
+    fn driven<L: Local + 'static>(
+        open: impl FnMut() -> Result<L, String> + Send + 'static,
+    ) -> Self {
+        let (orders, rx) = mpsc::channel();
+        std::thread::spawn(move || run(open, rx, None));
+        Self { orders }
+    }
+
+    /// Has the thread handle every order sent so far, then read the local clipboard once.
+    #[cfg(test)]
+    fn poll(&self) {
+        let (done, said) = mpsc::channel();
+        let _ = self.orders.send(Order::PollThen(done));
+        said.recv_timeout(Duration::from_secs(60))
+            .expect("the clipboard thread answers");
+    }
 }
 
 fn chars(text: &str) -> usize {
@@ -146,15 +169,39 @@ struct Shared {
     echo: Echo,
 }
 
-fn run<L: Local>(mut open: impl FnMut() -> Result<L, String>, orders: mpsc::Receiver<Order>) {
+/// The thread's loop: orders as they come, and a read of the local clipboard every `poll` (`None`:
+/// only when told to, for tests).
+fn run<L: Local>(
+    mut open: impl FnMut() -> Result<L, String>,
+    orders: mpsc::Receiver<Order>,
+    poll: Option<Duration>,
+) {
     let mut local: Option<L> = None;
     let mut shared: Option<Shared> = None;
+    #[cfg(test)]
+    let mut polled: Option<mpsc::Sender<()>> = None;
     loop {
-        let order = match orders.recv_timeout(POLL) {
-            Ok(order) => Some(order),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        let order = match poll {
+            Some(every) => match orders.recv_timeout(every) {
+                Ok(order) => Some(order),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            },
+            None => match orders.recv() {
+                Ok(order) => Some(order),
+                Err(_) => return,
+            },
         };
+        #[cfg(test)]
+        let order = match order {
+            Some(Order::PollThen(done)) => {
+                polled = Some(done);
+                None
+            }
+            other => other,
+        };
+        #[cfg(test)]
+        let _said = Said(polled.take());
         match order {
             Some(Order::Share(epoch, commands, report)) => {
                 if local.is_none() {
@@ -199,6 +246,8 @@ fn run<L: Local>(mut open: impl FnMut() -> Result<L, String>, orders: mpsc::Rece
                     shared = None;
                 }
             }
+            #[cfg(test)]
+            Some(Order::PollThen(_)) => {}
             None => {
                 let (Some(l), Some(to)) = (local.as_mut(), shared.as_mut()) else {
                     continue;
@@ -212,6 +261,19 @@ fn run<L: Local>(mut open: impl FnMut() -> Result<L, String>, orders: mpsc::Rece
                     (to.report)(json!({"type": "clipboard", "state": "sent", "chars": n}));
                 }
             }
+        }
+    }
+}
+
+/// Says that a poll ordered by a test is done when the loop's turn ends, however it ends.
+#[cfg(test)]
+struct Said(Option<mpsc::Sender<()>>);
+
+#[cfg(test)]
+impl Drop for Said {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            let _ = done.send(());
         }
     }
 }
@@ -256,7 +318,7 @@ mod tests {
         let memory = Memory::default();
         *memory.0.lock().unwrap() = Some("old secret".into());
         let opened = memory.clone();
-        let sharing = Sharing::spawn(move || Ok(opened.clone()));
+        let sharing = Sharing::driven(move || Ok(opened.clone()));
         let (commands, mut sent) = tokio::sync::mpsc::channel(8);
         let reports = Arc::new(Mutex::new(Vec::new()));
         let r = Arc::clone(&reports);
@@ -265,38 +327,37 @@ mod tests {
             commands,
             Box::new(move |v| r.lock().unwrap().push(v["state"].to_string())),
         );
-        std::thread::sleep(POLL * 2);
+        sharing.poll();
         assert!(
             sent.try_recv().is_err(),
             "what was there before is not sent"
         );
 
         *memory.0.lock().unwrap() = Some("ipconfig /all".into());
-        std::thread::sleep(POLL * 3);
+        sharing.poll();
         assert_eq!(
             sent.try_recv().unwrap(),
             Command::Clipboard("ipconfig /all".into())
         );
+        sharing.poll();
         assert!(sent.try_recv().is_err(), "sent once");
 
         sharing.remote("C:\\log.txt".into());
-        std::thread::sleep(POLL * 3);
+        sharing.poll();
         assert_eq!(memory.0.lock().unwrap().as_deref(), Some("C:\\log.txt"));
         assert!(sent.try_recv().is_err(), "not echoed");
 
         // An earlier session's end does not stop this one's sharing; its own end does.
         sharing.stop(0);
-        std::thread::sleep(POLL);
         *memory.0.lock().unwrap() = Some("still shared".into());
-        std::thread::sleep(POLL * 3);
+        sharing.poll();
         assert_eq!(
             sent.try_recv().unwrap(),
             Command::Clipboard("still shared".into())
         );
         sharing.stop(1);
-        std::thread::sleep(POLL);
         *memory.0.lock().unwrap() = Some("after the session".into());
-        std::thread::sleep(POLL * 3);
+        sharing.poll();
         assert!(sent.try_recv().is_err(), "nothing after the session");
         assert_eq!(
             *reports.lock().unwrap(),
