@@ -125,6 +125,46 @@ pub enum Notice {
     ChatOpen(bool),
 }
 
+impl Notice {
+    /// What the end user reads on a terminal; `None` for a notice a terminal does not show.
+    pub fn words(&self) -> Option<String> {
+        Some(match self {
+            Notice::Connected => "Connected to the relay.".to_owned(),
+            Notice::SessionCode(code, ttl) => {
+                let at = |n: usize| n.min(code.len());
+                format!(
+                    "Your session code is {} {} {}. Read it to your technician (valid {} minutes).",
+                    &code[..at(3)],
+                    &code[at(3)..at(6)],
+                    &code[at(6)..],
+                    ttl / 60
+                )
+            }
+            Notice::SessionStarted {
+                technician,
+                recorded,
+            } => format!(
+                "{technician} is now connected to this computer.{}",
+                if *recorded {
+                    " This session is being recorded by your team's policy."
+                } else {
+                    ""
+                }
+            ),
+            Notice::SessionEnded(why) => format!("The session ended: {why}"),
+            Notice::Reconnecting(secs, why) => {
+                format!("Connection lost ({why}); trying again in {secs} s.")
+            }
+            Notice::Chat(Some(technician), line) => format!("{technician}: {line}"),
+            Notice::Chat(None, line) => format!("You: {line}"),
+            Notice::ChatOpen(true) => {
+                "Type a line and press Enter to write to the technician.".to_owned()
+            }
+            Notice::ChatOpen(false) => return None,
+        })
+    }
+}
+
 /// The device credential kept on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct DeviceCredential {

@@ -18,6 +18,46 @@ use yuv::{
 use crate::capture::Frame;
 use openh264::OpenH264API;
 
+/// Receives openh264's own messages (at start-up, warnings about settings we chose on purpose,
+/// such as its frame skipping being off) for the log: openh264 would print them on standard error,
+/// which is the end user's terminal.
+#[allow(unsafe_code)]
+unsafe extern "C" fn openh264_message(
+    _context: *mut std::ffi::c_void,
+    level: std::ffi::c_int,
+    text: *const std::ffi::c_char,
+) {
+    if text.is_null() {
+        return;
+    }
+    // SAFETY: openh264 passes a NUL-terminated string that lives for the call.
+    let text = unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy();
+    let text = text.trim_end();
+    if level <= openh264_sys2::WELS_LOG_ERROR {
+        tracing::warn!(target: "openh264", "{text}");
+    } else {
+        tracing::debug!(target: "openh264", "{text}");
+    }
+}
+
+/// Sends `encoder`'s messages to [`openh264_message`]; called before its first frame, which is
+/// when openh264 initialises and says most.
+#[allow(unsafe_code)]
+fn log_openh264_messages(encoder: &mut Encoder) {
+    let mut callback: openh264_sys2::WelsTraceCallback = Some(openh264_message);
+    // SAFETY: ENCODER_OPTION_TRACE_CALLBACK is accepted before initialisation and reads one
+    // WelsTraceCallback through the pointer during the call; the function lives for the program.
+    let rc = unsafe {
+        encoder.raw_api().set_option(
+            openh264_sys2::ENCODER_OPTION_TRACE_CALLBACK,
+            std::ptr::addr_of_mut!(callback).cast(),
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(rc, "openh264 kept its own message output");
+    }
+}
+
 /// Encoding failed (our fault: the encoder or its input).
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -252,7 +292,8 @@ impl H264Encoder {
         } else {
             config
         };
-        let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)?;
+        let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config)?;
+        log_openh264_messages(&mut encoder);
         let (width, height) = encoded_size(width, height);
         let i420 = YuvPlanarImageMut::alloc(
             u32::from(width),

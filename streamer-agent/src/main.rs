@@ -222,7 +222,8 @@ fn main() -> ExitCode {
         tokio::spawn(async move {
             #[cfg(unix)]
             {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
                 let terminated = async {
                     match term.as_mut() {
                         Some(t) => {
@@ -246,24 +247,11 @@ fn main() -> ExitCode {
                 if let Some(w) = &to_window {
                     let _ = w.send(n.clone());
                 }
-                match n {
-                    Notice::Connected => println!("Connected to the relay."),
-                    Notice::SessionCode(code, ttl) => println!(
-                        "Your session code is {} {} {}. Read it to your technician (valid {} minutes).",
-                        &code[..3.min(code.len())], &code[3.min(code.len())..6.min(code.len())], &code[6.min(code.len())..], ttl / 60
-                    ),
-                    Notice::SessionStarted { technician, recorded } => {
-                        println!("{technician} is now connected to this computer. Press Ctrl-C to end the session.");
-                        if recorded {
-                            println!("This session is being recorded by your team's policy.");
-                        }
-                    }
-                    Notice::SessionEnded(why) => println!("The session ended: {why}"),
-                    Notice::Reconnecting(secs, why) => println!("Connection lost ({why}); trying again in {secs} s."),
-                    Notice::Chat(Some(technician), line) => println!("{technician}: {line}"),
-                    Notice::Chat(None, line) => println!("You: {line}"),
-                    Notice::ChatOpen(true) => println!("Type a line and press Enter to write to the technician."),
-                    Notice::ChatOpen(false) => {}
+                if let Some(words) = n.words() {
+                    println!("{words}");
+                }
+                if let Notice::SessionStarted { .. } = n {
+                    println!("Press Ctrl-C to end the session.");
                 }
             }
         });

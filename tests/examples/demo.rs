@@ -18,7 +18,7 @@ use protocol::{Credential, Message, ProductVersion, Role};
 use relay::store::RecordingState;
 use relay::{Config, Relay, SystemClock};
 use relay_client::Connector;
-use streamer_agent::agent::{self, AgentConfig, Mode, Notice, X11Platform};
+use streamer_agent::agent::{self, AgentConfig, Mode, X11Platform};
 use streamer_agent::pattern::{PatternKind, TestPattern};
 use system_tests::content::Canvas;
 use system_tests::XDisplay;
@@ -142,21 +142,8 @@ async fn main() -> Result<()> {
     ));
     tokio::spawn(async move {
         while let Some(n) = notices.recv().await {
-            match n {
-                Notice::SessionStarted {
-                    technician,
-                    recorded,
-                } => {
-                    println!(
-                        "  [streamer] {technician} is connected{}",
-                        if recorded {
-                            "; this session is recorded by your team's policy"
-                        } else {
-                            ""
-                        }
-                    )
-                }
-                other => println!("  [streamer] {other:?}"),
+            if let Some(words) = n.words() {
+                println!("  [streamer] {words}");
             }
         }
     });
@@ -283,7 +270,10 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("Recording: {:?}", store.recording_state(&session_id).await?);
+    match store.recording_state(&session_id).await? {
+        Some(state) => println!("Recording: {} ({})", state.label(), state.sentence()),
+        None => println!("Recording: none"),
+    }
     for f in store.recording_files(&session_id).await? {
         println!(
             "  monitor {} {:<13} {:>6} ms {:>4} frames {:>9} bytes  {}",

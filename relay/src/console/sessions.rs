@@ -39,28 +39,6 @@ fn size(bytes: i64) -> String {
     }
 }
 
-/// The Recording column's word for a state.
-pub(crate) fn recording_label(state: RecordingState) -> &'static str {
-    match state {
-        RecordingState::NotRecorded => "Not recorded",
-        RecordingState::Recording => "Recording",
-        RecordingState::Uploaded => "Uploaded",
-        RecordingState::Incomplete => "Incomplete",
-        RecordingState::Failed => "Failed",
-    }
-}
-
-/// What a recording state means, on the session's page.
-pub(crate) fn recording_sentence(state: RecordingState) -> &'static str {
-    match state {
-        RecordingState::NotRecorded => "The team's policy did not record this session.",
-        RecordingState::Recording => "The session is being recorded; its files are listed as each one is stored, the open one when it ends.",
-        RecordingState::Uploaded => "Every recording file was finished and stored: the files hold every frame the technician was shown.",
-        RecordingState::Incomplete => "The relay stopped during the session (a crash or power loss): each file was kept up to its last synced fragment, so up to the last 2 seconds before the stop may be missing.",
-        RecordingState::Failed => "The relay could not store the recording, so the session was ended: the files written before the failure are kept, and frames after their last synced fragment (at most 2 seconds) may be missing.",
-    }
-}
-
 /// Attended or Unattended.
 fn access_word(access: &str) -> &'static str {
     if access == "attended" {
@@ -87,7 +65,7 @@ async fn session_rows(
                  <span class=\"rec-dot\"></span>{label}</a>",
                 id = esc(&s.id),
                 state = s.recording_state.as_str(),
-                label = recording_label(s.recording_state),
+                label = RecordingState::label(s.recording_state),
             )
         } else {
             "<span class=\"muted\" data-recording-state=\"not_recorded\">Not recorded</span>"
@@ -263,7 +241,7 @@ async fn sessions_body(
         RecordingState::Failed,
     ]
     .iter()
-    .map(|s| pair(s.as_str(), recording_label(*s)))
+    .map(|s| pair(s.as_str(), RecordingState::label(*s)))
     .collect();
     let field = |v: &Option<String>| esc(v.as_deref().unwrap_or(""));
     // The same filter, for the next page and the CSV.
@@ -523,8 +501,8 @@ async fn session_body(
         body,
         "<p id=\"recording-state\" data-recording-state=\"{state}\"><strong>{label}.</strong> {sentence}</p>",
         state = s.recording_state.as_str(),
-        label = recording_label(s.recording_state),
-        sentence = recording_sentence(s.recording_state),
+        label = RecordingState::label(s.recording_state),
+        sentence = RecordingState::sentence(s.recording_state),
     );
     if !s.recorded {
         return Ok(Some((format!("Session with {}", s.device_name), body)));

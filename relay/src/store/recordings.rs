@@ -32,6 +32,28 @@ impl RecordingState {
         }
     }
 
+    /// The state in a word or two, as the console's Recording column shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            RecordingState::NotRecorded => "Not recorded",
+            RecordingState::Recording => "Recording",
+            RecordingState::Uploaded => "Uploaded",
+            RecordingState::Incomplete => "Incomplete",
+            RecordingState::Failed => "Failed",
+        }
+    }
+
+    /// What the state means, as a session's page says it.
+    pub fn sentence(self) -> &'static str {
+        match self {
+            RecordingState::NotRecorded => "The team's policy did not record this session.",
+            RecordingState::Recording => "The session is being recorded; its files are listed as each one is stored, the open one when it ends.",
+            RecordingState::Uploaded => "Every recording file was finished and stored: the files hold every frame the technician was shown.",
+            RecordingState::Incomplete => "The relay stopped during the session (a crash or power loss): each file was kept up to its last synced fragment, so up to the last 2 seconds before the stop may be missing.",
+            RecordingState::Failed => "The relay could not store the recording, so the session was ended: the files written before the failure are kept, and frames after their last synced fragment (at most 2 seconds) may be missing.",
+        }
+    }
+
     pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
             "not_recorded" => RecordingState::NotRecorded,

@@ -173,8 +173,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     .join(", ")
             ),
             Event::VideoConfig(c) => println!(
-                "Video: {}x{} at {} fps, monitor {}, {:?}",
-                c.width, c.height, c.frame_rate, c.monitor_id, c.orientation
+                "Video: {}x{} at {} fps, monitor {}, {}",
+                c.width,
+                c.height,
+                c.frame_rate,
+                c.monitor_id,
+                match c.orientation {
+                    protocol::Orientation::Landscape => "landscape",
+                    protocol::Orientation::Portrait => "portrait",
+                }
             ),
             Event::Video(f) => {
                 frames += 1;
