@@ -540,7 +540,16 @@ async fn session_recordings(
     let mut listed = Vec::with_capacity(files.len());
     for f in files {
         let links = if may_play && (f.state == "complete" || f.state == "incomplete") {
-            Some(crate::console::links_for(&shared, &caller.user, &f.id, caller.addr).await?)
+            Some(
+                crate::console::links_for(
+                    &shared,
+                    &caller.user,
+                    &f.id,
+                    caller.addr,
+                    crate::console::LinkUse::Own,
+                )
+                .await?,
+            )
         } else {
             None
         };
@@ -585,11 +594,31 @@ async fn session_recordings(
     })))
 }
 
+/// `POST /api/v1/recordings/{id}/links?use=play`: links for playing at once in the caller's own
+/// player (the console's Play), not audited as issued (the play is).
+#[derive(Debug, Default, Deserialize)]
+struct LinksQuery {
+    #[serde(rename = "use")]
+    for_use: Option<String>,
+}
+
 async fn recording_links(
     State(shared): State<Arc<Shared>>,
     caller: Caller,
     Path(id): Path<String>,
+    query: Result<Query<LinksQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let used = match query.map(|Query(q)| q.for_use) {
+        Ok(None) => crate::console::LinkUse::HandedOver("play and download links, 10 minutes"),
+        Ok(Some(u)) if u == "play" => crate::console::LinkUse::Own,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_VALUE",
+                "use is play (links for the caller's own player) or left out.",
+            ))
+        }
+    };
     if crate::console::file_for_user(&shared, &caller.user.id, &id)
         .await?
         .is_none()
@@ -611,7 +640,7 @@ async fn recording_links(
         ));
     }
     let (play, download, expires) =
-        crate::console::links_for(&shared, &caller.user, &id, caller.addr).await?;
+        crate::console::links_for(&shared, &caller.user, &id, caller.addr, used).await?;
     Ok(Json(serde_json::json!({
         "play_url": play,
         "download_url": download,

@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     recordings: recording::Recordings,
     recorder: recorder::RecorderContext,
     links: links::LinkKey,
+    /// Links already used, so that each is audited once (see [`links::UsedLinks`]).
+    used_links: links::UsedLinks,
     mailer: Option<mail::Mailer>,
     sign_ins: throttle::SignInThrottle,
     codes: throttle::CodeThrottle,
@@ -190,6 +192,7 @@ impl Relay {
         }
         let shared = Arc::new(Shared {
             links,
+            used_links: links::UsedLinks::default(),
             mailer,
             sign_ins,
             codes,

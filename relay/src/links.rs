@@ -77,6 +77,50 @@ pub struct Link {
     pub issued_at: i64,
 }
 
+/// The links already used from their first byte on this relay, while they work: a link's first
+/// read from byte 0 is audited as a play or a download, and a player's second read from byte 0
+/// (browsers make one to learn the file's length) is the same viewing.
+#[derive(Debug, Default)]
+pub struct UsedLinks {
+    seen: std::sync::Mutex<std::collections::HashSet<LinkId>>,
+}
+
+/// What tells links apart: the file, the purpose, the user and the time of issue.
+type LinkId = (String, &'static str, String, i64);
+
+fn link_id(link: &Link) -> LinkId {
+    (
+        link.file_id.clone(),
+        link.purpose.as_str(),
+        link.user_id.clone(),
+        link.issued_at,
+    )
+}
+
+/// How many used links [`UsedLinks`] holds at most: past it, the oldest are forgotten (their next
+/// use is audited again, which says more, never less).
+const USED_LINKS_KEPT: usize = 100_000;
+
+impl UsedLinks {
+    /// Whether this is `link`'s first use at `now` (ms): true once per link.
+    pub fn first_use(&self, link: &Link, now: i64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= USED_LINKS_KEPT {
+            seen.retain(|k| k.3.saturating_add(LINK_TTL_MS) >= now);
+            if seen.len() >= USED_LINKS_KEPT {
+                seen.clear();
+            }
+        }
+        seen.insert(link_id(link))
+    }
+
+    /// Forgets `link`'s use (its audit event could not be written, so it was not served).
+    pub fn forget(&self, link: &Link) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.remove(&link_id(link));
+    }
+}
+
 impl LinkKey {
     /// The key in `data_dir/link-key`, made on first start.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
@@ -159,6 +203,18 @@ mod tests {
 
     fn sig(url: &str) -> String {
         url.rsplit("s=").next().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn a_link_is_used_first_once() {
+        let used = UsedLinks::default();
+        assert!(used.first_use(&link(), 1_000_000));
+        assert!(!used.first_use(&link(), 1_000_100));
+        let mut other = link();
+        other.purpose = Purpose::Download;
+        assert!(used.first_use(&other, 1_000_100));
+        other.issued_at += 1;
+        assert!(used.first_use(&other, 1_000_100));
     }
 
     #[test]

@@ -266,8 +266,22 @@ pub(crate) async fn change_settings(
             "max_file_mb must be a whole number of MB from 1 to 1000000.",
         ));
     }
+    let max_days = shared.config.retention_days;
+    if let Some(days) = new.retention_days {
+        if days == 0 || u64::from(days) > max_days {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_VALUE",
+                format!(
+                    "retention_days must be a whole number of days from 1 to {max_days} (this relay's retention period), or null for {max_days}."
+                ),
+            ));
+        }
+    }
     let new = TeamSettings {
         time_zone: tz.name().to_owned(),
+        // The relay's own period, said as "not set", so that it follows the relay's setting.
+        retention_days: new.retention_days.filter(|d| u64::from(*d) < max_days),
         ..new
     };
     let old = shared
@@ -275,7 +289,9 @@ pub(crate) async fn change_settings(
         .team_settings(&who.user.team_id)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such team."))?;
-    let owner_only = (old.record_attended && !new.record_attended)
+    let kept = |t: &TeamSettings| t.retention_days.map_or(max_days, u64::from);
+    let owner_only = kept(&new) < kept(&old)
+        || (old.record_attended && !new.record_attended)
         || (old.record_unattended && !new.record_unattended)
         || widens(old.playback_attended, new.playback_attended)
         || widens(old.playback_unattended, new.playback_unattended);
@@ -283,7 +299,7 @@ pub(crate) async fn change_settings(
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "OWNER_ONLY",
-            "Only the owner switches recording off or lets more roles play recordings back.",
+            "Only the owner switches recording off, lets more roles play recordings back, or keeps recordings for fewer days.",
         ));
     }
     let onoff = |b: bool| if b { "on" } else { "off" };
@@ -346,6 +362,13 @@ pub(crate) async fn change_settings(
     }
     if old.time_zone != new.time_zone {
         changes.push(("time_zone", old.time_zone.clone(), new.time_zone.clone()));
+    }
+    if kept(&old) != kept(&new) {
+        changes.push((
+            "retention_days",
+            format!("{} days", kept(&old)),
+            format!("{} days", kept(&new)),
+        ));
     }
     shared
         .store
@@ -622,6 +645,15 @@ pub(crate) async fn invite(
 }
 
 /// Accepts an invitation with a name and password; audited as the new member.
+/// What an invitation (or a reset link) offers, checked without using it.
+pub(crate) async fn peek_link(
+    shared: &Shared,
+    invitation: bool,
+    token: &str,
+) -> Result<crate::store::members::LinkOffer, ApiError> {
+    refused(shared.store.peek_link(invitation, token).await)
+}
+
 pub(crate) async fn accept_invitation(
     shared: &Shared,
     token: &str,

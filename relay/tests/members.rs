@@ -1148,3 +1148,68 @@ async fn an_invitation_reveals_nothing_about_other_teams() {
     assert_eq!((status, code(&body)), (409, "CONFLICT"), "{body}");
     relay.stop().await;
 }
+
+/// An invitation's page is checked as it opens: a live one names the team, the address and the
+/// role before anything is typed; a withdrawn or used one says the link does not work, with no
+/// form to fill in.
+#[tokio::test]
+async fn an_invitation_page_names_its_team_and_a_dead_one_has_no_form() {
+    let relay = TestRelay::start().await;
+    let team = relay.team("acme").await;
+    let page = |token: String| {
+        let relay = &relay;
+        async move {
+            let (status, _, body) = relay
+                .connector
+                .request(
+                    &relay.addr,
+                    "GET",
+                    &format!("/console/invitations/{token}"),
+                    &[("accept", "text/html")],
+                    bytes::Bytes::new(),
+                )
+                .await
+                .unwrap();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let (_, inv) = invite(&relay, &team.token, "ada@acme.example", "admin").await;
+    let token = token_of(inv["url"].as_str().unwrap()).to_owned();
+    let (status, body) = page(token.clone()).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<strong>acme</strong> as an admin")
+            && body.contains("<strong>ada@acme.example</strong>")
+            && body.contains("id=\"join\""),
+        "{body}"
+    );
+    // Used: the page says so, without the form.
+    let (status, _) = accept(&relay, &token, "Ada", PASSWORD).await;
+    assert_eq!(status, 201);
+    let (status, body) = page(token).await;
+    assert_eq!(status, 410);
+    assert!(
+        body.contains("This link does not work") && !body.contains("id=\"join\""),
+        "{body}"
+    );
+    // Withdrawn: the same.
+    let (_, inv) = invite(&relay, &team.token, "max@acme.example", "member").await;
+    let token = token_of(inv["url"].as_str().unwrap()).to_owned();
+    let (status, _) = relay
+        .api(
+            "DELETE",
+            "/api/v1/members/invitations/max@acme.example",
+            Some(&team.token),
+            None,
+        )
+        .await;
+    assert!(status < 300, "{status}");
+    let (status, body) = page(token).await;
+    assert_eq!(status, 410);
+    assert!(!body.contains("id=\"join\""), "{body}");
+    // Unknown: refused the same way, as not valid.
+    let (status, body) = page("0".repeat(43)).await;
+    assert_eq!(status, 403);
+    assert!(!body.contains("id=\"join\""), "{body}");
+    relay.stop().await;
+}

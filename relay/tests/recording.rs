@@ -340,6 +340,76 @@ async fn retention_removes_old_files_and_keeps_newer_ones() {
     relay.stop().await;
 }
 
+/// A team may keep its recordings for fewer days than the relay: its files go after its own
+/// period, another team's stay until the relay's.
+#[tokio::test]
+async fn a_team_keeps_recordings_for_its_own_shorter_period() {
+    let relay = TestRelay::start().await;
+    let mut short = relay.team("short").await;
+    let mut long = relay.team("long").await;
+    let mut sessions = Vec::new();
+    for team in [&mut short, &mut long] {
+        relay.set_recording(team, false, true).await;
+        team.token = relay.sign_in(&team.owner_email).await;
+        let mut r = recorded_session(&relay, team).await;
+        let mut enc = TestEncoder::new(160, 120, 10, 0);
+        r.streamer.send(&enc.config()).await.unwrap();
+        stream(&mut r.streamer, &mut enc, 5, 0).await;
+        sessions.push(r.session_id.clone());
+        finish(&relay, r).await;
+    }
+    let (status, mut s) = relay
+        .api("GET", "/api/v1/team/settings", Some(&short.token), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(s["retention_days"], serde_json::Value::Null);
+    s["retention_days"] = 30.into();
+    let (status, saved) = relay
+        .api(
+            "PUT",
+            "/api/v1/team/settings",
+            Some(&short.token),
+            Some(s.clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, &saved["retention_days"]),
+        (200, &30.into()),
+        "{saved}"
+    );
+    // More than the relay keeps is refused, with the relay's period in the sentence.
+    s["retention_days"] = 91.into();
+    let (status, body) = relay
+        .api("PUT", "/api/v1/team/settings", Some(&short.token), Some(s))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("from 1 to 90"),
+        "{body}"
+    );
+    relay.clock.advance(Duration::from_secs(31 * 86_400));
+    let retention = Duration::from_secs(90 * 86_400);
+    let deleted = relay::recorder::retention::sweep(&relay.recorder, retention)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    let state = |i: usize| {
+        let relay = &relay;
+        let id = sessions[i].clone();
+        async move {
+            relay.store.recording_files(&id).await.unwrap()[0]
+                .state
+                .clone()
+        }
+    };
+    assert_eq!(state(0).await, "deleted");
+    assert_eq!(state(1).await, "complete");
+    relay.stop().await;
+}
+
 fn monitor(id: u32, key: &str, name: &str, x: i32) -> MonitorInfo {
     MonitorInfo {
         id,

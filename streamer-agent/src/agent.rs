@@ -464,6 +464,7 @@ pub async fn run_hosted(
         let attempt = async {
             let mut conn = connector.connect(&config.relay).await?;
             let credential = credential(&config)?;
+            let deployment_code_used = matches!(credential, Credential::DeploymentCode { .. });
             let est = conn.handshake(Role::Streamer, version, credential).await?;
             if let (
                 Some((device_id, secret)),
@@ -479,7 +480,15 @@ pub async fn run_hosted(
                         secret: secret.clone(),
                     },
                 )?;
+                if deployment_code_used {
+                    tracing::info!(
+                        device = %device_id,
+                        credential = %credential_file.display(),
+                        "registered with the relay as a new device of the team; its credential is kept"
+                    );
+                }
             }
+            tracing::info!(relay = %config.relay, protocol = %est.protocol_version, "connected to the relay");
             let _ = notices.send(Notice::Connected);
             if let Some((code, ttl)) = est.session_code {
                 let _ = notices.send(Notice::SessionCode(code, ttl));
@@ -498,8 +507,13 @@ pub async fn run_hosted(
         };
         match result {
             Ok(()) if shutdown.is_cancelled() => return Ok(()),
-            // The attended session is over (codes are single-use): done.
-            Ok(()) if matches!(config.mode, Mode::Attended { .. }) => return Ok(()),
+            // The attended session is over and its code used (codes are single-use): connect
+            // again at once for a new code, so that the end user can get help again without
+            // starting the program again (its window or Ctrl-C ends it).
+            Ok(()) if matches!(config.mode, Mode::Attended { .. }) => {
+                backoff = Duration::from_secs(1);
+                continue;
+            }
             Ok(()) => backoff = Duration::from_secs(1),
             Err(e) => {
                 if let Some(LinkError::Refused(r)) = e.downcast_ref::<LinkError>() {

@@ -26,6 +26,10 @@ pub mod window;
 
 use protocol::{ProductVersion, VersionError};
 
+/// The streamer's name wherever the end user or an administrator meets it: its window's title, the
+/// Windows installer and service, the exe's version resource (`build.rs`), the docs.
+pub const PRODUCT_NAME: &str = "Recorded Support Streamer";
+
 /// The streamer's four-part product version, from the workspace's one version.
 pub fn product_version() -> Result<ProductVersion, VersionError> {
     ProductVersion::this_build()

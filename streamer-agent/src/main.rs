@@ -1,4 +1,9 @@
 //! The streamer agent's command line: attended (session code) or unattended (device credential).
+//!
+//! On Windows the exe is a GUI program (no console window opens beside the attended window when
+//! the end user double-clicks it); started from a console, it writes to that console.
+
+#![cfg_attr(windows, windows_subsystem = "windows")]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +62,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    #[cfg(windows)]
+    windows_console::attach_parent();
     // Started by the service control manager (the MSI registers the exe with `--service`):
     // it logs to its own file, so this comes before the console's log set-up.
     #[cfg(windows)]
@@ -137,16 +144,16 @@ fn main() -> ExitCode {
         }
         Ok(None) => {}
         Err(e) => {
-            eprintln!("streamer: {e:#}");
+            fatal(&format!("{e:#}"));
             return ExitCode::FAILURE;
         }
     }
     let (Some(relay), Some(ca)) = (args.relay.clone(), args.ca.clone()) else {
-        eprintln!(
-            "streamer: no {} is set: give --relay HOST:PORT and --ca FILE, or put {} (relay = \"HOST:PORT\", ca = \"FILE\") beside this program",
+        fatal(&format!(
+            "no {} is set: give --relay HOST:PORT and --ca FILE, or put {} (relay = \"HOST:PORT\", ca = \"FILE\") beside this program",
             if args.relay.is_none() { "relay" } else { "CA certificate" },
             streamer_agent::settings::FILE_NAME
-        );
+        ));
         return ExitCode::from(2);
     };
     // Linux: what the computer plays, not a microphone, as on Windows. Through ALSA's default
@@ -199,7 +206,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("streamer: cannot start: {e}");
+            fatal(&format!("cannot start: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -276,8 +283,59 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("streamer: {e:#}");
+            fatal(&format!("{e:#}"));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Tells the person who started the streamer why it cannot go on: on its standard error, and on
+/// Windows, when it has none (started with a double click), in a message box, so that the program
+/// does not vanish without a word.
+fn fatal(message: &str) {
+    eprintln!("streamer: {message}");
+    #[cfg(windows)]
+    if !windows_console::has_stderr() {
+        windows_console::message_box(message);
+    }
+}
+
+#[cfg(windows)]
+mod windows_console {
+    use windows::core::HSTRING;
+    use windows::Win32::System::Console::{
+        AttachConsole, GetStdHandle, ATTACH_PARENT_PROCESS, STD_ERROR_HANDLE,
+    };
+    use windows::Win32::UI::WindowsAndMessaging::{MessageBoxW, MB_ICONERROR, MB_OK};
+
+    /// Started from a console (a command line): its output goes there. A double click has no
+    /// console to attach to, and nothing is shown.
+    #[allow(unsafe_code)]
+    pub fn attach_parent() {
+        if !has_stderr() {
+            // SAFETY: no arguments but a constant; fails harmlessly without a parent console.
+            let _ = unsafe { AttachConsole(ATTACH_PARENT_PROCESS) };
+        }
+    }
+
+    /// Whether standard error goes somewhere (a console, a pipe or a file given by the starter).
+    #[allow(unsafe_code)]
+    pub fn has_stderr() -> bool {
+        // SAFETY: reads this process's standard handle.
+        unsafe { GetStdHandle(STD_ERROR_HANDLE) }.is_ok_and(|h| !h.is_invalid() && !h.0.is_null())
+    }
+
+    /// A message box with the product's name as its title.
+    #[allow(unsafe_code)]
+    pub fn message_box(message: &str) {
+        // SAFETY: two strings that live for the call, no owner window.
+        unsafe {
+            MessageBoxW(
+                None,
+                &HSTRING::from(message),
+                &HSTRING::from(streamer_agent::PRODUCT_NAME),
+                MB_OK | MB_ICONERROR,
+            );
         }
     }
 }

@@ -92,8 +92,24 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
     assert!(saved.record_unattended);
     assert_eq!(saved.time_zone, "Europe/Paris");
 
-    // A recorded session appears, with its files.
-    let session = record_a_session(&relay, &acme, dir.path()).await;
+    // A recorded session appears, with its files: the technician changes the frame rate after
+    // 2 s (a second part) and writes a chat line.
+    let mut live = LiveSession::start(&relay, &acme, dir.path()).await;
+    assert!(live.watch(2).await.is_none(), "the session went on");
+    live.session
+        .commands
+        .send(technician::Command::SetFrameRate(10))
+        .await
+        .unwrap();
+    live.session
+        .commands
+        .send(technician::Command::Chat(
+            "Hello <b>there</b>, checking your printer".into(),
+        ))
+        .await
+        .unwrap();
+    assert!(live.watch(3).await.is_none(), "the session went on");
+    let session = live.end(&relay).await;
     page.goto(&format!("{base}/console/sessions"))
         .await
         .unwrap();
@@ -139,13 +155,176 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
     // Monitors are numbered from 1 and named by the platform (X11: its RandR name).
     assert!(!files[0].monitor_name.is_empty() && files[0].monitor_name != "0");
 
-    // It plays: time advances; a seek lands.
-    page.click(&format!("tr[data-file='{}'] button.play", files[0].id))
+    // The page names the computer and the technician, has the chat as it was written (text, not
+    // markup) and a way back to the list.
+    assert_eq!(
+        page.visible_text("#technician").await.unwrap().unwrap(),
+        "Olivia Owner"
+    );
+    assert_eq!(
+        page.visible_text("#device").await.unwrap().unwrap(),
+        "Front desk PC"
+    );
+    let chat = page.visible_text("#chat").await.unwrap().unwrap();
+    assert!(
+        chat.contains("Olivia Owner") && chat.contains("Hello <b>there</b>, checking your printer"),
+        "{chat}"
+    );
+    assert_eq!(
+        page.script(
+            "return document.querySelectorAll('#chat b').length;",
+            json!([])
+        )
         .await
-        .unwrap();
+        .unwrap(),
+        0
+    );
+    assert!(page
+        .visible_text("#files-moved")
+        .await
+        .unwrap()
+        .unwrap()
+        .contains("No file crossed"));
+    assert_eq!(
+        page.script(
+            "return document.getElementById('back').getAttribute('href');",
+            json!([])
+        )
+        .await
+        .unwrap(),
+        "/console/sessions"
+    );
+
+    // The monitor's two parts play as one recording: one timeline with the boundary marked; the
+    // second part follows the first by itself, and a seek lands across parts.
+    let parts: Vec<_> = files
+        .iter()
+        .filter(|f| f.monitor_key == files[0].monitor_key)
+        .collect();
+    assert_eq!(
+        parts.len(),
+        2,
+        "a session-start part and a frame-rate part: {files:?}"
+    );
+    page.click("button.play-monitor").await.unwrap();
     let t = player_time_passes(&page, 1.0).await;
     assert!(t > 1.0, "currentTime stayed at {t}");
+    let timeline = page
+        .script(
+            "const t = document.getElementById('timeline');
+             return [Number(t.max), document.querySelectorAll('#marks .mark').length,
+                     document.getElementById('player-title').textContent];",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    let whole: f64 = parts
+        .iter()
+        .map(|f| f.duration_ms.unwrap() as f64 / 1000.0)
+        .sum();
+    assert!(
+        (timeline[0].as_f64().unwrap() - whole).abs() < 0.01,
+        "{timeline}"
+    );
+    assert_eq!(timeline[1], 1, "one boundary between two parts: {timeline}");
+    assert!(
+        timeline[2].as_str().unwrap().ends_with("part 1 of 2"),
+        "{timeline}"
+    );
     shot(&page, "4-session-playing").await;
+    // Near the end of the first part: the second follows.
+    let first = parts[0].duration_ms.unwrap() as f64 / 1000.0;
+    page.script(
+        "const v = document.getElementById('player'); v.currentTime = Math.max(0, arguments[0] - 0.3);",
+        json!([first]),
+    )
+    .await
+    .unwrap();
+    page.wait_text("#player-title", Duration::from_secs(15), |t| {
+        t.ends_with("part 2 of 2")
+    })
+    .await
+    .unwrap();
+    let t = player_time_passes(&page, 0.5).await;
+    assert!(t > 0.5, "the second part plays: {t}");
+    // A seek on the timeline back into the first part lands there.
+    page.script(
+        "const t = document.getElementById('timeline'); t.value = String(arguments[0]);
+         t.dispatchEvent(new Event('change'));",
+        json!([first / 2.0]),
+    )
+    .await
+    .unwrap();
+    page.wait_text("#player-title", Duration::from_secs(15), |t| {
+        t.ends_with("part 1 of 2")
+    })
+    .await
+    .unwrap();
+    let landed = page
+        .script(
+            "return document.getElementById('player').currentTime;",
+            json!([]),
+        )
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(
+        (landed - first / 2.0).abs() < 1.0,
+        "the seek landed at {landed} of {first}"
+    );
+    // The audit trail has one play per part for that viewing (seeking back is the same viewing),
+    // and no link issued for drawing or playing: links are logged when copied or asked for.
+    let trail = |action: relay::store::audit::Action| {
+        let relay = &relay;
+        let acme = acme.clone();
+        async move {
+            relay
+                .store
+                .audit_events(
+                    &acme,
+                    &relay::store::audit::AuditFilter {
+                        action: Some(action),
+                        limit: 1000,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let played = trail(relay::store::audit::Action::FilePlayed).await;
+    let mut played_files: Vec<&str> = played.iter().map(|e| e.object.as_str()).collect();
+    played_files.sort_unstable();
+    let mut part_ids: Vec<&str> = parts.iter().map(|f| f.id.as_str()).collect();
+    part_ids.sort_unstable();
+    assert_eq!(played_files, part_ids, "one play per part: {played:?}");
+    assert!(trail(relay::store::audit::Action::LinkIssued)
+        .await
+        .is_empty());
+    // The audit log names a recording by its computer, its session's time and part, linked.
+    page.goto(&format!("{base}/console/audit")).await.unwrap();
+    let object = page
+        .script(
+            "const a = document.querySelector('#audit a.object');
+             return [a.textContent, a.getAttribute('href')];",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert!(
+        object[0].as_str().unwrap().starts_with(
+            "Recording of the session with Front desk PC, 2027-01-15 09:00:00 CET, monitor"
+        ),
+        "{object}"
+    );
+    assert_eq!(object[1], format!("/console/sessions/{session}"));
+    page.goto(&format!("{base}/console/sessions/{session}"))
+        .await
+        .unwrap();
+    page.click("button.play-monitor").await.unwrap();
+    let t = player_time_passes(&page, 0.5).await;
+    assert!(t > 0.5, "plays again: {t}");
     let landed = page
         .script_async(
             "const done = arguments[0]; const v = document.getElementById('player');
@@ -633,17 +812,24 @@ async fn an_owner_runs_a_team_in_the_console_and_the_audit_log_shows_it() {
         .await
         .unwrap();
     accept_in_browser(&member, &member_link, "Max Member").await;
-    // A link works once: opened again it says so, without the form.
+    // A link works once: opened again it says so as it opens, without the form.
     member.goto(&member_link).await.unwrap();
-    member.type_into("#name", "Again").await.unwrap();
-    member.type_into("#password", PASSWORD).await.unwrap();
-    member.click("#join").await.unwrap();
     member
         .wait_text("main h1", Duration::from_secs(10), |t| {
             t == "This link does not work"
         })
         .await
         .unwrap();
+    assert_eq!(
+        member
+            .script(
+                "return document.querySelectorAll('#name, #password, #join').length;",
+                json!([])
+            )
+            .await
+            .unwrap(),
+        0
+    );
 
     // A recorded session; with "Owner only" the member and the admin are refused on the page, the
     // API and a direct file link.
@@ -684,20 +870,34 @@ async fn an_owner_runs_a_team_in_the_console_and_the_audit_log_shows_it() {
         .goto(&format!("{base}/console/settings"))
         .await
         .unwrap();
-    admin
+    // The admin is offered only the choices an admin may make...
+    let offered = admin
         .script(
-            "document.getElementById('playback_unattended').value = 'admins';",
+            "return Array.from(document.querySelectorAll('#playback_unattended option')).map((o) => o.value);",
             json!([]),
         )
         .await
         .unwrap();
-    admin.click("#save").await.unwrap();
-    let refusal = admin
-        .wait_text(".error", Duration::from_secs(10), |t| !t.is_empty())
+    assert_eq!(
+        offered,
+        json!(["owner"]),
+        "an admin may only narrow who plays"
+    );
+    shot(&admin, "members-3-admin-choices").await;
+    // ... and the server refuses the wider one anyway, sent by hand.
+    let refused = admin
+        .script_async(
+            "const done = arguments[0];
+             fetch('/api/v1/team/settings', { credentials: 'same-origin' }).then((r) => r.json()).then((s) => {
+               s.playback_unattended = 'admins';
+               return fetch('/api/v1/team/settings', { method: 'PUT', credentials: 'same-origin',
+                 headers: { 'content-type': 'application/json' }, body: JSON.stringify(s) });
+             }).then(async (r) => done([r.status, (await r.json()).error.code]));",
+            json!([]),
+        )
         .await
         .unwrap();
-    assert!(refusal.contains("Only the owner"), "{refusal}");
-    shot(&admin, "members-3-admin-refused").await;
+    assert_eq!(refused, json!([403, "OWNER_ONLY"]));
     set_unattended_playback(&owner, &base, "admins", "Owner only → Admins and Owner").await;
     admin
         .goto(&format!("{base}/console/sessions/{session}"))

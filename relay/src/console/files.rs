@@ -278,9 +278,9 @@ async fn serve_file(
         }
     };
     let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
-    // Audit evidence of who saw a recording: one event each time a file is read from its start
-    // (a player's later range requests are the same viewing).
-    if start == 0 {
+    // Audit evidence of who saw a recording: one event for a link's first read from the file's
+    // start (a player's later range requests, and its second read from 0, are the same viewing).
+    if start == 0 && shared.used_links.first_use(&link, shared.clock.now_ms()) {
         let action = match purpose {
             Purpose::Play => Action::FilePlayed,
             Purpose::Download => Action::FileDownloaded,
@@ -308,6 +308,7 @@ async fn serve_file(
         }
         .await;
         if let Err(e) = audited {
+            shared.used_links.forget(&link);
             // Not served without its trace.
             tracing::error!(error = %e, file = %file.id, "auditing a recording access failed");
             return refuse(

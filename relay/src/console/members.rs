@@ -327,22 +327,38 @@ pub(crate) async fn reset_link(
 
 // ---- One-time links -----------------------------------------------------------------------------
 
-fn accept_form(token: &str, error: &str) -> String {
+fn accept_form(token: &str, offer: &crate::store::members::LinkOffer, error: &str) -> String {
+    let role = match offer.role {
+        UserRole::Owner => "its owner",
+        UserRole::Admin => "an admin",
+        UserRole::Member => "a member",
+    };
     plain_page(
         "Join your team",
         &format!(
-            "<h1>Join your team</h1>{error}\
+            "<h1>Join {team}</h1><p id=\"offer\">You are invited to join <strong>{team}</strong> as {role}, \
+             with the address <strong>{email}</strong>: you will sign in with it.</p>{error}\
              <form method=\"post\" action=\"/console/invitations/{t}\" class=\"card\">\
              <label>Your name<input name=\"name\" id=\"name\" autocomplete=\"name\" required maxlength=\"100\"></label>\
              <label>Password (at least 12 characters)<input name=\"password\" id=\"password\" type=\"password\" autocomplete=\"new-password\" required minlength=\"12\"></label>\
              <button class=\"primary\" id=\"join\">Join</button></form>",
             t = esc(token),
+            team = esc(&offer.team_name),
+            email = esc(&offer.email),
         ),
     )
 }
 
-pub(crate) async fn invitation_page(Path(token): Path<String>) -> Html<String> {
-    Html(accept_form(&token, ""))
+/// An invitation's page: checked as it opens, so a used, withdrawn or expired link says so
+/// before anyone types a name and a password.
+pub(crate) async fn invitation_page(
+    State(shared): State<Arc<Shared>>,
+    Path(token): Path<String>,
+) -> Response {
+    match ops::peek_link(&shared, true, &token).await {
+        Ok(offer) => Html(accept_form(&token, &offer, "")).into_response(),
+        Err(e) => link_refused(&e, String::new()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -380,7 +396,13 @@ pub(crate) async fn accept(
 ) -> Response {
     let user = match ops::accept_invitation(&shared, &token, &f.name, &f.password, addr).await {
         Ok(user) => user,
-        Err(e) => return link_refused(&e, accept_form(&token, &refusal(&e))),
+        Err(e) => {
+            let form = match ops::peek_link(&shared, true, &token).await {
+                Ok(offer) => accept_form(&token, &offer, &refusal(&e)),
+                Err(dead) => return link_refused(&dead, String::new()),
+            };
+            return link_refused(&e, form);
+        }
     };
     // Signed in at once, as the sign-in page would.
     match ops::sign_in(&shared, &user.email, &f.password, addr).await {
@@ -393,21 +415,30 @@ pub(crate) async fn accept(
     }
 }
 
-fn reset_form(token: &str, error: &str) -> String {
+fn reset_form(token: &str, offer: &crate::store::members::LinkOffer, error: &str) -> String {
     plain_page(
         "Choose a new password",
         &format!(
-            "<h1>Choose a new password</h1>{error}\
+            "<h1>Choose a new password</h1><p id=\"offer\">For <strong>{email}</strong> in <strong>{team}</strong>.</p>{error}\
              <form method=\"post\" action=\"/console/password-reset/{t}\" class=\"card\">\
              <label>New password (at least 12 characters)<input name=\"password\" id=\"password\" type=\"password\" autocomplete=\"new-password\" required minlength=\"12\"></label>\
              <button class=\"primary\" id=\"set-password\">Set password</button></form>",
             t = esc(token),
+            team = esc(&offer.team_name),
+            email = esc(&offer.email),
         ),
     )
 }
 
-pub(crate) async fn reset_page(Path(token): Path<String>) -> Html<String> {
-    Html(reset_form(&token, ""))
+/// A reset link's page, checked as it opens (as an invitation's).
+pub(crate) async fn reset_page(
+    State(shared): State<Arc<Shared>>,
+    Path(token): Path<String>,
+) -> Response {
+    match ops::peek_link(&shared, false, &token).await {
+        Ok(offer) => Html(reset_form(&token, &offer, "")).into_response(),
+        Err(e) => link_refused(&e, String::new()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -428,7 +459,10 @@ pub(crate) async fn reset(
              <p><a class=\"button\" href=\"/console/sign-in\">Sign in</a></p>",
         ))
         .into_response(),
-        Err(e) => link_refused(&e, reset_form(&token, &refusal(&e))),
+        Err(e) => match ops::peek_link(&shared, false, &token).await {
+            Ok(offer) => link_refused(&e, reset_form(&token, &offer, &refusal(&e))),
+            Err(dead) => link_refused(&dead, String::new()),
+        },
     }
 }
 
@@ -604,10 +638,27 @@ async fn audit_body(
         let _ = write!(body, "<th>{c}</th>");
     }
     body.push_str("</tr></thead><tbody>");
+    let objects = object_links(shared, &viewer.user.team_id, &events, &tz).await?;
     for e in &events {
         body.push_str("<tr>");
-        for f in ops::audit_row(e, &tz) {
-            let _ = write!(body, "<td>{}</td>", esc(&f));
+        for (n, f) in ops::audit_row(e, &tz).iter().enumerate() {
+            let label = ops::AUDIT_COLUMNS[n];
+            match (n, objects.get(&e.object)) {
+                // The Object column: a session or a recording by what a person knows it by,
+                // linked to its page, the id kept beneath.
+                (4, Some((href, words))) => {
+                    let _ = write!(
+                        body,
+                        "<td data-label=\"{label}\"><a href=\"{href}\" class=\"object\">{words}</a><br><span class=\"muted small\">{id}</span></td>",
+                        href = esc(href),
+                        words = esc(words),
+                        id = esc(f),
+                    );
+                }
+                _ => {
+                    let _ = write!(body, "<td data-label=\"{label}\">{}</td>", esc(f));
+                }
+            }
         }
         body.push_str("</tr>");
     }
@@ -626,6 +677,54 @@ async fn audit_body(
         }
     }
     Ok(body)
+}
+
+/// The sessions and recording files the events name, by id: the session's page and words a
+/// person knows them by (the computer, when the session started, the monitor and part).
+async fn object_links(
+    shared: &Shared,
+    team_id: &str,
+    events: &[crate::store::audit::AuditEvent],
+    tz: &chrono_tz::Tz,
+) -> Result<std::collections::HashMap<String, (String, String)>, StoreError> {
+    let mut out = std::collections::HashMap::new();
+    for e in events {
+        if out.contains_key(&e.object) || e.object.is_empty() {
+            continue;
+        }
+        let on_file = matches!(
+            e.action.as_str(),
+            "file_played" | "file_downloaded" | "link_issued"
+        );
+        let (session_id, part) = if on_file {
+            match shared.store.recording_file(team_id, &e.object).await? {
+                Some(f) => (
+                    f.session_id.clone(),
+                    Some(format!(", monitor {}, part {}", f.monitor_name, f.seq)),
+                ),
+                None => continue,
+            }
+        } else {
+            (e.object.clone(), None)
+        };
+        let Some(session) = shared.store.session(team_id, &session_id).await? else {
+            continue;
+        };
+        let session_words = format!(
+            "session with {}, {}",
+            session.device_name,
+            local_time(session.started_at, tz)
+        );
+        let words = match part {
+            Some(part) => format!("Recording of the {session_words}{part}"),
+            None => format!("S{}", &session_words[1..]),
+        };
+        out.insert(
+            e.object.clone(),
+            (format!("/console/sessions/{}", session.id), words),
+        );
+    }
+    Ok(out)
 }
 
 pub(crate) async fn audit(

@@ -131,12 +131,25 @@ pub(crate) async fn file_for_user(
     Ok(Some((session, file, when)))
 }
 
-/// Fresh play and download links for `file_id`, issued to `user`, with their expiry; audited.
+/// Whether issuing links is an audit event of its own: links handed over to be kept or shared
+/// (copied, or asked for by a program) are; links for the caller's own immediate use (Play in the
+/// console, a listing, the console's Download) are not, since their use is audited
+/// (`file_played`, `file_downloaded`) and a page view must not add rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkUse {
+    /// Audited as `link_issued`, with this detail.
+    HandedOver(&'static str),
+    /// Not audited until used.
+    Own,
+}
+
+/// Fresh play and download links for `file_id`, issued to `user`, with their expiry.
 pub(crate) async fn links_for(
     shared: &Shared,
     user: &UserRecord,
     file_id: &str,
     addr: Option<std::net::IpAddr>,
+    used: LinkUse,
 ) -> Result<(String, String, i64), StoreError> {
     let now = shared.clock.now_ms();
     let link = |purpose| Link {
@@ -145,16 +158,18 @@ pub(crate) async fn links_for(
         user_id: user.id.clone(),
         issued_at: now,
     };
-    crate::ops::audit(
-        shared,
-        Some(&user.team_id),
-        &Actor::User(user.id.clone(), user.name.clone()),
-        Action::LinkIssued,
-        file_id,
-        "play and download links, 10 minutes",
-        addr,
-    )
-    .await?;
+    if let LinkUse::HandedOver(detail) = used {
+        crate::ops::audit(
+            shared,
+            Some(&user.team_id),
+            &Actor::User(user.id.clone(), user.name.clone()),
+            Action::LinkIssued,
+            file_id,
+            detail,
+            addr,
+        )
+        .await?;
+    }
     Ok((
         shared.links.url(&link(Purpose::Play)),
         shared.links.url(&link(Purpose::Download)),

@@ -366,12 +366,19 @@ async fn active_list(shared: &Shared, viewer: &Viewer) -> Result<String, StoreEr
         .store
         .find_sessions(&viewer.user.team_id, &filter)
         .await?;
+    // When the list was made, by the relay's clock in the team's zone (the page says it).
+    let made = format!(
+        "<span id=\"list-made\" data-at=\"{}\" hidden></span>",
+        esc(&local_time(shared.clock.now_ms(), &tz))
+    );
     if sessions.is_empty() {
-        return Ok("<p class=\"muted\" id=\"no-sessions\">No session is active now.</p>".into());
+        return Ok(format!(
+            "{made}<p class=\"muted\" id=\"no-sessions\">No session is active now.</p>"
+        ));
     }
     let rows = session_rows(shared, viewer, &sessions, &tz, true).await?;
     Ok(format!(
-        "<p class=\"muted small\">Times in {zone}.</p>{table}",
+        "{made}<p class=\"muted small\">Times in {zone}.</p>{table}",
         zone = esc(tz.name()),
         table = session_table(&rows, true)
     ))
@@ -475,26 +482,46 @@ async fn session_body(
         super::recordings_viewed(shared, &viewer.user, &s, viewer.addr).await?;
     }
     let settings = shared.store.team_settings(&viewer.user.team_id).await?;
+    let events = shared
+        .store
+        .session_events(&viewer.user.team_id, &s.id)
+        .await?;
+    // The technician by name: a member now, else the name the session's start was logged with.
+    let technician = match shared.store.user(&s.technician_id).await? {
+        Some(u) if u.team_id == viewer.user.team_id => u.name,
+        _ => events
+            .iter()
+            .find(|e| e.action == "session_started")
+            .map(|e| format!("{} (no longer a member)", e.actor_name))
+            .unwrap_or_else(|| "A former member".to_owned()),
+    };
     let mut body = format!(
-        "<p class=\"muted\">{access} session, started {start}{end}. Times in {zone}.</p>",
+        "<p><a href=\"/console/sessions\" id=\"back\">← All sessions</a></p>\
+         <dl class=\"facts card\" id=\"session-facts\">\
+         <div><dt>Computer</dt><dd id=\"device\">{device}</dd></div>\
+         <div><dt>Technician</dt><dd id=\"technician\">{technician}</dd></div>\
+         <div><dt>Access</dt><dd>{access}</dd></div>\
+         <div><dt>Started</dt><dd>{start}</dd></div>\
+         <div><dt>Duration</dt><dd>{lasted}</dd></div>\
+         <div><dt>How it ended</dt><dd>{ended}</dd></div></dl>\
+         <p class=\"muted small\">Times in {zone}.</p>",
+        device = esc(&s.device_name),
+        technician = esc(&technician),
         access = if s.access == "attended" {
             "Attended"
         } else {
             "Unattended"
         },
         start = esc(&local_time(s.started_at, &tz)),
-        end = s
+        lasted = s
             .ended_at
-            .map(|e| format!(
-                ", lasted {}. How it ended: {}",
-                duration(e - s.started_at),
-                esc(&s
-                    .end_reason
-                    .as_deref()
-                    .map(session_log::end_reason_words)
-                    .unwrap_or_default())
-            ))
-            .unwrap_or_default(),
+            .map(|e| duration(e - s.started_at))
+            .unwrap_or_else(|| "live".into()),
+        ended = esc(&s
+            .end_reason
+            .as_deref()
+            .map(session_log::end_reason_words)
+            .unwrap_or_else(|| "It is still going on.".into())),
         zone = esc(tz.name()),
     );
     let _ = write!(
@@ -520,8 +547,10 @@ async fn session_body(
         );
     } else {
         body.push_str(
-            "<div id=\"player-box\" class=\"card hidden\" tabindex=\"-1\"><video id=\"player\" controls preload=\"metadata\"></video>\
-             <div class=\"player-bar\"><p id=\"player-title\" class=\"muted small\"></p>\
+            "<div id=\"player-box\" class=\"card hidden\" tabindex=\"-1\"><video id=\"player\" preload=\"metadata\"></video>\
+             <div class=\"timeline\"><input type=\"range\" id=\"timeline\" min=\"0\" max=\"0\" step=\"0.1\" value=\"0\" aria-label=\"Position in the monitor's recording, all parts\">\
+             <div id=\"marks\" aria-hidden=\"true\"></div></div>\
+             <div class=\"player-bar\"><button id=\"pause\" class=\"small\">Pause</button><span id=\"clock\" class=\"small\"></span><p id=\"player-title\" class=\"muted small\"></p>\
              <label class=\"inline-label\">Speed <select id=\"speed\"><option value=\"0.5\">0.5×</option><option value=\"1\" selected>1×</option>\
              <option value=\"1.5\">1.5×</option><option value=\"2\">2×</option><option value=\"4\">4×</option><option value=\"8\">8×</option></select></label>\
              <p class=\"muted small keys\">Keys: ← → 5 s, J L 10 s, Home End, Space pause, &lt; &gt; speed</p></div></div>",
@@ -553,18 +582,39 @@ async fn session_body(
         .collect();
     for (n, (key, name, files)) in by_monitor.into_iter().enumerate() {
         let monitor = format!("{}: {}", n + 1, esc(&name));
+        let playable = |f: &crate::store::RecordingFile| {
+            allowed && (f.state == "complete" || f.state == "incomplete")
+        };
+        let parts = files.iter().filter(|f| playable(f)).count();
+        let total: i64 = files
+            .iter()
+            .filter(|f| playable(f))
+            .filter_map(|f| f.duration_ms)
+            .sum();
+        let play_all = if parts > 0 {
+            format!(
+                "<p><button class=\"primary play-monitor\" data-monitor=\"{n}\">Play monitor {m}</button> \
+                 <span class=\"muted small\">{parts} part{s}, {total} in all, played as one recording</span></p>",
+                m = n + 1,
+                s = if parts == 1 { "" } else { "s" },
+                total = duration(total),
+            )
+        } else {
+            String::new()
+        };
         let _ = write!(
             body,
-            "<h2 data-monitor=\"{key}\">Monitor {monitor}</h2><table class=\"card files\"><thead><tr><th>Start</th><th>Duration</th><th>Size</th>\
+            "<h2 data-monitor=\"{key}\">Monitor {monitor}</h2>{play_all}<table class=\"card files\" data-monitor-index=\"{n}\" data-monitor-title=\"Monitor {monitor}\">\
+             <thead><tr><th>Part</th><th>Start</th><th>Duration</th><th>Size</th>\
              <th>Video</th><th>Why a new file</th><th>State</th><th></th></tr></thead><tbody>",
             key = esc(&key),
         );
         for f in files {
             // No link in the page: Play asks for fresh ones when clicked, Download goes through
             // the console, which issues one then (a page left open keeps working).
-            let actions = if allowed && (f.state == "complete" || f.state == "incomplete") {
+            let actions = if playable(&f) {
                 format!(
-                    "<button class=\"primary play\" data-file=\"{id}\" data-title=\"{title}\">Play</button> \
+                    "<button class=\"play\" data-file=\"{id}\" data-title=\"{title}\">Play from here</button> \
                      <a class=\"button download\" href=\"/console/recordings/{id}/download\" download>Download</a> \
                      <button class=\"copy\" data-file=\"{id}\">Copy links</button>",
                     id = esc(&f.id),
@@ -575,8 +625,12 @@ async fn session_body(
             };
             let _ = write!(
                 body,
-                "<tr data-file=\"{id}\"><td>{start}</td><td>{dur}</td><td>{size}</td><td>{w}×{h}, {fps} fps, {orient}</td>\
-                 <td>{reason}</td><td>{state}</td><td class=\"actions\">{actions}</td></tr>",
+                "<tr data-file=\"{id}\" data-duration=\"{ms}\"{playable}><td data-label=\"Part\">{seq}</td><td data-label=\"Start\">{start}</td>\
+                 <td data-label=\"Duration\">{dur}</td><td data-label=\"Size\">{size}</td><td data-label=\"Video\">{w}×{h}, {fps} fps, {orient}</td>\
+                 <td data-label=\"Why a new file\">{reason}</td><td data-label=\"State\">{state}</td><td class=\"actions\">{actions}</td></tr>",
+                ms = f.duration_ms.unwrap_or(0),
+                playable = if playable(&f) { " data-playable" } else { "" },
+                seq = f.seq,
                 id = esc(&f.id),
                 start = esc(&local_time(f.started_at, &tz)),
                 dur = f.duration_ms.map(duration).unwrap_or_else(|| "—".into()),
@@ -591,6 +645,7 @@ async fn session_body(
         }
         body.push_str("</tbody></table>");
     }
+    conversation_and_files(&mut body, &events, &technician, &tz);
     // Audit evidence on the page, for those who read the audit log.
     if viewer.user.role.manages_team() {
         let ids: Vec<String> = labels.keys().cloned().collect();
@@ -624,6 +679,71 @@ async fn session_body(
     Ok(Some((format!("Session with {}", s.device_name), body)))
 }
 
+/// The session's chat, as a transcript, and the files that crossed it, each with its time, from
+/// the audit trail (the same words the trail keeps as evidence).
+fn conversation_and_files(
+    body: &mut String,
+    events: &[crate::store::audit::AuditEvent],
+    technician: &str,
+    tz: &chrono_tz::Tz,
+) {
+    const TO_COMPUTER: &str = "technician → remote computer";
+    const TO_TECHNICIAN: &str = "remote computer → technician";
+    body.push_str("<h2>Chat</h2>");
+    let lines: Vec<_> = events.iter().filter(|e| e.action == "chat_sent").collect();
+    if lines.is_empty() {
+        body.push_str("<p class=\"muted\" id=\"chat\">No chat in this session.</p>");
+    } else {
+        body.push_str("<table class=\"card\" id=\"chat\"><thead><tr><th>When</th><th>Who</th><th>Line</th></tr></thead><tbody>");
+        for e in lines {
+            let (who, line) = if let Some(l) = e.detail.strip_prefix(TO_COMPUTER) {
+                (technician.to_owned(), l)
+            } else if let Some(l) = e.detail.strip_prefix(TO_TECHNICIAN) {
+                ("End user".to_owned(), l)
+            } else {
+                (String::new(), e.detail.as_str())
+            };
+            let _ = write!(
+                body,
+                "<tr><td data-label=\"When\">{}</td><td data-label=\"Who\">{}</td><td data-label=\"Line\" class=\"line\">{}</td></tr>",
+                esc(&local_time(e.at, tz)),
+                esc(&who),
+                esc(line.strip_prefix(": ").unwrap_or(line)),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("<h2>Files</h2>");
+    let word = |action: &str| match action {
+        "file_offered" => Some("Offered"),
+        "file_requested" => Some("Asked for"),
+        "transfer_started" => Some("Started"),
+        "transfer_completed" => Some("Arrived, SHA-256 checked"),
+        "transfer_stopped" => Some("Stopped"),
+        "transfer_refused" => Some("Refused by the relay"),
+        _ => None,
+    };
+    let files: Vec<_> = events
+        .iter()
+        .filter_map(|e| word(&e.action).map(|w| (e, w)))
+        .collect();
+    if files.is_empty() {
+        body.push_str("<p class=\"muted\" id=\"files-moved\">No file crossed this session.</p>");
+    } else {
+        body.push_str("<table class=\"card\" id=\"files-moved\"><thead><tr><th>When</th><th>What</th><th>Direction, file, size, SHA-256, outcome</th></tr></thead><tbody>");
+        for (e, what) in files {
+            let _ = write!(
+                body,
+                "<tr data-action=\"{action}\"><td data-label=\"When\">{when}</td><td data-label=\"What\">{what}</td><td data-label=\"File\" class=\"line\">{detail}</td></tr>",
+                action = esc(&e.action),
+                when = esc(&local_time(e.at, tz)),
+                detail = esc(&e.detail),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+}
+
 pub(crate) async fn download(
     State(shared): State<Arc<Shared>>,
     viewer: Viewer,
@@ -652,7 +772,7 @@ pub(crate) async fn download(
         )
             .into_response();
     }
-    match links_for(&shared, &viewer.user, &id, viewer.addr).await {
+    match links_for(&shared, &viewer.user, &id, viewer.addr, super::LinkUse::Own).await {
         Ok((_, download, _)) => Redirect::to(&download).into_response(),
         Err(e) => failed(e),
     }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -15,12 +15,33 @@ use super::{local_time, time_zone};
 use crate::store::{PlaybackPolicy, StoreError, TeamSettings, UserRole};
 use crate::Shared;
 
-fn policy_select(name: &str, current: PlaybackPolicy, enabled: bool) -> String {
+/// Who edits the settings form: what each may change (docs/openapi.json, `OWNER_ONLY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Editor {
+    /// The owner: everything.
+    Owner,
+    /// An admin: not widening playback, not switching recording off, not keeping recordings for
+    /// fewer days. Choices they may not make are not offered.
+    Admin,
+    /// A member: reads them.
+    Reader,
+}
+
+fn policy_select(name: &str, current: PlaybackPolicy, editor: Editor) -> String {
     let mut out = format!(
         "<select name=\"{name}\" id=\"{name}\"{}>",
-        if enabled { "" } else { " disabled" }
+        if editor == Editor::Reader {
+            " disabled"
+        } else {
+            ""
+        }
     );
+    let rank = |p| PlaybackPolicy::ALL.iter().position(|q| *q == p);
     for p in PlaybackPolicy::ALL {
+        // An admin may narrow who plays, never widen it.
+        if editor == Editor::Admin && rank(p) > rank(current) {
+            continue;
+        }
         let _ = write!(
             out,
             "<option value=\"{}\"{}>{}</option>",
@@ -33,11 +54,82 @@ fn policy_select(name: &str, current: PlaybackPolicy, enabled: bool) -> String {
     out
 }
 
-fn settings_body(s: &TeamSettings, can_edit: bool, message: Option<&str>) -> String {
+/// A recording switch: an admin cannot switch recording off, so an admin sees a switch that is
+/// on as fixed (its value still sent with the form).
+fn record_switch(name: &str, on: bool, editor: Editor) -> String {
+    let fixed = editor == Editor::Reader || (editor == Editor::Admin && on);
+    format!(
+        "<input type=\"checkbox\" name=\"{name}\" id=\"{name}\"{checked}{disabled}>{keep}",
+        checked = if on { " checked" } else { "" },
+        disabled = if fixed { " disabled" } else { "" },
+        keep = if fixed && on && editor == Editor::Admin {
+            format!("<input type=\"hidden\" name=\"{name}\" value=\"on\">")
+        } else {
+            String::new()
+        },
+    )
+}
+
+/// Zone names to offer: the canonical ones of the IANA database, without the deprecated aliases
+/// (`US/Eastern`, `Asia/Calcutta`, ...) that the database keeps for old systems. The team's own
+/// zone stays listed whatever it is.
+fn offered_zone(name: &str) -> bool {
+    const OLD_AREAS: [&str; 9] = [
+        "US/",
+        "Canada/",
+        "Brazil/",
+        "Chile/",
+        "Mexico/",
+        "Etc/",
+        "SystemV/",
+        "Arctic/",
+        "Antarctica/South_Pole",
+    ];
+    const ALIASES: [&str; 25] = [
+        "Asia/Calcutta",
+        "Asia/Saigon",
+        "Asia/Katmandu",
+        "Asia/Rangoon",
+        "Asia/Dacca",
+        "Asia/Thimbu",
+        "Asia/Ulan_Bator",
+        "Asia/Ujung_Pandang",
+        "Asia/Chongqing",
+        "Asia/Chungking",
+        "Asia/Harbin",
+        "Asia/Macao",
+        "Asia/Tel_Aviv",
+        "Asia/Istanbul",
+        "Asia/Ashkhabad",
+        "Europe/Kiev",
+        "Europe/Belfast",
+        "Europe/Nicosia",
+        "Europe/Tiraspol",
+        "America/Buenos_Aires",
+        "America/Indianapolis",
+        "America/Louisville",
+        "America/Godthab",
+        "Atlantic/Faeroe",
+        "Pacific/Samoa",
+    ];
+    (name.contains('/') || name == "UTC")
+        && !OLD_AREAS.iter().any(|a| name.starts_with(a))
+        && !ALIASES.contains(&name)
+}
+
+fn settings_body(s: &TeamSettings, editor: Editor, max_days: u64, message: Option<&str>) -> String {
     let check = |on: bool| if on { " checked" } else { "" };
-    let disabled = if can_edit { "" } else { " disabled" };
+    let disabled = if editor == Editor::Reader {
+        " disabled"
+    } else {
+        ""
+    };
+    let kept = s.retention_days.map_or(max_days, u64::from);
     let mut zones = String::new();
     for tz in chrono_tz::TZ_VARIANTS {
+        if tz.name() != s.time_zone && !offered_zone(tz.name()) {
+            continue;
+        }
         let _ = write!(
             zones,
             "<option{}>{}</option>",
@@ -52,11 +144,14 @@ fn settings_body(s: &TeamSettings, can_edit: bool, message: Option<&str>) -> Str
     format!(
         "{message}{note}<form method=\"post\" action=\"/console/settings\" class=\"card settings\">\
          <fieldset><legend>Unattended access</legend>\
-         <label class=\"check\"><input type=\"checkbox\" name=\"record_unattended\" id=\"record_unattended\"{ru}{disabled}> Record every session (cloud session recording)</label>\
+         <label class=\"check\">{ru} Record every session (cloud session recording)</label>\
          <label>Who may play back and download{pu}</label></fieldset>\
          <fieldset><legend>Attended access</legend>\
-         <label class=\"check\"><input type=\"checkbox\" name=\"record_attended\" id=\"record_attended\"{ra}{disabled}> Record every session (cloud session recording)</label>\
+         <label class=\"check\">{ra} Record every session (cloud session recording)</label>\
          <label>Who may play back and download{pa}</label></fieldset>\
+         <fieldset><legend>Recordings</legend>\
+         <label>Keep recordings for this many days (at most {max_days}, this relay's limit)\
+         <input type=\"number\" name=\"retention_days\" id=\"retention_days\" min=\"{min_days}\" max=\"{max_days}\" step=\"1\" value=\"{kept}\" required{disabled}></label></fieldset>\
          <fieldset><legend>Tools in sessions</legend>\
          <label class=\"check\"><input type=\"checkbox\" name=\"allow_clipboard\" id=\"allow_clipboard\"{ac}{disabled}> Clipboard text both ways (each use is in the audit trail)</label>\
          <label class=\"check\"><input type=\"checkbox\" name=\"allow_chat\" id=\"allow_chat\"{ach}{disabled}> Chat between technician and end user (each line is in the audit trail)</label>\
@@ -67,22 +162,47 @@ fn settings_body(s: &TeamSettings, can_edit: bool, message: Option<&str>) -> Str
          <label>Times in the console are shown in\
          <select name=\"time_zone\" id=\"time_zone\" size=\"6\"{disabled}>{zones}</select></label></fieldset>\
          {save}</form>\
-         <p class=\"muted small\">Recorded sessions need streamer 3.5.8.0 or later, last at most 24 hours, and are kept 90 days.</p>",
+         <p class=\"muted small\">Recorded sessions need streamer 3.5.8.0 or later, last at most 24 hours, and are kept {kept} days.{admin}</p>",
         message = message.map(|m| format!("<p class=\"saved\" role=\"status\">{}</p>", esc(m))).unwrap_or_default(),
-        note = if can_edit { "" } else { "<p class=\"notice\">Only the owner and admins can change these settings.</p>" },
-        ru = check(s.record_unattended),
-        ra = check(s.record_attended),
+        note = if editor == Editor::Reader { "<p class=\"notice\">Only the owner and admins can change these settings.</p>" } else { "" },
+        ru = record_switch("record_unattended", s.record_unattended, editor),
+        ra = record_switch("record_attended", s.record_attended, editor),
+        min_days = if editor == Editor::Admin { kept } else { 1 },
         ac = check(s.allow_clipboard),
         ach = check(s.allow_chat),
         af = check(s.allow_file_transfer),
         mf = s.max_file_mb,
-        pu = policy_select("playback_unattended", s.playback_unattended, can_edit),
-        pa = policy_select("playback_attended", s.playback_attended, can_edit),
-        save = if can_edit { "<button class=\"primary\" id=\"save\">Save settings</button>" } else { "" },
+        pu = policy_select("playback_unattended", s.playback_unattended, editor),
+        pa = policy_select("playback_attended", s.playback_attended, editor),
+        save = if editor == Editor::Reader { "" } else { "<button class=\"primary\" id=\"save\">Save settings</button>" },
+        admin = if editor == Editor::Admin {
+            " Only the owner switches recording off, lets more roles play recordings back, or keeps them for fewer days."
+        } else {
+            ""
+        },
     )
 }
 
-pub(crate) async fn settings(State(shared): State<Arc<Shared>>, viewer: Viewer) -> Response {
+fn editor(viewer: &Viewer) -> Editor {
+    match viewer.user.role {
+        UserRole::Owner => Editor::Owner,
+        r if r.manages_team() => Editor::Admin,
+        _ => Editor::Reader,
+    }
+}
+
+/// `?saved=1` after a successful save (POST-redirect-GET: a reload does not submit again).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SavedQuery {
+    saved: Option<String>,
+}
+
+pub(crate) async fn settings(
+    State(shared): State<Arc<Shared>>,
+    viewer: Viewer,
+    q: Result<Query<SavedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let saved = q.is_ok_and(|Query(q)| q.saved.is_some());
     let history = match settings_history(&shared, &viewer).await {
         Ok(h) => h,
         Err(e) => return failed(e),
@@ -94,7 +214,12 @@ pub(crate) async fn settings(State(shared): State<Arc<Shared>>, viewer: Viewer) 
             "/console/settings",
             &format!(
                 "{}{history}",
-                settings_body(&s, viewer.user.role.manages_team(), None)
+                settings_body(
+                    &s,
+                    editor(&viewer),
+                    shared.config.retention_days,
+                    saved.then_some("Settings saved.")
+                )
             ),
         )
         .into_response(),
@@ -111,6 +236,7 @@ pub(crate) struct SettingsForm {
     allow_chat: Option<String>,
     allow_file_transfer: Option<String>,
     max_file_mb: String,
+    retention_days: Option<String>,
     playback_unattended: String,
     playback_attended: String,
     time_zone: String,
@@ -123,7 +249,7 @@ pub(crate) async fn save_settings(
 ) -> Response {
     let refused = |status: StatusCode, message: &str, current: Option<TeamSettings>| {
         let body = match current {
-            Some(s) => settings_body(&s, viewer.user.role.manages_team(), None),
+            Some(s) => settings_body(&s, editor(&viewer), shared.config.retention_days, None),
             None => String::new(),
         };
         (
@@ -157,7 +283,21 @@ pub(crate) async fn save_settings(
             None,
         );
     };
+    let retention_days = match f.retention_days.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(d) => match d.parse::<u32>() {
+            Ok(d) => Some(d),
+            Err(_) => {
+                return refused(
+                    StatusCode::BAD_REQUEST,
+                    "Recordings are kept a whole number of days.",
+                    None,
+                )
+            }
+        },
+    };
     let s = TeamSettings {
+        retention_days,
         record_unattended: f.record_unattended.is_some(),
         record_attended: f.record_attended.is_some(),
         playback_unattended: pu,
@@ -169,19 +309,7 @@ pub(crate) async fn save_settings(
         max_file_mb,
     };
     match crate::ops::change_settings(&shared, viewer.who(), s).await {
-        Ok(saved) => match settings_history(&shared, &viewer).await {
-            Ok(history) => page(
-                "Settings",
-                &viewer,
-                "/console/settings",
-                &format!(
-                    "{}{history}",
-                    settings_body(&saved, true, Some("Settings saved."))
-                ),
-            )
-            .into_response(),
-            Err(e) => failed(e),
-        },
+        Ok(_) => Redirect::to("/console/settings?saved=1").into_response(),
         Err(e) => {
             let current = shared
                 .store

@@ -8,12 +8,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::RecorderContext;
 
-/// Deletes every recording file that ended more than `retention` ago. Returns how many.
+/// Deletes every recording file that ended more than `retention` (the relay's period) ago, or more
+/// than its team's own shorter period. Returns how many.
 pub async fn sweep(ctx: &RecorderContext, retention: Duration) -> anyhow::Result<usize> {
     let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-    let cutoff = ctx.clock.now_ms().saturating_sub(retention_ms);
+    let now = ctx.clock.now_ms();
+    let cutoff = now.saturating_sub(retention_ms);
     let mut deleted = 0;
-    for f in ctx.store.recording_files_ended_before(cutoff).await? {
+    for f in ctx
+        .store
+        .recording_files_past_retention(cutoff, now)
+        .await?
+    {
         match ctx
             .recordings
             .objects()

@@ -128,6 +128,17 @@ pub struct TeamSettings {
     /// ([`MAX_FILE_MB_RANGE`]; 2048 when not given).
     #[serde(default = "default_max_file_mb", deserialize_with = "any_number_as_mb")]
     pub max_file_mb: u32,
+    /// Days the team keeps recordings, at most the relay's retention period (`None`, or left out:
+    /// the relay's period).
+    #[serde(default, deserialize_with = "any_number_as_days")]
+    pub retention_days: Option<u32>,
+}
+
+/// Reads `retention_days` as `max_file_mb` is read: null is "the relay's period", and any number
+/// that is not a whole number up to `u32::MAX` becomes 0, which the range check refuses.
+fn any_number_as_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let n = <Option<serde_json::Number> as serde::Deserialize>::deserialize(d)?;
+    Ok(n.map(|n| n.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0)))
 }
 
 /// Reads any JSON number as `max_file_mb`: one that is not a whole number from 0 to `u32::MAX`
@@ -659,7 +670,7 @@ impl Store {
     pub async fn team_settings(&self, team_id: &str) -> Result<Option<TeamSettings>, StoreError> {
         let row = sqlx::query(
             "SELECT record_attended, record_unattended, playback_attended, playback_unattended, time_zone, \
-             allow_clipboard, allow_chat, allow_file_transfer, max_file_mb FROM teams WHERE id = $1",
+             allow_clipboard, allow_chat, allow_file_transfer, max_file_mb, retention_days FROM teams WHERE id = $1",
         )
         .bind(team_id)
         .fetch_optional(&self.pool)
@@ -680,6 +691,11 @@ impl Store {
                 allow_file_transfer: super::flag(&r, "allow_file_transfer")?,
                 max_file_mb: u32::try_from(r.try_get::<i64, _>("max_file_mb")?)
                     .map_err(|_| StoreError::Corrupt("max_file_mb".into()))?,
+                retention_days: r
+                    .try_get::<Option<i64>, _>("retention_days")?
+                    .map(u32::try_from)
+                    .transpose()
+                    .map_err(|_| StoreError::Corrupt("retention_days".into()))?,
             })
         })
         .transpose()
@@ -694,7 +710,7 @@ impl Store {
         sqlx::query(
             "UPDATE teams SET record_attended = $1, record_unattended = $2, playback_attended = $3, \
              playback_unattended = $4, time_zone = $5, allow_clipboard = $6, allow_chat = $7, \
-             allow_file_transfer = $8, max_file_mb = $9 WHERE id = $10",
+             allow_file_transfer = $8, max_file_mb = $9, retention_days = $10 WHERE id = $11",
         )
         .bind(i64::from(s.record_attended))
         .bind(i64::from(s.record_unattended))
@@ -705,6 +721,7 @@ impl Store {
         .bind(i64::from(s.allow_chat))
         .bind(i64::from(s.allow_file_transfer))
         .bind(i64::from(s.max_file_mb))
+        .bind(s.retention_days.map(i64::from))
         .bind(team_id)
         .execute(&self.pool)
         .await?;

@@ -353,6 +353,24 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// What happened in a session, oldest first: the events whose object is the session (its
+    /// start and end, chat lines, files, clipboard uses, who viewed or ended it), at most 10,000.
+    pub async fn session_events(
+        &self,
+        team_id: &str,
+        session_id: &str,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, team_id, actor_kind, actor_id, actor_name, action, object, detail, \
+             client_addr FROM audit_events WHERE team_id = $1 AND object = $2 ORDER BY id LIMIT 10000",
+        )
+        .bind(team_id)
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
     /// Deletes events older than `older_than_ms` before now; returns how many.
     pub async fn purge_audit(&self, older_than_ms: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM audit_events WHERE at < $1")

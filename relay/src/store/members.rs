@@ -130,6 +130,17 @@ pub(super) struct NewLink<'a> {
 }
 
 /// A pending link, as found by its token.
+/// What an invitation or reset link offers ([`Store::peek_link`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkOffer {
+    /// The team's name.
+    pub team_name: String,
+    /// The address it was made for.
+    pub email: String,
+    /// The role it gives (an invitation) or the member's (a reset: `member` unless set).
+    pub role: UserRole,
+}
+
 struct Link {
     created_by: Option<String>,
     team_id: String,
@@ -184,7 +195,41 @@ impl Store {
     }
 
     /// Marks the link used, inside `tx`, if it is live and of `kind`.
-    async fn take_link(
+    /// What an invitation or reset link offers, without using it, for its page: the team's name,
+    /// the address and the role (an invitation's). A used, withdrawn, expired or unknown link is
+    /// refused as its use would be, so the page can say so before anything is typed.
+    pub async fn peek_link(
+        &self,
+        invitation: bool,
+        token: &str,
+    ) -> Result<Result<LinkOffer, MemberError>, StoreError> {
+        let kind = if invitation {
+            LinkKind::Invitation
+        } else {
+            LinkKind::PasswordReset
+        };
+        let mut conn = self.pool.acquire().await?;
+        let link = match self.check_link(&mut conn, kind, token).await? {
+            Ok(link) => link,
+            Err(e) => return Ok(Err(e)),
+        };
+        let role = UserRole::parse(link.role.as_deref().unwrap_or("member"))?;
+        if let (true, Some(by)) = (invitation, &link.created_by) {
+            let issuer = super::issued::issuer_role(&mut conn, &link.team_id, by).await?;
+            if !issuer.is_some_and(|issuer| super::issued::may_invite(issuer, role)) {
+                return Ok(Err(MemberError::Link(Denied::Revoked)));
+            }
+        }
+        drop(conn);
+        Ok(Ok(LinkOffer {
+            team_name: self.team_name(&link.team_id).await?,
+            email: link.email,
+            role,
+        }))
+    }
+
+    /// A link's row, refused when it is unknown, used, withdrawn or expired.
+    async fn check_link(
         &self,
         tx: &mut sqlx::AnyConnection,
         kind: LinkKind,
@@ -210,6 +255,27 @@ impl Store {
         if row.try_get::<i64, _>("expires_at")? <= self.now() {
             return Ok(Err(MemberError::Link(Denied::Expired)));
         }
+        Ok(Ok(Link {
+            created_by: row.try_get("created_by")?,
+            team_id: row.try_get("team_id")?,
+            email: row.try_get("email")?,
+            role: row.try_get("role")?,
+            user_id: row.try_get("user_id")?,
+        }))
+    }
+
+    /// Uses a link once: its row, or why not.
+    async fn take_link(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        kind: LinkKind,
+        token: &str,
+    ) -> Result<Result<Link, MemberError>, StoreError> {
+        let link = match self.check_link(&mut *tx, kind, token).await? {
+            Ok(link) => link,
+            Err(e) => return Ok(Err(e)),
+        };
+        let digest = secrets::digest(token);
         let taken = sqlx::query(
             "UPDATE member_links SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
         )
@@ -220,13 +286,7 @@ impl Store {
         if taken.rows_affected() != 1 {
             return Ok(Err(MemberError::Link(Denied::Revoked)));
         }
-        Ok(Ok(Link {
-            created_by: row.try_get("created_by")?,
-            team_id: row.try_get("team_id")?,
-            email: row.try_get("email")?,
-            role: row.try_get("role")?,
-            user_id: row.try_get("user_id")?,
-        }))
+        Ok(Ok(link))
     }
 
     /// Ends every sign-in of `user_id` except `keep` (a token digest); returns the ended digests,

@@ -346,16 +346,21 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Closed files that ended before `before_ms` and are not yet deleted.
-    pub async fn recording_files_ended_before(
+    /// The stored files past their team's retention at `now` (ms): ended more than `max_ms` ago,
+    /// or more than the team's own `retention_days` when it keeps them for less, oldest first.
+    pub async fn recording_files_past_retention(
         &self,
-        before_ms: i64,
+        cutoff_ms: i64,
+        now_ms: i64,
     ) -> Result<Vec<RecordingFile>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {FILE_COLUMNS} FROM recording_files \
-             WHERE state IN ('complete', 'incomplete') AND ended_at < $1 ORDER BY ended_at"
+             WHERE state IN ('complete', 'incomplete') AND (ended_at < $1 OR ended_at < $2 - \
+               (SELECT t.retention_days FROM teams t WHERE t.id = recording_files.team_id) * 86400000) \
+             ORDER BY ended_at"
         )))
-        .bind(before_ms)
+        .bind(cutoff_ms)
+        .bind(now_ms)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(file_from_row).collect()

@@ -61,7 +61,7 @@ pub fn run(
     );
 
     let window = gtk::Window::new(gtk::WindowType::Toplevel);
-    window.set_title("Remote support");
+    window.set_title(crate::PRODUCT_NAME);
     window.set_default_size(WIDTH, HEIGHT);
     window.set_size_request(WIDTH, HEIGHT);
     window.set_resizable(false);

@@ -215,7 +215,7 @@ pub fn run(
         let window = CreateWindowExW(
             ex_style,
             class,
-            w!("Remote support"),
+            &HSTRING::from(crate::PRODUCT_NAME),
             WS_OVERLAPPED | WS_CAPTION | WS_SYSMENU,
             sw - WIDTH - MARGIN,
             sh - HEIGHT - MARGIN,

@@ -296,6 +296,12 @@ pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
 /// Joins a team through the invitation link in a browser of the invitee's own.
 pub async fn accept_in_browser(page: &AppWindow, link: &str, name: &str) {
     page.goto(link).await.unwrap();
+    // The page says which team, as whom, before anything is typed.
+    page.wait_text("#offer", Duration::from_secs(10), |t| {
+        t.contains("join acme as ") && t.contains("@acme.example")
+    })
+    .await
+    .unwrap();
     page.type_into("#name", name).await.unwrap();
     page.type_into("#password", PASSWORD).await.unwrap();
     page.click("#join").await.unwrap();
