@@ -36,6 +36,21 @@ async fn recv(c: &mut Connection) -> Message {
 }
 
 /// Waits for the session to start: its id, device name, recording flag and access type.
+/// The next session code the attended streamer prints, within 60 s.
+async fn next_code(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.recv())
+            .await
+            .expect("the streamer prints its session code within 60 s")
+            .expect("the streamer is running");
+        if let Some(rest) = line.strip_prefix("Your session code is ") {
+            let code: String = rest.chars().filter(char::is_ascii_digit).take(9).collect();
+            assert_eq!(code.len(), 9, "a nine-digit code: {line}");
+            return code;
+        }
+    }
+}
+
 async fn session_started(tech: &mut Connection) -> (String, String, bool, AccessType) {
     loop {
         match recv(tech).await {
@@ -87,6 +102,26 @@ fn key(code: &str, down: bool) -> Message {
 async fn the_windows_streamer_shows_a_wine_program_types_into_it_and_is_recorded() {
     let _one = ONE_AT_A_TIME.lock().await;
     let exe = built_exe("STREAMER_WINDOWS_EXE");
+    // What Explorer would start with a double click: a GUI program (PE subsystem 2), so that no
+    // console window opens beside the attended window, with a version resource naming the
+    // product (Properties, Details).
+    let image = std::fs::read(&exe).unwrap();
+    let pe = u32::from_le_bytes(image[0x3c..0x40].try_into().unwrap()) as usize;
+    assert_eq!(&image[pe..pe + 4], b"PE\0\0");
+    let subsystem = u16::from_le_bytes(image[pe + 0x5c..pe + 0x5e].try_into().unwrap());
+    assert_eq!(subsystem, 2, "IMAGE_SUBSYSTEM_WINDOWS_GUI");
+    let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+    for text in [
+        "ProductName".to_owned(),
+        streamer_agent::PRODUCT_NAME.to_owned(),
+        streamer_agent::product_version().unwrap().to_string(),
+    ] {
+        let wanted = utf16(&text);
+        assert!(
+            image.windows(wanted.len()).any(|w| w == wanted.as_slice()),
+            "the version resource holds {text:?}"
+        );
+    }
     let mut desktop = WineDesktop::start(1280, 720);
     let work = tempfile::tempdir().unwrap();
     let typed = work.path().join("probe-text.txt");
@@ -129,20 +164,7 @@ async fn the_windows_streamer_shows_a_wine_program_types_into_it_and_is_recorded
             }
         }
     });
-    let code = loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.recv())
-            .await
-            .expect("the streamer prints its session code within 60 s")
-            .expect("the streamer is running");
-        if let Some(rest) = line.strip_prefix("Your session code is ") {
-            break rest
-                .chars()
-                .filter(char::is_ascii_digit)
-                .take(9)
-                .collect::<String>();
-        }
-    };
-    assert_eq!(code.len(), 9, "a nine-digit code");
+    let code = next_code(&mut lines).await;
 
     let mut tech = relay.technician("owner@acme.example", PASSWORD).await;
     tech.send(&Message::SessionRequest {
@@ -263,7 +285,29 @@ async fn the_windows_streamer_shows_a_wine_program_types_into_it_and_is_recorded
             "the answer written in the window did not arrive"
         );
     }
-    // ... and its End session button ends it: the technician clicks it here, as the end user would.
+    // The technician ends this session: the streamer stays open with a new code, and a second
+    // session follows on it, as a second call for help would.
+    tech.send(&Message::LeaveSession).await.unwrap();
+    let second = next_code(&mut lines).await;
+    assert_ne!(second, code, "a code is good for one session");
+    let mut tech = relay.technician("owner@acme.example", PASSWORD).await;
+    tech.send(&Message::SessionRequest {
+        target: SessionTarget::Code { code: second },
+        view: ViewRequest::default(),
+    })
+    .await
+    .unwrap();
+    let (second_id, ..) = session_started(&mut tech).await;
+    assert_ne!(second_id, session_id);
+    let mut view = View::default();
+    view.until_text(
+        &mut tech,
+        &plain("This session is recorded by the technician's team"),
+        work.path(),
+    )
+    .await;
+    // ... and its End session button ends it and the program: the technician clicks it here, as
+    // the end user would.
     let (bx, by, bw, bh) = streamer_agent::window::END_BUTTON;
     let (x, y) = (
         (x0 + 4 + bx + bw / 2) as u16,
