@@ -246,7 +246,9 @@ async fn act_on_notices(shared: &Shared, after: i64) -> anyhow::Result<i64> {
         last = n.id;
         match n.kind.as_str() {
             SIGN_IN_ENDED => {
-                shared.hub.revoke_technician_token(&n.subject);
+                shared
+                    .hub
+                    .revoke_technician_token(&n.subject, crate::hub::Revocation::parse(&n.detail));
             }
             DEVICE_REVOKED => shared.hub.revoke_device(&n.subject),
             DEVICE_MOVED

@@ -219,6 +219,63 @@ struct LiveCode {
     expires_at_ms: i64,
 }
 
+/// Why a technician's sign-in ended, for the words its live connections and sessions end with: a
+/// removed technician is not told "signed out".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Revocation {
+    /// Signed out (the app, the API or the console).
+    #[default]
+    SignedOut,
+    /// Removed from the team.
+    Removed,
+    /// The password was changed or reset: every other sign-in ended.
+    PasswordChanged,
+}
+
+impl Revocation {
+    /// Its name between relays of a fleet (the notice's detail).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Revocation::SignedOut => "signed_out",
+            Revocation::Removed => "removed",
+            Revocation::PasswordChanged => "password_changed",
+        }
+    }
+
+    /// The revocation a fleet notice's detail names (signed out when unknown or empty).
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "removed" => Revocation::Removed,
+            "password_changed" => Revocation::PasswordChanged,
+            _ => Revocation::SignedOut,
+        }
+    }
+
+    /// The sentence of the connection's `Refused(CREDENTIAL_REVOKED)`.
+    pub fn refusal(self) -> &'static str {
+        match self {
+            Revocation::SignedOut => "This sign-in was ended (signed out): sign in again to continue.",
+            Revocation::Removed => {
+                "You were removed from this team, so this sign-in has ended. Ask the team's owner or an admin if that is a mistake."
+            }
+            Revocation::PasswordChanged => {
+                "This sign-in was ended because the account's password was changed: sign in again with the new password."
+            }
+        }
+    }
+
+    /// The message of the session's `SessionEnded(CREDENTIAL_REVOKED)`.
+    pub fn ended(self) -> &'static str {
+        match self {
+            Revocation::SignedOut => "The technician signed out.",
+            Revocation::Removed => "The technician was removed from the team.",
+            Revocation::PasswordChanged => {
+                "The technician's password was changed, which ended their sign-ins."
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct HubInner {
     next_conn_id: u64,
@@ -231,6 +288,8 @@ struct HubInner {
     /// Signed-in technicians' connections by the digest of their sign-in token, with the token
     /// that cuts each off when the sign-in is revoked.
     technicians: HashMap<String, HashMap<u64, CancellationToken>>,
+    /// Why a sign-in was revoked, by its digest, while its connections are cut off.
+    revocations: HashMap<String, Revocation>,
     /// Live sessions by id, with their team's id, so that the console can end one.
     sessions: HashMap<String, (String, Arc<SessionLink>)>,
 }
@@ -435,13 +494,27 @@ impl Hub {
             conns.remove(&conn_id);
             if conns.is_empty() {
                 inner.technicians.remove(token_digest);
+                inner.revocations.remove(token_digest);
             }
         }
     }
 
-    /// Cuts off every connection signed in with this token (the sign-in was revoked); returns how many.
-    pub fn revoke_technician_token(&self, token_digest: &str) -> usize {
-        let inner = lock(&self.inner);
+    /// Why this sign-in was revoked (signed out when not said).
+    pub fn revocation(&self, token_digest: &str) -> Revocation {
+        lock(&self.inner)
+            .revocations
+            .get(token_digest)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Cuts off every connection signed in with this token (the sign-in was revoked, `why`);
+    /// returns how many.
+    pub fn revoke_technician_token(&self, token_digest: &str, why: Revocation) -> usize {
+        let mut inner = lock(&self.inner);
+        if inner.technicians.contains_key(token_digest) {
+            inner.revocations.insert(token_digest.to_owned(), why);
+        }
         let conns = inner.technicians.get(token_digest);
         for revoked in conns.into_iter().flat_map(|c| c.values()) {
             revoked.cancel();

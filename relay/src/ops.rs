@@ -213,19 +213,24 @@ pub(crate) async fn sign_in(
 pub(crate) async fn sign_out(shared: &Shared, who: Who<'_>) -> Result<(), ApiError> {
     shared.store.revoke_token(who.token).await?;
     let digest = crate::secrets::digest(who.token);
-    shared.hub.revoke_technician_token(&digest);
-    crate::fleet::notify(shared, crate::fleet::SIGN_IN_ENDED, &digest, "").await?;
+    let why = crate::hub::Revocation::SignedOut;
+    shared.hub.revoke_technician_token(&digest, why);
+    crate::fleet::notify(shared, crate::fleet::SIGN_IN_ENDED, &digest, why.as_str()).await?;
     audit_by(shared, who, Action::SignOut, &who.user.email, "").await?;
     Ok(())
 }
 
 /// Cuts the live technician connections made with these sign-ins (token digests), here and on
 /// the fleet's other relays; returns how many this relay held.
-async fn cut(shared: &Shared, digests: &[String]) -> Result<usize, ApiError> {
+async fn cut(
+    shared: &Shared,
+    digests: &[String],
+    why: crate::hub::Revocation,
+) -> Result<usize, ApiError> {
     let mut here = 0;
     for d in digests {
-        here += shared.hub.revoke_technician_token(d);
-        crate::fleet::notify(shared, crate::fleet::SIGN_IN_ENDED, d, "").await?;
+        here += shared.hub.revoke_technician_token(d, why);
+        crate::fleet::notify(shared, crate::fleet::SIGN_IN_ENDED, d, why.as_str()).await?;
     }
     Ok(here)
 }
@@ -718,7 +723,7 @@ pub(crate) async fn remove_member(
     member_id: &str,
 ) -> Result<Withdrawn, ApiError> {
     let removed = refused(shared.store.remove_member(who.user, member_id).await)?;
-    let cut_off = cut(shared, &removed.ended).await?;
+    let cut_off = cut(shared, &removed.ended, crate::hub::Revocation::Removed).await?;
     audit_by(
         shared,
         who,
@@ -796,7 +801,7 @@ pub(crate) async fn change_password(
         }
         other => other?,
     };
-    cut(shared, &ended).await?;
+    cut(shared, &ended, crate::hub::Revocation::PasswordChanged).await?;
     audit_by(
         shared,
         who,
@@ -845,7 +850,7 @@ pub(crate) async fn reset_password(
     addr: Option<IpAddr>,
 ) -> Result<UserRecord, ApiError> {
     let (user, ended) = refused(shared.store.reset_password(token, password).await)?;
-    cut(shared, &ended).await?;
+    cut(shared, &ended, crate::hub::Revocation::PasswordChanged).await?;
     audit(
         shared,
         Some(&user.team_id),

@@ -225,8 +225,13 @@ async fn an_owner_builds_a_team_and_every_rule_holds_on_the_server() {
         )
         .await;
     assert_eq!(status, 200);
-    let (refusal, _) = refused(&mut live).await;
+    let (refusal, message) = refused(&mut live).await;
     assert_eq!(refusal, ErrorCode::CredentialRevoked);
+    // In the words of why: removed, not "signed out".
+    assert!(
+        message.starts_with("You were removed from this team") && !message.contains("signed out"),
+        "{message}"
+    );
     let (status, _) = relay
         .api("GET", "/api/v1/members", Some(&member), None)
         .await;

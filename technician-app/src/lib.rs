@@ -210,8 +210,11 @@ pub struct Technician {
 const ANSWER: Duration = Duration::from_secs(30);
 
 /// How long a session waits without hearing from the relay (no message, no pong to its pings)
-/// before it gives the connection up as lost.
-pub const LINK_SILENCE: Duration = Duration::from_secs(4);
+/// before it gives the connection up as lost: a network that stalls for up to this long (a Wi-Fi
+/// hand-over, a congested uplink) keeps the session, which goes on where it was when the link
+/// comes back; meanwhile the picture is said to have stopped ([`Event::Picture`], after
+/// [`PICTURE_STALL`]). A closed connection is lost at once, whatever this says.
+pub const LINK_SILENCE: Duration = Duration::from_secs(30);
 
 /// How long without a video frame before the session says the picture stopped
 /// ([`Event::Picture`]): twice the longest gap a streamer leaves on a still screen.

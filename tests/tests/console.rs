@@ -260,15 +260,7 @@ async fn the_console_records_plays_downloads_and_guards_recordings() {
     })
     .await
     .unwrap();
-    let landed = page
-        .script(
-            "return document.getElementById('player').currentTime;",
-            json!([]),
-        )
-        .await
-        .unwrap()
-        .as_f64()
-        .unwrap();
+    let landed = player_time(&page).await;
     assert!(
         (landed - first / 2.0).abs() < 1.0,
         "the seek landed at {landed} of {first}"

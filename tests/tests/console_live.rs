@@ -141,8 +141,8 @@ async fn the_console_stays_right_while_it_is_open() {
         .await
         .unwrap();
     owner
-        .wait_text("main", WAIT, |t| {
-            t.contains("How it ended: An owner or admin ended it")
+        .wait_text("#session-facts", WAIT, |t| {
+            t.contains("An owner or admin ended it")
         })
         .await
         .unwrap();

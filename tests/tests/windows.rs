@@ -168,7 +168,7 @@ async fn the_windows_streamer_shows_a_wine_program_types_into_it_and_is_recorded
 
     let mut tech = relay.technician("owner@acme.example", PASSWORD).await;
     tech.send(&Message::SessionRequest {
-        target: SessionTarget::Code { code },
+        target: SessionTarget::Code { code: code.clone() },
         view: ViewRequest::default(),
     })
     .await

@@ -246,11 +246,7 @@ impl Conn {
                     }
                 }
                 _ = revoked.cancelled() => {
-                    self.refuse(Refusal::new(
-                        ErrorCode::CredentialRevoked,
-                        "This sign-in was ended (signed out): sign in again to continue.",
-                    ))
-                    .await;
+                    self.refuse(self.revoked_refusal(start.token)).await;
                     break Gone;
                 }
                 _ = shutdown.cancelled() => {

@@ -18,12 +18,13 @@ use crate::hub::{
 use crate::secrets;
 use crate::store::UserRecord;
 
-/// The refusal a technician's connection gets when its sign-in is revoked.
-fn signed_out() -> Refusal {
-    Refusal::new(
-        ErrorCode::CredentialRevoked,
-        "This sign-in was ended (signed out): sign in again to continue.",
-    )
+impl Conn {
+    /// The refusal a technician's connection gets when its sign-in (`token`) is revoked, in the
+    /// words of why.
+    pub(super) fn revoked_refusal(&self, token: &str) -> Refusal {
+        let why = self.shared.hub.revocation(&secrets::digest(token));
+        Refusal::new(ErrorCode::CredentialRevoked, why.refusal())
+    }
 }
 
 /// Where a requested session runs.
@@ -61,7 +62,7 @@ impl Conn {
         let shutdown = self.shared.shutdown.clone();
         loop {
             let next = tokio::select! {
-                _ = revoked.cancelled() => return self.refuse(signed_out()).await,
+                _ = revoked.cancelled() => return self.refuse(self.revoked_refusal(token)).await,
                 _ = shutdown.cancelled() => {
                     self.refuse(Refusal::new(ErrorCode::RelayShuttingDown, "the relay is shutting down; connect again shortly")).await;
                     return;
@@ -95,7 +96,8 @@ impl Conn {
                         .await
                     {
                         Ok(Started::Here(link)) => {
-                            let result = self.technician_session(&user, link, &revoked).await;
+                            let result =
+                                self.technician_session(&user, token, link, &revoked).await;
                             self.session_ended_at = Some(tokio::time::Instant::now());
                             result
                         }
@@ -393,6 +395,7 @@ impl Conn {
     async fn technician_session(
         &mut self,
         user: &UserRecord,
+        token: &str,
         link: Arc<SessionLink>,
         revoked: &CancellationToken,
     ) -> Result<(), Closed> {
@@ -410,8 +413,9 @@ impl Conn {
                     continue;
                 }
                 _ = revoked.cancelled() => {
-                    link.end(EndReason::CredentialRevoked, "The technician signed out.");
-                    self.refuse(signed_out()).await;
+                    let why = self.shared.hub.revocation(&secrets::digest(token));
+                    link.end(EndReason::CredentialRevoked, why.ended());
+                    self.refuse(Refusal::new(ErrorCode::CredentialRevoked, why.refusal())).await;
                     return Err(Closed);
                 }
                 next = self.next(None) => next,

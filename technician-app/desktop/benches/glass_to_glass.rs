@@ -46,6 +46,30 @@ fn now_ms() -> f64 {
         * 1000.0
 }
 
+/// CPU seconds used so far by every WebKit web process on this machine (the app's page: the
+/// bench runs one app), from `/proc/PID/stat` (utime and stime, in clock ticks of 1/100 s).
+fn webview_cpu() -> f64 {
+    let mut ticks = 0u64;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ... : comm may hold spaces, so fields count from its closing paren.
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if !head.contains("(WebKitWebProces") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // Fields 14 and 15 of the line (utime, stime) are 11 and 12 after the state.
+        if let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) {
+            ticks += u.parse::<u64>().unwrap_or(0) + s.parse::<u64>().unwrap_or(0);
+        }
+    }
+    ticks as f64 / 100.0
+}
+
 fn colour(round: usize) -> (u8, u8, u8) {
     if round % 2 == 0 {
         LIGHT
@@ -142,7 +166,9 @@ async fn measure(w: u16, h: u16) {
     };
     let before = count(&stage.invoke("view_state", serde_json::json!({})).await);
     let t = Instant::now();
+    let web_before = webview_cpu();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let web_session = (webview_cpu() - web_before) / t.elapsed().as_secs_f64();
     let after = count(&stage.invoke("view_state", serde_json::json!({})).await);
     let typing_fps = (after.0 - before.0) as f64 / t.elapsed().as_secs_f64();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -155,6 +181,17 @@ async fn measure(w: u16, h: u16) {
         })
         .await
         .unwrap();
+    // The webview's CPU on the Devices page, for as long, as the baseline of the session's.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t = Instant::now();
+    let web_before = webview_cpu();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let web_devices = (webview_cpu() - web_before) / t.elapsed().as_secs_f64();
+    println!(
+        "webview (WebKitWebProcess) CPU: {:.1} % of a core during the session (typing at 30 fps, native view), {:.1} % on the Devices page",
+        web_session * 100.0,
+        web_devices * 100.0
+    );
 
     // The baseline: the session library with openh264, same relay, streamer and display.
     let mut tech = Technician::sign_in(

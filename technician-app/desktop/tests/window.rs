@@ -93,6 +93,21 @@ async fn the_window_shows_the_version_error_then_a_recorded_session_with_its_war
     })
     .await
     .unwrap();
+    // The list says the streamer is too old for a recorded session before anyone clicks.
+    let hint = w
+        .script(
+            "for (const tr of document.querySelectorAll('#device-rows tr'))
+               if (tr.cells[0].innerText === 'Old PC') return tr.querySelector('.hint').textContent;",
+            serde_json::json!([]),
+        )
+        .await
+        .unwrap();
+    assert!(
+        hint.as_str()
+            .unwrap_or_default()
+            .contains("Older than 3.5.8.0"),
+        "{hint}"
+    );
     w.script(
         "for (const tr of document.querySelectorAll('#device-rows tr'))
            if (tr.cells[0].innerText === 'Old PC') tr.querySelector('button').click();",
@@ -586,6 +601,20 @@ async fn the_app_chats_with_the_end_user_both_ways_as_text_and_each_line_is_audi
     assert_eq!(
         w.visible_text("#chat-button").await.unwrap().as_deref(),
         Some("Chat")
+    );
+    // The stage's scroll bars take room of their own (not GTK's overlay bars, which the pointer
+    // over the native view never brings up), beside the view, not under it.
+    let bars = w
+        .script(
+            "const s = document.getElementById('stage');
+             return [s.offsetWidth - s.clientWidth - 2 * s.clientLeft, s.offsetHeight - s.clientHeight - 2 * s.clientTop];",
+            serde_json::json!([]),
+        )
+        .await
+        .unwrap();
+    assert!(
+        bars[0].as_f64().unwrap() >= 12.0 && bars[1].as_f64().unwrap() >= 12.0,
+        "scroll bars at 1:1: {bars}"
     );
     let focused = "return document.activeElement && document.activeElement.id;";
     assert_eq!(

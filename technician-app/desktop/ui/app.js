@@ -69,12 +69,17 @@ function show(view) {
   for (const v of ['signin-view', 'devices-view', 'session-view']) $(v).classList.toggle('hidden', v !== view);
 }
 
+// A notice in the bottom corner, away from the session bar (End session, Files). One that only
+// informs closes by itself after 10 seconds; an error stays until dismissed.
+let noticeTimer = null;
 function notice(title, text, detail, kind) {
   $('notice-title').textContent = title;
   $('notice-text').textContent = text || '';
   $('notice-detail').textContent = detail || '';
   $('notice').className = 'notice' + (kind === 'info' ? ' info' : '');
   $('notice').dataset.code = kind || '';
+  clearTimeout(noticeTimer);
+  if (kind === 'info') noticeTimer = setTimeout(hideNotice, 10000);
 }
 
 function failure(f) {
@@ -118,7 +123,8 @@ $('sign-out').onclick = async () => {
   try {
     await invoke('sign_out');
   } catch (f) {
-    failure(f);
+    // Signing out of a sign-in that has already ended is what was asked for: no error.
+    if (!['NOT_SIGNED_IN', 'AUTHENTICATION_FAILED', 'CREDENTIAL_REVOKED'].includes(f && f.code)) failure(f);
   }
   signedOut();
 };
@@ -172,11 +178,20 @@ async function refreshDevices() {
     const tr = document.createElement('tr');
     tr.dataset.deviceId = d.id;
     const state = !d.online ? 'Offline' : d.busy ? 'In a session' : 'Online';
+    const old = d.streamerVersion && olderThan(d.streamerVersion, RECORDED_STREAMER);
     const cells = [d.name, state, d.streamerVersion || '—'];
     cells.forEach((text, i) => {
       const td = document.createElement('td');
       td.textContent = text;
       if (i === 1) td.className = 'status' + (d.online ? (d.busy ? ' busy' : ' online') : '');
+      if (i === 2 && old) {
+        // The relay refuses it for a recorded session: said before the click, not after.
+        const hint = document.createElement('div');
+        hint.className = 'hint warning small';
+        hint.textContent = `Older than ${RECORDED_STREAMER}: if your team records sessions, update it first.`;
+        td.appendChild(hint);
+        tr.classList.add('old-streamer');
+      }
       tr.appendChild(td);
     });
     const td = document.createElement('td');
@@ -197,6 +212,17 @@ async function refreshDevices() {
     tr.appendChild(td);
     rows.appendChild(tr);
   }
+}
+
+// The oldest streamer a recorded session takes (SPEC; the relay decides, with this sentence).
+const RECORDED_STREAMER = '3.5.8.0';
+function olderThan(version, than) {
+  const a = version.split('.').map(Number);
+  const b = than.split('.').map(Number);
+  for (let i = 0; i < 4; i++) {
+    if ((a[i] || 0) !== (b[i] || 0)) return (a[i] || 0) < (b[i] || 0);
+  }
+  return false;
 }
 
 $('refresh').onclick = () => loadDevices().catch(failure);
@@ -224,7 +250,8 @@ let session = null;
 let current = null;
 let countdown = null;
 // What the status line shows, most urgent first: the connection, the limit, the picture, focus.
-const st = { lost: null, limit: null, stalled: false, focused: false, device: null, target: null };
+const st = { lost: null, limit: null, stalled: false, stalledSince: 0, focused: false, device: null, target: null };
+let stallTimer = null;
 
 function resetDecoder() {
   if (decoder && decoder.state !== 'closed') decoder.close();
@@ -373,6 +400,12 @@ function event(e) {
     case 'started':
       $('session-device').textContent = `${e.deviceName} · streamer ${e.streamerVersion}`;
       recording(e.recorded);
+      // An attended session's tab is named after the computer, once the relay says which.
+      st.device = e.deviceName;
+      if (shownTab && shownTab.target.code && shownTab.name !== e.deviceName) {
+        shownTab.name = e.deviceName;
+        renderTabs();
+      }
       break;
     case 'recording':
       recording(e.recorded);
@@ -404,7 +437,11 @@ function event(e) {
       startCountdown(e.timeLeftMs, e.limitSecs);
       break;
     case 'picture':
+      // The library says after 2 s without a frame; the line counts the seconds on from there.
       st.stalled = !e.flowing;
+      st.stalledSince = performance.now() - 2000;
+      clearInterval(stallTimer);
+      if (st.stalled) stallTimer = setInterval(renderStatus, 1000);
       renderStatus();
       break;
     case 'audioUnavailable':
@@ -455,6 +492,8 @@ function event(e) {
     case 'reconnected':
       if (st.lost) {
         st.lost.phase = 'back';
+        // The session is over (a new one would be recorded on its own): no badge for it.
+        recording(false);
         renderStatus();
       }
       break;
@@ -659,7 +698,8 @@ function renderStatus() {
     text = `This recorded session ends in ${st.limit.left}: the relay ends recorded sessions after ${duration(st.limit.secs)}. Save your work on the remote computer.`;
   } else if (st.stalled) {
     kind = 'warning';
-    text = 'No picture from the remote computer for 2 seconds: it or the network is not sending. The view shows the last picture received.';
+    const secs = Math.max(2, Math.floor((performance.now() - st.stalledSince) / 1000));
+    text = `No picture from the remote computer for ${secs} seconds: it or the network is not sending. The view shows the last picture received.`;
   } else if (st.focused) {
     kind = 'focused';
     text = 'Keyboard and mouse go to the remote computer.';
@@ -745,6 +785,10 @@ function endSession(text, detail, code) {
   session = null;
   st.limit = null;
   st.stalled = false;
+  clearInterval(stallTimer);
+  // An ended session is recorded no more: the badge goes with it.
+  recording(false);
+  $('not-recorded').classList.add('hidden');
   sendArea();
   notice('Session ended', text, detail ? `${detail} (${code})` : code, 'info');
   loadDevices().catch(failure);

@@ -44,18 +44,22 @@ pub async fn player_time_passes(page: &AppWindow, seconds: f64) -> f64 {
     let started = std::time::Instant::now();
     let mut t = 0.0;
     while started.elapsed() < Duration::from_secs(15) && t <= seconds {
-        t = page
-            .script(
-                "return document.getElementById('player').currentTime;",
-                json!([]),
-            )
-            .await
-            .unwrap()
-            .as_f64()
-            .unwrap();
+        t = player_time(page).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     t
+}
+
+/// Where the page's player is in the part it plays, in seconds.
+pub async fn player_time(page: &AppWindow) -> f64 {
+    page.script(
+        "return document.getElementById('player').currentTime;",
+        json!([]),
+    )
+    .await
+    .unwrap()
+    .as_f64()
+    .unwrap()
 }
 
 /// `fetch` from the page (same origin, the page's cookie): the status, and for 2xx the SHA-256 of
