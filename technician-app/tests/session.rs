@@ -337,7 +337,7 @@ async fn the_command_line_client_watches_saves_a_png_and_exits_2_on_refusal() {
     );
     assert!(stdout.contains("Video: 320x240 at 20 fps"), "{stdout}");
     assert!(
-        stdout.contains("Session ended (TechnicianLeft)"),
+        stdout.contains("Session ended (TECHNICIAN_LEFT)"),
         "{stdout}"
     );
     let image = image::open(&png).unwrap();
@@ -418,7 +418,7 @@ async fn the_command_line_client_starts_at_its_rate_and_takes_typed_commands() {
         "chat allowed",
         "Refused chat (MESSAGE_TOO_LARGE): The chat line has 2049 bytes; at most 2048 are sent.",
         "> leave",
-        "Session ended (TechnicianLeft)",
+        "Session ended (TECHNICIAN_LEFT)",
     ] {
         assert!(
             stdout.contains(answer),

@@ -299,7 +299,7 @@ async fn main() -> Result<()> {
         )
         .await?;
     let html = String::from_utf8_lossy(&html);
-    let players = html.matches("button class=\"primary play\"").count();
+    let players = html.matches("button class=\"play\"").count();
     println!("Console: https://{addr}{page} answers {status}, with {players} playable file(s).");
     let (_, listed) = connector
         .api(

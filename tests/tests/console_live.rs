@@ -167,11 +167,11 @@ async fn the_console_stays_right_while_it_is_open() {
         .unwrap();
     let rate = "return document.getElementById('player').playbackRate;";
     assert_eq!(number(&owner, rate).await, 2.0);
-    owner.send_keys("#player", ">").await.unwrap();
+    owner.send_keys("#player-box", ">").await.unwrap();
     assert_eq!(number(&owner, rate).await, 4.0);
-    owner.send_keys("#player", "<<<<<").await.unwrap();
+    owner.send_keys("#player-box", "<<<<<").await.unwrap();
     assert_eq!(number(&owner, rate).await, 0.5);
-    owner.send_keys("#player", "\u{E010}").await.unwrap(); // End
+    owner.send_keys("#player-box", "\u{E010}").await.unwrap(); // End
     let at = number(
         &owner,
         "return document.getElementById('player').currentTime;",
@@ -182,14 +182,14 @@ async fn the_console_stays_right_while_it_is_open() {
         duration > 2.0 && (duration - at).abs() < 0.3,
         "End went to {at} of {duration}"
     );
-    owner.send_keys("#player", "\u{E011}").await.unwrap(); // Home
+    owner.send_keys("#player-box", "\u{E011}").await.unwrap(); // Home
     let at = number(
         &owner,
         "return document.getElementById('player').currentTime;",
     )
     .await;
     assert!(at < 0.3, "Home went to {at}");
-    owner.send_keys("#player", "\u{E014}").await.unwrap(); // right: 5 s, or the end
+    owner.send_keys("#player-box", "\u{E014}").await.unwrap(); // right: 5 s, or the end
     let at = number(
         &owner,
         "return document.getElementById('player').currentTime;",

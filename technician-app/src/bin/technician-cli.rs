@@ -237,7 +237,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             } => println!("Refused {} ({code}): {message}", tool_name(tool)),
             Event::Transfer(t) => transfers.print(&t),
             Event::Ended { reason, message } => {
-                println!("Session ended ({reason:?}): {message}");
+                println!("Session ended ({}): {message}", reason.name());
                 break;
             }
             Event::Lost { message, .. } => {
